@@ -1,0 +1,127 @@
+"""Small I/O helpers shared by every stage: atomic writes and table reading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_savefig", "read_table", "write_table", "array_digest"]
+
+
+def _temporary_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
+    """Write bytes through a temporary file, fsync and an atomic rename.
+
+    A crash mid-write leaves either the old file or nothing, never half a file.
+    """
+    path = Path(path)
+    tmp = _temporary_beside(path)
+    try:
+        with open(tmp, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text through a temporary file and an atomic rename."""
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_savefig(figure, path: str | os.PathLike, **kwargs) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = _temporary_beside(path)
+    try:
+        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=kwargs.pop("dpi", 120), **kwargs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(figure)
+    return path
+
+
+def read_table(path: str | os.PathLike):
+    """Read a table (Parquet, FITS, ECSV, CSV) into an astropy Table.
+
+    Parquet is read with pyarrow (no code execution); FITS and ECSV with astropy.
+    """
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"table not found: {path}")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return Table.from_pandas(pq.read_table(path).to_pandas())
+        if suffix in (".fits", ".fit", ".fits.gz"):
+            return Table.read(path, format="fits")
+        if suffix == ".ecsv":
+            return Table.read(path, format="ascii.ecsv")
+        if suffix in (".csv", ".txt"):
+            return Table.read(path, format="ascii.csv")
+    except Exception as error:  # the readers raise many types; name the file
+        raise ValueError(f"could not read table {path}: {error}") from error
+    raise ValueError(
+        f"unknown table format {path.suffix!r} for {path}; use .parquet, .fits, .ecsv or .csv"
+    )
+
+
+def write_table(table, path: str | os.PathLike) -> Path:
+    """Write an astropy Table atomically; the format follows the file suffix."""
+    path = Path(path)
+    tmp = _temporary_beside(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            frame = table.to_pandas() if hasattr(table, "to_pandas") else table
+            arrow = pa.Table.from_pandas(frame, preserve_index=False)
+            meta = dict(arrow.schema.metadata or {})
+            meta[b"jaxcomp"] = json.dumps(dict(getattr(table, "meta", {}) or {}), default=str).encode()
+            pq.write_table(arrow.replace_schema_metadata(meta), tmp)
+        elif suffix in (".fits", ".fit"):
+            table.write(tmp, format="fits", overwrite=True)
+        elif suffix == ".ecsv":
+            table.write(tmp, format="ascii.ecsv", overwrite=True)
+        elif suffix == ".csv":
+            table.write(tmp, format="ascii.csv", overwrite=True)
+        else:
+            raise ValueError(f"unknown table format {path.suffix!r}; use .parquet, .fits, .ecsv or .csv")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 over arrays' dtypes, shapes and bytes (a content hash of data)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(str(array.dtype).encode())
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
