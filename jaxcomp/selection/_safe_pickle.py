@@ -57,6 +57,7 @@ import bz2
 import gzip
 import io
 import lzma
+import math
 import os
 import pickle
 import re
@@ -112,7 +113,7 @@ class UnsafePickleError(ValueError):
         self.global_name = global_name
         self.path = path
         where = f" in {path!r}" if path is not None else ""
-        allowed = f" (allowed for {context})" if context else ""
+        allowed = f" of globals needed for {context}" if context else ""
         super().__init__(
             f"refused to unpickle the global '{global_name}'{where}: it is not on "
             f"the allow-list{allowed}. Resolving or calling an arbitrary global "
@@ -243,7 +244,7 @@ def _str_object_array(values: object, shape: tuple[int, ...], fortran: bool) -> 
         raise pickle.UnpicklingError("object arrays may only contain str")
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
-    if int(np.prod(shape)) != len(values):
+    if math.prod(shape) != len(values):
         raise pickle.UnpicklingError("object array size does not match its shape")
     return arr.reshape(shape, order="F" if fortran else "C")
 
@@ -272,7 +273,7 @@ class _NDArrayStandIn(_NoBuild):
             return
         if not isinstance(raw, (bytes, bytearray)):
             raise pickle.UnpicklingError("ndarray state without raw bytes")
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         if len(raw) != count * dtype.itemsize:
             raise pickle.UnpicklingError("ndarray data length does not match its shape")
         flat = np.frombuffer(bytes(raw), dtype=dtype, count=count)
@@ -292,7 +293,7 @@ def _safe_frombuffer(buf: object, dtype: object, shape: object, order: object) -
     shape_t = _check_shape(shape)
     if not isinstance(buf, (bytes, bytearray)) or order not in ("C", "F"):
         raise pickle.UnpicklingError("invalid in-band ndarray buffer")
-    count = int(np.prod(shape_t))
+    count = math.prod(shape_t)
     if len(buf) != count * dt.itemsize:
         raise pickle.UnpicklingError("ndarray buffer length does not match its shape")
     flat = np.frombuffer(bytes(buf), dtype=dt, count=count)
@@ -530,7 +531,8 @@ class _TorchUnpickler(pickle.Unpickler):
         cached = self._storages.get(key)
         if cached is not None:
             return cached
-        dtype = np.dtype(self._byteorder + stype.code) if stype.code not in ("b1", "u1", "i1") else np.dtype(stype.code)
+        single_byte = stype.code in ("b1", "u1", "i1")
+        dtype = np.dtype(stype.code if single_byte else self._byteorder + stype.code)
         record = f"{self._prefix}data/{key}"
         try:
             info = self._archive.getinfo(record)
@@ -609,8 +611,8 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open(spath, "rb") as fh:
         head = fh.read(4)
         fh.seek(0)
-        if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
-            _fail(spath, "is a legacy (non-zip) torch pickle; only the zip checkpoint format is supported")
+        if head == b"\x80\x02\x8a\x0a":  # PROTO 2, LONG1 <torch's magic number>
+            _fail(spath, "is a legacy (pre-1.6, non-zip) torch file; only the zip checkpoint format is supported")
         try:
             archive = zipfile.ZipFile(fh)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, struct.error) as exc:
@@ -641,7 +643,7 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             except (
                 pickle.UnpicklingError, zipfile.BadZipFile, zlib.error, EOFError,
                 ValueError, TypeError, KeyError, IndexError, AttributeError,
-                OverflowError, struct.error, RecursionError, NotImplementedError,
+                OverflowError, struct.error, RecursionError, NotImplementedError, MemoryError,
             ) as exc:
                 _fail(spath, "could not be read as a torch checkpoint (corrupt or unsupported content)", exc)
     if not isinstance(result, dict):
@@ -701,6 +703,13 @@ _JOBLIB_GLOBALS: dict[tuple[str, str], object] = {
 }
 
 
+class _OpcodeTable(dict):
+    """Opcode dispatch table reporting unknown opcodes as ``UnpicklingError``."""
+
+    def __missing__(self, key: int) -> NoReturn:
+        raise pickle.UnpicklingError(f"invalid pickle opcode {bytes([key])!r}")
+
+
 class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     """Restricted pure-Python unpickler understanding joblib's array layout.
 
@@ -709,7 +718,7 @@ class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     follow a ``NumpyArrayWrapper``'s ``BUILD`` can be read in place.
     """
 
-    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
+    dispatch = _OpcodeTable(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(self, file: io.BytesIO, *, path: str, depth: int = 0) -> None:
         super().__init__(file)
@@ -760,7 +769,7 @@ class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         if "numpy_array_alignment_bytes" in state:
             (pad,) = self._read_exact(1, "array padding length")
             self._read_exact(pad, "array padding")
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         raw = self._read_exact(count * dtype.itemsize, "array data")
         flat = np.frombuffer(raw, dtype=dtype, count=count)
         if order == "F":
@@ -878,7 +887,7 @@ def read_joblib_standard_scaler(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise
     except (
         pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
-        IndexError, AttributeError, OverflowError, struct.error, RecursionError,
+        IndexError, AttributeError, OverflowError, struct.error, RecursionError, MemoryError,
         NotImplementedError,
     ) as exc:
         _fail(spath, "could not be read as a joblib-pickled StandardScaler", exc)
