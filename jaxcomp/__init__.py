@@ -6,6 +6,7 @@ changes no global JAX configuration.
 """
 
 from ._version import __version__
+from .catalogues import read_legus, read_legus_ngc628
 from .selection import (
     ArtefactError,
     InputDomainError,
@@ -14,13 +15,24 @@ from .selection import (
     SelectionFunction,
     evaluate_in_chunks,
 )
+from .selection.c4 import import_c4
+from .selection.calibration import CalibrationReport, calibration_report
+from .selection.training import TrainConfig, TrainingResult, train_selection_function
 
 __all__ = [
     "__version__",
     "ArtefactError",
+    "CalibrationReport",
     "InputDomainError",
     "InputSpec",
     "NetworkConfig",
     "SelectionFunction",
+    "TrainConfig",
+    "TrainingResult",
+    "calibration_report",
     "evaluate_in_chunks",
+    "import_c4",
+    "read_legus",
+    "read_legus_ngc628",
+    "train_selection_function",
 ]

@@ -5,13 +5,22 @@ the portable artefact format, and import of the published C-4 networks.
 """
 
 from .artefact import ArtefactError, read_header
+from .c4 import import_c4
+from .calibration import CalibrationReport, calibration_report
 from .evaluate import evaluate_in_chunks
 from .function import InputDomainError, SelectionFunction
 from .inputs import LEGUS_BANDS, PHOTOMETRIC_INPUTS, PHYSICAL_INPUTS, InputSpec
 from .network import NetworkConfig
+from .training import TrainConfig, TrainingResult, train_selection_function
 
 __all__ = [
     "ArtefactError",
+    "CalibrationReport",
+    "TrainConfig",
+    "TrainingResult",
+    "calibration_report",
+    "import_c4",
+    "train_selection_function",
     "InputDomainError",
     "InputSpec",
     "LEGUS_BANDS",

@@ -384,7 +384,9 @@ class SelectionFunction(eqx.Module):
                     message + "; restrict the inputs, or pass out_of_domain='clip' or 'nan'"
                 )
             if policy == "clip":
-                warnings.warn(message + "; clipped to the domain edge", stacklevel=3)
+                if out_of_domain is None:  # an explicit out_of_domain="clip" silences the warning
+                    warnings.warn(message + "; clipped to the domain edge (pass out_of_domain='clip' "
+                                  "to silence this)", stacklevel=3)
                 values = np.clip(values, lower, upper)
         return values
 
@@ -424,7 +426,7 @@ class SelectionFunction(eqx.Module):
         rounding of the raw inputs.
         """
         policy = out_of_domain or self.out_of_domain
-        values = self.validate(data, out_of_domain=policy)
+        values = self.validate(data, out_of_domain=out_of_domain)
         mean = np.asarray(json.loads(self.metadata_json)["standardisation"]["mean"])
         scale = np.asarray(json.loads(self.metadata_json)["standardisation"]["scale"])
         features = _standardise(values, self.input_specs, mean, scale, np).astype(np.float32)

@@ -47,6 +47,17 @@ class LogisticSelection:
     knee_softness: float = 0.3
     width: float = 0.3
 
+    @classmethod
+    def linear(cls, width: float = 0.3) -> LogisticSelection:
+        """A surface whose logit is linear in (log_mass, log_age, av): a plain logistic.
+
+        Same 50% limit as the default at log age 6.75 and A_V = 0, rising by 0.8 dex
+        per dex of age over the whole age range (the softplus knee is moved far below
+        the domain, where it is exactly linear to double precision).
+        """
+        return cls(log_mass_50_young=3.0 - 0.8 * 6.75, age_slope=0.8, log_age_knee=0.0,
+                   extinction_slope=0.4, knee_softness=0.3, width=width)
+
     def log_mass_50(self, log_age, av):
         """log10 mass [Msun] at which p_obs = 0.5."""
         above_knee = self.knee_softness * np.logaddexp(
