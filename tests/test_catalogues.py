@@ -74,6 +74,7 @@ def test_data_path_wheel_layout(tmp_path):
     pkg = tmp_path / "site" / "jaxcomp"
     (pkg / "data" / "legus").mkdir(parents=True)
     shutil.copy(_data_module.__file__, pkg / "_data.py")
+    (pkg / "__init__.py").write_text("")  # a regular package, so it shadows an installed jaxcomp
     (pkg / "data" / "legus" / "probe.txt").write_text("x")
     code = (
         "from jaxcomp._data import data_path; p = data_path('legus', 'probe.txt'); "
