@@ -427,8 +427,8 @@ class SelectionFunction(eqx.Module):
         """
         policy = out_of_domain or self.out_of_domain
         values = self.validate(data, out_of_domain=out_of_domain)
-        mean = np.asarray(json.loads(self.metadata_json)["standardisation"]["mean"])
-        scale = np.asarray(json.loads(self.metadata_json)["standardisation"]["scale"])
+        standardisation = self.metadata["standardisation"]
+        mean, scale = np.asarray(standardisation["mean"]), np.asarray(standardisation["scale"])
         features = _standardise(values, self.input_specs, mean, scale, np).astype(np.float32)
         result = evaluate_in_chunks(
             SelectionFunction._mean_and_spread_from_features,
