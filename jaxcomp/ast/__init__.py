@@ -1,0 +1,88 @@
+"""Artificial cluster tests: fields, cluster profiles, the LEGUS catalogue pipeline, injection.
+
+* :mod:`jaxcomp.ast.field` - :class:`Field` (five images + calibration + PSFs + WCS),
+  FITS I/O.
+* :mod:`jaxcomp.ast.profiles` - EFF (gamma = 3) profiles, PSF-convolved and
+  pixel-integrated with exact flux.
+* :mod:`jaxcomp.ast.pipeline` - white light, detection (LEGUS SExtractor settings in
+  photutils), aperture photometry, cuts, matching; :func:`run_pipeline`.
+* :mod:`jaxcomp.ast.inject` - position drawing, injection with shot noise, and
+  :func:`run_frame` (one AST frame -> labels table).
+* :mod:`jaxcomp.ast.background` - fast SExtractor-style background (photutils
+  ``Background2D`` semantics) and row-wise sigma-clipped statistics.
+* :mod:`jaxcomp.ast.synthetic` - small flat synthetic fields for tests.
+
+Everything here is numpy/scipy/astropy/photutils; nothing imports JAX.
+photutils (>= 3.0) and scikit-image (for deblending) are needed by the pipeline.
+"""
+
+from .field import (
+    BANDS,
+    DISTANCE_MODULUS,
+    NGC628C_EXPTIMES,
+    NGC628C_ZEROPOINTS,
+    PIXEL_SCALE_ARCSEC,
+    Field,
+    read_field_fits,
+    write_field_fits,
+)
+from .inject import FieldBaseline, draw_positions, inject, position_density, prepare_field, run_frame
+from .pipeline import (
+    DEFAULT_CONFIG,
+    LEGUS_SEXTRACTOR,
+    SEXTRACTOR_TO_PHOTUTILS,
+    STAGES,
+    WHITE_LIGHT_SCALES,
+    CutsConfig,
+    PhotometryConfig,
+    PipelineConfig,
+    SExtractorConfig,
+    aperture_corrections,
+    aperture_photometry,
+    apply_cuts,
+    detect,
+    match_injected,
+    run_pipeline,
+    white_light,
+)
+from .profiles import PSFModel, eff_core_radius, eff_enclosed_fraction, render_multiband, render_stamps
+from .synthetic import synthetic_field
+
+__all__ = [
+    "BANDS",
+    "DISTANCE_MODULUS",
+    "NGC628C_EXPTIMES",
+    "NGC628C_ZEROPOINTS",
+    "PIXEL_SCALE_ARCSEC",
+    "Field",
+    "read_field_fits",
+    "write_field_fits",
+    "FieldBaseline",
+    "draw_positions",
+    "inject",
+    "position_density",
+    "prepare_field",
+    "run_frame",
+    "DEFAULT_CONFIG",
+    "LEGUS_SEXTRACTOR",
+    "SEXTRACTOR_TO_PHOTUTILS",
+    "STAGES",
+    "WHITE_LIGHT_SCALES",
+    "CutsConfig",
+    "PhotometryConfig",
+    "PipelineConfig",
+    "SExtractorConfig",
+    "aperture_corrections",
+    "aperture_photometry",
+    "apply_cuts",
+    "detect",
+    "match_injected",
+    "run_pipeline",
+    "white_light",
+    "PSFModel",
+    "eff_core_radius",
+    "eff_enclosed_fraction",
+    "render_multiband",
+    "render_stamps",
+    "synthetic_field",
+]

@@ -1,0 +1,232 @@
+"""Fast sigma-clipped statistics and a SExtractor-style mesh background.
+
+:func:`mesh_background` reproduces photutils' ``Background2D`` (3.0) with the
+SExtractor estimator, the standard-deviation RMS and bicubic-spline zoom, step by step:
+
+* boxes of ``box_size`` (full boxes, then the leftover row/column/corner boxes, as
+  photutils lays them out), masked pixels (coverage mask, non-finite) excluded;
+* per box, iterative sigma clipping about the median (3 sigma, <= 10 iterations, as
+  astropy's ``SigmaClip``), then ``2.5 median - 1.5 mean`` (the mean where the
+  std is 0, the median where ``|mean - median| / std >= 0.3``) and the std;
+* boxes with ``ngood <= (1 - exclude_percentile/100) * box_npixels`` are excluded and
+  refilled by inverse-distance weighting (photutils' ``ShepardIDWInterpolator``,
+  10 neighbours, power 1);
+* an optional median filter of the mesh (``filter_size > 1``);
+* cubic-spline zoom of the mesh (``scipy.ndimage.zoom(order=3, mode='reflect',
+  grid_mode=True)``), cropped and clipped to the mesh range; coverage-masked pixels
+  get ``fill_value``.
+
+Two things make it fast on 7000 x 7000 frames: the clipping works on each box's
+sorted values (the kept set is always a contiguous range of the sorted box, so each
+iteration is a count, and the median/mean/std come from prefix sums), and the zoom
+is done as two matrix products with the 1D zoom operators (the cubic spline zoom is
+separable), instead of evaluating the spline pixel by pixel. The results agree with
+photutils to float32 rounding (``tests/test_ast_pipeline.py`` checks it).
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+__all__ = ["clipped_stats_rows", "mesh_background"]
+
+
+def _row_search(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, right: bool) -> np.ndarray:
+    """Per-row binary search in the sorted rows ``s`` restricted to ``[lo, hi)``.
+
+    Returns the first index whose value is ``> t`` (right) or ``>= t`` (left), in
+    ``[lo, hi]``; NaN thresholds leave ``hi``.
+    """
+    rows = np.arange(s.shape[0])
+    a = lo.copy()
+    b = hi.copy()
+    m = s.shape[1]
+    while True:
+        open_ = a < b
+        if not open_.any():
+            return a
+        mid = (a + b) // 2
+        v = s[rows, np.minimum(mid, m - 1)]
+        go = (v <= t) if right else (v < t)
+        a = np.where(open_ & go, mid + 1, a)
+        b = np.where(open_ & ~go, mid, b)
+
+
+def clipped_stats_rows(values: np.ndarray, sigma: float = 3.0, maxiters: int = 10):
+    """Row-wise iterative sigma clipping about the median; NaN entries are excluded.
+
+    Each iteration removes the values outside ``[median - sigma std, median + sigma std]``
+    of the values kept so far (astropy ``SigmaClip`` semantics: cumulative, std with
+    ddof=0, stop when nothing changes or after ``maxiters``).
+
+    Returns ``(mean, median, std, n)`` of the kept values per row (NaN where n = 0).
+    The rows are sorted once; the kept values are then a contiguous range of each
+    sorted row, found by binary search, with sums from prefix sums (float64).
+    """
+    v = np.asarray(values)
+    if v.ndim != 2:
+        raise ValueError("values must be 2D (rows are clipped independently)")
+    nrow, m = v.shape
+    s = np.sort(v, axis=1)  # NaN sort last
+    nvalid = m - np.count_nonzero(np.isnan(s), axis=1)
+    rows = np.arange(nrow)
+    # shift by a typical value per row to keep the prefix-sum variance accurate
+    shift = s[rows, np.maximum(nvalid - 1, 0) // 2].astype(np.float64)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    d = s - shift[:, None].astype(s.dtype) if s.dtype == np.float64 else s.astype(np.float64) - shift[:, None]
+    np.nan_to_num(d, copy=False, nan=0.0)
+    p1 = np.zeros((nrow, m + 1))
+    p2 = np.zeros((nrow, m + 1))
+    np.cumsum(d, axis=1, out=p1[:, 1:])
+    np.square(d, out=d)
+    np.cumsum(d, axis=1, out=p2[:, 1:])
+    del d
+    lo = np.zeros(nrow, np.int64)
+    hi = nvalid.astype(np.int64)
+
+    def stats(lo, hi):
+        cnt = hi - lo
+        safe = np.maximum(cnt, 1)
+        a = np.clip(lo + (cnt - 1) // 2, 0, m - 1)
+        b = np.clip(lo + cnt // 2, 0, m - 1)
+        med = 0.5 * (s[rows, a].astype(np.float64) + s[rows, b])
+        mean_d = (p1[rows, hi] - p1[rows, lo]) / safe
+        var = np.maximum((p2[rows, hi] - p2[rows, lo]) / safe - mean_d * mean_d, 0.0)
+        return mean_d + shift, med, np.sqrt(var), cnt
+
+    for _ in range(int(maxiters)):
+        mean, med, std, cnt = stats(lo, hi)
+        active = cnt > 0
+        new_lo = _row_search(s, lo, hi, med - sigma * std, right=False)
+        new_hi = _row_search(s, new_lo, hi, med + sigma * std, right=True)
+        new_lo = np.where(active, new_lo, lo)
+        new_hi = np.where(active, new_hi, hi)
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            break
+        lo, hi = new_lo, new_hi
+    mean, med, std, cnt = stats(lo, hi)
+    empty = cnt == 0
+    mean = np.where(empty, np.nan, mean)
+    med = np.where(empty, np.nan, med)
+    std = np.where(empty, np.nan, std)
+    return mean, med, std, cnt
+
+
+def _sextractor_mode(mean, med, std):
+    out = 2.5 * med - 1.5 * mean
+    zero = std == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        use_med = (np.abs(mean - med) / std >= 0.3) & ~zero
+    out = np.where(zero, mean, out)
+    return np.where(use_med, med, out)
+
+
+def _zoom_parts(n_mesh: int, factor: int):
+    """The 1D cubic-spline zoom (grid_mode, reflect) of ``scipy.ndimage.zoom`` as B @ P.
+
+    ``P`` (n_mesh x n_mesh, dense) is the spline prefilter and ``B`` (n_mesh*factor x
+    n_mesh, <= 4 non-zeros per row) evaluates the B-spline; both are read off scipy by
+    zooming the identity, so the product reproduces ``zoom`` to rounding.
+    """
+    from scipy.ndimage import spline_filter1d, zoom
+    from scipy.sparse import csr_matrix
+
+    eye = np.eye(n_mesh)
+    A = zoom(eye, (factor, 1), order=3, mode="reflect", grid_mode=True)
+    P = spline_filter1d(eye, order=3, axis=0, mode="reflect")
+    B = A @ np.linalg.inv(P)
+    B[np.abs(B) < 1e-9] = 0.0
+    return P, csr_matrix(B.astype(np.float32))
+
+
+def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.ndarray | None = None,
+                    fill_value: float = 0.0, exclude_percentile: float = 10.0, filter_size: int = 1,
+                    sigma: float = 3.0, maxiters: int = 10):
+    """SExtractor-style background and RMS maps (photutils ``Background2D`` semantics).
+
+    Returns ``(background, rms)`` as float32 arrays of ``data.shape``.
+    """
+    from photutils.utils import ShepardIDWInterpolator
+    from scipy.ndimage import generic_filter
+
+    data = np.asarray(data)
+    ny, nx = data.shape
+    b = int(box_size)
+    if b < 1 or b > min(ny, nx):
+        raise ValueError(f"box_size {box_size} must be in [1, {min(ny, nx)}]")
+    bad = ~np.isfinite(data)
+    if coverage_mask is not None:
+        bad = bad | coverage_mask
+    if bad.all():
+        raise ValueError("all pixels are masked: cannot compute a background")
+    nby, nbx = ny // b, nx // b
+    y1, x1 = nby * b, nbx * b
+    extra_r, extra_c = y1 < ny, x1 < nx
+    my, mx = nby + int(extra_r), nbx + int(extra_c)
+    bkg = np.full((my, mx), np.nan)
+    rms = np.full((my, mx), np.nan)
+    ngood = np.zeros((my, mx), np.int64)
+    threshold = (1 - exclude_percentile / 100.0) * b * b
+
+    def do(block: np.ndarray, mask: np.ndarray, hb: int, wb: int):
+        """Stats of a (hb*k, wb*l) region split into (k, l) boxes of hb x wb."""
+        k, l = block.shape[0] // hb, block.shape[1] // wb
+        v = np.where(mask, np.nan, block).astype(np.float32)
+        v = v.reshape(k, hb, l, wb).transpose(0, 2, 1, 3).reshape(k * l, hb * wb)
+        mean, med, std, cnt = clipped_stats_rows(v, sigma, maxiters)
+        est = _sextractor_mode(mean, med, std)
+        keep = cnt > threshold
+        return (np.where(keep, est, np.nan).reshape(k, l), np.where(keep, std, np.nan).reshape(k, l),
+                cnt.reshape(k, l))
+
+    # full boxes, processed in horizontal strips to bound the memory
+    strip = max(1, int(300_000 // (b * max(x1, 1))))  # cache-sized strips
+    for r0 in range(0, nby, strip):
+        r1 = min(nby, r0 + strip)
+        if nbx:
+            e, s, c = do(data[r0 * b:r1 * b, :x1], bad[r0 * b:r1 * b, :x1], b, b)
+            bkg[r0:r1, :nbx], rms[r0:r1, :nbx], ngood[r0:r1, :nbx] = e, s, c
+    if extra_r and nbx:
+        e, s, c = do(data[y1:, :x1], bad[y1:, :x1], ny - y1, b)
+        bkg[nby, :nbx], rms[nby, :nbx], ngood[nby, :nbx] = e[0], s[0], c[0]
+    if extra_c and nby:
+        e, s, c = do(data[:y1, x1:], bad[:y1, x1:], b, nx - x1)
+        bkg[:nby, nbx], rms[:nby, nbx], ngood[:nby, nbx] = e[:, 0], s[:, 0], c[:, 0]
+    if extra_r and extra_c:
+        e, s, c = do(data[y1:, x1:], bad[y1:, x1:], ny - y1, nx - x1)
+        bkg[nby, nbx], rms[nby, nbx], ngood[nby, nbx] = e[0, 0], s[0, 0], c[0, 0]
+    if np.all(np.isnan(bkg)):
+        raise ValueError(f"every background box has <= {threshold:.0f} good pixels; raise "
+                         "exclude_percentile or check the mask")
+
+    def fill(mesh):
+        nan = np.isnan(mesh)
+        if not nan.any():
+            return mesh
+        good = ~nan
+        interp = ShepardIDWInterpolator(np.column_stack(np.nonzero(good)), mesh[good])
+        out = mesh.copy()
+        out[nan] = interp(np.column_stack(np.nonzero(nan)), n_neighbors=10, power=1.0, eps=0.0)
+        return out
+
+    out = []
+    Py, By = _zoom_parts(my, b)
+    Px, Bx = _zoom_parts(mx, b)
+    By, Bx = By[:ny], Bx[:nx]
+    for mesh in (bkg, rms):
+        mesh = fill(mesh)
+        if filter_size > 1:
+            mesh = generic_filter(mesh, np.nanmedian, size=filter_size, mode="constant", cval=np.nan)
+        lo, hi = float(np.min(mesh)), float(np.max(mesh))
+        if hi == lo:
+            img = np.full((ny, nx), lo, np.float32)
+        else:
+            coeff = Py @ mesh.astype(np.float32).astype(np.float64) @ Px.T  # photutils zooms the float32 mesh
+            T = np.ascontiguousarray((Bx @ coeff.T.astype(np.float32)).T)  # (my, nx)
+            img = np.asarray(By @ T, dtype=np.float32)
+            np.clip(img, lo, hi, out=img)
+        if coverage_mask is not None:
+            img[coverage_mask] = fill_value
+        out.append(img)
+    return out[0], out[1]

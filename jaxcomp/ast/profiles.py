@@ -1,0 +1,467 @@
+"""EFF (Elson, Fall & Freeman 1987) cluster profiles, PSF-convolved and pixel-integrated.
+
+The intrinsic surface brightness of an artificial cluster is the EFF profile with
+power-law index gamma = 3 (eta = 1.5 in the paper's notation)::
+
+    I(r) = F / (2 pi a^2) * (1 + r^2/a^2)^-1.5
+
+normalised so that its integral over the plane is the total flux ``F``. Its
+cumulative flux is ``L(<r) = F [1 - (1 + r^2/a^2)^-1/2]``, so half the light lies
+inside ``r^2 = 3 a^2``: the half-light (effective) radius is ``r_eff = a sqrt(3)``
+(:func:`eff_core_radius`). The profile is the 2D Poisson kernel, and its integral
+over a rectangle has the closed form (the solid angle of a rectangle seen from
+height ``a``)::
+
+    int_0^X int_0^Y a / (2 pi (a^2 + x^2 + y^2)^1.5) dx dy
+        = atan(X Y / (a sqrt(a^2 + X^2 + Y^2))) / (2 pi)
+
+so every pixel (or sub-pixel) integral of the intrinsic profile is exact
+(:func:`eff_box_fraction`).
+
+Rendering (:func:`render_stamps`), for each cluster at a sub-pixel position:
+
+1. *Core* (a box of half-size ``core_radius_px`` around the cluster's pixel):
+   exact intrinsic fluxes of ``oversample`` x ``oversample`` sub-pixels, then
+   convolution with the band's PSF and integration over the output pixels.
+   For a Gaussian PSF the two steps are one separable linear map, built from
+   the analytic pixel-integrated Gaussian (differences of the normal CDF)
+   evaluated at the sub-pixel centres; its columns are normalised to one, so
+   the core keeps its exact intrinsic flux (the PSF spills it into a padding
+   ring of ``ceil(5 sigma)`` px, which the stamp contains). For a PSF image
+   (an effective PSF, i.e. already integrated over pixels, sampled at
+   ``oversampling`` points per pixel) the ePSF is interpolated onto the
+   sub-pixel grid, normalised, convolved (FFT) and sampled at the pixel centres.
+2. *Halo* (the rest of the stamp): exact intrinsic pixel integrals. Beyond
+   ``core_radius_px`` (>= 12 px, >= 12 sigma) the PSF changes the smooth EFF
+   wings by < 1% locally and not at all in total.
+3. Nothing is rendered beyond the stamp; the stamp holds exactly the flux that
+   falls inside it (the pixel values are the true ones, not renormalised), and
+   the flux fraction outside is returned. The default stamp half-size is
+   ``max(core + padding, ceil(20 a))`` px capped at 128 px, which keeps >= 95%
+   of the light (the EFF gamma=3 wings fall as r^-3 and hold a fraction
+   ``a / sqrt(a^2 + R^2)`` beyond radius R).
+
+Pixel convention: pixel ``(row j, column i)`` covers ``[i - 0.5, i + 0.5] x
+[j - 0.5, j + 0.5]`` (numpy/photutils, 0-based); ``x`` is the column coordinate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.special import ndtr
+
+__all__ = [
+    "FWHM_TO_SIGMA",
+    "PSFModel",
+    "as_psf",
+    "pc_per_pixel",
+    "reff_pc_to_px",
+    "eff_core_radius",
+    "eff_enclosed_fraction",
+    "eff_box_fraction",
+    "eff_pixel_grid",
+    "Stamps",
+    "render_stamps",
+    "render_multiband",
+    "default_stamp_half_size",
+    "add_stamps",
+]
+
+#: sigma = FWHM / (2 sqrt(2 ln 2)) for a Gaussian.
+FWHM_TO_SIGMA: float = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+_ARCSEC_PER_RAD = 180.0 * 3600.0 / math.pi
+
+
+@dataclass(frozen=True, eq=False)
+class PSFModel:
+    """A band's point-spread function: a circular Gaussian or an effective-PSF image.
+
+    Exactly one of ``fwhm_px`` (Gaussian FWHM in pixels) and ``image`` (2D array,
+    odd shape, centred, the pixel-integrated effective PSF sampled at
+    ``oversampling`` points per image pixel) is set. An image is normalised to
+    unit flux on construction (its sum over the oversampled grid is
+    ``oversampling**2``... no: it is normalised so the sum of the samples times
+    the sample area is one, i.e. ``sum(image) == oversampling**2``).
+    """
+
+    fwhm_px: float | None = None
+    image: np.ndarray | None = None
+    oversampling: int = 1
+
+    def __post_init__(self):
+        if (self.fwhm_px is None) == (self.image is None):
+            raise ValueError("PSFModel needs exactly one of fwhm_px (Gaussian) or image (effective PSF)")
+        if self.fwhm_px is not None:
+            fwhm = float(self.fwhm_px)
+            if not (math.isfinite(fwhm) and fwhm > 0):
+                raise ValueError(f"PSF FWHM must be a positive finite number of pixels, got {self.fwhm_px!r}")
+            object.__setattr__(self, "fwhm_px", fwhm)
+            return
+        img = np.array(self.image, dtype=np.float64)
+        if img.ndim != 2 or img.shape[0] % 2 == 0 or img.shape[1] % 2 == 0:
+            raise ValueError(f"a PSF image must be 2D with odd sides (centred on the middle pixel), got shape {img.shape}")
+        if not np.all(np.isfinite(img)):
+            raise ValueError("the PSF image contains NaN or inf; clean it before building the field")
+        total = img.sum()
+        if not total > 0:
+            raise ValueError("the PSF image has no positive flux")
+        ov = int(self.oversampling)
+        if ov < 1 or ov != self.oversampling:
+            raise ValueError(f"PSF oversampling must be a positive integer, got {self.oversampling!r}")
+        img *= ov * ov / total
+        img.setflags(write=False)
+        object.__setattr__(self, "image", img)
+        object.__setattr__(self, "oversampling", ov)
+
+    @property
+    def is_gaussian(self) -> bool:
+        return self.fwhm_px is not None
+
+    @property
+    def sigma_px(self) -> float:
+        """Gaussian sigma, or the rms radius per axis of the PSF image (second moment), in px."""
+        if self.fwhm_px is not None:
+            return self.fwhm_px * FWHM_TO_SIGMA
+        ny, nx = self.image.shape
+        yy, xx = np.mgrid[:ny, :nx]
+        yy = (yy - ny // 2) / self.oversampling
+        xx = (xx - nx // 2) / self.oversampling
+        w = np.clip(self.image, 0, None)
+        var = (w * (xx**2 + yy**2)).sum() / w.sum() / 2.0
+        return float(math.sqrt(var))
+
+    @property
+    def extent_px(self) -> float:
+        """Full width (px) the PSF needs: 10 sigma for a Gaussian, the image side otherwise."""
+        if self.fwhm_px is not None:
+            return 10.0 * self.sigma_px
+        return max(self.image.shape) / self.oversampling
+
+    def describe(self) -> str:
+        if self.fwhm_px is not None:
+            return f"Gaussian FWHM {self.fwhm_px:g} px"
+        return f"image {self.image.shape} at oversampling {self.oversampling}"
+
+
+def as_psf(psf) -> PSFModel:
+    """Coerce a float (Gaussian FWHM in px), a 2D array (ePSF at pixel sampling) or a PSFModel."""
+    if isinstance(psf, PSFModel):
+        return psf
+    if isinstance(psf, (int, float, np.floating, np.integer)):
+        return PSFModel(fwhm_px=float(psf))
+    arr = np.asarray(psf)
+    if arr.ndim == 0:
+        return PSFModel(fwhm_px=float(arr))
+    return PSFModel(image=arr)
+
+
+def pc_per_pixel(pixel_scale_arcsec: float, distance_modulus: float) -> float:
+    """Physical size of one pixel [pc] (distance from the distance modulus)."""
+    distance_pc = 10.0 ** (1.0 + distance_modulus / 5.0)
+    return distance_pc * pixel_scale_arcsec / _ARCSEC_PER_RAD
+
+
+def reff_pc_to_px(r_eff_pc, pixel_scale_arcsec: float = 0.0396, distance_modulus: float = 29.98):
+    """Convert an effective radius from pc to pixels (NGC 628C: 1.902 pc/px)."""
+    return np.asarray(r_eff_pc, dtype=np.float64) / pc_per_pixel(pixel_scale_arcsec, distance_modulus)
+
+
+def eff_core_radius(r_eff):
+    """Core radius ``a`` of the gamma=3 EFF profile with half-light radius ``r_eff`` (a = r_eff/sqrt 3)."""
+    return np.asarray(r_eff, dtype=np.float64) / math.sqrt(3.0)
+
+
+def eff_enclosed_fraction(r, a):
+    """Fraction of the intrinsic EFF (gamma=3) flux inside radius ``r``: 1 - (1 + r^2/a^2)^-1/2."""
+    r = np.asarray(r, dtype=np.float64)
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 1.0 - a / np.sqrt(a * a + r * r)
+    return np.where(a > 0, out, np.where(r > 0, 1.0, 0.0))
+
+
+def _corner(X, Y, a):
+    """Signed EFF flux fraction of the rectangle [0, X] x [0, Y] (either may be negative)."""
+    return np.arctan2(X * Y, a * np.sqrt(a * a + X * X + Y * Y)) / (2.0 * math.pi)
+
+
+def eff_box_fraction(x0, x1, y0, y1, a):
+    """Exact fraction of the intrinsic EFF flux (centred at 0) inside [x0, x1] x [y0, y1].
+
+    Broadcasts over all arguments; ``a = 0`` gives a point source.
+    """
+    return _corner(x1, y1, a) - _corner(x0, y1, a) - _corner(x1, y0, a) + _corner(x0, y0, a)
+
+
+def eff_pixel_grid(edges_x: np.ndarray, edges_y: np.ndarray, a) -> np.ndarray:
+    """Exact intrinsic EFF fractions of the cells of a grid.
+
+    ``edges_x`` has shape ``(N, nx + 1)`` and ``edges_y`` shape ``(N, ny + 1)``:
+    cell edges relative to each of N cluster centres; ``a`` broadcasts to ``(N,)``.
+    Returns ``(N, ny, nx)``.
+    """
+    a = np.broadcast_to(np.asarray(a, dtype=np.float64), (edges_x.shape[0],))[:, None, None]
+    G = _corner(edges_x[:, None, :], edges_y[:, :, None], a)
+    return G[:, 1:, 1:] - G[:, 1:, :-1] - G[:, :-1, 1:] + G[:, :-1, :-1]
+
+
+def _gaussian_pixel_matrix(n_out_half: int, sub_centres: np.ndarray, sigma: float) -> np.ndarray:
+    """Matrix (n_out, n_sub): flux a unit point at each sub-pixel centre puts in each output pixel.
+
+    Output pixel p covers [p - 0.5, p + 0.5], p = -n_out_half..n_out_half; columns sum to one.
+    """
+    p = np.arange(-n_out_half, n_out_half + 1, dtype=np.float64)[:, None]
+    c = sub_centres[None, :]
+    m = ndtr((p + 0.5 - c) / sigma) - ndtr((p - 0.5 - c) / sigma)
+    return m / m.sum(axis=0, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Stamps:
+    """Rendered cluster stamps of one band.
+
+    ``data[k]`` is a ``(2 R + 1, 2 R + 1)`` array of fluxes (the unit of ``flux``)
+    whose centre pixel is image pixel ``(iy[k], ix[k])``; ``outside_fraction[k]`` is
+    the fraction of the cluster's flux falling beyond the stamp (not rendered);
+    ``index[k]`` is the cluster's position in the input arrays.
+    """
+
+    data: np.ndarray
+    index: np.ndarray
+    ix: np.ndarray
+    iy: np.ndarray
+    half_size: int
+    outside_fraction: np.ndarray
+
+
+def _default_core_radius(sigma: float) -> int:
+    return int(max(12, math.ceil(12.0 * sigma)))
+
+
+def _psf_padding(psf: PSFModel) -> int:
+    """Pixels the PSF spreads the core beyond its box (+1 for the sub-pixel offset)."""
+    if psf.is_gaussian:
+        return int(math.ceil(5.0 * psf.sigma_px)) + 1
+    return int(math.ceil(psf.extent_px / 2.0)) + 1
+
+
+def default_stamp_half_size(a_px: float, psfs, core_radius_px: int | None = None) -> int:
+    """Stamp half-size: core + PSF padding, and at least 20 EFF core radii (<= 128 px)."""
+    psfs = [as_psf(p) for p in (psfs if isinstance(psfs, (list, tuple)) else [psfs])]
+    sigma = max(p.sigma_px for p in psfs)
+    core = _default_core_radius(sigma) if core_radius_px is None else int(core_radius_px)
+    pad = max(_psf_padding(p) for p in psfs)
+    return int(max(core + pad, min(128, math.ceil(20.0 * a_px))))
+
+
+def render_stamps(
+    x: Sequence[float],
+    y: Sequence[float],
+    flux: Sequence[float],
+    r_eff_px: float | Sequence[float],
+    psf,
+    *,
+    oversample: int = 5,
+    core_radius_px: int | None = None,
+    half_size: int | None = None,
+) -> list[Stamps]:
+    """Render PSF-convolved, pixel-integrated EFF clusters of one band as stamps.
+
+    Parameters
+    ----------
+    x, y : array_like (N,)
+        Cluster centres in pixel coordinates (0-based, pixel centres at integers).
+    flux : array_like (N,)
+        Total fluxes (any unit, e.g. counts/s); the stamp values are in that unit.
+    r_eff_px : float or array_like (N,)
+        Half-light radii of the intrinsic profile in pixels (0 gives a point source).
+    psf : float, 2D array or PSFModel
+        The band's PSF (see :class:`PSFModel`).
+    oversample : int
+        Sub-pixels per pixel per axis in the core.
+    core_radius_px, half_size : int, optional
+        Core half-size and stamp half-size in pixels (defaults: see module docstring).
+
+    Returns
+    -------
+    list of Stamps
+        One entry per distinct radius (``Stamps.index`` maps back to the inputs);
+        add them to an image with :func:`add_stamps`.
+    """
+    flux = np.atleast_1d(np.asarray(flux, dtype=np.float64))
+    out = render_multiband(x, y, {"band": flux}, r_eff_px, {"band": psf}, oversample=oversample,
+                           core_radius_px=core_radius_px, half_size=half_size)
+    return out["band"]
+
+
+def render_multiband(
+    x: Sequence[float],
+    y: Sequence[float],
+    fluxes: dict,
+    r_eff_px: float | Sequence[float],
+    psfs: dict,
+    *,
+    oversample: int = 5,
+    core_radius_px: int | None = None,
+    half_size: int | None = None,
+) -> dict[str, list[Stamps]]:
+    """Render clusters in several bands at once (the intrinsic halo is shared).
+
+    ``fluxes`` and ``psfs`` map band names to ``(N,)`` flux arrays and PSFs; the
+    stamps of all bands share one geometry (half-size from the widest PSF).
+    Returns ``{band: [Stamps, ...]}`` (one Stamps per distinct radius).
+    """
+    bands = list(fluxes)
+    if set(bands) != set(psfs):
+        raise ValueError(f"fluxes and psfs must name the same bands, got {sorted(fluxes)} and {sorted(psfs)}")
+    psf_models = {b: as_psf(psfs[b]) for b in bands}
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+    flux = {b: np.broadcast_to(np.asarray(fluxes[b], dtype=np.float64), x.shape) for b in bands}
+    reff = np.broadcast_to(np.asarray(r_eff_px, dtype=np.float64), x.shape)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1D of the same length, got {x.shape} and {y.shape}")
+    if np.any(~np.isfinite(reff)) or np.any(reff < 0):
+        raise ValueError("r_eff_px must be finite and >= 0")
+    if np.any(~np.isfinite(x)) or np.any(~np.isfinite(y)):
+        raise ValueError("cluster positions must be finite")
+    if int(oversample) < 1 or int(oversample) % 2 == 0:
+        raise ValueError(f"oversample must be a positive odd integer, got {oversample!r}")
+    out: dict[str, list[Stamps]] = {b: [] for b in bands}
+    for value in dict.fromkeys(reff.tolist()):
+        sel = np.nonzero(reff == value)[0]
+        shapes, ix, iy, R, outside = _render_group(
+            x[sel], y[sel], float(value), [psf_models[b] for b in bands], int(oversample),
+            core_radius_px, half_size)
+        for b, shape in zip(bands, shapes):
+            shape *= flux[b][sel][:, None, None]
+            out[b].append(Stamps(data=shape, index=sel, ix=ix, iy=iy, half_size=R, outside_fraction=outside))
+    return out
+
+
+def _render_group(x, y, r_eff_px, psfs: list[PSFModel], k, core_radius_px, half_size):
+    """Unit-flux stamps of clusters sharing one radius, for each PSF."""
+    a = float(eff_core_radius(r_eff_px))
+    sigma = max(p.sigma_px for p in psfs)
+    core = _default_core_radius(sigma) if core_radius_px is None else int(core_radius_px)
+    pad = max(_psf_padding(p) for p in psfs)
+    R = default_stamp_half_size(a, psfs, core) if half_size is None else int(half_size)
+    if R < core + pad:
+        raise ValueError(f"stamp half-size {R} px is smaller than core + PSF padding ({core + pad} px)")
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    dx = x - ix  # cluster centre relative to the stamp's centre pixel, in [-0.5, 0.5]
+    dy = y - iy
+
+    # Halo: exact intrinsic pixel integrals over the stamp, minus the part inside the
+    # core square [-C, C]^2 centred on the cluster (C = core + 1/2).
+    C = core + 0.5
+    edges = np.arange(-R - 0.5, R + 1.5)
+    ex = edges[None, :] - dx[:, None]
+    ey = edges[None, :] - dy[:, None]
+    halo = eff_pixel_grid(ex, ey, a)
+    inside = halo.sum(axis=(1, 2))
+    h0, h1 = R - core - 1, R + core + 2  # the pixels that can intersect the core square
+    halo[:, h0:h1, h0:h1] -= eff_pixel_grid(np.clip(ex[:, h0:h1 + 1], -C, C),
+                                            np.clip(ey[:, h0:h1 + 1], -C, C), a)
+
+    # Core: exact intrinsic fluxes of k x k sub-pixels on a grid centred on the cluster
+    # (shared by every cluster of the group), convolved with the PSF and integrated over
+    # the output pixels p = -(core+pad)..(core+pad) around the stamp centre.
+    n_sub = (2 * core + 1) * k
+    sub_edges = -C + np.arange(n_sub + 1) / k
+    sub = eff_pixel_grid(sub_edges[None, :], sub_edges[None, :], a)[0]
+    offsets = 0.5 * (sub_edges[1:] + sub_edges[:-1])
+    p0, p1 = R - core - pad, R + core + pad + 1
+    shapes = []
+    done: dict = {}
+    for psf in psfs:
+        key = ("g", psf.sigma_px) if psf.is_gaussian else ("i", id(psf))
+        if key not in done:
+            if psf.is_gaussian:
+                My = _gaussian_matrices(core + pad, dy, offsets, psf.sigma_px)
+                Mx = _gaussian_matrices(core + pad, dx, offsets, psf.sigma_px)
+                n, n_out = My.shape[0], My.shape[1]
+                tmp = (My.reshape(n * n_out, n_sub) @ sub).reshape(n, n_out, n_sub)
+                conv = np.matmul(tmp, Mx.transpose(0, 2, 1))
+            else:
+                conv = _convolve_epsf(sub, psf, k, core, pad, dx, dy)
+            stamp = halo.copy()
+            stamp[:, p0:p1, p0:p1] += conv
+            done[key] = stamp
+            shapes.append(stamp)
+        else:
+            shapes.append(done[key].copy())
+    return shapes, ix, iy, R, 1.0 - inside
+
+
+def _gaussian_matrices(n_out_half: int, shift: np.ndarray, offsets: np.ndarray, sigma: float) -> np.ndarray:
+    """(N, n_out, n_sub): flux a unit point at each sub-pixel centre puts in each output pixel.
+
+    Sub-pixel centres sit at ``shift[k] + offsets`` relative to the stamp centre pixel;
+    output pixel p covers [p - 0.5, p + 0.5]. The analytic pixel-integrated Gaussian
+    (normal CDF differences); each column is normalised to one (flux conservation).
+    """
+    edges = np.arange(-n_out_half - 0.5, n_out_half + 1.0, dtype=np.float64)[None, :, None]
+    c = shift[:, None, None] + offsets[None, None, :]
+    cdf = ndtr((edges - c) * (1.0 / sigma))
+    m = cdf[:, 1:, :] - cdf[:, :-1, :]
+    m /= m.sum(axis=1, keepdims=True)
+    return m
+
+
+def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
+                   dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Convolve the (cluster-centred) sub-pixel fluxes with an ePSF and sample the pixels.
+
+    The ePSF is interpolated (cubic spline) onto the render sub-grid and convolved with
+    the intrinsic sub-pixel fluxes once; since the ePSF already integrates over a pixel,
+    the result at offset o is the flux of a pixel centred at o. Each cluster's output
+    pixels are then read off by cubic interpolation at their offsets, and renormalised to
+    the core's exact intrinsic flux.
+    """
+    from scipy.ndimage import map_coordinates
+    from scipy.signal import fftconvolve
+
+    ov = psf.oversampling
+    img = psf.image
+    hy, hx = img.shape[0] // 2, img.shape[1] // 2
+    half = int(math.floor(min(hy, hx) / ov * k))
+    offs = np.arange(-half, half + 1) / k * ov  # in PSF-image samples
+    yy, xx = np.meshgrid(offs + hy, offs + hx, indexing="ij")
+    kern = np.clip(map_coordinates(img, [yy, xx], order=3, mode="constant", cval=0.0), 0.0, None)
+    kern /= kern.sum()
+    full = fftconvolve(sub, kern, mode="full")  # sub-grid spacing 1/k, centred on the cluster
+    centre = (full.shape[0] - 1) / 2.0
+    p = np.arange(-(core + pad), core + pad + 1, dtype=np.float64)
+    qy = (p[None, :] - dy[:, None]) * k + centre  # (N, n_out) sub-grid coordinates
+    qx = (p[None, :] - dx[:, None]) * k + centre
+    n_out = p.size
+    coords_y = np.broadcast_to(qy[:, :, None], (dx.size, n_out, n_out))
+    coords_x = np.broadcast_to(qx[:, None, :], (dx.size, n_out, n_out))
+    vals = map_coordinates(full, [coords_y.ravel(), coords_x.ravel()], order=3, mode="constant", cval=0.0)
+    vals = np.clip(vals.reshape(dx.size, n_out, n_out), 0.0, None)
+    tot = vals.sum(axis=(1, 2))
+    scale = np.divide(sub.sum(), tot, out=np.zeros_like(tot), where=tot > 0)
+    return vals * scale[:, None, None]
+
+
+def add_stamps(image: np.ndarray, rendered, scale: float = 1.0) -> np.ndarray:
+    """Add rendered stamps (a list of Stamps) into ``image`` in place, clipped at the edges."""
+    ny, nx = image.shape
+    for stamps in rendered:
+        R = stamps.half_size
+        for k in range(stamps.data.shape[0]):
+            y0, x0 = stamps.iy[k] - R, stamps.ix[k] - R
+            ya, xa = max(y0, 0), max(x0, 0)
+            yb, xb = min(y0 + 2 * R + 1, ny), min(x0 + 2 * R + 1, nx)
+            if ya >= yb or xa >= xb:
+                continue
+            block = stamps.data[k, ya - y0:yb - y0, xa - x0:xb - x0]
+            image[ya:yb, xa:xb] += block * scale if scale != 1.0 else block
+    return image
