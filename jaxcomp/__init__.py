@@ -7,6 +7,20 @@ changes no global JAX configuration.
 
 from ._version import __version__
 from .catalogues import read_legus, read_legus_ngc628
+from .demographics import (
+    BrokenPowerLawLogAge,
+    PiecewiseConstantAV,
+    PowerLawLogAge,
+    PowerLawLogMass,
+    SchechterLogMass,
+    SelectionGrid,
+    corrected_age_function,
+    corrected_mass_function,
+    estimate_av_distribution,
+    p_corr_log_age,
+    p_corr_log_mass,
+    p_obs_mass_age,
+)
 from .selection import (
     ArtefactError,
     InputDomainError,
@@ -22,6 +36,18 @@ from .selection.training import TrainConfig, TrainingResult, train_selection_fun
 __all__ = [
     "__version__",
     "ArtefactError",
+    "BrokenPowerLawLogAge",
+    "PiecewiseConstantAV",
+    "PowerLawLogAge",
+    "PowerLawLogMass",
+    "SchechterLogMass",
+    "SelectionGrid",
+    "corrected_age_function",
+    "corrected_mass_function",
+    "estimate_av_distribution",
+    "p_corr_log_age",
+    "p_corr_log_mass",
+    "p_obs_mass_age",
     "CalibrationReport",
     "InputDomainError",
     "InputSpec",

@@ -1,0 +1,70 @@
+"""Stage 4-5 of the pipeline: population distributions, marginalised completeness, corrected CMF/CAF.
+
+* :mod:`~jaxcomp.demographics.distributions`: NumPyro distributions of log_mass,
+  log_age and av (power law, Schechter, broken power law, piecewise constant).
+* :mod:`~jaxcomp.demographics.marginalise`: p_obs cached on a 3-D grid
+  (:class:`SelectionGrid`) and its jitted, differentiable marginals
+  (Tang et al. 2026, eq. 14-16), and the p(A_V) estimate of section 4.4.1.
+* :mod:`~jaxcomp.demographics.corrections`: completeness-corrected CMF and CAF
+  (eq. 17-18) as astropy tables, and their plot.
+"""
+
+from .corrections import (
+    AGE_CLIP,
+    AGE_MIN_MEAN,
+    MASS_CLIP,
+    corrected_age_function,
+    corrected_counts,
+    corrected_mass_function,
+    plot_corrected_distribution,
+)
+from .distributions import (
+    AV_RANGE,
+    LOG_AGE_RANGE,
+    LOG_MASS_RANGE,
+    BrokenPowerLawLogAge,
+    PiecewiseConstantAV,
+    PowerLawLogAge,
+    PowerLawLogMass,
+    SchechterLogMass,
+)
+from .marginalise import (
+    PAPER_GRID_SHAPE,
+    PHYSICAL_AXES,
+    AVEstimate,
+    SelectionGrid,
+    estimate_av_distribution,
+    interpolate_marginal,
+    p_corr_log_age,
+    p_corr_log_mass,
+    p_obs_mass_age,
+    quadrature_weights,
+)
+
+__all__ = [
+    "AGE_CLIP",
+    "AGE_MIN_MEAN",
+    "AV_RANGE",
+    "AVEstimate",
+    "BrokenPowerLawLogAge",
+    "LOG_AGE_RANGE",
+    "LOG_MASS_RANGE",
+    "MASS_CLIP",
+    "PAPER_GRID_SHAPE",
+    "PHYSICAL_AXES",
+    "PiecewiseConstantAV",
+    "PowerLawLogAge",
+    "PowerLawLogMass",
+    "SchechterLogMass",
+    "SelectionGrid",
+    "corrected_age_function",
+    "corrected_counts",
+    "corrected_mass_function",
+    "estimate_av_distribution",
+    "interpolate_marginal",
+    "p_corr_log_age",
+    "p_corr_log_mass",
+    "p_obs_mass_age",
+    "plot_corrected_distribution",
+    "quadrature_weights",
+]
