@@ -3,6 +3,7 @@
 Subcommands
 -----------
 demo        run the embedded end-to-end example (no data needed)
+library     generate a cluster library (or import a SLUG / external one)
 train       train a selection function on a labels table
 import-c4   convert the published C-4 NGC 628C networks into a jaxcomp artefact
 predict     add p_obs (and its ensemble spread) to a table
@@ -156,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print an artefact's header")
     info.add_argument("artefact")
     info.set_defaults(func=_cmd_info)
+
+    from .library.cli import add_library_parser
+
+    add_library_parser(commands)
     return parser
 
 

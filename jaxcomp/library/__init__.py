@@ -14,12 +14,18 @@ F435W, F555W and F814W, computed offline from shipped compact tables.
   stochastic and fully sampled cluster photometry.
 - :class:`LibraryConfig`, :func:`generate_library`, :func:`write_library`,
   :func:`read_library` - the artificial-cluster library of the C-4 paper.
+- :func:`read_library_table`, :func:`read_slug_library`, :func:`validate_library_table`,
+  :func:`write_library_fits` - libraries made elsewhere (SLUG FITS outputs, any table
+  with the library columns) and FITS output (:mod:`jaxcomp.library.external`).
+- :mod:`jaxcomp.library.cli` - the ``jaxcomp library`` subcommand;
+  :mod:`jaxcomp.library.validation` - the comparison with the LEGUS NGC 628 catalogue.
 
 Nebular emission is not included (see :mod:`jaxcomp.library.synthesis`).  Everything
 here is numpy (the library is stochastic, not differentiable) and holds no global state.
 """
 
 from .bands import DEFAULT_BANDS, SEDPY_FILTER_NAMES
+from .external import read_library_table, read_slug_library, validate_library_table, write_library_fits
 from .imf import IMF, chabrier2005, kroupa2001, sample_imf
 from .library import LIBRARY_COLUMNS, LibraryConfig, generate_library, read_library, write_library
 from .photometry import DEFAULT_ISOCHRONES, ISOCHRONE_SETS, StarPhotometry
@@ -51,4 +57,8 @@ __all__ = [
     "write_library",
     "read_library",
     "LIBRARY_COLUMNS",
+    "read_library_table",
+    "read_slug_library",
+    "validate_library_table",
+    "write_library_fits",
 ]

@@ -32,11 +32,13 @@ Randomness
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
 import math
 import os
+import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -189,6 +191,37 @@ def _draw_radii(log_mass, config: LibraryConfig, gen: np.random.Generator) -> np
 _WORKER_MODEL: dict = {}
 
 
+@contextlib.contextmanager
+def _main_module_detached():
+    """Start worker processes without re-running the parent's ``__main__``.
+
+    With the ``spawn`` start method every new worker first re-imports the parent's main
+    module, from its file (``__main__.__file__``) or by name (``__main__.__spec__``).
+    That fails when the parent is a script piped through standard input
+    (``__file__ == "<stdin>"``, no such file), and re-runs the whole script in every
+    worker when it lacks an ``if __name__ == "__main__":`` guard.  The workers need
+    nothing from the main module (the task function and the configuration live in
+    jaxcomp and are imported by name), so the main module's file and spec are hidden
+    while the pool starts its processes, exactly as for an interactive session.
+    """
+    main = sys.modules.get("__main__")
+    saved = {}
+    if main is not None:
+        for name in ("__file__", "__spec__"):
+            if name in vars(main):
+                saved[name] = vars(main)[name]
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            for name, value in saved.items():
+                setattr(main, name, value)
+
+
 def _worker_init(config: LibraryConfig) -> None:
     # per-process cache of the synthesis tables inside pool workers only
     _WORKER_MODEL["model"] = config.build_model()
@@ -205,6 +238,17 @@ def _run_block(model, log_mass, log_age, av, seed_seq, config: LibraryConfig):
         log_mass, log_age, av, rng=np.random.default_rng(seed_seq), distance_modulus=config.distance_modulus,
         stochastic=config.stochastic, age_out_of_range="clamp",
     )
+
+
+def _check_picklable_config(config: LibraryConfig) -> None:
+    """Workers import the configuration by name: it must be jaxcomp's own class."""
+    for item in (config, config.synthesis):
+        module = type(item).__module__
+        if not module.startswith("jaxcomp."):
+            raise TypeError(
+                f"n_workers > 1 needs a jaxcomp {type(item).__name__} (workers import it by name), got one "
+                f"defined in {module!r}; use n_workers=1 or the jaxcomp class"
+            )
 
 
 def generate_library(
@@ -228,6 +272,10 @@ def generate_library(
         Master seed (>= 0); the table is a deterministic function of (n, config, seed).
     n_workers : int
         Processes for the photometry (default 1); the result does not depend on it.
+        Workers are started with the ``spawn`` method without re-running the caller's
+        ``__main__`` (so this works from scripts piped through standard input, notebooks
+        and scripts without an ``if __name__ == "__main__":`` guard); each worker imports
+        jaxcomp and builds the synthesis tables once (a few seconds).
     model : PopulationSynthesis, optional
         Prebuilt synthesis for ``config`` (used when ``n_workers == 1``).
     progress : callable, optional
@@ -261,8 +309,9 @@ def generate_library(
         model = config.build_model() if n_workers == 1 else None
     elif model.bands != config.bands:
         raise ValueError(f"model bands {model.bands} differ from config bands {config.bands}")
-    reference = model if model is not None else config.build_model()
-    grid = reference.isochrone_log_ages
+    # the parent only needs the isochrone ages and provenance when workers do the synthesis
+    photometry = model.photometry if model is not None else StarPhotometry.load(config.isochrones, bands=config.bands)
+    grid = photometry.isochrone_log_ages
     age_clamped = (log_age < grid[0]) | (log_age > grid[-1])
 
     blocks = [slice(a, min(a + config.chunk_size, n)) for a in range(0, n, config.chunk_size)]
@@ -277,10 +326,16 @@ def generate_library(
             if progress is not None:
                 progress(done, n)
     else:
+        _check_picklable_config(config)
         context = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_worker_init, initargs=(config,)) as pool:
-            for block, result in zip(blocks, pool.map(_photometry_task, tasks)):
-                mags[block] = result
+        with _main_module_detached():
+            pool = ProcessPoolExecutor(
+                max_workers=min(n_workers, len(blocks)), mp_context=context, initializer=_worker_init, initargs=(config,)
+            )
+            futures = [pool.submit(_photometry_task, task) for task in tasks]  # all workers start here
+        with pool:
+            for block, future in zip(blocks, futures):
+                mags[block] = future.result()
                 done += block.stop - block.start
                 if progress is not None:
                     progress(done, n)
@@ -296,7 +351,7 @@ def generate_library(
         data[f"mag_{band}"] = mags[:, i]
     data["age_clamped"] = age_clamped
     frame = pd.DataFrame(data, columns=list(_columns(config.bands)))
-    provenance = reference.photometry.provenance
+    provenance = photometry.provenance
     frame.attrs[METADATA_KEY] = {
         "seed": int(seed),
         "n_clusters": n,
