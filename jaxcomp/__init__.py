@@ -1,64 +1,95 @@
 """jaxcomp: differentiable forward modelling of star-cluster catalogue completeness.
 
-The pipeline has five stages (see DESIGN.md): cluster library, artificial cluster
-tests, selection functions, marginalisation and demographics.  Importing jaxcomp
-changes no global JAX configuration.
+The pipeline has five stages (see DESIGN.md): cluster library (:mod:`jaxcomp.library`),
+artificial cluster tests (:mod:`jaxcomp.ast`), selection functions
+(:mod:`jaxcomp.selection`), marginalisation and demographics
+(:mod:`jaxcomp.demographics`).  The public API below is re-exported lazily, so
+``import jaxcomp.library`` in a worker process does not pay for JAX and NumPyro.
+Importing jaxcomp changes no global JAX configuration.
 """
 
-from ._version import __version__
-from .catalogues import read_legus, read_legus_ngc628
-from .demographics import (
-    BrokenPowerLawLogAge,
-    PiecewiseConstantAV,
-    PowerLawLogAge,
-    PowerLawLogMass,
-    SchechterLogMass,
-    SelectionGrid,
-    corrected_age_function,
-    corrected_mass_function,
-    estimate_av_distribution,
-    p_corr_log_age,
-    p_corr_log_mass,
-    p_obs_mass_age,
-)
-from .selection import (
-    ArtefactError,
-    InputDomainError,
-    InputSpec,
-    NetworkConfig,
-    SelectionFunction,
-    evaluate_in_chunks,
-)
-from .selection.c4 import import_c4
-from .selection.calibration import CalibrationReport, calibration_report
-from .selection.training import TrainConfig, TrainingResult, train_selection_function
+from __future__ import annotations
 
-__all__ = [
-    "__version__",
-    "ArtefactError",
-    "BrokenPowerLawLogAge",
-    "PiecewiseConstantAV",
-    "PowerLawLogAge",
-    "PowerLawLogMass",
-    "SchechterLogMass",
-    "SelectionGrid",
-    "corrected_age_function",
-    "corrected_mass_function",
-    "estimate_av_distribution",
-    "p_corr_log_age",
-    "p_corr_log_mass",
-    "p_obs_mass_age",
-    "CalibrationReport",
-    "InputDomainError",
-    "InputSpec",
-    "NetworkConfig",
-    "SelectionFunction",
-    "TrainConfig",
-    "TrainingResult",
-    "calibration_report",
-    "evaluate_in_chunks",
-    "import_c4",
-    "read_legus",
-    "read_legus_ngc628",
-    "train_selection_function",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+from ._version import __version__
+
+_EXPORTS = {
+    "jaxcomp.catalogues": ("read_legus", "read_legus_ngc628"),
+    "jaxcomp.selection": (
+        "ArtefactError",
+        "CalibrationReport",
+        "InputDomainError",
+        "InputSpec",
+        "NetworkConfig",
+        "SelectionFunction",
+        "TrainConfig",
+        "TrainingResult",
+        "calibration_report",
+        "evaluate_in_chunks",
+        "import_c4",
+        "train_selection_function",
+    ),
+    "jaxcomp.demographics": (
+        "BrokenPowerLawLogAge",
+        "PiecewiseConstantAV",
+        "PowerLawLogAge",
+        "PowerLawLogMass",
+        "SchechterLogMass",
+        "SelectionGrid",
+        "corrected_age_function",
+        "corrected_mass_function",
+        "estimate_av_distribution",
+        "p_corr_log_age",
+        "p_corr_log_mass",
+        "p_obs_mass_age",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxcomp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for static analysis only
+    from .catalogues import read_legus, read_legus_ngc628
+    from .demographics import (
+        BrokenPowerLawLogAge,
+        PiecewiseConstantAV,
+        PowerLawLogAge,
+        PowerLawLogMass,
+        SchechterLogMass,
+        SelectionGrid,
+        corrected_age_function,
+        corrected_mass_function,
+        estimate_av_distribution,
+        p_corr_log_age,
+        p_corr_log_mass,
+        p_obs_mass_age,
+    )
+    from .selection import (
+        ArtefactError,
+        CalibrationReport,
+        InputDomainError,
+        InputSpec,
+        NetworkConfig,
+        SelectionFunction,
+        TrainConfig,
+        TrainingResult,
+        calibration_report,
+        evaluate_in_chunks,
+        import_c4,
+        train_selection_function,
+    )

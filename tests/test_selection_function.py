@@ -296,3 +296,13 @@ def test_standardisation_errors():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="domain"):
             InputSpec("log_mass", "dex(Msun)", (3.0, 3.0))
+
+
+def test_public_api_is_reexported():
+    import jaxcomp
+
+    for name in jaxcomp.__all__:
+        assert getattr(jaxcomp, name) is not None, name
+    assert jaxcomp.SelectionFunction is SelectionFunction
+    with pytest.raises(AttributeError, match="no attribute"):
+        jaxcomp.not_a_thing  # noqa: B018
