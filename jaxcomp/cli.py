@@ -4,6 +4,8 @@ Subcommands
 -----------
 demo        run the embedded end-to-end example (no data needed)
 library     generate a cluster library (or import a SLUG / external one)
+field       make the mock NGC 628C field, or describe a field
+ast         run, inspect and plot artificial-cluster-test campaigns
 train       train a selection function on a labels table
 import-c4   convert the published C-4 NGC 628C networks into a jaxcomp artefact
 predict     add p_obs (and its ensemble spread) to a table
@@ -158,9 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("artefact")
     info.set_defaults(func=_cmd_info)
 
+    from .ast.cli import add_ast_parser, add_field_parser
     from .library.cli import add_library_parser
 
     add_library_parser(commands)
+    add_field_parser(commands)
+    add_ast_parser(commands)
     return parser
 
 

@@ -11,6 +11,12 @@
 * :mod:`jaxcomp.ast.background` - fast SExtractor-style background (photutils
   ``Background2D`` semantics) and row-wise sigma-clipped statistics.
 * :mod:`jaxcomp.ast.synthetic` - small flat synthetic fields for tests.
+* :mod:`jaxcomp.ast.mock` - the embedded default field: a seeded mock of NGC 628C
+  (:func:`make_mock_field`, :func:`mock_truth`), noise calibrated against the
+  Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`).
+* :mod:`jaxcomp.ast.campaign` - resumable, deterministic AST campaigns on a process
+  pool or a Dask cluster (:class:`CampaignConfig`, :func:`run_campaign`), p_true and
+  recovery plots.
 
 Everything here is numpy/scipy/astropy/photutils; nothing imports JAX.
 photutils (>= 3.0) and scikit-image (for deblending) are needed by the pipeline.
@@ -47,6 +53,9 @@ from .pipeline import (
 )
 from .profiles import PSFModel, eff_core_radius, eff_enclosed_fraction, render_multiband, render_stamps
 from .synthetic import synthetic_field
+from .mock import make_mock_field, mock_truth, compare_with_truth
+from .campaign import CampaignConfig, CampaignError, p_true, plot_recovery, read_campaign, run_campaign
+from .single_band import fit_m50, mock_m50
 
 __all__ = [
     "BANDS",
@@ -85,4 +94,15 @@ __all__ = [
     "render_multiband",
     "render_stamps",
     "synthetic_field",
+    "make_mock_field",
+    "mock_truth",
+    "compare_with_truth",
+    "CampaignConfig",
+    "CampaignError",
+    "run_campaign",
+    "read_campaign",
+    "p_true",
+    "plot_recovery",
+    "fit_m50",
+    "mock_m50",
 ]

@@ -272,6 +272,19 @@ class Field:
             out[b] = v
         return out
 
+    def __reduce__(self):
+        """Pickle support (for process pools and Dask): rebuild, and re-validate, from plain values.
+
+        The read-only mappings a Field holds cannot be pickled themselves.
+        """
+        state = {
+            "images": dict(self.images), "wcs": self.wcs, "zeropoints": dict(self.zeropoints),
+            "exptimes": dict(self.exptimes), "psf": dict(self.psf),
+            "pixel_scale_arcsec": self.pixel_scale_arcsec, "distance_modulus": self.distance_modulus,
+            "footprint": np.asarray(self.footprint), "name": self.name,
+        }
+        return (_field_from_state, (state,))
+
     # ----------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
@@ -315,6 +328,10 @@ class Field:
     def __repr__(self) -> str:
         return (f"Field(name={self.name!r}, shape={self.shape}, footprint={int(self.footprint.sum())} px, "
                 f"psf={{{', '.join(f'{b}: {p.describe()}' for b, p in self.psf.items())}}})")
+
+
+def _field_from_state(state: dict) -> "Field":
+    return Field(**state)
 
 
 # ---------------------------------------------------------------------------------------
