@@ -306,3 +306,12 @@ def test_public_api_is_reexported():
     assert jaxcomp.SelectionFunction is SelectionFunction
     with pytest.raises(AttributeError, match="no attribute"):
         jaxcomp.not_a_thing  # noqa: B018
+
+
+def test_gelu_is_the_exact_erf_form():
+    from jaxcomp.selection.network import _exact_gelu
+
+    x = jnp.linspace(-12, 12, 2001)
+    np.testing.assert_allclose(_exact_gelu(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
+    # and not the tanh approximation, which differs by up to ~5e-4
+    assert float(jnp.max(jnp.abs(_exact_gelu(x) - jax.nn.gelu(x, approximate=True)))) > 1e-4

@@ -71,8 +71,17 @@ class MLP(nnx.Module):
     def __call__(self, features: jax.Array) -> jax.Array:
         hidden = features
         for layer in self.hidden:
-            hidden = jax.nn.gelu(layer(hidden), approximate=False)
+            hidden = _exact_gelu(layer(hidden))
         return self.head(hidden)[..., 0]
+
+
+def _exact_gelu(values: jax.Array) -> jax.Array:
+    """Exact GELU, ``x Phi(x) = x (1 + erf(x / sqrt 2)) / 2``, as PyTorch's ``nn.GELU()``.
+
+    Written out with ``lax.erf``: the same function as ``jax.nn.gelu(approximate=False)``
+    (within float32 rounding) and about 1.16x faster on CPU (benchmarks/README.md).
+    """
+    return 0.5 * values * (1.0 + jax.lax.erf(values * jnp.asarray(0.7071067811865476, values.dtype)))
 
 
 def init_network(config: NetworkConfig, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
