@@ -7,6 +7,13 @@
   (Tang et al. 2026, eq. 14-16), and the p(A_V) estimate of section 4.4.1.
 * :mod:`~jaxcomp.demographics.corrections`: completeness-corrected CMF and CAF
   (eq. 17-18) as astropy tables, and their plot.
+* :mod:`~jaxcomp.demographics.models`: :class:`PopulationModel`, the hierarchical
+  population model (functional forms, supports, priors, likelihood options).
+* :mod:`~jaxcomp.demographics.likelihood`: the selection-normalised likelihood
+  (Mandel, Farr & Gair 2019) with p_obs on a quadrature grid, and the NumPyro model.
+* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS, ArviZ
+  InferenceData, r_hat / ESS / divergences, posterior predictive checks).
+* :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
 """
 
 from .corrections import (
@@ -28,6 +35,17 @@ from .distributions import (
     PowerLawLogMass,
     SchechterLogMass,
 )
+from .fit import FitResult, PopulationFitter, fit_population, plot_pair, plot_ppc
+from .likelihood import (
+    LikelihoodGrid,
+    PopulationData,
+    detection_fraction,
+    expected_number,
+    log_likelihood,
+    pointwise_log_likelihood,
+    population_model,
+    prepare_data,
+)
 from .marginalise import (
     PAPER_GRID_SHAPE,
     PHYSICAL_AXES,
@@ -40,6 +58,8 @@ from .marginalise import (
     p_obs_mass_age,
     quadrature_weights,
 )
+from .models import DEFAULT_PRIORS, PopulationModel
+from .simulate import sample_population, simulate_catalogue, smoothed_selection
 
 __all__ = [
     "AGE_CLIP",
@@ -67,4 +87,22 @@ __all__ = [
     "p_obs_mass_age",
     "plot_corrected_distribution",
     "quadrature_weights",
+    "DEFAULT_PRIORS",
+    "FitResult",
+    "LikelihoodGrid",
+    "PopulationData",
+    "PopulationFitter",
+    "PopulationModel",
+    "detection_fraction",
+    "expected_number",
+    "fit_population",
+    "log_likelihood",
+    "plot_pair",
+    "plot_ppc",
+    "pointwise_log_likelihood",
+    "population_model",
+    "prepare_data",
+    "sample_population",
+    "simulate_catalogue",
+    "smoothed_selection",
 ]

@@ -1,0 +1,540 @@
+"""Fit a :class:`PopulationModel` to a cluster catalogue with NumPyro NUTS.
+
+:func:`fit_population` is the user-facing entry point; :class:`PopulationFitter`
+keeps the compiled sampler so that many catalogues of one size (simulation-based
+calibration) are fitted without recompiling.  The result, :class:`FitResult`,
+holds an ArviZ ``InferenceData`` (posterior, sample statistics, per-object
+log-likelihood for LOO, observed data; the seed and settings in ``attrs``), a
+summary table with r_hat, bulk/tail ESS and the number of divergences, and
+posterior predictive checks of the observed log M and log T histograms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.infer.hmc import hmc
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer.util import constrain_fn, potential_energy
+
+from .._version import __version__
+from .likelihood import (
+    LikelihoodGrid,
+    PopulationData,
+    pointwise_log_likelihood,
+    population_model,
+    prepare_data,
+)
+from .marginalise import SelectionGrid
+from .models import THETA_COLUMNS, PopulationModel
+from .simulate import sample_population
+
+__all__ = ["fit_population", "PopulationFitter", "FitResult", "plot_ppc", "plot_pair"]
+
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Posterior of a population fit.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        (ArviZ is imported lazily.) ``posterior`` (hyperparameters, ``detected_fraction`` α, ``n_total`` (N; for the
+        marginalised form drawn from its conditional Gamma(N_obs, α) posterior),
+        ``n_exp`` for the Poisson form, latent true values if kept),
+        ``sample_stats`` (``diverging``, ``n_steps``, ``energy``, ``lp``, ``acceptance_rate``),
+        ``log_likelihood`` (``obs``: per object, for ``az.loo``), ``observed_data``;
+        ``attrs`` record the seed, model, sampler settings and runtime.
+    summary : pandas.DataFrame
+        ``az.summary`` of the hyperparameters (mean, sd, 95% HDI, MCSE, ESS bulk/tail, r_hat).
+    num_divergences : int
+    runtime_s : float
+        Wall time of sampling, including compilation.
+    model : PopulationModel
+    data : PopulationData
+    grid : LikelihoodGrid
+    seed : int
+    """
+
+    idata: object
+    summary: object
+    num_divergences: int
+    runtime_s: float
+    model: PopulationModel
+    data: PopulationData
+    grid: LikelihoodGrid
+    seed: int
+
+    # ------------------------------------------------------------- access
+    def draws(self, name: str) -> np.ndarray:
+        """All posterior draws of ``name``, chains concatenated: shape (n_draws, ...)."""
+        values = np.asarray(self.idata.posterior[name])
+        return values.reshape((-1,) + values.shape[2:])
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Hyperparameter draws keyed by name (chains concatenated)."""
+        return {name: self.draws(name) for name in self.model.parameter_names}
+
+    def interval(self, name: str, prob: float = 0.95) -> tuple[float, float]:
+        """Equal-tailed credible interval of a scalar parameter."""
+        values = self.draws(name)
+        return tuple(float(v) for v in np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2]))
+
+    def mean(self, name: str) -> float:
+        return float(np.mean(self.draws(name)))
+
+    @property
+    def r_hat(self) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.summary["r_hat"].items()}
+
+    @property
+    def ess_bulk(self) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.summary["ess_bulk"].items()}
+
+    def loo(self, **kwargs):
+        """PSIS-LOO (``arviz.loo``) from the per-object log-likelihood."""
+        import arviz as az
+
+        if "log_likelihood" not in self.idata.groups():
+            raise ValueError("this fit has no per-object log-likelihood (latent measurement-error form)")
+        return az.loo(self.idata, **kwargs)
+
+    def report(self) -> str:
+        """The summary table with divergences and runtime."""
+        lines = [f"{self.model.describe()}: {self.data.n_objects} objects, seed {self.seed}",
+                 self.summary.to_string(),
+                 f"divergences: {self.num_divergences}; max r_hat {_nanmax(self.summary['r_hat']):.3f}; "
+                 f"min ESS bulk {np.nanmin(self.summary['ess_bulk']):.0f}; runtime {self.runtime_s:.1f} s"]
+        return "\n".join(lines)
+
+    # ---------------------------------------------------- predictive checks
+    def posterior_predictive(self, *, n_draws: int = 100, bins: Mapping[str, Sequence[float]] | None = None,
+                             seed: int | None = None) -> dict:
+        """Histograms of log_mass and log_age of replicated catalogues.
+
+        For each of ``n_draws`` posterior draws, ``N_obs`` detected clusters are drawn from
+        p_obs(θ) p(θ|Λ) (p_obs from the selection grid), given the measurement errors of
+        randomly chosen catalogue objects if the model has them, and histogrammed.
+
+        Parameters
+        ----------
+        n_draws : int
+            Posterior draws to replicate.
+        bins : mapping, optional
+            Bin edges per column (``log_mass``, ``log_age`` or ``av``); default 0.25 dex in
+            mass and 0.3 dex in age from the lower edges of the model's supports.
+        seed : int, optional
+
+        Returns
+        -------
+        dict
+            ``{column: {"edges", "observed" (counts), "replicated" (n_draws, n_bins)}}``.
+        """
+        bins = dict(bins or _default_bins(self.model))
+        rng = np.random.default_rng(self.seed + 1 if seed is None else seed)
+        params = self.params()
+        n_total = len(next(iter(params.values())))
+        chosen = rng.choice(n_total, size=min(n_draws, n_total), replace=False)
+        n_obs = self.data.n_objects
+        theta_obs = np.asarray(self.data.theta)
+        out = {c: {"edges": np.asarray(bins[c]), "observed": np.histogram(theta_obs[:, THETA_COLUMNS.index(c)],
+                                                                           bins[c])[0],
+                   "replicated": []} for c in bins}
+        alpha = self.draws("detected_fraction")
+        for s in chosen:
+            draw = {k: v[s] for k, v in params.items()}
+            theta = _sample_detected(self.model, draw, self.grid.selection, n_obs, float(alpha[s]),
+                                     int(rng.integers(2**31)), rng)
+            if self.model.measurement_error != "none":
+                pick = rng.integers(n_obs, size=n_obs)
+                lo, hi = np.asarray(self.data.sigma_lo)[pick], np.asarray(self.data.sigma_hi)[pick]
+                z = rng.standard_normal(theta.shape)
+                noise = np.where(z < 0, lo, hi) * z
+                for j, name in enumerate(THETA_COLUMNS):
+                    if name in self.model.error_columns:
+                        theta[:, j] += noise[:, j]
+            for c in bins:
+                out[c]["replicated"].append(np.histogram(theta[:, THETA_COLUMNS.index(c)], bins[c])[0])
+        for c in bins:
+            out[c]["replicated"] = np.asarray(out[c]["replicated"])
+        return out
+
+    def plot_ppc(self, **kwargs):
+        """Posterior predictive histograms of log M and log T; see :func:`plot_ppc`."""
+        return plot_ppc(self, **kwargs)
+
+    def plot_pair(self, **kwargs):
+        """Pair (corner) plot of the hyperparameters; see :func:`plot_pair`."""
+        return plot_pair(self, **kwargs)
+
+
+def _default_bins(model: PopulationModel) -> dict[str, np.ndarray]:
+    """0.25 dex in mass (up to 10^7 Msun) and 0.3 dex in age, starting at the supports' lower edges."""
+    def edges(low, high, width):
+        values = np.arange(low, high - 1e-9, width)
+        return np.append(values, high)
+
+    m_low, m_high = model.log_mass_range
+    t_low, t_high = model.log_age_range
+    return {"log_mass": edges(m_low, min(m_high, max(7.0, m_low + 1.0)), 0.25),
+            "log_age": edges(t_low, t_high, 0.3)}
+
+
+def _nanmax(values) -> float:
+    values = np.asarray(values, np.float64)
+    return float(np.max(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
+
+
+def _sample_detected(model, params, selection: SelectionGrid, n_obs: int, alpha: float, seed: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """``n_obs`` clusters drawn from p(θ|Λ) and thinned by the grid's p_obs."""
+    kept = []
+    n_kept = 0
+    key = jax.random.PRNGKey(seed)
+    size = int(2 ** np.ceil(np.log2(min(max(1.5 * n_obs / max(alpha, 1e-6), 4096), 2**21))))
+    for _ in range(1000):
+        key, sub = jax.random.split(key)
+        theta = sample_population(model, params, size, sub)
+        p = np.asarray(selection.interpolate(*(jnp.asarray(theta[:, j], jnp.float32) for j in range(3))))
+        detected = theta[rng.random(size) < p]
+        kept.append(detected)
+        n_kept += len(detected)
+        if n_kept >= n_obs:
+            break
+    return np.concatenate(kept)[:n_obs]
+
+
+def plot_ppc(result: FitResult, *, axes=None, n_draws: int = 100, bins=None, seed=None, color="tab:blue",
+             title: str | None = None, ppc: Mapping | None = None):
+    """Observed log M and log T histograms against the posterior predictive 68% / 95% bands.
+
+    ``ppc``: the output of :meth:`FitResult.posterior_predictive` (computed if not given).
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if ppc is None:
+        ppc = result.posterior_predictive(n_draws=n_draws, bins=bins, seed=seed)
+    if axes is None:
+        fig, axes = plt.subplots(1, len(ppc), figsize=(5.2 * len(ppc), 3.8))
+    axes = np.atleast_1d(axes)
+    labels = {"log_mass": r"$\log_{10}(M/\mathrm{M}_\odot)$", "log_age": r"$\log_{10}(T/\mathrm{yr})$",
+              "av": r"$A_V$ [mag]"}
+    for ax, (column, entry) in zip(axes, ppc.items()):
+        edges, replicated = entry["edges"], entry["replicated"]
+        q = np.quantile(replicated, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
+        ax.fill_between(edges, np.append(q[0], q[0][-1]), np.append(q[4], q[4][-1]), step="post", color=color,
+                        alpha=0.2, label="posterior predictive 95%")
+        ax.fill_between(edges, np.append(q[1], q[1][-1]), np.append(q[3], q[3][-1]), step="post", color=color,
+                        alpha=0.4, label="68%")
+        ax.stairs(q[2], edges, color=color, lw=1, ls="--", label="median")
+        ax.stairs(entry["observed"], edges, color="k", lw=1.6, label="observed")
+        ax.set_xlabel(labels.get(column, column))
+        ax.set_ylabel("clusters per bin")
+    axes[0].legend(fontsize="small")
+    fig = axes[0].figure
+    fig.suptitle(title or result.model.describe(), fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pair(result: FitResult, *, var_names=None, reference: Mapping[str, float] | None = None, **kwargs):
+    """Corner plot of the scalar hyperparameters (``arviz.plot_pair`` with marginals).
+
+    ``reference``: values to mark (e.g. published fits or the truth).  Returns the figure.
+    """
+    import arviz as az
+
+    var_names = list(var_names or result.model.scalar_parameters)
+    kwargs.setdefault("kind", "kde" if result.draws(var_names[0]).size <= 4000 else "scatter")
+    kwargs.setdefault("marginals", True)
+    kwargs.setdefault("figsize", (2.3 * len(var_names) + 0.6, 2.3 * len(var_names) + 0.6))
+    kwargs.setdefault("textsize", 9)
+    if reference:
+        kwargs.setdefault("reference_values", {k: v for k, v in reference.items() if k in var_names})
+    axes = az.plot_pair(result.idata, var_names=var_names, **kwargs)
+    fig = np.atleast_1d(axes).ravel()[0].figure
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------- fitter
+def _shapes(tree) -> tuple:
+    return tuple(tuple(np.shape(leaf)) for leaf in jax.tree.leaves(tree))
+
+
+class PopulationFitter:
+    """A NUTS sampler for one model and selection grid, compiled once and reused across catalogues.
+
+    Parameters
+    ----------
+    model : PopulationModel
+    selection_grid : SelectionGrid
+        p_obs on a (log_mass, log_age, av) grid; reduced once to a :class:`LikelihoodGrid`
+        with the model's A_V bins.
+    num_warmup, num_samples, num_chains : int
+    chain_method : {"sequential", "vectorized"}
+        Chains one after the other (``lax.map``) or in lock-step (``vmap``), inside one
+        jitted program: NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``) with warmup
+        adaptation, compiled once and reused for every catalogue of the same size.
+    target_accept_prob : float
+    max_tree_depth : int
+    x64 : bool
+        Sample in float64 (inside a ``jax.enable_x64`` context; global configuration untouched).
+    mass_stride, age_stride : int
+        Keep every k-th grid node in the normalising sum (see :meth:`LikelihoodGrid.build`).
+    n_gauss : int
+        Gauss-Legendre points per quadrature sub-interval.
+    keep_latent : bool
+        Store latent true values in the posterior (``measurement_error="latent"``).
+    progress : bool
+    """
+
+    def __init__(self, model: PopulationModel, selection_grid: SelectionGrid, *, num_warmup: int = 500,
+                 num_samples: int = 500, num_chains: int = 4, chain_method: str = "sequential",
+                 target_accept_prob: float = 0.8, max_tree_depth: int = 8, x64: bool = True,
+                 mass_stride: int = 1, age_stride: int = 1, n_gauss: int = 8, keep_latent: bool = False,
+                 progress: bool = False):
+        if not isinstance(selection_grid, (SelectionGrid, LikelihoodGrid)):
+            raise TypeError("selection_grid must be a SelectionGrid (build one with SelectionGrid.from_selection)")
+        if chain_method not in ("sequential", "vectorized"):
+            raise ValueError(f"chain_method must be 'sequential' or 'vectorized', got {chain_method!r}")
+        self.model = model
+        self.settings = dict(num_warmup=int(num_warmup), num_samples=int(num_samples), num_chains=int(num_chains),
+                             chain_method=chain_method, target_accept_prob=float(target_accept_prob),
+                             max_tree_depth=int(max_tree_depth), x64=bool(x64), n_gauss=int(n_gauss))
+        self.keep_latent = keep_latent
+        self.progress = progress
+        with jax.enable_x64(x64):
+            if isinstance(selection_grid, LikelihoodGrid):
+                self.grid = selection_grid
+            else:
+                self.grid = LikelihoodGrid.build(selection_grid, model.av_edges, mass_stride=mass_stride,
+                                                 age_stride=age_stride, log_mass_range=model.log_mass_range,
+                                                 log_age_range=model.log_age_range)
+        self._model_fn = functools.partial(population_model, model, n_gauss=int(n_gauss))
+        self._runner = None
+        self._constrain = None
+        self._shape = None
+        self._pointwise = jax.jit(jax.vmap(
+            lambda p, th, data, grid: pointwise_log_likelihood(model, p, data, grid, th, n_gauss=int(n_gauss)),
+            in_axes=(0, 0, None, None)))
+
+    def _compile(self, data: PopulationData):
+        """Potential, NUTS kernels and the jitted runner for catalogues shaped like ``data`` (once)."""
+        s = self.settings
+        model_fn = self._model_fn
+
+        def potential_fn_gen(*args):
+            return functools.partial(potential_energy, model_fn, args, {})
+
+        def postprocess_gen(*args):
+            return functools.partial(constrain_fn, model_fn, args, {}, return_deterministic=True)
+
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+        def run_chain(key, z0, data, grid):
+            args = (data, grid)
+            state = init_kernel(z0, s["num_warmup"], target_accept_prob=s["target_accept_prob"],
+                                max_tree_depth=s["max_tree_depth"], model_args=args, rng_key=key)
+
+            def step(state, _):
+                state = sample_kernel(state, model_args=args)
+                return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
+                                         "energy": state.energy, "potential_energy": state.potential_energy,
+                                         "accept_prob": state.accept_prob})
+
+            # one scan over warmup and sampling (one copy of the NUTS kernel to compile); drop the warmup
+            _, out = jax.lax.scan(step, state, None, length=s["num_warmup"] + s["num_samples"])
+            return jax.tree.map(lambda x: x[s["num_warmup"]:], out)
+
+        if s["chain_method"] == "vectorized":
+            def run_all(keys, z0, data, grid):
+                return jax.vmap(run_chain, in_axes=(0, 0, None, None))(keys, z0, data, grid)
+        elif s["chain_method"] == "sequential":
+            def run_all(keys, z0, data, grid):
+                return jax.lax.map(lambda a: run_chain(a[0], a[1], data, grid), (keys, z0))
+        else:
+            raise ValueError(f"chain_method must be 'sequential' or 'vectorized', got {s['chain_method']!r}")
+
+        def constrain(z, data, grid):
+            return jax.vmap(postprocess_gen(data, grid))(z)
+
+        self._runner = jax.jit(run_all)
+        self._constrain = jax.jit(constrain)
+        self._shape = _shapes(data)
+
+    def _init_params(self, data: PopulationData, seed: int) -> dict:
+        """Per-chain unconstrained starting points.
+
+        Scalar hyperparameters uniform in the central half of their prior range, A_V weights
+        from the Dirichlet prior, latent true values at the catalogue values (clipped inside
+        the support).  Transformed directly (no eager run of the model).
+        """
+        rng = np.random.default_rng([int(seed), 7919])
+        model = self.model
+        chains = []
+        for _ in range(self.settings["num_chains"]):
+            values = {}
+            for name in model.scalar_parameters:
+                low, high = model.prior_bounds(name)
+                value = low + (high - low) * rng.uniform(0.25, 0.75)
+                values[name] = biject_to(constraints.interval(low, high)).inv(jnp.asarray(value))
+            if model.av == "piecewise":
+                weights = rng.dirichlet(np.full(model.n_av_bins, max(model.av_concentration, 1.0)))
+                weights = np.clip(weights, 1e-3, None)
+                values["av_weights"] = biject_to(constraints.simplex).inv(jnp.asarray(weights / weights.sum()))
+            theta = np.asarray(data.theta)
+            for name in model.latent_columns:
+                low, high = model.support(name)
+                pad = 1e-3 * (high - low)
+                x = np.clip(theta[:, THETA_COLUMNS.index(name)], low + pad, high - pad)
+                values[f"{name}_true"] = biject_to(constraints.interval(low, high)).inv(jnp.asarray(x))
+            chains.append(values)
+        return jax.tree.map(lambda *x: jnp.stack(x), *chains)
+
+    def fit(self, catalogue, seed: int = 0, *, object_samples=None, log_interim=None, n_object_samples: int = 64,
+            av_out_of_range: str = "error", log_likelihood: bool = True) -> FitResult:
+        """Sample the posterior for one catalogue (see :func:`fit_population`)."""
+        s = self.settings
+        with jax.enable_x64(s["x64"]):
+            if isinstance(catalogue, PopulationData):
+                data = catalogue
+            else:
+                data = prepare_data(catalogue, self.model, object_samples=object_samples, log_interim=log_interim,
+                                    n_object_samples=n_object_samples, seed=seed, av_out_of_range=av_out_of_range)
+            if self._runner is None or _shapes(data) != self._shape:
+                self._compile(data)
+            start = time.perf_counter()
+            init = self._init_params(data, seed)
+            keys = jax.random.split(jax.random.PRNGKey(seed), s["num_chains"])
+            z, stats = self._runner(keys, init, data, self.grid)
+            chains, draws = s["num_chains"], s["num_samples"]
+            flat_z = jax.tree.map(lambda x: x.reshape((chains * draws,) + x.shape[2:]), z)
+            samples = self._constrain(flat_z, data, self.grid)
+            samples = jax.device_get(jax.tree.map(lambda x: x.reshape((chains, draws) + x.shape[1:]), samples))
+            stats = jax.device_get(stats)
+            runtime = time.perf_counter() - start
+            if self.progress:
+                print(f"NUTS: {s['num_chains']} chain(s) x ({s['num_warmup']} + {s['num_samples']}) steps, "
+                      f"{data.n_objects} objects, {runtime:.1f} s", flush=True)
+            pointwise = None
+            if log_likelihood and self.model.measurement_error != "latent":
+                pointwise = self._pointwise_log_likelihood(samples, data)
+        return self._result(samples, stats, pointwise, data, seed, runtime)
+
+    def _pointwise_log_likelihood(self, samples, data) -> np.ndarray:
+        names = self.model.parameter_names
+        chains, draws = np.asarray(samples[names[0]]).shape[:2]
+        flat = {k: jnp.asarray(np.asarray(samples[k]).reshape((chains * draws,) + np.shape(samples[k])[2:]))
+                for k in names}
+        dummy = jnp.zeros(chains * draws)
+        block = max(1, int(2e7 // max(1, data.n_objects * (1 if data.samples is None else data.samples.shape[1]))))
+        out = []
+        for start in range(0, chains * draws, block):
+            part = {k: v[start:start + block] for k, v in flat.items()}
+            out.append(np.asarray(self._pointwise(part, dummy[start:start + block], data, self.grid)))
+        return np.concatenate(out).reshape(chains, draws, -1)
+
+    def _result(self, samples, stats, pointwise, data, seed, runtime) -> FitResult:
+        import arviz as az
+
+        model = self.model
+        chains, draws = np.asarray(samples[model.parameter_names[0]]).shape[:2]
+        posterior = {name: np.asarray(samples[name]) for name in model.parameter_names}
+        posterior["detected_fraction"] = np.asarray(samples["detected_fraction"])
+        n_obs = data.n_objects
+        if model.likelihood == "poisson":
+            posterior["n_exp"] = np.asarray(samples["n_exp"])
+            posterior["n_total"] = 10.0 ** posterior["log10_N"]
+        else:  # N | Λ, N_obs ~ Gamma(N_obs, rate α) under the 1/N prior
+            rng = np.random.default_rng(seed)
+            posterior["n_total"] = rng.gamma(n_obs, size=(chains, draws)) / posterior["detected_fraction"]
+        if self.keep_latent:
+            for name in model.latent_columns:
+                posterior[f"{name}_true"] = np.asarray(samples[f"{name}_true"])
+        sample_stats = {
+            "diverging": np.asarray(stats["diverging"], bool),
+            "n_steps": np.asarray(stats["num_steps"]),
+            "energy": np.asarray(stats["energy"]),
+            "lp": -np.asarray(stats["potential_energy"]),
+            "acceptance_rate": np.asarray(stats["accept_prob"]),
+        }
+        theta = np.asarray(data.theta)
+        observed = {name: theta[:, j] for j, name in enumerate(THETA_COLUMNS)}
+        dims = {"av_weights": ["av_bin"], "obs": ["object"], **{c: ["object"] for c in THETA_COLUMNS},
+                **{f"{c}_true": ["object"] for c in THETA_COLUMNS}}
+        coords = {"av_bin": np.arange(model.n_av_bins), "object": np.arange(n_obs)}
+        attrs = {
+            "seed": int(seed),
+            "model": json.dumps(dataclasses.asdict(model)),
+            "model_description": model.describe(),
+            "sampler": json.dumps(self.settings),
+            "runtime_s": round(runtime, 3),
+            "n_objects": int(n_obs),
+            "jaxcomp_version": __version__,
+            "numpyro_version": numpyro.__version__,
+            "inference_library": "numpyro",
+        }
+        idata = az.from_dict(posterior=posterior, sample_stats=sample_stats,
+                             log_likelihood=None if pointwise is None else {"obs": pointwise},
+                             observed_data=observed, dims=dims, coords=coords, attrs=attrs)
+        for group in idata.groups():  # also on every group, so they survive saving a single group
+            getattr(idata, group).attrs.update(attrs)
+        var_names = list(model.parameter_names) + ["detected_fraction"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary = az.summary(idata, var_names=var_names, hdi_prob=0.95)
+        n_div = int(sample_stats["diverging"].sum())
+        return FitResult(idata=idata, summary=summary, num_divergences=n_div, runtime_s=runtime, model=model,
+                         data=data, grid=self.grid, seed=int(seed))
+
+
+def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationModel | None = None, *,
+                   num_warmup: int = 500, num_samples: int = 500, num_chains: int = 4, seed: int = 0,
+                   progress: bool = False, chain_method: str = "sequential", **kwargs) -> FitResult:
+    """Fit a hierarchical population model to a catalogue with NUTS.
+
+    Parameters
+    ----------
+    catalogue : astropy.table.Table, mapping or PopulationData
+        ``log_mass`` [log10 Msun], ``log_age`` [log10 yr], ``av`` [mag] per cluster (and
+        ``*_lo``/``*_hi`` 68% ranges when the model has measurement errors).
+    selection_grid : SelectionGrid
+        p_obs precomputed on a grid (:meth:`SelectionGrid.from_selection`).
+    model : PopulationModel, optional
+        Default: Schechter CMF, power-law CAF, Dirichlet p(A_V) on 4 bins, marginalised N.
+    num_warmup, num_samples, num_chains : int
+        NUTS settings (several chains for r_hat).
+    seed : int
+        PRNG seed (recorded in ``idata.attrs``).
+    progress : bool
+        Print a line with the sampling time.
+    chain_method : {"sequential", "vectorized"}
+        How chains run on a CPU.
+    **kwargs
+        Further :class:`PopulationFitter` options (``target_accept_prob``, ``max_tree_depth``,
+        ``x64``, ``mass_stride``, ``age_stride``, ``keep_latent``) and :meth:`PopulationFitter.fit`
+        options (``object_samples``, ``log_interim``, ``n_object_samples``, ``av_out_of_range``).
+
+    Returns
+    -------
+    FitResult
+    """
+    fit_keys = {"object_samples", "log_interim", "n_object_samples", "av_out_of_range", "log_likelihood"}
+    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
+    fitter = PopulationFitter(model or PopulationModel(), selection_grid, num_warmup=num_warmup,
+                              num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
+                              progress=progress, **kwargs)
+    return fitter.fit(catalogue, seed=seed, **fit_kwargs)
