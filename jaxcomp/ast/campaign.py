@@ -611,7 +611,9 @@ def _iter_dask(field, baseline, todo, rows_of, config, executor, scheduler):
         futures = [client.submit(_dask_task, field_f, base_f, spec, rows_of(spec), config, pure=False,
                                  key=f"jaxcomp-ast-frame-{spec.frame:06d}-{nonce}") for spec in todo]
         try:
-            for fut in as_completed(futures):
+            # as_completed defaults to the *default* client's event loop; with several clients in one
+            # process (a user's own Client beside ours) that is the wrong loop, so name ours
+            for fut in as_completed(futures, loop=client.loop):
                 result = fut.result()
                 fut.release()
                 yield result
