@@ -13,9 +13,21 @@ import numpy as np
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_savefig", "read_table", "write_table", "array_digest"]
 
 
+def _read_umask() -> int:
+    umask = os.umask(0o022)  # os.umask can only be read by setting it: restore at once
+    os.umask(umask)
+    return umask
+
+
+#: Permissions of files written here: those an ordinary ``open()`` would give (read once, at import).
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _temporary_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    # mkstemp creates the file 0600; give the final file the permissions an ordinary open() would
+    os.fchmod(handle, _FILE_MODE)
     os.close(handle)
     return Path(name)
 
