@@ -14,6 +14,9 @@
 * :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS, ArviZ
   InferenceData, r_hat / ESS / divergences, posterior predictive checks).
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
+* :mod:`~jaxcomp.demographics.sensitivity`: derivatives of N_exp, corrected counts and
+  maximum-likelihood hyperparameters with respect to Λ and to a shift of the
+  selection's inputs (depth, extinction); Fisher forecasts against survey depth.
 """
 
 from .corrections import (
@@ -59,6 +62,20 @@ from .marginalise import (
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel
+from .sensitivity import (
+    FisherResult,
+    MaximumLikelihood,
+    ParameterSpace,
+    corrected_bin_counts,
+    depth_shift,
+    detection_fraction_shifted,
+    expected_detected,
+    fisher_forecast,
+    fisher_information,
+    intensity_grid,
+    maximum_likelihood,
+    shift_sensitivity,
+)
 from .simulate import sample_population, simulate_catalogue, smoothed_selection
 
 __all__ = [
@@ -105,4 +122,16 @@ __all__ = [
     "sample_population",
     "simulate_catalogue",
     "smoothed_selection",
+    "FisherResult",
+    "MaximumLikelihood",
+    "ParameterSpace",
+    "corrected_bin_counts",
+    "depth_shift",
+    "detection_fraction_shifted",
+    "expected_detected",
+    "fisher_forecast",
+    "fisher_information",
+    "intensity_grid",
+    "maximum_likelihood",
+    "shift_sensitivity",
 ]
