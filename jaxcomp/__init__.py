@@ -30,6 +30,9 @@ _EXPORTS = {
         "evaluate_in_chunks",
         "import_c4",
         "train_selection_function",
+        "ValidationResult",
+        "p_true_table",
+        "validate_selection",
     ),
     "jaxcomp.demographics": (
         "BrokenPowerLawLogAge",
@@ -44,6 +47,15 @@ _EXPORTS = {
         "p_corr_log_age",
         "p_corr_log_mass",
         "p_obs_mass_age",
+        "PopulationModel",
+        "PopulationFitter",
+        "FitResult",
+        "fit_population",
+        "simulate_catalogue",
+        "fisher_forecast",
+        "fisher_information",
+        "maximum_likelihood",
+        "shift_sensitivity",
     ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -78,6 +90,15 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         p_corr_log_age,
         p_corr_log_mass,
         p_obs_mass_age,
+        PopulationModel,
+        PopulationFitter,
+        FitResult,
+        fit_population,
+        simulate_catalogue,
+        fisher_forecast,
+        fisher_information,
+        maximum_likelihood,
+        shift_sensitivity,
     )
     from .selection import (
         ArtefactError,
@@ -92,4 +113,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         evaluate_in_chunks,
         import_c4,
         train_selection_function,
+        ValidationResult,
+        p_true_table,
+        validate_selection,
     )

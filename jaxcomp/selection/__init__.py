@@ -12,6 +12,7 @@ from .function import InputDomainError, SelectionFunction
 from .inputs import LEGUS_BANDS, PHOTOMETRIC_INPUTS, PHYSICAL_INPUTS, InputSpec
 from .network import NetworkConfig
 from .training import TrainConfig, TrainingResult, train_selection_function
+from .validation import ValidationResult, p_true_table, validate_selection
 
 __all__ = [
     "ArtefactError",
@@ -30,4 +31,7 @@ __all__ = [
     "SelectionFunction",
     "evaluate_in_chunks",
     "read_header",
+    "ValidationResult",
+    "p_true_table",
+    "validate_selection",
 ]
