@@ -136,3 +136,29 @@ def test_sbc_script_small_run(tmp_path):
         assert 0.0 <= entry["p_chi2"] <= 1.0 and 0.0 <= entry["p_ks"] <= 1.0
     assert all(0 <= r["params"]["alpha_M"]["rank"] <= 19 for r in results["replications"])
     assert (tmp_path / "sbc_results.json").is_file() and (tmp_path / "sbc_ranks.png").is_file()
+
+
+def test_fine_grid_has_small_quadrature_error(recovery):
+    _, result = recovery
+    assert 0 <= result.quadrature_relative_error < 0.01
+    assert "quadrature error" in result.report()
+
+
+def test_coarse_grid_is_reported_with_its_quadrature_error():
+    from jaxcomp.demographics.likelihood import LikelihoodGrid, quadrature_error
+
+    selection = LogisticSelection()
+    model = PopulationModel(mass="schechter", age="power_law", av="piecewise")
+    fine = LikelihoodGrid.build(SelectionGrid.from_selection(selection, shape=(241, 161, 13)), model.av_edges)
+    coarse_grid = SelectionGrid.from_selection(selection, shape=(9, 7, 5))
+    coarse = LikelihoodGrid.build(coarse_grid, model.av_edges)
+    alpha_fine, error_fine = quadrature_error(model, TRUTH, fine)
+    alpha_coarse, error_coarse = quadrature_error(model, TRUTH, coarse)
+    # the estimate is of the right size: the coarse grid's actual error against the fine grid
+    actual = abs(alpha_coarse - alpha_fine)
+    assert 0.3 * actual < error_coarse < 3 * actual and error_fine < 0.05 * actual
+    catalogue = simulate_catalogue(model, TRUTH, selection, n_obs=200, seed=3)
+    fitter = PopulationFitter(model, coarse_grid, num_warmup=30, num_samples=30, num_chains=1)
+    with pytest.warns(RuntimeWarning, match="too coarse.*quadrature error"):
+        result = fitter.fit(catalogue, seed=1)
+    assert result.quadrature_relative_error > 0.01

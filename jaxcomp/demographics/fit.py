@@ -34,6 +34,7 @@ from .likelihood import (
     pointwise_log_likelihood,
     population_model,
     prepare_data,
+    quadrature_error,
 )
 from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
@@ -65,6 +66,10 @@ class FitResult:
     data : PopulationData
     grid : LikelihoodGrid
     seed : int
+    quadrature_relative_error : float
+        Estimated relative error of the detected fraction α at the posterior median
+        (:func:`~jaxcomp.demographics.likelihood.quadrature_error`); a warning is issued
+        above the fitter's ``quadrature_tolerance``.
     """
 
     idata: object
@@ -75,6 +80,7 @@ class FitResult:
     data: PopulationData
     grid: LikelihoodGrid
     seed: int
+    quadrature_relative_error: float = float("nan")
 
     # ------------------------------------------------------------- access
     def draws(self, name: str) -> np.ndarray:
@@ -115,7 +121,8 @@ class FitResult:
         lines = [f"{self.model.describe()}: {self.data.n_objects} objects, seed {self.seed}",
                  self.summary.to_string(),
                  f"divergences: {self.num_divergences}; max r_hat {_nanmax(self.summary['r_hat']):.3f}; "
-                 f"min ESS bulk {np.nanmin(self.summary['ess_bulk']):.0f}; runtime {self.runtime_s:.1f} s"]
+                 f"min ESS bulk {np.nanmin(self.summary['ess_bulk']):.0f}; runtime {self.runtime_s:.1f} s; "
+                 f"quadrature error of α {100 * self.quadrature_relative_error:.2g}%"]
         return "\n".join(lines)
 
     # ---------------------------------------------------- predictive checks
@@ -299,13 +306,16 @@ class PopulationFitter:
     keep_latent : bool
         Store latent true values in the posterior (``measurement_error="latent"``).
     progress : bool
+    quadrature_tolerance : float
+        Warn when the estimated relative quadrature error of the detected fraction at the
+        posterior median exceeds this (default 1%).
     """
 
     def __init__(self, model: PopulationModel, selection_grid: SelectionGrid, *, num_warmup: int = 500,
                  num_samples: int = 500, num_chains: int = 4, chain_method: str = "sequential",
                  target_accept_prob: float = 0.8, max_tree_depth: int = 8, x64: bool = True,
                  mass_stride: int = 1, age_stride: int = 1, n_gauss: int = 8, keep_latent: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, quadrature_tolerance: float = 0.01):
         if not isinstance(selection_grid, (SelectionGrid, LikelihoodGrid)):
             raise TypeError("selection_grid must be a SelectionGrid (build one with SelectionGrid.from_selection)")
         if chain_method not in ("sequential", "vectorized"):
@@ -316,6 +326,7 @@ class PopulationFitter:
                              max_tree_depth=int(max_tree_depth), x64=bool(x64), n_gauss=int(n_gauss))
         self.keep_latent = keep_latent
         self.progress = progress
+        self.quadrature_tolerance = float(quadrature_tolerance)
         with jax.enable_x64(x64):
             if isinstance(selection_grid, LikelihoodGrid):
                 self.grid = selection_grid
@@ -497,8 +508,28 @@ class PopulationFitter:
             warnings.simplefilter("ignore")
             summary = az.summary(idata, var_names=var_names, hdi_prob=0.95)
         n_div = int(sample_stats["diverging"].sum())
+        if n_div:
+            warnings.warn(f"{n_div} divergent transition(s) in {chains} x {draws} NUTS draws of "
+                          f"{model.describe()}: the posterior may be biased; inspect idata.sample_stats.diverging, "
+                          "raise target_accept_prob or reparameterise", RuntimeWarning, stacklevel=3)
+        median = {name: np.median(posterior[name].reshape((chains * draws,) + posterior[name].shape[2:]), axis=0)
+                  for name in model.parameter_names}
+        if model.av == "piecewise":
+            median["av_weights"] = median["av_weights"] / np.sum(median["av_weights"])
+        relative_error = float("nan")
+        if self.grid.log_mass.shape[0] >= 5 and self.grid.log_age.shape[0] >= 5:
+            with jax.enable_x64(self.settings["x64"]):
+                alpha, error = quadrature_error(model, median, self.grid, n_gauss=self.settings["n_gauss"])
+            relative_error = error / alpha if alpha > 0 else float("inf")
+            if relative_error > self.quadrature_tolerance:
+                warnings.warn(
+                    f"the selection grid is too coarse for this population: the detected fraction "
+                    f"α = {alpha:.4g} at the posterior median has an estimated quadrature error of "
+                    f"{100 * relative_error:.2g}% (tolerance {100 * self.quadrature_tolerance:.2g}%); use more "
+                    "grid nodes (SelectionGrid.from_selection(shape=...)) or a smaller mass/age stride",
+                    RuntimeWarning, stacklevel=3)
         return FitResult(idata=idata, summary=summary, num_divergences=n_div, runtime_s=runtime, model=model,
-                         data=data, grid=self.grid, seed=int(seed))
+                         data=data, grid=self.grid, seed=int(seed), quadrature_relative_error=relative_error)
 
 
 def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationModel | None = None, *,
