@@ -337,3 +337,21 @@ def test_synthesis_options_validate():
         SynthesisOptions(variance_tolerance=0.0)
     with pytest.raises(ValueError, match="sampling"):
         SynthesisOptions(sampling="poisson")
+
+
+def test_library_from_properties_matches_generate_library():
+    """Same properties and seed -> the same stochastic photometry; bad inputs are refused."""
+    from jaxcomp.library import LibraryConfig, generate_library, library_from_properties
+
+    config = LibraryConfig(log_mass_range=(2.0, 4.0))
+    reference = generate_library(40, config, seed=7)
+    again = library_from_properties(reference["log_mass"], reference["log_age"], reference["av"], config, seed=7,
+                                    r_eff_pc=reference["r_eff_pc"])
+    for column in reference.columns:
+        np.testing.assert_array_equal(np.asarray(again[column]), np.asarray(reference[column]), err_msg=column)
+    drawn = library_from_properties(np.full(5, 6.0), np.full(5, 7.0), np.zeros(5), config, seed=1)
+    assert set(np.asarray(drawn["r_eff_pc"])) <= set(range(1, 11))
+    with pytest.raises(ValueError, match="av must be >= 0"):
+        library_from_properties([3.0], [7.0], [-0.1], config)
+    with pytest.raises(ValueError, match="NaN"):
+        library_from_properties([np.nan], [7.0], [0.1], config)

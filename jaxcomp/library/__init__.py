@@ -27,7 +27,14 @@ here is numpy (the library is stochastic, not differentiable) and holds no globa
 from .bands import DEFAULT_BANDS, SEDPY_FILTER_NAMES
 from .external import read_library_table, read_slug_library, validate_library_table, write_library_fits
 from .imf import IMF, chabrier2005, kroupa2001, sample_imf
-from .library import LIBRARY_COLUMNS, LibraryConfig, generate_library, read_library, write_library
+from .library import (
+    LIBRARY_COLUMNS,
+    LibraryConfig,
+    generate_library,
+    library_from_properties,
+    read_library,
+    write_library,
+)
 from .photometry import DEFAULT_ISOCHRONES, ISOCHRONE_SETS, StarPhotometry
 from .synthesis import (
     NGC628_DISTANCE_MODULUS,
@@ -54,6 +61,7 @@ __all__ = [
     "ssp_magnitudes",
     "LibraryConfig",
     "generate_library",
+    "library_from_properties",
     "write_library",
     "read_library",
     "LIBRARY_COLUMNS",

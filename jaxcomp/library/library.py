@@ -304,7 +304,63 @@ def generate_library(
     log_age = gen.uniform(math.log10(config.age_range_yr[0]), math.log10(config.age_range_yr[1]), size=n)
     av = gen.uniform(*config.av_range, size=n)
     r_eff = _draw_radii(log_mass, config, gen)
+    return _synthesise(log_mass, log_age, av, r_eff, config, stars_seq, int(seed), n_workers=n_workers, model=model,
+                       progress=progress)
 
+
+def library_from_properties(log_mass, log_age, av, config: LibraryConfig | None = None, seed: int = 0, *,
+                            r_eff_pc=None, n_workers: int = 1, model: PopulationSynthesis | None = None,
+                            progress=None):
+    """A library of clusters with given masses, ages and extinctions (e.g. drawn from a known population).
+
+    The photometry is synthesised exactly as in :func:`generate_library` (stochastic
+    IMF sampling per ``config``); the radii are drawn from ``config``'s radius
+    prescription unless given.
+
+    Parameters
+    ----------
+    log_mass, log_age, av : array, shape (n,)
+        log10 mass [Msun], log10 age [yr], V-band extinction [mag]; finite, ``av >= 0``
+        (ages outside the isochrone grid are clamped and flagged in ``age_clamped``).
+    config : LibraryConfig, optional
+        Bands, IMF, distance modulus and radius prescription (its ranges are not used).
+    seed : int
+        Seed of the star sampling (and of the radii, when drawn).
+    r_eff_pc : array, shape (n,), optional
+        Half-light radii [pc] (integers 1..10 for the standard AST design).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`generate_library`.
+    """
+    config = LibraryConfig() if config is None else config
+    arrays = [np.asarray(a, dtype=np.float64) for a in (log_mass, log_age, av)]
+    if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1 or arrays[0].size == 0:
+        raise ValueError("log_mass, log_age and av must be non-empty one-dimensional arrays of equal length")
+    for name, a in zip(("log_mass", "log_age", "av"), arrays):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} has NaN or infinite values")
+    if np.any(arrays[2] < 0):
+        raise ValueError("av must be >= 0 mag")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    properties_seq, stars_seq = np.random.SeedSequence(int(seed)).spawn(2)
+    if r_eff_pc is None:
+        r_eff = _draw_radii(arrays[0], config, np.random.default_rng(properties_seq))
+    else:
+        r_eff = np.asarray(r_eff_pc)
+        if r_eff.shape != arrays[0].shape or not np.all(np.isfinite(r_eff)) or np.any(r_eff <= 0):
+            raise ValueError("r_eff_pc must be positive, finite and have the length of log_mass")
+    return _synthesise(*arrays, r_eff, config, stars_seq, int(seed), n_workers=n_workers, model=model,
+                       progress=progress)
+
+
+def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, seed: int, *, n_workers: int,
+                model, progress):
+    import pandas as pd
+
+    n = log_mass.shape[0]
     if model is None or n_workers > 1:
         model = config.build_model() if n_workers == 1 else None
     elif model.bands != config.bands:
