@@ -3,12 +3,17 @@
 Subcommands
 -----------
 demo        run the embedded end-to-end example (no data needed)
+run         run (or resume) the stages of a TOML configuration into a run directory
+report      write the HTML report of a run directory
 library     generate a cluster library (or import a SLUG / external one)
 field       make the mock NGC 628C field, or describe a field
 ast         run, inspect and plot artificial-cluster-test campaigns
 train       train a selection function on a labels table
 import-c4   convert the published C-4 NGC 628C networks into a jaxcomp artefact
 predict     add p_obs (and its ensemble spread) to a table
+validate    validate selection functions on a test campaign (paper section 4.1)
+correct     completeness-corrected cluster age and mass functions of a catalogue
+fit         hierarchical fit of the cluster mass and age functions (NUTS)
 info        print the JSON header of an artefact
 """
 
@@ -102,25 +107,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.quiet)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxcomp`` command."""
     parser = argparse.ArgumentParser(prog="jaxcomp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"jaxcomp {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the embedded example end to end")
-    demo.add_argument("--out", default="jaxcomp-demo", help="output directory (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true", help="small, fast version (about a minute)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.set_defaults(func=_cmd_demo)
+    from .workflow.cli import add_demo_parser, add_run_parser, add_validate_parser
+
+    add_demo_parser(commands)
+    add_run_parser(commands)
 
     train = commands.add_parser("train", help="train a selection function on AST labels")
     train.add_argument("labels", help="labels table (.parquet, .fits, .ecsv, .csv)")
@@ -161,11 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     from .ast.cli import add_ast_parser, add_field_parser
+    from .demographics.cli import add_correct_parser, add_fit_parser
     from .library.cli import add_library_parser
+    from .workflow.report import add_report_parser
 
     add_library_parser(commands)
     add_field_parser(commands)
     add_ast_parser(commands)
+    add_correct_parser(commands)
+    add_fit_parser(commands)
+    add_report_parser(commands)
+    add_validate_parser(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The jaxcomp workflow: TOML-configured runs, stages and their report."""

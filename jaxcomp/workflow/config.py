@@ -1,0 +1,486 @@
+"""The run configuration: one TOML file describes a whole jaxcomp run.
+
+Every section maps to a frozen dataclass; unknown sections or keys, wrong types,
+values out of range and inconsistent stages are refused **before any work
+starts**, with a message that names the key (``[networks] epochs: ...``).
+Omitted keys take the defaults below; :meth:`RunConfig.to_dict` gives the
+resolved configuration, which the run directory records.
+
+Example (the embedded demo, ``jaxcomp/data/workflows/demo.toml``)::
+
+    [run]
+    name = "demo"
+    seed = 0
+
+    [field]
+    kind = "mock"
+    size = "small"
+
+    [library]
+    n_clusters = 60000
+
+    [campaign]
+    r_eff_pc = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    train_frames_per_reff = 10
+    test_clusters_per_reff = 100
+    test_repeats = 20
+
+    [networks]
+    inputs = ["physical", "photometric"]
+
+    [population]
+    alpha_M = -2.0
+    log_M_break = 5.0
+
+    [fit]
+    chains = 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "RunSection",
+    "FieldSection",
+    "LibrarySection",
+    "CampaignSection",
+    "NetworksSection",
+    "ValidationSection",
+    "PopulationSection",
+    "CatalogueSection",
+    "CorrectSection",
+    "FitSection",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the offending key."""
+
+
+BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
+
+
+# ------------------------------------------------------------------ sections
+@dataclasses.dataclass(frozen=True)
+class RunSection:
+    """``[run]``: name of the run, master seed, and worker processes (0 = all cores)."""
+
+    name: str = "run"
+    seed: int = 0
+    workers: int = 0
+
+    def check(self):
+        _require(self.seed >= 0, "run", "seed", "must be >= 0")
+        _require(self.workers >= 0, "run", "workers", "must be >= 0 (0 = all cores)")
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSection:
+    """``[field]``: the images to inject into.
+
+    ``kind = "mock"``: the embedded mock NGC 628C field, ``size`` "small" (1500 x 1500 px),
+    "legus" (7040 x 6400 px) or "NYxNX"; ``kind = "fits"``: five FITS images in
+    ``directory`` (see :func:`jaxcomp.ast.read_field_fits`).
+    """
+
+    kind: str = "mock"
+    size: str = "small"
+    directory: str = ""
+
+    def check(self):
+        _require(self.kind in ("mock", "fits"), "field", "kind", f"must be 'mock' or 'fits', got {self.kind!r}")
+        if self.kind == "mock":
+            ok = self.size in ("small", "legus") or _parse_size(self.size) is not None
+            _require(ok, "field", "size", f"must be 'small', 'legus' or 'NYxNX' (e.g. '2000x2000'), got {self.size!r}")
+        else:
+            _require(bool(self.directory), "field", "directory", "is needed for kind = 'fits'")
+
+
+@dataclasses.dataclass(frozen=True)
+class LibrarySection:
+    """``[library]``: the cluster library of the campaigns (uniform in log M, log T, A_V)."""
+
+    n_clusters: int = 60_000
+    log_mass_range: tuple[float, float] = (2.0, 8.0)
+    log_age_range: tuple[float, float] = (5.0, 10.176)
+    av_range: tuple[float, float] = (0.0, 3.0)
+    radius_model: str = "flat"
+    bands: tuple[str, ...] = BANDS
+
+    def check(self):
+        _require(self.n_clusters >= 1, "library", "n_clusters", "must be >= 1")
+        for key in ("log_mass_range", "log_age_range", "av_range"):
+            low, high = getattr(self, key)
+            _require(high > low, "library", key, "must be [low, high] with high > low")
+        _require(self.av_range[0] >= 0, "library", "av_range", "A_V must be >= 0")
+        _require(self.radius_model in ("flat", "K19"), "library", "radius_model", "must be 'flat' or 'K19'")
+        unknown = set(self.bands) - set(BANDS)
+        _require(not unknown, "library", "bands", f"unknown band(s) {sorted(unknown)}; known: {list(BANDS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignSection:
+    """``[campaign]``: the training and test AST designs (paper section 3.2)."""
+
+    r_eff_pc: tuple[float, ...] = tuple(float(r) for r in range(1, 11))
+    clusters_per_frame: int = 500
+    train_frames_per_reff: int = 49
+    test_clusters_per_reff: int = 500
+    test_repeats: int = 100
+
+    def check(self):
+        _require(len(self.r_eff_pc) > 0 and min(self.r_eff_pc) > 0, "campaign", "r_eff_pc",
+                 "must be a non-empty list of positive radii [pc]")
+        _require(self.clusters_per_frame >= 1, "campaign", "clusters_per_frame", "must be >= 1")
+        _require(self.train_frames_per_reff >= 1, "campaign", "train_frames_per_reff", "must be >= 1")
+        _require(1 <= self.test_clusters_per_reff <= self.clusters_per_frame, "campaign", "test_clusters_per_reff",
+                 "must be between 1 and clusters_per_frame (the test clusters of one radius share a frame)")
+        _require(self.test_repeats >= 2, "campaign", "test_repeats", "must be >= 2 (p_true needs repeats)")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworksSection:
+    """``[networks]``: which selection functions to train, and how (paper section 3.3)."""
+
+    inputs: tuple[str, ...] = ("physical", "photometric")
+    hidden: tuple[int, ...] = (512, 512)
+    epochs: int = 100
+    batch_size: int = 4096
+    learning_rates: tuple[float, ...] = (5e-3, 1e-2, 5e-2, 1e-1)
+    weight_decays: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 3e-2, 5e-2, 1e-1)
+    members: int = 1
+
+    def check(self):
+        allowed = {"physical", "photometric"}
+        _require(len(self.inputs) > 0 and set(self.inputs) <= allowed and len(set(self.inputs)) == len(self.inputs),
+                 "networks", "inputs", f"must be a list of distinct entries from {sorted(allowed)}")
+        _require(len(self.hidden) > 0 and min(self.hidden) >= 1, "networks", "hidden", "must list positive widths")
+        _require(self.epochs >= 1, "networks", "epochs", "must be >= 1")
+        _require(self.batch_size >= 1, "networks", "batch_size", "must be >= 1")
+        _require(len(self.learning_rates) > 0 and min(self.learning_rates) > 0, "networks", "learning_rates",
+                 "must be positive")
+        _require(len(self.weight_decays) > 0 and min(self.weight_decays) >= 0, "networks", "weight_decays",
+                 "must be >= 0")
+        _require(self.members >= 1, "networks", "members", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSection:
+    """``[validation]``: bins with fewer than ``min_count`` test clusters are omitted (paper: 80 of 5000).
+
+    ``min_count = 0`` scales the paper's 80 to the size of the test set (at least 10).
+    """
+
+    min_count: int = 0
+
+    def check(self):
+        _require(self.min_count >= 0, "validation", "min_count", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationSection:
+    """``[population]``: a known population passed through the same pipeline (the simulated catalogue).
+
+    Masses from a Schechter (or power-law) mass function, ages from a power law in T,
+    A_V uniform; ``n_clusters`` are injected, ``clusters_per_frame`` at a time, into
+    new frames of the field, and the catalogue is the recovered ones (with their true
+    values: SED-fitting errors are not modelled).  Set ``enabled = false`` to skip.
+    """
+
+    enabled: bool = True
+    mass: str = "schechter"
+    alpha_M: float = -2.0
+    log_M_break: float = 5.0
+    log_mass_range: tuple[float, float] = (3.0, 7.0)
+    age: str = "power_law"
+    alpha_T: float = -0.8
+    log_age_range: tuple[float, float] = (6.0, 9.5)
+    av_range: tuple[float, float] = (0.0, 3.0)
+    n_clusters: int = 10_000
+    clusters_per_frame: int = 500
+
+    def check(self):
+        _require(self.mass in ("schechter", "power_law"), "population", "mass", "must be 'schechter' or 'power_law'")
+        _require(self.age == "power_law", "population", "age", "must be 'power_law'")
+        for key in ("log_mass_range", "log_age_range", "av_range"):
+            low, high = getattr(self, key)
+            _require(high > low, "population", key, "must be [low, high] with high > low")
+        _require(self.n_clusters >= 1, "population", "n_clusters", "must be >= 1")
+        _require(self.clusters_per_frame >= 1, "population", "clusters_per_frame", "must be >= 1")
+        _require(-3.0 < self.alpha_M < -1.0, "population", "alpha_M", "must lie inside the fit's prior (-3, -1)")
+        _require(-3.0 < self.alpha_T < 1.0, "population", "alpha_T", "must lie inside the fit's prior (-3, 1)")
+        _require(3.5 < self.log_M_break < 7.5, "population", "log_M_break",
+                 "must lie inside the fit's prior (3.5, 7.5)")
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogueSection:
+    """``[catalogue]``: which catalogue to correct and fit.
+
+    ``source = "population"``: the simulated catalogue of ``[population]``;
+    ``"legus:ngc628c"``: the shipped LEGUS NGC 628C class 1-3 clusters; or a path to a
+    table with ``log_mass``, ``log_age``, ``av``.
+    """
+
+    source: str = "population"
+
+    def check(self):
+        ok = self.source in ("population", "legus:ngc628c") or bool(self.source)
+        _require(ok, "catalogue", "source", "must be 'population', 'legus:ngc628c' or a table path")
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectSection:
+    """``[correct]``: completeness-corrected CAF and CMF (eq. 17-18) with the physical network.
+
+    The CAF is corrected assuming the mass function of ``[population]`` (or, for real
+    data, ``mass_alpha``/``mass_log_break``), the CMF assuming ``age_alpha``.
+    """
+
+    enabled: bool = True
+    grid: tuple[int, int, int] = (121, 105, 13)
+    age_bins: tuple[float, ...] = ()
+    mass_bins: tuple[float, ...] = ()
+
+    def check(self):
+        _require(len(self.grid) == 3 and min(self.grid) >= 5, "correct", "grid",
+                 "must be three node counts >= 5 (log_mass, log_age, av)")
+        for key in ("age_bins", "mass_bins"):
+            edges = getattr(self, key)
+            _require(len(edges) == 0 or (len(edges) >= 2 and all(b > a for a, b in zip(edges, edges[1:]))),
+                     "correct", key, "must be empty (automatic) or increasing edges")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSection:
+    """``[fit]``: the NumPyro NUTS fit of the catalogue with the physical network's p_obs."""
+
+    enabled: bool = True
+    mass: str = "schechter"
+    age: str = "power_law"
+    chains: int = 2
+    warmup: int = 500
+    samples: int = 500
+    grid: tuple[int, int, int] = (121, 105, 13)
+
+    def check(self):
+        _require(self.mass in ("schechter", "power_law"), "fit", "mass", "must be 'schechter' or 'power_law'")
+        _require(self.age in ("power_law", "broken_power_law"), "fit", "age",
+                 "must be 'power_law' or 'broken_power_law'")
+        for key in ("chains", "warmup", "samples"):
+            _require(getattr(self, key) >= 1, "fit", key, "must be >= 1")
+        _require(len(self.grid) == 3 and min(self.grid) >= 5, "fit", "grid", "must be three node counts >= 5")
+
+
+_SECTIONS: dict[str, type] = {
+    "run": RunSection,
+    "field": FieldSection,
+    "library": LibrarySection,
+    "campaign": CampaignSection,
+    "networks": NetworksSection,
+    "validation": ValidationSection,
+    "population": PopulationSection,
+    "catalogue": CatalogueSection,
+    "correct": CorrectSection,
+    "fit": FitSection,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A whole run (see the module docstring); build it with :func:`load_config` or :func:`parse_config`."""
+
+    run: RunSection = RunSection()
+    field: FieldSection = FieldSection()
+    library: LibrarySection = LibrarySection()
+    campaign: CampaignSection = CampaignSection()
+    networks: NetworksSection = NetworksSection()
+    validation: ValidationSection = ValidationSection()
+    population: PopulationSection = PopulationSection()
+    catalogue: CatalogueSection = CatalogueSection()
+    correct: CorrectSection = CorrectSection()
+    fit: FitSection = FitSection()
+
+    def to_dict(self) -> dict:
+        """The resolved configuration (defaults filled in) as plain JSON-able values."""
+        return {name: _plain(dataclasses.asdict(getattr(self, name))) for name in _SECTIONS}
+
+    def section_hash(self, *names: str) -> str:
+        """SHA-256 of the named sections' resolved values."""
+        payload = json.dumps({n: self.to_dict()[n] for n in names}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def hash(self) -> str:
+        """SHA-256 of the whole resolved configuration."""
+        return self.section_hash(*_SECTIONS)
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML (round-trips through :func:`parse_config`)."""
+        lines = []
+        for name, values in self.to_dict().items():
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+            lines.append("")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ parsing
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and check a TOML run configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return parse_config(data, base=path.parent)
+
+
+def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:
+    """Check a configuration mapping (as read from TOML) and build the :class:`RunConfig`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("the configuration must be a table of sections")
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(f'[{u}]' for u in unknown)}; "
+                          f"known: {', '.join(f'[{s}]' for s in _SECTIONS)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = data.get(name, {})
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[{name}] must be a table of keys, got {type(values).__name__}")
+        sections[name] = _build_section(name, cls, values)
+    if base is not None and sections["field"].kind == "fits":
+        directory = Path(sections["field"].directory)
+        if not directory.is_absolute():
+            sections["field"] = dataclasses.replace(sections["field"], directory=str((base / directory).resolve()))
+    config = RunConfig(**sections)
+    _check_consistency(config)
+    return config
+
+
+def _build_section(name: str, cls: type, values: Mapping):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"[{name}] unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {key: _coerce(name, key, value, hints[key]) for key, value in values.items()}
+    section = cls(**kwargs)
+    section.check()
+    return section
+
+
+def _coerce(section: str, key: str, value, hint):
+    where = f"[{section}] {key}"
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(section, f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}")
+        return tuple(_coerce(section, f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+    raise TypeError(f"unsupported configuration type {hint} for {where}")  # pragma: no cover
+
+
+def _check_consistency(config: RunConfig) -> None:
+    """Cross-section checks: every stage must be able to run with what the others produce."""
+    networks, library = config.networks, config.library
+    if "photometric" in networks.inputs and set(library.bands) != set(BANDS):
+        raise ConfigError(f"[networks] inputs: a photometric network needs all five bands {list(BANDS)}, but "
+                          f"[library] bands = {list(library.bands)}")
+    needs_physical = (config.correct.enabled or config.fit.enabled)
+    if needs_physical and "physical" not in networks.inputs:
+        raise ConfigError("[networks] inputs: [correct] and [fit] need the physical network; add 'physical' "
+                          "or set enabled = false in [correct] and [fit]")
+    if config.catalogue.source == "population" and not config.population.enabled and needs_physical:
+        raise ConfigError("[catalogue] source = 'population' but [population] enabled = false")
+    campaign = config.campaign
+    if any(abs(r - round(r)) > 1e-9 for r in campaign.r_eff_pc):
+        raise ConfigError("[campaign] r_eff_pc: the library stores integer radii [pc]; use whole numbers")
+    if library.radius_model == "flat":
+        need = campaign.train_frames_per_reff * campaign.clusters_per_frame + campaign.test_clusters_per_reff
+        expected = library.n_clusters / len(campaign.r_eff_pc)
+        if expected - 4.0 * expected ** 0.5 < need:
+            minimum = int(len(campaign.r_eff_pc) * (need + 4.0 * need ** 0.5 + 8.0)) + 1
+            raise ConfigError(f"[library] n_clusters = {library.n_clusters} is too small for the campaigns: each of "
+                              f"the {len(campaign.r_eff_pc)} radii needs {need} distinct clusters (training frames "
+                              f"x clusters per frame + test clusters); use n_clusters >= {minimum}")
+    population = config.population
+    if population.enabled:
+        for key, lib_key in (("log_mass_range", "log_mass_range"), ("log_age_range", "log_age_range"),
+                             ("av_range", "av_range")):
+            low, high = getattr(population, key)
+            lib_low, lib_high = getattr(library, lib_key)
+            if low < lib_low or high > lib_high:
+                raise ConfigError(f"[population] {key} = [{low}, {high}] reaches outside [library] {lib_key} = "
+                                  f"[{lib_low}, {lib_high}], where the selection function was never trained")
+    if config.field.kind == "mock":
+        size = _parse_size(config.field.size)
+        if size is not None and min(size) < 200:
+            raise ConfigError("[field] size: a mock field needs at least 200 x 200 px")
+
+
+# ------------------------------------------------------------------ helpers
+def _require(condition: bool, section: str, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"[{section}] {key} {message}")
+
+
+def _parse_size(text: str):
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")  # pragma: no cover

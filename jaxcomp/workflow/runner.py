@@ -1,0 +1,260 @@
+"""Run the stages of a configuration into a run directory, skipping those that are up to date.
+
+Each stage has a **fingerprint**: the SHA-256 of the configuration sections it
+reads, its seed, the jaxcomp version and the fingerprints of its upstream
+stages.  ``RUN_DIR/<stage>/stage.json`` records the fingerprint of the stage's
+last successful run; a stage whose recorded fingerprint equals the current one is
+skipped, any other is (re)run, and so are the stages downstream of it.  A run
+directory therefore never silently holds results of another configuration: a
+changed section re-runs exactly the stages that read it (the runner says which
+and why), and a directory that was not made by jaxcomp is refused.
+
+``RUN_DIR/run.json`` records the name, the configuration hash, the versions of
+jaxcomp and its main dependencies, the platform, the stage order, and per stage
+the fingerprint, seed, status and seconds; ``RUN_DIR/config.toml`` holds the
+resolved configuration.  Stages resume: an interrupted AST campaign continues
+from its last finished frame.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+from .._io import atomic_write_text
+from .._version import __version__
+from .config import RunConfig, load_config
+from .stages import STAGES, Stage, StageContext, n_workers, stage_depends, stage_seed
+
+__all__ = ["RunError", "run_workflow", "plan_stages", "stage_status"]
+
+RUN_FILE = "run.json"
+STAGE_FILE = "stage.json"
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "equinox", "numpyro", "numpy", "scipy", "astropy", "photutils",
+              "arviz")
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or whose stage failed."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "jaxcomp": __version__}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _enabled_stages(config: RunConfig) -> list[Stage]:
+    return [s for s in STAGES if s.enabled(config)]
+
+
+def _fingerprints(config: RunConfig) -> dict[str, str]:
+    values = config.to_dict()
+    result: dict[str, str] = {}
+    for stage in _enabled_stages(config):
+        payload = {"stage": stage.name, "jaxcomp": __version__, "seed": stage_seed(config.run.seed, stage.name),
+                   "sections": {name: values[name] for name in stage.sections},
+                   "upstream": {d: result.get(d) for d in stage_depends(stage, config)}}
+        result[stage.name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return result
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str]:
+    """``{stage: "up to date" | "to run" | "changed" | "failed"}`` for a run directory and configuration."""
+    run_dir = Path(run_dir)
+    fingerprints = _fingerprints(config)
+    status = {}
+    for name, fingerprint in fingerprints.items():
+        record = _read_json(run_dir / name / STAGE_FILE)
+        if record is None:
+            status[name] = "to run"
+        elif record.get("status") != "done":
+            status[name] = "failed"
+        elif record.get("fingerprint") != fingerprint:
+            status[name] = "changed"
+        else:
+            status[name] = "up to date"
+    return status
+
+
+def plan_stages(run_dir, config: RunConfig, only=None, force=()) -> list[str]:
+    """The stages that will run (in order): out of date, forced, or downstream of one that runs."""
+    status = stage_status(run_dir, config)
+    enabled = _enabled_stages(config)
+    selected = {s.name for s in enabled} if not only else set(only)
+    unknown = selected - {s.name for s in STAGES}
+    if unknown:
+        raise RunError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in STAGES]}")
+    disabled = selected - {s.name for s in enabled}
+    if disabled:
+        raise RunError(f"stage(s) {sorted(disabled)} are disabled by the configuration (enabled = false)")
+    # an explicitly selected stage needs its upstream stages
+    by_name = {s.name: s for s in enabled}
+    pending = list(selected)
+    while pending:
+        for dep in stage_depends(by_name[pending.pop()], config):
+            if dep not in selected:
+                selected.add(dep)
+                pending.append(dep)
+    plan = []
+    for stage in enabled:
+        if stage.name not in selected:
+            continue
+        upstream_runs = any(d in plan for d in stage_depends(stage, config))
+        if status[stage.name] != "up to date" or stage.name in force or upstream_runs:
+            plan.append(stage.name)
+    return plan
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_FILE).is_file():
+        raise RunError(f"{run_dir} is not empty and was not made by 'jaxcomp run' (no {RUN_FILE}); "
+                       "choose another directory")
+
+
+def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLike, *, only=None, force=(),
+                 progress: bool = True, report: bool = True, log=print) -> dict:
+    """Execute the out-of-date stages of a configuration into ``run_dir``.
+
+    Parameters
+    ----------
+    config : RunConfig or path to a TOML file
+    run_dir : path
+        The run directory (created; one per configuration lineage).
+    only : sequence of str, optional
+        Run only these stages (and the upstream stages they need, if out of date).
+    force : sequence of str
+        Re-run these stages even if up to date (and everything downstream).
+    progress : bool
+        Progress bars.
+    report : bool
+        Write ``RUN_DIR/report.html`` at the end.
+    log : callable
+        Where one-line messages go (``print``; ``lambda *a: None`` for silence).
+
+    Returns
+    -------
+    dict
+        The contents of ``run.json``.
+    """
+    if not isinstance(config, RunConfig):
+        config = load_config(config)
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status_before = stage_status(run_dir, config)
+    plan = plan_stages(run_dir, config, only=only, force=tuple(force))
+    previous = _read_json(run_dir / RUN_FILE) or {}
+    if previous.get("config_hash") and previous["config_hash"] != config.hash():
+        changed = sorted(k for k, v in config.to_dict().items() if previous.get("config", {}).get(k) != v)
+        log(f"configuration differs from the one recorded in {run_dir / RUN_FILE} in section(s) "
+            f"{', '.join(f'[{c}]' for c in changed)}: re-running the stages that read them")
+    fingerprints = _fingerprints(config)
+    record = {
+        "name": config.run.name,
+        "config_hash": config.hash(),
+        "config": config.to_dict(),
+        "jaxcomp_version": __version__,
+        "versions": _versions(),
+        "platform": f"{platform.platform()} ({platform.machine()}, {os.cpu_count()} cpus)",
+        "created": previous.get("created", _now()),
+        "updated": _now(),
+        "seed": config.run.seed,
+        "stages": [s.name for s in _enabled_stages(config)],
+        "stage_records": previous.get("stage_records", {}),
+    }
+    atomic_write_text(run_dir / "config.toml", config.to_toml())
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1) + "\n")
+    workers = n_workers(config)
+    for name in record["stages"]:
+        if name not in plan:
+            log(f"[{name}] up to date, skipped")
+    for name in plan:
+        stage = next(s for s in STAGES if s.name == name)
+        reason = {"to run": "not run yet", "changed": "configuration or upstream changed",
+                  "failed": "failed last time", "up to date": "forced or upstream re-ran"}[status_before[name]]
+        log(f"[{name}] running ({reason})")
+        directory = run_dir / name
+        if status_before[name] == "changed" and directory.is_dir():
+            shutil.rmtree(directory)  # results of another configuration must not leak into this one
+        directory.mkdir(parents=True, exist_ok=True)
+        seed = stage_seed(config.run.seed, name)
+        context = StageContext(config=config, run_dir=run_dir, directory=directory, seed=seed, progress=progress,
+                               workers=workers)
+        started, start = _now(), time.perf_counter()
+        base = {"stage": name, "title": stage.title, "fingerprint": fingerprints[name], "started": started,
+                "seed": seed, "config": {s: config.to_dict()[s] for s in stage.sections},
+                "depends": list(stage_depends(stage, config))}
+        try:
+            result = stage.run(context)
+        except BaseException as error:
+            seconds = round(time.perf_counter() - start, 2)
+            failure = {**base, "status": "failed", "seconds": seconds, "description": "",
+                       "metrics": {}, "figures": [], "tables": [],
+                       "notes": [f"failed: {type(error).__name__}: {error}"],
+                       "traceback": traceback.format_exc(limit=8)}
+            atomic_write_text(directory / STAGE_FILE, json.dumps(failure, indent=1, default=str) + "\n")
+            record["stage_records"][name] = {"status": "failed", "seconds": seconds, "seed": seed,
+                                             "fingerprint": fingerprints[name]}
+            record["updated"] = _now()
+            atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1) + "\n")
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise RunError(f"stage '{name}' failed: {type(error).__name__}: {error} (details in "
+                           f"{directory / STAGE_FILE}; rerun to resume)") from error
+        seconds = round(time.perf_counter() - start, 2)
+        stage_record = {**base, "status": "done", "seconds": seconds, "description": result.get("description", ""),
+                        "metrics": result.get("metrics", {}), "figures": result.get("figures", []),
+                        "tables": result.get("tables", []), "notes": result.get("notes", []),
+                        "outputs": result.get("outputs", {})}
+        atomic_write_text(directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=_default) + "\n")
+        record["stage_records"][name] = {"status": "done", "seconds": seconds, "seed": seed,
+                                         "fingerprint": fingerprints[name]}
+        record["updated"] = _now()
+        atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1) + "\n")
+        log(f"[{name}] done in {seconds:.1f} s")
+    if report:
+        from .report import write_report
+
+        path = write_report(run_dir)
+        log(f"report: {path}")
+    return record
+
+
+def _default(value):
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)

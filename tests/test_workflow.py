@@ -1,0 +1,165 @@
+"""The TOML workflow: configuration checks, the stage runner, skipping, re-running, the CLI."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+
+from jaxcomp.workflow.config import ConfigError, load_config, parse_config
+from jaxcomp.workflow.runner import RunError, plan_stages, run_workflow, stage_status
+
+TINY = {
+    "run": {"name": "tiny", "seed": 3, "workers": 1},
+    "field": {"kind": "mock", "size": "360x360"},
+    "library": {"n_clusters": 1500},
+    "campaign": {"r_eff_pc": [3, 6], "clusters_per_frame": 80, "train_frames_per_reff": 3,
+                 "test_clusters_per_reff": 20, "test_repeats": 3},
+    "networks": {"inputs": ["physical", "photometric"], "hidden": [8], "epochs": 3, "batch_size": 256,
+                 "learning_rates": [1e-2], "weight_decays": [1e-3]},
+    "validation": {"min_count": 2},
+    "population": {"n_clusters": 320, "clusters_per_frame": 80},
+    "correct": {"grid": [21, 19, 5]},
+    "fit": {"chains": 1, "warmup": 40, "samples": 40, "grid": [21, 19, 5]},
+}
+
+
+def _with(**changes):
+    config = json.loads(json.dumps(TINY))
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        config.setdefault(section, {})[key] = value
+    return config
+
+
+# ------------------------------------------------------------------ configuration
+@pytest.mark.parametrize("data, message", [
+    ({"nonsense": {}}, r"unknown section\(s\) \[nonsense\]"),
+    (_with(networks__epoch=3), r"\[networks\] unknown key\(s\) \['epoch'\]"),
+    (_with(networks__epochs="many"), r"\[networks\] epochs must be an integer"),
+    (_with(library__n_clusters=2.5), r"\[library\] n_clusters must be an integer"),
+    (_with(campaign__r_eff_pc="3"), r"\[campaign\] r_eff_pc must be a list"),
+    (_with(fit__grid=[21, 19]), r"\[fit\] grid must have 3 entries"),
+    (_with(field__kind="jpeg"), r"\[field\] kind must be 'mock' or 'fits'"),
+    (_with(library__bands=["F555W", "F814W"]), r"\[networks\] inputs: a photometric network needs all five bands"),
+    (_with(networks__inputs=["photometric"]), r"\[correct\] and \[fit\] need the physical network"),
+    (_with(library__n_clusters=200), r"\[library\] n_clusters = 200 is too small .* use n_clusters >= \d+"),
+    (_with(population__log_mass_range=[1.0, 7.0]), r"\[population\] log_mass_range .* outside \[library\]"),
+    (_with(population__alpha_M=-3.5), r"\[population\] alpha_M must lie inside the fit's prior"),
+    (_with(campaign__test_repeats=1), r"\[campaign\] test_repeats must be >= 2"),
+    (_with(run__seed=True), r"\[run\] seed must be an integer"),
+])
+def test_bad_configurations_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_toml_round_trip_and_files(tmp_path):
+    config = parse_config(TINY)
+    assert parse_config(tomllib.loads(config.to_toml())) == config
+    path = tmp_path / "bad.toml"
+    path.write_text("[run\nname = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_embedded_demo_configurations_are_valid():
+    from jaxcomp.workflow.cli import demo_config_path
+
+    full, quick = load_config(demo_config_path()), load_config(demo_config_path(quick=True))
+    assert full.campaign.r_eff_pc == tuple(float(r) for r in range(1, 11))  # the paper's radii
+    assert set(full.networks.inputs) == {"physical", "photometric"} and full.population.mass == "schechter"
+    assert quick.run.name == "demo-quick"
+
+
+# ------------------------------------------------------------------ running
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "tiny"
+    messages = []
+    record = run_workflow(parse_config(TINY), run_dir, progress=False, log=messages.append)
+    return run_dir, record, messages
+
+
+def test_every_stage_runs_and_records_itself(tiny_run):
+    run_dir, record, messages = tiny_run
+    expected = ["library", "ast_train", "ast_test", "train", "validate", "population", "correct", "fit"]
+    assert record["stages"] == expected
+    for name in expected:
+        stage = json.loads((run_dir / name / "stage.json").read_text())
+        assert stage["status"] == "done" and stage["seconds"] > 0 and isinstance(stage["seed"], int)
+        for figure in stage["figures"]:
+            assert (run_dir / name / figure["path"]).stat().st_size > 1000
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["versions"]["jaxcomp"] and run["config_hash"] == parse_config(TINY).hash()
+    assert load_config(run_dir / "config.toml") == parse_config(TINY)
+    validation = json.loads((run_dir / "validate" / "stage.json").read_text())["metrics"]
+    assert set(validation["percentiles"]) == {"physical", "photometric"}
+    fit = json.loads((run_dir / "fit" / "stage.json").read_text())["metrics"]
+    assert set(fit["recovery"]) == {"alpha_M", "log_M_break", "alpha_T"}
+    html = (run_dir / "report.html").read_text()
+    assert "0.356" in html and "Hierarchical fit" in html and "missing file" not in html
+    # the campaigns did not reuse clusters between training and test
+    from jaxcomp._io import read_table
+
+    train = set(read_table(run_dir / "ast_train" / "labels.parquet")["cluster_id"])
+    test = set(read_table(run_dir / "ast_test" / "labels.parquet")["cluster_id"])
+    assert not train & test
+
+
+def test_rerun_skips_and_changes_rerun_downstream_only(tiny_run):
+    run_dir, _, _ = tiny_run
+    config = parse_config(TINY)
+    assert set(stage_status(run_dir, config).values()) == {"up to date"}
+    messages = []
+    run_workflow(config, run_dir, progress=False, report=False, log=messages.append)
+    assert all("up to date" in m for m in messages)
+    before = json.loads((run_dir / "train" / "stage.json").read_text())["started"]
+
+    longer_fit = parse_config(_with(fit__samples=50))
+    assert plan_stages(run_dir, longer_fit) == ["fit"]
+    new_networks = parse_config(_with(networks__epochs=4))
+    assert plan_stages(run_dir, new_networks) == ["train", "validate", "correct", "fit"]
+    assert plan_stages(run_dir, config, force=["validate"]) == ["validate"]
+    assert plan_stages(run_dir, config, only=["correct"]) == []
+
+    finer_correction = parse_config(_with(correct__grid=[21, 19, 6]))
+    assert plan_stages(run_dir, finer_correction) == ["correct"]
+    messages = []
+    run_workflow(finer_correction, run_dir, progress=False, report=False, log=messages.append)
+    assert any("section(s) [correct]" in m for m in messages)
+    assert any(m.startswith("[correct] running") for m in messages)
+    assert sum("up to date" in m for m in messages) == 7
+    stage = json.loads((run_dir / "correct" / "stage.json").read_text())
+    assert stage["config"]["correct"]["grid"] == [21, 19, 6]
+    assert json.loads((run_dir / "train" / "stage.json").read_text())["started"] == before  # not re-run
+
+
+def test_foreign_directories_and_failed_stages(tmp_path, tiny_run):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not made by 'jaxcomp run'"):
+        run_workflow(parse_config(TINY), foreign, progress=False)
+    with pytest.raises(RunError, match="unknown stage"):
+        plan_stages(tiny_run[0], parse_config(TINY), only=["bogus"])
+    # a stage that fails is recorded as failed, and reported as such
+    run_dir = tiny_run[0]
+    broken = parse_config(_with(catalogue__source=str(tmp_path / "no_such_catalogue.parquet")))
+    with pytest.raises(RunError, match="stage 'correct' failed"):
+        run_workflow(broken, run_dir, progress=False, report=False, log=lambda *a: None)
+    assert json.loads((run_dir / "correct" / "stage.json").read_text())["status"] == "failed"
+    assert stage_status(run_dir, broken)["correct"] == "failed"
+
+
+def test_command_line(tmp_path, capsys):
+    from jaxcomp.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[networks]\nepochs = 'x'\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert "[networks] epochs must be an integer" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing started
