@@ -374,7 +374,11 @@ def p_corr_log_age(grid: SelectionGrid, mass_distribution, av_distribution, *, n
     dtype = _grid_dtype(grid, mass_distribution, av_distribution)
     w_mass = quadrature_weights(mass_distribution, grid.log_mass.astype(dtype), n_gauss=n_gauss)
     w_av = quadrature_weights(av_distribution, grid.av.astype(dtype), n_gauss=n_gauss)
-    return jnp.einsum("i,ijk,k->j", w_mass, grid.p_obs.astype(dtype), w_av)
+    # two matrix products over the contiguous layout: the one-shot einsum("i,ijk,k->j") made XLA
+    # copy (transpose) the whole grid first, 8x slower than numpy (benchmarks/bench_marginalise.py)
+    n_mass, n_age, n_av = grid.p_obs.shape
+    over_mass = w_mass @ grid.p_obs.astype(dtype).reshape(n_mass, n_age * n_av)
+    return over_mass.reshape(n_age, n_av) @ w_av
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
