@@ -15,7 +15,7 @@ TINY = {
     "field": {"kind": "mock", "size": "360x360"},
     "library": {"n_clusters": 1500},
     "campaign": {"r_eff_pc": [3, 6], "clusters_per_frame": 80, "train_frames_per_reff": 3,
-                 "test_clusters_per_reff": 20, "test_repeats": 3},
+                 "test_clusters_per_reff": 80, "test_repeats": 3},
     "networks": {"inputs": ["physical", "photometric"], "hidden": [8], "epochs": 3, "batch_size": 256,
                  "learning_rates": [1e-2], "weight_decays": [1e-3]},
     "validation": {"min_count": 2},
@@ -48,6 +48,7 @@ def _with(**changes):
     (_with(population__log_mass_range=[1.0, 7.0]), r"\[population\] log_mass_range .* outside \[library\]"),
     (_with(population__alpha_M=-3.5), r"\[population\] alpha_M must lie inside the fit's prior"),
     (_with(campaign__test_repeats=1), r"\[campaign\] test_repeats must be >= 2"),
+    (_with(campaign__test_clusters_per_reff=20), r"\[campaign\] test_clusters_per_reff must equal clusters_per_frame"),
     (_with(run__seed=True), r"\[run\] seed must be an integer"),
 ])
 def test_bad_configurations_name_the_key(data, message):
@@ -136,6 +137,15 @@ def test_rerun_skips_and_changes_rerun_downstream_only(tiny_run):
     stage = json.loads((run_dir / "correct" / "stage.json").read_text())
     assert stage["config"]["correct"]["grid"] == [21, 19, 6]
     assert json.loads((run_dir / "train" / "stage.json").read_text())["started"] == before  # not re-run
+
+
+def test_where_the_work_runs_does_not_change_fingerprints(tiny_run):
+    run_dir = tiny_run[0]
+    # (the last run of this directory used the finer correction grid)
+    elsewhere = parse_config(_with(correct__grid=[21, 19, 6], run__workers=2, run__scheduler="tcp://127.0.0.1:8786"))
+    assert plan_stages(run_dir, elsewhere) == []  # up to date: labels do not depend on the executor
+    with pytest.raises(ConfigError, match=r"\[run\] scheduler must be a scheduler address"):
+        parse_config(_with(run__scheduler="localhost"))
 
 
 def test_foreign_directories_and_failed_stages(tmp_path, tiny_run):

@@ -64,8 +64,14 @@ def _enabled_stages(config: RunConfig) -> list[Stage]:
     return [s for s in STAGES if s.enabled(config)]
 
 
+#: Keys that say where the work runs, not what it computes: not part of any fingerprint.
+_EXECUTION_KEYS = {"run": ("workers", "scheduler")}
+
+
 def _fingerprints(config: RunConfig) -> dict[str, str]:
     values = config.to_dict()
+    for section, keys in _EXECUTION_KEYS.items():
+        values[section] = {k: v for k, v in values[section].items() if k not in keys}
     result: dict[str, str] = {}
     for stage in _enabled_stages(config):
         payload = {"stage": stage.name, "jaxcomp": __version__, "seed": stage_seed(config.run.seed, stage.name),

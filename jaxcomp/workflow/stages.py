@@ -179,6 +179,11 @@ def _campaign_metrics(labels) -> dict:
             "recovered_fraction_by_radius": {f"{r:g} pc": float(c[radius == r].mean()) for r in np.unique(radius)}}
 
 
+def _executor(ctx: StageContext) -> dict:
+    """Local process pool, or the Dask scheduler of ``[run] scheduler``."""
+    return {"scheduler": ctx.config.run.scheduler} if ctx.config.run.scheduler else {}
+
+
 def _run_campaign_stage(ctx: StageContext, design: str, exclude=None) -> tuple[dict, object]:
     from ..ast import plot_recovery, run_campaign
     from .._io import write_table
@@ -186,7 +191,7 @@ def _run_campaign_stage(ctx: StageContext, design: str, exclude=None) -> tuple[d
     field = load_field(ctx.config)
     config = _campaign_config(ctx, design)
     labels = run_campaign(field, _read_library(ctx), config, ctx.directory / "campaign", n_workers=ctx.workers,
-                          exclude=exclude, progress=ctx.progress)
+                          exclude=exclude, progress=ctx.progress, **_executor(ctx))
     write_table(labels, ctx.directory / "labels.parquet")
     figure = plot_recovery(labels, ctx.directory / "recovery.png",
                            title=f"{design} campaign on {field.name}: recovery fraction")
@@ -361,7 +366,7 @@ def run_population(ctx: StageContext) -> dict:
     config = CampaignConfig(design="train", r_eff_pc=radii, frames_per_reff=frames_per_radius,
                             clusters_per_frame=per_frame, seed=ctx.seed)
     labels = run_campaign(load_field(ctx.config), library, config, ctx.directory / "campaign",
-                          n_workers=ctx.workers, progress=ctx.progress)
+                          n_workers=ctx.workers, progress=ctx.progress, **_executor(ctx))
     write_table(labels, ctx.directory / "injected.parquet")
     detected = labels[np.asarray(labels["C"], bool)]
     catalogue = detected[["cluster_id", "log_mass", "log_age", "av", "r_eff_pc"]
