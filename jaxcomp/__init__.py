@@ -34,6 +34,7 @@ _EXPORTS = {
         "p_true_table",
         "validate_selection",
     ),
+    "jaxcomp.workflow": ("RunConfig", "load_config", "run_workflow", "write_report"),
     "jaxcomp.demographics": (
         "BrokenPowerLawLogAge",
         "PiecewiseConstantAV",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         maximum_likelihood,
         shift_sensitivity,
     )
+    from .workflow import RunConfig, load_config, run_workflow, write_report
     from .selection import (
         ArtefactError,
         CalibrationReport,
