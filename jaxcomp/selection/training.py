@@ -499,7 +499,12 @@ def plot_loss_curves(result: TrainingResult, path: str | Path) -> Path:
 
     from .._io import atomic_savefig
 
-    figure, (grid_axis, member_axis) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    has_members = any(history.member for history in result.histories)
+    if has_members:
+        figure, (grid_axis, member_axis) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    else:  # a single network: no empty panel for ensemble members
+        figure, grid_axis = plt.subplots(figsize=(6, 4))
+        member_axis = None
     for history in result.histories:
         is_best = (history.learning_rate, history.weight_decay) == (result.best_learning_rate,
                                                                      result.best_weight_decay)
@@ -512,8 +517,9 @@ def plot_loss_curves(result: TrainingResult, path: str | Path) -> Path:
         axis.plot(history.train_loss, lw=0.8, ls=":", color=line.get_color())
         axis.plot(history.best_epoch, history.best_validation_loss, "o", color=line.get_color(), ms=3)
     grid_axis.set_title("grid search (solid: validation, dotted: training)")
-    member_axis.set_title("extra ensemble members")
-    for axis in (grid_axis, member_axis):
+    if member_axis is not None:
+        member_axis.set_title("extra ensemble members")
+    for axis in (a for a in (grid_axis, member_axis) if a is not None):
         axis.set_xlabel("epoch")
         axis.set_yscale("log")
         if axis.lines:
