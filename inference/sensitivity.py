@@ -112,6 +112,7 @@ def main(argv=None) -> dict:
     from jaxcomp.demographics.sensitivity import (
         ParameterSpace,
         corrected_bin_counts,
+        detection_fraction_shifted,
         expected_detected,
         fisher_forecast,
         maximum_likelihood,
@@ -145,8 +146,6 @@ def main(argv=None) -> dict:
     # ------------------------------------------------ 2a. gradients of N_exp
     params = dict(fit.params)
     with jax.enable_x64(True):
-        from jaxcomp.demographics.sensitivity import detection_fraction_shifted
-
         alpha = float(detection_fraction_shifted(model, params, grid))
         n_total = n_obs / alpha
         params["log10_N"] = np.log10(n_total)

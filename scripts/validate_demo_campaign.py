@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     print("[4/5] validation on the repeated injections", flush=True)
     table = V.p_true_table(test)
     write_table(table, out / "p_true.parquet")
-    min_count = max(10, int(round(80 * len(table) / 5000)))
+    min_count = V.default_min_count(len(table))
     results = {
         "physical": V.validate_selection(physical.selection_function, table, name="physical", min_count=min_count,
                                          out_of_domain="clip", drop_nonfinite=True),

@@ -254,12 +254,7 @@ def _selection_grid(args, selection, selection_info, out: Path, *, progress: boo
     say(f"evaluating the selection function on a {shape[0]} x {shape[1]} x {shape[2]} grid ...")
     start = time.perf_counter()
     grid = SelectionGrid.from_selection(selection, shape=shape, progress=progress)
-    tmp = out / f".{name}.tmp.npz"
-    try:
-        grid.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    grid.save(path)  # atomic
     atomic_write_text(sidecar, json.dumps({**key, "selection_path": selection_info["path"]}, indent=1))
     info.update(source="computed", seconds=round(time.perf_counter() - start, 2))
     say(f"saved the selection grid to {path} ({info['seconds']:.1f} s)")

@@ -243,11 +243,15 @@ class SelectionGrid(eqx.Module):
 
     # ------------------------------------------------------------------ I/O
     def save(self, path) -> Path:
-        """Write the axes and p_obs to an ``.npz`` file (no pickle)."""
-        path = Path(path)
-        np.savez_compressed(path, log_mass=np.asarray(self.log_mass), log_age=np.asarray(self.log_age),
+        """Write the axes and p_obs to an ``.npz`` file (no pickle), atomically (temporary file and rename)."""
+        import io
+
+        from .._io import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, log_mass=np.asarray(self.log_mass), log_age=np.asarray(self.log_age),
                             av=np.asarray(self.av), p_obs=np.asarray(self.p_obs))
-        return path
+        return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path) -> SelectionGrid:

@@ -174,6 +174,11 @@ def _percentile_dict(values: np.ndarray, qs: Sequence[int] = PERCENTILES) -> dic
     return {f"p{q}": float(np.percentile(values, q)) for q in qs}
 
 
+def default_min_count(n_test_clusters: int) -> int:
+    """The paper's "omit bins with fewer than 80 of 5000 test clusters", scaled to ``n_test_clusters`` (>= 10)."""
+    return max(10, int(round(80 * n_test_clusters / 5000)))
+
+
 def _json_safe(value):
     """Nested structure with numpy types converted and non-finite floats as None."""
     if isinstance(value, Mapping):

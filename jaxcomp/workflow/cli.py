@@ -77,7 +77,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return _fail(str(error))
     out.mkdir(parents=True, exist_ok=True)
     write_table(table, out / "p_true.parquet")
-    min_count = args.min_count or max(10, int(round(80 * len(table) / 5000)))
+    min_count = args.min_count or V.default_min_count(len(table))
     results = {}
     for name, sf in networks.items():
         try:

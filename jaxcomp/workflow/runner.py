@@ -32,7 +32,7 @@ from pathlib import Path
 from .._io import atomic_write_text
 from .._version import __version__
 from .config import RunConfig, load_config
-from .stages import STAGES, Stage, StageContext, n_workers, stage_depends, stage_seed
+from .stages import STAGES, Stage, StageContext, json_default, n_workers, stage_depends, stage_seed
 
 __all__ = ["RunError", "run_workflow", "plan_stages", "stage_status"]
 
@@ -106,9 +106,13 @@ def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str
     return status
 
 
-def plan_stages(run_dir, config: RunConfig, only=None, force=()) -> list[str]:
-    """The stages that will run (in order): out of date, forced, or downstream of one that runs."""
-    status = stage_status(run_dir, config)
+def plan_stages(run_dir, config: RunConfig, only=None, force=(), *, status: dict[str, str] | None = None
+                ) -> list[str]:
+    """The stages that will run (in order): out of date, forced, or downstream of one that runs.
+
+    ``status`` is :func:`stage_status` of ``run_dir`` if already known.
+    """
+    status = stage_status(run_dir, config) if status is None else status
     enabled = _enabled_stages(config)
     selected = {s.name for s in enabled} if not only else set(only)
     unknown = selected - {s.name for s in STAGES}
@@ -174,17 +178,18 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
     _check_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     status_before = stage_status(run_dir, config)
-    plan = plan_stages(run_dir, config, only=only, force=tuple(force))
+    plan = plan_stages(run_dir, config, only=only, force=tuple(force), status=status_before)
     previous = _read_json(run_dir / RUN_FILE) or {}
+    values = config.to_dict()
     if previous.get("config_hash") and previous["config_hash"] != config.hash():
-        changed = sorted(k for k, v in config.to_dict().items() if previous.get("config", {}).get(k) != v)
+        changed = sorted(k for k, v in values.items() if previous.get("config", {}).get(k) != v)
         log(f"configuration differs from the one recorded in {run_dir / RUN_FILE} in section(s) "
             f"{', '.join(f'[{c}]' for c in changed)}: re-running the stages that read them")
     fingerprints = _fingerprints(config)
     record = {
         "name": config.run.name,
         "config_hash": config.hash(),
-        "config": config.to_dict(),
+        "config": values,
         "jaxcomp_version": __version__,
         "versions": _versions(),
         "platform": f"{platform.platform()} ({platform.machine()}, {os.cpu_count()} cpus)",
@@ -214,7 +219,7 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
                                workers=workers)
         started, start = _now(), time.perf_counter()
         base = {"stage": name, "title": stage.title, "fingerprint": fingerprints[name], "started": started,
-                "seed": seed, "config": {s: config.to_dict()[s] for s in stage.sections},
+                "seed": seed, "config": {s: values[s] for s in stage.sections},
                 "depends": list(stage_depends(stage, config))}
         try:
             result = stage.run(context)
@@ -238,7 +243,7 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
                         "metrics": result.get("metrics", {}), "figures": result.get("figures", []),
                         "tables": result.get("tables", []), "notes": result.get("notes", []),
                         "outputs": result.get("outputs", {})}
-        atomic_write_text(directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=_default) + "\n")
+        atomic_write_text(directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=json_default) + "\n")
         record["stage_records"][name] = {"status": "done", "seconds": seconds, "seed": seed,
                                          "fingerprint": fingerprints[name]}
         record["updated"] = _now()
@@ -251,16 +256,3 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         log(f"report: {path}")
     return record
 
-
-def _default(value):
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)

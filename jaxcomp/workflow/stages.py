@@ -77,14 +77,15 @@ def _figure(path: Path, caption: str) -> dict:
     return {"path": path.name if path.parent.name else str(path), "caption": caption}
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
+def json_default(value):
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths (anything else: its str)."""
+    if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, (np.floating,)):
+    if isinstance(value, np.floating):
         return float(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return str(value)
 
 
 # ------------------------------------------------------------------ field
@@ -277,10 +278,11 @@ def run_validate(ctx: StageContext) -> dict:
     train = read_table(ctx.stage_dir("ast_train") / "labels.parquet")
     table = V.p_true_table(test)
     write_table(table, ctx.directory / "p_true.parquet")
-    min_count = ctx.config.validation.min_count or max(10, int(round(80 * len(table) / 5000)))
+    min_count = ctx.config.validation.min_count or V.default_min_count(len(table))
+    networks = {kind: _load_network(ctx, kind) for kind in ctx.config.networks.inputs}
     results = {}
-    for kind in ctx.config.networks.inputs:
-        results[kind] = V.validate_selection(_load_network(ctx, kind), table, name=kind, min_count=min_count,
+    for kind, sf in networks.items():
+        results[kind] = V.validate_selection(sf, table, name=kind, min_count=min_count,
                                              out_of_domain="clip", drop_nonfinite=True)
         results[kind].write_json(ctx.directory / f"validation_{kind}.json")
     figures = [
@@ -297,7 +299,7 @@ def run_validate(ctx: StageContext) -> dict:
         figures.append(_figure(V.plot_validation_reliability(result, ctx.directory / f"reliability_{kind}.png"),
                                f"{kind}: reliability curve against the per-repeat labels."))
     if "physical" in results:
-        sf = _load_network(ctx, "physical")
+        sf = networks["physical"]
         pairs = V.compare_completeness_maps(train, sf, av_edges=(0.0, 1.0, 2.0, 3.0), bins=20)
         figures.append(_figure(V.plot_completeness_maps(pairs, ctx.directory / "completeness_maps.png",
                                                         title="training campaign (left) vs physical network "
@@ -324,7 +326,7 @@ def run_validate(ctx: StageContext) -> dict:
     return {"description": ("The paper's section 4.1 validation on the test campaign: p_true per test cluster "
                             "from its repeats, |p_hat - p_true| percentiles, binned comparisons, calibration; "
                             "completeness maps and the dominant loss step."),
-            "metrics": json.loads(json.dumps(metrics, default=_json_default)), "figures": figures,
+            "metrics": json.loads(json.dumps(metrics, default=json_default)), "figures": figures,
             "outputs": {"p_true": "p_true.parquet"}}
 
 
@@ -371,7 +373,7 @@ def run_population(ctx: StageContext) -> dict:
     detected = labels[np.asarray(labels["C"], bool)]
     catalogue = detected[["cluster_id", "log_mass", "log_age", "av", "r_eff_pc"]
                          + [f"mag_{b}_meas" for b in BANDS if f"mag_{b}_meas" in detected.colnames]]
-    catalogue.meta.update({"truth": json.loads(json.dumps(population_truth(ctx.config), default=_json_default)),
+    catalogue.meta.update({"truth": json.loads(json.dumps(population_truth(ctx.config), default=json_default)),
                            "n_injected": n, "seed": ctx.seed})
     write_table(catalogue, ctx.directory / "catalogue.parquet")
     figure = plot_recovery(labels, ctx.directory / "recovery.png", title="simulated population: recovery")
@@ -424,7 +426,7 @@ def selection_grid(ctx: StageContext, shape) -> object:
     return grid
 
 
-def _bins(values, low, high, width):
+def _bins(low, high, width):
     return np.round(np.arange(low, high + 0.5 * width, width), 6)
 
 
@@ -457,9 +459,9 @@ def run_correct(ctx: StageContext) -> dict:
     log_mass = np.asarray(catalogue["log_mass"], float)
     pop = ctx.config.population
     age_bins = np.asarray(ctx.config.correct.age_bins) if ctx.config.correct.age_bins else \
-        _bins(log_age, pop.log_age_range[0], pop.log_age_range[1], 0.25)
+        _bins(pop.log_age_range[0], pop.log_age_range[1], 0.25)
     mass_bins = np.asarray(ctx.config.correct.mass_bins) if ctx.config.correct.mass_bins else \
-        _bins(log_mass, pop.log_mass_range[0], pop.log_mass_range[1], 0.25)
+        _bins(pop.log_mass_range[0], pop.log_mass_range[1], 0.25)
     caf = corrected_age_function(log_age, lambda x: interpolate_marginal(grid.log_age, p_age, x), age_bins)
     cmf = corrected_mass_function(log_mass, lambda x: interpolate_marginal(grid.log_mass, p_mass, x), mass_bins)
     metrics = {"clusters": len(catalogue)}
