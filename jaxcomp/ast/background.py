@@ -27,9 +27,13 @@ photutils to float32 rounding (``tests/test_ast_pipeline.py`` checks it).
 from __future__ import annotations
 
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
-__all__ = ["clipped_stats_rows", "mesh_background"]
+__all__ = ["MeshStatistics", "background_meshes", "clipped_stats_rows", "global_rms", "interpolate_mesh",
+           "mesh_background", "mesh_statistics", "prepare_mesh"]
 
 
 def _row_search(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, right: bool) -> np.ndarray:
@@ -122,12 +126,13 @@ def _sextractor_mode(mean, med, std):
     return np.where(use_med, med, out)
 
 
+@lru_cache(maxsize=16)
 def _zoom_parts(n_mesh: int, factor: int):
     """The 1D cubic-spline zoom (grid_mode, reflect) of ``scipy.ndimage.zoom`` as B @ P.
 
     ``P`` (n_mesh x n_mesh, dense) is the spline prefilter and ``B`` (n_mesh*factor x
     n_mesh, <= 4 non-zeros per row) evaluates the B-spline; both are read off scipy by
-    zooming the identity, so the product reproduces ``zoom`` to rounding.
+    zooming the identity, so the product reproduces ``zoom`` to rounding. Cached (read-only).
     """
     from scipy.ndimage import spline_filter1d, zoom
     from scipy.sparse import csr_matrix
@@ -137,7 +142,159 @@ def _zoom_parts(n_mesh: int, factor: int):
     P = spline_filter1d(eye, order=3, axis=0, mode="reflect")
     B = A @ np.linalg.inv(P)
     B[np.abs(B) < 1e-9] = 0.0
+    P.setflags(write=False)
     return P, csr_matrix(B.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class MeshStatistics:
+    """Per-mesh statistics of an image cut into ``box_size`` meshes, arrays of shape (my, mx).
+
+    Mesh (i, j) covers rows ``[i b, min((i + 1) b, ny))`` and columns likewise (the last
+    row/column of meshes may be partial). ``estimate`` is SExtractor's background
+    estimator and ``std`` the standard deviation after sigma clipping (NaN if no pixel
+    survives); ``n_clipped`` counts the pixels kept by the clipping, ``n_good`` the
+    unmasked finite pixels and ``area`` the pixels of the mesh.
+    """
+
+    estimate: np.ndarray
+    std: np.ndarray
+    n_clipped: np.ndarray
+    n_good: np.ndarray
+    area: np.ndarray
+    box_size: int
+
+    def replace_block(self, i0: int, j0: int, block: "MeshStatistics") -> "MeshStatistics":
+        """A copy with the meshes from (i0, j0) on replaced by ``block``'s."""
+        out = {}
+        for name in ("estimate", "std", "n_clipped", "n_good", "area"):
+            a = getattr(self, name).copy()
+            v = getattr(block, name)
+            a[i0:i0 + v.shape[0], j0:j0 + v.shape[1]] = v
+            out[name] = a
+        return MeshStatistics(box_size=self.box_size, **out)
+
+
+def mesh_statistics(data: np.ndarray, box_size: int = 30, *, bad: np.ndarray | None = None,
+                    sigma: float = 3.0, maxiters: int = 10) -> MeshStatistics:
+    """Clipped statistics of every ``box_size`` mesh of ``data`` (masked: ``bad`` or non-finite).
+
+    Any block whose origin lies on the mesh grid of a larger image gives that image's
+    statistics for the meshes it covers (partial meshes only at the image's last row and
+    column), which is what re-processing a window of a frame relies on.
+    """
+    data = np.asarray(data)
+    ny, nx = data.shape
+    b = int(box_size)
+    bad = ~np.isfinite(data) if bad is None else (bad | ~np.isfinite(data))
+    nby, nbx = ny // b, nx // b
+    y1, x1 = nby * b, nbx * b
+    extra_r, extra_c = y1 < ny, x1 < nx
+    my, mx = nby + int(extra_r), nbx + int(extra_c)
+    est = np.full((my, mx), np.nan)
+    std = np.full((my, mx), np.nan)
+    n_clipped = np.zeros((my, mx), np.int64)
+    n_good = np.zeros((my, mx), np.int64)
+    heights = np.full(my, b, np.int64)
+    widths = np.full(mx, b, np.int64)
+    if extra_r:
+        heights[-1] = ny - y1
+    if extra_c:
+        widths[-1] = nx - x1
+
+    def do(rs, cs, hb: int, wb: int):
+        block, mask = data[rs, cs], bad[rs, cs]
+        k, l = block.shape[0] // hb, block.shape[1] // wb
+        v = np.where(mask, np.nan, block).astype(np.float32)
+        v = v.reshape(k, hb, l, wb).transpose(0, 2, 1, 3).reshape(k * l, hb * wb)
+        mean, med, sd, cnt = clipped_stats_rows(v, sigma, maxiters)
+        good = (~mask).reshape(k, hb, l, wb).sum(axis=(1, 3))
+        return _sextractor_mode(mean, med, sd).reshape(k, l), sd.reshape(k, l), cnt.reshape(k, l), good
+
+    def put(i, j, result):
+        e, s, c, g = result
+        est[i, j], std[i, j], n_clipped[i, j], n_good[i, j] = e, s, c, g
+
+    # full boxes, processed in horizontal strips to bound the memory
+    strip = max(1, int(300_000 // (b * max(x1, 1))))  # cache-sized strips
+    for r0 in range(0, nby, strip):
+        r1 = min(nby, r0 + strip)
+        if nbx:
+            put(slice(r0, r1), slice(0, nbx), do(slice(r0 * b, r1 * b), slice(0, x1), b, b))
+    if extra_r and nbx:
+        put(nby, slice(0, nbx), [a[0] for a in do(slice(y1, ny), slice(0, x1), ny - y1, b)])
+    if extra_c and nby:
+        put(slice(0, nby), nbx, [a[:, 0] for a in do(slice(0, y1), slice(x1, nx), b, nx - x1)])
+    if extra_r and extra_c:
+        put(nby, nbx, [a[0, 0] for a in do(slice(y1, ny), slice(x1, nx), ny - y1, nx - x1)])
+    return MeshStatistics(estimate=est, std=std, n_clipped=n_clipped, n_good=n_good,
+                          area=heights[:, None] * widths[None, :], box_size=b)
+
+
+def background_meshes(stats: MeshStatistics, exclude_percentile: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Background and RMS meshes (photutils semantics): a mesh counts if more than
+    ``(1 - exclude_percentile/100) box_size^2`` pixels survive the clipping; the others are NaN."""
+    threshold = (1 - exclude_percentile / 100.0) * stats.box_size ** 2
+    keep = stats.n_clipped > threshold
+    if not keep.any():
+        raise ValueError(f"every background box has <= {threshold:.0f} good pixels; raise "
+                         "exclude_percentile or check the mask")
+    return np.where(keep, stats.estimate, np.nan), np.where(keep, stats.std, np.nan)
+
+
+def global_rms(stats: MeshStatistics, exclude_percentile: float) -> float:
+    """SExtractor's ``backsig``: the median of the mesh RMS over meshes with more than
+    ``(1 - exclude_percentile/100)`` of their pixels good (see
+    :func:`jaxcomp.ast.pipeline.global_background_rms`)."""
+    keep = (stats.n_good > (1.0 - float(exclude_percentile) / 100.0) * stats.area) & np.isfinite(stats.std)
+    stds = stats.std[keep]
+    if stds.size == 0:
+        raise ValueError("no background mesh has enough pixels inside the footprint")
+    sig = float(np.median(stds))
+    if sig <= 0:
+        pos = stds[stds > 0]
+        sig = float(np.median(pos)) if pos.size else 1.0
+    return sig
+
+
+def prepare_mesh(mesh: np.ndarray, filter_size: int = 1) -> np.ndarray:
+    """Fill excluded (NaN) meshes by inverse-distance weighting (photutils'
+    ``ShepardIDWInterpolator``, 10 neighbours, power 1), then the optional median filter."""
+    from photutils.utils import ShepardIDWInterpolator
+    from scipy.ndimage import generic_filter
+
+    nan = np.isnan(mesh)
+    if nan.any():
+        good = ~nan
+        interp = ShepardIDWInterpolator(np.column_stack(np.nonzero(good)), mesh[good])
+        mesh = mesh.copy()
+        mesh[nan] = interp(np.column_stack(np.nonzero(nan)), n_neighbors=10, power=1.0, eps=0.0)
+    if filter_size > 1:
+        mesh = generic_filter(mesh, np.nanmedian, size=filter_size, mode="constant", cval=np.nan)
+    return mesh
+
+
+def interpolate_mesh(mesh: np.ndarray, shape: tuple[int, int], box_size: int,
+                     window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Bicubic-spline zoom of a (prepared) mesh to an image of ``shape``, float32.
+
+    ``window=(y0, y1, x0, x1)`` evaluates only that part of the image (the same numbers
+    as cropping the full map: the zoom is separable, so the window takes rows of the
+    1D operators).
+    """
+    ny, nx = shape
+    my, mx = mesh.shape
+    y0, y1, x0, x1 = (0, ny, 0, nx) if window is None else window
+    lo, hi = float(np.min(mesh)), float(np.max(mesh))
+    if hi == lo:
+        return np.full((y1 - y0, x1 - x0), lo, np.float32)
+    Py, By = _zoom_parts(my, box_size)
+    Px, Bx = _zoom_parts(mx, box_size)
+    coeff = Py @ mesh.astype(np.float32).astype(np.float64) @ Px.T  # photutils zooms the float32 mesh
+    T = np.ascontiguousarray((Bx[x0:x1] @ coeff.T.astype(np.float32)).T)  # (my, x1 - x0)
+    img = np.asarray(By[y0:y1] @ T, dtype=np.float32)
+    np.clip(img, lo, hi, out=img)
+    return img
 
 
 def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.ndarray | None = None,
@@ -147,9 +304,6 @@ def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.n
 
     Returns ``(background, rms)`` as float32 arrays of ``data.shape``.
     """
-    from photutils.utils import ShepardIDWInterpolator
-    from scipy.ndimage import generic_filter
-
     data = np.asarray(data)
     ny, nx = data.shape
     b = int(box_size)
@@ -160,72 +314,10 @@ def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.n
         bad = bad | coverage_mask
     if bad.all():
         raise ValueError("all pixels are masked: cannot compute a background")
-    nby, nbx = ny // b, nx // b
-    y1, x1 = nby * b, nbx * b
-    extra_r, extra_c = y1 < ny, x1 < nx
-    my, mx = nby + int(extra_r), nbx + int(extra_c)
-    bkg = np.full((my, mx), np.nan)
-    rms = np.full((my, mx), np.nan)
-    ngood = np.zeros((my, mx), np.int64)
-    threshold = (1 - exclude_percentile / 100.0) * b * b
-
-    def do(block: np.ndarray, mask: np.ndarray, hb: int, wb: int):
-        """Stats of a (hb*k, wb*l) region split into (k, l) boxes of hb x wb."""
-        k, l = block.shape[0] // hb, block.shape[1] // wb
-        v = np.where(mask, np.nan, block).astype(np.float32)
-        v = v.reshape(k, hb, l, wb).transpose(0, 2, 1, 3).reshape(k * l, hb * wb)
-        mean, med, std, cnt = clipped_stats_rows(v, sigma, maxiters)
-        est = _sextractor_mode(mean, med, std)
-        keep = cnt > threshold
-        return (np.where(keep, est, np.nan).reshape(k, l), np.where(keep, std, np.nan).reshape(k, l),
-                cnt.reshape(k, l))
-
-    # full boxes, processed in horizontal strips to bound the memory
-    strip = max(1, int(300_000 // (b * max(x1, 1))))  # cache-sized strips
-    for r0 in range(0, nby, strip):
-        r1 = min(nby, r0 + strip)
-        if nbx:
-            e, s, c = do(data[r0 * b:r1 * b, :x1], bad[r0 * b:r1 * b, :x1], b, b)
-            bkg[r0:r1, :nbx], rms[r0:r1, :nbx], ngood[r0:r1, :nbx] = e, s, c
-    if extra_r and nbx:
-        e, s, c = do(data[y1:, :x1], bad[y1:, :x1], ny - y1, b)
-        bkg[nby, :nbx], rms[nby, :nbx], ngood[nby, :nbx] = e[0], s[0], c[0]
-    if extra_c and nby:
-        e, s, c = do(data[:y1, x1:], bad[:y1, x1:], b, nx - x1)
-        bkg[:nby, nbx], rms[:nby, nbx], ngood[:nby, nbx] = e[:, 0], s[:, 0], c[:, 0]
-    if extra_r and extra_c:
-        e, s, c = do(data[y1:, x1:], bad[y1:, x1:], ny - y1, nx - x1)
-        bkg[nby, nbx], rms[nby, nbx], ngood[nby, nbx] = e[0, 0], s[0, 0], c[0, 0]
-    if np.all(np.isnan(bkg)):
-        raise ValueError(f"every background box has <= {threshold:.0f} good pixels; raise "
-                         "exclude_percentile or check the mask")
-
-    def fill(mesh):
-        nan = np.isnan(mesh)
-        if not nan.any():
-            return mesh
-        good = ~nan
-        interp = ShepardIDWInterpolator(np.column_stack(np.nonzero(good)), mesh[good])
-        out = mesh.copy()
-        out[nan] = interp(np.column_stack(np.nonzero(nan)), n_neighbors=10, power=1.0, eps=0.0)
-        return out
-
+    stats = mesh_statistics(data, b, bad=bad, sigma=sigma, maxiters=maxiters)
     out = []
-    Py, By = _zoom_parts(my, b)
-    Px, Bx = _zoom_parts(mx, b)
-    By, Bx = By[:ny], Bx[:nx]
-    for mesh in (bkg, rms):
-        mesh = fill(mesh)
-        if filter_size > 1:
-            mesh = generic_filter(mesh, np.nanmedian, size=filter_size, mode="constant", cval=np.nan)
-        lo, hi = float(np.min(mesh)), float(np.max(mesh))
-        if hi == lo:
-            img = np.full((ny, nx), lo, np.float32)
-        else:
-            coeff = Py @ mesh.astype(np.float32).astype(np.float64) @ Px.T  # photutils zooms the float32 mesh
-            T = np.ascontiguousarray((Bx @ coeff.T.astype(np.float32)).T)  # (my, nx)
-            img = np.asarray(By @ T, dtype=np.float32)
-            np.clip(img, lo, hi, out=img)
+    for mesh in background_meshes(stats, exclude_percentile):
+        img = interpolate_mesh(prepare_mesh(mesh, filter_size), (ny, nx), b)
         if coverage_mask is not None:
             img[coverage_mask] = fill_value
         out.append(img)

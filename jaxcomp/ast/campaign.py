@@ -112,7 +112,11 @@ class CampaignConfig:
     frames_per_reff : int
         Frames per radius (train: 49 in the paper; test: the repeats, 100 in the paper).
     clusters_per_frame : int
-        Clusters injected per frame (paper: 500).
+        Clusters injected per frame (paper: 500 in the 7040 x 6400 px NGC 628C frame).
+    clusters_per_reff : int, optional
+        Test design: distinct clusters per radius (default ``clusters_per_frame``); when
+        larger, each repeat spreads them over ``ceil(clusters_per_reff / clusters_per_frame)``
+        frames, so that a small field can hold the paper's density of injected clusters.
     seed : int
         Campaign seed (plan and every frame's positions and noise).
     match_library_reff : bool
@@ -124,6 +128,12 @@ class CampaignConfig:
         Smoothing of the white light for the position density (paper: 120 pc).
     noise : bool
         Shot noise of the injected clusters.
+    reprocess : {"full", "local"}
+        Re-run the pipeline on the whole injected frame (the paper's procedure), or only
+        on windows around the injected clusters with the frame-wide statistics frozen at
+        the pre-injection frame's (:mod:`jaxcomp.ast.local`: faster when the clusters
+        cover a small part of the frame, and the injections do not move the frame's
+        detection threshold).
     """
 
     design: Literal["train", "test"] = "train"
@@ -135,6 +145,8 @@ class CampaignConfig:
     pipeline: PipelineConfig = dc_field(default_factory=lambda: DEFAULT_CONFIG)
     smoothing_pc: float = POSITION_SMOOTHING_PC
     noise: bool = True
+    clusters_per_reff: int | None = None
+    reprocess: Literal["full", "local"] = "full"
 
     def __post_init__(self):
         if self.design not in ("train", "test"):
@@ -150,6 +162,15 @@ class CampaignConfig:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise CampaignError(f"{name} must be a positive integer, got {v!r}")
             object.__setattr__(self, name, int(v))
+        if self.clusters_per_reff is not None:
+            v = self.clusters_per_reff
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise CampaignError(f"clusters_per_reff must be a positive integer or None, got {v!r}")
+            if self.design != "test":
+                raise CampaignError("clusters_per_reff is for the test design (training frames never reuse a cluster)")
+            object.__setattr__(self, "clusters_per_reff", int(v))
+        if self.reprocess not in ("full", "local"):
+            raise CampaignError(f"reprocess must be 'full' or 'local', got {self.reprocess!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise CampaignError(f"seed must be a non-negative integer, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
@@ -159,8 +180,18 @@ class CampaignConfig:
             raise CampaignError(f"smoothing_pc must be > 0, got {self.smoothing_pc}")
 
     @property
+    def test_clusters(self) -> int:
+        """Distinct clusters per radius of the test design."""
+        return self.clusters_per_frame if self.clusters_per_reff is None else self.clusters_per_reff
+
+    @property
+    def frames_per_repeat(self) -> int:
+        """Frames that one repeat of a radius' test clusters needs (1 for the training design)."""
+        return -(-self.test_clusters // self.clusters_per_frame) if self.design == "test" else 1
+
+    @property
     def n_frames(self) -> int:
-        return len(self.r_eff_pc) * self.frames_per_reff
+        return len(self.r_eff_pc) * self.frames_per_reff * self.frames_per_repeat
 
     def to_dict(self) -> dict:
         """JSON-able form (nested dataclasses as dicts, tuples as lists)."""
@@ -258,7 +289,7 @@ def plan_campaign(library, config: CampaignConfig, exclude: Sequence[int] | None
     if exclude is not None:
         usable &= ~np.isin(ids, np.asarray(list(exclude) if not isinstance(exclude, np.ndarray) else exclude))
     per_frame = config.clusters_per_frame
-    need = per_frame * (config.frames_per_reff if config.design == "train" else 1)
+    need = per_frame * config.frames_per_reff if config.design == "train" else config.test_clusters
     frames: list[FrameSpec] = []
     if not config.match_library_reff:
         rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
@@ -276,15 +307,18 @@ def plan_campaign(library, config: CampaignConfig, exclude: Sequence[int] | None
             if chosen.size < need:
                 raise CampaignError(
                     f"the library has {chosen.size} usable clusters with r_eff_pc = {r:g} but the {config.design} "
-                    f"design needs {need} ({'frames_per_reff x ' if config.design == 'train' else ''}"
-                    f"clusters_per_frame) without reuse; generate a larger library or use fewer frames")
+                    f"design needs {need} ({'frames_per_reff x clusters_per_frame' if config.design == 'train' else 'test clusters'}"
+                    f") without reuse; generate a larger library or use fewer frames")
         else:
             chosen = pool[i * need:(i + 1) * need]
         for j in range(config.frames_per_reff):
-            k = i * config.frames_per_reff + j
-            rows = chosen[j * per_frame:(j + 1) * per_frame] if config.design == "train" else chosen[:per_frame]
-            frames.append(FrameSpec(frame=k, r_eff_pc=float(r), repeat=j if config.design == "test" else 0,
-                                    rows=np.sort(rows)))
+            if config.design == "train":
+                parts = [chosen[j * per_frame:(j + 1) * per_frame]]
+            else:
+                parts = [chosen[c:min(c + per_frame, need)] for c in range(0, need, per_frame)]
+            for rows in parts:
+                frames.append(FrameSpec(frame=len(frames), r_eff_pc=float(r),
+                                        repeat=j if config.design == "test" else 0, rows=np.sort(rows)))
     return frames
 
 
@@ -325,8 +359,7 @@ def field_digest(field: Field) -> str:
 
 def _slim_baseline(b: FieldBaseline) -> FieldBaseline:
     """What a frame needs of the baseline (drops the full-size white light)."""
-    return FieldBaseline(catalogue=b.catalogue, white_light=None, density=b.density,
-                         aperture_corrections=b.aperture_corrections, timings=b.timings)
+    return dataclasses.replace(b, white_light=None)
 
 
 def _frame_seed(seed: int, frame: int) -> np.random.SeedSequence:
@@ -339,14 +372,17 @@ def _run_frame_payload(field: Field, baseline: FieldBaseline, spec: FrameSpec, r
 
     with single_threaded_blas():
         labels = run_frame(field, rows, spec.r_eff_pc, seed=_frame_seed(config.seed, spec.frame), frame=spec.frame,
-                           config=config.pipeline, baseline=baseline, noise=config.noise)
+                           config=config.pipeline, baseline=baseline, noise=config.noise,
+                           reprocess=config.reprocess)
     timings = labels.meta.get("timings", {})
     n_post = labels.meta.get("n_sources_post")
+    fallback = bool(labels.meta.get("fallback", False))
     labels.meta.clear()
     df = labels.to_pandas()
     df.insert(df.columns.get_loc("frame") + 1, "repeat", np.full(len(df), spec.repeat, np.int64))
     df["design"] = config.design
-    return spec.frame, df, {"timings": timings, "n_sources_post": n_post, "pid": os.getpid()}
+    return spec.frame, df, {"timings": timings, "n_sources_post": n_post, "pid": os.getpid(),
+                            "fallback": fallback}
 
 
 _WORKER: dict = {}
@@ -698,6 +734,7 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
         todo = [f for f in frames if f.frame not in done]
         n_total = len(frames)
         timings = []
+        fallbacks = 0
         if todo:
             baseline = _slim_baseline(prepare_field(field, config.pipeline, smoothing_pc=config.smoothing_pc))
             if not config.match_library_reff:
@@ -720,6 +757,7 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
                     _write_frame(directory, frame, labels, info)
                     n_done += 1
                     timings.append(info.get("timings", {}))
+                    fallbacks += bool(info.get("fallback", False))
                     bar.update(1)
                     if callback is not None:
                         callback(frame, n_done, n_total)
@@ -727,7 +765,7 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
                 bar.close()
                 results.close()  # stop the workers / cancel the tasks now, not at garbage collection
         labels = _assemble(directory, frames)
-        _write_summary(directory, config, frames, timings)
+        _write_summary(directory, config, frames, timings, fallbacks)
     return labels
 
 
@@ -767,7 +805,7 @@ def _assemble(directory: Path, frames: list[FrameSpec]):
     return out
 
 
-def _write_summary(directory: Path, config: CampaignConfig, frames, timings: list[dict]) -> None:
+def _write_summary(directory: Path, config: CampaignConfig, frames, timings: list[dict], fallbacks: int = 0) -> None:
     from .._io import atomic_write_text
 
     steps: dict[str, list[float]] = {}
@@ -775,7 +813,8 @@ def _write_summary(directory: Path, config: CampaignConfig, frames, timings: lis
         for step, v in t.items():
             steps.setdefault(step, []).append(float(v.get("wall_s", 0.0)))
     summary = {"n_frames": len(frames), "n_clusters": int(sum(len(f.rows) for f in frames)),
-               "frames_run_this_time": len(timings),
+               "frames_run_this_time": len(timings), "reprocess": config.reprocess,
+               "local_frames_rerun_in_full": int(fallbacks),
                "mean_wall_s_per_step": {k: float(np.mean(v)) for k, v in steps.items()},
                "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=1) + "\n")

@@ -27,7 +27,16 @@ from astropy.table import Column, MaskedColumn, Table
 
 from ..catalogues import BANDS
 from .field import Field
-from .pipeline import DEFAULT_CONFIG, STAGES, PipelineConfig, StepTimer, match_injected, run_pipeline
+from .background import MeshStatistics, mesh_statistics
+from .pipeline import (
+    DEFAULT_CONFIG,
+    STAGES,
+    PipelineConfig,
+    StepTimer,
+    band_medians,
+    match_injected,
+    run_pipeline,
+)
 from .profiles import add_stamps, render_multiband
 
 __all__ = [
@@ -38,6 +47,7 @@ __all__ = [
     "position_density",
     "draw_positions",
     "inject",
+    "noisy_stamps",
     "prepare_field",
     "clear_baseline_cache",
     "run_frame",
@@ -47,6 +57,10 @@ __all__ = [
 POSITION_SMOOTHING_PC: float = 120.0
 #: Minimum spacing between injected clusters, in units of r_eff (paper: 3).
 MIN_SPACING_REFF: float = 3.0
+#: Above this share of the frame covered by windows, a ``reprocess="local"`` frame is run
+#: in full: no faster, and the injections then move the frame-wide statistics that the
+#: local mode freezes.
+LOCAL_MAX_AREA_FRACTION: float = 0.5
 #: Hexagonal packing density of discs: no more than this fraction of the area can be covered.
 _HEX_PACKING = math.pi / (2.0 * math.sqrt(3.0))
 
@@ -170,16 +184,18 @@ def _cluster_mags(clusters, band: str) -> np.ndarray:
     return m
 
 
-def inject(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, rng: np.random.Generator,
-           images: Mapping[str, np.ndarray] | None = None, *, noise: bool = True) -> dict[str, np.ndarray]:
-    """Return new images with clusters added (the field's images are not modified).
+def noisy_stamps(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, rng: np.random.Generator,
+                 *, noise: bool = True) -> dict[str, list]:
+    """The clusters' stamps per band (:class:`~jaxcomp.ast.profiles.Stamps`), with their shot noise.
 
     ``mags[band]`` are apparent Vega magnitudes (NaN or >= 90: no light in that band);
     counts/s = 10^(-0.4 (m - ZP)). Each cluster's stamp (PSF-convolved EFF, see
     :mod:`jaxcomp.ast.profiles`) gets Poisson noise from its own counts over the
-    band's exposure time: pixel = Poisson(rate x t) / t.
+    band's exposure time: pixel = Poisson(rate x t) / t. The draws are made band by
+    band in a fixed order, so the same ``rng`` state gives the same pixels whether the
+    stamps are then added to the whole frame (:func:`inject`) or to windows of it
+    (:mod:`jaxcomp.ast.local`).
     """
-    base = field.images if images is None else images
     rates = {}
     for b in BANDS:
         m = np.asarray(mags[b], dtype=np.float64)
@@ -188,15 +204,26 @@ def inject(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, rng: np
     stamps = render_multiband(x, y, rates, r_eff_px, dict(field.psf))
     out = {}
     for b in BANDS:
-        img = np.array(base[b], dtype=np.float32, copy=True)
         t = field.exptimes[b]
-        for st in stamps[b]:
-            if noise:
-                counts = rng.poisson(np.maximum(st.data, 0.0) * t)
-                data = counts / t
-            else:
-                data = st.data
-            add_stamps(img, [replace(st, data=data)])
+        out[b] = [replace(st, data=rng.poisson(np.maximum(st.data, 0.0) * t) / t) if noise else st
+                  for st in stamps[b]]
+    return out
+
+
+def inject(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, rng: np.random.Generator,
+           images: Mapping[str, np.ndarray] | None = None, *, noise: bool = True,
+           stamps: Mapping[str, list] | None = None) -> dict[str, np.ndarray]:
+    """Return new images with clusters added (the field's images are not modified).
+
+    The stamps are :func:`noisy_stamps` (or the given ``stamps``).
+    """
+    base = field.images if images is None else images
+    if stamps is None:
+        stamps = noisy_stamps(field, x, y, mags, r_eff_px, rng, noise=noise)
+    out = {}
+    for b in BANDS:
+        img = np.array(base[b], dtype=np.float32, copy=True)
+        add_stamps(img, stamps[b])
         out[b] = img
     return out
 
@@ -210,6 +237,8 @@ class FieldBaseline:
     density: PositionDensity
     aperture_corrections: dict[str, float]
     timings: dict[str, dict[str, float]]
+    band_medians: dict[str, float] | None = None   # what the white light subtracted per band
+    mesh: MeshStatistics | None = None             # white-light background-mesh statistics
 
 
 _BASELINES: "weakref.WeakKeyDictionary[Field, dict]" = weakref.WeakKeyDictionary()
@@ -227,9 +256,16 @@ def prepare_field(field: Field, config: PipelineConfig = DEFAULT_CONFIG, *,
     timer.update(res.timings)
     with timer("position_density"):
         density = position_density(res.white_light, field.footprint, smoothing_pc / field.pc_per_px)
+    with timer("local_state"):
+        sx = config.sextractor
+        medians = {b: float(v) for b, v in band_medians(field.images, field.footprint).items()}
+        fp = field.footprint
+        mesh = mesh_statistics(res.white_light, int(sx.back_size), bad=None if fp.all() else ~fp,
+                               sigma=sx.clip_sigma, maxiters=sx.clip_maxiters)
     timings = timer.times
     baseline = FieldBaseline(catalogue=res.catalogue, white_light=res.white_light, density=density,
-                             aperture_corrections=res.aperture_corrections, timings=timings)
+                             aperture_corrections=res.aperture_corrections, timings=timings,
+                             band_medians=medians, mesh=mesh)
     per_field[key] = baseline
     return baseline
 
@@ -258,7 +294,7 @@ def _as_table(clusters) -> Table:
 def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, frame: int = 0,
               config: PipelineConfig = DEFAULT_CONFIG, baseline: FieldBaseline | None = None,
               noise: bool = True, positions: tuple[np.ndarray, np.ndarray] | None = None,
-              return_images: bool = False):
+              return_images: bool = False, reprocess: str = "full"):
     """One artificial-cluster frame: inject ``clusters``, rerun the pipeline, label them.
 
     Parameters
@@ -283,6 +319,12 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         Use these positions instead of drawing them.
     return_images : bool
         Also return the injected images.
+    reprocess : {"full", "local"}
+        Re-run the pipeline on the whole injected frame (default), or only on windows
+        around the clusters (:mod:`jaxcomp.ast.local`; the same labels but for a few in
+        10^4, faster when the clusters cover a small part of the frame). A local frame
+        with a cluster near a segment cut by a window edge is re-run in full
+        (``meta["fallback"]``).
 
     Returns
     -------
@@ -327,14 +369,40 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
             if x.shape != (n,) or y.shape != (n,):
                 raise ValueError(f"positions must be two arrays of length {n}")
 
-    with timer("inject"):
-        injected = inject(field, x, y, mags, r_px, np.random.default_rng(noise_ss), noise=noise)
+    if reprocess not in ("full", "local"):
+        raise ValueError(f"reprocess must be 'full' or 'local', got {reprocess!r}")
+    with timer("render"):
+        stamps = noisy_stamps(field, x, y, mags, r_px, np.random.default_rng(noise_ss), noise=noise)
+    fallback = False
+    catalogue = injected = None
+    if reprocess == "local" and n:
+        if baseline.mesh is None or baseline.band_medians is None:
+            raise ValueError("reprocess='local' needs a baseline from prepare_field (band medians and mesh statistics)")
+        from .local import run_pipeline_local
 
-    res = run_pipeline(field, injected, config)
-    timer.update(res.timings)
+        first = stamps[BANDS[0]]
+        iy = np.empty(n, np.int64)
+        ix = np.empty(n, np.int64)
+        half = np.empty(n, np.int64)
+        for st in first:
+            iy[st.index], ix[st.index], half[st.index] = st.iy, st.ix, st.half_size
+        local = run_pipeline_local(field, stamps, iy, ix, half, config, medians=baseline.band_medians,
+                                   mesh=baseline.mesh, aperture_corrections=baseline.aperture_corrections)
+        timer.update(local.timings)
+        if local.unreliable.any() or local.area_fraction > LOCAL_MAX_AREA_FRACTION:
+            fallback = True
+        else:
+            catalogue = local.catalogue
+    if catalogue is None or return_images:
+        with timer("inject"):
+            injected = inject(field, x, y, mags, r_px, None, noise=noise, stamps=stamps)
+    if catalogue is None:
+        res = run_pipeline(field, injected, config)
+        timer.update(res.timings)
+        catalogue = res.catalogue
 
     with timer("match"):
-        m = match_injected(x, y, res.catalogue, baseline.catalogue, config.cuts.match_radius_px)
+        m = match_injected(x, y, catalogue, baseline.catalogue, config.cuts.match_radius_px)
 
     out = tab.copy(copy_data=True)
     if "r_eff_pc" not in out.colnames:
@@ -348,7 +416,8 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
     timer.times["total"] = {"wall_s": time.perf_counter() - w_start, "cpu_s": time.process_time() - c_start}
     out.meta.update({"field": field.name, "seed": repr(seed), "frame": int(frame),
                      "r_eff_pc": float(radii[0]) if n and np.all(radii == radii[0]) else "mixed",
-                     "n_sources_pre": len(baseline.catalogue), "n_sources_post": len(res.catalogue),
+                     "n_sources_pre": len(baseline.catalogue), "n_sources_post": len(catalogue),
+                     "reprocess": reprocess, "fallback": fallback,
                      "timings": timer.times, "stages": list(STAGES)})
     if return_images:
         return out, injected

@@ -120,21 +120,36 @@ def fast_median(values: np.ndarray) -> float:
     return vals.mean(dtype=a.dtype) if ranks[0] != ranks[1] else vals[0]
 
 
+def band_medians(images: Mapping[str, np.ndarray], footprint: np.ndarray | None = None,
+                 bands=BANDS) -> dict[str, np.float32]:
+    """Median of each band's image over the footprint (what :func:`white_light` subtracts)."""
+    full = footprint is None or bool(footprint.all())
+    return {b: np.float32(fast_median(images[b]) if full else fast_median(np.asarray(images[b])[footprint]))
+            for b in bands}
+
+
 def white_light(images: Mapping[str, np.ndarray], footprint: np.ndarray | None = None,
-                scales: Mapping[str, Mapping[str, float]] = WHITE_LIGHT_SCALES) -> np.ndarray:
+                scales: Mapping[str, Mapping[str, float]] = WHITE_LIGHT_SCALES, *,
+                medians: Mapping[str, float] | None = None) -> np.ndarray:
     """The LEGUS white-light image (paper appendix A, eq. 19), float32.
 
-    For each band ``f' = max(f - median(f), 0)`` with the median over the footprint;
-    for each scale set ``I_set = sqrt(sum_b (f'_b / s_b)^2) / sqrt(sum_b s_b^-2)``; the
-    result is the mean of the sets. Pixels outside the footprint are 0.
+    For each band ``f' = max(f - median(f), 0)`` with the median over the footprint
+    (or the given ``medians``, e.g. those of the whole frame when ``images`` are a
+    window of it); for each scale set ``I_set = sqrt(sum_b (f'_b / s_b)^2) / sqrt(sum_b s_b^-2)``;
+    the result is the mean of the sets. Pixels outside the footprint are 0.
     """
     bands = list(next(iter(scales.values())))
     shape = np.shape(images[bands[0]])
     if footprint is None:
         footprint = np.ones(shape, bool)
     full = bool(footprint.all())
-    meds = {b: np.float32(fast_median(images[b]) if full else fast_median(np.asarray(images[b])[footprint]))
-            for b in bands}
+    if medians is None:
+        meds = band_medians(images, footprint, bands)
+    else:
+        missing = [b for b in bands if b not in medians]
+        if missing:
+            raise ValueError(f"medians lacks band(s) {missing}")
+        meds = {b: np.float32(medians[b]) for b in bands}
     names = list(scales)
     coef = {name: {b: np.float32(1.0 / scales[name][b] ** 2) for b in bands} for name in names}
     norm = {name: np.float32(1.0 / (math.sqrt(sum(1.0 / scales[name][b] ** 2 for b in bands)) * len(names)))
@@ -349,37 +364,12 @@ def global_background_rms(wl: np.ndarray, footprint: np.ndarray | None, cfg: SEx
     are left out (SExtractor would see the zeros outside the footprint; leaving them out
     keeps the threshold a property of the data).
     """
-    b = int(cfg.back_size)
-    wl = np.asarray(wl)
-    ny, nx = wl.shape
-    mx = -(-nx // b)
-    widths = np.full(mx, b, np.int64)
-    widths[-1] = nx - (mx - 1) * b
-    rows_per_strip = max(1, 300_000 // (b * mx * b))
-    min_frac = 1.0 - float(cfg.exclude_percentile) / 100.0
-    stds = []
-    for r0 in range(0, ny, b * rows_per_strip):
-        r1 = min(ny, r0 + b * rows_per_strip)
-        for y0 in range(r0, r1, b):
-            y1 = min(ny, y0 + b)
-            h = y1 - y0
-            strip = np.full((h, mx * b), np.nan, np.float32)
-            strip[:, :nx] = wl[y0:y1]
-            if footprint is not None and not footprint.all():
-                strip[:, :nx][~footprint[y0:y1]] = np.nan
-            v = strip.reshape(h, mx, b).transpose(1, 0, 2).reshape(mx, h * b)
-            ngood = np.count_nonzero(np.isfinite(v), axis=1)
-            _, _, std, _ = clipped_stats_rows(v, cfg.clip_sigma, cfg.clip_maxiters)
-            keep = (ngood > min_frac * h * widths) & np.isfinite(std)
-            stds.append(std[keep])
-    stds = np.concatenate(stds) if stds else np.zeros(0)
-    if stds.size == 0:
-        raise ValueError("no background mesh has enough pixels inside the footprint")
-    sig = float(np.median(stds))
-    if sig <= 0:
-        pos = stds[stds > 0]
-        sig = float(np.median(pos)) if pos.size else 1.0
-    return sig
+    from .background import global_rms, mesh_statistics
+
+    bad = None if footprint is None or footprint.all() else ~footprint
+    stats = mesh_statistics(np.asarray(wl), int(cfg.back_size), bad=bad, sigma=cfg.clip_sigma,
+                            maxiters=cfg.clip_maxiters)
+    return global_rms(stats, cfg.exclude_percentile)
 
 
 # --- SExtractor 2.x background, ported (back.c: backstat, backhisto, backguess,

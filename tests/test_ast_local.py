@@ -1,0 +1,142 @@
+"""Local re-processing of injected frames (jaxcomp.ast.local) against the full-frame pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from jaxcomp.ast import make_mock_field
+from jaxcomp.ast.background import background_meshes, interpolate_mesh, mesh_background, mesh_statistics, prepare_mesh
+from jaxcomp.ast.campaign import CampaignConfig, CampaignError, plan_campaign
+from jaxcomp.ast.inject import prepare_field, run_frame
+from jaxcomp.ast.local import _cut_segments, frame_windows
+from jaxcomp.catalogues import BANDS
+
+from .ast_campaign_helpers import tiny_library
+
+LABELS = ("detected", "passes_err", "passes_ci", "passes_nband", "passes_mv", "C")
+
+
+def test_windows_are_mesh_aligned_disjoint_and_cover_each_cluster():
+    rng = np.random.default_rng(0)
+    iy, ix = rng.integers(0, 700, 40), rng.integers(0, 650, 40)
+    half = rng.integers(15, 70, 40)
+    windows, owner = frame_windows((700, 650), iy, ix, half, 30, margin_px=40)
+    assert (owner >= 0).all()
+    for k, (y0, y1, x0, x1) in enumerate(windows):
+        assert y0 % 30 == 0 and x0 % 30 == 0
+        assert y1 % 30 == 0 or y1 == 700
+        assert x1 % 30 == 0 or x1 == 650
+        for j, (a0, a1, b0, b1) in enumerate(windows):
+            if j != k:
+                assert not (y0 < a1 and a0 < y1 and x0 < b1 and b0 < x1), "windows overlap"
+    for i in range(40):
+        y0, y1, x0, x1 = windows[owner[i]]
+        reach = max(half[i], 40)
+        assert y0 <= max(iy[i] - reach, 0) and y1 >= min(iy[i] + reach + 1, 700)
+        assert x0 <= max(ix[i] - reach, 0) and x1 >= min(ix[i] + reach + 1, 650)
+
+
+def test_window_statistics_and_background_equal_the_full_frames():
+    rng = np.random.default_rng(1)
+    img = (rng.normal(1.0, 0.1, (215, 187)) + np.linspace(0, 1, 187)[None, :]).astype(np.float32)
+    img[100:110, 50:60] += 30.0
+    full = mesh_statistics(img, 30)
+    # a block on the mesh grid reaching the frame's last (partial) row and column
+    block = mesh_statistics(img[60:215, 90:187], 30)
+    for name in ("estimate", "std", "n_clipped", "n_good", "area"):
+        np.testing.assert_array_equal(getattr(block, name), getattr(full, name)[2:, 3:])
+    # a window of the interpolated map is the crop of the full map
+    bkg, _ = mesh_background(img, 30)
+    mesh = prepare_mesh(background_meshes(full, 10.0)[0])
+    np.testing.assert_array_equal(interpolate_mesh(mesh, img.shape, 30, (60, 150, 30, 187)), bkg[60:150, 30:187])
+
+
+def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
+    class Segm:
+        def __init__(self, data):
+            self.data = data
+
+    seg = np.zeros((60, 200), np.int64)
+    seg[20:30, 85:100] = 1     # window 0 is mosaic columns 0..89: this reaches its right edge
+    seg[20:30, 0:10] = 2       # touches window 0's left edge, which is the frame's edge
+    windows = [(0, 60, 0, 90), (0, 60, 300, 390)]
+    origins = [(0, 0), (0, 100)]
+    iy = np.array([25, 25, 25])
+    ix = np.array([83, 5, 40])
+    owner = np.array([0, 0, 0])
+    flags = _cut_segments(Segm(seg), Table(), windows, origins, (60, 1000), iy, ix, owner, 3.0)
+    assert flags.tolist() == [True, False, False]
+
+
+@pytest.fixture(scope="module")
+def mock_crop():
+    field = make_mock_field((600, 600), seed=0)
+    return field, prepare_field(field)
+
+
+def _library_near_the_limit(n, seed):
+    rng = np.random.default_rng(seed)
+    t = Table({"cluster_id": np.arange(n), "r_eff_pc": np.full(n, 1.0)})
+    mv = rng.uniform(20.0, 25.5, n)
+    for b, c in zip(BANDS, (-0.6, -0.4, 0.2, 0.0, -0.5)):
+        t[f"mag_{b}"] = mv + c + rng.normal(0, 0.3, n)
+    return t
+
+
+@pytest.mark.parametrize("r_eff_pc", [1.0, 4.0, 9.0])
+def test_local_and_full_reprocessing_give_the_same_labels(mock_crop, r_eff_pc):
+    """At about 3x the paper's density (8 clusters on 600 x 600 px) every label agrees."""
+    field, baseline = mock_crop
+    seen, dmag = [], []
+    for frame in range(3):
+        lib = _library_near_the_limit(8, seed=frame)
+        lib["r_eff_pc"] = r_eff_pc
+        full = run_frame(field, lib, r_eff_pc, seed=frame, baseline=baseline)
+        local = run_frame(field, lib, r_eff_pc, seed=frame, baseline=baseline, reprocess="local")
+        assert local.meta["reprocess"] == "local" and not local.meta["fallback"]
+        np.testing.assert_array_equal(np.asarray(local["x"]), np.asarray(full["x"]))
+        for col in LABELS:
+            np.testing.assert_array_equal(np.asarray(local[col]), np.asarray(full[col]), err_msg=col)
+        seen.append(np.column_stack([np.asarray(full[c]) for c in LABELS]))
+        for b in BANDS:
+            a, c = np.asarray(full[f"mag_{b}_meas"]), np.asarray(local[f"mag_{b}_meas"])
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(c))
+            dmag.append(np.abs(a - c)[np.isfinite(a)])
+    seen, dmag = np.concatenate(seen), np.concatenate(dmag)
+    # measured magnitudes: the white light's band medians are the pre-injection frame's in
+    # the local mode, which can move a faint source's barycentre by a few hundredths of a px
+    assert np.median(dmag) < 1e-3 and dmag.max() < 0.1
+    assert seen[:, 0].any() and not seen[:, -1].all(), "the frames must test both outcomes"
+
+
+def test_local_reprocessing_of_a_crowded_frame_runs_in_full(mock_crop):
+    field, baseline = mock_crop
+    lib = _library_near_the_limit(150, seed=3)
+    out = run_frame(field, lib, 1.0, seed=0, baseline=baseline, reprocess="local")
+    assert out.meta["fallback"]
+    with pytest.raises(ValueError, match="reprocess must be"):
+        run_frame(field, lib[:3], 1.0, seed=0, baseline=baseline, reprocess="windows")
+
+
+def test_test_design_spreads_a_radius_over_several_frames_per_repeat():
+    lib = tiny_library(400)
+    cfg = CampaignConfig(design="test", r_eff_pc=(1.0, 2.0), frames_per_reff=3, clusters_per_frame=20,
+                         clusters_per_reff=50, seed=1)
+    assert cfg.frames_per_repeat == 3 and cfg.n_frames == 2 * 3 * 3
+    frames = plan_campaign(lib, cfg)
+    assert [f.frame for f in frames] == list(range(cfg.n_frames))
+    for r in (1.0, 2.0):
+        per_repeat = {}
+        for f in frames:
+            if f.r_eff_pc == r:
+                assert len(f.rows) <= 20
+                per_repeat.setdefault(f.repeat, []).append(f.rows)
+        sets = [np.sort(np.concatenate(v)) for v in per_repeat.values()]
+        assert len(sets) == 3 and all(len(s) == 50 and len(np.unique(s)) == 50 for s in sets)
+        assert all(np.array_equal(s, sets[0]) for s in sets), "every repeat injects the same clusters"
+    with pytest.raises(CampaignError, match="clusters_per_reff is for the test design"):
+        CampaignConfig(design="train", clusters_per_reff=10)
+    with pytest.raises(CampaignError, match="reprocess must be"):
+        CampaignConfig(reprocess="fast")
