@@ -6,7 +6,10 @@
 3. ``--frames`` frames of ``--clusters`` library clusters (5 bands, r_eff ``--reff`` pc) run
    one after the other in this process with single-threaded BLAS: seconds per frame on one
    core, broken down by step (``run_frame``'s step timers, wall and CPU).
-4. A campaign of ``--scaling-frames`` frames through :func:`jaxcomp.ast.campaign.run_campaign` with the process
+4. The same frames with ``reprocess="local"`` (:mod:`jaxcomp.ast.local`: the pipeline
+   rerun on windows around the clusters): seconds per frame, the full / local ratio, and
+   the share of labels on which the two agree.
+5. A campaign of ``--scaling-frames`` frames through :func:`jaxcomp.ast.campaign.run_campaign` with the process
    pool at 1 and 2 workers: wall time (including starting the workers and sending them the
    field) and the steady-state throughput (frames/s between the first and the last frame
    written); prints the 2-worker / 1-worker ratios. On the 2-core development machine,
@@ -124,6 +127,27 @@ def main(argv=None) -> int:
     result["frame_steps"] = _steps(timings)
     _print_steps(f"one frame ({n_clusters} clusters, 5 bands) on one core: {np.mean(walls):.1f} s",
                  result["frame_steps"])
+
+    labels = ("detected", "passes_err", "passes_ci", "passes_nband", "passes_mv", "C")
+    local_timings, local_walls, same, fallbacks = [], [], [], 0
+    for k in range(n_frames):
+        rows = lib.iloc[k * n_clusters:(k + 1) * n_clusters]
+        seed = np.random.SeedSequence(a.seed, spawn_key=(1, k))
+        full = run_frame(field, rows, a.reff, seed=seed, frame=k, baseline=base)
+        t0 = time.perf_counter()
+        lab = run_frame(field, rows, a.reff, seed=seed, frame=k, baseline=base, reprocess="local")
+        local_walls.append(time.perf_counter() - t0)
+        local_timings.append(lab.meta["timings"])
+        fallbacks += bool(lab.meta["fallback"])
+        same.append(np.all([np.asarray(lab[c]) == np.asarray(full[c]) for c in labels], axis=0))
+    same = np.concatenate(same)
+    result["local"] = {"frame_s_one_core": float(np.mean(local_walls)), "all": local_walls,
+                       "steps": _steps(local_timings), "frames_rerun_in_full": fallbacks,
+                       "label_agreement": float(same.mean()), "n_labels": int(same.size),
+                       "ratio_full_over_local": float(np.mean(walls) / np.mean(local_walls))}
+    _print_steps(f"the same frames, reprocess='local': {np.mean(local_walls):.2f} s per frame, "
+                 f"{result['local']['ratio_full_over_local']:.2f}x faster than the full rerun; labels equal for "
+                 f"{same.sum()}/{same.size} clusters; {fallbacks} frame(s) rerun in full", result["local"]["steps"])
 
     if not a.skip_scaling:
         scaling = {}

@@ -48,7 +48,8 @@ def _with(**changes):
     (_with(population__log_mass_range=[1.0, 7.0]), r"\[population\] log_mass_range .* outside \[library\]"),
     (_with(population__alpha_M=-3.5), r"\[population\] alpha_M must lie inside the fit's prior"),
     (_with(campaign__test_repeats=1), r"\[campaign\] test_repeats must be >= 2"),
-    (_with(campaign__test_clusters_per_reff=20), r"\[campaign\] test_clusters_per_reff must equal clusters_per_frame"),
+    (_with(campaign__test_clusters_per_reff=20), r"\[campaign\] test_clusters_per_reff must be a multiple of clusters_per_frame"),
+    (_with(campaign__reprocess="windows"), r"\[campaign\] reprocess must be .full."),
     (_with(run__seed=True), r"\[run\] seed must be an integer"),
 ])
 def test_bad_configurations_name_the_key(data, message):

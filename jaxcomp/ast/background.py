@@ -164,15 +164,22 @@ class MeshStatistics:
     area: np.ndarray
     box_size: int
 
+    _FIELDS = ("estimate", "std", "n_clipped", "n_good")
+
+    def block(self, i0: int, i1: int, j0: int, j1: int) -> "MeshStatistics":
+        """The meshes ``[i0:i1, j0:j1]``."""
+        return MeshStatistics(box_size=self.box_size, area=self.area[i0:i1, j0:j1],
+                              **{name: getattr(self, name)[i0:i1, j0:j1] for name in self._FIELDS})
+
     def replace_block(self, i0: int, j0: int, block: "MeshStatistics") -> "MeshStatistics":
-        """A copy with the meshes from (i0, j0) on replaced by ``block``'s."""
+        """A copy with the meshes from (i0, j0) on replaced by ``block``'s (their ``area`` kept)."""
         out = {}
-        for name in ("estimate", "std", "n_clipped", "n_good", "area"):
+        for name in self._FIELDS:
             a = getattr(self, name).copy()
             v = getattr(block, name)
             a[i0:i0 + v.shape[0], j0:j0 + v.shape[1]] = v
             out[name] = a
-        return MeshStatistics(box_size=self.box_size, **out)
+        return MeshStatistics(box_size=self.box_size, area=self.area, **out)
 
 
 def mesh_statistics(data: np.ndarray, box_size: int = 30, *, bad: np.ndarray | None = None,

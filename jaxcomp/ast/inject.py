@@ -61,6 +61,9 @@ MIN_SPACING_REFF: float = 3.0
 #: in full: no faster, and the injections then move the frame-wide statistics that the
 #: local mode freezes.
 LOCAL_MAX_AREA_FRACTION: float = 0.5
+#: Window margins [px] a ``reprocess="local"`` frame tries, wider each time a segment near
+#: a cluster is cut by a window edge, before the frame is run in full.
+LOCAL_MARGINS_PX: tuple[int, ...] = (40, 80, 160)
 #: Hexagonal packing density of discs: no more than this fraction of the area can be covered.
 _HEX_PACKING = math.pi / (2.0 * math.sqrt(3.0))
 
@@ -386,13 +389,17 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         half = np.empty(n, np.int64)
         for st in first:
             iy[st.index], ix[st.index], half[st.index] = st.iy, st.ix, st.half_size
-        local = run_pipeline_local(field, stamps, iy, ix, half, config, medians=baseline.band_medians,
-                                   mesh=baseline.mesh, aperture_corrections=baseline.aperture_corrections)
-        timer.update(local.timings)
-        if local.unreliable.any() or local.area_fraction > LOCAL_MAX_AREA_FRACTION:
-            fallback = True
-        else:
-            catalogue = local.catalogue
+        for margin in LOCAL_MARGINS_PX:
+            local = run_pipeline_local(field, stamps, iy, ix, half, config, medians=baseline.band_medians,
+                                       mesh=baseline.mesh, aperture_corrections=baseline.aperture_corrections,
+                                       margin_px=margin, max_area_fraction=LOCAL_MAX_AREA_FRACTION)
+            timer.update(local.timings)
+            if local.catalogue is None:
+                break
+            if not local.unreliable.any():
+                catalogue = local.catalogue
+                break
+        fallback = catalogue is None
     if catalogue is None or return_images:
         with timer("inject"):
             injected = inject(field, x, y, mags, r_px, None, noise=noise, stamps=stamps)

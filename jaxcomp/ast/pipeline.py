@@ -1832,8 +1832,11 @@ class StepTimer:
             entry["cpu_s"] += time.process_time() - c0
 
     def update(self, other: Mapping[str, Mapping[str, float]]):
+        """Add another timer's steps (times of a step seen twice are summed)."""
         for k, v in other.items():
-            self.times[k] = dict(v)
+            mine = self.times.setdefault(k, {})
+            for name, value in v.items():
+                mine[name] = mine.get(name, 0.0) + value
 
 
 @dataclass

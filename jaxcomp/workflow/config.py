@@ -148,18 +148,23 @@ class CampaignSection:
     train_frames_per_reff: int = 49
     test_clusters_per_reff: int = 500
     test_repeats: int = 100
+    reprocess: str = "full"
 
     def check(self):
         _require(len(self.r_eff_pc) > 0 and min(self.r_eff_pc) > 0, "campaign", "r_eff_pc",
                  "must be a non-empty list of positive radii [pc]")
         _require(self.clusters_per_frame >= 1, "campaign", "clusters_per_frame", "must be >= 1")
         _require(self.train_frames_per_reff >= 1, "campaign", "train_frames_per_reff", "must be >= 1")
-        _require(self.test_clusters_per_reff == self.clusters_per_frame, "campaign", "test_clusters_per_reff",
-                 f"must equal clusters_per_frame ({self.clusters_per_frame}): the test clusters of one radius share "
-                 "each of their frames, and a frame with fewer injected clusters is less crowded, which raises "
-                 "the recovery the test campaign measures above what the networks learned (the paper uses 500 "
-                 "in both designs)")
+        _require(self.test_clusters_per_reff >= self.clusters_per_frame
+                 and self.test_clusters_per_reff % self.clusters_per_frame == 0, "campaign", "test_clusters_per_reff",
+                 f"must be a multiple of clusters_per_frame ({self.clusters_per_frame}): each repeat spreads a "
+                 "radius' test clusters over full frames, so that test and training frames are equally crowded "
+                 "(fewer injected clusters per frame raise the recovery the test measures above what the networks "
+                 "learned)")
         _require(self.test_repeats >= 2, "campaign", "test_repeats", "must be >= 2 (p_true needs repeats)")
+        _require(self.reprocess in ("full", "local"), "campaign", "reprocess",
+                 "must be 'full' (rerun the pipeline on the whole injected frame) or 'local' (only on windows "
+                 "around the injected clusters; see jaxcomp.ast.local)")
 
 
 @dataclasses.dataclass(frozen=True)
