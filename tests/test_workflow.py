@@ -16,12 +16,12 @@ TINY = {
     "library": {"n_clusters": 1500},
     "campaign": {"r_eff_pc": [3, 6], "clusters_per_frame": 80, "train_frames_per_reff": 3,
                  "test_clusters_per_reff": 80, "test_repeats": 3},
-    "networks": {"inputs": ["physical", "photometric"], "hidden": [8], "epochs": 3, "batch_size": 256,
+    "networks": {"inputs": ["physical", "photometric", "physical+r_eff_pc"], "hidden": [8], "epochs": 3, "batch_size": 256,
                  "learning_rates": [1e-2], "weight_decays": [1e-3]},
     "validation": {"min_count": 2},
     "population": {"n_clusters": 320, "clusters_per_frame": 80},
     "correct": {"grid": [21, 19, 5]},
-    "fit": {"chains": 1, "warmup": 40, "samples": 40, "grid": [21, 19, 5]},
+    "fit": {"chains": 1, "warmup": 40, "samples": 40, "grid": [21, 19, 5], "selection": "physical+r_eff_pc"},
 }
 
 
@@ -43,7 +43,9 @@ def _with(**changes):
     (_with(fit__grid=[21, 19]), r"\[fit\] grid must have 3 entries"),
     (_with(field__kind="jpeg"), r"\[field\] kind must be 'mock' or 'fits'"),
     (_with(library__bands=["F555W", "F814W"]), r"\[networks\] inputs: a photometric network needs all five bands"),
-    (_with(networks__inputs=["photometric"]), r"\[correct\] and \[fit\] need the physical network"),
+    (_with(networks__inputs=["photometric"]), r"\[correct\] selection = 'physical' needs that network"),
+    (_with(networks__inputs=["physical", "photometric"]), r"\[fit\] selection = 'physical\+r_eff_pc' needs that network"),
+    (_with(networks__inputs=["physical", "physical+radius"]), r"\[networks\] inputs must be a list of distinct"),
     (_with(library__n_clusters=200), r"\[library\] n_clusters = 200 is too small .* use n_clusters >= \d+"),
     (_with(population__log_mass_range=[1.0, 7.0]), r"\[population\] log_mass_range .* outside \[library\]"),
     (_with(population__alpha_M=-3.5), r"\[population\] alpha_M must lie inside the fit's prior"),
@@ -73,7 +75,14 @@ def test_embedded_demo_configurations_are_valid():
 
     full, quick = load_config(demo_config_path()), load_config(demo_config_path(quick=True))
     assert full.campaign.r_eff_pc == tuple(float(r) for r in range(1, 11))  # the paper's radii
-    assert set(full.networks.inputs) == {"physical", "photometric"} and full.population.mass == "schechter"
+    assert {"physical", "photometric"} <= set(full.networks.inputs) and full.population.mass == "schechter"
+    # the paper's density of injected clusters: 500 per 7040 x 6400 px frame
+    from jaxcomp.workflow.stages import load_field
+
+    shape = load_field(full).shape if full.field.size == "small" else None
+    density = full.campaign.clusters_per_frame / (shape[0] * shape[1])
+    assert 0.8 < density / (500 / (7040 * 6400)) < 1.25
+    assert full.campaign.reprocess == "local"
     assert quick.run.name == "demo-quick"
 
 
@@ -99,7 +108,10 @@ def test_every_stage_runs_and_records_itself(tiny_run):
     assert run["versions"]["jaxcomp"] and run["config_hash"] == parse_config(TINY).hash()
     assert load_config(run_dir / "config.toml") == parse_config(TINY)
     validation = json.loads((run_dir / "validate" / "stage.json").read_text())["metrics"]
-    assert set(validation["percentiles"]) == {"physical", "photometric"}
+    assert set(validation["percentiles"]) == {"physical", "photometric", "physical+r_eff_pc"}
+    assert validation["paper"]["physical+r_eff_pc"] == validation["paper"]["physical"]
+    assert (run_dir / "train" / "selection_physical_r_eff_pc.safetensors").is_file()
+    assert any(p.name.startswith("physical_r_eff_pc_") for p in (run_dir / "grids").iterdir())
     fit = json.loads((run_dir / "fit" / "stage.json").read_text())["metrics"]
     assert set(fit["recovery"]) == {"alpha_M", "log_M_break", "alpha_T"}
     html = (run_dir / "report.html").read_text()

@@ -11,10 +11,13 @@ from .evaluate import evaluate_in_chunks
 from .function import InputDomainError, SelectionFunction
 from .inputs import LEGUS_BANDS, PHOTOMETRIC_INPUTS, PHYSICAL_INPUTS, InputSpec
 from .network import NetworkConfig
+from .radius import RadiusMarginalisedSelection, RadiusPrior
 from .training import TrainConfig, TrainingResult, train_selection_function
 from .validation import ValidationResult, p_true_table, validate_selection
 
 __all__ = [
+    "RadiusMarginalisedSelection",
+    "RadiusPrior",
     "ArtefactError",
     "CalibrationReport",
     "TrainConfig",

@@ -180,9 +180,9 @@ class NetworksSection:
     members: int = 1
 
     def check(self):
-        allowed = {"physical", "photometric"}
-        _require(len(self.inputs) > 0 and set(self.inputs) <= allowed and len(set(self.inputs)) == len(self.inputs),
-                 "networks", "inputs", f"must be a list of distinct entries from {sorted(allowed)}")
+        _require(len(self.inputs) > 0 and set(self.inputs) <= set(NETWORK_KINDS)
+                 and len(set(self.inputs)) == len(self.inputs),
+                 "networks", "inputs", f"must be a list of distinct entries from {list(NETWORK_KINDS)}")
         _require(len(self.hidden) > 0 and min(self.hidden) >= 1, "networks", "hidden", "must list positive widths")
         _require(self.epochs >= 1, "networks", "epochs", "must be >= 1")
         _require(self.batch_size >= 1, "networks", "batch_size", "must be >= 1")
@@ -258,9 +258,21 @@ class CatalogueSection:
         _require(ok, "catalogue", "source", "must be 'population', 'legus:ngc628c' or a table path")
 
 
+#: Networks a run can train: the paper's two, and the same with the effective radius as
+#: an input (validated per cluster; marginalised over the radius prescription for the
+#: correction and the fit, see :mod:`jaxcomp.selection.radius`).
+NETWORK_KINDS = ("physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc")
+#: Networks the correction and the fit can use (they need p_obs(log M, log T, A_V)).
+DEMOGRAPHICS_SELECTIONS = ("physical", "physical+r_eff_pc")
+
+
 @dataclasses.dataclass(frozen=True)
 class CorrectSection:
     """``[correct]``: completeness-corrected CAF and CMF (eq. 17-18) with the physical network.
+
+    ``selection``: ``"physical"`` (the paper's network) or ``"physical+r_eff_pc"`` (the
+    radius-aware network averaged over the campaign's radii with the library's radius
+    weights, :class:`jaxcomp.selection.RadiusMarginalisedSelection`).
 
     The CAF is corrected assuming the mass function of ``[population]`` (or, for real
     data, ``mass_alpha``/``mass_log_break``), the CMF assuming ``age_alpha``.
@@ -270,8 +282,11 @@ class CorrectSection:
     grid: tuple[int, int, int] = (121, 105, 13)
     age_bins: tuple[float, ...] = ()
     mass_bins: tuple[float, ...] = ()
+    selection: str = "physical"
 
     def check(self):
+        _require(self.selection in DEMOGRAPHICS_SELECTIONS, "correct", "selection",
+                 f"must be one of {list(DEMOGRAPHICS_SELECTIONS)}")
         _require(len(self.grid) == 3 and min(self.grid) >= 5, "correct", "grid",
                  "must be three node counts >= 5 (log_mass, log_age, av)")
         for key in ("age_bins", "mass_bins"):
@@ -282,7 +297,10 @@ class CorrectSection:
 
 @dataclasses.dataclass(frozen=True)
 class FitSection:
-    """``[fit]``: the NumPyro NUTS fit of the catalogue with the physical network's p_obs."""
+    """``[fit]``: the NumPyro NUTS fit of the catalogue with the physical network's p_obs.
+
+    ``selection`` as in ``[correct]``.
+    """
 
     enabled: bool = True
     mass: str = "schechter"
@@ -291,8 +309,11 @@ class FitSection:
     warmup: int = 500
     samples: int = 500
     grid: tuple[int, int, int] = (121, 105, 13)
+    selection: str = "physical"
 
     def check(self):
+        _require(self.selection in DEMOGRAPHICS_SELECTIONS, "fit", "selection",
+                 f"must be one of {list(DEMOGRAPHICS_SELECTIONS)}")
         _require(self.mass in ("schechter", "power_law"), "fit", "mass", "must be 'schechter' or 'power_law'")
         _require(self.age in ("power_law", "broken_power_law"), "fit", "age",
                  "must be 'power_law' or 'broken_power_law'")
@@ -435,13 +456,14 @@ def _coerce(section: str, key: str, value, hint):
 def _check_consistency(config: RunConfig) -> None:
     """Cross-section checks: every stage must be able to run with what the others produce."""
     networks, library = config.networks, config.library
-    if "photometric" in networks.inputs and set(library.bands) != set(BANDS):
+    if any(k.startswith("photometric") for k in networks.inputs) and set(library.bands) != set(BANDS):
         raise ConfigError(f"[networks] inputs: a photometric network needs all five bands {list(BANDS)}, but "
                           f"[library] bands = {list(library.bands)}")
     needs_physical = (config.correct.enabled or config.fit.enabled)
-    if needs_physical and "physical" not in networks.inputs:
-        raise ConfigError("[networks] inputs: [correct] and [fit] need the physical network; add 'physical' "
-                          "or set enabled = false in [correct] and [fit]")
+    for name, section in (("correct", config.correct), ("fit", config.fit)):
+        if section.enabled and section.selection not in networks.inputs:
+            raise ConfigError(f"[networks] inputs: [{name}] selection = {section.selection!r} needs that network; "
+                              f"add {section.selection!r} to inputs or set enabled = false in [{name}]")
     if config.catalogue.source == "population" and not config.population.enabled and needs_physical:
         raise ConfigError("[catalogue] source = 'population' but [population] enabled = false")
     campaign = config.campaign

@@ -230,7 +230,7 @@ def run_ast_test(ctx: StageContext) -> dict:
 
 # ------------------------------------------------------------------ networks
 def _network_path(ctx: StageContext, kind: str) -> Path:
-    return ctx.stage_dir("train") / f"selection_{kind}.safetensors"
+    return ctx.stage_dir("train") / f"selection_{kind.replace('+', '_')}.safetensors"
 
 
 def run_train(ctx: StageContext) -> dict:
@@ -245,7 +245,7 @@ def run_train(ctx: StageContext) -> dict:
     metrics, figures, outputs = {}, [], {}
     for kind in section.inputs:
         table = labels
-        if kind == "photometric":  # clusters too faint for a magnitude (inf) cannot be inputs
+        if kind.startswith("photometric"):  # clusters too faint for a magnitude (inf) cannot be inputs
             finite = np.all([np.isfinite(np.asarray(labels[f"mag_{b}"], float)) for b in BANDS], axis=0)
             table = labels[finite]
         result = train_selection_function(table, kind, config, progress=ctx.progress,
@@ -264,6 +264,11 @@ def run_train(ctx: StageContext) -> dict:
                             f"over learning rates {list(section.learning_rates)} and weight decays "
                             f"{list(section.weight_decays)}, best epoch on a validation split by cluster."),
             "metrics": metrics, "figures": figures, "outputs": outputs}
+
+
+def _base_kind(kind: str) -> str:
+    """``"physical"`` or ``"photometric"``: the paper's network that ``kind`` extends."""
+    return kind.split("+")[0]
 
 
 def _load_network(ctx: StageContext, kind: str):
@@ -285,7 +290,7 @@ def run_validate(ctx: StageContext) -> dict:
     networks = {kind: _load_network(ctx, kind) for kind in ctx.config.networks.inputs}
     results = {}
     for kind, sf in networks.items():
-        results[kind] = V.validate_selection(sf, table, name=kind, min_count=min_count,
+        results[kind] = V.validate_selection(sf, table, name=kind, kind=_base_kind(kind), min_count=min_count,
                                              out_of_domain="clip", drop_nonfinite=True)
         results[kind].write_json(ctx.directory / f"validation_{kind}.json")
     figures = [
@@ -320,7 +325,7 @@ def run_validate(ctx: StageContext) -> dict:
         "test_clusters": len(table), "repeats_median": float(np.median(np.asarray(table["n_repeats"]))),
         "min_count": min_count,
         "percentiles": {k: r.percentiles for k, r in results.items()},
-        "paper": {k: PAPER_PERCENTILES[k] for k in results},
+        "paper": {k: PAPER_PERCENTILES[_base_kind(k)] for k in results},
         "binomial_floor": {k: r.binomial_floor for k, r in results.items()},
         "ece": {k: r.calibration.ece for k, r in results.items()},
         "brier": {k: r.calibration.brier for k, r in results.items()},
@@ -414,16 +419,33 @@ def load_catalogue(ctx: StageContext):
     return read_table(source)
 
 
-def selection_grid(ctx: StageContext, shape) -> object:
-    """p_obs of the physical network on a grid, cached in ``RUN_DIR/grids`` by network hash and shape."""
+def demographics_selection(ctx: StageContext, kind: str):
+    """The p_obs(log M, log T, A_V) of ``kind``: the physical network, or the radius-aware one
+    averaged over the campaign's radii with the library's radius prescription."""
+    from ..selection import RadiusMarginalisedSelection, RadiusPrior
+
+    network = _load_network(ctx, kind)
+    if kind == "physical":
+        return network
+    prior = RadiusPrior(ctx.config.library.radius_model)
+    return RadiusMarginalisedSelection(network, ctx.config.campaign.r_eff_pc, prior)
+
+
+def selection_grid(ctx: StageContext, shape, kind: str = "physical") -> object:
+    """p_obs of ``kind`` (:func:`demographics_selection`) on a grid, cached in ``RUN_DIR/grids`` by
+    network hash, radius prior and shape."""
     from ..demographics import SelectionGrid
 
-    path = _network_path(ctx, "physical")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    cache = ctx.run_dir / "grids" / f"physical_{digest}_{'x'.join(str(s) for s in shape)}.npz"
+    path = _network_path(ctx, kind)
+    record = path.read_bytes()
+    if kind != "physical":
+        record += json.dumps([ctx.config.library.radius_model, list(ctx.config.campaign.r_eff_pc)]).encode()
+    digest = hashlib.sha256(record).hexdigest()[:16]
+    cache = ctx.run_dir / "grids" / f"{kind.replace('+', '_')}_{digest}_{'x'.join(str(s) for s in shape)}.npz"
     if cache.is_file():
         return SelectionGrid.load(cache)
-    grid = SelectionGrid.from_selection(_load_network(ctx, "physical"), shape=tuple(shape), progress=ctx.progress)
+    grid = SelectionGrid.from_selection(demographics_selection(ctx, kind), shape=tuple(shape),
+                                        progress=ctx.progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     grid.save(cache)
     return grid
@@ -431,6 +453,12 @@ def selection_grid(ctx: StageContext, shape) -> object:
 
 def _bins(low, high, width):
     return np.round(np.arange(low, high + 0.5 * width, width), 6)
+
+
+def _selection_words(kind: str) -> str:
+    if kind == "physical":
+        return "physical network"
+    return "radius-aware physical network averaged over the campaign's radii (library radius prescription)"
 
 
 # ------------------------------------------------------------------ correction
@@ -452,7 +480,7 @@ def run_correct(ctx: StageContext) -> dict:
     )
 
     catalogue = load_catalogue(ctx)
-    grid = selection_grid(ctx, ctx.config.correct.grid)
+    grid = selection_grid(ctx, ctx.config.correct.grid, ctx.config.correct.selection)
     model = population_model(ctx.config)
     truth = population_truth(ctx.config)
     av = PiecewiseConstantAV(np.asarray(model.av_edges), np.asarray(truth["av_weights"]))
@@ -501,8 +529,8 @@ def run_correct(ctx: StageContext) -> dict:
                                f"{'Age' if name == 'caf' else 'Mass'} function of the catalogue: raw, corrected "
                                "(16th-84th percentile band of p_corr) and, for the simulated catalogue, the "
                                "injected truth."))
-    return {"description": ("Completeness-corrected age and mass functions (eq. 17-18) with the physical network, "
-                            "marginalised over the population's mass (for the CAF) or age (for the CMF) "
+    return {"description": (f"Completeness-corrected age and mass functions (eq. 17-18) with the "
+                            f"{_selection_words(ctx.config.correct.selection)}, marginalised over the population's mass (for the CAF) or age (for the CMF) "
                             "distribution and p(A_V)."),
             "metrics": metrics, "figures": figures,
             "tables": [{"path": "caf.ecsv", "caption": "Corrected age function."},
@@ -534,7 +562,7 @@ def run_fit(ctx: StageContext) -> dict:
               & (np.asarray(catalogue["log_age"], float) <= pop.log_age_range[1]))
     catalogue = catalogue[inside]
     catalogue["av"] = np.clip(np.asarray(catalogue["av"], float), *pop.av_range)
-    grid = selection_grid(ctx, section.grid)
+    grid = selection_grid(ctx, section.grid, section.selection)
     fitter = PopulationFitter(model, grid, num_warmup=section.warmup, num_samples=section.samples,
                               num_chains=section.chains, progress=ctx.progress)
     result = fitter.fit(catalogue, seed=ctx.seed)
@@ -571,7 +599,8 @@ def run_fit(ctx: StageContext) -> dict:
         outputs = {"inference_data": f"not written ({type(error).__name__}: {error})"}
     return {"description": (f"NumPyro NUTS fit ({section.chains} chains x {section.warmup} warm-up + "
                             f"{section.samples} draws) of {model.describe()}, with the selection-normalised "
-                            "likelihood and the physical network's p_obs tabulated on a grid."),
+                            f"likelihood and the p_obs of the {_selection_words(section.selection)} tabulated on a "
+                            "grid."),
             "metrics": metrics, "figures": figures, "outputs": outputs,
             "tables": [{"path": "posterior_summary.ecsv", "caption": "ArviZ summary of the posterior."}]}
 
