@@ -379,8 +379,22 @@ class FisherResult:
         return float(1.0 / math.sqrt(self.matrix[i, i]))
 
 
+def _fisher_matrix_function(model: PopulationModel, grid64: SelectionGrid, n_gauss: int):
+    """A jitted ``(vector, shift) -> 4 d²H/dΛ'dΛ''`` (float64; call it under ``jax.enable_x64``)."""
+    space = ParameterSpace(model)
+    p_obs = grid64.p_obs
+
+    def overlap(v1, v2, shift):
+        p1, p2 = space.to_params(v1), space.to_params(v2)
+        weights = _weights(model, p1, grid64, shift, n_gauss, params2=p2)
+        return 10.0 ** (0.5 * (p1["log10_N"] + p2["log10_N"])) * _contract(p_obs, *weights)
+
+    return jax.jit(lambda vector, shift: 4.0 * jax.jacfwd(jax.grad(overlap, argnums=1), argnums=0)(
+        vector, vector, shift))
+
+
 def fisher_information(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift=_ZERO_SHIFT, *,
-                       n_total=None, n_gauss: int = 8) -> FisherResult:
+                       n_total=None, n_gauss: int = 8, _matrix_function=None) -> FisherResult:
     """Fisher matrix of the inhomogeneous Poisson likelihood of a catalogue selected by ``grid``.
 
     For intensity ``λ(θ) = N p_obs(θ + δ) p(θ | Λ)`` the Fisher information is
@@ -418,14 +432,8 @@ def fisher_information(model: PopulationModel, params: Mapping, grid: SelectionG
         vector = jnp.asarray(np.asarray(space.to_vector(params), np.float64))
         grid64 = _as_float64(grid)
         shift64 = jnp.asarray(np.asarray(shift, np.float64))
-        p_obs = grid64.p_obs
-
-        def overlap(v1, v2):
-            p1, p2 = space.to_params(v1), space.to_params(v2)
-            weights = _weights(model, p1, grid64, shift64, n_gauss, params2=p2)
-            return 10.0 ** (0.5 * (p1["log10_N"] + p2["log10_N"])) * _contract(p_obs, *weights)
-
-        matrix = 4.0 * np.asarray(jax.jacfwd(jax.grad(overlap, argnums=1), argnums=0)(vector, vector))
+        matrix_function = _matrix_function or _fisher_matrix_function(model, grid64, n_gauss)
+        matrix = np.asarray(matrix_function(vector, shift64))
         matrix = 0.5 * (matrix + matrix.T)
         n_expected = float(expected_detected(model, space.to_params(vector), grid64, shift64, n_gauss=n_gauss))
     covariance = _inverse(matrix, space.names)
@@ -462,9 +470,11 @@ def fisher_forecast(model: PopulationModel, params: Mapping, grid: SelectionGrid
     """
     parameters = tuple(parameters or model.scalar_parameters)
     rows = []
+    with jax.enable_x64(True):  # one compiled Fisher matrix for every depth
+        matrix_function = _fisher_matrix_function(model, _as_float64(grid), n_gauss)
     for delta in np.atleast_1d(np.asarray(depth_offsets_mag, np.float64)):
         result = fisher_information(model, params, grid, depth_shift(float(delta)), n_total=n_total,
-                                    n_gauss=n_gauss)
+                                    n_gauss=n_gauss, _matrix_function=matrix_function)
         row = {"delta_mag": float(delta), "log_mass_shift": 0.4 * float(delta), "n_expected": result.n_expected}
         for name in parameters:
             row[f"sigma_{name}"] = result.sigma(name)
