@@ -156,6 +156,15 @@ def test_run_frame_is_reproducible_and_cached(small_field):
     for col in ("x", "y", "C", "mag_F555W_meas"):
         np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]))
     assert not np.array_equal(np.asarray(a["x"]), np.asarray(c["x"]))
+    # a SeedSequence is not advanced by the frame: passing the same one twice repeats the frame,
+    # and it draws what the integer seed does
+    sequence = np.random.SeedSequence(42)
+    d = run_frame(small_field, lib, 3.0, seed=sequence)
+    e = run_frame(small_field, lib, 3.0, seed=sequence)
+    assert sequence.n_children_spawned == 0
+    for col in ("x", "y", "C"):
+        np.testing.assert_array_equal(np.asarray(d[col]), np.asarray(e[col]))
+        np.testing.assert_array_equal(np.asarray(d[col]), np.asarray(a[col]))
 
 
 def test_cluster_on_a_preexisting_source_is_not_recovered(small_field):

@@ -360,7 +360,10 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
             baseline = prepare_field(field, config)
 
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    pos_ss, noise_ss = ss.spawn(2)
+    # the first two children of ``ss``, made without ss.spawn(), which would advance the
+    # caller's sequence (the same SeedSequence passed twice must give the same frame)
+    pos_ss, noise_ss = (np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (k,),
+                                               pool_size=ss.pool_size) for k in (0, 1))
     r_px = field.r_eff_px(radii)
     with timer("positions"):
         if positions is None:
