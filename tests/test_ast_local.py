@@ -66,7 +66,7 @@ def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
     iy = np.array([25, 25, 25])
     ix = np.array([83, 5, 40])
     owner = np.array([0, 0, 0])
-    flags = _cut_segments(Segm(seg), Table(), windows, origins, (60, 1000), iy, ix, owner, 3.0)
+    flags = _cut_segments(Segm(seg), windows, origins, (60, 1000), iy, ix, owner, 3.0)
     assert flags.tolist() == [True, False, False]
 
 

@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = ["MeshStatistics", "background_meshes", "clipped_stats_rows", "global_rms", "interpolate_mesh",
-           "mesh_background", "mesh_statistics", "prepare_mesh"]
+           "interpolate_mesh_windows", "mesh_background", "mesh_statistics", "prepare_mesh"]
 
 
 def _row_search(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, right: bool) -> np.ndarray:
@@ -171,14 +171,14 @@ class MeshStatistics:
         return MeshStatistics(box_size=self.box_size, area=self.area[i0:i1, j0:j1],
                               **{name: getattr(self, name)[i0:i1, j0:j1] for name in self._FIELDS})
 
-    def replace_block(self, i0: int, j0: int, block: "MeshStatistics") -> "MeshStatistics":
-        """A copy with the meshes from (i0, j0) on replaced by ``block``'s (their ``area`` kept)."""
-        out = {}
-        for name in self._FIELDS:
-            a = getattr(self, name).copy()
-            v = getattr(block, name)
-            a[i0:i0 + v.shape[0], j0:j0 + v.shape[1]] = v
-            out[name] = a
+    def replace_blocks(self, blocks) -> "MeshStatistics":
+        """A copy with, for each ``(i0, j0, block)``, the meshes from (i0, j0) on replaced by
+        ``block``'s (their ``area`` kept)."""
+        out = {name: getattr(self, name).copy() for name in self._FIELDS}
+        for i0, j0, block in blocks:
+            for name, a in out.items():
+                v = getattr(block, name)
+                a[i0:i0 + v.shape[0], j0:j0 + v.shape[1]] = v
         return MeshStatistics(box_size=self.box_size, area=self.area, **out)
 
 
@@ -290,18 +290,26 @@ def interpolate_mesh(mesh: np.ndarray, shape: tuple[int, int], box_size: int,
     1D operators).
     """
     ny, nx = shape
+    return interpolate_mesh_windows(mesh, shape, box_size, [(0, ny, 0, nx) if window is None else window])[0]
+
+
+def interpolate_mesh_windows(mesh: np.ndarray, shape: tuple[int, int], box_size: int, windows) -> list[np.ndarray]:
+    """:func:`interpolate_mesh` on several ``(y0, y1, x0, x1)`` windows (the spline coefficients once)."""
     my, mx = mesh.shape
-    y0, y1, x0, x1 = (0, ny, 0, nx) if window is None else window
     lo, hi = float(np.min(mesh)), float(np.max(mesh))
     if hi == lo:
-        return np.full((y1 - y0, x1 - x0), lo, np.float32)
+        return [np.full((y1 - y0, x1 - x0), lo, np.float32) for (y0, y1, x0, x1) in windows]
     Py, By = _zoom_parts(my, box_size)
     Px, Bx = _zoom_parts(mx, box_size)
     coeff = Py @ mesh.astype(np.float32).astype(np.float64) @ Px.T  # photutils zooms the float32 mesh
-    T = np.ascontiguousarray((Bx[x0:x1] @ coeff.T.astype(np.float32)).T)  # (my, x1 - x0)
-    img = np.asarray(By[y0:y1] @ T, dtype=np.float32)
-    np.clip(img, lo, hi, out=img)
-    return img
+    coeff_t = coeff.T.astype(np.float32)
+    out = []
+    for (y0, y1, x0, x1) in windows:
+        T = np.ascontiguousarray((Bx[x0:x1] @ coeff_t).T)  # (my, x1 - x0)
+        img = np.asarray(By[y0:y1] @ T, dtype=np.float32)
+        np.clip(img, lo, hi, out=img)
+        out.append(img)
+    return out
 
 
 def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.ndarray | None = None,

@@ -42,7 +42,14 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-from .background import MeshStatistics, background_meshes, global_rms, interpolate_mesh, mesh_statistics, prepare_mesh
+from .background import (
+    MeshStatistics,
+    background_meshes,
+    global_rms,
+    interpolate_mesh_windows,
+    mesh_statistics,
+    prepare_mesh,
+)
 from .field import Field
 from .pipeline import PipelineConfig, StepTimer, aperture_photometry, apply_cuts, detect, white_light
 from .profiles import add_stamps
@@ -210,15 +217,15 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
         wl = white_light(images, fp, medians=medians)
     with timer("background"):
         mosaic = mesh_statistics(wl, b, bad=~fp, sigma=sx.clip_sigma, maxiters=sx.clip_maxiters)
-        stats = mesh
-        for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
-            i0, j0, i1, j1 = oy // b, ox // b, (oy + y1 - y0 - 1) // b + 1, (ox + x1 - x0 - 1) // b + 1
-            stats = stats.replace_block(y0 // b, x0 // b, mosaic.block(i0, i1, j0, j1))
+        stats = mesh.replace_blocks(
+            (y0 // b, x0 // b, mosaic.block(oy // b, (oy + y1 - y0 - 1) // b + 1, ox // b, (ox + x1 - x0 - 1) // b + 1))
+            for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins))
         sigma = global_rms(mesh, sx.exclude_percentile)  # the pre-injection frame's (see the module docstring)
         bkg_mesh = prepare_mesh(background_meshes(stats, sx.exclude_percentile)[0], int(sx.back_filtersize))
         bkg = np.zeros((my, mx), np.float32)
-        for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
-            bkg[oy:oy + y1 - y0, ox:ox + x1 - x0] = interpolate_mesh(bkg_mesh, (ny, nx), b, (y0, y1, x0, x1))
+        for (y0, y1, x0, x1), (oy, ox), values in zip(windows, origins,
+                                                      interpolate_mesh_windows(bkg_mesh, (ny, nx), b, windows)):
+            bkg[oy:oy + y1 - y0, ox:ox + x1 - x0] = values
         bkg[~fp] = 0.0
         rms = np.broadcast_to(np.float32(sigma), (my, mx))
     with timer("detect"):
@@ -232,7 +239,7 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
     with timer("cuts"):
         apply_cuts(det, field.distance_modulus, config.cuts)
     with timer("map_back"):
-        unreliable = _cut_segments(segm, det, windows, origins, (ny, nx), iy, ix, owner,
+        unreliable = _cut_segments(segm, windows, origins, (ny, nx), iy, ix, owner,
                                    config.cuts.match_radius_px if match_radius_px is None else match_radius_px)
         wid = np.full((my, mx), -1, np.int64)
         for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
@@ -256,7 +263,7 @@ def _shift(st, y0: int, x0: int):
     return replace(st, iy=st.iy - y0, ix=st.ix - x0)
 
 
-def _cut_segments(segm, det, windows, origins, shape, iy, ix, owner, radius_px: float) -> np.ndarray:
+def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float) -> np.ndarray:
     """Flag clusters within reach of a segment that a window edge (not the frame's) cuts.
 
     The segments before deblending are the connected components of the segmentation;
