@@ -6,7 +6,7 @@ starts**, with a message that names the key (``[networks] epochs: ...``).
 Omitted keys take the defaults below; :meth:`RunConfig.to_dict` gives the
 resolved configuration, which the run directory records.
 
-Example (the embedded demo, ``jaxcomp/data/workflows/demo.toml``)::
+Example (an abridged version of the embedded demo, ``jaxcomp/data/workflows/demo.toml``)::
 
     [run]
     name = "demo"
@@ -17,22 +17,26 @@ Example (the embedded demo, ``jaxcomp/data/workflows/demo.toml``)::
     size = "small"
 
     [library]
-    n_clusters = 60000
+    n_clusters = 40000
 
     [campaign]
     r_eff_pc = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    train_frames_per_reff = 6
+    clusters_per_frame = 25
+    train_frames_per_reff = 120
     test_clusters_per_reff = 500
     test_repeats = 10
+    reprocess = "local"
 
     [networks]
-    inputs = ["physical", "photometric"]
+    inputs = ["physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc"]
 
     [population]
     alpha_M = -2.0
     log_M_break = 5.0
+    clusters_per_frame = 25
 
     [fit]
+    selection = "physical+r_eff_pc"
     chains = 2
 """
 
