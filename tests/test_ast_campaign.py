@@ -328,6 +328,12 @@ def test_cli_field_and_ast_subcommands(library, tmp_path, capsys):
     assert run("ast", "status", tmp_path / "c") == 0
     assert '"n_done": 4' in capsys.readouterr().out
     assert run("ast", "plot", tmp_path / "c" / "labels.parquet", "--out", tmp_path / "r.png") == 0
+    # a test design spreading 12 clusters per radius over frames of 5, rerun locally
+    assert run("ast", "run", "--field", tmp_path / "f", "--library", tmp_path / "lib.parquet", "--out",
+               tmp_path / "t", "--design", "test", "--reff", "1", "--frames-per-reff", "2", "--clusters-per-frame",
+               "5", "--test-clusters-per-reff", "12", "--reprocess", "local", "--serial", "--quiet") == 0
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["n_frames"] == 2 * 3 and summary["n_clusters"] == 24 and summary["reprocess"] == "local"
     with pytest.raises(CampaignError, match="different campaign"):
         run("ast", "run", "--field", tmp_path / "f", "--library", tmp_path / "lib.parquet", "--out",
             tmp_path / "c", "--reff", "1,2", "--frames-per-reff", "2", "--clusters-per-frame", "10",

@@ -129,7 +129,8 @@ def _cmd_ast_run(args) -> int:
     library = read_table(args.library).to_pandas()
     config = CampaignConfig(design=args.design, r_eff_pc=args.reff, frames_per_reff=args.frames_per_reff,
                             clusters_per_frame=args.clusters_per_frame, seed=args.seed,
-                            match_library_reff=not args.any_radius, noise=not args.no_noise)
+                            match_library_reff=not args.any_radius, noise=not args.no_noise,
+                            clusters_per_reff=args.test_clusters_per_reff, reprocess=args.reprocess)
     exclude = None
     if args.exclude:
         exclude = np.unique(np.asarray(read_table(args.exclude)["cluster_id"]))
@@ -174,6 +175,11 @@ def add_ast_parser(subparsers) -> argparse.ArgumentParser:
                    help="radii in pc, comma-separated (default 1..10)")
     r.add_argument("--frames-per-reff", type=int, default=49, help="train: frames per radius; test: repeats")
     r.add_argument("--clusters-per-frame", type=int, default=500)
+    r.add_argument("--test-clusters-per-reff", type=int, default=None,
+                   help="test design: distinct clusters per radius, spread over frames of --clusters-per-frame "
+                        "(default: one frame of --clusters-per-frame)")
+    r.add_argument("--reprocess", choices=("full", "local"), default="full",
+                   help="rerun the pipeline on the whole frame (default) or on windows around the clusters")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--any-radius", action="store_true",
                    help="draw clusters from the whole library and give them the frame's radius")
