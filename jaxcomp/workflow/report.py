@@ -139,7 +139,8 @@ def _fmt_number(value) -> str:
 
 
 def _fmt_fixed(value) -> str:
-    """Three decimals (the precision the paper quotes); tiny non-zero values in exponent form."""
+    """Three decimals (the precision the paper quotes), four below 0.1 (so that 0.0071 and the
+    paper's 0.007 do not both read 0.007); tiny non-zero values in exponent form."""
     if not _is_number(value):
         return "—" if value is None else str(value)
     x = float(value)
@@ -147,7 +148,7 @@ def _fmt_fixed(value) -> str:
         return _fmt_number(x)
     if x != 0 and abs(x) < 5e-4:
         return f"{x:.2e}"
-    return f"{x:.3f}"
+    return f"{x:.4f}" if abs(x) < 0.1 else f"{x:.3f}"
 
 
 def _fmt_value(value) -> str:
