@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["MeshStatistics", "background_meshes", "clipped_stats_rows", "global_rms", "interpolate_mesh",
+__all__ = ["MeshStatistics", "background_maps", "background_meshes", "clipped_stats_rows", "global_rms", "interpolate_mesh",
            "interpolate_mesh_windows", "mesh_background", "mesh_statistics", "prepare_mesh"]
 
 
@@ -330,10 +330,21 @@ def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.n
     if bad.all():
         raise ValueError("all pixels are masked: cannot compute a background")
     stats = mesh_statistics(data, b, bad=bad, sigma=sigma, maxiters=maxiters)
+    return background_maps(stats, (ny, nx), coverage_mask=coverage_mask, fill_value=fill_value,
+                           exclude_percentile=exclude_percentile, filter_size=filter_size)
+
+
+def background_maps(stats: MeshStatistics, shape: tuple[int, int], *, coverage_mask: np.ndarray | None = None,
+                    fill_value: float = 0.0, exclude_percentile: float = 10.0, filter_size: int = 1,
+                    rms: bool = True):
+    """The background and RMS maps (float32, ``shape``) of :func:`mesh_background` from its mesh statistics.
+
+    ``rms=False`` skips the RMS map (returned as None), for a frame thresholded at a global RMS.
+    """
     out = []
-    for mesh in background_meshes(stats, exclude_percentile):
-        img = interpolate_mesh(prepare_mesh(mesh, filter_size), (ny, nx), b)
+    for mesh in background_meshes(stats, exclude_percentile)[:2 if rms else 1]:
+        img = interpolate_mesh(prepare_mesh(mesh, filter_size), shape, stats.box_size)
         if coverage_mask is not None:
             img[coverage_mask] = fill_value
         out.append(img)
-    return out[0], out[1]
+    return out[0], (out[1] if rms else None)

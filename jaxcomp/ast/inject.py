@@ -27,16 +27,8 @@ from astropy.table import Column, MaskedColumn, Table
 
 from ..catalogues import BANDS
 from .field import Field
-from .background import MeshStatistics, mesh_statistics
-from .pipeline import (
-    DEFAULT_CONFIG,
-    STAGES,
-    PipelineConfig,
-    StepTimer,
-    band_medians,
-    match_injected,
-    run_pipeline,
-)
+from .background import MeshStatistics
+from .pipeline import DEFAULT_CONFIG, STAGES, PipelineConfig, StepTimer, match_injected, run_pipeline
 from .profiles import add_stamps, render_multiband
 
 __all__ = [
@@ -259,16 +251,10 @@ def prepare_field(field: Field, config: PipelineConfig = DEFAULT_CONFIG, *,
     timer.update(res.timings)
     with timer("position_density"):
         density = position_density(res.white_light, field.footprint, smoothing_pc / field.pc_per_px)
-    with timer("local_state"):
-        sx = config.sextractor
-        medians = {b: float(v) for b, v in band_medians(field.images, field.footprint).items()}
-        fp = field.footprint
-        mesh = mesh_statistics(res.white_light, int(sx.back_size), bad=None if fp.all() else ~fp,
-                               sigma=sx.clip_sigma, maxiters=sx.clip_maxiters)
     timings = timer.times
     baseline = FieldBaseline(catalogue=res.catalogue, white_light=res.white_light, density=density,
                              aperture_corrections=res.aperture_corrections, timings=timings,
-                             band_medians=medians, mesh=mesh)
+                             band_medians=res.band_medians, mesh=res.mesh_statistics)
     per_field[key] = baseline
     return baseline
 
@@ -324,10 +310,11 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         Also return the injected images.
     reprocess : {"full", "local"}
         Re-run the pipeline on the whole injected frame (default), or only on windows
-        around the clusters (:mod:`jaxcomp.ast.local`; the same labels but for a few in
-        10^4, faster when the clusters cover a small part of the frame). A local frame
-        with a cluster near a segment cut by a window edge is re-run in full
-        (``meta["fallback"]``).
+        around the clusters with the frame-wide statistics frozen at the pre-injection
+        frame's (:mod:`jaxcomp.ast.local`), faster when the clusters cover a small part of
+        the frame. Windows whose edge cuts a segment near a cluster are widened
+        (:data:`LOCAL_MARGINS_PX`); a frame still cut, or whose windows would cover more
+        than :data:`LOCAL_MAX_AREA_FRACTION` of it, is run in full (``meta["fallback"]``).
 
     Returns
     -------
@@ -383,7 +370,8 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
     catalogue = injected = None
     if reprocess == "local" and n:
         if baseline.mesh is None or baseline.band_medians is None:
-            raise ValueError("reprocess='local' needs a baseline from prepare_field (band medians and mesh statistics)")
+            raise ValueError("reprocess='local' needs a baseline from prepare_field with the default background "
+                             "(background_impl='fast': band medians and mesh statistics)")
         from .local import run_pipeline_local
 
         first = stamps[BANDS[0]]

@@ -64,6 +64,7 @@ __all__ = [
     "sextractor_deblend",
     "sextractor_clean",
     "estimate_background",
+    "background_with_statistics",
     "multi_peak_labels",
     "detect",
     "circle_pixel_overlap",
@@ -670,6 +671,8 @@ def sextractor_background(wl: np.ndarray, footprint: np.ndarray | None, back_siz
 def estimate_background(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig):
     """SExtractor-like background map and detection RMS of the white light (float32).
 
+    (:func:`background_with_statistics` without the mesh statistics.)
+
     Returns ``(background, rms)``, both of the image's shape. ``background`` is the mesh
     background (SExtractor estimator, bicubic interpolation). ``rms`` is the noise that
     DETECT_THRESH multiplies: with ``cfg.thresh_rms == "global"`` (default, SExtractor
@@ -694,6 +697,13 @@ def estimate_background(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtr
     which reproduces photutils ``Background2D`` to float32 rounding at a fraction of the
     cost; ``"photutils"`` calls ``Background2D`` itself.
     """
+    return background_with_statistics(wl, footprint, cfg)[:2]
+
+
+def background_with_statistics(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig):
+    """:func:`estimate_background` and, for ``background_impl="fast"``, the white light's
+    :class:`~jaxcomp.ast.background.MeshStatistics` (else None): one pass over the meshes
+    serves the background map, the global RMS and local re-processing (:mod:`jaxcomp.ast.local`)."""
     p = cfg.photutils_params()
     coverage = None if footprint is None or footprint.all() else ~footprint
     if cfg.background_impl == "sextractor":
@@ -707,13 +717,19 @@ def estimate_background(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtr
             bkg[coverage] = 0.0
             if p["threshold_rms"] != "global":
                 rms[coverage] = 0.0
-        return bkg, rms
+        return bkg, rms, None
     if cfg.background_impl == "fast":
-        from .background import mesh_background
+        from .background import background_maps, global_rms, mesh_statistics
 
-        bkg, rms = mesh_background(wl, p["Background2D"]["box_size"], coverage_mask=coverage, fill_value=0.0,
-                                   exclude_percentile=p["Background2D"]["exclude_percentile"],
-                                   filter_size=p["Background2D"]["filter_size"], **p["sigma_clip"])
+        box, excl = p["Background2D"]["box_size"], p["Background2D"]["exclude_percentile"]
+        stats = mesh_statistics(wl, box, bad=coverage, **p["sigma_clip"])
+        is_global = p["threshold_rms"] == "global"
+        bkg, rms = background_maps(stats, np.shape(wl), coverage_mask=coverage, fill_value=0.0,
+                                   exclude_percentile=excl, filter_size=p["Background2D"]["filter_size"],
+                                   rms=not is_global)
+        if is_global:
+            rms = np.broadcast_to(np.float32(global_rms(stats, excl)), np.shape(wl))
+        return bkg, rms, stats
     else:
         from astropy.stats import SigmaClip
         from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
@@ -730,7 +746,7 @@ def estimate_background(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtr
         bkg, rms = np.asarray(b2d.background, np.float32), np.asarray(b2d.background_rms, np.float32)
     if p["threshold_rms"] == "global":
         rms = np.broadcast_to(np.float32(global_background_rms(wl, footprint, cfg)), np.shape(wl))
-    return bkg, rms
+    return bkg, rms, None
 
 
 def _constant_value(a):
@@ -1850,6 +1866,8 @@ class PipelineResult:
     segmentation: object
     aperture_corrections: dict[str, float]
     timings: dict[str, dict[str, float]]  # step -> {wall_s, cpu_s}
+    band_medians: dict[str, float] | None = None  # subtracted from each band for the white light
+    mesh_statistics: object = None  # the white light's background meshes (background_impl="fast")
 
 
 def run_pipeline(field: Field, images: Mapping[str, np.ndarray] | None = None,
@@ -1866,9 +1884,10 @@ def run_pipeline(field: Field, images: Mapping[str, np.ndarray] | None = None,
     images = field.images if images is None else images
     fp = field.footprint
     with timer("white_light"):
-        wl = white_light(images, fp)
+        medians = band_medians(images, fp)
+        wl = white_light(images, fp, medians=medians)
     with timer("background"):
-        bkg, rms = estimate_background(wl, fp, config.sextractor)
+        bkg, rms, mesh = background_with_statistics(wl, fp, config.sextractor)
     with timer("detect"):
         det, segm = detect(wl, fp, config.sextractor, background=(bkg, rms))
     with timer("aperture_corrections"):
@@ -1886,4 +1905,5 @@ def run_pipeline(field: Field, images: Mapping[str, np.ndarray] | None = None,
     return PipelineResult(catalogue=det, white_light=wl, background=bkg if keep_images else None,
                           background_rms=rms if keep_images else None,
                           segmentation=segm if keep_images else None,
-                          aperture_corrections=apcor, timings=timer.times)
+                          aperture_corrections=apcor, timings=timer.times,
+                          band_medians={b: float(v) for b, v in medians.items()}, mesh_statistics=mesh)
