@@ -30,8 +30,8 @@ more than half the frame (``fallback`` in the frame's metadata).
 Measured on the mock crop (``tests/test_ast_local.py``; 12 frames x 25 clusters, radii
 1-10 pc): every label equal to the full re-run's, measured magnitudes within 0.013 mag;
 2 of 600 labels differ at 100 clusters per frame and 4% at 500 (the frozen statistics
-are then far from the crowded frame's). Speed: 2.4x the full re-run per frame at 25
-clusters on the crop; on the LEGUS-size frame with 500 clusters 4.4 s against 11.2 s, with
+are then far from the crowded frame's). Speed: 1.9x the full re-run per frame at 25
+clusters on the crop; on the LEGUS-size frame with 500 clusters 3.8 s against 8.3 s, with
 all 1000 labels of two frames equal (``benchmarks/bench_ast.py``).
 """
 
