@@ -92,11 +92,26 @@ AGREEMENT_Z = 4.0
 TRUTH = {"alpha_M": -2.0, "log_M_break": 5.0, "alpha_T": -0.8, "av_weights": (0.4, 0.3, 0.2, 0.1)}
 SELECTION_KW = {"log_mass_50_young": 2.5, "age_slope": 0.6}
 AGE_RANGE = (6.0, 9.5)
+#: The simulated populations and the models fitted to them (``--population``).
+POPULATIONS = {
+    "paper": {  # Schechter CMF, power-law CAF, 4-bin p(A_V): 7 free hyperparameters
+        "model": dict(mass="schechter", age="power_law", av="piecewise", log_age_range=AGE_RANGE,
+                      likelihood="poisson"),
+        "truth": TRUTH,
+    },
+    "broken": {  # Schechter CMF, broken power-law CAF, 8-bin p(A_V): 13 free hyperparameters
+        "model": dict(mass="schechter", age="broken_power_law", av="piecewise",
+                      av_edges=tuple(np.linspace(0.0, 3.0, 9)), log_age_range=AGE_RANGE, likelihood="poisson"),
+        "truth": {"alpha_M": -2.0, "log_M_break": 5.0, "alpha_T": -0.8, "alpha_T_young": -0.2,
+                  "log_T_break": 7.5, "av_weights": (0.2, 0.18, 0.15, 0.13, 0.11, 0.09, 0.08, 0.06)},
+    },
+}
 
 
 # ------------------------------------------------------------------ problem
 def build_problem(n_obs: int = 1000, grid_shape=(121, 71, 13), seed: int = 0, *, num_warmup: int = 1000,
-                  num_samples: int = 1000, num_chains: int = 4, chain_method: str = "sequential") -> dict:
+                  num_samples: int = 1000, num_chains: int = 4, chain_method: str = "sequential",
+                  population: str = "paper") -> dict:
     """Model, selection grid, simulated catalogue, data, fitter and the shared log density.
 
     Call inside ``jax.enable_x64(True)``.
@@ -109,13 +124,12 @@ def build_problem(n_obs: int = 1000, grid_shape=(121, 71, 13), seed: int = 0, *,
     from jaxcomp.demographics.likelihood import detection_fraction, prepare_data
     from jaxcomp.selection.synthetic import LogisticSelection
 
-    model = PopulationModel(mass="schechter", age="power_law", av="piecewise", log_age_range=AGE_RANGE,
-                            likelihood="poisson")
+    model = PopulationModel(**POPULATIONS[population]["model"])
     selection = LogisticSelection(**SELECTION_KW)
     grid = SelectionGrid.from_selection(selection, shape=tuple(grid_shape))
     fitter = PopulationFitter(model, grid, dense_mass=False, num_warmup=num_warmup, num_samples=num_samples,
                               num_chains=num_chains, chain_method=chain_method)
-    truth = {k: np.asarray(v, np.float64) for k, v in TRUTH.items()}
+    truth = {k: np.asarray(v, np.float64) for k, v in POPULATIONS[population]["truth"].items()}
     alpha_true = float(detection_fraction(model, {k: jnp.asarray(v) for k, v in truth.items()}, fitter.grid))
     n_total = int(np.random.default_rng(seed).poisson(n_obs / alpha_true))
     catalogue = simulate_catalogue(model, truth, selection, n_total=n_total, seed=seed)
@@ -273,10 +287,9 @@ class NutsRunner:
         result = self.fitter.fit(self.problem["data"], seed=seed, log_likelihood=False)
         posterior = result.idata.posterior
         names = self.problem["reported"]
-        ess = _flatten_dataset(az.ess(posterior, method="bulk", var_names=["alpha_M", "log_M_break", "alpha_T",
-                                                                          "log10_N", "av_weights"]), names)
-        mcse = _flatten_dataset(az.mcse(posterior, method="mean", var_names=["alpha_M", "log_M_break", "alpha_T",
-                                                                            "log10_N", "av_weights"]), names)
+        var_names = list(self.problem["model"].parameter_names)
+        ess = _flatten_dataset(az.ess(posterior, method="bulk", var_names=var_names), names)
+        mcse = _flatten_dataset(az.mcse(posterior, method="mean", var_names=var_names), names)
         means = {n: float(np.mean(_draws(posterior, n))) for n in names}
         sds = {n: float(np.std(_draws(posterior, n))) for n in names}
         stats = result.idata.sample_stats
@@ -433,7 +446,7 @@ def run(args) -> dict:
         start = time.perf_counter()
         problem = build_problem(args.n_obs, args.grid, args.seed, num_warmup=args.num_warmup,
                                 num_samples=args.num_samples, num_chains=args.num_chains,
-                                chain_method=args.chain_method)
+                                chain_method=args.chain_method, population=args.population)
         setup_s = time.perf_counter() - start
         names = problem["reported"]
         print(f"\n=== problem: {problem['model'].describe()}; {problem['n_obs']} detected of N = {problem['n_total']} "
@@ -658,6 +671,10 @@ def parse_args(argv=None):
     parser.add_argument("--num-chains", type=int, help="NUTS chains (default 4; quick 2)")
     parser.add_argument("--chain-method", default="sequential", choices=("sequential", "vectorized"),
                         help="PopulationFitter chain_method (sequential was faster on 2 cores)")
+    parser.add_argument("--population", default="paper", choices=tuple(POPULATIONS),
+                        help="simulated population and fitted model: 'paper' (Schechter, power-law CAF, 4 A_V bins: "
+                             "7 free hyperparameters) or 'broken' (Schechter, broken power-law CAF, 8 A_V bins: "
+                             "13 free)")
     parser.add_argument("--walkers", type=int, default=100, help="emcee walkers")
     parser.add_argument("--emcee-steps", type=int, help="emcee steps (default 10000; quick 1500)")
     parser.add_argument("--emcee-max-minutes", type=float, default=25.0,

@@ -121,7 +121,8 @@ def test_field_too_small_and_config_errors(field, library, tmp_path):
                      tmp_path / "c", executor="serial", progress=False)
     assert not (tmp_path / "c").exists()
     for kw, match in ((dict(design="both"), "design"), (dict(r_eff_pc=(0.0,)), "r_eff_pc"),
-                      (dict(frames_per_reff=0), "frames_per_reff"), (dict(seed=-1), "seed")):
+                      (dict(frames_per_reff=0), "frames_per_reff"), (dict(seed=-1), "seed"),
+                      (dict(edge_margin_px=-1.0), "edge_margin_px"), (dict(edge_margin_px=True), "edge_margin_px")):
         with pytest.raises(CampaignError, match=match):
             tiny_config(**kw)
     with pytest.raises(CampaignError, match="must be a jaxcomp.ast.Field"):
@@ -331,9 +332,14 @@ def test_cli_field_and_ast_subcommands(library, tmp_path, capsys):
     # a test design spreading 12 clusters per radius over frames of 5, rerun locally
     assert run("ast", "run", "--field", tmp_path / "f", "--library", tmp_path / "lib.parquet", "--out",
                tmp_path / "t", "--design", "test", "--reff", "1", "--frames-per-reff", "2", "--clusters-per-frame",
-               "5", "--test-clusters-per-reff", "12", "--reprocess", "local", "--serial", "--quiet") == 0
+               "5", "--test-clusters-per-reff", "12", "--reprocess", "local", "--edge-margin-px", "20", "--serial",
+               "--quiet") == 0
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert summary["n_frames"] == 2 * 3 and summary["n_clusters"] == 24 and summary["reprocess"] == "local"
+    labels = read_table(tmp_path / "t" / "labels.parquet")
+    ny, nx = 200, 240  # the mock field made above
+    x, y = np.asarray(labels["x"]), np.asarray(labels["y"])
+    assert np.minimum.reduce([x + 0.5, y + 0.5, nx - 0.5 - x, ny - 0.5 - y]).min() >= 20.0
     with pytest.raises(CampaignError, match="different campaign"):
         run("ast", "run", "--field", tmp_path / "f", "--library", tmp_path / "lib.parquet", "--out",
             tmp_path / "c", "--reff", "1,2", "--frames-per-reff", "2", "--clusters-per-frame", "10",

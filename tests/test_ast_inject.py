@@ -40,6 +40,23 @@ def test_positions_follow_density_footprint_and_spacing():
     np.testing.assert_array_equal(x, x2)
 
 
+def test_edge_margin_keeps_positions_away_from_the_image_edges():
+    shape = (120, 160)
+    fp = np.ones(shape, bool)
+    wl = np.ones(shape, np.float32)
+    wl[:, :8] = 1e3  # nearly all the density on the 8 px strip along the left edge
+    dens = position_density(wl, fp, sigma_px=1.0)
+    x, y = draw_positions(dens, fp, 40, 0.0, np.random.default_rng(1), edge_margin_px=5.0)
+    distance = np.minimum.reduce([x + 0.5, y + 0.5, shape[1] - 0.5 - x, shape[0] - 0.5 - y])
+    assert distance.min() >= 5.0
+    assert np.mean(x < 8) > 0.5  # the density still rules inside the margin-free region
+    x0, _ = draw_positions(dens, fp, 40, 0.0, np.random.default_rng(1))
+    assert (np.minimum(x0 + 0.5, shape[1] - 0.5 - x0) < 5.0).any()  # without the margin the strip's edge is used
+    for bad in (-1.0, float("nan"), 60.0):
+        with pytest.raises(ValueError, match="edge_margin_px"):
+            draw_positions(dens, fp, 5, 0.0, np.random.default_rng(0), edge_margin_px=bad)
+
+
 def test_too_small_field_is_a_clear_error():
     shape = (60, 60)
     fp = np.ones(shape, bool)

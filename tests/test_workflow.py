@@ -52,6 +52,7 @@ def _with(**changes):
     (_with(campaign__test_repeats=1), r"\[campaign\] test_repeats must be >= 2"),
     (_with(campaign__test_clusters_per_reff=20), r"\[campaign\] test_clusters_per_reff must be a multiple of clusters_per_frame"),
     (_with(campaign__reprocess="windows"), r"\[campaign\] reprocess must be .full."),
+    (_with(campaign__edge_margin_px=-2), r"\[campaign\] edge_margin_px must be a finite number of pixels >= 0"),
     (_with(run__seed=True), r"\[run\] seed must be an integer"),
 ])
 def test_bad_configurations_name_the_key(data, message):
@@ -83,6 +84,7 @@ def test_embedded_demo_configurations_are_valid():
     density = full.campaign.clusters_per_frame / (shape[0] * shape[1])
     assert 0.8 < density / (500 / (7040 * 6400)) < 1.25
     assert full.campaign.reprocess == "local"
+    assert full.campaign.edge_margin_px == quick.campaign.edge_margin_px == 5.0  # crops: aperture inside the image
     assert quick.run.name == "demo-quick"
 
 

@@ -130,7 +130,8 @@ def _cmd_ast_run(args) -> int:
     config = CampaignConfig(design=args.design, r_eff_pc=args.reff, frames_per_reff=args.frames_per_reff,
                             clusters_per_frame=args.clusters_per_frame, seed=args.seed,
                             match_library_reff=not args.any_radius, noise=not args.no_noise,
-                            clusters_per_reff=args.test_clusters_per_reff, reprocess=args.reprocess)
+                            clusters_per_reff=args.test_clusters_per_reff, reprocess=args.reprocess,
+                            edge_margin_px=args.edge_margin_px)
     exclude = None
     if args.exclude:
         exclude = np.unique(np.asarray(read_table(args.exclude)["cluster_id"]))
@@ -180,6 +181,9 @@ def add_ast_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: one frame of --clusters-per-frame)")
     r.add_argument("--reprocess", choices=("full", "local"), default="full",
                    help="rerun the pipeline on the whole frame (default) or on windows around the clusters")
+    r.add_argument("--edge-margin-px", type=float, default=0.0,
+                   help="inject no cluster closer than this to the image's edges (for a crop of a larger frame; "
+                        "5 keeps the 4 px photometry aperture inside)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--any-radius", action="store_true",
                    help="draw clusters from the whole library and give them the frame's radius")

@@ -109,18 +109,28 @@ def position_density(white_light: np.ndarray, footprint: np.ndarray, sigma_px: f
 
 
 def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_sep_px: float,
-                   rng: np.random.Generator, *, max_attempts: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   rng: np.random.Generator, *, max_attempts: int | None = None,
+                   edge_margin_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` positions from ``density``, inside the footprint, at least ``min_sep_px`` apart.
 
     Candidates are drawn one after the other; one closer than ``min_sep_px`` to an
     accepted position, or outside the footprint, is rejected and redrawn (the paper's
-    procedure). Raises ValueError if ``n`` discs of diameter ``min_sep_px`` cannot fit
-    in the footprint (hexagonal packing bound) or if ``max_attempts`` (default
-    ``200 n + 10000``) candidates do not yield ``n`` positions.
+    procedure). ``edge_margin_px`` also rejects candidates closer than that to the
+    image's edges (pixel centres at 0 .. n - 1, the image spanning -0.5 .. n - 0.5): for
+    a crop of a larger frame, whose edges are not the survey's (see
+    :class:`~jaxcomp.ast.campaign.CampaignConfig`). Raises ValueError if ``n`` discs of
+    diameter ``min_sep_px`` cannot fit in the footprint (hexagonal packing bound) or if
+    ``max_attempts`` (default ``200 n + 10000``) candidates do not yield ``n`` positions.
     """
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    margin = float(edge_margin_px)
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"edge_margin_px must be a finite number >= 0, got {edge_margin_px!r}")
+    if 2 * margin >= min(density.shape):
+        raise ValueError(f"edge_margin_px = {margin:g} leaves no room in a {density.shape[0]} x {density.shape[1]} "
+                         "px image; use a margin below half the image's smaller side")
     if n == 0:
         return np.zeros(0), np.zeros(0)
     area = density.footprint_px
@@ -157,6 +167,8 @@ def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_
             attempts += 1
             ix, iy = int(round(x)), int(round(y))
             if not (0 <= ix < nx and 0 <= iy < ny) or not footprint[iy, ix]:
+                continue
+            if margin and min(x + 0.5, y + 0.5, nx - 0.5 - x, ny - 0.5 - y) < margin:
                 continue
             if k and sep2 > 0:
                 d2 = (xs[:k] - x) ** 2 + (ys[:k] - y) ** 2
@@ -283,7 +295,7 @@ def _as_table(clusters) -> Table:
 def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, frame: int = 0,
               config: PipelineConfig = DEFAULT_CONFIG, baseline: FieldBaseline | None = None,
               noise: bool = True, positions: tuple[np.ndarray, np.ndarray] | None = None,
-              return_images: bool = False, reprocess: str = "full"):
+              return_images: bool = False, reprocess: str = "full", edge_margin_px: float = 0.0):
     """One artificial-cluster frame: inject ``clusters``, rerun the pipeline, label them.
 
     Parameters
@@ -315,6 +327,9 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         the frame. Windows whose edge cuts a segment near a cluster are widened
         (:data:`LOCAL_MARGINS_PX`); a frame still cut, or whose windows would cover more
         than :data:`LOCAL_MAX_AREA_FRACTION` of it, is run in full (``meta["fallback"]``).
+    edge_margin_px : float
+        Keep drawn positions at least this far [px] from the image's edges (see
+        :func:`draw_positions`; ignored when ``positions`` are given).
 
     Returns
     -------
@@ -356,7 +371,7 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         if positions is None:
             min_sep = MIN_SPACING_REFF * float(r_px.max()) if n else 0.0
             x, y = draw_positions(baseline.density, field.footprint, n, min_sep,
-                                  np.random.default_rng(pos_ss))
+                                  np.random.default_rng(pos_ss), edge_margin_px=edge_margin_px)
         else:
             x, y = (np.asarray(v, dtype=np.float64) for v in positions)
             if x.shape != (n,) or y.shape != (n,):

@@ -26,6 +26,7 @@ Example (an abridged version of the embedded demo, ``jaxcomp/data/workflows/demo
     test_clusters_per_reff = 500
     test_repeats = 10
     reprocess = "local"
+    edge_margin_px = 5
 
     [networks]
     inputs = ["physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc"]
@@ -45,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tomllib
 import typing
@@ -153,6 +155,7 @@ class CampaignSection:
     test_clusters_per_reff: int = 500
     test_repeats: int = 100
     reprocess: str = "full"
+    edge_margin_px: float = 0.0
 
     def check(self):
         _require(len(self.r_eff_pc) > 0 and min(self.r_eff_pc) > 0, "campaign", "r_eff_pc",
@@ -169,6 +172,8 @@ class CampaignSection:
         _require(self.reprocess in ("full", "local"), "campaign", "reprocess",
                  "must be 'full' (rerun the pipeline on the whole injected frame) or 'local' (only on windows "
                  "around the injected clusters; see jaxcomp.ast.local)")
+        _require(self.edge_margin_px >= 0 and math.isfinite(self.edge_margin_px), "campaign", "edge_margin_px",
+                 "must be a finite number of pixels >= 0 (how far from the image's edges clusters are injected)")
 
 
 @dataclasses.dataclass(frozen=True)
