@@ -487,8 +487,8 @@ def run(args) -> dict:
             from jaxcomp.demographics import PopulationFitter
 
             diagonal_fitter = PopulationFitter(problem["model"], problem["grid"], num_warmup=args.num_warmup,
-                                            num_samples=args.num_samples, num_chains=args.num_chains,
-                                            chain_method=args.chain_method, dense_mass=False)
+                                               num_samples=args.num_samples, num_chains=args.num_chains,
+                                               chain_method=args.chain_method, dense_mass=False)
             runners["variant: NUTS diagonal mass"] = NutsRunner(problem, diagonal_fitter)
         emcee_runner = EmceeRunner(problem, args.walkers, log_prob, log_prob_scalar,
                                    per_walker=bool(args.emcee_loop_steps))
@@ -539,8 +539,8 @@ def run(args) -> dict:
                     print(f"  round {index + 1}: {name}: {record[name]['wall_s']:.1f} s", flush=True)
             record["agreement"] = agreement(record["jaxcomp NUTS"], record["emcee"], names)
             if "variant: NUTS diagonal mass" in record:
-                record["agreement_diagonal_vs_emcee"] = agreement(record["variant: NUTS diagonal mass"], record["emcee"],
-                                                               names)
+                record["agreement_diagonal_vs_emcee"] = agreement(record["variant: NUTS diagonal mass"],
+                                                                  record["emcee"], names)
             e = record["emcee"]
             print(f"  round {index + 1}/{args.rounds} done (load average {_common.load_average()}); emcee burn-in "
                   f"{e['burn_in_steps']} steps, kept {e['kept_steps']} = {e['kept_over_max_tau']:.0f} x max tau "
@@ -577,7 +577,7 @@ def summarise(payload: dict, names, nuts_names, args) -> dict:
         }
         if "variant: NUTS diagonal mass" in entry:
             entry["ratio_diagonal_over_emcee"] = (entry["variant: NUTS diagonal mass"]["ess_per_s_median"]
-                                               / entry["emcee"]["ess_per_s_median"])
+                                                  / entry["emcee"]["ess_per_s_median"])
         summary["per_parameter"][name] = entry
         n, e = entry["jaxcomp NUTS"], entry["emcee"]
         ratio = entry["ratio_nuts_over_emcee"]

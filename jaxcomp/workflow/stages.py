@@ -161,6 +161,12 @@ def _read_library(ctx: StageContext):
 
 
 # ------------------------------------------------------------------ campaigns
+def _campaign_settings(ctx: StageContext) -> dict:
+    """The ``CampaignConfig`` settings every campaign of the run shares (training, test, population)."""
+    section = ctx.config.campaign
+    return {"seed": ctx.seed, "reprocess": section.reprocess, "edge_margin_px": section.edge_margin_px}
+
+
 def _campaign_config(ctx: StageContext, design: str):
     from ..ast import CampaignConfig
 
@@ -168,12 +174,10 @@ def _campaign_config(ctx: StageContext, design: str):
     if design == "train":
         return CampaignConfig(design="train", r_eff_pc=tuple(section.r_eff_pc),
                               frames_per_reff=section.train_frames_per_reff,
-                              clusters_per_frame=section.clusters_per_frame, seed=ctx.seed,
-                              reprocess=section.reprocess, edge_margin_px=section.edge_margin_px)
+                              clusters_per_frame=section.clusters_per_frame, **_campaign_settings(ctx))
     return CampaignConfig(design="test", r_eff_pc=tuple(section.r_eff_pc), frames_per_reff=section.test_repeats,
                           clusters_per_frame=section.clusters_per_frame,
-                          clusters_per_reff=section.test_clusters_per_reff, seed=ctx.seed,
-                          reprocess=section.reprocess, edge_margin_px=section.edge_margin_px)
+                          clusters_per_reff=section.test_clusters_per_reff, **_campaign_settings(ctx))
 
 
 def _campaign_metrics(labels) -> dict:
@@ -374,8 +378,7 @@ def run_population(ctx: StageContext) -> dict:
     library = library_from_properties(theta[:, 0], theta[:, 1], theta[:, 2], _library_config(ctx.config),
                                       seed=ctx.seed, r_eff_pc=r_eff, n_workers=ctx.workers)
     config = CampaignConfig(design="train", r_eff_pc=radii, frames_per_reff=frames_per_radius,
-                            clusters_per_frame=per_frame, seed=ctx.seed, reprocess=ctx.config.campaign.reprocess,
-                            edge_margin_px=ctx.config.campaign.edge_margin_px)
+                            clusters_per_frame=per_frame, **_campaign_settings(ctx))
     labels = run_campaign(load_field(ctx.config), library, config, ctx.directory / "campaign",
                           n_workers=ctx.workers, progress=ctx.progress, **_executor(ctx))
     write_table(labels, ctx.directory / "injected.parquet")
