@@ -864,7 +864,8 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=int, default=500)
     g.add_argument("--samples", type=int, default=500)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--chain-method", choices=("sequential", "vectorized"), default="sequential")
+    g.add_argument("--chain-method", choices=("parallel", "sequential", "vectorized"), default="parallel",
+                   help="parallel: one thread per CPU core (default); sequential; vectorized (GPU)")
     g.add_argument("--target-accept", type=float, default=0.8)
     g.add_argument("--max-tree-depth", type=int, default=8)
     g.add_argument("--stride", type=int, nargs=2, default=None, metavar=("MASS", "AGE"),

@@ -488,7 +488,7 @@ class SchechterLogMass(_LogDensity):
         return self.log_mass_max
 
     def _unnormalised(self, x, alpha, log_mass_break):
-        return (alpha + 1.0) * LN10 * x - jnp.power(10.0, x - log_mass_break)
+        return (alpha + 1.0) * LN10 * x - jnp.exp(LN10 * (x - log_mass_break))
 
     def _effective_high(self):
         upper = jnp.minimum(self.high, self.log_mass_break + _SCHECHTER_CUTOFF_DEX)

