@@ -118,7 +118,11 @@ def isochrone_budget(photometry, imf, index: int, band: str = "F814W") -> dict:
     flux = 10 ** (-0.4 * photometry.magnitude[sl, photometry.bands.index(band)]) * weight
     tpagb = photometry.phase[sl] == 5
     cool = photometry.log_teff[sl] < np.log10(3500.0)
+    red = photometry.log_teff[sl] < np.log10(4500.0)  # red (super)giants
+    flux_v = 10 ** (-0.4 * photometry.magnitude[sl, photometry.bands.index("F555W")]) * weight
     return {
+        "red_below_4500K_share_lbol": float(lum[red].sum() / lum.sum()),
+        "red_below_4500K_share_F555W": float(flux_v[red].sum() / flux_v.sum()),
         "lbol_per_msun": float(lum.sum()),
         "tpagb_share_lbol": float(lum[tpagb].sum() / lum.sum()),
         f"tpagb_share_{band}": float(flux[tpagb].sum() / flux.sum()),
@@ -135,8 +139,10 @@ def diagnostics(grid_path: Path, photometry, imf) -> dict:
     print(f"\nbolometric luminosity per Msun formed ({photometry.name}, IMF {imf.kind} {imf.min_mass}-{imf.max_mass}) "
           "and the TP-AGB budget:")
     print(f"{'log t':>6s} {'ours':>8s} {'BC03':>8s} {'ours-BC03':>9s} {'TPAGB/Lbol':>10s} {'TPAGB/F814W':>11s} "
-          f"{'<3500K/Lbol':>11s} {'<3500K/F814W':>12s}")
-    for target in np.arange(7.0, 9.26, 0.1):
+          f"{'<3500K/Lbol':>11s} {'<3500K/F814W':>12s} {'<4500K/Lbol':>11s} {'<4500K/F555W':>12s}")
+    # every isochrone age through the red-supergiant onset (3-10 Myr), then every 0.1 dex
+    targets = np.concatenate([ages[(ages >= 6.45) & (ages < 7.0)], np.arange(7.0, 9.26, 0.1)])
+    for target in targets:
         j = int(np.argmin(np.abs(ages - target)))
         budget = isochrone_budget(photometry, imf, j)
         reference = float(np.interp(ages[j], bc_age, bc_bol))
@@ -144,7 +150,8 @@ def diagnostics(grid_path: Path, photometry, imf) -> dict:
         out["bolometric"].append({"log_age": float(ages[j]), "bc03_lbol_per_msun": reference, "delta_mag": delta, **budget})
         print(f"{ages[j]:6.2f} {budget['lbol_per_msun']:8.3f} {reference:8.3f} {delta:+9.3f} "
               f"{budget['tpagb_share_lbol']:10.2f} {budget['tpagb_share_F814W']:11.2f} "
-              f"{budget['teff_below_3500K_share_lbol']:11.2f} {budget['teff_below_3500K_share_F814W']:12.2f}")
+              f"{budget['teff_below_3500K_share_lbol']:11.2f} {budget['teff_below_3500K_share_F814W']:12.2f} "
+              f"{budget['red_below_4500K_share_lbol']:11.2f} {budget['red_below_4500K_share_F555W']:12.2f}")
     model = PopulationSynthesis(photometry, imf)
     mags = model.ssp_magnitudes(ages)
     flux = 10 ** (-0.4 * mags)
