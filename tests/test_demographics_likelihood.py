@@ -105,6 +105,37 @@ def test_log_likelihood_forms_and_pointwise_sum(grid, population):
             assert float(total) == pytest.approx(expected, rel=1e-10)
 
 
+@pytest.mark.parametrize("mass, age, form", [("schechter", "power_law", "none"),
+                                              ("schechter", "broken_power_law", "samples"),
+                                              ("power_law", "broken_power_law", "latent"),
+                                              ("power_law", "power_law", "none")])
+def test_one_pass_likelihood_equals_the_separate_terms(grid, population, mass, age, form):
+    """log_likelihood (normalisers shared with the quadrature) = object terms + detection fraction, with gradients."""
+    from jaxcomp.demographics.likelihood import _combine, object_log_terms
+
+    model = PopulationModel(mass=mass, age=age, likelihood="poisson", measurement_error=form, log_age_range=(6.0, 9.5))
+    catalogue = _catalogue(population, width=0.1)
+    with jax.enable_x64(True):
+        lgrid = LikelihoodGrid.build(grid, model.av_edges, log_age_range=model.log_age_range)
+        data = prepare_data(catalogue, model, n_object_samples=8)
+        theta = data.theta + 0.01 if form == "latent" else None
+
+        def separate(params):
+            terms = object_log_terms(model, params, data, lgrid, theta)
+            return _combine(model, params, terms, detection_fraction(model, params, lgrid))
+
+        def one_pass(params):
+            return log_likelihood(model, params, data, lgrid, theta)
+
+        params = _params(model)
+        expected, expected_grad = jax.jit(jax.value_and_grad(separate))(params)
+        value, gradient = jax.jit(jax.value_and_grad(one_pass))(params)
+        assert float(value) == pytest.approx(float(expected), rel=1e-10)
+        for name in params:
+            np.testing.assert_allclose(np.asarray(gradient[name]), np.asarray(expected_grad[name]), rtol=1e-8,
+                                       atol=1e-8)
+
+
 @pytest.mark.parametrize("form", ["none", "samples"])
 def test_gradient_matches_finite_differences(grid, population, form):
     """d ln L / d Λ (all hyperparameters of the most general model) against central differences."""

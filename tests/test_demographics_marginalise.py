@@ -19,6 +19,7 @@ from jaxcomp.demographics import (
     SelectionGrid,
     estimate_av_distribution,
     interpolate_marginal,
+    normalised_quadrature,
     p_corr_log_age,
     p_corr_log_mass,
     p_obs_mass_age,
@@ -121,6 +122,37 @@ def test_quadrature_weights_integrate_linear_functions_exactly(distribution, nod
         density = np.exp(np.asarray(distribution.log_prob(jnp.asarray(x))))
         expected = np.trapezoid(density * np.clip(x, nodes[0], nodes[-1]), x)
         assert float(w @ nodes) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "distribution, nodes",
+    [
+        (SchechterLogMass(-2.16, 5.61), np.linspace(2, 8, 121)),
+        (SchechterLogMass(-0.5, 3.0), np.linspace(2, 8, 61)),  # alpha > -1: the density peaks inside
+        (PowerLawLogMass(-2.09, 2.3, 7.7), np.linspace(2, 8, 37)),
+        (PowerLawLogAge(0.7, 6.0, 8.3), np.linspace(5, 10.18, 40)),
+        (BrokenPowerLawLogAge(-1.4, 7.5, -0.2, 6.0, 9.5), np.linspace(6, 9.5, 49)),
+    ],
+)
+def test_normalised_quadrature_matches_the_exact_normaliser(distribution, nodes):
+    """w / sum(w) and ln f - log_norm agree with quadrature_weights and log_prob (the likelihood's fast path)."""
+    with jax.enable_x64(True):
+        distribution = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), distribution)
+        weights, log_norm = normalised_quadrature(distribution, jnp.asarray(nodes))
+        assert float(jnp.sum(weights)) == pytest.approx(1.0, abs=1e-14)
+        np.testing.assert_allclose(np.asarray(weights), np.asarray(quadrature_weights(distribution, jnp.asarray(nodes))),
+                                   rtol=1e-9, atol=1e-15)
+        lo, hi = (float(v) for v in np.asarray(distribution.breakpoints())[[0, -1]])
+        x = jnp.linspace(lo, hi, 97)
+        np.testing.assert_allclose(np.asarray(distribution._log_unnormalised(x) - log_norm),
+                                   np.asarray(distribution.log_prob(x)), rtol=0, atol=1e-9)
+        assert np.all(np.asarray(distribution._log_unnormalised(x)) <= 1e-6)  # shifted to peak near 0
+        assert np.isneginf(np.asarray(distribution._log_unnormalised(jnp.asarray([lo - 0.1, hi + 0.1])))).all()
+
+
+def test_quadrature_weights_need_two_nodes():
+    with pytest.raises(ValueError, match="at least 2 nodes"):
+        quadrature_weights(PowerLawLogMass(-2.0), jnp.asarray([3.0]))
 
 
 def test_linear_selection_is_marginalised_exactly():

@@ -59,6 +59,7 @@ from .marginalise import (
     p_corr_log_age,
     p_corr_log_mass,
     p_obs_mass_age,
+    normalised_quadrature,
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel
@@ -103,6 +104,7 @@ __all__ = [
     "p_corr_log_mass",
     "p_obs_mass_age",
     "plot_corrected_distribution",
+    "normalised_quadrature",
     "quadrature_weights",
     "DEFAULT_PRIORS",
     "FitResult",

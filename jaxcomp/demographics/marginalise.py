@@ -44,6 +44,7 @@ from .distributions import AV_RANGE, LOG_AGE_RANGE, LOG_MASS_RANGE, PiecewiseCon
 __all__ = [
     "SelectionGrid",
     "quadrature_weights",
+    "normalised_quadrature",
     "p_corr_log_age",
     "p_corr_log_mass",
     "p_obs_mass_age",
@@ -314,37 +315,68 @@ def quadrature_weights(distribution, nodes: jax.Array, *, n_gauss: int = 8) -> j
         Non-negative weights; their sum is the quadrature of ``∫ p dx``
         (1 to rounding for the normalised distributions of this package).
     """
+    nodes, breakpoints, log_density, dtype = _quadrature_inputs(distribution, nodes, "quadrature_weights")
+    return _cell_weights(log_density, breakpoints, nodes, n_gauss, dtype)
+
+
+@partial(jax.jit, static_argnames=("n_gauss",))
+def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -> tuple[jax.Array, jax.Array]:
+    """Quadrature weights normalised to sum to 1, and the log normaliser they imply.
+
+    The same rule as :func:`quadrature_weights`, applied to the distribution's
+    unnormalised density ``f`` (``_log_unnormalised``, where it has one):
+    ``w_k = W_k / Σ W``, ``log_norm = ln Σ W`` (natural log), so that
+    ``ln p(x) = ln f(x) - log_norm`` is normalised by the same quadrature as the
+    weights.  For the Schechter mass function this saves the separate
+    normalising integral in every likelihood evaluation; for the closed-form
+    distributions it agrees with the exact normaliser to the quadrature error.
+
+    Returns
+    -------
+    weights : jax.Array, shape (n,)
+    log_norm : jax.Array, shape ()
+    """
+    nodes, breakpoints, log_density, dtype = _quadrature_inputs(distribution, nodes, "normalised_quadrature")
+    log_f = getattr(distribution, "_log_unnormalised", log_density)
+    weights = _cell_weights(log_f, breakpoints, nodes, n_gauss, dtype)
+    total = jnp.sum(weights)
+    return weights / total, jnp.log(total)
+
+
+def _quadrature_inputs(distribution, nodes, caller: str):
     if distribution.batch_shape != ():
-        raise ValueError(f"quadrature_weights needs a scalar distribution, got batch shape {distribution.batch_shape}")
+        raise ValueError(f"{caller} needs a scalar distribution, got batch shape {distribution.batch_shape}")
     nodes = jnp.asarray(nodes)
+    if nodes.ndim != 1 or nodes.shape[0] < 2:
+        raise ValueError(f"{caller} needs at least 2 nodes in a 1-D array, got shape {nodes.shape}")
     dtype = jnp.result_type(nodes.dtype, *(jnp.asarray(leaf).dtype for leaf in jax.tree.leaves(distribution)))
-    nodes = nodes.astype(dtype)
     breakpoints, log_density = _density_parts(distribution)
-    breakpoints = breakpoints.astype(dtype)  # increasing: support edges and kinks
+    return nodes.astype(dtype), breakpoints.astype(dtype), log_density, dtype  # breakpoints increasing
+
+
+def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
+    """Weights of ``exp(log_density)`` against the hat functions of ``nodes`` (tails to the end nodes)."""
     t, gw = (jnp.asarray(v, dtype) for v in np.polynomial.legendre.leggauss(n_gauss))
-
-    def integrate(edges):
-        """Gauss-Legendre nodes and masses of the sub-intervals between consecutive ``edges`` (..., m)."""
-        left, right = edges[..., :-1], edges[..., 1:]
-        half = 0.5 * (right - left)
-        x = (0.5 * (right + left))[..., None] + half[..., None] * t  # (..., m - 1, G)
-        mass = half[..., None] * gw * jnp.exp(log_density(x))
-        return x, mass
-
-    # Cells between nodes, each split at the breakpoints that fall inside it (clipping keeps them sorted).
-    lower, upper = nodes[:-1, None], nodes[1:, None]
-    cell_edges = jnp.concatenate([lower, jnp.clip(breakpoints, lower, upper), upper], axis=1)  # (n-1, m+2)
-    x, mass = integrate(cell_edges)
-    frac = (x - lower[..., None]) / (upper - lower)[..., None]
-    to_left = jnp.sum(mass * (1.0 - frac), axis=(1, 2))
-    to_right = jnp.sum(mass * frac, axis=(1, 2))
-    weights = jnp.pad(to_left, (0, 1)) + jnp.pad(to_right, (1, 0))
-    # Probability beyond the first and last node goes to the end nodes (p_obs held constant there).
-    below = jnp.concatenate([jnp.minimum(breakpoints, nodes[0]), nodes[:1]])
-    above = jnp.concatenate([nodes[-1:], jnp.maximum(breakpoints, nodes[-1])])
-    weights = weights.at[0].add(jnp.sum(integrate(below)[1]))
-    weights = weights.at[-1].add(jnp.sum(integrate(above)[1]))
-    return weights
+    n = nodes.shape[0]
+    # Every sub-interval between consecutive points of {nodes, breakpoints}, plus the stretches of the
+    # support below the first and above the last node: n + m + 1 sub-intervals for m breakpoints (a
+    # breakpoint on a node or outside the support only adds an empty one), each integrated with an
+    # n_gauss-point Gauss-Legendre rule.  One sort and one fused pass keep the number of XLA kernels
+    # small, which is what a single gradient evaluation inside NUTS pays for on a CPU.
+    edges = jnp.sort(jnp.concatenate([jnp.minimum(breakpoints[:1], nodes[:1]), nodes, breakpoints,
+                                      jnp.maximum(breakpoints[-1:], nodes[-1:])]))
+    left, right = edges[:-1], edges[1:]
+    half, mid = 0.5 * (right - left), 0.5 * (right + left)
+    x = mid[:, None] + half[:, None] * t  # (n + m + 1, G)
+    mass = half[:, None] * gw * jnp.exp(log_density(x))
+    # The cell of each sub-interval; the part of p below the first node goes to node 0 (frac clipped
+    # to 0) and above the last node to node n - 1 (frac clipped to 1): p_obs held constant there.
+    cell = jnp.clip(jnp.searchsorted(nodes, mid, method="compare_all") - 1, 0, n - 2)
+    lower, upper = nodes[cell], nodes[cell + 1]
+    frac = jnp.clip((x - lower[:, None]) / (upper - lower)[:, None], 0.0, 1.0)
+    to_left = jnp.sum(mass * (1.0 - frac), axis=1)
+    to_right = jnp.sum(mass * frac, axis=1)
+    return jnp.zeros(n, dtype).at[cell].add(to_left).at[cell + 1].add(to_right)
 
 
 def _grid_dtype(grid: SelectionGrid, *distributions):

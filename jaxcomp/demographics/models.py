@@ -286,7 +286,7 @@ class PopulationModel:
         """ln p(A_V | Λ_A) (piecewise constant; -inf outside the edges)."""
         edges = jnp.asarray(self.av_edges)
         av = jnp.asarray(av)
-        index = jnp.clip(jnp.searchsorted(edges, av, side="right") - 1, 0, self.n_av_bins - 1)
+        index = jnp.clip(jnp.searchsorted(edges, av, side="right", method="compare_all") - 1, 0, self.n_av_bins - 1)
         log_density = jnp.log(self.av_probabilities(params)) - jnp.log(jnp.diff(edges))
         inside = (av >= edges[0]) & (av <= edges[-1])
         return jnp.where(inside, log_density[index], -jnp.inf)
