@@ -470,11 +470,14 @@ class SchechterLogMass(_LogDensity):
     The normalising integral has no closed form usable in JAX for
     ``alpha + 1 <= 0`` (an upper incomplete gamma function of non-positive
     order), so it is computed with a fixed composite Gauss-Legendre rule
-    (16 panels x 16 nodes, log-sum-exp) over ``[log_mass_min,
-    min(log_mass_max, log_mass_break + 1.7)]`` (beyond that the integrand is
-    below ``exp(-50)`` of its value at the break).  It is differentiable in
-    every parameter; measured relative error < 1e-9 (float64) for
-    ``alpha`` in [-3, 0] and ``log_mass_break`` from ``log_mass_min - 1`` upward.
+    (16 panels x 16 nodes, the integrand scaled by its analytic maximum) over
+    ``[log_mass_min, min(log_mass_max, log_mass_break + 1.7)]`` (beyond that the
+    integrand is below ``exp(-50)`` of its value at the break).  It is
+    differentiable in every parameter; measured relative error < 1e-9 (float64)
+    for ``alpha`` in [-3, 0] and ``log_mass_break`` from ``log_mass_min - 1``
+    upward.  The population likelihood does not use it: it normalises the
+    density with the quadrature that gives the detection fraction
+    (:func:`~jaxcomp.demographics.normalised_quadrature`).
     Sampling is by inverse CDF on a grid of 4096 cells with log-linear density
     in each cell (exact for the power-law part).
 
