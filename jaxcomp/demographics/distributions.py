@@ -390,10 +390,19 @@ class BrokenPowerLawLogAge(_LogDensity):
     def high(self):
         return self.log_age_max
 
+    def _slopes(self):
+        """Natural-log slopes below and above the break."""
+        return (self.alpha_young + 1.0) * LN10, (self.alpha + 1.0) * LN10
+
+    def _log_kinked(self, value):
+        """Unnormalised log density, 0 at the break (no support check)."""
+        beta_young, beta_old = self._slopes()
+        dx = value - self.log_age_break
+        return jnp.where(dx < 0, beta_young * dx, beta_old * dx)
+
     def _segments(self):
         """Natural-log slopes, clipped break and log masses of the two segments (x measured from the break)."""
-        beta_young = (self.alpha_young + 1.0) * LN10
-        beta_old = (self.alpha + 1.0) * LN10
+        beta_young, beta_old = self._slopes()
         x_break = jnp.clip(self.log_age_break, self.low, self.high)
         log_z_young = _log_int_exp(beta_young, self.low - self.log_age_break, x_break - self.log_age_break)
         log_z_old = _log_int_exp(beta_old, x_break - self.log_age_break, self.high - self.log_age_break)
@@ -406,23 +415,16 @@ class BrokenPowerLawLogAge(_LogDensity):
 
     def _log_density(self, value):
         value = jnp.asarray(value)
-        beta_young, beta_old, _, log_z_young, log_z_old = self._segments()
-        dx = value - self.log_age_break
-        log_p = jnp.where(dx < 0, beta_young * dx, beta_old * dx) - jnp.logaddexp(log_z_young, log_z_old)
+        *_, log_z_young, log_z_old = self._segments()
+        log_p = self._log_kinked(value) - jnp.logaddexp(log_z_young, log_z_old)
         return jnp.where(self._inside(value), log_p, -jnp.inf)
 
     def _log_unnormalised(self, value):
         value = jnp.asarray(value)
-        beta_young = (self.alpha_young + 1.0) * LN10
-        beta_old = (self.alpha + 1.0) * LN10
-
-        def log_f(x):
-            dx = x - self.log_age_break
-            return jnp.where(dx < 0, beta_young * dx, beta_old * dx)
-
         x_break = jnp.clip(self.log_age_break, self.low, self.high)
-        peak = jnp.maximum(jnp.maximum(log_f(self.low), log_f(self.high)), log_f(x_break))
-        return jnp.where(self._inside(value), log_f(value) - lax.stop_gradient(peak), -jnp.inf)
+        peak = jnp.maximum(jnp.maximum(self._log_kinked(self.low), self._log_kinked(self.high)),
+                           self._log_kinked(x_break))
+        return jnp.where(self._inside(value), self._log_kinked(value) - lax.stop_gradient(peak), -jnp.inf)
 
     def _young_fraction(self):
         *_, log_z_young, log_z_old = self._segments()

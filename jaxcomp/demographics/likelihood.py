@@ -306,7 +306,6 @@ def _weighted_sum(p_obs_binned, w_mass, w_age, q_av):
     (measured 4.0 vs 16 µs on a 121 x 49 x 4 grid), whose transposes XLA
     does not fuse.
     """
-    p_obs_binned = jnp.asarray(p_obs_binned)
     n_mass = p_obs_binned.shape[0]
     age_av = (w_age[:, None] * q_av.astype(p_obs_binned.dtype)[None, :]).reshape(-1)
     return w_mass @ (p_obs_binned.reshape(n_mass, -1) @ age_av)
