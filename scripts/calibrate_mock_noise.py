@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         "background_rate": {b: float(f"{rates[b]:.6g}") for b in BANDS},
         "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 arcsec pixels)",
         "read_noise_e": mock.MOCK_READ_NOISE_E,
-        "psf_fwhm_px": dict(mock.MOCK_PSF_FWHM_PX),
+        "psf_sha256": mock.mock_psf_digest(),
         "m50_target": dict(ADAMO17_PUBLISHED_50PCT_NGC628C),
         "m50_mock": m50_mock,
         "recipe": ADAMO17_RECIPE.to_dict(),

@@ -53,7 +53,8 @@ from .pipeline import (
 )
 from .profiles import PSFModel, eff_core_radius, eff_enclosed_fraction, render_multiband, render_stamps
 from .synthetic import synthetic_field
-from .mock import make_mock_field, mock_truth, compare_with_truth
+from .mock import make_mock_field, mock_truth, compare_with_truth, mock_psfs
+from .hst_psf import InstrumentPSF, hst_epsf
 from .campaign import CampaignConfig, CampaignError, p_true, plot_recovery, read_campaign, run_campaign
 from .single_band import fit_m50, mock_m50
 
@@ -97,6 +98,9 @@ __all__ = [
     "make_mock_field",
     "mock_truth",
     "compare_with_truth",
+    "mock_psfs",
+    "hst_epsf",
+    "InstrumentPSF",
     "CampaignConfig",
     "CampaignError",
     "run_campaign",

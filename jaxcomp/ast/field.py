@@ -31,7 +31,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from ..catalogues import BANDS
-from .profiles import PSFModel, as_psf, pc_per_pixel
+from .profiles import PSFModel, as_psf, check_psf_image, pc_per_pixel
 
 __all__ = [
     "BANDS",
@@ -215,10 +215,15 @@ class Field:
             missing = [b for b in BANDS if b not in psf]
             if missing:
                 raise ValueError(f"psf: missing band(s) {missing}; give one PSF per band or a single PSF")
-            psfs = {b: as_psf(psf[b]) for b in BANDS}
+            raw = {b: psf[b] for b in BANDS}
         else:
-            one = as_psf(psf)
-            psfs = {b: one for b in BANDS}
+            raw = {b: psf for b in BANDS}
+        for b, p in raw.items():
+            if not isinstance(p, (PSFModel, int, float, np.integer, np.floating)) and np.ndim(p) == 2:
+                check_psf_image(p, 1, b)  # a bare array is an ePSF at pixel sampling
+            elif isinstance(p, PSFModel) and not p.is_gaussian:
+                check_psf_image(p.image, p.oversampling, b)
+        psfs = {b: as_psf(p) for b, p in raw.items()}
         for b, p in psfs.items():
             if p.extent_px >= min(shape) / 2:
                 raise ValueError(

@@ -63,9 +63,14 @@ Noise
     ``SeedSequence(seed, spawn_key=(2, band, tile_y, tile_x))``), so any crop of the
     mock is the same pixels as the corresponding part of the full frame.
 PSFs
-    Gaussians with FWHM ``MOCK_PSF_FWHM_PX`` (F275W 2.0, F336W 1.9, F435W 2.3, F555W
-    2.3, F814W 2.5 px: the WFC3/UVIS and ACS/WFC cores at 0.0396 arcsec/px). They are
-    fixed, not fitted: one recovery magnitude per band constrains one noise parameter.
+    The real instruments' effective PSFs at 0.0396"/px (WFC3/UVIS for F275W and F336W,
+    ACS/WFC for F435W, F555W and F814W), built from published instrument facts by
+    :mod:`jaxcomp.ast.hst_psf` (HST pupil diffraction averaged over the band, the residual
+    wavefront error's halo, jitter, native pixel, charge diffusion, drizzle) and stored in
+    ``data/mock/ngc628c_mock_psf.fits`` (``scripts/build_mock_psfs.py``; 4 samples per
+    pixel, truncated at 0.6" and normalised inside it): :func:`mock_psfs`. One PSF per band
+    over the whole frame (the real PSF's variation over the field is not modelled). They
+    are not fitted: one recovery magnitude per band constrains one noise parameter.
 
 Sizes: ``make_mock_field("legus")`` is the full 7040 x 6400 frame (0.9 GB of float32
 images, ~15 s to render on one core, 2 GB peak memory); ``"small"`` is the 1500 x 1500
@@ -106,12 +111,14 @@ from .field import (
     Field,
 )
 from ._threads import single_threaded_blas
-from .profiles import FWHM_TO_SIGMA, Stamps, add_stamps, pc_per_pixel, render_multiband
+from .profiles import PSFModel, add_stamps, pc_per_pixel, point_source_stamps, render_multiband
 
 __all__ = [
     "MOCK_SHAPE",
     "SMALL_SHAPE",
-    "MOCK_PSF_FWHM_PX",
+    "MOCK_PSF_OVERSAMPLING",
+    "MOCK_PSF_RADIUS_ARCSEC",
+    "mock_psfs",
     "MOCK_READ_NOISE_E",
     "NUCLEUS_PX",
     "N_STARS",
@@ -132,8 +139,11 @@ __all__ = [
 MOCK_SHAPE: tuple[int, int] = (7040, 6400)
 #: Shape of the small laptop crop [px].
 SMALL_SHAPE: tuple[int, int] = (1500, 1500)
-#: Gaussian PSF FWHM per band [px] (WFC3/UVIS for F275W/F336W, ACS/WFC for the others).
-MOCK_PSF_FWHM_PX: dict[str, float] = {"F275W": 2.0, "F336W": 1.9, "F435W": 2.3, "F555W": 2.3, "F814W": 2.5}
+#: Samples per pixel of the mock's effective PSFs.
+MOCK_PSF_OVERSAMPLING: int = 4
+#: Half-size of the mock's effective PSF images [arcsec] (15 px).
+MOCK_PSF_RADIUS_ARCSEC: float = 0.6
+_PSF_FILE = ("mock", "ngc628c_mock_psf.fits")
 #: Read-noise floor per drizzled pixel [e-].
 MOCK_READ_NOISE_E: float = 5.0
 #: Nucleus of NGC 628 (RA 01:36:41.745, Dec +15:47:01.18) in mock pixels (x, y), 0-based.
@@ -284,11 +294,43 @@ def _noise_file_payload() -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=1)
+def _psf_images() -> dict[str, np.ndarray]:
+    from astropy.io import fits
+
+    path = data_path(*_PSF_FILE)
+    if not path.is_file():
+        raise FileNotFoundError(f"the mock PSFs {path} are missing; run scripts/build_mock_psfs.py")
+    with fits.open(path, checksum=True) as hdul:
+        images = {b: np.array(hdul[b].data, dtype=np.float64) for b in BANDS}
+        ov = int(hdul[0].header["PSFOVERS"])
+    if ov != MOCK_PSF_OVERSAMPLING:
+        raise ValueError(f"{path} is sampled {ov}x, expected {MOCK_PSF_OVERSAMPLING}x; run scripts/build_mock_psfs.py")
+    return images
+
+
+@lru_cache(maxsize=1)
+def mock_psfs() -> dict[str, PSFModel]:
+    """The mock field's effective PSF of each band (``data/mock/ngc628c_mock_psf.fits``)."""
+    return {b: PSFModel(image=img, oversampling=MOCK_PSF_OVERSAMPLING) for b, img in _psf_images().items()}
+
+
+def mock_psf_digest() -> str:
+    """sha256 of the mock PSF images (what the noise calibration records)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for b, img in _psf_images().items():
+        h.update(b.encode())
+        h.update(np.ascontiguousarray(img, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
 def mock_noise_calibration() -> dict:
     """The calibrated noise constants and their provenance (``data/mock/ngc628c_mock_noise.json``).
 
     Keys: ``background_rate`` (band -> effective background B [counts/s/px]),
-    ``read_noise_e``, ``psf_fwhm_px``, ``m50_target`` (Adamo+2017), ``m50_mock``
+    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017), ``m50_mock``
     (measured on the calibrated mock), ``recipe`` (the single-band test) and
     ``provenance``.
     """
@@ -298,9 +340,8 @@ def mock_noise_calibration() -> dict:
 def _background_rates() -> dict[str, float]:
     payload = _noise_file_payload()
     rates = payload["background_rate"]
-    fwhm = payload.get("psf_fwhm_px", MOCK_PSF_FWHM_PX)
-    if any(abs(float(fwhm[b]) - MOCK_PSF_FWHM_PX[b]) > 1e-9 for b in BANDS):
-        raise ValueError("the mock noise calibration was made with other PSF FWHMs than MOCK_PSF_FWHM_PX; "
+    if payload.get("psf_sha256") != mock_psf_digest():
+        raise ValueError("the mock noise calibration was made with other PSFs than data/mock/ngc628c_mock_psf.fits; "
                          "rerun scripts/calibrate_mock_noise.py")
     return {b: float(rates[b]) for b in BANDS}
 
@@ -341,18 +382,17 @@ def _ci_table_impl() -> tuple[np.ndarray, np.ndarray]:
     from .pipeline import PhotometryConfig, aperture_photometry
 
     cfg = PhotometryConfig()
-    psf = MOCK_PSF_FWHM_PX[cfg.ci_band]
-    # Only pixels within the 8 px sky annulus enter the CI, so a 24 px stamp is exact.
-    # One cluster per 60 px cell; two sub-pixel offsets per radius, averaged.
+    psf = mock_psfs()[cfg.ci_band]
+    # Only pixels within the 8 px sky annulus enter the CI; one cluster per 100 px cell, so
+    # no stamp reaches a neighbour's annulus; two sub-pixel offsets per radius, averaged.
     offs = np.array([0.13, 0.37])
     n = _CI_GRID_PX.size
-    cell = 60
+    cell = 100
     img = np.zeros((2 * cell, n * cell))
     xs = (np.arange(n) + 0.5) * cell
     for j, o in enumerate(offs):
         for k, r in enumerate(_CI_GRID_PX):
-            st = render_multiband([xs[k] + o], [(j + 0.5) * cell - o], {"b": [1.0]}, float(r), {"b": psf},
-                                  half_size=24)["b"]
+            st = render_multiband([xs[k] + o], [(j + 0.5) * cell - o], {"b": [1.0]}, float(r), {"b": psf})["b"]
             add_stamps(img, st)
     xx = np.concatenate([xs + o for o in offs])
     yy = np.concatenate([np.full(n, (j + 0.5) * cell - o) for j, o in enumerate(offs)])
@@ -545,34 +585,21 @@ def mock_field_stars(seed: int = 0, window: tuple[int, int, int, int] | None = N
 # rendering
 
 
-def _add_point_sources(images: dict, x, y, rates: dict, fwhm: dict, origin: tuple[int, int]):
-    """Add pixel-integrated Gaussian point sources (separable, exact pixel integrals)."""
-    from scipy.special import ndtr
-
+def _add_point_sources(images: dict, x, y, rates: dict, psfs: dict, origin: tuple[int, int]):
+    """Add point sources (the band's PSF, :func:`~jaxcomp.ast.profiles.point_source_stamps`)."""
     if x.size == 0:
         return
     y0, x0 = origin
-    ix = np.rint(x).astype(np.int64)
-    iy = np.rint(y).astype(np.int64)
-    dx = x - ix
-    dy = y - iy
     for b, img in images.items():
-        sigma = fwhm[b] * FWHM_TO_SIGMA
-        h = int(math.ceil(6.0 * sigma))
-        edges = np.arange(-h - 0.5, h + 1.0)
-        px = np.diff(ndtr((edges[None, :] - dx[:, None]) / sigma), axis=1)
-        py = np.diff(ndtr((edges[None, :] - dy[:, None]) / sigma), axis=1)
-        data = rates[b][:, None, None] * py[:, :, None] * px[:, None, :]
-        st = Stamps(data=data, index=np.arange(x.size), ix=ix - x0, iy=iy - y0, half_size=h,
-                    outside_fraction=np.zeros(x.size))
-        add_stamps(img, [st])
+        st = point_source_stamps(x, y, psfs[b])
+        add_stamps(img, [replace(st, data=st.data * rates[b][:, None, None], ix=st.ix - x0, iy=st.iy - y0)])
 
 
-def _add_eff_sources(images: dict, x, y, rates: dict, r_eff_px, fwhm: dict, origin: tuple[int, int],
+def _add_eff_sources(images: dict, x, y, rates: dict, r_eff_px, psfs: dict, origin: tuple[int, int],
                      chunk: int = 64):
     """Add PSF-convolved EFF clusters, radius group by radius group (sorted), in index order."""
     y0, x0 = origin
-    psfs = {b: fwhm[b] for b in images}
+    psfs = {b: psfs[b] for b in images}
     for r in np.unique(r_eff_px):
         idx = np.nonzero(r_eff_px == r)[0]
         for k in range(0, idx.size, chunk):
@@ -615,7 +642,7 @@ def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars,
                 dz = NGC628C_ZEROPOINTS[b] - NGC628C_ZEROPOINTS["F555W"]
                 model[b][ya - y0:yb - y0] += (old * 10.0 ** (-0.4 * (_OLD_COLOURS[b] - dz))
                                               + young * 10.0 ** (-0.4 * (_YOUNG_COLOURS[b] - dz)))
-    fwhm = {b: MOCK_PSF_FWHM_PX[b] for b in bands}
+    psfs = mock_psfs()
     if sources:
         cat = _catalogue_arrays()
         src = _sources_arrays()
@@ -623,13 +650,13 @@ def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars,
         near = (x > x0 - margin) & (x < x1 + margin) & (y > y0 - margin) & (y < y1 + margin)
         if near.any():
             rates = {b: 10.0 ** (-0.4 * (src["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands}
-            _add_eff_sources(model, x[near], y[near], rates, src["r_eff_px"][near], fwhm, (y0, x0))
+            _add_eff_sources(model, x[near], y[near], rates, src["r_eff_px"][near], psfs, (y0, x0))
     if stars:
         s = _stars_arrays(int(seed))
         near = (s["x"] > x0 - 20) & (s["x"] < x1 + 20) & (s["y"] > y0 - 20) & (s["y"] < y1 + 20)
         if near.any():
             rates = {b: 10.0 ** (-0.4 * (s["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands}
-            _add_point_sources(model, s["x"][near], s["y"][near], rates, fwhm, (y0, x0))
+            _add_point_sources(model, s["x"][near], s["y"][near], rates, psfs, (y0, x0))
     if noise:
         bkg = _background_rates() if background_rate is None else background_rate
         for b in bands:
@@ -680,7 +707,7 @@ def make_mock_field(size="small", seed: int = 0, *, window: tuple[int, int, int,
     Returns
     -------
     Field
-        NGC 628C zeropoints and exposure times, Gaussian PSFs ``MOCK_PSF_FWHM_PX``, the
+        NGC 628C zeropoints and exposure times, the HST effective PSFs :func:`mock_psfs`, the
         catalogue-fitted WCS, name ``"ngc628c-mock:seed=<s>:window=<y0>,<y1>,<x0>,<x1>"``
         (kept through FITS, so :func:`mock_truth` works on a field read back).
     """
@@ -690,7 +717,7 @@ def make_mock_field(size="small", seed: int = 0, *, window: tuple[int, int, int,
     spec = MockSpec(int(seed), win)
     images = render_mock(win, spec.seed)
     field = Field(images=images, wcs=mock_wcs(win), zeropoints=dict(NGC628C_ZEROPOINTS),
-                  exptimes=dict(NGC628C_EXPTIMES), psf=dict(MOCK_PSF_FWHM_PX),
+                  exptimes=dict(NGC628C_EXPTIMES), psf=dict(mock_psfs()),
                   pixel_scale_arcsec=PIXEL_SCALE_ARCSEC, distance_modulus=DISTANCE_MODULUS, name=spec.name)
     _SPECS[field] = spec
     return field

@@ -158,7 +158,7 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
     from scipy.spatial import cKDTree
 
     from .field import NGC628C_EXPTIMES, NGC628C_ZEROPOINTS
-    from .mock import MOCK_PSF_FWHM_PX, render_mock
+    from .mock import mock_psfs, render_mock
     from .pipeline import PhotometryConfig, _claimed, aperture_photometry
     from .profiles import add_stamps, pc_per_pixel, render_multiband
 
@@ -171,7 +171,7 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
     windows = single_band_windows(n_windows, win_ss, recipe)
     rng = np.random.default_rng(cl_ss)
     zp, t = NGC628C_ZEROPOINTS[band], NGC628C_EXPTIMES[band]
-    fwhm = MOCK_PSF_FWHM_PX[band]
+    psf = mock_psfs()[band]
     pcpx = pc_per_pixel(0.0396, 29.98)
     phot_cfg = PhotometryConfig()
     rows = {k: [] for k in ("window", "x", "y", "mag", "r_eff_pc", "detected", "magerr", "recovered")}
@@ -187,7 +187,7 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
         rates = 10.0 ** (-0.4 * (mags - zp))
         for r in np.unique(reff):
             sel = np.nonzero(reff == r)[0]
-            stamps = render_multiband(x[sel], y[sel], {band: rates[sel]}, r / pcpx, {band: fwhm})[band]
+            stamps = render_multiband(x[sel], y[sel], {band: rates[sel]}, r / pcpx, {band: psf})[band]
             for st in stamps:
                 data = noise_rng.poisson(np.maximum(st.data, 0.0) * t) / t
                 add_stamps(img, [type(st)(data=data, index=st.index, ix=st.ix, iy=st.iy, half_size=st.half_size,

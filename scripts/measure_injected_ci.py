@@ -1,0 +1,150 @@
+"""Concentration index of clusters injected into the mock NGC 628C field, against the real frames.
+
+What the LEGUS CI >= 1.4 cut sees depends on the PSF between 1 and 3 px. This script
+measures, on the mock (``jaxcomp.ast.make_mock_field``), the CI = m(1 px) - m(3 px) of
+artificial clusters the way the published C-4 pipeline measured its injections into the
+real NGC 628C frames (``ngc628-c/<band>/photometry/*.txt`` of
+JianlingTang/completeness_NN_pipeline): aperture photometry at the injected positions in
+every band (sky: the pipeline's 7-8 px annulus), keeping clusters whose 3 px magnitude
+error is below 0.05 mag.
+
+Recipe: for each r_eff in ``--radii`` pc, ``--frames`` frames of 25 clusters (the demo's
+density), placed as the campaigns place them (white-light density, 3 r_eff apart, 5 px from
+the crop's edges), with magnitudes uniform in [17, 22.5] in every band (the CI does not
+depend on colour; the error cut keeps the bright ones), shot noise from their own counts.
+
+It also measures the CI distribution of the mock's own class 1-3 sources (the LEGUS
+catalogue's clusters placed in the mock with radii matched to their catalogue CIs) through
+the whole pipeline, next to the real catalogue's ``ci_F555W`` percentiles.
+
+    python scripts/measure_injected_ci.py --json ci.json     # ~3-6 min on one core
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+
+from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
+from jaxcomp.ast.inject import draw_positions, inject
+from jaxcomp.ast.pipeline import PhotometryConfig, aperture_photometry, run_pipeline
+from jaxcomp.ast.profiles import reff_pc_to_px
+from jaxcomp.catalogues import BANDS, read_legus
+
+#: Real NGC 628C injections (F555W, 3 px error < 0.05 mag), measured from the C-4 repository's
+#: committed photometry (issue 13): median CI and share with CI >= 1.4 per nominal r_eff [pc].
+REAL_F555W = {1: (1.39, 0.43), 2: (1.48, 0.92), 3: (1.56, 1.00), 5: (1.70, 1.00), 10: (1.87, 1.00)}
+
+
+def forced_ci(images, field, x, y, band):
+    """CI, 3 px magnitude error of sources at (x, y) in ``band`` (the pipeline's photometry)."""
+    cfg = PhotometryConfig(ci_band=band)
+    ph = aperture_photometry(images, x, y, dict(field.zeropoints), dict(field.exptimes), cfg)
+    r3 = cfg.ci_radii_px[1]
+    f3 = np.asarray(ph[f"flux_r{r3:g}_{band}"], float)
+    std = np.asarray(ph[f"skystd_{band}"], float)
+    nsky = np.maximum(np.asarray(ph[f"nsky_{band}"], float), 1)
+    a3 = math.pi * r3 * r3
+    var = np.maximum(f3, 0) / field.exptimes[band] + a3 * std**2 + a3 * a3 * std**2 / nsky
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err3 = np.where(f3 > 0, 2.5 / math.log(10) * np.sqrt(var) / f3, np.inf)
+    return np.asarray(ph["ci"], float), err3
+
+
+def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", per_frame=25):
+    field = make_mock_field(size, seed=seed)
+    base = prepare_field(field)
+    ss = np.random.SeedSequence(seed, spawn_key=(13,))
+    out = {}
+    for r_pc, rs in zip(radii, ss.spawn(len(radii))):
+        rng = np.random.default_rng(rs)
+        r_px = float(reff_pc_to_px(r_pc, field.pixel_scale_arcsec, field.distance_modulus))
+        ci = {b: [] for b in BANDS}
+        err = {b: [] for b in BANDS}
+        for _ in range(frames):
+            x, y = draw_positions(base.density, field.footprint, per_frame, 3 * r_px, rng, edge_margin_px=5)
+            mags = {b: rng.uniform(17.0, 22.5, x.size) for b in BANDS}
+            imgs = inject(field, x, y, mags, r_px, rng)
+            for b in BANDS:
+                c, e = forced_ci(imgs, field, x, y, b)
+                ci[b].append(c)
+                err[b].append(e)
+        out[r_pc] = {}
+        for b in BANDS:
+            c = np.concatenate(ci[b])
+            e = np.concatenate(err[b])
+            keep = np.isfinite(c) & (e < 0.05)
+            v = c[keep]
+            out[r_pc][b] = {
+                "n": int(v.size), "median": float(np.median(v)), "p16": float(np.percentile(v, 16)),
+                "p84": float(np.percentile(v, 84)), "share_ci_ge_1p4": float(np.mean(v >= 1.4)),
+            }
+    return out
+
+
+def mock_catalogue_ci(size="small", seed=0):
+    """CI percentiles of the mock's class 1-3 sources found by the pipeline, and the real catalogue's."""
+    from scipy.spatial import cKDTree
+
+    from jaxcomp.ast import compare_with_truth
+
+    field = make_mock_field(size, seed=seed)
+    res = run_pipeline(field)
+    cat = res.catalogue
+    truth = mock_truth(field)
+    real = read_legus("ngc628c", classes=None)
+    cmp = compare_with_truth(cat, truth)
+    out = {"recovery": {k: float(v) for k, v in cmp.items() if np.isscalar(v)}}
+    txy = np.column_stack([np.asarray(truth["x"], float), np.asarray(truth["y"], float)])
+    d, j = cKDTree(np.column_stack([np.asarray(cat["x"], float), np.asarray(cat["y"], float)])).query(txy)
+    for k in (1, 2, 3):
+        sel = (np.asarray(truth["class_mode"]) == k) & (d < 3)
+        ci = np.asarray(cat["ci"], float)[j[sel]]
+        ci = ci[np.isfinite(ci)]
+        r = np.asarray(real["ci_F555W"], float)[np.asarray(real["class_mode"]) == k]
+        r = r[np.isfinite(r)]
+        out[f"class {k}"] = {
+            "mock_n": int(ci.size), "mock_p16_p50_p84": [float(np.percentile(ci, q)) for q in (16, 50, 84)],
+            "real_n": int(r.size), "real_p16_p50_p84": [float(np.percentile(r, q)) for q in (16, 50, 84)],
+        }
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=40, help="frames of 25 clusters per radius")
+    ap.add_argument("--radii", default="1,2,3,5,10", help="r_eff [pc], comma separated")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--skip-catalogue", action="store_true")
+    args = ap.parse_args(argv)
+    radii = tuple(float(v) if "." in v else int(v) for v in args.radii.split(","))
+    table = injected_ci_table(radii, args.frames, args.seed)
+    print("| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | real F555W median / share |")
+    print("|---|---|---|---|---|---|---|")
+    for b in BANDS:
+        for r in radii:
+            s = table[r][b]
+            real = REAL_F555W.get(r) if b == "F555W" else None
+            ref = f"{real[0]:.2f} / {real[1]:.2f}" if real else ""
+            print(f"| {b} | {r} | {s['n']} | {s['median']:.3f} | {s['p16']:.3f}-{s['p84']:.3f} | "
+                  f"{s['share_ci_ge_1p4']:.2f} | {ref} |")
+    result = {"injected": {str(r): v for r, v in table.items()}, "seed": args.seed, "frames": args.frames}
+    if not args.skip_catalogue:
+        result["catalogue"] = mock_catalogue_ci(seed=args.seed)
+        print("recovery of the placed sources:", result["catalogue"]["recovery"])
+        for k, v in result["catalogue"].items():
+            if k == "recovery":
+                continue
+            print(k, "mock", np.round(v["mock_p16_p50_p84"], 3), v["mock_n"], "real", np.round(v["real_p16_p50_p84"], 3),
+                  v["real_n"])
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

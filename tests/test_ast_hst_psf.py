@@ -1,0 +1,122 @@
+"""Physical HST PSFs (jaxcomp.ast.hst_psf): diffraction against the analytic Airy law, the
+ePSF's normalisation and centring, published widths, and the shipped mock PSF file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import j0, j1
+
+from jaxcomp.ast import hst_psf, mock
+from jaxcomp.ast.profiles import PSFModel, point_source_stamps
+
+BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
+
+
+def _encircled(profile_fn, r_max, n=200_000):
+    r = np.linspace(0.0, r_max, n)
+    return r, np.concatenate([[0.0], np.cumsum(0.5 * (profile_fn(r[1:]) * r[1:] + profile_fn(r[:-1]) * r[:-1])
+                                                  * np.diff(r))]) * 2 * np.pi
+
+
+def test_unobscured_airy_encircled_energy_is_rayleighs_law():
+    # EE(v) = 1 - J0(v)^2 - J1(v)^2 for a clear circular pupil (Born & Wolf 8.5.2)
+    lam = 555.0
+    r, ee = _encircled(lambda t: hst_psf.annular_airy(t, lam, obscuration=0.0), 1.0)
+    v = np.pi * 2.4 * r * np.pi / (180 * 3600) / (lam * 1e-9)
+    expected = 1 - j0(v) ** 2 - j1(v) ** 2
+    np.testing.assert_allclose(ee[::5000], expected[::5000], atol=2e-4)
+
+
+def test_obscured_airy_has_unit_flux_and_moves_light_to_the_rings():
+    lam = 555.0
+    r, ee = _encircled(lambda t: hst_psf.annular_airy(t, lam), 20.0, n=2_000_000)
+    assert ee[-1] == pytest.approx(1.0, abs=3e-3)  # the r^-3 wings beyond 20" hold < 0.3%
+    _, ee0 = _encircled(lambda t: hst_psf.annular_airy(t, lam, obscuration=0.0), 0.06)
+    k = np.searchsorted(r, 0.06)
+    assert ee[k] < ee0[-1] - 0.05  # the obscuration takes light out of the core
+
+
+@pytest.fixture(scope="module")
+def epsfs():
+    return {b: hst_psf.hst_epsf(b) for b in BANDS}
+
+
+def test_epsf_is_normalised_centred_and_symmetric(epsfs):
+    for img in epsfs.values():
+        ov = 4
+        assert img.shape[0] % 2 == 1 and img.shape == img.shape[::-1]
+        assert img.sum() == pytest.approx(ov * ov)
+        c = img.shape[0] // 2
+        assert np.unravel_index(np.argmax(img), img.shape) == (c, c)
+        np.testing.assert_allclose(img, img[::-1, ::-1], atol=1e-12 * img.max())
+        np.testing.assert_allclose(img, img.T, atol=1e-12 * img.max())
+        assert img.min() >= 0
+
+
+def _fwhm_arcsec(img, ov=4, scale=0.0396):
+    c = img.shape[0] // 2
+    prof = img[c, c:]
+    half = prof[0] / 2
+    i = int(np.argmax(prof < half))
+    x = (i - 1) + (prof[i - 1] - half) / (prof[i - 1] - prof[i])
+    return 2 * x / ov * scale
+
+
+def test_widths_match_the_instrument_handbooks(epsfs):
+    # ACS IHB 5.6: WFC FWHM in F550M 0.10-0.13" over the field (pixelated, charge diffusion included)
+    assert 0.095 <= _fwhm_arcsec(epsfs["F555W"]) <= 0.13
+    # WFC3 IHB 6.6: UVIS FWHM before pixelation 0.067-0.083" (200-500 nm); the 0.04" pixel widens it
+    for b in ("F275W", "F336W"):
+        assert 0.075 <= _fwhm_arcsec(epsfs[b]) <= 0.095
+    # the UV bands have the most light scattered out of the core (Marechal: w/lambda largest)
+    peak = {b: epsfs[b].max() for b in BANDS}
+    assert peak["F275W"] < peak["F336W"]
+
+
+def test_point_source_stamps_carry_the_epsf(epsfs):
+    psf = PSFModel(image=epsfs["F555W"], oversampling=4)
+    st = point_source_stamps([10.0, 20.3], [10.0, 5.45], psf)
+    np.testing.assert_allclose(st.data.sum(axis=(1, 2)), 1.0)
+    c = st.half_size
+    # a star on a pixel centre: the ePSF's central sample is that pixel's flux
+    assert st.data[0, c, c] == pytest.approx(epsfs["F555W"][60, 60] / epsfs["F555W"][::4, ::4].sum(), rel=1e-6)
+    g = point_source_stamps([3.2], [4.9], 2.3)  # a Gaussian FWHM still works
+    assert g.data.sum() == pytest.approx(1.0, abs=1e-8)
+
+
+def test_shipped_mock_psfs_are_this_model(epsfs):
+    shipped = mock._psf_images()
+    for b in BANDS:
+        np.testing.assert_allclose(shipped[b], epsfs[b], rtol=1e-10, atol=1e-14)
+    assert mock.mock_noise_calibration()["psf_sha256"] == mock.mock_psf_digest()
+
+
+def _field_with_psf(band_psf):
+    from jaxcomp.ast.field import Field
+
+    imgs = {b: np.zeros((64, 64), np.float32) for b in BANDS}
+    psf = {b: 2.0 for b in BANDS}
+    psf["F336W"] = band_psf
+    return Field(images=imgs, zeropoints={b: 25.0 for b in BANDS}, exptimes={b: 1000.0 for b in BANDS}, psf=psf)
+
+
+def test_bad_psf_images_are_refused_naming_the_band():
+    yy, xx = np.mgrid[-7:8, -7:8]
+    good = np.exp(-(xx**2 + yy**2) / 4.0)
+    good /= good.sum()
+    _field_with_psf(good)  # a clean ePSF at pixel sampling is accepted
+    cases = {
+        "not normalised": good * 3.0,
+        "not centred": np.roll(good, 2, axis=1),
+        "NaN": np.where(xx == 3, np.nan, good),
+        "negative wings": good - 0.05 * good.max() * (np.hypot(xx, yy) > 5),
+    }
+    cases["negative wings"] /= cases["negative wings"].sum()
+    for what, img in cases.items():
+        with pytest.raises(ValueError, match="F336W") as err:
+            _field_with_psf(img)
+        assert what.split()[-1] in str(err.value), (what, err.value)
+    big = np.ones((71, 71)) / 71**2
+    with pytest.raises(ValueError, match="F336W"):
+        _field_with_psf(big)
