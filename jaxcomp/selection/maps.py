@@ -215,7 +215,7 @@ def network_map(sf, x_grid=None, y_grid=None, *, x: str = "log_age", y: str = "l
     Parameters
     ----------
     sf : SelectionFunction or callable
-        As in :func:`validate_selection`.
+        As in :func:`~jaxcomp.selection.validation.validate_selection`.
     x_grid, y_grid : array_like, optional
         Grid points (default: 200 points over the paper's Fig. 8 ranges, log T in
         [6, 10] and log M in [2, 7], when x and y are ``log_age`` and ``log_mass``).

@@ -376,7 +376,7 @@ def plot_completeness_maps(pairs: Sequence[tuple[BinnedMap, NetworkMap]], path, 
     Parameters
     ----------
     pairs : sequence of (BinnedMap, NetworkMap)
-        From :func:`compare_completeness_maps` (or built by hand).
+        From :func:`~jaxcomp.selection.maps.compare_completeness_maps` (or built by hand).
     path : path
         Output image.
     min_count : int
@@ -489,7 +489,7 @@ def plot_dominant_loss_step(loss: LossStepMap, path, *, min_count: int = 1, show
     Parameters
     ----------
     loss : LossStepMap
-        From :func:`dominant_loss_step`.
+        From :func:`~jaxcomp.selection.maps.dominant_loss_step`.
     path : path
         Output image.
     min_count : int
