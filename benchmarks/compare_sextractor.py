@@ -75,18 +75,11 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, load_average, n_cores  # noqa: E402
 
-#: The LEGUS white-light detection configuration (DESIGN.md; Adamo et al. 2017).
-LEGUS_SEX = {
-    "DETECT_MINAREA": "10",
-    "DETECT_THRESH": "20",
-    "ANALYSIS_THRESH": "25",
-    "FILTER": "N",
-    "DEBLEND_NTHRESH": "32",
-    "DEBLEND_MINCONT": "0.005",
-    "BACK_SIZE": "30",
-    "BACK_FILTERSIZE": "1",
-    "GAIN": "1.53",
-}
+from jaxcomp.ast.settings import LEGUS_SEXTRACTOR  # noqa: E402
+
+#: The LEGUS white-light detection configuration (Adamo et al. 2017) as SExtractor reads it:
+#: jaxcomp's one copy (:data:`jaxcomp.ast.settings.LEGUS_SEXTRACTOR`), numbers as text.
+LEGUS_SEX = {key: value if isinstance(value, str) else f"{value:g}" for key, value in LEGUS_SEXTRACTOR.items()}
 
 #: Everything else the run needs; SExtractor defaults where the LEGUS configuration is silent.
 OTHER_SEX = {

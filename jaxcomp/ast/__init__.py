@@ -4,12 +4,19 @@
   FITS I/O.
 * :mod:`jaxcomp.ast.profiles` - EFF (gamma = 3) profiles, PSF-convolved and
   pixel-integrated with exact flux.
-* :mod:`jaxcomp.ast.pipeline` - white light, detection (LEGUS SExtractor settings in
-  photutils), aperture photometry, cuts, matching; :func:`run_pipeline`.
+* :mod:`jaxcomp.ast.settings` - the LEGUS settings and cut values (their one home):
+  :data:`LEGUS_SEXTRACTOR`, :class:`SExtractorConfig`, :class:`PhotometryConfig`,
+  :class:`CutsConfig`, :class:`PipelineConfig`.
+* The catalogue pipeline's steps: :mod:`jaxcomp.ast.white_light`,
+  :mod:`jaxcomp.ast.background` (the white light's background and detection RMS; fast
+  SExtractor-style meshes with photutils ``Background2D`` semantics),
+  :mod:`jaxcomp.ast.detection`, :mod:`jaxcomp.ast.photometry` (apertures and aperture
+  corrections), :mod:`jaxcomp.ast.cuts`, :mod:`jaxcomp.ast.matching`;
+  :mod:`jaxcomp.ast.sextractor` ports SExtractor's own background, deblending and CLEAN.
+* :mod:`jaxcomp.ast.pipeline` - :func:`run_pipeline` chains the steps (and re-exports
+  their names).
 * :mod:`jaxcomp.ast.inject` - position drawing, injection with shot noise, and
   :func:`run_frame` (one AST frame -> labels table).
-* :mod:`jaxcomp.ast.background` - fast SExtractor-style background (photutils
-  ``Background2D`` semantics) and row-wise sigma-clipped statistics.
 * :mod:`jaxcomp.ast.synthetic` - small flat synthetic fields for tests.
 * :mod:`jaxcomp.ast.mock` - the embedded default field: a seeded mock of NGC 628C
   (:func:`make_mock_field`, :func:`mock_truth`), noise calibrated against the
@@ -33,24 +40,22 @@ from .field import (
     write_field_fits,
 )
 from .inject import FieldBaseline, draw_positions, inject, position_density, prepare_field, run_frame
-from .pipeline import (
+from .settings import (
     DEFAULT_CONFIG,
     LEGUS_SEXTRACTOR,
     SEXTRACTOR_TO_PHOTUTILS,
-    STAGES,
     WHITE_LIGHT_SCALES,
     CutsConfig,
     PhotometryConfig,
     PipelineConfig,
     SExtractorConfig,
-    aperture_corrections,
-    aperture_photometry,
-    apply_cuts,
-    detect,
-    match_injected,
-    run_pipeline,
-    white_light,
 )
+from .white_light import white_light
+from .detection import detect
+from .photometry import aperture_corrections, aperture_photometry
+from .cuts import STAGES, apply_cuts
+from .matching import match_injected
+from .pipeline import run_pipeline
 from .profiles import PSFModel, eff_core_radius, eff_enclosed_fraction, render_multiband, render_stamps
 from .synthetic import synthetic_field
 from .mock import make_mock_field, mock_truth, compare_with_truth, mock_psfs

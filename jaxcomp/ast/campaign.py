@@ -68,7 +68,8 @@ from .._version import __version__
 from ..catalogues import BANDS
 from .field import Field
 from .inject import MIN_SPACING_REFF, POSITION_SMOOTHING_PC, FieldBaseline, prepare_field, run_frame
-from .pipeline import DEFAULT_CONFIG, STAGES, PipelineConfig
+from .cuts import STAGES
+from .settings import DEFAULT_CONFIG, PipelineConfig
 
 __all__ = [
     "CampaignConfig",

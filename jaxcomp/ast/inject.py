@@ -28,8 +28,11 @@ from astropy.table import Column, MaskedColumn, Table
 from ..catalogues import BANDS
 from .field import Field
 from .background import MeshStatistics
-from .pipeline import DEFAULT_CONFIG, STAGES, PipelineConfig, StepTimer, match_injected, run_pipeline
+from .cuts import STAGES
+from .matching import match_injected
+from .pipeline import StepTimer, run_pipeline
 from .profiles import add_stamps, render_multiband
+from .settings import DEFAULT_CONFIG, PipelineConfig
 
 __all__ = [
     "POSITION_SMOOTHING_PC",
@@ -336,7 +339,7 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
     astropy.table.Table
         The library columns, then ``frame``, ``x``, ``y`` (injected position, 0-based
         px), ``detected, passes_err, passes_ci, passes_nband, passes_mv, C`` (see
-        :func:`~jaxcomp.ast.pipeline.match_injected`), the measured ``mag_<band>_meas``,
+        :func:`~jaxcomp.ast.matching.match_injected`), the measured ``mag_<band>_meas``,
         ``magerr_<band>_meas``, ``ci_meas``, ``x_meas``, ``y_meas``, ``sep_px``.
         ``meta`` holds the field name, seed, radius and per-step timings (wall and CPU).
     """

@@ -50,9 +50,14 @@ from .background import (
     mesh_statistics,
     prepare_mesh,
 )
+from .cuts import apply_cuts
+from .detection import detect
 from .field import Field
-from .pipeline import PipelineConfig, StepTimer, aperture_photometry, apply_cuts, detect, white_light
+from .photometry import aperture_photometry
+from .pipeline import StepTimer
 from .profiles import add_stamps
+from .settings import PipelineConfig
+from .white_light import white_light
 
 __all__ = ["DEFAULT_MARGIN_PX", "LocalResult", "frame_windows", "run_pipeline_local"]
 

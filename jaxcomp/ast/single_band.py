@@ -14,7 +14,7 @@ field's noise is calibrated against those numbers with the test implemented here
   the whole frame (only the window is rendered and processed: the tests are local);
 * detection in that band alone: SExtractor-like, background mesh 30 px, threshold
   3 sigma per pixel, at least 5 connected pixels, no filtering, LEGUS deblending
-  (:func:`jaxcomp.ast.pipeline.detect` with those settings);
+  (:func:`jaxcomp.ast.detection.detect` with those settings);
 * photometry: the LEGUS apertures (4 px, sky annulus 7-8 px, IRAF errors);
 * recovered: a detection that did not exist before injection (one-to-one greedy
   match of the pre-injection detections, 3 px) lies within 3 px, and its magnitude
@@ -126,7 +126,8 @@ def _positions(rng, n, size, edge, min_sep):
 
 
 def _detect(image: np.ndarray, recipe: SingleBandRecipe):
-    from .pipeline import SExtractorConfig, detect
+    from .detection import detect
+    from .settings import SExtractorConfig
 
     cfg = SExtractorConfig(detect_thresh=recipe.detect_nsigma, detect_minarea=recipe.detect_npixels,
                            back_size=recipe.back_size)
@@ -158,9 +159,11 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
     from scipy.spatial import cKDTree
 
     from .field import NGC628C_EXPTIMES, NGC628C_ZEROPOINTS
+    from .matching import _claimed
     from .mock import mock_psfs, render_mock
-    from .pipeline import PhotometryConfig, _claimed, aperture_photometry
+    from .photometry import aperture_photometry
     from .profiles import add_stamps, pc_per_pixel, render_multiband
+    from .settings import PhotometryConfig
 
     if band not in BANDS:
         raise ValueError(f"unknown band {band!r}")

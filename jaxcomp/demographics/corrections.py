@@ -18,7 +18,7 @@ This estimator is the paper's.  It is unbiased for narrow bins when the assumed
 population distributions are right; within a wide bin where completeness
 varies it is biased low (the observed clusters over-represent the more
 complete part of the bin).  The principled alternative is the
-selection-normalised likelihood (see DESIGN.md).
+selection-normalised likelihood (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations

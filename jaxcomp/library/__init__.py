@@ -1,6 +1,6 @@
 """Cluster library: stochastic stellar-population synthesis of HST cluster photometry.
 
-Stage 1 of the jaxcomp pipeline (see DESIGN.md): from a cluster's initial mass, age,
+Stage 1 of the jaxcomp pipeline (see ``docs/architecture.md``): from a cluster's initial mass, age,
 extinction and radius to its apparent Vega magnitudes in the LEGUS bands F275W, F336W,
 F435W, F555W and F814W, computed offline from shipped compact tables.
 

@@ -1,6 +1,7 @@
 """Cluster libraries made elsewhere: SLUG outputs and any table with the library columns.
 
-The artificial-cluster stage only needs a table with the columns of DESIGN.md:
+The artificial-cluster stage only needs a table with the library columns
+(``docs/architecture.md``):
 ``cluster_id, log_mass [log10 Msun], log_age [log10 yr], av [mag], r_eff_pc [pc]`` and
 apparent Vega magnitudes ``mag_<band>``.  This module reads such tables from other
 sources and checks them before they are used.
@@ -48,7 +49,7 @@ __all__ = [
     "write_library_fits",
 ]
 
-#: Physical columns every library table must have (DESIGN.md), besides ``mag_<band>``.
+#: Physical columns every library table must have (``docs/architecture.md``), besides ``mag_<band>``.
 REQUIRED_COLUMNS: tuple[str, ...] = ("cluster_id", "log_mass", "log_age", "av", "r_eff_pc")
 #: jaxcomp band -> SLUG filter name (``lib/filters/FILTER_LIST`` of SLUG) for NGC 628C.
 SLUG_FILTER_NAMES: dict[str, str] = {
