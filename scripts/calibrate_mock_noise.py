@@ -75,8 +75,9 @@ def plot_comparison(results: dict, path: Path):
     from jaxcomp._io import atomic_savefig
 
     adamo = read_adamo17_completeness("ngc628c")
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.4), sharey=True)
-    for ax, b in zip(axes, BANDS):
+    bands = [b for b in BANDS if b in results]  # the bands calibrated in this run
+    fig, axes = plt.subplots(1, len(bands), figsize=(3.4 * len(bands), 3.4), sharey=True, squeeze=False)
+    for ax, b in zip(axes[0], bands):
         tab = results[b]["check_table"]
         m = np.asarray(tab["mag"])
         r = np.asarray(tab["recovered"], float)

@@ -30,7 +30,9 @@ import numpy as np
 
 from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
 from jaxcomp.ast.inject import draw_positions, inject
-from jaxcomp.ast.pipeline import PhotometryConfig, aperture_photometry, run_pipeline
+from jaxcomp.ast.photometry import aperture_photometry
+from jaxcomp.ast.pipeline import run_pipeline
+from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.ast.profiles import reff_pc_to_px
 from jaxcomp.catalogues import BANDS, read_legus
 

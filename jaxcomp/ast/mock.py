@@ -1,7 +1,7 @@
 """The embedded default field: a seeded mock of the LEGUS NGC 628C pointing.
 
 Its job is to make every stage of jaxcomp run, out of the box, on something that
-behaves like NGC 628C (DESIGN.md, "The mock field"). It is *not* the real image;
+behaves like NGC 628C (``docs/architecture.md``, "The mock field"). It is *not* the real image;
 it reuses the real galaxy's structure through the LEGUS catalogue.
 
 Recipe (all numbers are module constants, documented where they are defined)
@@ -31,8 +31,10 @@ Real sources (:func:`mock_truth`)
     real images, so rendering class 0/4 as point sources would delete them from any
     mock catalogue; matching the CI keeps each source as extended as LEGUS measured it.
     The radius is interpolated on a grid of 40 radii (0.2 - 12 px, ~10% apart) and
-    snapped to the grid; CIs beyond the grid's largest (2.21 mag, 1.3% of the sources)
-    get 12 px (22.8 pc). The resulting radii: median 3.4 pc, 5-95% 2.0-9.9 pc. Sources are noiseless before the image noise is added.
+    snapped to the grid; CIs beyond the grid's largest (2.22 mag, 1.3% of the sources)
+    get 12 px (22.8 pc). The resulting radii (with the HST PSFs, whose point-source CI is
+    1.27 in F555W): median 2.5 pc, 5-95% 1.0-8.9 pc. Sources are noiseless before the image
+    noise is added.
 Field stars (:func:`mock_field_stars`)
     ``N_STARS`` point sources (the PSF) with m_F555W from a power-law luminosity
     function dN/dm ~ 10^(0.35 m) on [20.5, 28]; 70% young (blue: V-I ~ N(-0.1, 0.15),
@@ -379,7 +381,8 @@ def _ci_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ci_table_impl() -> tuple[np.ndarray, np.ndarray]:
-    from .pipeline import PhotometryConfig, aperture_photometry
+    from .photometry import aperture_photometry
+    from .settings import PhotometryConfig
 
     cfg = PhotometryConfig()
     psf = mock_psfs()[cfg.ci_band]
