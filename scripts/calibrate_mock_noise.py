@@ -99,8 +99,8 @@ def plot_comparison(results: dict, path: Path):
         ax.axvline(results[b]["m50_mock"], color="C0", ls="--", lw=0.8)
         ax.set_title(f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}", fontsize=9)
         ax.set_xlabel("injected magnitude [Vega]")
-    axes[0].set_ylabel("recovered fraction")
-    axes[0].legend(fontsize=8)
+    axes[0][0].set_ylabel("recovered fraction")
+    axes[0][0].legend(fontsize=8)
     atomic_savefig(fig, path)
 
 
