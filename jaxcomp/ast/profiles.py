@@ -48,6 +48,7 @@ Pixel convention: pixel ``(row j, column i)`` covers ``[i - 0.5, i + 0.5] x
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -466,37 +467,72 @@ def _gaussian_matrices(n_out_half: int, shift: np.ndarray, offsets: np.ndarray, 
     return m
 
 
+_EPSF_KERNELS: "weakref.WeakKeyDictionary[PSFModel, dict]" = weakref.WeakKeyDictionary()
+
+
+def _epsf_kernel(psf: PSFModel, k: int) -> np.ndarray:
+    """The ePSF interpolated (cubic spline) onto a render sub-grid of 1/k px, normalised.
+
+    Cached per PSF object and ``k`` (a field renders every frame with the same PSFs)."""
+    cache = _EPSF_KERNELS.setdefault(psf, {})
+    kern = cache.get(k)
+    if kern is None:
+        from scipy.ndimage import map_coordinates
+
+        ov = psf.oversampling
+        hy, hx = psf.image.shape[0] // 2, psf.image.shape[1] // 2
+        half = math.floor(min(hy, hx) / ov * k)
+        offs = np.arange(-half, half + 1) / k * ov  # in PSF-image samples
+        yy, xx = np.meshgrid(offs + hy, offs + hx, indexing="ij")
+        kern = np.clip(map_coordinates(psf.image, [yy, xx], order=3, mode="constant", cval=0.0), 0.0, None)
+        kern /= kern.sum()
+        kern.setflags(write=False)
+        cache[k] = kern
+    return kern
+
+
+def _bspline3_weights(t: np.ndarray) -> np.ndarray:
+    """Cubic B-spline weights of the 4 samples floor(u)-1 .. floor(u)+2 for fractional parts ``t``."""
+    t = t[:, None]
+    return np.concatenate([(1 - t) ** 3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6,
+                           (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6], axis=1)
+
+
 def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
                    dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Convolve the (cluster-centred) sub-pixel fluxes with an ePSF and sample the pixels.
 
-    The ePSF is interpolated (cubic spline) onto the render sub-grid and convolved with
-    the intrinsic sub-pixel fluxes once; since the ePSF already integrates over a pixel,
-    the result at offset o is the flux of a pixel centred at o. Each cluster's output
-    pixels are then read off by cubic interpolation at their offsets, and renormalised to
-    the core's exact intrinsic flux.
+    The ePSF, interpolated onto the render sub-grid (:func:`_epsf_kernel`), is convolved
+    with the intrinsic sub-pixel fluxes once; since the ePSF already integrates over a
+    pixel, the result at offset o is the flux of a pixel centred at o. Each cluster's
+    output pixels lie on the sub-grid lattice shifted by its own sub-pixel offset, so they
+    are read off with a separable cubic B-spline (one set of 4 weights per axis and
+    cluster), then renormalised to the core's exact intrinsic flux.
     """
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import spline_filter
     from scipy.signal import fftconvolve
 
-    ov = psf.oversampling
-    img = psf.image
-    hy, hx = img.shape[0] // 2, img.shape[1] // 2
-    half = int(math.floor(min(hy, hx) / ov * k))
-    offs = np.arange(-half, half + 1) / k * ov  # in PSF-image samples
-    yy, xx = np.meshgrid(offs + hy, offs + hx, indexing="ij")
-    kern = np.clip(map_coordinates(img, [yy, xx], order=3, mode="constant", cval=0.0), 0.0, None)
-    kern /= kern.sum()
-    full = fftconvolve(sub, kern, mode="full")  # sub-grid spacing 1/k, centred on the cluster
+    full = fftconvolve(sub, _epsf_kernel(psf, k), mode="full")  # sub-grid spacing 1/k, centred on the cluster
+    coeff = spline_filter(full, order=3, mode="mirror")
     centre = (full.shape[0] - 1) / 2.0
     p = np.arange(-(core + pad), core + pad + 1, dtype=np.float64)
-    qy = (p[None, :] - dy[:, None]) * k + centre  # (N, n_out) sub-grid coordinates
-    qx = (p[None, :] - dx[:, None]) * k + centre
-    n_out = p.size
-    coords_y = np.broadcast_to(qy[:, :, None], (dx.size, n_out, n_out))
-    coords_x = np.broadcast_to(qx[:, None, :], (dx.size, n_out, n_out))
-    vals = map_coordinates(full, [coords_y.ravel(), coords_x.ravel()], order=3, mode="constant", cval=0.0)
-    vals = np.clip(vals.reshape(dx.size, n_out, n_out), 0.0, None)
+    n = full.shape[0]
+
+    def taps(d):
+        u = (p[None, :] - d[:, None]) * k + centre  # (N, n_out) sub-grid coordinates
+        u0 = np.floor(u[:, :1])  # the same fractional part along the row: one shift per cluster
+        w = _bspline3_weights((u[:, 0] - u0[:, 0]))  # (N, 4)
+        idx = (u0 + np.rint(u - u[:, :1])).astype(np.int64)[:, :, None] + np.arange(-1, 3)  # (N, n_out, 4)
+        valid = (idx >= 0) & (idx < n)
+        return np.clip(idx, 0, n - 1), w[:, None, :] * valid
+
+    iy, wy = taps(dy)
+    ix, wx = taps(dx)
+    rows = np.einsum("nak,nakj->naj", wy, coeff[iy])  # (N, n_out, full width): the y-interpolated rows
+    m = np.arange(rows.shape[0])[:, None, None, None]
+    a = np.arange(rows.shape[1])[None, :, None, None]
+    vals = np.einsum("nbk,nabk->nab", wx, rows[m, a, ix[:, None, :, :]])
+    vals = np.clip(vals, 0.0, None)
     tot = vals.sum(axis=(1, 2))
     scale = np.divide(sub.sum(), tot, out=np.zeros_like(tot), where=tot > 0)
     return vals * scale[:, None, None]
