@@ -65,6 +65,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from .._version import __version__
+from ..errors import JaxcompError
 from ..catalogues import BANDS
 from .field import Field
 from .inject import MIN_SPACING_REFF, POSITION_SMOOTHING_PC, FieldBaseline, prepare_field, run_frame
@@ -94,7 +95,7 @@ _MANIFEST = "manifest.json"
 _FORMAT = "jaxcomp-ast-campaign/1"
 
 
-class CampaignError(ValueError):
+class CampaignError(JaxcompError, ValueError):
     """A campaign cannot start: bad inputs, or a directory made for another campaign."""
 
 

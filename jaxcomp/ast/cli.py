@@ -19,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import InputError
+
 __all__ = ["add_field_parser", "add_ast_parser", "load_field"]
 
 
@@ -48,11 +50,20 @@ def load_field(spec: str):
 
         parts = spec.split(":")
         size, seed = "small", 0
-        for p in parts[1:]:
-            if p.startswith("seed="):
-                seed = int(p.split("=", 1)[1])
-            elif p:
-                size = _size(p)
+        try:
+            if parts[0] != "mock":
+                raise argparse.ArgumentTypeError(f"unknown field kind {parts[0]!r}")
+            for p in parts[1:]:
+                if p.startswith("seed="):
+                    try:
+                        seed = int(p.split("=", 1)[1])
+                    except ValueError:
+                        raise argparse.ArgumentTypeError(f"seed must be an integer, got {p!r}") from None
+                elif p:
+                    size = _size(p)
+        except argparse.ArgumentTypeError as error:
+            raise InputError(f"field {spec!r}: {error}; use mock:small, mock:legus or mock:<ny>x<nx>[:seed=<n>], "
+                             "or a FITS directory") from None
         return make_mock_field(size, seed=seed)
     path = Path(spec)
     if not path.exists():

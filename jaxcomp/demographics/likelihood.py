@@ -39,6 +39,7 @@ import numpyro.distributions as dist
 from scipy.special import ndtri
 from scipy.stats import norm
 
+from ..errors import MissingColumnError
 from .distributions import PiecewiseConstantAV
 from .marginalise import SelectionGrid, normalised_quadrature, quadrature_weights
 from .models import THETA_COLUMNS, PopulationModel
@@ -239,7 +240,7 @@ def prepare_data(catalogue, model: PopulationModel, *, object_samples=None, log_
         try:
             lo, hi = _column(catalogue, f"{name}_lo"), _column(catalogue, f"{name}_hi")
         except KeyError as error:
-            raise KeyError(f"measurement errors in {name} need the columns {name}_lo and {name}_hi") from error
+            raise MissingColumnError(f"measurement errors in {name} need the columns {name}_lo and {name}_hi") from error
         if model.asymmetric_errors:
             s_lo, s_hi = theta[:, j] - lo, hi - theta[:, j]
         else:

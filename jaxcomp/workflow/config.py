@@ -53,6 +53,8 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import JaxcompError
+
 __all__ = [
     "ConfigError",
     "RunConfig",
@@ -71,7 +73,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(JaxcompError, ValueError):
     """A configuration that cannot run; the message names the offending key."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .._io import atomic_write_text
 from .._version import __version__
+from ..errors import JaxcompError
 from .config import RunConfig, load_config
 from .stages import STAGES, Stage, StageContext, json_default, n_workers, stage_depends, stage_seed
 
@@ -42,7 +43,7 @@ _VERSIONED = ("jax", "jaxlib", "flax", "optax", "equinox", "numpyro", "numpy", "
               "arviz")
 
 
-class RunError(RuntimeError):
+class RunError(JaxcompError, RuntimeError):
     """A run that cannot start or whose stage failed."""
 
 
