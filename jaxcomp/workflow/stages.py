@@ -407,20 +407,22 @@ def run_population(ctx: StageContext) -> dict:
 
 # ------------------------------------------------------------------ catalogue and grid
 def load_catalogue(ctx: StageContext):
-    """The catalogue to correct and fit, as an astropy Table with log_mass, log_age, av."""
+    """The catalogue to correct and fit, as an astropy Table with log_mass, log_age, av.
+
+    Checked by :func:`jaxcomp.demographics.validate_catalogue`, the loader of ``jaxcomp correct``
+    and ``jaxcomp fit``: the same inputs are refused with the same messages.
+    """
     from .._io import read_table
+    from ..demographics.catalogue import load_catalogue as load_checked
+    from ..demographics.catalogue import validate_catalogue
 
     source = ctx.config.catalogue.source
     if source == "population":
-        return read_table(ctx.stage_dir("population") / "catalogue.parquet")
-    if source == "legus:ngc628c":
-        from ..catalogues import read_legus
-
-        table = read_legus("ngc628c", classes=(1, 2, 3))
-        keep = np.all([np.isfinite(np.ma.filled(np.ma.asarray(table[c], float), np.nan))
-                       for c in ("log_mass", "log_age", "av")], axis=0)
-        return table[keep]
-    return read_table(source)
+        path = ctx.stage_dir("population") / "catalogue.parquet"
+        return validate_catalogue(read_table(path), label=f"catalogue {path}")[0]
+    if source == "legus:ngc628c":  # the shipped catalogue has rows without a fit: drop those
+        return load_checked(legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None)[0]
+    return load_checked(source)[0]
 
 
 def demographics_selection(ctx: StageContext, kind: str):
