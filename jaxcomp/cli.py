@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .errors import JaxcompError
 
-__all__ = ["main", "error_message"]
+__all__ = ["error_message", "main", "run_handler"]
 
 
 def _parse_floats(text: str) -> tuple[float, ...]:
@@ -183,7 +183,11 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxcomp`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_handler(parser.parse_args(argv))
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Call ``args.func(args)``; print a user's error as one line and return status 2."""
     try:
         return args.func(args)
     except (JaxcompError, ValueError, OSError) as error:

@@ -10,7 +10,7 @@ keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["JaxcompError", "InputError", "InputTypeError", "MissingColumnError"]
+__all__ = ["InputError", "InputTypeError", "JaxcompError", "MissingColumnError"]
 
 
 class JaxcompError(Exception):

@@ -134,15 +134,16 @@ def _cmd_ast_run(args) -> int:
     import numpy as np
 
     from .._io import read_table
-    from .campaign import CampaignConfig, plot_recovery, run_campaign
+    from .campaign import CampaignConfig, plot_recovery, run_campaign, validate_library
 
-    field = load_field(args.field)
     library = read_table(args.library).to_pandas()
     config = CampaignConfig(design=args.design, r_eff_pc=args.reff, frames_per_reff=args.frames_per_reff,
                             clusters_per_frame=args.clusters_per_frame, seed=args.seed,
                             match_library_reff=not args.any_radius, noise=not args.no_noise,
                             clusters_per_reff=args.test_clusters_per_reff, reprocess=args.reprocess,
                             edge_margin_px=args.edge_margin_px)
+    library = validate_library(library, config)  # before the (slow) field: a bad library is refused at once
+    field = load_field(args.field)
     exclude = None
     if args.exclude:
         exclude = np.unique(np.asarray(read_table(args.exclude)["cluster_id"]))

@@ -17,12 +17,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from .._io import atomic_write_bytes
-from ..errors import JaxcompError
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
+
+from .._io import atomic_write_bytes
+from ..errors import JaxcompError
 
 __all__ = [
     "ARTEFACT_FORMAT",

@@ -22,12 +22,12 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _run(config, out, *, only=None, force=(), quiet=False, report=True) -> int:
+def _run(config, out, *, only=None, force=(), replace=False, quiet=False, report=True) -> int:
     from .config import ConfigError
     from .runner import RunError, run_workflow
 
     try:
-        run_workflow(config, out, only=only, force=force, progress=not quiet, report=report,
+        run_workflow(config, out, only=only, force=force, replace=replace, progress=not quiet, report=report,
                      log=(lambda *a: None) if quiet else print)
     except (ConfigError, RunError) as error:
         return _fail(str(error))
@@ -42,7 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return _fail(str(error))
     out = Path(args.out) if args.out else Path(args.config).with_suffix("").name + "-run"
-    return _run(config, out, only=args.only, force=args.force or (), quiet=args.quiet, report=not args.no_report)
+    return _run(config, out, only=args.only, force=args.force or (), replace=args.force is not None, quiet=args.quiet,
+                report=not args.no_report)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -55,7 +56,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"jaxcomp demo{' --quick' if args.quick else ''}: every stage on the embedded mock NGC 628C field "
               f"(configuration {demo_config_path(args.quick)}), into {out}/")
-    code = _run(config, out, quiet=args.quiet)
+    code = _run(config, out, replace=args.force, quiet=args.quiet)
     if code == 0 and not args.quiet:
         print(f"open {out / 'report.html'} in a browser")
     return code
@@ -101,7 +102,9 @@ def add_run_parser(commands) -> None:
     run.add_argument("config", help="TOML configuration (see jaxcomp/data/workflows/demo.toml)")
     run.add_argument("--out", help="run directory (default: <config name>-run)")
     run.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (and what they need)")
-    run.add_argument("--force", nargs="+", metavar="STAGE", help="re-run these stages even if up to date")
+    run.add_argument("--force", nargs="*", metavar="STAGE",
+                     help="re-run these stages even if up to date; also (with or without stages) accept a run "
+                          "directory recorded with a different configuration, whose changed stages re-run there")
     run.add_argument("--no-report", action="store_true", help="do not write report.html")
     run.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     run.set_defaults(func=_cmd_run)
@@ -115,6 +118,8 @@ def add_demo_parser(commands) -> None:
     demo.add_argument("--out", help="run directory (default: jaxcomp-demo or jaxcomp-demo-quick)")
     demo.add_argument("--quick", action="store_true", help="toy sizes (a few minutes) to check the installation")
     demo.add_argument("--seed", type=int, default=None, help="master seed (default: the configuration's, 0)")
+    demo.add_argument("--force", action="store_true",
+                      help="accept an output directory recorded with another seed or --quick (its stages re-run)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     demo.set_defaults(func=_cmd_demo)
 

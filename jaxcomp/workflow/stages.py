@@ -553,7 +553,7 @@ def run_fit(ctx: StageContext) -> dict:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from .._io import atomic_savefig, write_table
+    from .._io import atomic_savefig, atomic_write_text, write_table
     from ..demographics import PopulationFitter, PopulationModel
 
     catalogue = load_catalogue(ctx)
@@ -576,7 +576,7 @@ def run_fit(ctx: StageContext) -> dict:
 
     summary = Table.from_pandas(result.summary.reset_index().rename(columns={"index": "parameter"}))
     write_table(summary, ctx.directory / "posterior_summary.ecsv")
-    (ctx.directory / "report.txt").write_text(result.report() + "\n")
+    atomic_write_text(ctx.directory / "report.txt", result.report() + "\n")
     figures = []
     atomic_savefig(result.plot_ppc(n_draws=100, title="posterior predictive check"), ctx.directory / "ppc.png")
     figures.append(_figure(ctx.directory / "ppc.png", "Observed log M and log T histograms against 100 posterior "
@@ -598,11 +598,15 @@ def run_fit(ctx: StageContext) -> dict:
                "sampling_seconds": result.runtime_s}
     if recovery:
         metrics["recovery"] = recovery
+    partial = ctx.directory / ".posterior.nc.tmp"
     try:
-        result.idata.to_netcdf(ctx.directory / "posterior.nc")
+        result.idata.to_netcdf(partial)
+        os.replace(partial, ctx.directory / "posterior.nc")
         outputs = {"inference_data": "posterior.nc"}
     except Exception as error:  # netCDF back end not installed
         outputs = {"inference_data": f"not written ({type(error).__name__}: {error})"}
+    finally:
+        partial.unlink(missing_ok=True)
     return {"description": (f"NumPyro NUTS fit ({section.chains} chains x {section.warmup} warm-up + "
                             f"{section.samples} draws) of {model.describe()}, with the selection-normalised "
                             f"likelihood and the p_obs of the {_selection_words(section.selection)} tabulated on a "
