@@ -177,6 +177,12 @@ def test_catalogue_in_wrong_units_is_refused_with_one_message_everywhere(root, a
         check_inputs(parse_config(tiny(catalogue={"source": str(path)})))
     messages.add(str(workflow.value).split(": ", 1)[1])
     assert len(messages) == 1, messages  # the same words from the API, both commands and the workflow
+    from jaxcomp.demographics import PopulationModel
+    from jaxcomp.demographics.likelihood import prepare_data
+
+    with pytest.raises(InputError, match=expected) as fit_api:  # the fit's API, on a table in memory
+        prepare_data(bad, PopulationModel(mass="power_law", age="power_law"))
+    assert str(fit_api.value).split(": ", 1)[1] == messages.pop().split(": ", 1)[1]
 
 
 def test_a_few_sentinels_are_rows_not_units(catalogue):
@@ -263,7 +269,7 @@ def test_run_directory_of_another_configuration_is_refused_unless_forced(tmp_pat
     assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing touched
     path = _config_file(tmp_path, "other", **change)
     assert run("run", path, "--out", run_dir, "--quiet") == 2
-    one_line_error(capsys, "different configuration", f"[{sorted(change)[0]}]", "--force")
+    one_line_error(capsys, "different configuration", f"[{min(change)}]", "--force")
     # --force (with or without stages) accepts it; where the work runs is not a different configuration
     calls = []
     monkeypatch.setattr("jaxcomp.workflow.runner.run_workflow", lambda *a, **k: calls.append(k))

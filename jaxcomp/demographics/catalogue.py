@@ -22,7 +22,7 @@ import numpy as np
 from .._io import file_sha256, read_table
 from ..errors import InputError
 
-__all__ = ["NEEDED_COLUMNS", "PLAUSIBLE_RANGE", "load_catalogue", "validate_catalogue"]
+__all__ = ["NEEDED_COLUMNS", "PLAUSIBLE_RANGE", "check_units", "load_catalogue", "validate_catalogue"]
 
 #: Columns every catalogue must provide (after renaming).
 NEEDED_COLUMNS: tuple[str, str, str] = ("log_mass", "log_age", "av")
@@ -39,6 +39,18 @@ _UNIT_HINTS = {"log_age": "is it log10 of the age in Myr (add 6) or a linear age
 def _values(column) -> np.ndarray:
     values = getattr(column, "value", column)
     return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
+
+
+def check_units(name: str, values: np.ndarray, label: str = "catalogue") -> None:
+    """Refuse a ``log_mass``, ``log_age`` or ``av`` column with most values outside its plausible range."""
+    low, high = PLAUSIBLE_RANGE[name]
+    finite = np.isfinite(values)
+    outside = finite & ((values < low) | (values > high))
+    if finite.any() and outside.sum() > 0.5 * finite.sum():
+        raise InputError(
+            f"{label}: column {name} does not look like {UNITS[name]}: {int(outside.sum())} of "
+            f"{int(finite.sum())} values lie outside the plausible [{low:g}, {high:g}] (median "
+            f"{np.median(values[finite]):.3g}); {_UNIT_HINTS[name]} Convert the column first")
 
 
 def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None = None, drop_invalid: bool = False,
@@ -95,14 +107,10 @@ def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None 
             values = _values(table[name])
         except (TypeError, ValueError):
             raise InputError(f"{label}: column {name} is not numeric (dtype {table[name].dtype})") from None
+        check_units(name, values, label)
         low, high = PLAUSIBLE_RANGE[name]
         finite = np.isfinite(values)
         sentinel = finite & ((values < low) | (values > high))
-        if finite.any() and sentinel.sum() > 0.5 * finite.sum():
-            raise InputError(
-                f"{label}: column {name} does not look like {UNITS[name]}: {int(sentinel.sum())} of "
-                f"{int(finite.sum())} values lie outside the plausible [{low:g}, {high:g}] (median "
-                f"{np.median(values[finite]):.3g}); {_UNIT_HINTS[name]} Convert the column first")
         bad |= ~finite | sentinel
         parts = []
         if (~finite).any():

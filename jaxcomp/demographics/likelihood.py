@@ -40,6 +40,7 @@ from scipy.special import ndtri
 from scipy.stats import norm
 
 from ..errors import MissingColumnError
+from .catalogue import check_units
 from .distributions import PiecewiseConstantAV
 from .marginalise import SelectionGrid, normalised_quadrature, quadrature_weights
 from .models import THETA_COLUMNS, PopulationModel
@@ -206,6 +207,8 @@ def prepare_data(catalogue, model: PopulationModel, *, object_samples=None, log_
         Catalogue A_V outside the A_V edges, for exact values (``measurement_error="none"``).
     """
     theta = np.stack([_column(catalogue, name) for name in THETA_COLUMNS], axis=-1)
+    for j, name in enumerate(THETA_COLUMNS):  # the units check of every catalogue loader
+        check_units(name, theta[:, j])
     bad = ~np.all(np.isfinite(theta), axis=1)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} catalogue row(s) have no finite (log_mass, log_age, av); drop them first")
