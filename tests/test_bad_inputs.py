@@ -382,3 +382,26 @@ def test_error_classes_keep_their_builtin_bases():
                       (InputDomainError, ValueError), (ArtefactError, ValueError), (UnsafePickleError, ValueError),
                       (InputError, ValueError)):
         assert issubclass(cls, JaxcompError) and issubclass(cls, base)
+
+
+def test_an_output_modified_after_its_stage_ran_reruns_it_and_downstream(tmp_path):
+    from jaxcomp._io import file_sha256
+    from jaxcomp.workflow.runner import plan_stages, stage_status
+
+    config = parse_config(tiny())
+    fingerprints = _fingerprints(config)
+    run_dir = tmp_path / "run"
+    for name, fingerprint in fingerprints.items():  # a finished run, as the runner records it
+        (run_dir / name).mkdir(parents=True)
+        output = run_dir / name / f"{name}.parquet"
+        output.write_bytes(name.encode() * 100)
+        record = {"status": "done", "fingerprint": fingerprint, "output_sha256": {output.name: file_sha256(output)}}
+        (run_dir / name / "stage.json").write_text(json.dumps(record))
+    assert set(stage_status(run_dir, config).values()) == {"up to date"} and plan_stages(run_dir, config) == []
+    (run_dir / "train" / "train.parquet").write_bytes(b"edited by hand")
+    assert stage_status(run_dir, config)["train"] == "outputs changed"
+    assert plan_stages(run_dir, config) == ["train", "validate", "correct", "fit"]
+    (run_dir / "train" / "train.parquet").unlink()
+    (run_dir / "library" / "library.parquet").unlink()
+    assert stage_status(run_dir, config)["library"] == "outputs changed"
+    assert plan_stages(run_dir, config)[:2] == ["library", "ast_train"]

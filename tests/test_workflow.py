@@ -113,6 +113,13 @@ def test_every_stage_runs_and_records_itself(tiny_run):
     assert set(validation["percentiles"]) == {"physical", "photometric", "physical+r_eff_pc"}
     assert validation["paper"]["physical+r_eff_pc"] == validation["paper"]["physical"]
     assert (run_dir / "train" / "selection_physical_r_eff_pc.safetensors").is_file()
+    # the outputs are recorded by content, so a file edited later makes its stage re-run
+    from jaxcomp._io import file_sha256
+
+    library = json.loads((run_dir / "library" / "stage.json").read_text())
+    assert library["output_sha256"] == {"library.parquet": file_sha256(run_dir / "library" / "library.parquet")}
+    networks = json.loads((run_dir / "train" / "stage.json").read_text())["output_sha256"]
+    assert "selection_physical.safetensors" in networks
     assert any(p.name.startswith("physical_r_eff_pc_") for p in (run_dir / "grids").iterdir())
     fit = json.loads((run_dir / "fit" / "stage.json").read_text())["metrics"]
     assert set(fit["recovery"]) == {"alpha_M", "log_M_break", "alpha_T"}

@@ -7,7 +7,10 @@ jaxcomp version and the fingerprints of its upstream stages.
 ``RUN_DIR/<stage>/stage.json`` records the fingerprint of the stage's last
 successful run; a stage whose recorded fingerprint equals the current one is
 skipped, any other is (re)run, and so are the stages downstream of it: a catalogue
-edited after a run re-runs the correction and the fit.  A run directory never
+edited after a run re-runs the correction and the fit.  The record also holds the
+SHA-256 of the stage's output files (library, labels, networks, catalogue); one
+modified or removed since makes the stage and those downstream re-run, so a stale or
+hand-edited intermediate file is never used.  A run directory never
 silently holds results of another configuration: one recorded with a different
 configuration is refused unless ``replace=True`` (``jaxcomp run --force``), which
 re-runs exactly the stages that read the changed sections (the runner says which
@@ -128,8 +131,29 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _output_digests(directory: Path, outputs: dict) -> dict[str, str]:
+    """SHA-256 of the output files a stage reported (directories and notes are skipped)."""
+    from .._io import file_sha256
+
+    files = (directory / str(name) for name in outputs.values() if isinstance(name, str))
+    return {path.name: file_sha256(path) for path in files if path.is_file()}
+
+
+def _outputs_intact(directory: Path, record: dict) -> bool:
+    """Whether the output files recorded in a stage record are still there, byte for byte."""
+    from .._io import file_sha256
+
+    for name, digest in (record.get("output_sha256") or {}).items():
+        path = directory / name
+        if not path.is_file() or file_sha256(path) != digest:
+            return False
+    return True
+
+
 def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str]:
-    """``{stage: "up to date" | "to run" | "changed" | "failed"}`` for a run directory and configuration."""
+    """``{stage: "up to date" | "to run" | "changed" | "outputs changed" | "failed"}`` for a run directory
+    and configuration.  ``"outputs changed"``: an output file (library, labels, network, catalogue) was
+    modified or removed after the stage ran, so it and the stages downstream of it re-run."""
     run_dir = Path(run_dir)
     fingerprints = _fingerprints(config)
     status = {}
@@ -141,6 +165,8 @@ def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str
             status[name] = "failed"
         elif record.get("fingerprint") != fingerprint:
             status[name] = "changed"
+        elif not _outputs_intact(run_dir / name, record):
+            status[name] = "outputs changed"
         else:
             status[name] = "up to date"
     return status
@@ -267,11 +293,12 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
             log(f"[{name}] up to date, skipped")
     for name in plan:
         stage = next(s for s in STAGES if s.name == name)
-        reason = {"to run": "not run yet", "changed": "configuration or upstream changed",
+        reason = {"to run": "not run yet", "changed": "configuration, input files or upstream changed",
+                  "outputs changed": "an output file was modified or removed since it ran",
                   "failed": "failed last time", "up to date": "forced or upstream re-ran"}[status_before[name]]
         log(f"[{name}] running ({reason})")
         directory = run_dir / name
-        if status_before[name] == "changed" and directory.is_dir():
+        if status_before[name] in ("changed", "outputs changed") and directory.is_dir():
             shutil.rmtree(directory)  # results of another configuration must not leak into this one
         directory.mkdir(parents=True, exist_ok=True)
         seed = stage_seed(config.run.seed, name)
@@ -302,7 +329,8 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         stage_record = {**base, "status": "done", "seconds": seconds, "description": result.get("description", ""),
                         "metrics": result.get("metrics", {}), "figures": result.get("figures", []),
                         "tables": result.get("tables", []), "notes": result.get("notes", []),
-                        "outputs": result.get("outputs", {})}
+                        "outputs": result.get("outputs", {}),
+                        "output_sha256": _output_digests(directory, result.get("outputs", {}))}
         atomic_write_text(directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=json_default) + "\n")
         record["stage_records"][name] = {"status": "done", "seconds": seconds, "seed": seed,
                                          "fingerprint": fingerprints[name]}
