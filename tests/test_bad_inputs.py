@@ -62,14 +62,20 @@ def catalogue():
 # ------------------------------------------------------------------ a. NaN weights in an artefact
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("tensor", ["hidden.0.kernel", "head.bias"])
-def test_artefact_with_non_finite_weights_is_refused_at_load(root, artefact, capsys, bad, tensor):
+def test_artefact_with_non_finite_weights_is_refused_at_load(root, artefact, capsys, monkeypatch, bad, tensor):
     header, tensors = read_artefact(artefact)
+    header = {k: v for k, v in header.items() if k not in ("tensors_sha256", "header_sha256")}
     tensors = dict(tensors)
     damaged = tensors[tensor].copy()
     damaged.flat[0] = bad
     tensors[tensor] = damaged
-    path = root / f"nan_{tensor}.safetensors"
-    write_artefact(path, {k: v for k, v in header.items() if k not in ("tensors_sha256", "header_sha256")}, tensors)
+    path = root / f"nan_{tensor}_{bad}.safetensors"
+    with pytest.raises(ArtefactError, match=rf"tensor '{tensor}' has 1 NaN or infinite .* would be written"):
+        write_artefact(path, header, tensors)  # never written by jaxcomp ...
+    assert not path.exists()
+    with monkeypatch.context() as patch:  # ... but by another tool, with valid checksums
+        patch.setattr("jaxcomp.selection.artefact._check_finite", lambda *a: None)
+        write_artefact(path, header, tensors)
     with pytest.raises(ArtefactError, match=rf"{path.name}: tensor '{tensor}' has 1 NaN or infinite"):
         SelectionFunction.load(path)
     write_table(Table({"log_mass": [3.0], "log_age": [7.0], "av": [1.0]}), root / "points.csv")

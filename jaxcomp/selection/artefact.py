@@ -65,6 +65,7 @@ def header_digest(header: dict) -> str:
 def write_artefact(path: str | os.PathLike, header: dict, tensors: dict[str, np.ndarray]) -> Path:
     """Write an artefact atomically; the header gains the format, schema and digest."""
     tensors = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    _check_finite(Path(path), tensors, "would be written")
     header = dict(header)
     header["format"] = ARTEFACT_FORMAT
     header["schema_version"] = SCHEMA_VERSION
@@ -143,11 +144,11 @@ def read_artefact(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]
             f"{path}: tensor checksum mismatch (header {expected}, file {actual}); the weights "
             "were modified or damaged after export, so the file was refused"
         )
-    _check_finite(path, tensors)
+    _check_finite(path, tensors, "was refused")
     return header, tensors
 
 
-def _check_finite(path: Path, tensors: dict[str, np.ndarray]) -> None:
+def _check_finite(path: Path, tensors: dict[str, np.ndarray], action: str) -> None:
     """Refuse weights with NaN or infinite entries (a diverged training, or a hand-edited file)."""
     for name in sorted(tensors):
         values = tensors[name]
@@ -155,5 +156,5 @@ def _check_finite(path: Path, tensors: dict[str, np.ndarray]) -> None:
             bad = int(np.count_nonzero(~np.isfinite(values)))
             raise ArtefactError(
                 f"{path}: tensor {name!r} has {bad} NaN or infinite value(s) of {values.size}; the network "
-                "would predict NaN, so the file was refused (retrain or re-export it)"
+                f"would predict NaN, so the file {action} (retrain or re-export it)"
             )
