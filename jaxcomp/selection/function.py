@@ -26,7 +26,7 @@ from flax import nnx
 
 from .._version import __version__
 from ..errors import InputTypeError, JaxcompError, MissingColumnError
-from .artefact import read_artefact, write_artefact
+from .artefact import ArtefactError, read_artefact, write_artefact
 from .evaluate import DEFAULT_CHUNK_SIZE, evaluate_in_chunks
 from .inputs import OUT_OF_DOMAIN_POLICIES, InputSpec
 from .network import NetworkConfig, abstract_network, apply_network
@@ -517,12 +517,12 @@ class SelectionFunction(eqx.Module):
             )
             out_of_domain = header["out_of_domain"]
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: malformed jaxcomp header ({error!r})") from error
+            raise ArtefactError(f"{path}: malformed jaxcomp header ({error!r})") from error
         _, abstract = abstract_network(config)
         expected = {name: tuple(leaf.shape) for name, leaf in _flatten_weights(abstract).items()}
         given = {name: tuple(value.shape[1:]) for name, value in tensors.items()}
         if given != expected:
-            raise ValueError(f"{path}: weights {given} do not match the declared network {expected}")
+            raise ArtefactError(f"{path}: weights {given} do not match the declared network {expected}")
         reserved = {"inputs", "jaxcomp_version", "out_of_domain", "network", "format", "schema_version",
                     "tensors_sha256", "header_sha256", "ensemble"}
         metadata = {key: value for key, value in header.items() if key not in reserved}

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from .._data import data_path
+from ..cli import error_message
+from ..errors import JaxcompError
 
 __all__ = ["add_run_parser", "add_demo_parser", "add_validate_parser", "demo_config_path"]
 
@@ -30,7 +32,7 @@ def _run(config, out, *, only=None, force=(), replace=False, quiet=False, report
         run_workflow(config, out, only=only, force=force, replace=replace, progress=not quiet, report=report,
                      log=(lambda *a: None) if quiet else print)
     except (ConfigError, RunError) as error:
-        return _fail(str(error))
+        return _fail(error_message(error))
     return 0
 
 
@@ -40,7 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as error:
-        return _fail(str(error))
+        return _fail(error_message(error))
     out = Path(args.out) if args.out else Path(args.config).with_suffix("").name + "-run"
     return _run(config, out, only=args.only, force=args.force or (), replace=args.force is not None, quiet=args.quiet,
                 report=not args.no_report)
@@ -74,8 +76,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         test = read_table(args.labels)
         networks = {Path(p).stem: SelectionFunction.load(p) for p in args.selection}
         table = V.p_true_table(test)
-    except (OSError, ValueError, KeyError) as error:
-        return _fail(str(error))
+    except (OSError, ValueError, JaxcompError) as error:  # a KeyError here is a bug: let it show
+        return _fail(error_message(error))
     out.mkdir(parents=True, exist_ok=True)
     write_table(table, out / "p_true.parquet")
     min_count = args.min_count or V.default_min_count(len(table))
@@ -84,8 +86,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         try:
             results[name] = V.validate_selection(sf, table, name=name, min_count=min_count, out_of_domain="clip",
                                                  drop_nonfinite=True)
-        except (ValueError, KeyError) as error:
-            return _fail(f"{name}: {error}")
+        except (ValueError, JaxcompError) as error:
+            return _fail(f"{name}: {error_message(error)}")
         results[name].write_json(out / f"validation_{name}.json")
         V.plot_z_hexbin(results[name], out / f"z_hexbin_{name}.png", mincnt=2)
         print(results[name].summary())
