@@ -282,6 +282,9 @@ def test_run_directory_of_another_configuration_is_refused_unless_forced(tmp_pat
     assert run("run", path, "--out", run_dir, "--force", "--quiet") == 0 and calls[-1]["replace"] is True
     assert run("run", path, "--out", run_dir, "--quiet", "--force", "fit") == 0 and calls[-1]["replace"] is True
     assert run("run", path, "--out", run_dir, "--quiet") == 0 and calls[-1]["replace"] is False
+    assert run("demo", "--quick", "--out", run_dir, "--quiet", "--seed", "5", "--force") == 0
+    assert calls[-1]["replace"] is True
+    assert run("demo", "--quick", "--out", run_dir, "--quiet") == 0 and calls[-1]["replace"] is False
     monkeypatch.undo()
     from jaxcomp.workflow.runner import _changed_sections
 
