@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 _EXPORTS = {
+    "jaxcomp.errors": ("JaxcompError",),
     "jaxcomp.catalogues": ("read_legus", "read_legus_ngc628"),
     "jaxcomp.selection": (
         "ArtefactError",
@@ -54,6 +55,8 @@ _EXPORTS = {
         "PopulationFitter",
         "FitResult",
         "fit_population",
+        "load_catalogue",
+        "validate_catalogue",
         "simulate_catalogue",
         "fisher_forecast",
         "fisher_information",
@@ -80,6 +83,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for static analysis only
     from .catalogues import read_legus, read_legus_ngc628
+    from .errors import JaxcompError
     from .demographics import (
         BrokenPowerLawLogAge,
         PiecewiseConstantAV,
@@ -97,6 +101,8 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         PopulationFitter,
         FitResult,
         fit_population,
+        load_catalogue,
+        validate_catalogue,
         simulate_catalogue,
         fisher_forecast,
         fisher_information,

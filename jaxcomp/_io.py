@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_savefig", "read_table", "write_table", "array_digest"]
+__all__ = ["array_digest", "atomic_savefig", "atomic_write_bytes", "atomic_write_text", "file_sha256", "read_table",
+           "write_table"]
 
 
 def _read_umask() -> int:
@@ -77,26 +78,69 @@ def read_table(path: str | os.PathLike):
     """
     from astropy.table import Table
 
+    from .errors import InputError
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"table not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a table file (.parquet, .fits, .ecsv or .csv)")
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
+            _refuse_duplicate_columns(path, pq.read_schema(path).names)
             return Table.from_pandas(pq.read_table(path).to_pandas())
         if suffix in (".fits", ".fit", ".fits.gz"):
+            _refuse_duplicate_columns(path, _fits_column_names(path))
             return Table.read(path, format="fits")
         if suffix == ".ecsv":
             return Table.read(path, format="ascii.ecsv")
         if suffix in (".csv", ".txt"):
+            _refuse_duplicate_columns(path, _csv_column_names(path))
             return Table.read(path, format="ascii.csv")
+    except InputError:
+        raise
     except Exception as error:  # the readers raise many types; name the file
-        raise ValueError(f"could not read table {path}: {error}") from error
+        raise InputError(f"could not read table {path}: {error}") from error
     raise ValueError(
         f"unknown table format {path.suffix!r} for {path}; use .parquet, .fits, .ecsv or .csv"
     )
+
+
+def _refuse_duplicate_columns(path: Path, names) -> None:
+    """A table whose header names a column twice is ambiguous: refuse it rather than pick one."""
+    from .errors import InputError
+
+    seen, repeated = set(), []
+    for name in (str(n).strip() for n in names):
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise InputError(f"table {path} has duplicated column name(s) {', '.join(repeated)}; "
+                         "rename or drop the extra column(s) so that each name is used once")
+
+
+def _csv_column_names(path: Path) -> list[str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as stream:
+        for line in stream:
+            if line.strip() and not line.lstrip().startswith("#"):
+                return next(csv.reader([line]))
+    return []
+
+
+def _fits_column_names(path: Path) -> list[str]:
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdus:
+        for hdu in hdus:
+            if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+                return [hdu.header.get(f"TTYPE{i}", "") for i in range(1, hdu.header.get("TFIELDS", 0) + 1)]
+    return []
 
 
 def write_table(table, path: str | os.PathLike) -> Path:
@@ -136,4 +180,19 @@ def array_digest(*arrays: np.ndarray) -> str:
         digest.update(str(array.dtype).encode())
         digest.update(repr(array.shape).encode())
         digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, *, limit: int | None = None) -> str:
+    """SHA-256 of a file's bytes (of its first ``limit`` bytes if given), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as stream:
+        while remaining is None or remaining > 0:
+            block = stream.read(1 << 20 if remaining is None else min(1 << 20, remaining))
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
     return digest.hexdigest()

@@ -20,11 +20,14 @@ info        print the JSON header of an artefact
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+from .errors import JaxcompError
+
+__all__ = ["error_message", "main", "run_handler"]
 
 
 def _parse_floats(text: str) -> tuple[float, ...]:
@@ -180,13 +183,33 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxcomp`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_handler(parser.parse_args(argv))
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Call ``args.func(args)``; print a user's error as one line and return status 2."""
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"jaxcomp {args.command}: error: {message}", file=sys.stderr)
+    except (JaxcompError, ValueError, OSError) as error:
+        # bad inputs (JaxcompError, ValueError from validation) and environment faults (missing or
+        # unreadable files, permissions, a full disk): one line, status 2.  Anything else (a bare
+        # TypeError, KeyError, AttributeError, ...) is a bug and keeps its traceback.
+        print(f"jaxcomp: error: {error_message(error)}", file=sys.stderr)
         return 2
+
+
+def error_message(error: BaseException) -> str:
+    """One line describing ``error`` for the command line."""
+    if isinstance(error, OSError) and not isinstance(error, JaxcompError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        other = f" -> {error.filename2}" if getattr(error, "filename2", None) else ""
+        hint = {errno.ENOSPC: " (the disk is full; free space or write elsewhere)",
+                errno.EACCES: " (no permission; choose a directory you can write to)",
+                errno.EROFS: " (read-only file system; choose a directory you can write to)",
+                errno.EISDIR: " (a directory was given where a file is needed)"}.get(error.errno, "")
+        return f"{error.strerror}{where}{other}{hint}"
+    message = str(error)
+    return " ".join(message.split()) or type(error).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

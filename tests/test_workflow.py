@@ -113,6 +113,13 @@ def test_every_stage_runs_and_records_itself(tiny_run):
     assert set(validation["percentiles"]) == {"physical", "photometric", "physical+r_eff_pc"}
     assert validation["paper"]["physical+r_eff_pc"] == validation["paper"]["physical"]
     assert (run_dir / "train" / "selection_physical_r_eff_pc.safetensors").is_file()
+    # the outputs are recorded by content, so a file edited later makes its stage re-run
+    from jaxcomp._io import file_sha256
+
+    library = json.loads((run_dir / "library" / "stage.json").read_text())
+    assert library["output_sha256"] == {"library.parquet": file_sha256(run_dir / "library" / "library.parquet")}
+    networks = json.loads((run_dir / "train" / "stage.json").read_text())["output_sha256"]
+    assert "selection_physical.safetensors" in networks
     assert any(p.name.startswith("physical_r_eff_pc_") for p in (run_dir / "grids").iterdir())
     fit = json.loads((run_dir / "fit" / "stage.json").read_text())["metrics"]
     assert set(fit["recovery"]) == {"alpha_M", "log_M_break", "alpha_T"}
@@ -144,8 +151,10 @@ def test_rerun_skips_and_changes_rerun_downstream_only(tiny_run):
 
     finer_correction = parse_config(_with(correct__grid=[21, 19, 6]))
     assert plan_stages(run_dir, finer_correction) == ["correct"]
+    with pytest.raises(RunError, match=r"different configuration \(section\(s\) \[correct\] differ.*--force"):
+        run_workflow(finer_correction, run_dir, progress=False, report=False, log=messages.append)
     messages = []
-    run_workflow(finer_correction, run_dir, progress=False, report=False, log=messages.append)
+    run_workflow(finer_correction, run_dir, replace=True, progress=False, report=False, log=messages.append)
     assert any("section(s) [correct]" in m for m in messages)
     assert any(m.startswith("[correct] running") for m in messages)
     assert sum("up to date" in m for m in messages) == 7
@@ -163,7 +172,7 @@ def test_where_the_work_runs_does_not_change_fingerprints(tiny_run):
         parse_config(_with(run__scheduler="localhost"))
 
 
-def test_foreign_directories_and_failed_stages(tmp_path, tiny_run):
+def test_foreign_directories_and_failed_stages(tmp_path, tiny_run, monkeypatch):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -171,11 +180,26 @@ def test_foreign_directories_and_failed_stages(tmp_path, tiny_run):
         run_workflow(parse_config(TINY), foreign, progress=False)
     with pytest.raises(RunError, match="unknown stage"):
         plan_stages(tiny_run[0], parse_config(TINY), only=["bogus"])
-    # a stage that fails is recorded as failed, and reported as such
+    # a missing input is refused before any stage runs
     run_dir = tiny_run[0]
-    broken = parse_config(_with(catalogue__source=str(tmp_path / "no_such_catalogue.parquet")))
-    with pytest.raises(RunError, match="stage 'correct' failed"):
-        run_workflow(broken, run_dir, progress=False, report=False, log=lambda *a: None)
+    before = (run_dir / "correct" / "stage.json").read_text()
+    missing = parse_config(_with(catalogue__source=str(tmp_path / "no_such_catalogue.parquet")))
+    with pytest.raises(ConfigError, match="catalogue not found"):
+        run_workflow(missing, run_dir, replace=True, progress=False, report=False, log=lambda *a: None)
+    assert (run_dir / "correct" / "stage.json").read_text() == before
+    # a stage that fails is recorded as failed, and reported as such
+    import dataclasses
+
+    from jaxcomp.workflow import runner
+
+    def fail(ctx):
+        raise RuntimeError("the correction broke")
+
+    broken = parse_config(_with(correct__grid=[21, 19, 7]))
+    stages = tuple(dataclasses.replace(s, run=fail) if s.name == "correct" else s for s in runner.STAGES)
+    monkeypatch.setattr(runner, "STAGES", stages)
+    with pytest.raises(RunError, match="stage 'correct' failed: RuntimeError: the correction broke"):
+        run_workflow(broken, run_dir, replace=True, progress=False, report=False, log=lambda *a: None)
     assert json.loads((run_dir / "correct" / "stage.json").read_text())["status"] == "failed"
     assert stage_status(run_dir, broken)["correct"] == "failed"
 

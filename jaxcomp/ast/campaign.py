@@ -65,6 +65,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from .._version import __version__
+from ..errors import JaxcompError
 from ..catalogues import BANDS
 from .field import Field
 from .inject import MIN_SPACING_REFF, POSITION_SMOOTHING_PC, FieldBaseline, prepare_field, run_frame
@@ -95,7 +96,7 @@ _MANIFEST = "manifest.json"
 _FORMAT = "jaxcomp-ast-campaign/1"
 
 
-class CampaignError(ValueError):
+class CampaignError(JaxcompError, ValueError):
     """A campaign cannot start: bad inputs, or a directory made for another campaign."""
 
 
@@ -273,7 +274,31 @@ def validate_library(library, config: CampaignConfig | None = None):
     for c in need[1:]:
         if not np.issubdtype(df[c].to_numpy().dtype, np.number):
             raise CampaignError(f"library column {c!r} must be numeric, got dtype {df[c].dtype}")
+    for band in BANDS:
+        _check_magnitudes(f"mag_{band}", df[f"mag_{band}"].to_numpy(dtype=np.float64))
     return df
+
+
+#: Apparent Vega magnitudes of library clusters lie inside this range (a 1e8 Msun cluster in
+#: the LMC is ~4 mag, a 100 Msun one at 30 Mpc ~38 mag): a column with more than
+#: ``1 - PLAUSIBLE_FRACTION`` of its values outside it holds something else (fluxes or count
+#: rates, spread over decades; absolute magnitudes; sentinels).
+PLAUSIBLE_MAGNITUDES: tuple[float, float] = (5.0, 45.0)
+PLAUSIBLE_FRACTION: float = 0.9
+
+
+def _check_magnitudes(column: str, values: np.ndarray) -> None:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise CampaignError(f"library column {column!r} has no finite magnitude (all NaN or infinite): every "
+                            "injected cluster would be invisible; regenerate or fix the library")
+    low, high = PLAUSIBLE_MAGNITUDES
+    outside = int(np.count_nonzero((finite < low) | (finite > high)))
+    if outside > (1.0 - PLAUSIBLE_FRACTION) * finite.size:
+        raise CampaignError(
+            f"library column {column!r} does not look like apparent Vega magnitudes: {outside} of {finite.size} "
+            f"values lie outside {low:g} to {high:g} mag (median {np.median(finite):.4g}); fluxes or count rates "
+            "must be converted first (mag = zeropoint - 2.5 log10(flux))")
 
 
 def check_field_capacity(field: Field, config: CampaignConfig) -> None:

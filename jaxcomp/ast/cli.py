@@ -19,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import InputError
+
 __all__ = ["add_field_parser", "add_ast_parser", "load_field"]
 
 
@@ -48,11 +50,20 @@ def load_field(spec: str):
 
         parts = spec.split(":")
         size, seed = "small", 0
-        for p in parts[1:]:
-            if p.startswith("seed="):
-                seed = int(p.split("=", 1)[1])
-            elif p:
-                size = _size(p)
+        try:
+            if parts[0] != "mock":
+                raise argparse.ArgumentTypeError(f"unknown field kind {parts[0]!r}")
+            for p in parts[1:]:
+                if p.startswith("seed="):
+                    try:
+                        seed = int(p.split("=", 1)[1])
+                    except ValueError:
+                        raise argparse.ArgumentTypeError(f"seed must be an integer, got {p!r}") from None
+                elif p:
+                    size = _size(p)
+        except argparse.ArgumentTypeError as error:
+            raise InputError(f"field {spec!r}: {error}; use mock:small, mock:legus or mock:<ny>x<nx>[:seed=<n>], "
+                             "or a FITS directory") from None
         return make_mock_field(size, seed=seed)
     path = Path(spec)
     if not path.exists():
@@ -123,15 +134,16 @@ def _cmd_ast_run(args) -> int:
     import numpy as np
 
     from .._io import read_table
-    from .campaign import CampaignConfig, plot_recovery, run_campaign
+    from .campaign import CampaignConfig, plot_recovery, run_campaign, validate_library
 
-    field = load_field(args.field)
     library = read_table(args.library).to_pandas()
     config = CampaignConfig(design=args.design, r_eff_pc=args.reff, frames_per_reff=args.frames_per_reff,
                             clusters_per_frame=args.clusters_per_frame, seed=args.seed,
                             match_library_reff=not args.any_radius, noise=not args.no_noise,
                             clusters_per_reff=args.test_clusters_per_reff, reprocess=args.reprocess,
                             edge_margin_px=args.edge_margin_px)
+    library = validate_library(library, config)  # before the (slow) field: a bad library is refused at once
+    field = load_field(args.field)
     exclude = None
     if args.exclude:
         exclude = np.unique(np.asarray(read_table(args.exclude)["cluster_id"]))

@@ -19,6 +19,7 @@
   selection's inputs (depth, extinction); Fisher forecasts against survey depth.
 """
 
+from .catalogue import load_catalogue, validate_catalogue
 from .corrections import (
     AGE_CLIP,
     AGE_MIN_MEAN,
@@ -80,6 +81,8 @@ from .sensitivity import (
 from .simulate import sample_population, simulate_catalogue, smoothed_selection
 
 __all__ = [
+    "load_catalogue",
+    "validate_catalogue",
     "AGE_CLIP",
     "AGE_MIN_MEAN",
     "AV_RANGE",

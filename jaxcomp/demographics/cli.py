@@ -24,7 +24,6 @@ with a one-line message (``jaxcomp.cli.main`` prints it and exits with status 2)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -35,13 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_correct_parser", "add_fit_parser", "load_catalogue", "NEEDED_COLUMNS"]
+from .._io import file_sha256 as _sha256
+from .catalogue import NEEDED_COLUMNS, _values
+from .catalogue import load_catalogue as _load_catalogue
 
-#: Columns every catalogue must provide (after ``--columns`` renaming).
-NEEDED_COLUMNS: tuple[str, str, str] = ("log_mass", "log_age", "av")
-#: Values outside these ranges are taken for sentinels (-99, 99.999, ...) or wrong units.
-PLAUSIBLE_RANGE = {"log_mass": (-1.0, 13.0), "log_age": (0.0, 11.0), "av": (-1.0, 30.0)}
-_UNITS = {"log_mass": "log10 Msun", "log_age": "log10 yr", "av": "mag"}
+__all__ = ["NEEDED_COLUMNS", "add_correct_parser", "add_fit_parser", "load_catalogue"]
+
 _RECORDS = {"correct": "correct.json", "fit": "fit.json"}
 _PAPER_GRID = (500, 500, 50)
 
@@ -98,98 +96,16 @@ def _optional_float(text: str) -> float | None:
 # inputs
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _values(column) -> np.ndarray:
-    values = getattr(column, "value", column)
-    return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
-
-
 def load_catalogue(args, *, say=print):
     """The catalogue of ``args`` with checked ``log_mass``, ``log_age``, ``av``; and its provenance.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for missing columns,
-    non-numeric columns and (unless ``args.drop_invalid``) rows with NaN, masked or sentinel
-    values in the needed columns.
+    The checks are :func:`jaxcomp.demographics.catalogue.validate_catalogue`, shared with the
+    workflow and the API: ``FileNotFoundError`` for a missing file, ``InputError`` (a
+    ``ValueError``) for missing, duplicated or non-numeric columns, columns in the wrong units
+    and (unless ``args.drop_invalid``) rows with NaN, masked or sentinel values.
     """
-    from .._io import read_table
-
-    if (args.catalogue is None) == (args.legus is None):
-        raise ValueError("give either a catalogue file or --legus NAME (e.g. --legus ngc628c), not both")
-    if args.legus is not None:
-        from ..catalogues import read_legus
-
-        table = read_legus(args.legus, classes=args.classes)
-        path = Path(table.meta["source_file"])
-        label = f"LEGUS {args.legus} (classes {','.join(str(c) for c in args.classes)})"
-    else:
-        path = Path(args.catalogue)
-        if not path.is_file():
-            raise FileNotFoundError(f"catalogue not found: {path}")
-        table = read_table(path)
-        label = str(path)
-    renames = dict(args.columns or {})
-    for needed, given in renames.items():
-        if given not in table.colnames:
-            raise ValueError(f"catalogue {label}: --columns maps {needed} to {given!r}, which is not a column")
-        if needed in table.colnames and needed != given:
-            table.remove_column(needed)
-        table.rename_column(given, needed)
-    missing = [c for c in NEEDED_COLUMNS if c not in table.colnames]
-    if missing:
-        shown = ", ".join(table.colnames[:15]) + (", ..." if len(table.colnames) > 15 else "")
-        raise ValueError(
-            f"catalogue {label} lacks column(s) {', '.join(missing)} (needs log_mass [log10 Msun], "
-            f"log_age [log10 yr], av [mag]; it has: {shown}); map other names with --columns "
-            f"{missing[0]}=NAME")
-    if len(table) == 0:
-        raise ValueError(f"catalogue {label} has no rows")
-    bad = np.zeros(len(table), bool)
-    problems = []
-    for name in NEEDED_COLUMNS:
-        try:
-            values = _values(table[name])
-        except (TypeError, ValueError):
-            raise ValueError(f"catalogue {label}: column {name} is not numeric "
-                             f"(dtype {table[name].dtype})") from None
-        low, high = PLAUSIBLE_RANGE[name]
-        missing_values = ~np.isfinite(values)
-        sentinel = np.isfinite(values) & ((values < low) | (values > high))
-        bad |= missing_values | sentinel
-        parts = []
-        if missing_values.any():
-            parts.append(f"{int(missing_values.sum())} NaN/masked")
-        if sentinel.any():
-            example = values[sentinel][0]
-            parts.append(f"{int(sentinel.sum())} outside [{low:g}, {high:g}] (e.g. {example:g})")
-        if parts:
-            problems.append(f"{name}: {' and '.join(parts)}")
-    n_invalid = int(bad.sum())
-    if n_invalid:
-        if not args.drop_invalid:
-            hint = ""
-            if n_invalid == len(table):
-                hint = " (every row: are the columns log10 mass [Msun], log10 age [yr] and A_V [mag]?)"
-            raise ValueError(
-                f"catalogue {label}: {n_invalid} of {len(table)} row(s) have NaN, masked or sentinel values in "
-                f"the needed columns ({'; '.join(problems)}){hint}; pass --drop-invalid to drop those rows")
-        if n_invalid == len(table):
-            raise ValueError(f"catalogue {label}: every row is invalid ({'; '.join(problems)})")
-        say(f"dropped {n_invalid} of {len(table)} catalogue rows with NaN, masked or sentinel values "
-            f"({'; '.join(problems)})")
-        table = table[~bad]
-    for name in NEEDED_COLUMNS:  # plain float columns from here on
-        table[name] = _values(table[name])
-    info = {"label": label, "path": str(path.resolve()), "sha256": _sha256(path), "n_rows_read": int(len(bad)),
-            "n_invalid_dropped": n_invalid, "legus": args.legus,
-            "classes": list(args.classes) if args.legus is not None else None, "columns": renames}
-    return table, info
+    return _load_catalogue(args.catalogue, legus=args.legus, classes=args.classes, columns=args.columns,
+                           drop_invalid=args.drop_invalid, say=say)
 
 
 def _load_selection(args, command: str):

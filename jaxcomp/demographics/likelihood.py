@@ -39,6 +39,8 @@ import numpyro.distributions as dist
 from scipy.special import ndtri
 from scipy.stats import norm
 
+from ..errors import MissingColumnError
+from .catalogue import check_units
 from .distributions import PiecewiseConstantAV
 from .marginalise import SelectionGrid, normalised_quadrature, quadrature_weights
 from .models import THETA_COLUMNS, PopulationModel
@@ -205,6 +207,8 @@ def prepare_data(catalogue, model: PopulationModel, *, object_samples=None, log_
         Catalogue A_V outside the A_V edges, for exact values (``measurement_error="none"``).
     """
     theta = np.stack([_column(catalogue, name) for name in THETA_COLUMNS], axis=-1)
+    for j, name in enumerate(THETA_COLUMNS):  # the units check of every catalogue loader
+        check_units(name, theta[:, j])
     bad = ~np.all(np.isfinite(theta), axis=1)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} catalogue row(s) have no finite (log_mass, log_age, av); drop them first")
@@ -239,7 +243,7 @@ def prepare_data(catalogue, model: PopulationModel, *, object_samples=None, log_
         try:
             lo, hi = _column(catalogue, f"{name}_lo"), _column(catalogue, f"{name}_hi")
         except KeyError as error:
-            raise KeyError(f"measurement errors in {name} need the columns {name}_lo and {name}_hi") from error
+            raise MissingColumnError(f"measurement errors in {name} need the columns {name}_lo and {name}_hi") from error
         if model.asymmetric_errors:
             s_lo, s_hi = theta[:, j] - lo, hi - theta[:, j]
         else:

@@ -164,12 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jaxcomp")
     commands = parser.add_subparsers(dest="command", required=True)
     add_library_parser(commands)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
-        print(f"jaxcomp {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    from ..cli import run_handler
+
+    return run_handler(parser.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,8 @@ from typing import Any, Callable, NoReturn
 
 import numpy as np
 
+from ..errors import JaxcompError
+
 __all__ = [
     "UnsafePickleError",
     "read_joblib_standard_scaler",
@@ -83,7 +85,7 @@ _MAX_JOBLIB_BYTES = 1 << 30
 # ---------------------------------------------------------------------------
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(JaxcompError, ValueError):
     """A pickle referenced a global that is not on the reader's allow-list.
 
     Raised before the global is resolved or called: the file is not loaded,

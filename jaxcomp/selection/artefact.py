@@ -17,10 +17,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from .._io import atomic_write_bytes
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
+
+from .._io import atomic_write_bytes
+from ..errors import JaxcompError
 
 __all__ = [
     "ARTEFACT_FORMAT",
@@ -38,7 +40,7 @@ SCHEMA_VERSION = 1
 _METADATA_KEY = "jaxcomp"
 
 
-class ArtefactError(ValueError):
+class ArtefactError(JaxcompError, ValueError):
     """A selection-function artefact is unreadable, corrupt, tampered with or too new."""
 
 
@@ -63,6 +65,7 @@ def header_digest(header: dict) -> str:
 def write_artefact(path: str | os.PathLike, header: dict, tensors: dict[str, np.ndarray]) -> Path:
     """Write an artefact atomically; the header gains the format, schema and digest."""
     tensors = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    _check_finite(Path(path), tensors, "would be written")
     header = dict(header)
     header["format"] = ARTEFACT_FORMAT
     header["schema_version"] = SCHEMA_VERSION
@@ -75,6 +78,8 @@ def write_artefact(path: str | os.PathLike, header: dict, tensors: dict[str, np.
 def _parse(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.exists():
         raise FileNotFoundError(f"selection-function artefact not found: {path}")
+    if path.is_dir():
+        raise ArtefactError(f"{path} is a directory; give the artefact file (.safetensors) inside it")
     raw = path.read_bytes()
     if len(raw) < 8:
         raise ArtefactError(f"{path} is not a jaxcomp artefact: only {len(raw)} bytes (truncated?)")
@@ -139,4 +144,17 @@ def read_artefact(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]
             f"{path}: tensor checksum mismatch (header {expected}, file {actual}); the weights "
             "were modified or damaged after export, so the file was refused"
         )
+    _check_finite(path, tensors, "was refused")
     return header, tensors
+
+
+def _check_finite(path: Path, tensors: dict[str, np.ndarray], action: str) -> None:
+    """Refuse weights with NaN or infinite entries (a diverged training, or a hand-edited file)."""
+    for name in sorted(tensors):
+        values = tensors[name]
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            raise ArtefactError(
+                f"{path}: tensor {name!r} has {bad} NaN or infinite value(s) of {values.size}; the network "
+                f"would predict NaN, so the file {action} (retrain or re-export it)"
+            )

@@ -25,7 +25,8 @@ import numpy as np
 from flax import nnx
 
 from .._version import __version__
-from .artefact import read_artefact, write_artefact
+from ..errors import InputTypeError, JaxcompError, MissingColumnError
+from .artefact import ArtefactError, read_artefact, write_artefact
 from .evaluate import DEFAULT_CHUNK_SIZE, evaluate_in_chunks
 from .inputs import OUT_OF_DOMAIN_POLICIES, InputSpec
 from .network import NetworkConfig, abstract_network, apply_network
@@ -38,7 +39,7 @@ CITATION = (
 )
 
 
-class InputDomainError(ValueError):
+class InputDomainError(JaxcompError, ValueError):
     """Inputs outside the domain on which a selection function is valid."""
 
 
@@ -108,7 +109,7 @@ def columns_to_array(data, names: tuple[str, ...], units: Mapping[str, str] | No
     available = _column_names(data)
     missing = [name for name in names if name not in available]
     if missing:
-        raise KeyError(
+        raise MissingColumnError(
             f"missing input column(s) {missing}; this selection function needs {list(names)} "
             f"and the table has {sorted(available)}"
         )
@@ -168,8 +169,16 @@ class SelectionFunction(eqx.Module):
     :meth:`spread` the standard deviation over ensemble members.  All three
     are pure and work under ``jit``, ``vmap`` and ``grad``.  For tables with
     named columns use :meth:`predict`, which validates names, units,
-    finiteness and domain.  Build one with :func:`jaxcomp.train_selection_function`,
+    finiteness and domain: **predict is the checked entry point**.  Build one
+    with :func:`jaxcomp.train_selection_function`,
     :func:`jaxcomp.selection.import_c4` or :meth:`load`.
+
+    The pure calls do not look at the values of ``x`` (NaN in, NaN out), so
+    they cost nothing extra under ``jit``.  :meth:`with_checks` returns a copy
+    whose pure calls also raise (inside ``jit`` too, via
+    :func:`equinox.error_if`) on NaN or infinite inputs, and on inputs outside
+    the domain when the policy is ``"error"``.  Non-numeric inputs (strings,
+    objects) always raise a :class:`TypeError` naming the argument.
 
     Notes
     -----
@@ -189,6 +198,7 @@ class SelectionFunction(eqx.Module):
     network_config: NetworkConfig = eqx.field(static=True)
     out_of_domain: str = eqx.field(static=True)
     metadata_json: str = eqx.field(static=True)
+    checked: bool = eqx.field(static=True, default=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -294,10 +304,38 @@ class SelectionFunction(eqx.Module):
                 f"entries in the order {self.input_names}"
             )
 
-    def features(self, x: jax.Array) -> jax.Array:
-        """Standardised network features of ``x`` (after the domain policy)."""
+    def _as_input(self, x) -> jax.Array:
+        """``x`` as a JAX array: refuse non-numeric input; in checked mode, NaN/inf and (policy
+        ``"error"``) out-of-domain values raise, inside ``jit`` too."""
+        dtype = x.dtype if isinstance(x, jax.Array) else np.asarray(x).dtype
+        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+            raise InputTypeError(
+                f"SelectionFunction input x must be numbers (columns {self.input_names}), got an array of dtype "
+                f"{dtype}; convert it with np.asarray(x, dtype=float), or pass a table to predict()"
+            )
         x = jnp.asarray(x)
         self._check_last_axis(x)
+        if self.checked:
+            x = eqx.error_if(x, ~jnp.isfinite(x), f"SelectionFunction input x has NaN or infinite values "
+                             f"(columns {self.input_names}); remove or fill them")
+            if self.out_of_domain == "error":
+                x = eqx.error_if(x, self._outside(x), f"SelectionFunction input x lies outside the valid "
+                                 f"domain {self.domain}")
+        return x
+
+    def with_checks(self, enabled: bool = True) -> SelectionFunction:
+        """A copy whose pure calls check their inputs (NaN/inf; domain for policy ``"error"``).
+
+        The checks use :func:`equinox.error_if`, so they work under ``jit``, ``vmap`` and
+        ``grad`` and raise at run time; they cost a reduction over the inputs per call.
+        """
+        return dataclasses.replace(self, checked=bool(enabled))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Standardised network features of ``x`` (after the domain policy)."""
+        return self._features(self._as_input(x))
+
+    def _features(self, x: jax.Array) -> jax.Array:
         if self.out_of_domain == "clip":
             x = jnp.clip(x, self.domain_lower, self.domain_upper)
         return _standardise(x, self.input_specs, self.feature_mean, self.feature_scale, jnp)
@@ -317,7 +355,8 @@ class SelectionFunction(eqx.Module):
 
     def member_logits(self, x: jax.Array) -> jax.Array:
         """Logit of every ensemble member, shape ``(n_members, ...)``."""
-        return self._mask_domain(x, self.member_logits_from_features(self.features(x)))
+        x = self._as_input(x)
+        return self._mask_domain(x, self.member_logits_from_features(self._features(x)))
 
     def logit(self, x: jax.Array) -> jax.Array:
         """Logit of the ensemble-mean probability, ``log p - log(1 - p)``."""
@@ -478,12 +517,12 @@ class SelectionFunction(eqx.Module):
             )
             out_of_domain = header["out_of_domain"]
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: malformed jaxcomp header ({error!r})") from error
+            raise ArtefactError(f"{path}: malformed jaxcomp header ({error!r})") from error
         _, abstract = abstract_network(config)
         expected = {name: tuple(leaf.shape) for name, leaf in _flatten_weights(abstract).items()}
         given = {name: tuple(value.shape[1:]) for name, value in tensors.items()}
         if given != expected:
-            raise ValueError(f"{path}: weights {given} do not match the declared network {expected}")
+            raise ArtefactError(f"{path}: weights {given} do not match the declared network {expected}")
         reserved = {"inputs", "jaxcomp_version", "out_of_domain", "network", "format", "schema_version",
                     "tensors_sha256", "header_sha256", "ensemble"}
         metadata = {key: value for key, value in header.items() if key not in reserved}
@@ -500,5 +539,6 @@ class SelectionFunction(eqx.Module):
     def __repr__(self) -> str:
         return (
             f"SelectionFunction(inputs={self.input_names}, members={self.n_members}, "
-            f"hidden={self.network_config.hidden_widths}, out_of_domain={self.out_of_domain!r})"
+            f"hidden={self.network_config.hidden_widths}, out_of_domain={self.out_of_domain!r}"
+            + (", checked=True)" if self.checked else ")")
         )

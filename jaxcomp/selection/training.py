@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .._io import array_digest
 from .._version import __version__
+from ..errors import MissingColumnError
 from .calibration import CalibrationReport, calibration_report
 from .function import SelectionFunction, columns_to_array
 from .inputs import OUT_OF_DOMAIN_POLICIES, default_input_spec, resolve_inputs
@@ -183,7 +184,7 @@ def prepare_labels(table, inputs="physical", *, label_column: str = "C",
             "drop them first"
         )
     if label_column not in _names(table):
-        raise KeyError(f"labels table has no label column {label_column!r}; columns: {sorted(_names(table))}")
+        raise MissingColumnError(f"labels table has no label column {label_column!r}; columns: {sorted(_names(table))}")
     raw = np.asarray(table[label_column])
     if raw.dtype == bool:
         labels = raw.astype(np.float32)

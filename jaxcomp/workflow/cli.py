@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from .._data import data_path
+from ..cli import error_message
+from ..errors import JaxcompError
 
 __all__ = ["add_run_parser", "add_demo_parser", "add_validate_parser", "demo_config_path"]
 
@@ -22,15 +24,15 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _run(config, out, *, only=None, force=(), quiet=False, report=True) -> int:
+def _run(config, out, *, only=None, force=(), replace=False, quiet=False, report=True) -> int:
     from .config import ConfigError
     from .runner import RunError, run_workflow
 
     try:
-        run_workflow(config, out, only=only, force=force, progress=not quiet, report=report,
+        run_workflow(config, out, only=only, force=force, replace=replace, progress=not quiet, report=report,
                      log=(lambda *a: None) if quiet else print)
     except (ConfigError, RunError) as error:
-        return _fail(str(error))
+        return _fail(error_message(error))
     return 0
 
 
@@ -40,9 +42,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as error:
-        return _fail(str(error))
+        return _fail(error_message(error))
     out = Path(args.out) if args.out else Path(args.config).with_suffix("").name + "-run"
-    return _run(config, out, only=args.only, force=args.force or (), quiet=args.quiet, report=not args.no_report)
+    return _run(config, out, only=args.only, force=args.force or (), replace=args.force is not None, quiet=args.quiet,
+                report=not args.no_report)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -55,7 +58,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"jaxcomp demo{' --quick' if args.quick else ''}: every stage on the embedded mock NGC 628C field "
               f"(configuration {demo_config_path(args.quick)}), into {out}/")
-    code = _run(config, out, quiet=args.quiet)
+    code = _run(config, out, replace=args.force, quiet=args.quiet)
     if code == 0 and not args.quiet:
         print(f"open {out / 'report.html'} in a browser")
     return code
@@ -73,8 +76,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         test = read_table(args.labels)
         networks = {Path(p).stem: SelectionFunction.load(p) for p in args.selection}
         table = V.p_true_table(test)
-    except (OSError, ValueError, KeyError) as error:
-        return _fail(str(error))
+    except (OSError, ValueError, JaxcompError) as error:  # a KeyError here is a bug: let it show
+        return _fail(error_message(error))
     out.mkdir(parents=True, exist_ok=True)
     write_table(table, out / "p_true.parquet")
     min_count = args.min_count or V.default_min_count(len(table))
@@ -83,8 +86,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         try:
             results[name] = V.validate_selection(sf, table, name=name, min_count=min_count, out_of_domain="clip",
                                                  drop_nonfinite=True)
-        except (ValueError, KeyError) as error:
-            return _fail(f"{name}: {error}")
+        except (ValueError, JaxcompError) as error:
+            return _fail(f"{name}: {error_message(error)}")
         results[name].write_json(out / f"validation_{name}.json")
         V.plot_z_hexbin(results[name], out / f"z_hexbin_{name}.png", mincnt=2)
         print(results[name].summary())
@@ -101,7 +104,9 @@ def add_run_parser(commands) -> None:
     run.add_argument("config", help="TOML configuration (see jaxcomp/data/workflows/demo.toml)")
     run.add_argument("--out", help="run directory (default: <config name>-run)")
     run.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (and what they need)")
-    run.add_argument("--force", nargs="+", metavar="STAGE", help="re-run these stages even if up to date")
+    run.add_argument("--force", nargs="*", metavar="STAGE",
+                     help="re-run these stages even if up to date; also (with or without stages) accept a run "
+                          "directory recorded with a different configuration, whose changed stages re-run there")
     run.add_argument("--no-report", action="store_true", help="do not write report.html")
     run.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     run.set_defaults(func=_cmd_run)
@@ -115,6 +120,8 @@ def add_demo_parser(commands) -> None:
     demo.add_argument("--out", help="run directory (default: jaxcomp-demo or jaxcomp-demo-quick)")
     demo.add_argument("--quick", action="store_true", help="toy sizes (a few minutes) to check the installation")
     demo.add_argument("--seed", type=int, default=None, help="master seed (default: the configuration's, 0)")
+    demo.add_argument("--force", action="store_true",
+                      help="accept an output directory recorded with another seed or --quick (its stages re-run)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     demo.set_defaults(func=_cmd_demo)
 

@@ -53,6 +53,8 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import JaxcompError
+
 __all__ = [
     "ConfigError",
     "RunConfig",
@@ -66,12 +68,13 @@ __all__ = [
     "CatalogueSection",
     "CorrectSection",
     "FitSection",
+    "check_inputs",
     "load_config",
     "parse_config",
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(JaxcompError, ValueError):
     """A configuration that cannot run; the message names the offending key."""
 
 
@@ -393,7 +396,38 @@ def load_config(path: str | os.PathLike) -> RunConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    return parse_config(data, base=path.parent)
+    config = parse_config(data, base=path.parent)
+    check_inputs(config)
+    return config
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Check the files a configuration reads (before any stage runs or any directory is made).
+
+    ``[catalogue] source``, when a table path and read by an enabled ``[correct]`` or ``[fit]``,
+    must exist and pass :func:`jaxcomp.demographics.validate_catalogue` (the checks of
+    ``jaxcomp correct`` and ``jaxcomp fit``); a FITS ``[field] directory`` must exist and hold
+    FITS files.  Raises :class:`ConfigError` naming the key.
+    """
+    source = config.catalogue.source
+    if source not in ("population", "legus:ngc628c") and (config.correct.enabled or config.fit.enabled):
+        from ..demographics.catalogue import load_catalogue
+
+        try:
+            load_catalogue(source, say=lambda *a: None)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"[catalogue] source = {source!r}: {error}") from None
+    if config.field.kind == "fits":
+        directory = Path(config.field.directory)
+        if not directory.is_dir():
+            raise ConfigError(f"[field] directory = {config.field.directory!r} is not a directory")
+        if not fits_files(directory):
+            raise ConfigError(f"[field] directory = {config.field.directory!r} holds no FITS files (*.fits, *.fits.gz)")
+
+
+def fits_files(directory: Path) -> list[Path]:
+    """The FITS files of a field directory, sorted by name."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and ".fit" in "".join(p.suffixes).lower())
 
 
 def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:

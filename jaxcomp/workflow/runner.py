@@ -1,13 +1,21 @@
 """Run the stages of a configuration into a run directory, skipping those that are up to date.
 
 Each stage has a **fingerprint**: the SHA-256 of the configuration sections it
-reads, its seed, the jaxcomp version and the fingerprints of its upstream
-stages.  ``RUN_DIR/<stage>/stage.json`` records the fingerprint of the stage's
-last successful run; a stage whose recorded fingerprint equals the current one is
-skipped, any other is (re)run, and so are the stages downstream of it.  A run
-directory therefore never silently holds results of another configuration: a
-changed section re-runs exactly the stages that read it (the runner says which
-and why), and a directory that was not made by jaxcomp is refused.
+reads, the content of the input files those sections name (:func:`input_digests`:
+the bytes of a catalogue; size, mtime and header of FITS frames), its seed, the
+jaxcomp version and the fingerprints of its upstream stages.
+``RUN_DIR/<stage>/stage.json`` records the fingerprint of the stage's last
+successful run; a stage whose recorded fingerprint equals the current one is
+skipped, any other is (re)run, and so are the stages downstream of it: a catalogue
+edited after a run re-runs the correction and the fit.  The record also holds the
+SHA-256 of the stage's output files (library, labels, networks, catalogue); one
+modified or removed since makes the stage and those downstream re-run, so a stale or
+hand-edited intermediate file is never used.  A run directory never
+silently holds results of another configuration: one recorded with a different
+configuration is refused unless ``replace=True`` (``jaxcomp run --force``), which
+re-runs exactly the stages that read the changed sections (the runner says which
+and why); a directory that was not made by jaxcomp is refused.  The input files are
+checked (:func:`jaxcomp.workflow.config.check_inputs`) before any directory is made.
 
 ``RUN_DIR/run.json`` records the name, the configuration hash, the versions of
 jaxcomp and its main dependencies, the platform, the stage order, and per stage
@@ -31,10 +39,11 @@ from pathlib import Path
 
 from .._io import atomic_write_text
 from .._version import __version__
-from .config import RunConfig, load_config
+from ..errors import JaxcompError
+from .config import RunConfig, check_inputs, load_config
 from .stages import STAGES, Stage, StageContext, json_default, n_workers, stage_depends, stage_seed
 
-__all__ = ["RunError", "run_workflow", "plan_stages", "stage_status"]
+__all__ = ["RunError", "input_digests", "plan_stages", "run_workflow", "stage_status"]
 
 RUN_FILE = "run.json"
 STAGE_FILE = "stage.json"
@@ -42,7 +51,7 @@ _VERSIONED = ("jax", "jaxlib", "flax", "optax", "equinox", "numpyro", "numpy", "
               "arviz")
 
 
-class RunError(RuntimeError):
+class RunError(JaxcompError, RuntimeError):
     """A run that cannot start or whose stage failed."""
 
 
@@ -68,14 +77,48 @@ def _enabled_stages(config: RunConfig) -> list[Stage]:
 _EXECUTION_KEYS = {"run": ("workers", "scheduler")}
 
 
-def _fingerprints(config: RunConfig) -> dict[str, str]:
+def _computed_values(config: RunConfig) -> dict:
+    """The configuration without the keys that say where the work runs."""
     values = config.to_dict()
     for section, keys in _EXECUTION_KEYS.items():
         values[section] = {k: v for k, v in values[section].items() if k not in keys}
+    return values
+
+
+#: Bytes of a FITS file hashed for its fingerprint: its header (and the start of the data).
+FITS_HEAD_BYTES = 64 * 2880
+
+
+def input_digests(config: RunConfig) -> dict[str, dict]:
+    """Content digests of the files a configuration reads, keyed by configuration section.
+
+    A catalogue table: the SHA-256 of its bytes.  FITS frames (possibly GB each): per file, its
+    name, size, modification time (ns) and the SHA-256 of its first ``FITS_HEAD_BYTES`` bytes
+    (the header, where a re-reduction changes WCS, exposure time or zero point, and the first
+    rows of data).  Libraries, campaigns and artefacts are made by upstream stages, whose
+    fingerprints already cover them.
+    """
+    from .._io import file_sha256
+    from .config import fits_files
+
+    digests: dict[str, dict] = {}
+    source = config.catalogue.source
+    if source not in ("population", "legus:ngc628c") and Path(source).is_file():
+        digests["catalogue"] = {"sha256": file_sha256(source)}
+    if config.field.kind == "fits" and Path(config.field.directory).is_dir():
+        digests["field"] = {p.name: [p.stat().st_size, p.stat().st_mtime_ns, file_sha256(p, limit=FITS_HEAD_BYTES)]
+                            for p in fits_files(Path(config.field.directory))}
+    return digests
+
+
+def _fingerprints(config: RunConfig) -> dict[str, str]:
+    values = _computed_values(config)
+    inputs = input_digests(config)
     result: dict[str, str] = {}
     for stage in _enabled_stages(config):
         payload = {"stage": stage.name, "jaxcomp": __version__, "seed": stage_seed(config.run.seed, stage.name),
                    "sections": {name: values[name] for name in stage.sections},
+                   "inputs": {name: inputs[name] for name in stage.sections if name in inputs},
                    "upstream": {d: result.get(d) for d in stage_depends(stage, config)}}
         result[stage.name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return result
@@ -88,8 +131,29 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _output_digests(directory: Path, outputs: dict) -> dict[str, str]:
+    """SHA-256 of the output files a stage reported (directories and notes are skipped)."""
+    from .._io import file_sha256
+
+    files = (directory / str(name) for name in outputs.values() if isinstance(name, str))
+    return {path.name: file_sha256(path) for path in files if path.is_file()}
+
+
+def _outputs_intact(directory: Path, record: dict) -> bool:
+    """Whether the output files recorded in a stage record are still there, byte for byte."""
+    from .._io import file_sha256
+
+    for name, digest in (record.get("output_sha256") or {}).items():
+        path = directory / name
+        if not path.is_file() or file_sha256(path) != digest:
+            return False
+    return True
+
+
 def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str]:
-    """``{stage: "up to date" | "to run" | "changed" | "failed"}`` for a run directory and configuration."""
+    """``{stage: "up to date" | "to run" | "changed" | "outputs changed" | "failed"}`` for a run directory
+    and configuration.  ``"outputs changed"``: an output file (library, labels, network, catalogue) was
+    modified or removed after the stage ran, so it and the stages downstream of it re-run."""
     run_dir = Path(run_dir)
     fingerprints = _fingerprints(config)
     status = {}
@@ -101,6 +165,8 @@ def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str
             status[name] = "failed"
         elif record.get("fingerprint") != fingerprint:
             status[name] = "changed"
+        elif not _outputs_intact(run_dir / name, record):
+            status[name] = "outputs changed"
         else:
             status[name] = "up to date"
     return status
@@ -147,8 +213,18 @@ def _check_run_dir(run_dir: Path) -> None:
                        "choose another directory")
 
 
+def _changed_sections(previous: dict, config: RunConfig) -> list[str]:
+    """Sections whose computed values differ from the run recorded in ``previous`` (run.json)."""
+    if not previous.get("config"):
+        return []
+    recorded = dict(previous["config"])
+    for section, keys in _EXECUTION_KEYS.items():
+        recorded[section] = {k: v for k, v in (recorded.get(section) or {}).items() if k not in keys}
+    return sorted(k for k, v in _computed_values(config).items() if recorded.get(k) != v)
+
+
 def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLike, *, only=None, force=(),
-                 progress: bool = True, report: bool = True, log=print) -> dict:
+                 replace: bool = False, progress: bool = True, report: bool = True, log=print) -> dict:
     """Execute the out-of-date stages of a configuration into ``run_dir``.
 
     Parameters
@@ -160,6 +236,10 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         Run only these stages (and the upstream stages they need, if out of date).
     force : sequence of str
         Re-run these stages even if up to date (and everything downstream).
+    replace : bool
+        Accept a ``run_dir`` recorded with a different configuration (``--force`` on the
+        command line): the stages that read the changed sections re-run there and their
+        outputs are replaced.  Without it such a directory is refused (:class:`RunError`).
     progress : bool
         Progress bars.
     report : bool
@@ -173,16 +253,22 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         The contents of ``run.json``.
     """
     if not isinstance(config, RunConfig):
-        config = load_config(config)
+        config = load_config(config)  # checks the input files too
+    else:
+        check_inputs(config)
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    status_before = stage_status(run_dir, config)
-    plan = plan_stages(run_dir, config, only=only, force=tuple(force), status=status_before)
     previous = _read_json(run_dir / RUN_FILE) or {}
     values = config.to_dict()
-    if previous.get("config_hash") and previous["config_hash"] != config.hash():
-        changed = sorted(k for k, v in values.items() if previous.get("config", {}).get(k) != v)
+    changed = _changed_sections(previous, config)
+    if changed and not replace:
+        raise RunError(f"{run_dir} holds a run of a different configuration (section(s) "
+                       f"{', '.join(f'[{c}]' for c in changed)} differ from {run_dir / RUN_FILE}); pass --force "
+                       "to re-run the stages that read them there (their outputs are replaced), or choose a new --out")
+    status_before = stage_status(run_dir, config)
+    plan = plan_stages(run_dir, config, only=only, force=tuple(force), status=status_before)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if changed:
         log(f"configuration differs from the one recorded in {run_dir / RUN_FILE} in section(s) "
             f"{', '.join(f'[{c}]' for c in changed)}: re-running the stages that read them")
     fingerprints = _fingerprints(config)
@@ -207,11 +293,12 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
             log(f"[{name}] up to date, skipped")
     for name in plan:
         stage = next(s for s in STAGES if s.name == name)
-        reason = {"to run": "not run yet", "changed": "configuration or upstream changed",
+        reason = {"to run": "not run yet", "changed": "configuration, input files or upstream changed",
+                  "outputs changed": "an output file was modified or removed since it ran",
                   "failed": "failed last time", "up to date": "forced or upstream re-ran"}[status_before[name]]
         log(f"[{name}] running ({reason})")
         directory = run_dir / name
-        if status_before[name] == "changed" and directory.is_dir():
+        if status_before[name] in ("changed", "outputs changed") and directory.is_dir():
             shutil.rmtree(directory)  # results of another configuration must not leak into this one
         directory.mkdir(parents=True, exist_ok=True)
         seed = stage_seed(config.run.seed, name)
@@ -242,7 +329,8 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         stage_record = {**base, "status": "done", "seconds": seconds, "description": result.get("description", ""),
                         "metrics": result.get("metrics", {}), "figures": result.get("figures", []),
                         "tables": result.get("tables", []), "notes": result.get("notes", []),
-                        "outputs": result.get("outputs", {})}
+                        "outputs": result.get("outputs", {}),
+                        "output_sha256": _output_digests(directory, result.get("outputs", {}))}
         atomic_write_text(directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=json_default) + "\n")
         record["stage_records"][name] = {"status": "done", "seconds": seconds, "seed": seed,
                                          "fingerprint": fingerprints[name]}

@@ -407,20 +407,22 @@ def run_population(ctx: StageContext) -> dict:
 
 # ------------------------------------------------------------------ catalogue and grid
 def load_catalogue(ctx: StageContext):
-    """The catalogue to correct and fit, as an astropy Table with log_mass, log_age, av."""
+    """The catalogue to correct and fit, as an astropy Table with log_mass, log_age, av.
+
+    Checked by :func:`jaxcomp.demographics.validate_catalogue`, the loader of ``jaxcomp correct``
+    and ``jaxcomp fit``: the same inputs are refused with the same messages.
+    """
     from .._io import read_table
+    from ..demographics.catalogue import load_catalogue as load_checked
+    from ..demographics.catalogue import validate_catalogue
 
     source = ctx.config.catalogue.source
     if source == "population":
-        return read_table(ctx.stage_dir("population") / "catalogue.parquet")
-    if source == "legus:ngc628c":
-        from ..catalogues import read_legus
-
-        table = read_legus("ngc628c", classes=(1, 2, 3))
-        keep = np.all([np.isfinite(np.ma.filled(np.ma.asarray(table[c], float), np.nan))
-                       for c in ("log_mass", "log_age", "av")], axis=0)
-        return table[keep]
-    return read_table(source)
+        path = ctx.stage_dir("population") / "catalogue.parquet"
+        return validate_catalogue(read_table(path), label=f"catalogue {path}")[0]
+    if source == "legus:ngc628c":  # the shipped catalogue has rows without a fit: drop those
+        return load_checked(legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None)[0]
+    return load_checked(source)[0]
 
 
 def demographics_selection(ctx: StageContext, kind: str):
@@ -551,7 +553,7 @@ def run_fit(ctx: StageContext) -> dict:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from .._io import atomic_savefig, write_table
+    from .._io import atomic_savefig, atomic_write_text, write_table
     from ..demographics import PopulationFitter, PopulationModel
 
     catalogue = load_catalogue(ctx)
@@ -574,7 +576,7 @@ def run_fit(ctx: StageContext) -> dict:
 
     summary = Table.from_pandas(result.summary.reset_index().rename(columns={"index": "parameter"}))
     write_table(summary, ctx.directory / "posterior_summary.ecsv")
-    (ctx.directory / "report.txt").write_text(result.report() + "\n")
+    atomic_write_text(ctx.directory / "report.txt", result.report() + "\n")
     figures = []
     atomic_savefig(result.plot_ppc(n_draws=100, title="posterior predictive check"), ctx.directory / "ppc.png")
     figures.append(_figure(ctx.directory / "ppc.png", "Observed log M and log T histograms against 100 posterior "
@@ -596,11 +598,15 @@ def run_fit(ctx: StageContext) -> dict:
                "sampling_seconds": result.runtime_s}
     if recovery:
         metrics["recovery"] = recovery
+    partial = ctx.directory / ".posterior.nc.tmp"
     try:
-        result.idata.to_netcdf(ctx.directory / "posterior.nc")
+        result.idata.to_netcdf(partial)
+        os.replace(partial, ctx.directory / "posterior.nc")
         outputs = {"inference_data": "posterior.nc"}
     except Exception as error:  # netCDF back end not installed
         outputs = {"inference_data": f"not written ({type(error).__name__}: {error})"}
+    finally:
+        partial.unlink(missing_ok=True)
     return {"description": (f"NumPyro NUTS fit ({section.chains} chains x {section.warmup} warm-up + "
                             f"{section.samples} draws) of {model.describe()}, with the selection-normalised "
                             f"likelihood and the p_obs of the {_selection_words(section.selection)} tabulated on a "
