@@ -391,30 +391,46 @@ def _band_from_header(header) -> str | None:
     return None
 
 
-def _unreadable(path, error: Exception) -> ValueError:
-    return ValueError(f"{path}: cannot read this FITS file ({type(error).__name__}: {error}); it is truncated, "
-                      "corrupt or not FITS: copy or download it again")
+def _unreadable(path, error: Exception, caught=()) -> ValueError:
+    notes = "".join(f"; astropy: {w.message}" for w in caught)
+    return ValueError(f"{path}: cannot read this FITS file ({type(error).__name__}: {error}{notes}); it is "
+                      "truncated, corrupt or not FITS: copy or download it again")
 
 
 def _read_one(path: Path) -> dict:
-    """Everything read_field_fits needs from one band's file (read fully, so a truncated file fails here)."""
+    """Everything read_field_fits needs from one band's file, read fully: a truncated file fails here.
+
+    astropy's warnings while reading go into the error message if the file cannot be read
+    (and are re-issued if it can).
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = _read_hdus(path)
+        except (OSError, TypeError, EOFError) as error:
+            raise _unreadable(path, error, caught) from None
+        except ValueError as error:
+            if str(error).startswith(f"{path}:"):
+                raise
+            raise _unreadable(path, error, caught) from None
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+def _read_hdus(path: Path) -> dict:
     from astropy.io import fits
 
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None)
-            if hdu is None:
-                raise ValueError(f"{path}: no 2D image HDU")
-            out = {"header": hdu.header.copy(), "data": np.asarray(hdu.data, dtype=np.float32)}
-            if "PSF" in hdul:
-                out["psf_image"] = np.asarray(hdul["PSF"].data, dtype=np.float64)
-                out["psf_header"] = hdul["PSF"].header.copy()
-    except (OSError, TypeError, EOFError) as error:
-        raise _unreadable(path, error) from None
-    except ValueError as error:
-        if str(error).startswith(f"{path}:"):
-            raise
-        raise _unreadable(path, error) from None
+    with fits.open(path, memmap=False) as hdul:
+        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None)
+        if hdu is None:
+            raise ValueError(f"{path}: no 2D image HDU")
+        out = {"header": hdu.header.copy(), "data": np.asarray(hdu.data, dtype=np.float32)}
+        if "PSF" in hdul:
+            out["psf_image"] = np.asarray(hdul["PSF"].data, dtype=np.float64)
+            out["psf_header"] = hdul["PSF"].header.copy()
     return out
 
 
@@ -470,6 +486,8 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
         A band whose PSF must be built from its stars but has too few usable ones (the
         message says how many passed each cut and how to supply the PSF).
     """
+    import warnings
+
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -495,7 +513,9 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
             if not p.is_file():
                 raise FileNotFoundError(f"{p} does not exist")
             try:
-                band = _band_from_header(fits.getheader(p))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a damaged file is reported by _read_one below
+                    band = _band_from_header(fits.getheader(p))
             except (OSError, TypeError, ValueError, EOFError) as error:
                 raise _unreadable(p, error) from None
             if band is None:
