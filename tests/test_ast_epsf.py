@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from jaxcomp.ast.epsf import EPSFError, EPSFStarSelection, build_epsf, plot_epsf, psf_encircled_energy
+from jaxcomp.ast.epsf import (
+    EPSFError,
+    EPSFStarSelection,
+    build_epsf,
+    plot_epsf,
+    psf_encircled_energy,
+)
 from jaxcomp.ast.field import BANDS, read_field_fits, write_field_fits
 
 RADII = (1.0, 2.0, 3.0, 4.0)

@@ -392,7 +392,7 @@ def _band_from_header(header) -> str | None:
 
 
 def _unreadable(path, error: Exception, caught=()) -> ValueError:
-    notes = "".join(f"; astropy: {w.message}" for w in caught)
+    notes = "".join(f"; astropy: {m}" for m in dict.fromkeys(str(w.message) for w in caught))
     return ValueError(f"{path}: cannot read this FITS file ({type(error).__name__}: {error}{notes}); it is "
                       "truncated, corrupt or not FITS: copy or download it again")
 
