@@ -450,11 +450,12 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
         Vega zeropoints [mag of 1 count/s] and exposure times [s]; override the headers'
         ``VEGAZPT`` and ``EXPTIME``. A band whose value neither gives is an error (there
         is no silent NGC 628C default).
-    psf : float, 2D array, PSFModel, or mapping band -> one of those, optional
+    psf : float, 2D array, PSFModel, mapping band -> one of those, or "stars", optional
         The PSF (see :class:`Field`); a mapping may name only some bands. A band without
         one takes its file's ``PSF`` image extension (``PSFOVERS`` oversampling) or
         ``PSFFWHM`` keyword [px]; failing both, its effective PSF is built from the
         frame's own isolated point sources (:func:`jaxcomp.ast.epsf.build_epsf`).
+        ``"stars"`` builds every band's PSF from the stars, whatever the files hold.
     wcs : astropy.wcs.WCS, optional
         The celestial WCS of all bands; overrides the headers. Without it every file
         needs a celestial WCS in its header (CTYPE1/CTYPE2 ...).
@@ -538,7 +539,16 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
         return dict(values)
 
     zp_arg, exp_arg = given(zeropoints, "zeropoints"), given(exptimes, "exptimes")
-    psf_arg = dict(psf) if isinstance(psf, Mapping) else ({b: psf for b in BANDS} if psf is not None else {})
+    from_stars = isinstance(psf, str) and psf == "stars"
+    if isinstance(psf, str) and not from_stars:
+        raise ValueError(f"psf must be a FWHM, an image, a PSFModel, a mapping band -> one of those, None or "
+                         f"'stars', got {psf!r}")
+    if from_stars:
+        psf_arg = {}
+    elif isinstance(psf, Mapping):
+        psf_arg = dict(psf)
+    else:
+        psf_arg = {b: psf for b in BANDS} if psf is not None else {}
     images, wcss, zps, exps, psfs = {}, {}, {}, {}, {}
     meta = {}
     for b in BANDS:
@@ -576,7 +586,9 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
                 raise ValueError(f"{path} (band {b}): no {_FITS_KEYS[key]} keyword "
                                  f"({'Vega zeropoint [mag of 1 count/s]' if key == 'zeropoint' else 'exposure time [s]'}); "
                                  f"add it to the header or give {what}={{'{b}': ...}} explicitly")
-        if b in psf_arg:
+        if from_stars:
+            pass
+        elif b in psf_arg:
             psfs[b] = psf_arg[b]
         elif "psf_image" in content:
             ov = int(content["psf_header"].get(_FITS_KEYS["psf_oversampling"], 1))
