@@ -429,10 +429,13 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
         reason[order[sel.max_stars:]] = "max_stars"
 
     def table():
-        return Table({"x": xs, "y": ys, "mag": mag, "snr": snr, "ci": ci, "roundness1": r1, "roundness2": r2,
-                      "peak": peak, "nearest_px": nearest, "used": reason == "used",
-                      "reason": np.asarray(reason, dtype=str) if n else np.zeros(0, dtype="U10")},
-                     meta={"band": band, "zeropoint": float(zeropoint), "background_rms": rms})
+        t = Table({"x": xs, "y": ys, "mag": mag, "snr": snr, "ci": ci, "roundness1": r1, "roundness2": r2,
+                   "peak": peak, "nearest_px": nearest, "used": reason == "used",
+                   "reason": np.asarray(reason, dtype=str) if n else np.zeros(0, dtype="U10")},
+                  meta={"band": band, "zeropoint": float(zeropoint), "background_rms": rms})
+        for col, unit in (("x", "pix"), ("y", "pix"), ("mag", "mag"), ("ci", "mag"), ("nearest_px", "pix")):
+            t[col].unit = unit
+        return t
 
     def fail(why: str):
         raise EPSFError(

@@ -172,8 +172,8 @@ def run_field(ctx: StageContext) -> dict:
                 ctx.directory / _PSF_FILE.format(band=band), overwrite=True)
             name = f"psf_stars_{band}.ecsv"
             result.stars.write(ctx.directory / name, format="ascii.ecsv", overwrite=True)
-            tables.append({"path": name, "caption": f"{band}: the ePSF candidates, used or the cut that "
-                                                    "rejected them."})
+            tables.append({"path": name, "max_rows": 15, "caption": f"{band}: the ePSF candidates, used or the "
+                                                                    "cut that rejected them (first rows)."})
             outputs[f"psf_{band}"] = _PSF_FILE.format(band=band)
             entry["stars_used"] = result.n_used
         psf_metrics[band] = entry
