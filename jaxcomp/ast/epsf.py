@@ -394,11 +394,11 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
             edge[k] = True
             continue
         big = data[sl]
-        cut = big - _plane_background(big, ring)
-        cutouts[k] = (cut[H - h:H + h + 1, H - h:H + h + 1], ix[k] - h, iy[k] - h)
-    for k, (cut, x0, y0) in cutouts.items():  # aperture fluxes on the local-background-subtracted cutouts
-        f1[k] = _aperture_sum(cut, xs[k] - x0, ys[k] - y0, 1.0)
-        f3[k] = _aperture_sum(cut, xs[k] - x0, ys[k] - y0, 3.0)
+        stamp = big - _plane_background(big, ring)
+        cutouts[k] = (stamp[H - h:H + h + 1, H - h:H + h + 1], ix[k] - h, iy[k] - h)
+    for k, (stamp, x0, y0) in cutouts.items():  # aperture fluxes on the local-background-subtracted cutouts
+        f1[k] = _aperture_sum(stamp, xs[k] - x0, ys[k] - y0, 1.0)
+        f3[k] = _aperture_sum(stamp, xs[k] - x0, ys[k] - y0, 3.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(f3 > 0, -2.5 * np.log10(f3) + zeropoint, np.nan)
         ci = np.where((f1 > 0) & (f3 > 0), -2.5 * np.log10(f1 / f3), np.nan)
@@ -443,8 +443,8 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
             f"{_counts(list(reason), n)}. Loosen the star selection (EPSFStarSelection: e.g. min_snr, "
             "isolation_radius_px, ci_range, mag_range, min_stars), or supply the PSF: the psf= argument of "
             "read_field_fits (a Gaussian FWHM in px, an ePSF image or a PSFModel, per band), a 'PSF' image "
-            "extension (or a PSFFWHM keyword) in the band's FITS file, or the [field] psf options of the "
-            "workflow configuration")
+            "extension (or a PSFFWHM keyword [px]) in the band's FITS file, or in a workflow [field] "
+            "psf = 'gaussian' with psf_fwhm_px = [five FWHMs] (the selection there: the psf_* keys)")
 
     use = np.nonzero(reason == "used")[0]
     if use.size < sel.min_stars:
