@@ -125,7 +125,7 @@ def test_too_few_stars_through_read_field_fits(tmp_path):
         read_field_fits(tmp_path, psf={b: 2.0 for b in BANDS[:4]})
     assert "F275W" not in str(info.value)
     f, built = read_field_fits(tmp_path, psf={b: 2.0 for b in BANDS[:4]}, return_epsf=True,
-                               epsf_selection={"min_stars": 1})
+                               epsf_selection={"min_stars": 1, "oversampling": 1})
     assert list(built) == ["F814W"] and f.psf["F814W"] is built["F814W"].psf
 
 
@@ -138,3 +138,16 @@ def test_selection_is_validated():
         EPSFStarSelection.from_mapping({"isolation": 3})
     s = EPSFStarSelection(ci_range=[0.5, 1.2])
     assert s.ci_range == (0.5, 1.2) and s.to_dict()["ci_range"] == (0.5, 1.2)
+
+
+def test_psf_stars_ignores_the_files_psfs(tmp_path):
+    from jaxcomp.ast import Field
+
+    images = {b: _few_stars_image(n_stars=4, seed=10 + i).astype(np.float32) for i, b in enumerate(BANDS)}
+    write_field_fits(Field(images, psf=2.5), tmp_path)  # PSFFWHM = 2.5 in every file
+    assert all(p.fwhm_px == 2.5 for p in read_field_fits(tmp_path).psf.values())
+    f, built = read_field_fits(tmp_path, psf="stars", epsf_selection=EPSFStarSelection(min_stars=1, oversampling=1),
+                               return_epsf=True)
+    assert sorted(built) == sorted(BANDS) and all(not p.is_gaussian for p in f.psf.values())
+    with pytest.raises(ValueError, match="'stars'"):
+        read_field_fits(tmp_path, psf="star")
