@@ -151,3 +151,13 @@ def test_psf_stars_ignores_the_files_psfs(tmp_path):
     assert sorted(built) == sorted(BANDS) and all(not p.is_gaussian for p in f.psf.values())
     with pytest.raises(ValueError, match="'stars'"):
         read_field_fits(tmp_path, psf="star")
+
+
+def test_stellar_locus_is_the_most_concentrated_populated_peak():
+    from jaxcomp.ast.epsf import _ci_locus
+
+    rng = np.random.default_rng(0)
+    stars = rng.normal(1.2, 0.02, 30)
+    clusters = rng.normal(1.5, 0.05, 120)  # more numerous and also peaked
+    outliers = np.array([0.35, 0.4])  # two hot pixels: fewer than min_stars
+    assert abs(_ci_locus(np.concatenate([stars, clusters, outliers]), 0.1, 10) - 1.2) < 0.03

@@ -26,8 +26,8 @@ the table). The steps, per band:
    ``peak_max``), ``magnitude``, ``snr``, ``isolation`` (another detection within
    ``isolation_radius_px``), ``roundness`` (both roundness1 and roundness2 in
    ``roundness_range``), ``ci`` (CI in ``ci_range``, then within
-   ``ci_clip_mag`` of the mode of the CIs of the stars passing so far, the
-   stellar locus: clusters and blends are broader), ``max_stars`` (the brightest
+   ``ci_clip_mag`` of the stellar locus, the most concentrated well-populated
+   peak of the CIs of the stars passing so far: clusters and blends are broader), ``max_stars`` (the brightest
    ``max_stars`` are kept).
 5. *Build*: cutouts of ``cutout_px`` px, background-subtracted, go to
    :class:`~photutils.psf.EPSFBuilder` (``oversampling``, ``iterations``); the
@@ -80,13 +80,17 @@ class EPSFStarSelection:
     isolation_radius_px : float
         No other detection within this radius [px] of the star; default 8 px.
     ci_range : (float, float)
-        Accepted concentration index CI = m(1 px) - m(3 px) [mag]; point sources are
-        the most concentrated sources of a frame (LEGUS: CI < 1.4 in F555W); default
-        (0.0, 1.4).
+        Accepted concentration index CI = m(1 px) - m(3 px) [mag]: a sanity range, the
+        stellar locus (``ci_clip_mag``) does the separation. Point sources are the most
+        concentrated real sources of a frame (LEGUS: stars below 1.4 in F555W, redder
+        bands' PSFs are broader); the lower bound rejects cosmic rays and hot pixels
+        (all the light in one pixel: CI ~ 0; lower it for PSFs narrower than ~1.2 px
+        FWHM). Default (0.3, 2.0).
     ci_clip_mag : float
-        Keep only stars within this distance [mag] of the stellar locus: the mode
-        of the CI distribution of the stars that passed every earlier cut (clusters
-        spread to larger CIs); default 0.1 mag.
+        Keep only stars within this distance [mag] of the stellar locus: the lowest-CI
+        peak of the CI distribution of the stars that passed every earlier cut that
+        holds ``min_stars`` of them (clusters spread to larger CIs and may outnumber
+        the stars); default 0.1 mag.
         ``inf`` switches it off.
     roundness_range : (float, float)
         Accepted DAOStarFinder ``roundness1`` and ``roundness2`` (0 is round);
@@ -123,7 +127,7 @@ class EPSFStarSelection:
     mag_range: tuple[float, float] = (15.0, 26.0)
     min_snr: float = 50.0
     isolation_radius_px: float = 8.0
-    ci_range: tuple[float, float] = (0.0, 1.4)
+    ci_range: tuple[float, float] = (0.3, 2.0)
     ci_clip_mag: float = 0.1
     roundness_range: tuple[float, float] = (-0.3, 0.3)
     peak_max: float | None = None
@@ -275,19 +279,25 @@ def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndar
     return np.clip(out, 0.0, None)
 
 
-def _ci_locus(ci: np.ndarray, width: float) -> float:
-    """The CI of the stellar locus: the densest point of the CI distribution (Gaussian kernel, sigma = width / 3).
+def _ci_locus(ci: np.ndarray, width: float, min_count: int) -> float:
+    """The CI of the stellar locus: the most concentrated peak of the CI distribution holding ``min_count`` stars.
 
-    Point sources pile up at one CI (the PSF's, spread by noise and pixel phase) while
-    clusters spread to larger CIs; the median of a frame crowded with clusters would sit
-    between the two, the mode sits on the stars.
+    Point sources pile up at one CI (the PSF's, spread by noise and pixel phase) and
+    nothing real is more concentrated; clusters spread to larger CIs and, in a crowded
+    frame, can outnumber the stars. So the locus is the lowest-CI local maximum of the
+    CI density (Gaussian kernel, sigma = width / 3) with at least ``min_count`` CIs
+    within ``width`` of it; failing any, the highest maximum.
     """
     ci = ci[np.isfinite(ci)]
     if ci.size < 3:
         return float(np.median(ci)) if ci.size else float("nan")
     bw = max(width / 3.0, 1e-3)
-    grid = np.arange(ci.min(), ci.max() + bw / 4.0, bw / 4.0)
+    grid = np.arange(ci.min() - bw, ci.max() + bw, bw / 4.0)
     density = np.exp(-0.5 * ((grid[:, None] - ci[None, :]) / bw) ** 2).sum(axis=1)
+    peaks = np.nonzero((density >= np.roll(density, 1)) & (density > np.roll(density, -1)))[0]
+    for k in peaks:
+        if np.sum(np.abs(ci - grid[k]) <= width) >= min_count:
+            return float(grid[k])
     return float(grid[int(np.argmax(density))])
 
 
@@ -421,7 +431,7 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
     cut((ci >= sel.ci_range[0]) & (ci <= sel.ci_range[1]), "ci")
     ok = reason == "used"
     if ok.any() and math.isfinite(sel.ci_clip_mag):
-        locus = _ci_locus(ci[ok], sel.ci_clip_mag)
+        locus = _ci_locus(ci[ok], sel.ci_clip_mag, sel.min_stars)
         cut(np.abs(ci - locus) <= sel.ci_clip_mag, "ci")
     ok = np.nonzero(reason == "used")[0]
     if ok.size > sel.max_stars:

@@ -145,7 +145,7 @@ class FieldSection:
     psf_mag_range: tuple[float, float] = (15.0, 26.0)
     psf_min_snr: float = 50.0
     psf_isolation_px: float = 8.0
-    psf_ci_range: tuple[float, float] = (0.0, 1.4)
+    psf_ci_range: tuple[float, float] = (0.3, 2.0)
     psf_ci_clip_mag: float = 0.1
     psf_roundness_range: tuple[float, float] = (-0.3, 0.3)
     psf_peak_max: float = 0.0
