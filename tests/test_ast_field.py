@@ -145,3 +145,85 @@ def test_crop():
     np.testing.assert_array_equal(c.images["F555W"], f.images["F555W"][5:37, 10:50])
     # the WCS follows the crop
     assert np.allclose(c.wcs.pixel_to_world_values(0, 0), f.wcs.pixel_to_world_values(10, 5))
+
+
+def _strip_keys(path, *keys, wcs=False):
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    header = hdus[0].header
+    for key in keys:
+        header.remove(key, ignore_missing=True)
+    if wcs:
+        for key in ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1",
+                    "CUNIT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "LONPOLE", "LATPOLE", "RADESYS", "EQUINOX",
+                    "WCSAXES", "MJDREF", "DATEREF", "MJD-OBS", "DATE-OBS"):
+            header.remove(key, ignore_missing=True)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+
+
+@pytest.fixture
+def fits_dir(tmp_path):
+    f = Field(_images(), psf=2.0, zeropoints={b: 20.0 + i for i, b in enumerate(BANDS)}, name="k")
+    return f, write_field_fits(f, tmp_path), tmp_path
+
+
+def test_fits_missing_zeropoint_or_exptime_is_an_error(fits_dir):
+    f, paths, directory = fits_dir
+    _strip_keys(paths["F435W"], "VEGAZPT")
+    with pytest.raises(ValueError, match=r"k_F435W\.fits \(band F435W\): no VEGAZPT keyword.*zeropoints="):
+        read_field_fits(directory)
+    # given explicitly, it is used (and no NGC 628C default sneaks in)
+    g = read_field_fits(directory, zeropoints={"F435W": 24.5})
+    assert g.zeropoints["F435W"] == 24.5 and g.zeropoints["F555W"] == f.zeropoints["F555W"]
+    _strip_keys(paths["F814W"], "EXPTIME")
+    with pytest.raises(ValueError, match=r"k_F814W\.fits \(band F814W\): no EXPTIME keyword.*exptimes="):
+        read_field_fits(directory, zeropoints={"F435W": 24.5})
+
+
+def test_fits_missing_wcs_is_an_error(fits_dir):
+    f, paths, directory = fits_dir
+    _strip_keys(paths["F336W"], wcs=True)
+    with pytest.raises(ValueError, match=r"k_F336W\.fits \(band F336W\): no celestial WCS.*CTYPE1.*wcs="):
+        read_field_fits(directory)
+    g = read_field_fits(directory, wcs=f.wcs)
+    assert np.allclose(g.wcs.wcs.crval, f.wcs.wcs.crval)
+
+
+def test_fits_missing_distance_modulus_and_pixel_scale(fits_dir):
+    f, paths, directory = fits_dir
+    for path in paths.values():
+        _strip_keys(path, "DISTMOD", "PIXSCALE")
+    with pytest.raises(ValueError, match="no DISTMOD keyword.*distance_modulus="):
+        read_field_fits(directory)
+    g = read_field_fits(directory, distance_modulus=30.5)
+    assert g.distance_modulus == 30.5
+    # the pixel scale comes from the WCS when PIXSCALE is absent
+    assert g.pixel_scale_arcsec == pytest.approx(f.pixel_scale_arcsec, rel=1e-6)
+
+
+@pytest.mark.parametrize("fill", [-1.0, 0.0, np.nan])
+def test_fits_band_without_positive_data_is_an_error(fits_dir, fill):
+    from astropy.io import fits
+
+    _, paths, directory = fits_dir
+    with fits.open(paths["F555W"]) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus[0].data = np.full_like(hdus[0].data, fill) if fill != -1.0 else -np.abs(hdus[0].data) - 1e-3
+    fits.HDUList(hdus).writeto(paths["F555W"], overwrite=True)
+    match = "every pixel is NaN" if np.isnan(fill) else ("every pixel is zero;" if fill == 0 else "every pixel is zero or negative")
+    with pytest.raises(ValueError, match=rf"k_F555W\.fits \(band F555W\): {match}"):
+        read_field_fits(directory)
+
+
+def test_fits_truncated_file_names_the_file(fits_dir):
+    _, paths, directory = fits_dir
+    data = paths["F814W"].read_bytes()
+    paths["F814W"].write_bytes(data[: len(data) // 2])
+    for source in (directory, list(paths.values())):
+        with pytest.raises(ValueError, match=r"k_F814W\.fits: cannot read this FITS file.*truncated"):
+            read_field_fits(source)
+    paths["F814W"].write_bytes(data[:1000])  # not even a whole header
+    with pytest.raises(ValueError, match=r"k_F814W\.fits: cannot read this FITS file"):
+        read_field_fits(directory)

@@ -212,3 +212,103 @@ def test_command_line(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "r")]) == 2
     assert "[networks] epochs must be an integer" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing started
+
+
+# ------------------------------------------------------------------ a FITS field
+def test_fits_field_directory_must_exist_before_anything_runs(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('[field]\nkind = "fits"\ndirectory = "no-such-images"\n')
+    run_dir = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"\[field\] directory 'no-such-images' does not exist.*no-such-images"):
+        run_workflow(config, run_dir, progress=False, log=lambda *a: None)
+    assert not run_dir.exists()
+    with pytest.raises(ConfigError, match=r"\[field\] directory"):
+        parse_config(_with(field__kind="fits", field__directory=str(tmp_path / "nope")))
+
+
+def test_fits_field_keys_are_checked_and_kept_out_of_mock_fingerprints(tmp_path):
+    from jaxcomp.ast.epsf import EPSFStarSelection
+    from jaxcomp.workflow.config import FieldSection
+
+    mock = parse_config(TINY)
+    assert set(mock.to_dict()["field"]) == {"kind", "size", "directory"}  # a mock run's fingerprints are unchanged
+    fits_config = parse_config(_with(field__kind="fits", field__directory=str(tmp_path), field__psf="stars",
+                                     field__psf_min_stars=4, field__zeropoints=[22.0, 23.0, 25.0, 25.0, 25.0]))
+    assert parse_config(tomllib.loads(fits_config.to_toml())) == fits_config
+    assert fits_config.to_dict()["field"]["psf_min_stars"] == 4
+    # the [field] defaults are EPSFStarSelection's
+    defaults = FieldSection(kind="fits", directory=str(tmp_path)).epsf_selection()
+    assert EPSFStarSelection(**defaults) == EPSFStarSelection()
+    for changes, message in [
+        ({"field__psf": "moffat"}, r"\[field\] psf must be one of 'auto', 'stars', 'gaussian', got 'moffat'"),
+        ({"field__psf": "gaussian"}, r"\[field\] psf_fwhm_px must be five FWHMs"),
+        ({"field__psf_cutout_px": 24}, r"\[field\] psf_cutout_px must be an odd number"),
+        ({"field__psf_ci_range": [1.4, 0.0]}, r"\[field\] psf_ci_range must be \[low, high\]"),
+        ({"field__zeropoints": [25.0]}, r"\[field\] zeropoints must be empty .* or five finite"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_config(_with(field__kind="fits", field__directory=str(tmp_path), **changes))
+
+
+def _star_grid_field(shape=(320, 320), spacing=40, seed=0):
+    """A flat field with a grid of bright isolated point sources (Gaussian FWHM 2.2 px), and a few clusters."""
+    import numpy as np
+
+    from jaxcomp.ast import Field
+    from jaxcomp.ast.field import BANDS
+    from jaxcomp.ast.profiles import add_stamps, render_stamps
+
+    rng = np.random.default_rng(seed)
+    g = np.arange(spacing, shape[0] - spacing + 1, spacing, dtype=float)
+    xs, ys = (v.ravel() + rng.uniform(-0.5, 0.5, v.size) for v in np.meshgrid(g, g))
+    images = {}
+    for b in BANDS:
+        img = rng.normal(0.0, 0.003, shape)
+        add_stamps(img, render_stamps(xs, ys, rng.uniform(5.0, 20.0, xs.size), 0.0, 2.2))
+        add_stamps(img, render_stamps(xs[:5] + spacing / 2, ys[:5] + spacing / 2, np.full(5, 10.0), 3.0, 2.2))
+        images[b] = img.astype(np.float32)
+    return Field(images, name="grid")
+
+
+def test_fits_field_stage_writes_the_psfs_it_builds(tmp_path):
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from jaxcomp.ast import write_field_fits
+    from jaxcomp.ast.field import BANDS
+    from jaxcomp.workflow.stages import load_field
+
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = write_field_fits(_star_grid_field(), images)
+    for path in paths.values():  # no PSF in the files: the field stage builds them
+        with fits.open(path) as hdul:
+            hdul = fits.HDUList([h.copy() for h in hdul])
+        del hdul[0].header["PSFFWHM"]
+        hdul.writeto(path, overwrite=True)
+    config = parse_config(_with(field__kind="fits", field__directory=str(images), field__psf_iterations=4))
+    run_dir = tmp_path / "run"
+    run_workflow(config, run_dir, only=["field"], progress=False, report=False, log=lambda *a: None)
+    stage = json.loads((run_dir / "field" / "stage.json").read_text())
+    assert stage["status"] == "done" and (run_dir / "field" / "psf.png").stat().st_size > 1000
+    for b in BANDS:
+        assert (run_dir / "field" / f"psf_{b}.fits").is_file()
+        stars = Table.read(run_dir / "field" / f"psf_stars_{b}.ecsv")
+        assert stars["used"].sum() == stage["metrics"]["psf"][b]["stars_used"] >= 30
+        # the recovered PSF is the 2.2 px Gaussian the stars were rendered with
+        assert stage["metrics"]["psf"][b]["source"] == "stars"
+    from jaxcomp.ast.epsf import psf_encircled_energy
+
+    truth = psf_encircled_energy(2.2, (1.0, 2.0, 3.0, 4.0))
+    np.testing.assert_allclose(stage["metrics"]["psf"]["F555W"]["encircled_energy_1_2_3_4px"], truth, atol=0.01)
+    # later stages inject with the PSFs the field stage wrote
+    field = load_field(config, run_dir)
+    with fits.open(run_dir / "field" / "psf_F814W.fits") as hdul:
+        np.testing.assert_allclose(field.psf["F814W"].image, hdul[0].data / hdul[0].data.sum() * 9)
+    assert stage_status(run_dir, config)["field"] == "up to date"
+    plan = plan_stages(run_dir, config, only=["ast_train"])
+    assert "field" not in plan and plan[-1] == "ast_train"
+    from jaxcomp.workflow.stages import STAGES, stage_depends
+
+    assert "field" in stage_depends(next(s for s in STAGES if s.name == "ast_train"), config)

@@ -396,10 +396,53 @@ def _band_from_header(header) -> str | None:
     return None
 
 
+def _unreadable(path, error: Exception, caught=()) -> ValueError:
+    notes = "".join(f"; astropy: {m}" for m in dict.fromkeys(str(w.message) for w in caught))
+    return ValueError(f"{path}: cannot read this FITS file ({type(error).__name__}: {error}{notes}); it is "
+                      "truncated, corrupt or not FITS: copy or download it again")
+
+
+def _read_one(path: Path) -> dict:
+    """Everything read_field_fits needs from one band's file, read fully: a truncated file fails here.
+
+    astropy's warnings while reading go into the error message if the file cannot be read
+    (and are re-issued if it can).
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = _read_hdus(path)
+        except (OSError, TypeError, EOFError) as error:
+            raise _unreadable(path, error, caught) from None
+        except ValueError as error:
+            if str(error).startswith(f"{path}:"):
+                raise
+            raise _unreadable(path, error, caught) from None
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+def _read_hdus(path: Path) -> dict:
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None)
+        if hdu is None:
+            raise ValueError(f"{path}: no 2D image HDU")
+        out = {"header": hdu.header.copy(), "data": np.asarray(hdu.data, dtype=np.float32)}
+        if "PSF" in hdul:
+            out["psf_image"] = np.asarray(hdul["PSF"].data, dtype=np.float64)
+            out["psf_header"] = hdul["PSF"].header.copy()
+    return out
+
+
 def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
-                    exptimes: Mapping[str, float] | None = None, psf=None,
+                    exptimes: Mapping[str, float] | None = None, psf=None, wcs=None,
                     pixel_scale_arcsec: float | None = None, distance_modulus: float | None = None,
-                    name: str | None = None) -> Field:
+                    name: str | None = None, epsf_selection=None, return_epsf: bool = False):
     """Read a Field from five FITS images.
 
     Parameters
@@ -408,14 +451,49 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
         A directory is searched for ``*<band>*.fits`` (exactly one file per band); a
         sequence is assigned to bands by the header (``FILTER``/``FILTER1``/``FILTER2``)
         or, failing that, by the band name in the file name.
-    zeropoints, exptimes, psf, pixel_scale_arcsec, distance_modulus, name
-        Override the headers (``VEGAZPT``, ``EXPTIME``, ``PSFFWHM``/``PSF`` extension,
-        ``PIXSCALE``, ``DISTMOD``, ``FIELDNAM``); whatever neither gives falls back to
-        the NGC 628C defaults.
+    zeropoints, exptimes : mapping band -> float, optional
+        Vega zeropoints [mag of 1 count/s] and exposure times [s]; override the headers'
+        ``VEGAZPT`` and ``EXPTIME``. A band whose value neither gives is an error (there
+        is no silent NGC 628C default).
+    psf : float, 2D array, PSFModel, mapping band -> one of those, or "stars", optional
+        The PSF (see :class:`Field`); a mapping may name only some bands. A band without
+        one takes its file's ``PSF`` image extension (``PSFOVERS`` oversampling) or
+        ``PSFFWHM`` keyword [px]; failing both, its effective PSF is built from the
+        frame's own isolated point sources (:func:`jaxcomp.ast.epsf.build_epsf`).
+        ``"stars"`` builds every band's PSF from the stars, whatever the files hold.
+    wcs : astropy.wcs.WCS, optional
+        The celestial WCS of all bands; overrides the headers. Without it every file
+        needs a celestial WCS in its header (CTYPE1/CTYPE2 ...).
+    pixel_scale_arcsec : float, optional
+        Overrides ``PIXSCALE``; default: the header keyword, else the WCS's pixel scale.
+    distance_modulus : float, optional
+        Overrides ``DISTMOD``; one of them is required.
+    name : str, optional
+        Overrides ``FIELDNAM`` (default "field").
+    epsf_selection : EPSFStarSelection, mapping of its options, or mapping band -> EPSFStarSelection
+        The star selection for the bands whose PSF is built from the stars (default
+        :class:`~jaxcomp.ast.epsf.EPSFStarSelection()`).
+    return_epsf : bool
+        Also return ``{band: EPSFResult}`` of the bands whose PSF was built from the stars
+        (their PSF image and the table of stars used and rejected).
 
-    The images must be count rates: a ``BUNIT`` that is not a rate (e.g. 'ELECTRONS')
-    is rejected. The WCS of every band is read and must agree.
+    Returns
+    -------
+    Field, or (Field, dict) with ``return_epsf``
+
+    Raises
+    ------
+    ValueError
+        A file that cannot be read (truncated, corrupt: the message names it), an image
+        that is not a count rate (``BUNIT``), a band with no positive finite pixel (all
+        NaN, zero or negative), a missing ``VEGAZPT``/``EXPTIME``/``DISTMOD`` or WCS not
+        given as an argument either (the message names the file and the keyword).
+    jaxcomp.ast.epsf.EPSFError
+        A band whose PSF must be built from its stars but has too few usable ones (the
+        message says how many passed each cut and how to supply the PSF).
     """
+    import warnings
+
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -438,8 +516,14 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
     else:
         mapping = {}
         for p in map(Path, paths):
-            with fits.open(p) as hdul:
-                band = _band_from_header(hdul[0].header)
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} does not exist")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a damaged file is reported by _read_one below
+                    band = _band_from_header(fits.getheader(p))
+            except (OSError, TypeError, ValueError, EOFError) as error:
+                raise _unreadable(p, error) from None
             if band is None:
                 hits = [b for b in BANDS if b.lower() in p.name.lower()]
                 band = hits[0] if len(hits) == 1 else None
@@ -452,56 +536,123 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
     if missing:
         raise ValueError(f"no FITS file for band(s) {missing}")
 
+    def given(values, what):
+        if values is None:
+            return {}
+        if not isinstance(values, Mapping):
+            raise TypeError(f"{what} must be a mapping band -> value, got {type(values).__name__}")
+        return dict(values)
+
+    zp_arg, exp_arg = given(zeropoints, "zeropoints"), given(exptimes, "exptimes")
+    from_stars = isinstance(psf, str) and psf == "stars"
+    if isinstance(psf, str) and not from_stars:
+        raise ValueError(f"psf must be a FWHM, an image, a PSFModel, a mapping band -> one of those, None or "
+                         f"'stars', got {psf!r}")
+    if from_stars:
+        psf_arg = {}
+    elif isinstance(psf, Mapping):
+        psf_arg = dict(psf)
+    else:
+        psf_arg = {b: psf for b in BANDS} if psf is not None else {}
     images, wcss, zps, exps, psfs = {}, {}, {}, {}, {}
     meta = {}
     for b in BANDS:
         path = mapping[b]
         if not path.is_file():
             raise FileNotFoundError(f"{path} (band {b}) does not exist")
-        with fits.open(path) as hdul:
-            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None)
-            if hdu is None:
-                raise ValueError(f"{path}: no 2D image HDU")
-            header = hdu.header
-            bunit = str(header.get("BUNIT", "")).strip().lower().replace(" ", "")
-            if bunit and not any(t in bunit for t in ("/s", "s-1", "s**-1", "/sec", "cps")):
-                raise ValueError(f"{path}: BUNIT = {header['BUNIT']!r} is not a count rate; "
-                                 "divide by the exposure time to get counts/s")
-            images[b] = np.asarray(hdu.data, dtype=np.float32)
-            wcss[b] = WCS(header).celestial if WCS(header).has_celestial else None
-            if _FITS_KEYS["zeropoint"] in header:
-                zps[b] = float(header[_FITS_KEYS["zeropoint"]])
-            if _FITS_KEYS["exptime"] in header:
-                exps[b] = float(header[_FITS_KEYS["exptime"]])
-            if "PSF" in hdul:
-                ov = int(hdul["PSF"].header.get(_FITS_KEYS["psf_oversampling"], 1))
-                psfs[b] = PSFModel(image=np.asarray(hdul["PSF"].data, dtype=np.float64), oversampling=ov)
-            elif _FITS_KEYS["psf_fwhm"] in header:
-                psfs[b] = float(header[_FITS_KEYS["psf_fwhm"]])
-            for key in ("pixel_scale", "distance_modulus", "name"):
-                if _FITS_KEYS[key] in header:
-                    meta.setdefault(key, header[_FITS_KEYS[key]])
+        content = _read_one(path)
+        header = content["header"]
+        bunit = str(header.get("BUNIT", "")).strip().lower().replace(" ", "")
+        if bunit and not any(t in bunit for t in ("/s", "s-1", "s**-1", "/sec", "cps")):
+            raise ValueError(f"{path}: BUNIT = {header['BUNIT']!r} is not a count rate; "
+                             "divide by the exposure time to get counts/s")
+        data = content["data"]
+        finite = np.isfinite(data)
+        if not finite.any():
+            raise ValueError(f"{path} (band {b}): every pixel is NaN/inf; the image holds no data")
+        if not (data[finite] > 0).any():
+            what = "zero" if not (data[finite] != 0).any() else "zero or negative"
+            raise ValueError(f"{path} (band {b}): every pixel is {what}; a count-rate image of a field needs "
+                             "positive sources (wrong sign, an empty exposure or a mask written as the image?)")
+        images[b] = data
+        if wcs is None:
+            w = WCS(header)
+            if not w.has_celestial:
+                raise ValueError(f"{path} (band {b}): no celestial WCS in the header (CTYPE1/CTYPE2 'RA---TAN'/"
+                                 "'DEC--TAN', CRVAL, CRPIX, CD or CDELT); add it, or give wcs= explicitly")
+            wcss[b] = w.celestial
+        for key, store, arg in (("zeropoint", zps, zp_arg), ("exptime", exps, exp_arg)):
+            if b in arg:
+                store[b] = arg[b]
+            elif _FITS_KEYS[key] in header:
+                store[b] = float(header[_FITS_KEYS[key]])
+            else:
+                what = "zeropoints" if key == "zeropoint" else "exptimes"
+                raise ValueError(f"{path} (band {b}): no {_FITS_KEYS[key]} keyword "
+                                 f"({'Vega zeropoint [mag of 1 count/s]' if key == 'zeropoint' else 'exposure time [s]'}); "
+                                 f"add it to the header or give {what}={{'{b}': ...}} explicitly")
+        if from_stars:
+            pass
+        elif b in psf_arg:
+            psfs[b] = psf_arg[b]
+        elif "psf_image" in content:
+            ov = int(content["psf_header"].get(_FITS_KEYS["psf_oversampling"], 1))
+            psfs[b] = PSFModel(image=content["psf_image"], oversampling=ov)
+        elif _FITS_KEYS["psf_fwhm"] in header:
+            psfs[b] = float(header[_FITS_KEYS["psf_fwhm"]])
+        for key in ("pixel_scale", "distance_modulus", "name"):
+            if _FITS_KEYS[key] in header:
+                meta.setdefault(key, header[_FITS_KEYS[key]])
 
-    def merged(override, from_headers, default):
-        out = dict(default)
-        out.update(from_headers)
-        if override is not None:
-            out.update(override)
-        return out
+    if distance_modulus is None:
+        if "distance_modulus" not in meta:
+            raise ValueError(f"no {_FITS_KEYS['distance_modulus']} keyword in {[str(mapping[b]) for b in BANDS]}: "
+                             "give distance_modulus= explicitly (NGC 628: 29.98 mag)")
+        distance_modulus = float(meta["distance_modulus"])
+    the_wcs = wcs if wcs is not None else wcss
+    if pixel_scale_arcsec is None:
+        if "pixel_scale" in meta:
+            pixel_scale_arcsec = float(meta["pixel_scale"])
+        else:
+            from astropy.wcs.utils import proj_plane_pixel_scales
 
-    if psf is None:
-        psf_arg = {b: psfs.get(b, DEFAULT_PSF_FWHM_PX) for b in BANDS}
-    else:
-        psf_arg = psf
-    wcs = {b: w for b, w in wcss.items() if w is not None} or None
-    return Field(
-        images=images, wcs=wcs,
-        zeropoints=merged(zeropoints, zps, NGC628C_ZEROPOINTS),
-        exptimes=merged(exptimes, exps, NGC628C_EXPTIMES),
-        psf=psf_arg,
-        pixel_scale_arcsec=pixel_scale_arcsec if pixel_scale_arcsec is not None
-        else float(meta.get("pixel_scale", PIXEL_SCALE_ARCSEC)),
-        distance_modulus=distance_modulus if distance_modulus is not None
-        else float(meta.get("distance_modulus", DISTANCE_MODULUS)),
+            w0 = wcs if wcs is not None else wcss[BANDS[0]]
+            pixel_scale_arcsec = float(np.sqrt(np.prod(proj_plane_pixel_scales(w0.celestial)))) * 3600.0
+
+    built = {}
+    todo = [b for b in BANDS if b not in psfs]
+    if todo:
+        from .epsf import EPSFError, EPSFStarSelection, build_epsf
+
+        if epsf_selection is None:
+            selections = {b: EPSFStarSelection() for b in BANDS}
+        elif isinstance(epsf_selection, EPSFStarSelection):
+            selections = {b: epsf_selection for b in BANDS}
+        elif isinstance(epsf_selection, Mapping) and epsf_selection and set(epsf_selection) <= set(BANDS):
+            selections = {b: epsf_selection.get(b, EPSFStarSelection()) for b in BANDS}
+            selections = {b: v if isinstance(v, EPSFStarSelection) else EPSFStarSelection.from_mapping(v)
+                          for b, v in selections.items()}
+        elif isinstance(epsf_selection, Mapping):
+            one = EPSFStarSelection.from_mapping(epsf_selection)
+            selections = {b: one for b in BANDS}
+        else:
+            raise ValueError("epsf_selection must be an EPSFStarSelection, a mapping of its options or a mapping "
+                             f"band -> EPSFStarSelection, got {type(epsf_selection).__name__}")
+        errors = []
+        for b in todo:
+            try:
+                built[b] = build_epsf(images[b], b, zps[b], exptime=exps[b], selection=selections[b],
+                                      source=str(mapping[b]))
+            except EPSFError as error:
+                errors.append(str(error))
+                continue
+            psfs[b] = built[b].psf
+        if errors:
+            raise EPSFError("\n".join(errors))
+
+    field = Field(
+        images=images, wcs=the_wcs, zeropoints=zps, exptimes=exps, psf=psfs,
+        pixel_scale_arcsec=pixel_scale_arcsec, distance_modulus=distance_modulus,
         name=name if name is not None else str(meta.get("name", "field")),
     )
+    return (field, built) if return_epsf else field

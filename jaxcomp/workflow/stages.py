@@ -8,6 +8,9 @@ and writes ``stage.json``.  Stages, in order:
 =============  ==================================================================  ===============
 stage          does                                                                 depends on
 =============  ==================================================================  ===============
+``field``      FITS fields only: the images read and checked, PSFs built from      -
+               the stars where the files give none (``psf_<band>.fits``, the
+               stars used, ``psf.png``)
 ``library``    the cluster library (uniform in log M, log T, A_V; stochastic IMF)   -
 ``ast_train``  training-design AST campaign (no cluster injected twice)             library
 ``ast_test``   test-design campaign (other clusters, re-injected: p_true)           library, ast_train
@@ -17,6 +20,9 @@ stage          does                                                             
 ``correct``    completeness-corrected CAF and CMF of the catalogue (eq. 17-18)     train, population
 ``fit``        NUTS fit of the catalogue's mass and age functions                  train, population
 =============  ==================================================================  ===============
+
+With a FITS field, ``ast_train``, ``ast_test`` and ``population`` also depend on ``field``
+(they inject with the PSFs it wrote).
 """
 
 from __future__ import annotations
@@ -89,18 +95,97 @@ def json_default(value):
 
 
 # ------------------------------------------------------------------ field
-def load_field(config: RunConfig):
-    """The field of the run (built from the seed for the mock; read from FITS otherwise)."""
-    from ..ast import make_mock_field, read_field_fits
+_PSF_FILE = "psf_{band}.fits"
+
+
+def load_field(config: RunConfig, run_dir: str | os.PathLike | None = None):
+    """The field of the run (built from the seed for the mock; read from FITS otherwise).
+
+    For a FITS field, the PSFs the ``field`` stage built from the stars
+    (``RUN_DIR/field/psf_<band>.fits``) are used when ``run_dir`` is given, so every stage
+    injects with the same PSFs; without them, they are built again.
+    """
+    from ..ast import make_mock_field
 
     section = config.field
     if section.kind == "fits":
-        return read_field_fits(section.directory)
+        return _read_fits_field(section, run_dir)[0]
     size = section.size
     if size not in ("small", "legus"):
         ny, nx = (int(v) for v in size.lower().split("x"))
         size = (ny, nx)
     return make_mock_field(size, seed=config.run.seed)
+
+
+def _read_fits_field(section, run_dir=None, *, rebuild: bool = False):
+    """``(field, {band: EPSFResult})`` of a ``[field] kind = "fits"`` section."""
+    from ..ast import read_field_fits
+    from ..ast.profiles import PSFModel
+
+    kwargs = {}
+    if section.zeropoints:
+        kwargs["zeropoints"] = dict(zip(BANDS, section.zeropoints))
+    if section.distance_modulus:
+        kwargs["distance_modulus"] = section.distance_modulus
+    if section.psf == "gaussian":
+        psf = dict(zip(BANDS, section.psf_fwhm_px))
+    else:
+        psf = "stars" if section.psf == "stars" else None
+        if run_dir is not None and not rebuild:
+            from astropy.io import fits
+
+            saved = {}
+            for band in BANDS:
+                path = Path(run_dir) / "field" / _PSF_FILE.format(band=band)
+                if path.is_file():
+                    with fits.open(path) as hdul:
+                        saved[band] = PSFModel(image=np.asarray(hdul[0].data, float),
+                                               oversampling=int(hdul[0].header["PSFOVERS"]))
+            if saved and (section.psf == "auto" or len(saved) == len(BANDS)):
+                psf = saved  # "auto": the other bands' PSFs come from their files
+    return read_field_fits(section.directory, psf=psf, epsf_selection=section.epsf_selection(),
+                           return_epsf=True, **kwargs)
+
+
+def run_field(ctx: StageContext) -> dict:
+    """The FITS field: read and checked once, its PSFs built from the stars where the files give none."""
+    from astropy.io import fits
+
+    from ..ast.epsf import plot_epsf, psf_encircled_energy
+
+    section = ctx.config.field
+    field, built = _read_fits_field(section, rebuild=True)
+    figures, tables, outputs, metrics = [], [], {}, {"shape": list(field.shape), "name": field.name}
+    psf_metrics = {}
+    for band in BANDS:
+        ee = psf_encircled_energy(field.psf[band], (1.0, 2.0, 3.0, 4.0))
+        entry = {"source": "stars" if band in built else "given", "psf": field.psf[band].describe(),
+                 "encircled_energy_1_2_3_4px": [round(float(v), 5) for v in ee],
+                 "ci_mag": round(float(-2.5 * np.log10(ee[0] / ee[2])), 4)}
+        if band in built:
+            result = built[band]
+            header = fits.Header()
+            header["BAND"] = (band, "band")
+            header["PSFOVERS"] = (result.psf.oversampling, "PSF samples per image pixel")
+            header["NSTARS"] = (result.n_used, "stars stacked")
+            fits.PrimaryHDU(np.asarray(result.psf.image, np.float64), header=header).writeto(
+                ctx.directory / _PSF_FILE.format(band=band), overwrite=True)
+            name = f"psf_stars_{band}.ecsv"
+            result.stars.write(ctx.directory / name, format="ascii.ecsv", overwrite=True)
+            tables.append({"path": name, "max_rows": 15, "caption": f"{band}: the ePSF candidates, used or the "
+                                                                    "cut that rejected them (first rows)."})
+            outputs[f"psf_{band}"] = _PSF_FILE.format(band=band)
+            entry["stars_used"] = result.n_used
+        psf_metrics[band] = entry
+    metrics["psf"] = psf_metrics
+    if built:
+        figure = plot_epsf(built, ctx.directory / "psf.png", title=f"{field.name}: effective PSFs from the stars")
+        figures.append(_figure(Path(figure), "Effective PSFs built from the frame's stars (log scale) and their "
+                                             "encircled energy against radius."))
+    described = ", ".join(f"{b} {'from the stars' if b in built else 'given'}" for b in BANDS)
+    return {"description": f"Five FITS images from {section.directory} ({field.shape[1]} x {field.shape[0]} px); "
+                           f"PSFs: {described}.",
+            "metrics": metrics, "figures": figures, "tables": tables, "outputs": outputs}
 
 
 # ------------------------------------------------------------------ library
@@ -196,7 +281,7 @@ def _run_campaign_stage(ctx: StageContext, design: str, exclude=None) -> tuple[d
     from ..ast import plot_recovery, run_campaign
     from .._io import write_table
 
-    field = load_field(ctx.config)
+    field = load_field(ctx.config, ctx.run_dir)
     config = _campaign_config(ctx, design)
     labels = run_campaign(field, _read_library(ctx), config, ctx.directory / "campaign", n_workers=ctx.workers,
                           exclude=exclude, progress=ctx.progress, **_executor(ctx))
@@ -379,7 +464,7 @@ def run_population(ctx: StageContext) -> dict:
                                       seed=ctx.seed, r_eff_pc=r_eff, n_workers=ctx.workers)
     config = CampaignConfig(design="train", r_eff_pc=radii, frames_per_reff=frames_per_radius,
                             clusters_per_frame=per_frame, **_campaign_settings(ctx))
-    labels = run_campaign(load_field(ctx.config), library, config, ctx.directory / "campaign",
+    labels = run_campaign(load_field(ctx.config, ctx.run_dir), library, config, ctx.directory / "campaign",
                           n_workers=ctx.workers, progress=ctx.progress, **_executor(ctx))
     write_table(labels, ctx.directory / "injected.parquet")
     detected = labels[np.asarray(labels["C"], bool)]
@@ -621,6 +706,8 @@ def _uses_population(config: RunConfig) -> bool:
 
 
 STAGES: tuple[Stage, ...] = (
+    Stage("field", "Field: FITS images and their PSFs", ("field",), (), run_field,
+          enabled=lambda c: c.field.kind == "fits"),
     Stage("library", "Cluster library", ("run", "library", "campaign"), (), run_library),
     Stage("ast_train", "Artificial cluster tests: training campaign", ("run", "field", "campaign"), ("library",),
           run_ast_train),
@@ -642,6 +729,8 @@ def stage_depends(stage: Stage, config: RunConfig) -> tuple[str, ...]:
     """Upstream stages, including the population stage when the catalogue is the simulated one."""
     if stage.name in ("correct", "fit") and _uses_population(config):
         return stage.depends + ("population",)
+    if "field" in stage.sections and stage.name != "field" and config.field.kind == "fits":
+        return stage.depends + ("field",)
     return stage.depends
 
 
