@@ -60,6 +60,7 @@ from .profiles import PSFModel, eff_core_radius, eff_enclosed_fraction, render_m
 from .synthetic import synthetic_field
 from .mock import make_mock_field, mock_truth, compare_with_truth, mock_psfs
 from .hst_psf import InstrumentPSF, hst_epsf
+from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
 from .campaign import CampaignConfig, CampaignError, p_true, plot_recovery, read_campaign, run_campaign
 from .single_band import fit_m50, mock_m50
 
@@ -106,6 +107,10 @@ __all__ = [
     "mock_psfs",
     "hst_epsf",
     "InstrumentPSF",
+    "EPSFError",
+    "EPSFResult",
+    "EPSFStarSelection",
+    "build_epsf",
     "CampaignConfig",
     "CampaignError",
     "run_campaign",

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from ..errors import InputError
 from .profiles import PSFModel
 
 __all__ = [
@@ -61,7 +62,7 @@ REJECTION_REASONS: tuple[str, ...] = ("edge", "saturated", "magnitude", "snr", "
                                       "max_stars", "builder")
 
 
-class EPSFError(ValueError):
+class EPSFError(InputError):
     """A band whose effective PSF cannot be built from its own stars."""
 
 
@@ -103,7 +104,10 @@ class EPSFStarSelection:
     min_stars : int
         Fewer usable stars raise :class:`EPSFError`; default 10.
     cutout_px : int
-        Side of the star cutouts [px] (odd); the ePSF covers the same area; default 25.
+        Side of the star cutouts [px] (odd); the ePSF covers the same area; default 31
+        (+-15 px, 0.6": an HST PSF's halo still holds a few per cent of the light between
+        12 and 15 px, and an ePSF normalised inside a smaller box over-states the light in
+        the 1-4 px apertures by 4-7%).
     oversampling : int
         ePSF samples per image pixel per axis; default 3 (2 biases the CI of a 2 px FWHM core by up to 0.02 mag).
     iterations : int
@@ -133,7 +137,7 @@ class EPSFStarSelection:
     peak_max: float | None = None
     max_stars: int = 200
     min_stars: int = 10
-    cutout_px: int = 25
+    cutout_px: int = 31
     oversampling: int = 3
     iterations: int = 10
     detection_fwhm_px: float = 2.0
@@ -251,9 +255,10 @@ def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndar
     25 px cutout). The sample noise ``s`` is estimated (MAD) from the residuals about
     the azimuthal mean profile ``P(r)`` (annuli 1 sample wide) in the outer half of the
     image; samples are kept as stacked inside the radius where ``P`` first falls below
-    ``wing_snr * s`` (the core, with its real structure), replaced by ``P(r)`` outside,
-    and set to zero beyond the first radius where ``P`` is no longer significantly
-    positive (below twice its own error ``s / sqrt(n_annulus)``).
+    ``wing_snr * s`` (the core, with its real structure), replaced by ``P(r)`` (clipped at
+    zero) outside, out to the inscribed circle. The azimuthal mean averages the sample
+    noise down, so it keeps the faint halo that a cut at "no longer significant" would
+    drop (and with it 1-7% of an HST PSF's light, measured on the mock).
     """
     n = img.shape[0]
     c = (n - 1) / 2.0
@@ -271,10 +276,8 @@ def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndar
     radii = np.arange(prof.size)
     faint = np.nonzero((prof < wing_snr * s) & (radii > oversampling))[0]
     r_core = int(faint[0]) if faint.size else rmax
-    zero = np.nonzero((prof < 2.0 * s / np.sqrt(np.maximum(counts, 1))) & (radii >= r_core))[0]
-    r_zero = int(zero[0]) if zero.size else rmax + 1
     wing = np.clip(prof, 0.0, None)
-    wing[r_zero:] = 0.0
+    wing[rmax + 1:] = 0.0  # the corners beyond the inscribed circle
     out = np.where(k < r_core, img, wing[k])
     return np.clip(out, 0.0, None)
 

@@ -154,7 +154,7 @@ class FieldSection:
     psf_peak_max: float = 0.0
     psf_max_stars: int = 200
     psf_min_stars: int = 10
-    psf_cutout_px: int = 25
+    psf_cutout_px: int = 31
     psf_oversampling: int = 3
     psf_iterations: int = 10
 
