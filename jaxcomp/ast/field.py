@@ -14,7 +14,7 @@ Units and conventions
 * ``footprint`` is True where every band has data. Pixels outside may hold NaN
   (they are treated as missing everywhere); pixels inside must be finite.
 
-The defaults are the LEGUS NGC 628C values (DESIGN.md): distance modulus 29.98 mag
+The defaults are the LEGUS NGC 628C values (docs/architecture.md): distance modulus 29.98 mag
 (9.9 Mpc), 0.0396 arcsec/px (1.902 pc/px), Gaussian PSFs of FWHM 2 px (0.08 arcsec).
 """
 
