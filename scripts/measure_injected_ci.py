@@ -10,8 +10,12 @@ error is below 0.05 mag.
 
 Recipe: for each r_eff in ``--radii`` pc, ``--frames`` frames of 25 clusters (the demo's
 density), placed as the campaigns place them (white-light density, 3 r_eff apart, 5 px from
-the crop's edges), with magnitudes uniform in [17, 22.5] in every band (the CI does not
-depend on colour; the error cut keeps the bright ones), shot noise from their own counts.
+the crop's edges), with magnitudes uniform from 5 to 1.5 mag brighter than the band's
+Adamo+2017 50% magnitude (the CI does not depend on colour; the error cut keeps the bright
+ones), shot noise from their own counts. The real injections' clusters with err3 < 0.05 sit
+near the cut (F555W: median err3 0.034, 10th percentile 0.022), and the noise sets the CI's
+scatter, so the table also gives the statistics with the mock's clusters weighted to the real
+err3 distribution (``err_matched``: the real F555W clusters' err3 histogram in 0.005 mag bins).
 
 It also measures the CI distribution of the mock's own class 1-3 sources (the LEGUS
 catalogue's clusters placed in the mock with radii matched to their catalogue CIs) through
@@ -34,7 +38,8 @@ from jaxcomp.ast.photometry import aperture_photometry
 from jaxcomp.ast.pipeline import run_pipeline
 from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.ast.profiles import reff_pc_to_px
-from jaxcomp.catalogues import BANDS, read_legus
+from jaxcomp._data import data_path
+from jaxcomp.catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS, read_legus
 
 #: Real NGC 628C injections (F555W, 3 px error < 0.05 mag), measured from the C-4 repository's
 #: committed photometry (issue 13): median CI and share with CI >= 1.4 per nominal r_eff [pc].
@@ -56,6 +61,29 @@ def forced_ci(images, field, x, y, band):
     return np.asarray(ph["ci"], float), err3
 
 
+def _real_err3_weights():
+    """Histogram (0.005 mag bins on [0, 0.05]) of err3 of the real F555W injections with err3 < 0.05."""
+    import csv
+
+    with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
+        e = np.array([float(r["err3"]) for r in csv.DictReader(fh) if r["band"] == "f555w"])
+    edges = np.linspace(0.0, 0.05, 11)
+    h, _ = np.histogram(e[e < 0.05], edges)
+    return edges, h / h.sum()
+
+
+def _stats(v, w=None):
+    if w is None:
+        w = np.ones_like(v)
+    order = np.argsort(v)
+    cw = np.cumsum(w[order]) / w.sum()
+
+    def q(p):
+        return float(v[order][np.searchsorted(cw, p)])
+    return {"n": int(v.size), "median": q(0.5), "p16": q(0.16), "p84": q(0.84),
+            "share_ci_ge_1p4": float(np.sum(w[v >= 1.4]) / w.sum())}
+
+
 def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", per_frame=25):
     field = make_mock_field(size, seed=seed)
     base = prepare_field(field)
@@ -68,7 +96,7 @@ def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", p
         err = {b: [] for b in BANDS}
         for _ in range(frames):
             x, y = draw_positions(base.density, field.footprint, per_frame, 3 * r_px, rng, edge_margin_px=5)
-            mags = {b: rng.uniform(17.0, 22.5, x.size) for b in BANDS}
+            mags = {b: ADAMO17_PUBLISHED_50PCT_NGC628C[b] - rng.uniform(1.5, 5.0, x.size) for b in BANDS}
             imgs = inject(field, x, y, mags, r_px, rng)
             for b in BANDS:
                 c, e = forced_ci(imgs, field, x, y, b)
@@ -79,11 +107,12 @@ def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", p
             c = np.concatenate(ci[b])
             e = np.concatenate(err[b])
             keep = np.isfinite(c) & (e < 0.05)
-            v = c[keep]
-            out[r_pc][b] = {
-                "n": int(v.size), "median": float(np.median(v)), "p16": float(np.percentile(v, 16)),
-                "p84": float(np.percentile(v, 84)), "share_ci_ge_1p4": float(np.mean(v >= 1.4)),
-            }
+            v, ev = c[keep], e[keep]
+            edges, target = _real_err3_weights()
+            k = np.clip(np.digitize(ev, edges) - 1, 0, target.size - 1)
+            have = np.bincount(k, minlength=target.size) / k.size
+            w = np.divide(target, have, out=np.zeros_like(target), where=have > 0)[k]
+            out[r_pc][b] = {"all": _stats(v), "err_matched": _stats(v, w)}
     return out
 
 
@@ -125,15 +154,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     radii = tuple(float(v) if "." in v else int(v) for v in args.radii.split(","))
     table = injected_ci_table(radii, args.frames, args.seed)
-    print("| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | real F555W median / share |")
-    print("|---|---|---|---|---|---|---|")
+    print("| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, 16-84th, "
+          "share | real F555W median / share |")
+    print("|---|---|---|---|---|---|---|---|")
     for b in BANDS:
         for r in radii:
-            s = table[r][b]
+            s, m = table[r][b]["all"], table[r][b]["err_matched"]
             real = REAL_F555W.get(r) if b == "F555W" else None
             ref = f"{real[0]:.2f} / {real[1]:.2f}" if real else ""
             print(f"| {b} | {r} | {s['n']} | {s['median']:.3f} | {s['p16']:.3f}-{s['p84']:.3f} | "
-                  f"{s['share_ci_ge_1p4']:.2f} | {ref} |")
+                  f"{s['share_ci_ge_1p4']:.2f} | {m['median']:.3f}, {m['p16']:.3f}-{m['p84']:.3f}, "
+                  f"{m['share_ci_ge_1p4']:.2f} | {ref} |")
     result = {"injected": {str(r): v for r, v in table.items()}, "seed": args.seed, "frames": args.frames}
     if not args.skip_catalogue:
         result["catalogue"] = mock_catalogue_ci(seed=args.seed)
