@@ -53,7 +53,11 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..ast.epsf import EPSFStarSelection
 from ..errors import JaxcompError
+
+#: The star selection's defaults, the one home of the ``[field] psf_*`` defaults.
+_EPSF_DEFAULTS = EPSFStarSelection()
 
 __all__ = [
     "ConfigError",
@@ -145,18 +149,18 @@ class FieldSection:
     distance_modulus: float = 0.0
     psf: typing.Literal["auto", "stars", "gaussian"] = "auto"
     psf_fwhm_px: tuple[float, ...] = ()
-    psf_mag_range: tuple[float, float] = (15.0, 26.0)
-    psf_min_snr: float = 50.0
-    psf_isolation_px: float = 8.0
-    psf_ci_range: tuple[float, float] = (0.3, 2.0)
-    psf_ci_clip_mag: float = 0.1
-    psf_roundness_range: tuple[float, float] = (-0.3, 0.3)
-    psf_peak_max: float = 0.0
-    psf_max_stars: int = 200
-    psf_min_stars: int = 10
-    psf_cutout_px: int = 31
-    psf_oversampling: int = 3
-    psf_iterations: int = 10
+    psf_mag_range: tuple[float, float] = _EPSF_DEFAULTS.mag_range
+    psf_min_snr: float = _EPSF_DEFAULTS.min_snr
+    psf_isolation_px: float = _EPSF_DEFAULTS.isolation_radius_px
+    psf_ci_range: tuple[float, float] = _EPSF_DEFAULTS.ci_range
+    psf_ci_clip_mag: float = _EPSF_DEFAULTS.ci_clip_mag
+    psf_roundness_range: tuple[float, float] = _EPSF_DEFAULTS.roundness_range
+    psf_peak_max: float = _EPSF_DEFAULTS.peak_max or 0.0
+    psf_max_stars: int = _EPSF_DEFAULTS.max_stars
+    psf_min_stars: int = _EPSF_DEFAULTS.min_stars
+    psf_cutout_px: int = _EPSF_DEFAULTS.cutout_px
+    psf_oversampling: int = _EPSF_DEFAULTS.oversampling
+    psf_iterations: int = _EPSF_DEFAULTS.iterations
 
     #: The keys that only a FITS field reads.
     FITS_KEYS: typing.ClassVar[tuple[str, ...]] = (
