@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -138,21 +139,26 @@ class PSFModel:
         var = (w * (xx**2 + yy**2)).sum() / w.sum() / 2.0
         return float(math.sqrt(var))
 
-    @property
+    @cached_property
     def core_sigma_px(self) -> float:
         """Width of the PSF's core as a Gaussian sigma [px]: the sigma itself for a Gaussian,
-        the half-light radius / sqrt(2 ln 2) for an image (the second moment of a real PSF
-        is set by its far wings, not by the core the cluster's rendering must resolve)."""
+        the FWHM of the image (half-maximum radius along its central row and column, linearly
+        interpolated) / 2.3548 otherwise. The second moment or the half-light radius of a real
+        PSF are set by its faint halo, not by the core the cluster's rendering must resolve."""
         if self.fwhm_px is not None:
             return self.sigma_px
-        ny, nx = self.image.shape
-        yy, xx = np.mgrid[:ny, :nx]
-        r = np.hypot((yy - ny // 2) / self.oversampling, (xx - nx // 2) / self.oversampling).ravel()
-        w = np.clip(self.image, 0, None).ravel()
-        order = np.argsort(r)
-        cum = np.cumsum(w[order])
-        r50 = float(r[order][np.searchsorted(cum, 0.5 * cum[-1])])
-        return r50 / math.sqrt(2.0 * math.log(2.0))
+        img = self.image
+        cy, cx = img.shape[0] // 2, img.shape[1] // 2
+        half = 0.5 * img[cy, cx]
+        radii = []
+        for prof in (img[cy, cx:], img[cy, cx::-1], img[cy:, cx], img[cy::-1, cx]):
+            i = int(np.argmax(prof < half))
+            if i == 0:  # never below half maximum inside the image
+                radii.append(prof.size - 1)
+                continue
+            radii.append(i - 1 + (prof[i - 1] - half) / (prof[i - 1] - prof[i]))
+        fwhm = 2.0 * float(np.mean(radii)) / self.oversampling
+        return fwhm * FWHM_TO_SIGMA
 
     @property
     def extent_px(self) -> float:
