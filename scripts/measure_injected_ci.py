@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
 from jaxcomp.ast.inject import draw_positions, inject
-from jaxcomp.ast.photometry import aperture_photometry
+from jaxcomp.ast.photometry import aperture_photometry, magnitude_error
 from jaxcomp.ast.pipeline import run_pipeline
 from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.ast.profiles import reff_pc_to_px
@@ -51,13 +51,8 @@ def forced_ci(images, field, x, y, band):
     cfg = PhotometryConfig(ci_band=band)
     ph = aperture_photometry(images, x, y, dict(field.zeropoints), dict(field.exptimes), cfg)
     r3 = cfg.ci_radii_px[1]
-    f3 = np.asarray(ph[f"flux_r{r3:g}_{band}"], float)
-    std = np.asarray(ph[f"skystd_{band}"], float)
-    nsky = np.maximum(np.asarray(ph[f"nsky_{band}"], float), 1)
-    a3 = math.pi * r3 * r3
-    var = np.maximum(f3, 0) / field.exptimes[band] + a3 * std**2 + a3 * a3 * std**2 / nsky
-    with np.errstate(divide="ignore", invalid="ignore"):
-        err3 = np.where(f3 > 0, 2.5 / math.log(10) * np.sqrt(var) / f3, np.inf)
+    err3 = magnitude_error(ph[f"flux_r{r3:g}_{band}"], math.pi * r3 * r3, np.asarray(ph[f"skystd_{band}"], float),
+                           np.asarray(ph[f"nsky_{band}"], float), field.exptimes[band])
     return np.asarray(ph["ci"], float), err3
 
 

@@ -317,6 +317,7 @@ def mock_psfs() -> dict[str, PSFModel]:
     return {b: PSFModel(image=img, oversampling=MOCK_PSF_OVERSAMPLING) for b, img in _psf_images().items()}
 
 
+@lru_cache(maxsize=1)
 def mock_psf_digest() -> str:
     """sha256 of the mock PSF images (what the noise calibration records)."""
     import hashlib

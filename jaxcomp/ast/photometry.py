@@ -25,7 +25,7 @@ from .background import clipped_stats_rows
 from .field import Field
 from .settings import DEFAULT_CONFIG, PhotometryConfig
 
-__all__ = ["aperture_corrections", "aperture_photometry", "circle_pixel_overlap"]
+__all__ = ["aperture_corrections", "aperture_photometry", "circle_pixel_overlap", "magnitude_error"]
 
 
 def _f_quadrant(x, y, r):
@@ -63,6 +63,21 @@ def _gather(image: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int, fill=n
         vals = vals.astype(np.float64)
     vals[~valid] = fill
     return vals
+
+
+def magnitude_error(flux, area_px, sky_std, n_sky, exptime):
+    """Magnitude error of an aperture flux [mag]: Poisson noise of the source plus the sky's.
+
+    ``var = max(F, 0) / t + A s^2 + A^2 s^2 / n_sky`` [(counts/s)^2] for a flux ``F`` [counts/s]
+    in an aperture of ``A`` px, sky rms ``s`` per pixel from ``n_sky`` pixels, exposure ``t`` [s]
+    (the IRAF phot error); ``1.0857 sqrt(var) / F``, infinite where ``F`` is not positive.
+    """
+    F = np.asarray(flux, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = (np.maximum(F, 0.0) / exptime + area_px * sky_std ** 2
+               + area_px * area_px * sky_std ** 2 / np.maximum(n_sky, 1))
+        ok = np.isfinite(F) & (F > 0)
+        return np.where(ok, 2.5 / math.log(10.0) * np.sqrt(var) / np.where(ok, F, 1.0), np.inf)
 
 
 def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapping[str, float],
@@ -152,10 +167,9 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
         F = fluxes[cfg.phot_radius_px]
         A = math.pi * cfg.phot_radius_px ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
-            var = np.maximum(F, 0.0) / t + A * std ** 2 + A * A * std ** 2 / np.maximum(nsky, 1)
             ok = np.isfinite(F) & (F > 0)
             mag = np.where(ok, zp - 2.5 * np.log10(np.where(ok, F, 1.0)) + apcor.get(b, 0.0), np.nan)
-            err = np.where(ok, 2.5 / math.log(10.0) * np.sqrt(var) / np.where(ok, F, 1.0), np.inf)
+        err = magnitude_error(F, A, std, nsky, t)
         out[f"mag_{b}"] = mag
         out[f"mag_{b}"].unit = "mag"
         out[f"magerr_{b}"] = err
