@@ -213,3 +213,24 @@ def test_run_frame_input_errors(small_field):
         run_frame(small_field, lib, 2.0)
     with pytest.raises(ValueError, match="too small"):
         run_frame(small_field, _library(2000), 10.0)
+
+
+def test_shot_noise_drawn_band_by_band_equals_one_draw_per_stamp(small_field):
+    """noisy_stamps draws each band's stamps in one call: the same numbers as stamp by stamp."""
+    from jaxcomp.ast.inject import noisy_stamps
+    from jaxcomp.ast.profiles import render_multiband
+
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(50, 350, 6), rng.uniform(50, 350, 6)
+    mags = {b: rng.uniform(19.0, 23.0, 6) for b in BANDS}
+    mags["F275W"][2] = np.nan  # no light in one band
+    r_px = np.array([0.5, 0.5, 1.5, 1.5, 3.0, 3.0])
+    got = noisy_stamps(small_field, x, y, mags, r_px, np.random.default_rng(9))
+    rates = {b: small_field.mag_to_rate(b, np.where(np.isfinite(mags[b]), mags[b], np.inf)) for b in BANDS}
+    clean = render_multiband(x, y, rates, r_px, dict(small_field.psf))
+    ref = np.random.default_rng(9)
+    for b in BANDS:
+        t = small_field.exptimes[b]
+        assert len(got[b]) == len(clean[b])
+        for st, st0 in zip(got[b], clean[b]):
+            np.testing.assert_array_equal(st.data, ref.poisson(np.maximum(st0.data, 0.0) * t) / t)

@@ -7,10 +7,18 @@ import pytest
 from astropy.table import Table
 
 from jaxcomp.ast import make_mock_field
-from jaxcomp.ast.background import background_meshes, interpolate_mesh, mesh_background, mesh_statistics, prepare_mesh
+from jaxcomp.ast.background import (
+    background_meshes,
+    interpolate_mesh,
+    mesh_background,
+    mesh_statistics,
+    mesh_statistics_at,
+    prepare_mesh,
+)
 from jaxcomp.ast.campaign import CampaignConfig, CampaignError, plan_campaign
 from jaxcomp.ast.inject import prepare_field, run_frame
-from jaxcomp.ast.local import _cut_segments, frame_windows
+import jaxcomp.ast.local as local_module
+from jaxcomp.ast.local import _cut_segments, frame_windows, relevant_segments
 from jaxcomp.catalogues import BANDS
 
 from .ast_campaign_helpers import tiny_library
@@ -51,6 +59,53 @@ def test_window_statistics_and_background_equal_the_full_frames():
     bkg, _ = mesh_background(img, 30)
     mesh = prepare_mesh(background_meshes(full, 10.0)[0])
     np.testing.assert_array_equal(interpolate_mesh(mesh, img.shape, 30, (60, 150, 30, 187)), bkg[60:150, 30:187])
+
+
+def test_statistics_of_listed_meshes_equal_the_full_computation():
+    rng = np.random.default_rng(2)
+    img = rng.normal(1.0, 0.2, (120, 150)).astype(np.float32)
+    img[40:52, 70:80] += 50.0
+    bad = np.zeros(img.shape, bool)
+    bad[:, 140:] = True  # a masked gap, as in the mosaic
+    full = mesh_statistics(img, 30, bad=bad)
+    rows, cols = np.array([0, 1, 1, 3, 2]), np.array([0, 2, 4, 1, 2])
+    some = mesh_statistics_at(img, 30, rows, cols, bad=bad)
+    for name in ("estimate", "std", "n_clipped", "n_good"):
+        np.testing.assert_array_equal(some[name], getattr(full, name)[rows, cols], err_msg=name)
+    with pytest.raises(ValueError, match="multiple of the mesh size"):
+        mesh_statistics_at(img[:100], 30, rows, cols, bad=bad[:100])
+
+
+def test_relevant_segments_close_over_shared_pre_injection_sources():
+    # boxes (y0, y1, x0, x1): A holds the cluster; B is 5 px from A but shares a
+    # pre-injection source with it; C shares one with B (a chain); D is alone far away
+    boxes = np.array([[10, 14, 10, 14], [10, 14, 19, 22], [10, 14, 28, 31], [80, 90, 80, 90]], float)
+    cluster = np.array([[12.0, 12.0]])
+    pre = np.array([[12.0, 17.0], [12.0, 25.5], [50.0, 50.0]])
+    np.testing.assert_array_equal(relevant_segments(boxes, cluster, pre, 4.0), [True, True, True, False])
+    # without the pre-injection sources only the cluster's own segment matters
+    np.testing.assert_array_equal(relevant_segments(boxes, cluster, pre[2:], 4.0), [True, False, False, False])
+    # a segment whose box (not its centre) reaches the cluster counts
+    np.testing.assert_array_equal(relevant_segments(boxes[:1] + [0, 0, 5, 5], cluster, pre[:0], 4.0), [True])
+    assert not relevant_segments(boxes, cluster[:0], pre, 4.0).any()
+
+
+@pytest.mark.parametrize("n_clusters", [8, 15])
+def test_keeping_only_the_relevant_segments_leaves_every_output_unchanged(mock_crop, monkeypatch, n_clusters):
+    """Deblending and measuring only the segments that can reach a cluster changes nothing."""
+    field, baseline = mock_crop
+    lib = _library_near_the_limit(n_clusters, seed=7)
+    lib["r_eff_pc"] = 3.0
+    pruned = run_frame(field, lib, 3.0, seed=5, baseline=baseline, reprocess="local")
+    real = local_module.run_pipeline_local
+    monkeypatch.setattr(local_module, "run_pipeline_local",
+                        lambda *a, **k: real(*a, **{**k, "pre_catalogue": None}))
+    everything = run_frame(field, lib, 3.0, seed=5, baseline=baseline, reprocess="local")
+    assert not pruned.meta["fallback"] and not everything.meta["fallback"]
+    assert pruned.meta["n_sources_post"] < everything.meta["n_sources_post"]
+    assert np.asarray(pruned["C"]).any()
+    for col in everything.colnames:
+        np.testing.assert_array_equal(np.asarray(pruned[col]), np.asarray(everything[col]), err_msg=col)
 
 
 def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():

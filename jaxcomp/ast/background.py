@@ -51,6 +51,7 @@ from .sextractor.background import _sex_interpolate, sextractor_background
 __all__ = ["MeshStatistics", "background_maps", "background_meshes", "background_with_statistics",
            "clipped_stats_rows", "estimate_background", "global_background_rms", "global_rms",
            "interpolate_mesh", "interpolate_mesh_windows", "mesh_background", "mesh_statistics",
+           "mesh_statistics_at",
            "prepare_mesh"]
 
 
@@ -198,6 +199,37 @@ class MeshStatistics:
                 v = getattr(block, name)
                 a[i0:i0 + v.shape[0], j0:j0 + v.shape[1]] = v
         return MeshStatistics(box_size=self.box_size, area=self.area, **out)
+
+    def replace_meshes(self, rows, cols, values: dict[str, np.ndarray]) -> MeshStatistics:
+        """A copy with the meshes ``(rows[k], cols[k])`` set to ``values[name][k]`` (see
+        :func:`mesh_statistics_at`; ``area`` kept)."""
+        out = {name: getattr(self, name).copy() for name in self._FIELDS}
+        for name, a in out.items():
+            a[np.asarray(rows, np.int64), np.asarray(cols, np.int64)] = values[name]
+        return MeshStatistics(box_size=self.box_size, area=self.area, **out)
+
+
+def mesh_statistics_at(data: np.ndarray, box_size: int, rows, cols, *, bad: np.ndarray,
+                       sigma: float = 3.0, maxiters: int = 10) -> dict[str, np.ndarray]:
+    """Clipped statistics of the full ``box_size`` meshes ``(rows[k], cols[k])`` of ``data``.
+
+    The same numbers :func:`mesh_statistics` gives for those meshes (each mesh is
+    clipped on its own), for an image whose shape is a multiple of ``box_size`` (the
+    local re-processing mosaic). Returns ``estimate, std, n_clipped, n_good`` arrays
+    over the listed meshes.
+    """
+    b = int(box_size)
+    ny, nx = data.shape
+    if ny % b or nx % b:
+        raise ValueError(f"image shape {data.shape} is not a multiple of the mesh size {b}")
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    blocks = np.asarray(data).reshape(ny // b, b, nx // b, b)[rows, :, cols, :]
+    masks = np.asarray(bad | ~np.isfinite(data)).reshape(ny // b, b, nx // b, b)[rows, :, cols, :]
+    v = np.where(masks, np.nan, blocks).astype(np.float32).reshape(rows.size, b * b)
+    mean, med, sd, cnt = clipped_stats_rows(v, sigma, maxiters)
+    return {"estimate": _sextractor_mode(mean, med, sd), "std": sd, "n_clipped": cnt,
+            "n_good": (~masks).reshape(rows.size, b * b).sum(axis=1)}
 
 
 def mesh_statistics(data: np.ndarray, box_size: int = 30, *, bad: np.ndarray | None = None,

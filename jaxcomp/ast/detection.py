@@ -17,6 +17,7 @@ See ``docs/architecture.md`` for the pipeline's steps.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from astropy.table import Table
@@ -85,7 +86,8 @@ def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
 
 
 def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
-           background: tuple[np.ndarray, np.ndarray] | None = None):
+           background: tuple[np.ndarray, np.ndarray] | None = None,
+           keep: Callable[[object], np.ndarray] | None = None):
     """Detect (and deblend) sources on the white light.
 
     Returns ``(table, segmentation)``: a table with ``source_id, x, y`` (barycentre of
@@ -95,6 +97,13 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
     SegmentationImage (None if nothing was found). With ``cfg.clean`` the objects
     SExtractor's CLEAN removes are merged into the neighbour that "ate" them (their area
     and flux are added to it, its position is kept).
+
+    ``keep``, if given, is called with the segmentation before deblending and returns the
+    labels of the segments whose sources are wanted: only those are deblended and listed
+    (the returned segmentation still holds every segment, the others undeblended). Each
+    source lies inside its segment, so a caller that needs only the sources near some
+    points loses nothing by keeping the segments whose bounding boxes reach them
+    (:func:`jaxcomp.ast.local.run_pipeline_local`). Not available with ``cfg.clean``.
     """
     _require_photutils()
     from photutils.segmentation import (
@@ -103,6 +112,8 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
         detect_sources,
     )
 
+    if keep is not None and cfg.clean:
+        raise ValueError("detect(keep=...) cannot be combined with clean=True (CLEAN merges neighbours)")
     p = cfg.photutils_params()
     positions: dict = {}
     branch_index: dict = {}
@@ -119,11 +130,17 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         segm = detect_sources(data, threshold, mask=mask, **p["detect_sources"])
+        wanted = None
+        if segm is not None and keep is not None:
+            wanted = np.intersect1d(np.asarray(keep(segm), np.int64), segm.labels)
+            parents = segm.data
         if segm is not None and cfg.deblend:
             if cfg.deblend_prefilter:
                 candidates = np.intersect1d(multi_peak_labels(data, segm.data), segm.labels)
             else:
                 candidates = segm.labels
+            if wanted is not None:
+                candidates = np.intersect1d(candidates, wanted)
             if candidates.size and cfg.deblend_impl == "sextractor":
                 roots = segm
                 new, positions, branch_index = sextractor_deblend(
@@ -134,12 +151,20 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
                 segm = deblend_sources(data, segm, labels=candidates, progress_bar=False,
                                        **p["deblend_sources"])
     table = Table()
-    if segm is None or segm.n_labels == 0:
+    listed = None
+    if segm is not None and wanted is not None:
+        # the (possibly deblended) labels whose pixels belong to a wanted segment
+        in_wanted = np.isin(parents, wanted)
+        listed = np.zeros(int(segm.data.max()) + 1, bool)
+        listed[segm.data[in_wanted]] = True
+        listed[0] = False
+    empty = segm is None or segm.n_labels == 0
+    if empty or (listed is not None and not listed.any()):
         for name, dtype in (("source_id", np.int64), ("x", float), ("y", float), ("area_px", np.int64),
                             ("wl_flux", float)):
             table[name] = np.zeros(0, dtype)
-        return table, None
-    labels = segm.labels
+        return table, (None if empty else segm)
+    labels = segm.labels if listed is None else np.nonzero(listed)[0].astype(segm.labels.dtype)
     # barycentres over the segment pixels (float64 bincounts over the labelled pixels only)
     lab_img = segm.data
     idx = np.flatnonzero(lab_img)
@@ -158,7 +183,7 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
         where = np.searchsorted(labels, np.fromiter(positions, np.int64))
         table["x"][where] = [v[0] for v in positions.values()]
         table["y"][where] = [v[1] for v in positions.values()]
-    table["area_px"] = np.asarray(segm.areas, np.int64)
+    table["area_px"] = np.asarray(segm.areas if listed is None else segm.get_areas(labels), np.int64)
     table["wl_flux"] = sums
     if cfg.clean and len(table) > 1:
         table, segm = _apply_clean(table, segm, roots, branch_index, data, float(threshold), cfg)

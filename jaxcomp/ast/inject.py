@@ -212,11 +212,16 @@ def noisy_stamps(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, r
         m = np.where(np.isfinite(m) & (m < 90), m, np.inf)
         rates[b] = field.mag_to_rate(b, m)
     stamps = render_multiband(x, y, rates, r_eff_px, dict(field.psf))
+    if not noise:
+        return {b: list(stamps[b]) for b in BANDS}
     out = {}
     for b in BANDS:
         t = field.exptimes[b]
-        out[b] = [replace(st, data=rng.poisson(np.maximum(st.data, 0.0) * t) / t) if noise else st
-                  for st in stamps[b]]
+        # one draw over the band's stamps laid end to end: the same numbers as one draw
+        # per stamp in turn (the generator fills an array element by element)
+        flat = np.concatenate([np.maximum(st.data, 0.0).ravel() * t for st in stamps[b]] or [np.zeros(0)])
+        counts = np.split(rng.poisson(flat) / t, np.cumsum([st.data.size for st in stamps[b]])[:-1])
+        out[b] = [replace(st, data=c.reshape(st.data.shape)) for st, c in zip(stamps[b], counts)]
     return out
 
 
@@ -401,7 +406,8 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         for margin in LOCAL_MARGINS_PX:
             local = run_pipeline_local(field, stamps, iy, ix, half, config, medians=baseline.band_medians,
                                        mesh=baseline.mesh, aperture_corrections=baseline.aperture_corrections,
-                                       margin_px=margin, max_area_fraction=LOCAL_MAX_AREA_FRACTION)
+                                       margin_px=margin, max_area_fraction=LOCAL_MAX_AREA_FRACTION,
+                                       pre_catalogue=baseline.catalogue)
             timer.update(local.timings)
             if local.catalogue is None:
                 break

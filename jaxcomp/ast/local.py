@@ -47,7 +47,7 @@ from .background import (
     background_meshes,
     global_rms,
     interpolate_mesh_windows,
-    mesh_statistics,
+    mesh_statistics_at,
     prepare_mesh,
 )
 from .cuts import apply_cuts
@@ -59,7 +59,7 @@ from .profiles import add_stamps
 from .settings import PipelineConfig
 from .white_light import white_light
 
-__all__ = ["DEFAULT_MARGIN_PX", "LocalResult", "frame_windows", "run_pipeline_local"]
+__all__ = ["DEFAULT_MARGIN_PX", "LocalResult", "frame_windows", "relevant_segments", "run_pipeline_local"]
 
 #: Pixels around a cluster's stamp that its window includes at least (the detection
 #: segments near it and their 8 px photometry annuli must fit inside).
@@ -165,7 +165,7 @@ def _layout(windows, box_size: int, width: int = _MOSAIC_WIDTH_PX):
 def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: PipelineConfig, *,
                        medians, mesh: MeshStatistics, aperture_corrections,
                        margin_px: int = DEFAULT_MARGIN_PX, match_radius_px: float | None = None,
-                       max_area_fraction: float = 1.0) -> LocalResult:
+                       max_area_fraction: float = 1.0, pre_catalogue: Table | None = None) -> LocalResult:
     """The catalogue pipeline of an injected frame, run on the windows around the clusters.
 
     Parameters
@@ -189,6 +189,11 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
     max_area_fraction : float
         If the windows cover more of the frame than this, nothing is run and the result's
         ``catalogue`` is None (the frame should be run in full).
+    pre_catalogue : astropy Table, optional
+        The pre-injection frame's catalogue (``x``, ``y`` in frame pixels). If given, only
+        the segments that can change the clusters' labels are deblended, measured and
+        returned (:func:`relevant_segments`); the labels are exactly those of the whole
+        window catalogue. If None, every source in the windows is returned.
     """
     sx = config.sextractor
     if sx.background_impl != "fast" or sx.thresh_rms != "global" or sx.clean:
@@ -221,10 +226,11 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
     with timer("white_light"):
         wl = white_light(images, fp, medians=medians)
     with timer("background"):
-        mosaic = mesh_statistics(wl, b, bad=~fp, sigma=sx.clip_sigma, maxiters=sx.clip_maxiters)
-        stats = mesh.replace_blocks(
-            (y0 // b, x0 // b, mosaic.block(oy // b, (oy + y1 - y0 - 1) // b + 1, ox // b, (ox + x1 - x0 - 1) // b + 1))
-            for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins))
+        # only the meshes a stamp overlaps changed; the others keep the pre-injection
+        # frame's statistics (the same pixels)
+        rows, cols, mrows, mcols = _stamp_meshes(iy, ix, half_size, b, (ny, nx), windows, origins)
+        stats = mesh.replace_meshes(rows, cols, mesh_statistics_at(
+            wl, b, mrows, mcols, bad=~fp, sigma=sx.clip_sigma, maxiters=sx.clip_maxiters))
         sigma = global_rms(mesh, sx.exclude_percentile)  # the pre-injection frame's (see the module docstring)
         bkg_mesh = prepare_mesh(background_meshes(stats, sx.exclude_percentile)[0], int(sx.back_filtersize))
         bkg = np.zeros((my, mx), np.float32)
@@ -233,8 +239,22 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
             bkg[oy:oy + y1 - y0, ox:ox + x1 - x0] = values
         bkg[~fp] = 0.0
         rms = np.broadcast_to(np.float32(sigma), (my, mx))
+    wid = np.full((my, mx), -1, np.int64)
+    for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
+        wid[oy:oy + y1 - y0, ox:ox + x1 - x0] = k
+    dy = np.array([windows[i][0] - origins[i][0] for i in range(len(windows))])
+    dx = np.array([windows[i][2] - origins[i][1] for i in range(len(windows))])
+    keep = None
+    if pre_catalogue is not None:
+        reach = (config.cuts.match_radius_px if match_radius_px is None else match_radius_px) + 1.0
+        pre_yx = np.column_stack([np.asarray(pre_catalogue["y"], float), np.asarray(pre_catalogue["x"], float)])
+        cluster_yx = np.column_stack([np.asarray(iy, float), np.asarray(ix, float)])
+
+        def keep(segm):
+            boxes = _frame_boxes(segm, wid, dy, dx)
+            return segm.labels[relevant_segments(boxes, cluster_yx, pre_yx, reach)]
     with timer("detect"):
-        det, segm = detect(wl, fp, sx, background=(bkg, rms))
+        det, segm = detect(wl, fp, sx, background=(bkg, rms), keep=keep)
     with timer("photometry"):
         phot = aperture_photometry(images, det["x"], det["y"], field.zeropoints, field.exptimes, config.photometry,
                                    aperture_corrections, fp)
@@ -246,20 +266,103 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
     with timer("map_back"):
         unreliable = _cut_segments(segm, windows, origins, (ny, nx), iy, ix, owner,
                                    config.cuts.match_radius_px if match_radius_px is None else match_radius_px)
-        wid = np.full((my, mx), -1, np.int64)
-        for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
-            wid[oy:oy + y1 - y0, ox:ox + x1 - x0] = k
         if len(det):
             k = wid[np.clip(np.rint(det["y"]).astype(int), 0, my - 1), np.clip(np.rint(det["x"]).astype(int), 0, mx - 1)]
-            keep = k >= 0
-            det = det[keep]
-            k = k[keep]
-            dy = np.array([windows[i][0] - origins[i][0] for i in range(len(windows))])
-            dx = np.array([windows[i][2] - origins[i][1] for i in range(len(windows))])
+            inside = k >= 0
+            det = det[inside]
+            k = k[inside]
             det["x"] = np.asarray(det["x"], float) + dx[k]
             det["y"] = np.asarray(det["y"], float) + dy[k]
     return LocalResult(catalogue=det, windows=windows, unreliable=unreliable, area_fraction=area_fraction,
                        timings=timer.times)
+
+
+def _stamp_meshes(iy, ix, half_size, b: int, shape: tuple[int, int], windows, origins):
+    """The frame's meshes that the stamps overlap, and the same meshes in the mosaic.
+
+    Returns ``(rows, cols, mosaic_rows, mosaic_cols)``, each mesh once.
+    """
+    ny, nx = shape
+    my, mx = -(-ny // b), -(-nx // b)
+    touched = np.zeros((my, mx), bool)
+    for y, x, h in zip(np.asarray(iy, np.int64), np.asarray(ix, np.int64),
+                       np.broadcast_to(np.asarray(half_size, np.int64), np.shape(iy))):
+        touched[max(0, (y - h) // b):min(my, (y + h) // b + 1), max(0, (x - h) // b):min(mx, (x + h) // b + 1)] = True
+    rows, cols = np.nonzero(touched)
+    mrows = np.empty_like(rows)
+    mcols = np.empty_like(cols)
+    found = np.zeros(rows.size, bool)
+    for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
+        inside = (rows * b >= y0) & (rows * b < y1) & (cols * b >= x0) & (cols * b < x1)
+        mrows[inside] = (rows[inside] * b - y0 + oy) // b
+        mcols[inside] = (cols[inside] * b - x0 + ox) // b
+        found |= inside
+    if not found.all():  # a window covers each stamp (frame_windows)
+        raise RuntimeError("a stamp's mesh lies outside every window")
+    return rows, cols, mrows, mcols
+
+
+def _frame_boxes(segm, wid: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Bounding boxes ``(y_min, y_max, x_min, x_max)`` [frame px, inclusive] of the mosaic's segments.
+
+    A segment lies in one window (the windows are separated by masked gaps), and so does
+    its bounding box, whose corner then tells the window.
+    """
+    boxes = np.empty((segm.n_labels, 4), float)
+    for i, (sy, sx) in enumerate(segm.slices):
+        k = wid[sy.start, sx.start]
+        boxes[i] = (sy.start + dy[k], sy.stop - 1 + dy[k], sx.start + dx[k], sx.stop - 1 + dx[k])
+    return boxes
+
+
+def _box_distance(boxes: np.ndarray, points_yx: np.ndarray) -> np.ndarray:
+    """Distance [px] from each point to each box (0 inside): shape (n_boxes, n_points)."""
+    py = points_yx[None, :, 0]
+    px = points_yx[None, :, 1]
+    ddy = np.maximum(np.maximum(boxes[:, 0:1] - py, py - boxes[:, 1:2]), 0.0)
+    ddx = np.maximum(np.maximum(boxes[:, 2:3] - px, px - boxes[:, 3:4]), 0.0)
+    return np.hypot(ddy, ddx)
+
+
+def relevant_segments(boxes: np.ndarray, cluster_yx: np.ndarray, pre_yx: np.ndarray, reach_px: float) -> np.ndarray:
+    """Segments whose sources can change the injected clusters' labels.
+
+    :func:`jaxcomp.ast.matching.match_injected` flags a cluster from the frame's sources
+    within the match radius of it, ignoring those a pre-injection source claims in a
+    one-to-one, closest-first match (:func:`jaxcomp.ast.matching._claimed`). That greedy
+    match decides each source's claim within its connected component of the graph
+    joining frame and pre-injection sources closer than the match radius. A segment's
+    sources (deblended or not) lie inside its bounding box, so the segments that matter
+    are those whose boxes come within ``reach_px`` (the match radius + 1 px, for the
+    clusters' whole-pixel positions) of a cluster, closed under "shares a pre-injection
+    source within ``reach_px`` of both boxes". The other segments' sources can neither
+    match a cluster nor change which of the kept ones are claimed.
+
+    Parameters
+    ----------
+    boxes : (n, 4) array
+        Segment bounding boxes ``(y_min, y_max, x_min, x_max)`` [px, inclusive].
+    cluster_yx, pre_yx : (k, 2), (m, 2) arrays
+        Injected clusters' and pre-injection sources' positions (y, x) [px].
+    reach_px : float
+
+    Returns
+    -------
+    bool array of length n
+    """
+    n = len(boxes)
+    if n == 0 or len(cluster_yx) == 0:
+        return np.zeros(n, bool)
+    keep = (_box_distance(boxes, cluster_yx) <= reach_px).any(axis=1)
+    if len(pre_yx) == 0:
+        return keep
+    near_pre = _box_distance(boxes, pre_yx) <= reach_px
+    while True:
+        linked = near_pre[keep].any(axis=0)
+        grown = keep | near_pre[:, linked].any(axis=1)
+        if np.array_equal(grown, keep):
+            return keep
+        keep = grown
 
 
 def _shift(st, y0: int, x0: int):

@@ -448,7 +448,7 @@ def _render_group(x, y, r_eff_px, psfs: list[PSFModel], k, core_radius_px, half_
                 tmp = (My.reshape(n * n_out, n_sub) @ sub).reshape(n, n_out, n_sub)
                 conv = np.matmul(tmp, Mx.transpose(0, 2, 1))
             else:
-                conv = _convolve_epsf(sub, psf, k, core, pad, dx, dy)
+                conv = _convolve_epsf(sub, psf, k, core, pad, dx, dy, (a, k, core))
             stamp = halo.copy()
             stamp[:, p0:p1, p0:p1] += conv
             done[key] = stamp
@@ -504,8 +504,37 @@ def _bspline3_weights(t: np.ndarray) -> np.ndarray:
                            (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6], axis=1)
 
 
+#: Convolved cores kept per PSF (one per cluster radius and render grid; a campaign
+#: renders a few radii over and over).
+_MAX_CORES_PER_PSF: int = 32
+
+
+def _convolved_core(sub: np.ndarray, psf: PSFModel, k: int, a_key: tuple) -> np.ndarray:
+    """B-spline coefficients of the intrinsic sub-pixel fluxes ``sub`` convolved with the ePSF.
+
+    ``sub`` depends only on the cluster radius and the render grid (``a_key``), so the
+    result is cached per PSF under that key (read-only, at most
+    :data:`_MAX_CORES_PER_PSF` entries, oldest dropped first).
+    """
+    cache = _EPSF_KERNELS.setdefault(psf, {})
+    key = ("core",) + a_key
+    coeff = cache.get(key)
+    if coeff is None:
+        from scipy.ndimage import spline_filter
+        from scipy.signal import fftconvolve
+
+        full = fftconvolve(sub, _epsf_kernel(psf, k), mode="full")  # sub-grid spacing 1/k, centred on the cluster
+        coeff = spline_filter(full, order=3, mode="mirror")
+        coeff.setflags(write=False)
+        cores = [c for c in cache if isinstance(c, tuple)]
+        if len(cores) >= _MAX_CORES_PER_PSF:
+            del cache[cores[0]]
+        cache[key] = coeff
+    return coeff
+
+
 def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
-                   dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+                   dx: np.ndarray, dy: np.ndarray, a_key: tuple) -> np.ndarray:
     """Convolve the (cluster-centred) sub-pixel fluxes with an ePSF and sample the pixels.
 
     The ePSF, interpolated onto the render sub-grid (:func:`_epsf_kernel`), is convolved
@@ -515,29 +544,30 @@ def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
     are read off with a separable cubic B-spline (one set of 4 weights per axis and
     cluster), then renormalised to the core's exact intrinsic flux.
     """
-    from scipy.ndimage import spline_filter
-    from scipy.signal import fftconvolve
+    coeff = _convolved_core(sub, psf, k, a_key)
+    n = coeff.shape[0]
+    centre = (n - 1) / 2.0
+    n_out = 2 * (core + pad) + 1
 
-    full = fftconvolve(sub, _epsf_kernel(psf, k), mode="full")  # sub-grid spacing 1/k, centred on the cluster
-    coeff = spline_filter(full, order=3, mode="mirror")
-    centre = (full.shape[0] - 1) / 2.0
-    p = np.arange(-(core + pad), core + pad + 1, dtype=np.float64)
-    n = full.shape[0]
+    def first_tap(d):
+        # output pixel p of a cluster at sub-pixel offset d sits at sub-grid coordinate
+        # (p - d) k + centre: pixel i at u0 + i k + frac, with one fraction per cluster
+        u = (-(core + pad) - d) * k + centre
+        u0 = np.floor(u)
+        return u0.astype(np.int64) - 1, _bspline3_weights(u - u0)  # (N,), (N, 4)
 
-    def taps(d):
-        u = (p[None, :] - d[:, None]) * k + centre  # (N, n_out) sub-grid coordinates
-        u0 = np.floor(u[:, :1])  # the same fractional part along the row: one shift per cluster
-        w = _bspline3_weights((u[:, 0] - u0[:, 0]))  # (N, 4)
-        idx = (u0 + np.rint(u - u[:, :1])).astype(np.int64)[:, :, None] + np.arange(-1, 3)  # (N, n_out, 4)
-        valid = (idx >= 0) & (idx < n)
-        return np.clip(idx, 0, n - 1), w[:, None, :] * valid
-
-    iy, wy = taps(dy)
-    ix, wx = taps(dx)
-    rows = np.einsum("nak,nakj->naj", wy, coeff[iy])  # (N, n_out, full width): the y-interpolated rows
-    m = np.arange(rows.shape[0])[:, None, None, None]
-    a = np.arange(rows.shape[1])[None, :, None, None]
-    vals = np.einsum("nbk,nabk->nab", wx, rows[m, a, ix[:, None, :, :]])
+    y0, wy = first_tap(dy)
+    x0, wx = first_tap(dx)
+    # zeros around the coefficients (taps beyond them contribute nothing)
+    lo = max(0, -int(min(y0.min(), x0.min())))
+    hi = max(0, int(max(y0.max(), x0.max())) + 3 + (n_out - 1) * k + 1 - n)
+    padded = np.pad(coeff, ((lo, hi), (lo, hi)))
+    span = (n_out - 1) * k + 1
+    vals = np.empty((dy.size, n_out, n_out))
+    for c in range(dy.size):
+        r, q = y0[c] + lo, x0[c] + lo
+        rows = sum(wy[c, j] * padded[r + j:r + j + span:k] for j in range(4))  # (n_out, width)
+        vals[c] = sum(wx[c, j] * rows[:, q + j:q + j + span:k] for j in range(4))
     vals = np.clip(vals, 0.0, None)
     tot = vals.sum(axis=(1, 2))
     scale = np.divide(sub.sum(), tot, out=np.zeros_like(tot), where=tot > 0)
