@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+import jaxcomp.ast.local as local_module
 from jaxcomp.ast import make_mock_field
 from jaxcomp.ast.background import (
     background_meshes,
@@ -17,7 +18,6 @@ from jaxcomp.ast.background import (
 )
 from jaxcomp.ast.campaign import CampaignConfig, CampaignError, plan_campaign
 from jaxcomp.ast.inject import prepare_field, run_frame
-import jaxcomp.ast.local as local_module
 from jaxcomp.ast.local import _cut_segments, frame_windows, relevant_segments
 from jaxcomp.catalogues import BANDS
 
