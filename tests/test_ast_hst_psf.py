@@ -66,9 +66,10 @@ def _fwhm_arcsec(img, ov=4, scale=0.0396):
 def test_widths_match_the_instrument_handbooks(epsfs):
     # ACS IHB 5.6: WFC FWHM in F550M 0.10-0.13" over the field (pixelated, charge diffusion included)
     assert 0.095 <= _fwhm_arcsec(epsfs["F555W"]) <= 0.13
-    # WFC3 IHB 6.6: UVIS FWHM before pixelation 0.067-0.083" (200-500 nm); the 0.04" pixel widens it
+    # WFC3 IHB 6.6: UVIS FWHM before pixelation 0.067-0.083" (200-500 nm); the 0.04" pixel,
+    # the drizzle drop and the fitted residual blur of the drizzled frames (0.020") widen it
     for b in ("F275W", "F336W"):
-        assert 0.075 <= _fwhm_arcsec(epsfs[b]) <= 0.095
+        assert 0.075 <= _fwhm_arcsec(epsfs[b]) <= 0.10
     # the UV bands have the most light scattered out of the core (Marechal: w/lambda largest)
     peak = {b: epsfs[b].max() for b in BANDS}
     assert peak["F275W"] < peak["F336W"]

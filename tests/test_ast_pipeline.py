@@ -233,12 +233,43 @@ def test_exact_aperture_overlap_matches_photutils():
     img = rng.normal(size=(60, 60))
     x, y = rng.uniform(12, 48, 50), rng.uniform(12, 48, 50)
     ph = aperture_photometry({b: img for b in BANDS}, x, y, {b: 0.0 for b in BANDS}, {b: 1.0 for b in BANDS},
-                             PhotometryConfig())
+                             PhotometryConfig(aperture_weights="exact"))
     for r in (1, 3, 4):
         ref = np.asarray(ap(img, CircularAperture(np.c_[x, y], r), method="exact")["aperture_sum"])
         mine = np.asarray(ph[f"flux_r{r}_F555W"]) + math.pi * r * r * np.asarray(ph["sky_F555W"])
         np.testing.assert_allclose(mine, ref, atol=1e-9)
     assert circle_pixel_overlap(-10, 10, -10, 10, 3.0) == pytest.approx(math.pi * 9)
+
+
+def _iraf_apmeasure(img, x, y, radius):
+    """IRAF apphot's aperture sum and area, pixel by pixel as in ``apmeasure.x``."""
+    total = area = 0.0
+    for j in range(img.shape[0]):
+        for i in range(img.shape[1]):
+            r = math.sqrt((i - x) ** 2 + (j - y) ** 2) - 0.5
+            if r > radius:
+                continue
+            w = max(0.0, min(1.0, radius - r))
+            total += w * img[j, i]
+            area += w
+    return total, area
+
+
+def test_iraf_aperture_weights_match_iraf_apmeasure():
+    rng = np.random.default_rng(6)
+    img = rng.normal(size=(40, 40)) + 5.0
+    x, y = rng.uniform(12, 28, 12), rng.uniform(12, 28, 12)
+    ph = aperture_photometry({b: img for b in BANDS}, x, y, {b: 0.0 for b in BANDS}, {b: 1.0 for b in BANDS},
+                             PhotometryConfig())
+    for r in (1, 3, 4):
+        for k in range(12):
+            total, area = _iraf_apmeasure(img, x[k], y[k], float(r))
+            mine = ph[f"flux_r{r}_F555W"][k] + area * ph["sky_F555W"][k]
+            assert mine == pytest.approx(total, abs=1e-9)
+    # a centred source: the 1 px aperture counts 1 + 4 x 0.5 + 4 x (1.5 - sqrt 2) px
+    assert _iraf_apmeasure(np.ones((5, 5)), 2.0, 2.0, 1.0)[1] == pytest.approx(3.0 + 4 * (1.5 - math.sqrt(2)))
+    with pytest.raises(ValueError, match="aperture_weights"):
+        PhotometryConfig(aperture_weights="photutils")
 
 
 def _flat_field(shape=(160, 160), sky=0.05):

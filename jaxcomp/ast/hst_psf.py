@@ -28,12 +28,20 @@ physical transfer functions of the observation, each from a published number:
    0.38 px^2 at 400 nm (ACS IHB eq. 5.1, K_WFC = [[.04,.11,.04],[.11,.40,.11],[.04,.11,.04]])
    with the same relative wavelength dependence as WFC3/UVIS (both are thinned,
    back-illuminated CCDs, whose blue photons are absorbed furthest from the wells).
-5. *Residual blur of the drizzled WFC3/UVIS frames* (``residual_blur_arcsec``, a Gaussian
-   of 0.015" per axis; none for ACS/WFC): dither registration, focus breathing and CTE
-   trails widen the combined UVIS PSF beyond the optical model. This one number is fitted,
-   not published: to the real NGC 628C F336W injections of the C-4 pipeline (median CI of
-   bright clusters 1.236 at r_eff = 1 pc and 1.505 at 3 pc; the model without it gives
-   1.146 and 1.473, with it 1.239 and 1.532).
+5. *Residual blur of the drizzled frames* (``residual_blur_arcsec``, a Gaussian per axis:
+   0.020" for WFC3/UVIS, 0.016" for ACS/WFC): dither registration, focus breathing and CTE
+   trails widen the combined PSF beyond the optical model. These two numbers are fitted,
+   not published: to the median concentration index of the real NGC 628C injections of
+   the C-4 pipeline (bright clusters, IRAF aperture weights as the pipeline measured
+   them, :class:`jaxcomp.ast.settings.PhotometryConfig`; noiseless model values here),
+   UVIS to F336W at r_eff = 1 and 3 pc (real 1.236 and 1.505; without the blur 1.075 and
+   1.401, with it 1.232 and 1.502), ACS to F555W at 1, 2, 3 and 5 pc (at the radii C-4
+   injected, 0.79 x nominal, see data/legus/README.md; real 1.386/1.480/1.561/1.703,
+   without the blur 1.315/1.421/1.513/1.659, with it 1.387/1.482/1.563/1.694). F814W is
+   then 0.05 mag too concentrated at 1 pc (1.370 against 1.421; 0.02 at 3 pc): the ACS/WFC
+   red halo (photons scattered in the CCD beyond 800 nm, ACS IHB 5.6) is not modelled.
+   Point sources have CI 1.06 (F336W) and 1.28 (F555W), below the LEGUS cut of 1.4 set to
+   exclude stars.
 6. *Drizzling* to the LEGUS grid: a box of ``pixfrac`` native pixels (AstroDrizzle's
    default ``final_pixfrac = 1``), then the output pixel (0.0396"), which makes it an
    *effective* PSF (photutils / Anderson & King convention: its value at an offset is the
@@ -117,11 +125,12 @@ def _wfc3_relative(nm: float) -> float:
 
 
 #: WFC3/UVIS: 0.0396" pixels; charge diffusion from the IHB's 250 and 810 nm kernels; the
-#: residual blur of the drizzled frames fitted to the real F336W injections.
-WFC3_UVIS = InstrumentPSF("WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=0.015)
-#: ACS/WFC: 0.050" pixels; charge diffusion 0.38 px^2 at 400 nm (IHB), WFC3's lambda trend.
+#: residual blur of the drizzled frames fitted to the real F336W injections (note 5).
+WFC3_UVIS = InstrumentPSF("WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=0.020)
+#: ACS/WFC: 0.050" pixels; charge diffusion 0.38 px^2 at 400 nm (IHB), WFC3's lambda trend;
+#: the residual blur fitted to the real F555W injections (note 5).
 ACS_WFC = InstrumentPSF(
-    "ACS/WFC", 0.050, 27.5,
+    "ACS/WFC", 0.050, 27.5, residual_blur_arcsec=0.016,
     diffusion_nm=(250.0, 810.0),
     diffusion_var_px2=(0.38 * _wfc3_relative(250.0) / _wfc3_relative(400.0),
                        0.38 * _wfc3_relative(810.0) / _wfc3_relative(400.0)),

@@ -1,6 +1,6 @@
 """Step 3 of the catalogue pipeline: aperture photometry and aperture corrections.
 
-:func:`aperture_photometry` measures exact circular apertures (LEGUS: 1, 3 and 4 px,
+:func:`aperture_photometry` measures circular apertures (LEGUS: 1, 3 and 4 px, IRAF's pixel weights,
 :class:`jaxcomp.ast.settings.PhotometryConfig`) in every band at each candidate, with the
 sky from the 7-8 px annulus (3-sigma clipped "mode" ``3 median - 2 mean``), IRAF
 ``phot`` errors, Vega magnitudes and the concentration index.
@@ -25,7 +25,8 @@ from .background import clipped_stats_rows
 from .field import Field
 from .settings import DEFAULT_CONFIG, PhotometryConfig
 
-__all__ = ["aperture_corrections", "aperture_photometry", "circle_pixel_overlap", "magnitude_error"]
+__all__ = ["aperture_corrections", "aperture_photometry", "aperture_weights", "circle_pixel_overlap",
+           "magnitude_error"]
 
 
 def _f_quadrant(x, y, r):
@@ -49,6 +50,26 @@ def _F(x, y, r):
 def circle_pixel_overlap(x0, x1, y0, y1, r):
     """Exact area of the circle of radius ``r`` centred at 0 inside [x0, x1] x [y0, y1]."""
     return _F(x1, y1, r) - _F(x0, y1, r) - _F(x1, y0, r) + _F(x0, y0, r)
+
+
+def aperture_weights(edges_x: np.ndarray, edges_y: np.ndarray, dist: np.ndarray, radius_px: float,
+                     method: str = "iraf") -> tuple[np.ndarray, np.ndarray | float]:
+    """Pixel weights of a circular aperture and its area.
+
+    ``edges_x``, ``edges_y`` (N, m + 1): pixel edges relative to each source [px];
+    ``dist`` (N, m, m): distances of the pixel centres from the source [px]. Returns the
+    weights (N, m, m) and the area [px^2] that the sky is subtracted over: ``"iraf"``
+    ``clip(r - d + 0.5, 0, 1)`` and their sum per source (IRAF ``apmeasure``);
+    ``"exact"`` the exact pixel-circle overlaps and ``pi r^2``.
+    """
+    if method == "iraf":
+        w = np.clip(radius_px - dist + 0.5, 0.0, 1.0)
+        return w, w.sum(axis=(1, 2))
+    if method == "exact":
+        w = circle_pixel_overlap(edges_x[:, None, :-1], edges_x[:, None, 1:], edges_y[:, :-1, None],
+                                 edges_y[:, 1:, None], radius_px)
+        return w, math.pi * radius_px * radius_px
+    raise ValueError(f"aperture weights must be 'iraf' or 'exact', got {method!r}")
 
 
 def _gather(image: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int, fill=np.nan) -> np.ndarray:
@@ -92,7 +113,7 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
     ``mag_r3_<ci>`` (no correction) and ``ci`` = m(1 px) - m(3 px) in ``cfg.ci_band``.
 
     Errors (IRAF ``phot``): var[counts/s]^2 = F/t + A s^2 + A^2 s^2 / n_sky with F the
-    aperture flux, t the exposure time, A = pi r^2, s the clipped sky scatter per pixel
+    aperture flux, t the exposure time, A the aperture area (see ``cfg.aperture_weights``), s the clipped sky scatter per pixel
     and n_sky the number of sky pixels; err = 1.0857 sqrt(var) / F. A source with
     F <= 0, a pixel of its aperture outside the image/footprint, or fewer than
     ``min_sky_pixels`` sky pixels gets mag NaN and err inf (it fails every err cut).
@@ -117,15 +138,15 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
     ex = np.concatenate([ex, ex[:, -1:] + 1.0], axis=1)
     ey = off[None, :] - 0.5 - dy[:, None]
     ey = np.concatenate([ey, ey[:, -1:] + 1.0], axis=1)
-    # exact overlap weights on the inner window that the largest aperture can touch
+    dist = np.hypot(off[None, None, :] - dx[:, None, None], off[None, :, None] - dy[:, None, None])
+    # pixel weights on the inner window that the largest aperture can touch, and the
+    # apertures' areas [px^2] (see PhotometryConfig.aperture_weights)
     ha = math.ceil(max(cfg.radii_px)) + 1
     inner = slice(half - ha, half + ha + 1)
-    exi, eyi = ex[:, half - ha:half + ha + 2], ey[:, half - ha:half + ha + 2]
-    weights = {}
+    weights, areas = {}, {}
     for r in cfg.radii_px:
-        weights[r] = circle_pixel_overlap(exi[:, None, :-1], exi[:, None, 1:], eyi[:, :-1, None],
-                                          eyi[:, 1:, None], r)
-    dist = np.hypot(off[None, None, :] - dx[:, None, None], off[None, :, None] - dy[:, None, None])
+        weights[r], areas[r] = aperture_weights(ex[:, half - ha:half + ha + 2], ey[:, half - ha:half + ha + 2],
+                                                dist[:, inner, inner], r, cfg.aperture_weights)
     in_annulus = (dist >= cfg.annulus_px[0]) & (dist <= cfg.annulus_px[1])
     fcut = None
     if footprint is not None and not footprint.all():
@@ -153,8 +174,7 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
             touched = w > 0
             bad = np.any(touched & ~np.isfinite(core), axis=(1, 2))
             total = np.einsum("nij,nij->n", w, np.where(touched, np.nan_to_num(core), 0.0))
-            area = math.pi * r * r
-            f = total - area * sky
+            f = total - areas[r] * sky
             f[bad | ~good_sky] = np.nan
             fluxes[r] = f
             out[f"flux_r{r:g}_{b}"] = f
@@ -165,7 +185,7 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
         out[f"skystd_{b}"].unit = "ct/(s pix)"
         out[f"nsky_{b}"] = nsky
         F = fluxes[cfg.phot_radius_px]
-        A = math.pi * cfg.phot_radius_px ** 2
+        A = areas[cfg.phot_radius_px]
         with np.errstate(divide="ignore", invalid="ignore"):
             ok = np.isfinite(F) & (F > 0)
             mag = np.where(ok, zp - 2.5 * np.log10(np.where(ok, F, 1.0)) + apcor.get(b, 0.0), np.nan)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Literal
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -199,7 +200,15 @@ class PhotometryConfig:
 
     ``mode_factors = (3, 2)``: sky = 3 median - 2 mean of the 3-sigma-clipped annulus
     pixels (the IRAF ``phot`` "mode", photutils ``ModeEstimatorBackground``); the annulus
-    uses the pixels whose centres lie in [7, 8] px, the apertures exact pixel overlaps.
+    uses the pixels whose centres lie in [7, 8] px.
+    ``aperture_weights``: how a pixel the aperture's edge crosses counts. ``"iraf"`` (the
+    LEGUS catalogue's and the C-4 pipeline's photometry, IRAF ``phot``): weight
+    ``clip(r - d + 0.5, 0, 1)`` for a pixel whose centre is ``d`` px from the source, and
+    the aperture's area is the sum of the weights (``apmeasure`` in IRAF's
+    ``noao/digiphot/apphot/phot/apmeasure.x``); ``"exact"``: the exact overlap of pixel
+    and circle, area pi r^2. The two differ most in the 1 px aperture (IRAF area 3.34 px^2
+    for a centred source): the CI of a cluster is 0.07-0.08 mag lower with IRAF's weights
+    at every radius, which is the system the CI >= 1.4 cut was set in.
     ``aperture_corrections``: explicit per-band corrections (mag, added to the 4 px
     magnitudes) as ``((band, value), ...)``; ``None`` computes them from the field's PSFs
     for an EFF cluster of ``apcor_reff_pc`` (see :func:`aperture_corrections`).
@@ -216,8 +225,11 @@ class PhotometryConfig:
     min_sky_pixels: int = 10
     apcor_reff_pc: float = 3.0
     aperture_corrections: tuple[tuple[str, float], ...] | None = None
+    aperture_weights: Literal["iraf", "exact"] = "iraf"
 
     def __post_init__(self):
+        if self.aperture_weights not in ("iraf", "exact"):
+            raise ValueError(f"aperture_weights must be 'iraf' or 'exact', got {self.aperture_weights!r}")
         if self.phot_radius_px not in self.radii_px or any(r not in self.radii_px for r in self.ci_radii_px):
             raise ValueError("phot_radius_px and ci_radii_px must be among radii_px")
         if not 0 < self.annulus_px[0] < self.annulus_px[1]:
