@@ -195,7 +195,10 @@ def _library_config(config: RunConfig, **overrides):
     lib = config.library
     kwargs = dict(log_mass_range=tuple(lib.log_mass_range),
                   age_range_yr=(10.0 ** lib.log_age_range[0], 10.0 ** lib.log_age_range[1]),
-                  av_range=tuple(lib.av_range), radius_model=lib.radius_model, bands=tuple(lib.bands))
+                  av_range=tuple(lib.av_range), radius_model=lib.radius_model, bands=tuple(lib.bands),
+                  nebular=lib.nebular, nebular_covering_fraction=lib.nebular_covering_fraction,
+                  nebular_te_k=lib.nebular_te_k, nebular_ne_cm3=lib.nebular_ne_cm3,
+                  nebular_av_factor=lib.nebular_av_factor)
     kwargs.update(overrides)
     return LibraryConfig(**kwargs)
 
