@@ -226,3 +226,14 @@ def test_workflow_library_section_checks_nebular_options(key, value):
     with pytest.raises(ConfigError, match=rf"\[library\] {key} must lie in"):
         LibrarySection(**{key: value}).check()
     LibrarySection(nebular=False).check()
+
+
+def test_trained_network_provenance_records_the_library_nebular_settings():
+    """The workflow's train stage writes these settings into the artefact header's provenance."""
+    from jaxcomp.workflow.config import LibrarySection, RunConfig
+    from jaxcomp.workflow.stages import _library_provenance
+
+    record = _library_provenance(RunConfig())
+    assert record["nebular"] is True and record["nebular_covering_fraction"] == 0.5
+    off = _library_provenance(RunConfig(library=LibrarySection(nebular=False, nebular_av_factor=2.1)))
+    assert off["nebular"] is False and off["nebular_av_factor"] == 2.1
