@@ -71,7 +71,9 @@ def test_batched_emissivities_equal_pyneb():
     h1, he1 = neb._h_atom(), pn.RecAtom("He", 1)
     te, ne = 1.23e4, 350.0
     ours = neb._recombination_emissivities(h1, ["3_2", "4_2", "9_3"], te, ne)
-    theirs = [float(h1.getEmissivity(te, ne, lev_i=u, lev_j=l)) for u, l in ((3, 2), (4, 2), (9, 3))]
+    theirs = [
+        float(h1.getEmissivity(te, ne, lev_i=u, lev_j=l)) for u, l in ((3, 2), (4, 2), (9, 3))
+    ]
     np.testing.assert_allclose(ours, theirs, rtol=1e-10)
     ours = neb._recombination_emissivities(he1, ["5876.0", "7065.0"], te, ne)
     theirs = [float(he1.getEmissivity(te, ne, label=lab)) for lab in ("5876.0", "7065.0")]
@@ -87,7 +89,9 @@ def test_band_table_matches_brute_force_spectrum(emission, photometry):
     sigma = 1.0  # Angstrom; narrow Gaussians carrying each line's luminosity
     for w0, lum in zip(spec["line_wavelength"], spec["line_luminosity"]):
         near = np.abs(wave - w0) < 6 * sigma
-        flux[near] += lum * np.exp(-0.5 * ((wave[near] - w0) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        flux[near] += (
+            lum * np.exp(-0.5 * ((wave[near] - w0) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        )
     flux_10pc = flux / (4 * math.pi * neb._TEN_PARSEC_CM**2)
     brute = spectrum_magnitudes(wave, flux_10pc, [load_filter(b) for b in photometry.bands])
     np.testing.assert_allclose(table.magnitude, brute, atol=2e-3)
@@ -113,18 +117,24 @@ def test_ionising_photon_grid_of_blackbodies_is_analytic():
 
     flux = np.stack([planck(wave, t) for t in temps])
     flux /= np.trapezoid(flux, wave, axis=1)[:, None]
-    grid = AtmosphereGrid(np.log10(temps), np.array([4.0, 4.5]), wave, np.repeat(flux[:, None, :], 2, axis=1),
-                          np.full((3, 2), "planck", dtype="U24"))
+    grid = AtmosphereGrid(
+        np.log10(temps),
+        np.array([4.0, 4.5]),
+        wave,
+        np.repeat(flux[:, None, :], 2, axis=1),
+        np.full((3, 2), "planck", dtype="U24"),
+    )
     log_q = ionising_photon_grid(grid)[:, 0]
     for t, value in zip(temps, log_q):
         bol = integrate.quad(planck, 50.0, 1e7, args=(t,), limit=400, points=[1e3, 1e4, 1e5])[0]
-        ion = integrate.quad(lambda lam, temp: planck(lam, temp) * lam / (h * c), 90.0, 911.75, args=(t,),
-                             limit=200)[0]
+        ion = integrate.quad(
+            lambda lam, temp: planck(lam, temp) * lam / (h * c), 90.0, 911.75, args=(t,), limit=200
+        )[0]
         assert value == pytest.approx(math.log10(3.828e33 * ion / bol), abs=2e-3), t
 
 
 def test_star_table_carries_ionising_rates(photometry):
-    """An O star of the 1 Myr isochrone: Q(H0) of 10^49-10^50 s^-1; stars below 6000 K: < 10^35 s^-1."""
+    """An O star at 1 Myr: Q(H0) of 10^49.5-10^50.3 s^-1; stars below 6000 K: < 10^35 s^-1."""
     assert photometry.has_ionising_photons
     s = np.isclose(photometry.log_age, 6.0, atol=1e-3)
     top = np.argmax(photometry.initial_mass[s])
@@ -135,11 +145,14 @@ def test_star_table_carries_ionising_rates(photometry):
     assert with_q.bands[-1] == "Q_H0" and np.all(with_q.extinction_coefficients[:, -1] == 0)
 
 
-@pytest.mark.parametrize("age_myr, reference, tolerance", [
-    (1.0, SB99_LOG_Q[1.0], 0.1),   # SB99 (Geneva): measured +0.013 dex
-    (1.0, BC03_LOG_Q[1.0], 0.12),  # BC03 (Padova 1994): measured -0.106 dex
-    (5.0, BC03_LOG_Q[5.0], 0.1),   # BC03: measured +0.011 dex (SB99's Geneva tracks: +0.24 dex)
-])
+@pytest.mark.parametrize(
+    "age_myr, reference, tolerance",
+    [
+        (1.0, SB99_LOG_Q[1.0], 0.1),  # SB99 (Geneva): measured +0.013 dex
+        (1.0, BC03_LOG_Q[1.0], 0.12),  # BC03 (Padova 1994): measured -0.106 dex
+        (5.0, BC03_LOG_Q[5.0], 0.1),  # BC03: measured +0.011 dex (SB99's Geneva tracks: +0.24 dex)
+    ],
+)
 def test_q_h0_of_a_million_solar_masses_padova(kroupa, age_myr, reference, tolerance):
     log_q = math.log10(1e6 * kroupa.ssp_ionising_photon_rate(math.log10(age_myr * 1e6))[0])
     assert log_q == pytest.approx(reference, abs=tolerance)
@@ -149,10 +162,15 @@ def test_q_h0_at_3_myr_depends_on_the_isochrones(kroupa):
     """3 Myr: PARSEC Z = 0.014 (Starburst99's metallicity) within 0.1 dex of SB99; Padova 2007
     dips to 52.19 (-0.17 dex vs SB99, -0.46 vs BC03) because its 75-105 Msun stars are cool
     supergiants at log t = 6.45-6.55 before their Wolf-Rayet phase (hot, Q up at log t 6.6)."""
-    parsec = PopulationSynthesis(StarPhotometry.load("parsec_z0.0140"), IMF("kroupa2001", 0.1, 100.0),
-                                 nebular=NebularEmission())
+    parsec = PopulationSynthesis(
+        StarPhotometry.load("parsec_z0.0140"),
+        IMF("kroupa2001", 0.1, 100.0),
+        nebular=NebularEmission(),
+    )
     log_age = math.log10(3e6)
-    assert math.log10(1e6 * parsec.ssp_ionising_photon_rate(log_age)[0]) == pytest.approx(SB99_LOG_Q[3.0], abs=0.1)
+    assert math.log10(1e6 * parsec.ssp_ionising_photon_rate(log_age)[0]) == pytest.approx(
+        SB99_LOG_Q[3.0], abs=0.1
+    )
     padova = math.log10(1e6 * kroupa.ssp_ionising_photon_rate(log_age)[0])
     assert 52.1 < padova < 52.3
 
@@ -173,14 +191,16 @@ def test_stochastic_q_h0_averages_to_the_fully_sampled_value(kroupa):
 
 
 def test_nebular_light_only_for_young_clusters(kroupa, photometry):
-    """Old clusters (>= 10 Myr) are bit-identical with and without nebular emission; young ones brighter."""
+    """Old clusters (>= 10 Myr) are identical with and without nebular emission; young: brighter."""
     stellar = PopulationSynthesis(photometry, IMF("kroupa2001", 0.1, 100.0))
     log_mass, log_age, av = np.full(50, 3.5), np.full(50, 8.0), np.full(50, 0.7)
-    np.testing.assert_array_equal(kroupa.cluster_magnitudes(log_mass, log_age, av, rng=3),
-                                  stellar.cluster_magnitudes(log_mass, log_age, av, rng=3))
+    np.testing.assert_array_equal(
+        kroupa.cluster_magnitudes(log_mass, log_age, av, rng=3),
+        stellar.cluster_magnitudes(log_mass, log_age, av, rng=3),
+    )
     young = kroupa.ssp_magnitudes(6.0) - stellar.ssp_magnitudes(6.0)
     assert np.all(young < -0.15) and young[0, 4] < young[0, 0]  # F814W gains more than F275W
-    # extinction acts on the nebular light too: the nebular gain shrinks relative to no dust only mildly
+    # behind A_V = 2 mag (nebular light extincted like the stars) the gain stays
     dusty = kroupa.ssp_magnitudes(6.0, 2.0) - stellar.ssp_magnitudes(6.0, 2.0)
     assert np.all(dusty < -0.1)
 
@@ -196,30 +216,43 @@ def test_library_records_nebular_options():
     frame = generate_library(40, config, seed=1)
     meta = frame.attrs["jaxcomp_library"]
     assert meta["config"]["nebular"] is True and meta["config"]["nebular_covering_fraction"] == 0.5
-    assert meta["nebular_emission"]["covering_fraction"] == 0.5 and meta["nebular_emission"]["av_factor"] == 1.0
+    assert (
+        meta["nebular_emission"]["covering_fraction"] == 0.5
+        and meta["nebular_emission"]["av_factor"] == 1.0
+    )
     assert set(meta["nebular_emission"]["abs_mag_per_1e50_ionising_photons_per_s"]) == set(BANDS)
     off = LibraryConfig(nebular=False)
     assert off.build_model().nebular is None
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"nebular_covering_fraction": -0.1}, "nebular_covering_fraction"),
-    ({"nebular_covering_fraction": 1.2}, "nebular_covering_fraction"),
-    ({"nebular_te_k": 3000.0}, "nebular_te_k"),
-    ({"nebular_te_k": 4e4}, "nebular_te_k"),
-    ({"nebular_ne_cm3": 10.0}, "nebular_ne_cm3"),
-    ({"nebular_ne_cm3": 1e6}, "nebular_ne_cm3"),
-    ({"nebular_av_factor": 0.5}, "nebular_av_factor"),
-    ({"nebular": "yes"}, "nebular"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"nebular_covering_fraction": -0.1}, "nebular_covering_fraction"),
+        ({"nebular_covering_fraction": 1.2}, "nebular_covering_fraction"),
+        ({"nebular_te_k": 3000.0}, "nebular_te_k"),
+        ({"nebular_te_k": 4e4}, "nebular_te_k"),
+        ({"nebular_ne_cm3": 10.0}, "nebular_ne_cm3"),
+        ({"nebular_ne_cm3": 1e6}, "nebular_ne_cm3"),
+        ({"nebular_av_factor": 0.5}, "nebular_av_factor"),
+        ({"nebular": "yes"}, "nebular"),
+        ({"nebular_te_k": "hot"}, "nebular_te_k"),
+    ],
+)
 def test_bad_nebular_options_name_the_option(kwargs, name):
     with pytest.raises(InputError, match=name):
         LibraryConfig(**kwargs)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("nebular_covering_fraction", 1.5), ("nebular_te_k", 100.0), ("nebular_ne_cm3", 1e7), ("nebular_av_factor", 5.0),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("nebular_covering_fraction", 1.5),
+        ("nebular_te_k", 100.0),
+        ("nebular_ne_cm3", 1e7),
+        ("nebular_av_factor", 5.0),
+    ],
+)
 def test_workflow_library_section_checks_nebular_options(key, value):
     from jaxcomp.workflow.config import ConfigError, LibrarySection
 
@@ -235,5 +268,7 @@ def test_trained_network_provenance_records_the_library_nebular_settings():
 
     record = _library_provenance(RunConfig())
     assert record["nebular"] is True and record["nebular_covering_fraction"] == 0.5
-    off = _library_provenance(RunConfig(library=LibrarySection(nebular=False, nebular_av_factor=2.1)))
+    off = _library_provenance(
+        RunConfig(library=LibrarySection(nebular=False, nebular_av_factor=2.1))
+    )
     assert off["nebular"] is False and off["nebular_av_factor"] == 2.1

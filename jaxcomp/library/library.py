@@ -10,7 +10,10 @@
   integer pc; values outside 1..10 pc are clipped to 1 or 10 pc by default, or redrawn),
 
 and computes their stochastic HST photometry (apparent Vega magnitudes at the NGC 628
-distance modulus, 29.98 mag) with :class:`~jaxcomp.library.synthesis.PopulationSynthesis`.
+distance modulus, 29.98 mag) with :class:`~jaxcomp.library.synthesis.PopulationSynthesis`:
+stellar light plus, by default (``nebular=True``), the nebular emission of each cluster's
+own ionising photons for clusters younger than 10 Myr (covering fraction 0.5, the C-4
+library's; :mod:`jaxcomp.library.nebular`).
 
 Ages outside the isochrone grid
     The Padova 2007 isochrones start at 10^5.5 yr and end at 10^10.15 yr.  Clusters

@@ -120,6 +120,12 @@ class NebularEmission:
     max_age_yr: float = 1.0e7
 
     def __post_init__(self) -> None:
+        for name in ("covering_fraction", "electron_temperature_k", "electron_density_cm3",
+                     "helium_abundance", "av_factor", "max_age_yr"):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float, np.integer, np.floating))
+            if isinstance(value, bool) or not number:
+                raise InputError(f"nebular {name} must be a number, got {value!r}")
         phi = float(self.covering_fraction)
         if not (math.isfinite(phi) and 0.0 <= phi <= 1.0):
             raise InputError(
@@ -129,25 +135,34 @@ class NebularEmission:
         te = float(self.electron_temperature_k)
         if not (math.isfinite(te) and TE_RANGE_K[0] <= te <= TE_RANGE_K[1]):
             raise InputError(
-                f"nebular electron_temperature_k = {self.electron_temperature_k!r} K is outside the "
-                f"{TE_RANGE_K[0]:.0f}-{TE_RANGE_K[1]:.0f} K covered by pyneb's H I and He I emissivity "
-                "tables; pass a temperature inside it (10^4 K is typical of H II regions)"
+                f"nebular electron_temperature_k = {self.electron_temperature_k!r} K is outside "
+                f"the {TE_RANGE_K[0]:.0f}-{TE_RANGE_K[1]:.0f} K covered by pyneb's H I and He I "
+                "emissivity tables; pass a temperature inside it (10^4 K is typical of H II "
+                "regions)"
             )
         ne = float(self.electron_density_cm3)
         if not (math.isfinite(ne) and NE_RANGE_CM3[0] <= ne <= NE_RANGE_CM3[1]):
             raise InputError(
                 f"nebular electron_density_cm3 = {self.electron_density_cm3!r} cm^-3 is outside "
-                f"{NE_RANGE_CM3[0]:.0f}-{NE_RANGE_CM3[1]:.0f} cm^-3 (pyneb's H I tables start at 100; the "
-                "metal-line ratios hold below ~10^4); pass a density inside it"
+                f"{NE_RANGE_CM3[0]:.0f}-{NE_RANGE_CM3[1]:.0f} cm^-3 (pyneb's H I tables start at "
+                "100; the metal-line ratios hold below ~10^4); pass a density inside it"
             )
         y = float(self.helium_abundance)
         if not (math.isfinite(y) and 0.0 <= y <= 0.2):
-            raise InputError(f"nebular helium_abundance n(He+)/n(H+) must lie in [0, 0.2], got {self.helium_abundance!r}")
+            raise InputError(
+                "nebular helium_abundance n(He+)/n(H+) must lie in [0, 0.2], "
+                f"got {self.helium_abundance!r}"
+            )
         f = float(self.av_factor)
         if not (math.isfinite(f) and 1.0 <= f <= 3.0):
-            raise InputError(f"nebular av_factor (nebular / stellar A_V) must lie in [1, 3], got {self.av_factor!r}")
+            raise InputError(
+                "nebular av_factor (nebular / stellar A_V) must lie in [1, 3], "
+                f"got {self.av_factor!r}"
+            )
         if not (math.isfinite(float(self.max_age_yr)) and self.max_age_yr > 0):
-            raise InputError(f"nebular max_age_yr must be a positive age in yr, got {self.max_age_yr!r}")
+            raise InputError(
+                f"nebular max_age_yr must be a positive age in yr, got {self.max_age_yr!r}"
+            )
 
     def to_dict(self) -> dict:
         """JSON-serialisable settings (recorded in library metadata)."""
@@ -180,12 +195,16 @@ def _h_atom():
     return pn.RecAtom("H", 1)
 
 
-def recombination_coefficient_b(electron_temperature_k: float, electron_density_cm3: float) -> float:
+def recombination_coefficient_b(
+    electron_temperature_k: float, electron_density_cm3: float
+) -> float:
     """Case-B H recombination coefficient alpha_B [cm^3 s^-1] (Storey & Hummer 1995 via pyneb).
 
     At 10^4 K and 100 cm^-3 it is 2.585e-13 (Osterbrock & Ferland 2006, Table 2.1: 2.59e-13).
     """
-    value = _h_atom().getTotRecombination(float(electron_temperature_k), float(electron_density_cm3))
+    value = _h_atom().getTotRecombination(
+        float(electron_temperature_k), float(electron_density_cm3)
+    )
     return float(np.asarray(value).ravel()[0])
 
 
@@ -198,14 +217,18 @@ def _recombination_emissivities(atom, labels, te, ne):
     """
     from scipy.interpolate import LinearNDInterpolator
 
-    points = np.column_stack([1.0 / np.asarray(atom.temp, float).ravel(), np.asarray(atom.log_dens, float).ravel()])
-    values = np.column_stack([np.asarray(atom._RecombData[label], float).ravel() for label in labels])
+    points = np.column_stack(
+        [1.0 / np.asarray(atom.temp, float).ravel(), np.asarray(atom.log_dens, float).ravel()]
+    )
+    values = np.column_stack(
+        [np.asarray(atom._RecombData[label], float).ravel() for label in labels]
+    )
     log_ne = np.clip(math.log10(ne), points[:, 1].min(), points[:, 1].max())
     return LinearNDInterpolator(points, values)(1.0 / te, log_ne).ravel()
 
 
 def _hydrogen_lines(te, ne):
-    """Balmer and Paschen lines (upper level <= 40) shortward of 11000 A: wavelengths, emissivities."""
+    """Balmer and Paschen lines (upper level <= 40) below 11000 A: wavelengths, emissivities."""
     waves, labels = [], []
     for lower in (2, 3):
         for upper in range(lower + 1, _MAX_UPPER_LEVEL + 1):
@@ -243,7 +266,11 @@ def _metal_lines(te, ne, hbeta_emissivity):
             element = "".join(c for c in r["ion"] if c.isalpha())
             atom = pn.Atom(element, int("".join(c for c in r["ion"] if c.isdigit())))
             own = float(np.asarray(atom.getEmissivity(te, ne, wave=round(wave))).ravel()[0])
-            other = float(np.asarray(atom.getEmissivity(te, ne, wave=round(float(partner["wavelength_angstrom"])))).ravel()[0])
+            other = float(
+                np.asarray(
+                    atom.getEmissivity(te, ne, wave=round(float(partner["wavelength_angstrom"])))
+                ).ravel()[0]
+            )
             ratio = float(partner["intensity_hbeta_100"]) / 100.0 * own / other
         waves.append(wave)
         emissivities.append(ratio * hbeta_emissivity)
@@ -280,7 +307,8 @@ def nebular_spectrum(emission: NebularEmission, ionising_photon_rate: float = _Q
         "wavelength": wave,
         "continuum": measure * continuum,
         "line_wavelength": np.concatenate([h_wave, he_wave, m_wave]),
-        "line_luminosity": measure * np.concatenate([h_emis, emission.helium_abundance * he_emis, m_emis]),
+        "line_luminosity": measure
+        * np.concatenate([h_emis, emission.helium_abundance * he_emis, m_emis]),
         "line_kind": np.array(kinds),
         "hbeta_luminosity": measure * hbeta,
         "emission_measure": measure,
@@ -323,13 +351,17 @@ class NebularBandTable:
         i = np.floor(x).astype(int)
         t = (x - i)[:, None]
         a_band = (1 - t) * self.band_extinction[i] + t * self.band_extinction[i + 1]
-        return np.asarray(ionising_rate_1e50, float)[:, None] * 10.0 ** (-0.4 * (self.magnitude[None, :] + a_band))
+        return np.asarray(ionising_rate_1e50, float)[:, None] * 10.0 ** (
+            -0.4 * (self.magnitude[None, :] + a_band)
+        )
 
 
 def _band_counts(spectrum, filt, curve, avs):
     from .build import photon_counts
 
-    counts = photon_counts(spectrum["wavelength"], spectrum["continuum"], filt, curve, avs)  # (n_av,)
+    counts = photon_counts(
+        spectrum["wavelength"], spectrum["continuum"], filt, curve, avs
+    )  # (n_av,)
     lw, ll = spectrum["line_wavelength"], spectrum["line_luminosity"]
     trans = np.interp(lw, filt.wavelength, filt.transmission, left=0.0, right=0.0)
     inside = trans > 0
@@ -345,7 +377,11 @@ def _band_counts(spectrum, filt, curve, avs):
 
 @functools.lru_cache(maxsize=16)
 def nebular_band_table(
-    emission: NebularEmission, sedpy_names: tuple, bands: tuple, extinction_law: str = "F99", r_v: float = 3.1
+    emission: NebularEmission,
+    sedpy_names: tuple,
+    bands: tuple,
+    extinction_law: str = "F99",
+    r_v: float = 3.1,
 ) -> NebularBandTable:
     """Per-band nebular magnitudes of Q(H0) = 10^50 s^-1 and their extinction (cached).
 

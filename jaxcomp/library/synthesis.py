@@ -204,7 +204,9 @@ class PopulationSynthesis:
 
     Notes
     -----
-    Construction precomputes all tables (about 0.5 s); build one instance and reuse it.
+    Construction precomputes all tables (about 0.5 s, plus a few seconds for the nebular
+    band table the first time a ``NebularEmission`` is used in a process); build one
+    instance and reuse it.
     The instance holds no random state: every stochastic method takes an explicit
     generator or seed.
     """
@@ -435,7 +437,8 @@ class PopulationSynthesis:
         numpy.ndarray, shape (n, n_bands)
             Vega magnitudes per unit initial stellar mass [mag]; a cluster of mass M is
             ``- 2.5 log10(M / Msun)`` brighter.  The IMF integral uses the exact band
-            extinction of every star (no A_V tabulation).
+            extinction of every star (no A_V tabulation).  With ``nebular`` the nebular
+            light of the population's ionising photons is included (ages < max_age_yr).
         """
         log_age, av = np.broadcast_arrays(np.atleast_1d(np.asarray(log_age, float)), np.atleast_1d(np.asarray(av, float)))
         log_age, av = log_age.ravel(), check_av(av).ravel()
@@ -595,7 +598,8 @@ class PopulationSynthesis:
         Returns
         -------
         numpy.ndarray, shape (n, n_bands)
-            Vega magnitudes [mag], columns in the order of :attr:`bands`.
+            Vega magnitudes [mag], columns in the order of :attr:`bands`; stars plus, with
+            ``nebular``, the nebular light of each cluster's own ionising photons.
         """
         gen = as_generator(rng)
         log_mass, log_age, av = np.broadcast_arrays(
@@ -854,12 +858,14 @@ class PopulationSynthesis:
         return np.clip(threshold, imf.min_mass, alive), alive, fully_drawn
 
 
-def _default_model(model, photometry, imf, bands) -> PopulationSynthesis:
+def _default_model(model, photometry, imf, bands, nebular=None) -> PopulationSynthesis:
     if model is not None:
         if bands is not None and tuple(bands) != model.bands:
             raise ValueError(f"bands {tuple(bands)} differ from the model's {model.bands}; build a model with those bands")
+        if nebular is not None and nebular != model.nebular:
+            raise ValueError(f"nebular {nebular} differs from the model's {model.nebular}; build a model with it")
         return model
-    return PopulationSynthesis(photometry=photometry, imf=imf, bands=bands)
+    return PopulationSynthesis(photometry=photometry, imf=imf, bands=bands, nebular=nebular)
 
 
 def ssp_magnitudes(
@@ -872,13 +878,15 @@ def ssp_magnitudes(
     bands=None,
     distance_modulus: float = 0.0,
     age_out_of_range: str = "raise",
+    nebular: NebularEmission | None = None,
 ) -> np.ndarray:
     """Fully sampled SSP magnitudes per Msun formed (see :meth:`PopulationSynthesis.ssp_magnitudes`).
 
     Pass ``model`` to reuse precomputed tables; otherwise one is built from
-    ``photometry`` (default Padova 2007), ``imf`` (default Chabrier 2005) and ``bands``.
+    ``photometry`` (default Padova 2007), ``imf`` (default Chabrier 2005), ``bands`` and
+    ``nebular`` (default None: stellar light only).
     """
-    synth = _default_model(model, photometry, imf, bands)
+    synth = _default_model(model, photometry, imf, bands, nebular)
     return synth.ssp_magnitudes(log_age, av, distance_modulus=distance_modulus, age_out_of_range=age_out_of_range)
 
 
@@ -895,9 +903,13 @@ def cluster_magnitudes(
     distance_modulus: float = NGC628_DISTANCE_MODULUS,
     stochastic: bool = True,
     age_out_of_range: str = "raise",
+    nebular: NebularEmission | None = None,
 ) -> np.ndarray:
-    """Apparent Vega magnitudes of clusters (see :meth:`PopulationSynthesis.cluster_magnitudes`)."""
-    synth = _default_model(model, photometry, imf, bands)
+    """Apparent Vega magnitudes of clusters (see :meth:`PopulationSynthesis.cluster_magnitudes`).
+
+    Without ``model``, one is built as in :func:`ssp_magnitudes` (``nebular`` default None).
+    """
+    synth = _default_model(model, photometry, imf, bands, nebular)
     return synth.cluster_magnitudes(
         log_mass, log_age, av, rng=rng, distance_modulus=distance_modulus, stochastic=stochastic,
         age_out_of_range=age_out_of_range,
