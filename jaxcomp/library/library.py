@@ -426,6 +426,7 @@ def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, 
     grid = photometry.isochrone_log_ages
     age_clamped = (log_age < grid[0]) | (log_age > grid[-1])
 
+    nebular_table = model.nebular_table if model is not None else None
     blocks = [slice(a, min(a + config.chunk_size, n)) for a in range(0, n, config.chunk_size)]
     seeds = stars_seq.spawn(len(blocks))
     mags = np.empty((n, len(config.bands)))
@@ -445,6 +446,7 @@ def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, 
                 max_workers=min(n_workers, len(blocks)), mp_context=context, initializer=_worker_init, initargs=(config,)
             )
             futures = [pool.submit(_photometry_task, task) for task in tasks]  # all workers start here
+        nebular_table = _nebular_table(config, photometry)  # for the metadata, while the workers run
         with pool:
             for block, future in zip(blocks, futures):
                 mags[block] = future.result()
@@ -476,21 +478,29 @@ def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, 
             "content_sha256": provenance.get("content_sha256"),
             "built_utc": provenance.get("created_utc"),
         },
-        "nebular_emission": _nebular_metadata(config, model),
+        "nebular_emission": _nebular_metadata(config, nebular_table),
         "jaxcomp_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return frame
 
 
-def _nebular_metadata(config: LibraryConfig, model) -> dict | str:
+def _nebular_table(config: LibraryConfig, photometry: StarPhotometry):
+    """The nebular band table of ``config`` (cached per process), or None without nebular light."""
+    if not config.nebular:
+        return None
+    from .nebular import band_table_for
+
+    return band_table_for(config.nebular_emission(), photometry)
+
+
+def _nebular_metadata(config: LibraryConfig, table) -> dict | str:
     if not config.nebular:
         return "not included"
     from importlib.metadata import version
 
     out = {"included": True, **config.nebular_emission().to_dict(), "pyneb_version": version("pyneb")}
-    if model is not None and model.nebular_table is not None:
-        table = model.nebular_table
+    if table is not None:
         out["abs_mag_per_1e50_ionising_photons_per_s"] = dict(zip(table.bands, map(float, table.magnitude)))
     return out
 

@@ -65,6 +65,7 @@ __all__ = [
     "TE_RANGE_K",
     "NebularBandTable",
     "NebularEmission",
+    "band_table_for",
     "hbeta_luminosity_per_photon",
     "nebular_band_table",
     "nebular_spectrum",
@@ -414,6 +415,22 @@ def nebular_band_table(
         total = sum(parts.values())
         fractions[bands[b]] = {k: v / total for k, v in parts.items()}
     return NebularBandTable(tuple(bands), mags, avs, ext, fractions)
+
+
+def band_table_for(emission: NebularEmission, photometry) -> NebularBandTable:
+    """:func:`nebular_band_table` for the filters and extinction law of a star table.
+
+    ``photometry`` is a :class:`~jaxcomp.library.photometry.StarPhotometry` (its
+    ``sedpy_names``, ``bands`` and the extinction law recorded in its provenance).
+    """
+    law = photometry.provenance.get("extinction", {})
+    return nebular_band_table(
+        emission,
+        tuple(photometry.sedpy_names),
+        tuple(photometry.bands),
+        law.get("law", "F99"),
+        float(law.get("r_v", 3.1)),
+    )
 
 
 def hbeta_luminosity_per_photon(emission: NebularEmission) -> float:

@@ -81,7 +81,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .imf import IMF, SAMPLING_METHODS, as_generator
-from .nebular import NebularEmission, nebular_band_table
+from .nebular import NebularEmission, band_table_for
 from .photometry import IONISING_REFERENCE_RATE, StarPhotometry, check_av
 
 __all__ = [
@@ -226,10 +226,7 @@ class PopulationSynthesis:
             if not isinstance(nebular, NebularEmission):
                 raise TypeError(f"nebular must be a NebularEmission or None, got {type(nebular).__name__}")
             self._table_photometry = photometry.with_ionising_band()
-            law = photometry.provenance.get("extinction", {})
-            self.nebular_table = nebular_band_table(
-                nebular, tuple(photometry.sedpy_names), tuple(self.bands), law.get("law", "F99"), float(law.get("r_v", 3.1))
-            )
+            self.nebular_table = band_table_for(nebular, photometry)
         else:
             self._table_photometry = photometry
             self.nebular_table = None
