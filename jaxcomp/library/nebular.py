@@ -201,31 +201,59 @@ def recombination_coefficient_b(
 ) -> float:
     """Case-B H recombination coefficient alpha_B [cm^3 s^-1] (Storey & Hummer 1995 via pyneb).
 
-    At 10^4 K and 100 cm^-3 it is 2.585e-13 (Osterbrock & Ferland 2006, Table 2.1: 2.59e-13).
+    pyneb's ``h_i_trc_SH95-caseB.dat`` table interpolated as ``RecAtom.getTotRecombination``
+    does (linear on the Delaunay triangulation of its (log n_e, log T_e) grid).  At 10^4 K and
+    100 cm^-3 it is 2.585e-13 (Osterbrock & Ferland 2006, Table 2.1: 2.59e-13).
     """
-    value = _h_atom().getTotRecombination(
-        float(electron_temperature_k), float(electron_density_cm3)
-    )
-    return float(np.asarray(value).ravel()[0])
+    atom = _h_atom()
+    points = np.column_stack([atom.lg_den_grid.ravel(), atom.lg_tem_grid.ravel()])
+    query = (math.log10(electron_density_cm3), math.log10(electron_temperature_k))
+    return float(_linear_on_triangulation(points, atom.alpha_grid.ravel()[:, None], query)[0])
+
+
+def _linear_on_triangulation(points, values, query):
+    """Piecewise-linear interpolation on the Delaunay triangulation of 2-d ``points``.
+
+    The interpolant of ``scipy.interpolate.griddata(method="linear")`` (which pyneb uses),
+    evaluated at one point: the barycentric weights of the query in every triangle are
+    computed at once and the triangle that contains it is used.  (scipy's own point
+    location costs several seconds on first use in some environments.)  NaN outside the
+    convex hull, as griddata.
+    """
+    from scipy.spatial import Delaunay
+
+    tri = Delaunay(points)
+    corners = points[tri.simplices]  # (n_tri, 3, 2)
+    base = corners[:, 2, :]
+    edges = np.stack([corners[:, 0, :] - base, corners[:, 1, :] - base], axis=-1)  # (n_tri, 2, 2)
+    det = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
+    d = np.asarray(query, float) - base
+    w0 = (d[:, 0] * edges[:, 1, 1] - d[:, 1] * edges[:, 0, 1]) / det
+    w1 = (edges[:, 0, 0] * d[:, 1] - edges[:, 1, 0] * d[:, 0]) / det
+    weights = np.stack([w0, w1, 1.0 - w0 - w1], axis=1)
+    scale = np.abs(weights).max(axis=1)
+    inside = np.flatnonzero(weights.min(axis=1) >= -1e-12 * np.maximum(scale, 1.0))
+    if inside.size == 0:
+        return np.full(values.shape[1], np.nan)
+    k = inside[0]
+    return weights[k] @ values[tri.simplices[k]]
 
 
 def _recombination_emissivities(atom, labels, te, ne):
     """pyneb recombination-line emissivities [erg cm^3 s^-1] of many lines at once.
 
-    The same interpolation as ``pyneb.RecAtom.getEmissivity`` (linear in (1/T_e, log n_e)
-    over the atom's data grid, density clamped to the grid), with one triangulation for
-    all lines instead of one per line (pyneb's per-line call re-triangulates, ~0.1 s each).
+    The same interpolation as ``pyneb.RecAtom.getEmissivity`` (linear on the triangulation
+    of (1/T_e, log n_e) over the atom's data grid, density clamped to the grid), with one
+    triangulation for all lines instead of one per line.
     """
-    from scipy.interpolate import LinearNDInterpolator
-
     points = np.column_stack(
         [1.0 / np.asarray(atom.temp, float).ravel(), np.asarray(atom.log_dens, float).ravel()]
     )
     values = np.column_stack(
         [np.asarray(atom._RecombData[label], float).ravel() for label in labels]
     )
-    log_ne = np.clip(math.log10(ne), points[:, 1].min(), points[:, 1].max())
-    return LinearNDInterpolator(points, values)(1.0 / te, log_ne).ravel()
+    log_ne = float(np.clip(math.log10(ne), points[:, 1].min(), points[:, 1].max()))
+    return np.asarray(_linear_on_triangulation(points, values, (1.0 / te, log_ne)), float)
 
 
 def _hydrogen_lines(te, ne):
