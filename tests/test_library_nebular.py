@@ -272,3 +272,20 @@ def test_trained_network_provenance_records_the_library_nebular_settings():
         RunConfig(library=LibrarySection(nebular=False, nebular_av_factor=2.1))
     )
     assert off["nebular"] is False and off["nebular_av_factor"] == 2.1
+
+
+def test_library_command_nebular_flags(tmp_path, capsys):
+    from jaxcomp.library import read_library
+    from jaxcomp.library.cli import main
+
+    out = tmp_path / "lib.parquet"
+    args = ["library", "--n", "20", "--chunk-size", "10", "--quiet", "--out", str(out)]
+    assert main([*args, "--nebular-covering-fraction", "0.3", "--nebular-av-factor", "2.1"]) == 0
+    config = read_library(out).attrs["jaxcomp_library"]["config"]
+    assert config["nebular"] is True and config["nebular_covering_fraction"] == 0.3
+    assert config["nebular_av_factor"] == 2.1
+    assert "covering fraction 0.3" in capsys.readouterr().out
+    assert main([*args, "--no-nebular"]) == 0
+    assert read_library(out).attrs["jaxcomp_library"]["nebular_emission"] == "not included"
+    assert main([*args, "--nebular-covering-fraction", "1.5"]) == 2
+    assert "nebular_covering_fraction" in capsys.readouterr().err
