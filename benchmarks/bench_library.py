@@ -15,7 +15,10 @@ Prints, in one run:
 4. the whole library: ``generate_library(n, seed, n_workers)`` (default 750,000 clusters,
    2 workers), clusters per second and wall time.
 
-Usage: ``python benchmarks/bench_library.py [--n 750000] [--workers 2] [--per-decade 2000]``
+Nebular emission is on (the library default); ``--stellar-only`` times the stellar light
+alone (``LibraryConfig(nebular=False)``).
+
+Usage: ``python benchmarks/bench_library.py [--n 750000] [--workers 2] [--per-decade 2000] [--stellar-only]``
 """
 
 from __future__ import annotations
@@ -62,12 +65,14 @@ def main(argv=None) -> int:
     parser.add_argument("--naive-clusters", type=int, default=12)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--stellar-only", action="store_true", help="no nebular emission (nebular=False)")
     args = parser.parse_args(argv)
-    report = {}
+    config = LibraryConfig(nebular=not args.stellar_only)
+    report = {"nebular": config.nebular}
 
     start = time.perf_counter()
     photometry = StarPhotometry.load()
-    model = PopulationSynthesis(photometry)
+    model = PopulationSynthesis(photometry, nebular=config.nebular_emission() if config.nebular else None)
     report["setup_s"] = time.perf_counter() - start
     print(f"setup (load table + build synthesis tables): {report['setup_s']:.2f} s")
 
@@ -122,7 +127,7 @@ def main(argv=None) -> int:
 
         print(f"\nfull library: {args.n} clusters, {args.workers} worker(s)")
         t_lib = time.perf_counter()
-        frame = generate_library(args.n, LibraryConfig(), seed=args.seed, n_workers=args.workers, progress=progress)
+        frame = generate_library(args.n, config, seed=args.seed, n_workers=args.workers, progress=progress)
         elapsed = time.perf_counter() - t_lib
         report["library"] = {"n": args.n, "workers": args.workers, "wall_s": elapsed, "clusters_per_s": args.n / elapsed,
                              "n_age_clamped": int(frame["age_clamped"].sum())}

@@ -285,7 +285,7 @@ def test_corrupt_data_files_raise(tmp_path):
 
 # -------------------------------------------------------------------------- library
 def test_generate_library_columns_seed_and_ranges(model, tmp_path):
-    frame = generate_library(400, LibraryConfig(chunk_size=150), seed=11, model=model)
+    frame = generate_library(400, LibraryConfig(chunk_size=150, nebular=False), seed=11, model=model)
     assert tuple(frame.columns) == LIBRARY_COLUMNS
     assert list(frame.columns[:10]) == [
         "cluster_id", "log_mass", "log_age", "av", "r_eff_pc",
@@ -300,9 +300,9 @@ def test_generate_library_columns_seed_and_ranges(model, tmp_path):
     expected_clamped = (frame["log_age"] < grid[0]) | (frame["log_age"] > grid[-1])
     assert (frame["age_clamped"] == expected_clamped).all() and meta["n_age_clamped"] == expected_clamped.sum()
     assert np.isfinite(frame.filter(like="mag_").to_numpy()).all()
-    again = generate_library(400, LibraryConfig(chunk_size=150), seed=11, model=model)
+    again = generate_library(400, LibraryConfig(chunk_size=150, nebular=False), seed=11, model=model)
     np.testing.assert_array_equal(frame.drop(columns=[]).to_numpy(), again.to_numpy())
-    other = generate_library(400, LibraryConfig(chunk_size=150), seed=12, model=model)
+    other = generate_library(400, LibraryConfig(chunk_size=150, nebular=False), seed=12, model=model)
     assert not np.array_equal(frame["mag_F555W"].to_numpy(), other["mag_F555W"].to_numpy())
 
     path = write_library(frame, tmp_path / "library.parquet")
@@ -314,7 +314,7 @@ def test_generate_library_columns_seed_and_ranges(model, tmp_path):
 
 
 def test_k19_radii_follow_mass(model):
-    config = LibraryConfig(radius_model="K19", chunk_size=1000)
+    config = LibraryConfig(radius_model="K19", chunk_size=1000, nebular=False)
     frame = generate_library(1500, config, seed=3, model=model)
     low = frame[frame.log_mass < 3]["r_eff_pc"].mean()
     high = frame[frame.log_mass > 7]["r_eff_pc"].mean()
@@ -327,7 +327,7 @@ def test_k19_radii_follow_mass(model):
 
 
 def test_library_metadata_is_json(model):
-    frame = generate_library(20, LibraryConfig(), seed=0, model=model)
+    frame = generate_library(20, LibraryConfig(nebular=False), seed=0, model=model)
     text = json.dumps(frame.attrs["jaxcomp_library"])
     assert "content_sha256" in text and "nebular_emission" in text
 

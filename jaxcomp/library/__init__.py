@@ -20,7 +20,11 @@ F435W, F555W and F814W, computed offline from shipped compact tables.
 - :mod:`jaxcomp.library.cli` - the ``jaxcomp library`` subcommand;
   :mod:`jaxcomp.library.validation` - the comparison with the LEGUS NGC 628 catalogue.
 
-Nebular emission is not included (see :mod:`jaxcomp.library.synthesis`).  Everything
+- :class:`NebularEmission`, :func:`nebular_band_table` - nebular lines and continuum
+  (pyneb) driven by each cluster's own ionising photons, on by default in
+  :class:`LibraryConfig` (:mod:`jaxcomp.library.nebular`).
+
+Everything
 here is numpy (the library is stochastic, not differentiable) and holds no global state.
 """
 
@@ -35,6 +39,7 @@ from .library import (
     read_library,
     write_library,
 )
+from .nebular import NebularEmission, nebular_band_table, nebular_spectrum
 from .photometry import DEFAULT_ISOCHRONES, ISOCHRONE_SETS, StarPhotometry
 from .synthesis import (
     NGC628_DISTANCE_MODULUS,
@@ -52,6 +57,9 @@ __all__ = [
     "kroupa2001",
     "sample_imf",
     "StarPhotometry",
+    "NebularEmission",
+    "nebular_band_table",
+    "nebular_spectrum",
     "ISOCHRONE_SETS",
     "DEFAULT_ISOCHRONES",
     "PopulationSynthesis",

@@ -42,6 +42,13 @@ Method
    the filter's red leak; a cubic through A_V = 1, 2, 3 would err by 0.006 mag).
    Because extinction is linear in flux, summing extincted stellar fluxes gives the
    extincted cluster photometry through the cluster's spectrum shape exactly.
+5. **Ionising photons.**  For every grid node the hydrogen-ionising photon rate of a
+   1 L_sun star, ``q_H0 = L_sun ∫_{λ < 911.75 Å} S(λ) λ / (h c) dλ`` [s^-1], is integrated
+   from the same unit-bolometric spectrum (trapezoid on the atlas wavelengths, whose
+   grid starts at 90.9 Å) and stored as ``grid_log_q_h0``.  The integral is linear in
+   the spectrum, so a star's rate is exactly ``Q(H0) = (L/L_sun) Σ_k w_k q_H0,k`` with the
+   same bilinear weights as its band fluxes.  The nebular emission of
+   :mod:`jaxcomp.library.nebular` is driven by the sum of these rates over a cluster's stars.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ __all__ = [
     "photon_counts",
     "extinction_curve",
     "compute_band_grid",
+    "ionising_photon_grid",
     "star_photometry_from_band_grid",
     "extinction_polynomial",
     "evaluate_extinction_polynomial",
@@ -99,6 +107,8 @@ _SIGMA_SB = 5.670374419e-5  # erg s^-1 cm^-2 K^-4
 _H = 6.62607015e-27  # erg s
 _C_ANGSTROM = 2.99792458e18  # Angstrom s^-1
 _K_B = 1.380649e-16  # erg K^-1
+#: Hydrogen ionisation edge [Angstrom] (13.598 eV).
+LYMAN_LIMIT_ANGSTROM = 911.75
 
 #: A_V [mag] at which band extinctions are computed exactly for the polynomial fit.
 EXTINCTION_FIT_AV = (0.75, 1.5, 2.25, 3.0)
@@ -451,6 +461,24 @@ def compute_band_grid(
     return BandGrid(grid.log_teff, grid.log_g, tuple(f.name for f in filters), q, avs, q_ext)
 
 
+def ionising_photon_grid(grid: AtmosphereGrid) -> np.ndarray:
+    """log10 of the hydrogen-ionising photon rate of a 1 L_sun star at every grid node.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_teff, n_g)
+        ``log10(q_H0 / s^-1)`` with ``q_H0 = L_sun ∫_{λ<911.75 Å} S(λ) λ/(hc) dλ`` for the
+        unit-bolometric spectra ``S``; nodes without ionising flux get -300.
+    """
+    wave = grid.wavelength
+    edge = wave <= LYMAN_LIMIT_ANGSTROM
+    if edge.sum() < 2:
+        raise ValueError("the atmosphere grid does not extend below the Lyman limit (911.75 Angstrom)")
+    photons = np.trapezoid(grid.flux[..., edge] * wave[edge], wave[edge], axis=-1) / (_H * _C_ANGSTROM)
+    q = L_SUN_ERG_S * photons
+    return np.where(q > 0, np.log10(np.maximum(q, 1e-300)), -300.0)
+
+
 def spectral_interpolation_magnitudes(grid: AtmosphereGrid, filters, log_luminosity, log_teff, log_g):
     """Reference implementation: interpolate the spectra themselves, then project.
 
@@ -579,6 +607,7 @@ def build_star_photometry(
     band_grid = compute_band_grid(grid, filters, curve, av_nodes)
 
     mags, band_ext = star_photometry_from_band_grid(band_grid, iso["log_luminosity"], iso["log_teff"], iso["log_g"])
+    grid_log_q_h0 = ionising_photon_grid(grid)
     n_fit = len(EXTINCTION_FIT_AV)
     coefficients = extinction_polynomial(av_nodes[:n_fit], band_ext[..., :n_fit])
     fit_error = np.abs(evaluate_extinction_polynomial(coefficients, av_nodes[n_fit:]) - band_ext[..., n_fit:])
@@ -638,6 +667,15 @@ def build_star_photometry(
             "vega_mag": {b: float(vega_mags[i]) for i, b in enumerate(band_grid.bands)},
             "band_grid_vs_spectral_interpolation_max_abs_mag": spectral_check,
             "n_spectral_checks": int(pick.size),
+            "log_q_h0_per_lsun_at_log_g_4": {
+                f"{t:.0f}K": float(_bilinear_log_q(grid.log_teff, grid.log_g, grid_log_q_h0, math.log10(t), 4.0))
+                for t in (20000.0, 30000.0, 40000.0, 50000.0)
+            },
+        },
+        "ionising_photons": {
+            "quantity": "grid_log_q_h0 = log10 of the H-ionising photon rate [s^-1] of a 1 L_sun star per node",
+            "integral": "L_sun * trapezoid(S(lambda) lambda / (h c)) over the atlas wavelengths <= 911.75 Angstrom",
+            "per_star": "Q(H0) = (L/L_sun) * sum_k w_k 10**grid_log_q_h0_k (bilinear weights of the band grid)",
         },
         "versions": {
             "jaxcomp": _jaxcomp_version(),
@@ -669,8 +707,17 @@ def build_star_photometry(
         "grid_av": band_grid.av_nodes,
         "extinction_fit_av": np.array(EXTINCTION_FIT_AV),
         "grid_q_mag_extincted": band_grid.q_mag_extincted,
+        "grid_log_q_h0": grid_log_q_h0,
         "provenance": provenance,
     }
+
+
+def _bilinear_log_q(nodes_teff, nodes_g, log_q, log_teff, log_g) -> float:
+    ix, iy, tx, ty = _bilinear(nodes_teff, nodes_g, np.atleast_1d(log_teff), np.atleast_1d(log_g))
+    lin = 10.0**log_q
+    value = (lin[ix, iy] * (1 - tx) * (1 - ty) + lin[ix + 1, iy] * tx * (1 - ty)
+             + lin[ix, iy + 1] * (1 - tx) * ty + lin[ix + 1, iy + 1] * tx * ty)
+    return float(np.log10(value[0]))
 
 
 def _jaxcomp_version() -> str:
@@ -695,6 +742,7 @@ _STORED_DTYPES = {
     "grid_av": np.float64,
     "extinction_fit_av": np.float64,
     "grid_q_mag_extincted": np.float64,
+    "grid_log_q_h0": np.float64,
 }
 
 FORMAT_VERSION = 1

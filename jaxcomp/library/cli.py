@@ -80,6 +80,18 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--deterministic", action="store_true",
                         help="fully sampled (non-stochastic) photometry instead of stochastic IMF sampling")
     parser.add_argument("--chunk-size", type=_positive_int, default=10_000, help="clusters per seeded block")
+    nebular = parser.add_argument_group("nebular emission (clusters younger than --nebular-max-age-yr)")
+    nebular.add_argument("--no-nebular", action="store_true", help="stellar light only (default: stars + nebular)")
+    nebular.add_argument("--nebular-covering-fraction", type=float, default=0.5,
+                         help="fraction of ionising photons turned into nebular light, 0-1 (default %(default)s)")
+    nebular.add_argument("--nebular-te-k", type=float, default=1.0e4,
+                         help="electron temperature [K], 5000-25000 (default %(default)g)")
+    nebular.add_argument("--nebular-ne-cm3", type=float, default=100.0,
+                         help="electron density [cm^-3], 100-1e4 (default %(default)g)")
+    nebular.add_argument("--nebular-av-factor", type=float, default=1.0,
+                         help="nebular / stellar A_V, 1-3 (default %(default)s; the C-4 library used 2.1)")
+    nebular.add_argument("--nebular-max-age-yr", type=float, default=1.0e7,
+                         help="no nebular light at or above this age [yr] (default %(default)g)")
     parser.add_argument("--slug-photometry", choices=("auto", "neb_ex", "ex", "neb", "intrinsic"), default="auto",
                         help="SLUG imports: which photometry (default: with nebular emission and extinction if present)")
     parser.add_argument("--slug-mass", choices=("birth", "target"), default="birth",
@@ -146,6 +158,12 @@ def run_library(args: argparse.Namespace) -> int:
         stochastic=not args.deterministic,
         distance_modulus=distance_modulus,
         chunk_size=args.chunk_size,
+        nebular=not args.no_nebular,
+        nebular_covering_fraction=args.nebular_covering_fraction,
+        nebular_te_k=args.nebular_te_k,
+        nebular_ne_cm3=args.nebular_ne_cm3,
+        nebular_av_factor=args.nebular_av_factor,
+        nebular_max_age_yr=args.nebular_max_age_yr,
     )
     with tqdm(total=n, unit="cluster", desc="library", disable=args.quiet, file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
@@ -154,8 +172,10 @@ def run_library(args: argparse.Namespace) -> int:
         frame = generate_library(n, config, seed=args.seed, n_workers=args.workers, progress=progress)
     written = _write(frame, args.out, args.fits)
     meta = frame.attrs["jaxcomp_library"]
+    nebular_text = ("stellar light only" if args.no_nebular else
+                    f"nebular emission with covering fraction {args.nebular_covering_fraction:g}")
     print(f"wrote {', '.join(map(str, written))}: {n} clusters, seed {args.seed}, radius model {args.radius}, "
-          f"{meta['n_age_clamped']} with ages outside the isochrones (flagged age_clamped)")
+          f"{nebular_text}, {meta['n_age_clamped']} with ages outside the isochrones (flagged age_clamped)")
     return 0
 
 

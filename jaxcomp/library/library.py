@@ -10,7 +10,10 @@
   integer pc; values outside 1..10 pc are clipped to 1 or 10 pc by default, or redrawn),
 
 and computes their stochastic HST photometry (apparent Vega magnitudes at the NGC 628
-distance modulus, 29.98 mag) with :class:`~jaxcomp.library.synthesis.PopulationSynthesis`.
+distance modulus, 29.98 mag) with :class:`~jaxcomp.library.synthesis.PopulationSynthesis`:
+stellar light plus, by default (``nebular=True``), the nebular emission of each cluster's
+own ionising photons for clusters younger than 10 Myr (covering fraction 0.5, the C-4
+library's; :mod:`jaxcomp.library.nebular`).
 
 Ages outside the isochrone grid
     The Padova 2007 isochrones start at 10^5.5 yr and end at 10^10.15 yr.  Clusters
@@ -49,8 +52,10 @@ import multiprocessing as mp
 import numpy as np
 
 from .._version import __version__
+from ..errors import InputError
 from .bands import DEFAULT_BANDS
 from .imf import IMF, IMF_KINDS
+from .nebular import NebularEmission
 from .photometry import ISOCHRONE_SETS, StarPhotometry
 from .synthesis import NGC628_DISTANCE_MODULUS, PopulationSynthesis, SynthesisOptions
 
@@ -107,6 +112,23 @@ class LibraryConfig:
         Bands (default the five LEGUS bands).
     stochastic : bool
         Stochastic IMF sampling (default) or fully sampled populations.
+    nebular : bool
+        Add nebular emission (H and He recombination lines, nebular continuum, metal lines)
+        driven by each cluster's own ionising photons to clusters younger than
+        ``nebular_max_age_yr`` (default True, as the C-4 SLUG library and the LEGUS fits;
+        False gives stellar light only).  See :mod:`jaxcomp.library.nebular`.
+    nebular_covering_fraction : float
+        Fraction of the ionising photons turned into nebular light, in [0, 1] (default 0.5,
+        the C-4 library's phi; SLUG's own default is 0.73).
+    nebular_te_k : float
+        Electron temperature [K] of the emissivities, 5000-25000 (default 1e4).
+    nebular_ne_cm3 : float
+        Electron density [cm^-3], 100-1e4 (default 100).
+    nebular_av_factor : float
+        Nebular over stellar A_V, in [1, 3] (default 1: the same screen; the C-4 library
+        used 2.1).
+    nebular_max_age_yr : float
+        Clusters at least this old get no nebular light (default 1e7 yr, as SLUG).
     synthesis : SynthesisOptions
         Numerical settings of the synthesis.
     chunk_size : int
@@ -127,6 +149,12 @@ class LibraryConfig:
     imf_max_mass: float = 120.0
     bands: tuple[str, ...] = DEFAULT_BANDS
     stochastic: bool = True
+    nebular: bool = True
+    nebular_covering_fraction: float = 0.5
+    nebular_te_k: float = 1.0e4
+    nebular_ne_cm3: float = 100.0
+    nebular_av_factor: float = 1.0
+    nebular_max_age_yr: float = 1.0e7
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
     chunk_size: int = 10_000
 
@@ -153,7 +181,29 @@ class LibraryConfig:
         IMF(self.imf_kind, self.imf_min_mass, self.imf_max_mass)  # validates the limits
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not isinstance(self.nebular, bool):
+            raise InputError(f"nebular must be True or False, got {self.nebular!r}")
+        self.nebular_emission()  # validates the nebular options (also when nebular=False)
         object.__setattr__(self, "bands", tuple(self.bands))
+
+    def nebular_emission(self) -> NebularEmission:
+        """The :class:`NebularEmission` of the ``nebular_*`` options (InputError naming a bad option)."""
+        names = {
+            "covering_fraction": "nebular_covering_fraction", "electron_temperature_k": "nebular_te_k",
+            "electron_density_cm3": "nebular_ne_cm3", "av_factor": "nebular_av_factor",
+            "max_age_yr": "nebular_max_age_yr",
+        }
+        try:
+            return NebularEmission(
+                covering_fraction=self.nebular_covering_fraction, electron_temperature_k=self.nebular_te_k,
+                electron_density_cm3=self.nebular_ne_cm3, av_factor=self.nebular_av_factor,
+                max_age_yr=self.nebular_max_age_yr,
+            )
+        except (InputError, TypeError) as error:
+            message = str(error)
+            for inner, outer in names.items():
+                message = message.replace(f"nebular {inner}", outer)
+            raise InputError(f"LibraryConfig: {message}") from error
 
     @property
     def imf(self) -> IMF:
@@ -163,7 +213,8 @@ class LibraryConfig:
     def build_model(self) -> PopulationSynthesis:
         """A :class:`PopulationSynthesis` for this configuration."""
         photometry = StarPhotometry.load(self.isochrones, bands=self.bands)
-        return PopulationSynthesis(photometry, self.imf, options=self.synthesis)
+        nebular = self.nebular_emission() if self.nebular else None
+        return PopulationSynthesis(photometry, self.imf, options=self.synthesis, nebular=nebular)
 
     def to_dict(self) -> dict:
         """JSON-serialisable representation."""
@@ -365,11 +416,17 @@ def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, 
         model = config.build_model() if n_workers == 1 else None
     elif model.bands != config.bands:
         raise ValueError(f"model bands {model.bands} differ from config bands {config.bands}")
+    elif (model.nebular if config.nebular else None) != (config.nebular_emission() if config.nebular else None):
+        raise ValueError(
+            f"the model's nebular emission ({model.nebular}) differs from the configuration's "
+            f"(nebular={config.nebular}); build the model with config.build_model()"
+        )
     # the parent only needs the isochrone ages and provenance when workers do the synthesis
     photometry = model.photometry if model is not None else StarPhotometry.load(config.isochrones, bands=config.bands)
     grid = photometry.isochrone_log_ages
     age_clamped = (log_age < grid[0]) | (log_age > grid[-1])
 
+    nebular_table = model.nebular_table if model is not None else None
     blocks = [slice(a, min(a + config.chunk_size, n)) for a in range(0, n, config.chunk_size)]
     seeds = stars_seq.spawn(len(blocks))
     mags = np.empty((n, len(config.bands)))
@@ -389,6 +446,7 @@ def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, 
                 max_workers=min(n_workers, len(blocks)), mp_context=context, initializer=_worker_init, initargs=(config,)
             )
             futures = [pool.submit(_photometry_task, task) for task in tasks]  # all workers start here
+        nebular_table = _nebular_table(config, photometry)  # for the metadata, while the workers run
         with pool:
             for block, future in zip(blocks, futures):
                 mags[block] = future.result()
@@ -420,11 +478,31 @@ def _synthesise(log_mass, log_age, av, r_eff, config: LibraryConfig, stars_seq, 
             "content_sha256": provenance.get("content_sha256"),
             "built_utc": provenance.get("created_utc"),
         },
-        "nebular_emission": "not included",
+        "nebular_emission": _nebular_metadata(config, nebular_table),
         "jaxcomp_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return frame
+
+
+def _nebular_table(config: LibraryConfig, photometry: StarPhotometry):
+    """The nebular band table of ``config`` (cached per process), or None without nebular light."""
+    if not config.nebular:
+        return None
+    from .nebular import band_table_for
+
+    return band_table_for(config.nebular_emission(), photometry)
+
+
+def _nebular_metadata(config: LibraryConfig, table) -> dict | str:
+    if not config.nebular:
+        return "not included"
+    from importlib.metadata import version
+
+    out = {"included": True, **config.nebular_emission().to_dict(), "pyneb_version": version("pyneb")}
+    if table is not None:
+        out["abs_mag_per_1e50_ionising_photons_per_s"] = dict(zip(table.bands, map(float, table.magnitude)))
+    return out
 
 
 def write_library(frame, path: str | os.PathLike) -> Path:

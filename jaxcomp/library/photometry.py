@@ -13,6 +13,11 @@
   spectrum and the filter is recomputed on load (exact interpolation through A_V =
   0.75, 1.5, 2.25, 3 mag; error below 0.0011 mag on [0, 3] mag).
 
+- the hydrogen-ionising photon rate of every isochrone star, ``Q(H0)`` [s^-1], from the
+  same atmospheres (``grid_log_q_h0``: the rate of a 1 L_sun star at every atmosphere
+  node, interpolated like the band fluxes), which drives the nebular emission of
+  :mod:`jaxcomp.library.nebular`.
+
 Isochrone sets shipped: ``"padova2007_z0.0190"`` (default; closest to the Padova-AGB
 Z = 0.02 tracks behind the LEGUS fits), ``"parsec_z0.0140"`` and ``"parsec_z0.0200"``.
 """
@@ -33,12 +38,18 @@ from .._io import array_digest
 from .bands import normalise_bands
 from .stellar_grid import BandGrid, evaluate_extinction_polynomial, extinction_polynomial, star_photometry_from_band_grid
 
-__all__ = ["StarPhotometry", "ISOCHRONE_SETS", "DEFAULT_ISOCHRONES", "MAX_AV"]
+__all__ = ["StarPhotometry", "ISOCHRONE_SETS", "DEFAULT_ISOCHRONES", "MAX_AV", "IONISING_BAND", "IONISING_REFERENCE_RATE"]
 
 ISOCHRONE_SETS = ("padova2007_z0.0190", "parsec_z0.0140", "parsec_z0.0200")
 DEFAULT_ISOCHRONES = "padova2007_z0.0190"
 #: Largest A_V [mag] covered by the stored extinction polynomials.
 MAX_AV = 3.0
+#: Name of the pseudo-band that carries a star's hydrogen-ionising photon rate (see
+#: :meth:`StarPhotometry.with_ionising_band`).
+IONISING_BAND = "Q_H0"
+#: Q(H0) [s^-1] of "magnitude" 0 in the :data:`IONISING_BAND` pseudo-band.
+IONISING_REFERENCE_RATE = 1e50
+_LOG_Q_FLOOR = -300.0
 
 _FORMAT_VERSION = 1
 _REQUIRED = (
@@ -109,6 +120,8 @@ class StarPhotometry:
     band_grid: BandGrid
     extinction_fit_av: np.ndarray
     provenance: Any = field(repr=False)
+    grid_log_q_h0: np.ndarray | None = field(default=None, repr=False)
+    log_ionising_photon_rate: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
@@ -196,6 +209,14 @@ class StarPhotometry:
                 f"{mismatch:.3g} mag; {_REBUILD_HINT}"
             )
         coefficients = extinction_polynomial(fit_av, band_ext[..., index])
+        grid_log_q = arrays.get("grid_log_q_h0")
+        log_q = None
+        if grid_log_q is not None:
+            if grid_log_q.shape != grid.q_mag.shape[:2]:
+                raise ValueError(f"star photometry file {path}: grid_log_q_h0 has shape {grid_log_q.shape}, "
+                                 f"expected {grid.q_mag.shape[:2]}; {_REBUILD_HINT}")
+            log_q = _readonly(_star_log_q(grid, grid_log_q, arrays["log_luminosity"], arrays["log_teff"], arrays["log_g"]))
+            grid_log_q = _readonly(grid_log_q.astype(float))
         return cls(
             name=name,
             bands=bands,
@@ -212,6 +233,8 @@ class StarPhotometry:
             band_grid=grid,
             extinction_fit_av=_readonly(fit_av.astype(float)),
             provenance=MappingProxyType(provenance),
+            grid_log_q_h0=grid_log_q,
+            log_ionising_photon_rate=log_q,
         )
 
     # ------------------------------------------------------------- structure
@@ -243,6 +266,53 @@ class StarPhotometry:
             sedpy_names=tuple(self.sedpy_names[i] for i in idx),
             magnitude=_readonly(self.magnitude[:, idx]),
             extinction_coefficients=_readonly(self.extinction_coefficients[:, idx]),
+            band_grid=grid,
+        )
+
+    @property
+    def has_ionising_photons(self) -> bool:
+        """Whether the table holds hydrogen-ionising photon rates (``grid_log_q_h0``)."""
+        return self.log_ionising_photon_rate is not None
+
+    def with_ionising_band(self) -> StarPhotometry:
+        """A copy with the pseudo-band :data:`IONISING_BAND` appended.
+
+        Its "magnitude" is ``-2.5 log10(Q(H0) / 10^50 s^-1)`` and its extinction is zero,
+        so summing ``10^(-0.4 m)`` over stars (as the synthesis does for every band)
+        sums their ionising photon rates in units of 10^50 s^-1.  Stars without
+        ionising flux get a rate of 10^-300 s^-1 (flux 0 to double precision).
+
+        Raises
+        ------
+        ValueError
+            If the table has no ionising photon rates (built before they were added).
+        """
+        if not self.has_ionising_photons:
+            raise ValueError(
+                f"the star photometry table {self.name} has no ionising photon rates (grid_log_q_h0); "
+                f"nebular emission needs them: {_REBUILD_HINT}"
+            )
+        if IONISING_BAND in self.bands:
+            return self
+        log_ref = np.log10(IONISING_REFERENCE_RATE)
+        star_mag = -2.5 * (self.log_ionising_photon_rate - log_ref)
+        grid_mag = -2.5 * (self.grid_log_q_h0 - log_ref)
+        grid = BandGrid(
+            self.band_grid.log_teff, self.band_grid.log_g, self.bands + (IONISING_BAND,),
+            np.concatenate([self.band_grid.q_mag, grid_mag[..., None]], axis=-1),
+            self.band_grid.av_nodes,
+            np.concatenate(
+                [self.band_grid.q_mag_extincted,
+                 np.repeat(grid_mag[..., None, None], self.band_grid.av_nodes.size, axis=-1)], axis=-2
+            ),
+        )
+        zeros = np.zeros(self.extinction_coefficients.shape[:1] + (1,) + self.extinction_coefficients.shape[2:])
+        return replace(
+            self,
+            bands=self.bands + (IONISING_BAND,),
+            sedpy_names=self.sedpy_names + ("",),
+            magnitude=_readonly(np.concatenate([self.magnitude, star_mag[:, None]], axis=1)),
+            extinction_coefficients=_readonly(np.concatenate([self.extinction_coefficients, zeros], axis=1)),
             band_grid=grid,
         )
 
@@ -308,6 +378,18 @@ def check_av(av) -> np.ndarray:
             "polynomials; use A_V in [0, 3] mag"
         )
     return values
+
+
+def _star_log_q(grid: BandGrid, grid_log_q, log_luminosity, log_teff, log_g) -> np.ndarray:
+    """log10 Q(H0) [s^-1] of stars: (L/L_sun) times the bilinear mean of the node rates (linear)."""
+    from .stellar_grid import _bilinear
+
+    ix, iy, tx, ty = _bilinear(grid.log_teff, grid.log_g, np.asarray(log_teff, float), np.asarray(log_g, float))
+    lin = 10.0 ** np.asarray(grid_log_q, float)
+    value = (lin[ix, iy] * (1 - tx) * (1 - ty) + lin[ix + 1, iy] * tx * (1 - ty)
+             + lin[ix, iy + 1] * (1 - tx) * ty + lin[ix + 1, iy + 1] * tx * ty)
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.asarray(log_luminosity, float) + np.log10(value), _LOG_Q_FLOOR)
 
 
 def _shipped_path(name: str, must_exist: bool) -> Path | None:

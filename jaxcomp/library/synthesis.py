@@ -63,13 +63,14 @@ Ages outside the isochrone grid
     (the library generator does this and flags the rows: ages of 10^5 - 10^5.5 yr use
     the 10^5.5 yr isochrone, whose stars are all on the zero-age main sequence already
     in these models; ages above 10^10.15 yr use the oldest isochrone).
-Nebular emission
-    **Not included.**  The shipped inputs have no photoionisation (line and nebular
-    continuum) grids, so the nebular contribution that SLUG adds for clusters younger
-    than 10 Myr (with phi = 0.5 and log U = -3 in the C-4 library) cannot be computed honestly
-    here; for such clusters the library's magnitudes are purely stellar, and the
-    omission matters mostly in bands holding strong lines (e.g. [O III] and H-beta in
-    F555W, [O II] at the edge of F336W) at ages below ~5 Myr.
+Nebular emission (``nebular=NebularEmission(...)``)
+    The stars' hydrogen-ionising photon rates Q(H0) (from the star table) are carried as
+    one more, unextincted "band" through exactly the same machinery (stochastic draws,
+    fully sampled integrals, Poisson scatter), so every cluster gets the Q(H0) of its own
+    stars.  Clusters younger than ``max_age_yr`` (10 Myr) then receive the nebular light of
+    :mod:`jaxcomp.library.nebular`: per band ``Q(H0)/10^50 s^-1`` times the nebular flux of
+    10^50 photons per second (covering fraction included), extincted through the nebular
+    spectrum by ``av_factor x A_V``.  With ``nebular=None`` the photometry is stellar only.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .imf import IMF, SAMPLING_METHODS, as_generator
-from .photometry import StarPhotometry, check_av
+from .nebular import NebularEmission, band_table_for
+from .photometry import IONISING_REFERENCE_RATE, StarPhotometry, check_av
 
 __all__ = [
     "NGC628_DISTANCE_MODULUS",
@@ -196,15 +198,21 @@ class PopulationSynthesis:
         Bands to synthesise (default all bands of ``photometry``).
     options : SynthesisOptions, optional
         Numerical settings.
+    nebular : NebularEmission, optional
+        Add nebular emission driven by each cluster's ionising photons (default None:
+        stellar light only).  Needs a star table with ionising photon rates.
 
     Notes
     -----
-    Construction precomputes all tables (about 0.5 s); build one instance and reuse it.
+    Construction precomputes all tables (about 0.5 s, plus a few seconds for the nebular
+    band table the first time a ``NebularEmission`` is used in a process); build one
+    instance and reuse it.
     The instance holds no random state: every stochastic method takes an explicit
     generator or seed.
     """
 
-    def __init__(self, photometry: StarPhotometry | None = None, imf: IMF | None = None, bands=None, options=None):
+    def __init__(self, photometry: StarPhotometry | None = None, imf: IMF | None = None, bands=None, options=None,
+                 nebular: NebularEmission | None = None):
         photometry = StarPhotometry.load() if photometry is None else photometry
         if bands is not None:
             photometry = photometry.select_bands(bands)
@@ -212,6 +220,17 @@ class PopulationSynthesis:
         self.imf = IMF() if imf is None else imf
         self.options = SynthesisOptions() if options is None else options
         self.bands = photometry.bands
+        self.nebular = nebular
+        self._n_bands = len(self.bands)
+        if nebular is not None:
+            if not isinstance(nebular, NebularEmission):
+                raise TypeError(f"nebular must be a NebularEmission or None, got {type(nebular).__name__}")
+            self._table_photometry = photometry.with_ionising_band()
+            self.nebular_table = band_table_for(nebular, photometry)
+        else:
+            self._table_photometry = photometry
+            self.nebular_table = None
+        self._n_columns = len(self._table_photometry.bands)
         self.isochrone_log_ages = photometry.isochrone_log_ages
         if self.isochrone_log_ages.size < 2:
             raise ValueError("the photometry table needs at least two isochrones")
@@ -219,7 +238,7 @@ class PopulationSynthesis:
 
     # ----------------------------------------------------------------- tables
     def _build_tables(self) -> None:
-        phot, imf, opt = self.photometry, self.imf, self.options
+        phot, imf, opt = self._table_photometry, self.imf, self.options
         masses, mags, coefs, alive = [], [], [], []
         for sl in phot.isochrone_slices():
             m = phot.initial_mass[sl]
@@ -415,12 +434,13 @@ class PopulationSynthesis:
         numpy.ndarray, shape (n, n_bands)
             Vega magnitudes per unit initial stellar mass [mag]; a cluster of mass M is
             ``- 2.5 log10(M / Msun)`` brighter.  The IMF integral uses the exact band
-            extinction of every star (no A_V tabulation).
+            extinction of every star (no A_V tabulation).  With ``nebular`` the nebular
+            light of the population's ionising photons is included (ages < max_age_yr).
         """
         log_age, av = np.broadcast_arrays(np.atleast_1d(np.asarray(log_age, float)), np.atleast_1d(np.asarray(av, float)))
         log_age, av = log_age.ravel(), check_av(av).ravel()
         j, w, _ = self._age_weights(log_age, age_out_of_range)
-        flux = np.empty((log_age.size, len(self.bands)))
+        flux = np.empty((log_age.size, self._n_columns))
         for i in range(log_age.size):
             total = 0.0
             for iso, weight in ((j[i], 1.0 - w[i]), (j[i] + 1, w[i])):
@@ -430,7 +450,31 @@ class PopulationSynthesis:
                 integral = self._interval_alpha[a : b - 1, None] * g[:-1] + self._interval_beta[a : b - 1, None] * g[1:]
                 total = total + weight * integral.sum(axis=0)
             flux[i] = total
-        return -2.5 * np.log10(flux) + distance_modulus
+        return -2.5 * np.log10(self._add_nebular(flux, log_age, av)) + distance_modulus
+
+    def _add_nebular(self, flux, log_age, av):
+        """Stellar band fluxes (n, n_bands) plus the nebular light of the ionising column, if any."""
+        stellar = flux[:, : self._n_bands]
+        if self.nebular is None:
+            return stellar
+        young = np.asarray(log_age, float) < math.log10(self.nebular.max_age_yr)
+        rate = np.where(young, flux[:, self._n_bands], 0.0)
+        return stellar + self.nebular_table.flux(rate, self.nebular.av_factor * np.asarray(av, float))
+
+    def ssp_ionising_photon_rate(self, log_age, *, age_out_of_range: str = "raise") -> np.ndarray:
+        """Hydrogen-ionising photon rate Q(H0) [s^-1] of a fully sampled population of 1 Msun formed.
+
+        Needs ``nebular`` (the ionising column is carried only then); ValueError otherwise.
+        """
+        if self.nebular is None:
+            raise ValueError("ionising photon rates are tracked only with nebular emission; build the "
+                             "PopulationSynthesis with nebular=NebularEmission()")
+        log_age = np.atleast_1d(np.asarray(log_age, float)).ravel()
+        j, w, _ = self._age_weights(log_age, age_out_of_range)
+        zero = np.zeros(log_age.size)
+        full = np.full(log_age.size, self.imf.max_mass)
+        flux = (1 - w)[:, None] * self._continuum(j, full, zero) + w[:, None] * self._continuum(j + 1, full, zero)
+        return flux[:, self._n_bands] * IONISING_REFERENCE_RATE
 
     def star_magnitudes(self, initial_mass, log_age, av=0.0, *, age_out_of_range: str = "raise"):
         """Absolute Vega magnitudes of single stars of given initial mass and age.
@@ -459,6 +503,7 @@ class PopulationSynthesis:
             )
         j, w, _ = self._age_weights(log_age, age_out_of_range)
         flux = (1 - w)[:, None] * self._star_flux(j, mass, av) + w[:, None] * self._star_flux(j + 1, mass, av)
+        flux = flux[:, : self._n_bands]
         with np.errstate(divide="ignore"):
             return -2.5 * np.log10(flux)
 
@@ -491,11 +536,12 @@ class PopulationSynthesis:
         threshold = np.clip(threshold, imf.min_mass, alive)
         expected = mass / mean * np.maximum(n_alive - imf.number_fraction_below(threshold), 0.0)
         # neglected scatter of the fully sampled part (unextincted, largest band)
-        var_below = np.zeros((mass.size, len(self.bands)))
+        var_below = np.zeros((mass.size, self._n_columns))
         mean_flux = np.zeros_like(var_below)
         for iso, weight in ((j, 1 - w), (j + 1, w)):
             var_below += weight[:, None] ** 2 * self._variance_below(iso, threshold)
             mean_flux += weight[:, None] * self._continuum(iso, np.full(mass.size, imf.max_mass), np.zeros(mass.size))
+        var_below, mean_flux = var_below[:, : self._n_bands], mean_flux[:, : self._n_bands]
         scatter = np.sqrt(mass[:, None] * var_below) / (mass[:, None] * mean_flux)
         return {
             "threshold_mass": threshold,
@@ -549,7 +595,8 @@ class PopulationSynthesis:
         Returns
         -------
         numpy.ndarray, shape (n, n_bands)
-            Vega magnitudes [mag], columns in the order of :attr:`bands`.
+            Vega magnitudes [mag], columns in the order of :attr:`bands`; stars plus, with
+            ``nebular``, the nebular light of each cluster's own ionising photons.
         """
         gen = as_generator(rng)
         log_mass, log_age, av = np.broadcast_arrays(
@@ -564,9 +611,10 @@ class PopulationSynthesis:
             full = np.full(mass.size, self.imf.max_mass)
             flux = mass[:, None] * ((1 - w)[:, None] * self._continuum(j, full, av) + w[:, None] * self._continuum(j + 1, full, av))
         else:
-            flux = np.empty((mass.size, len(self.bands)))
+            flux = np.empty((mass.size, self._n_columns))
             for chunk in self._chunks(mass):
                 flux[chunk] = self._stochastic_fluxes(mass[chunk], j[chunk], w[chunk], av[chunk], gen)
+        flux = self._add_nebular(flux, log_age.ravel(), av)
         with np.errstate(divide="ignore"):
             return -2.5 * np.log10(flux) + distance_modulus
 
@@ -659,7 +707,7 @@ class PopulationSynthesis:
     def _stochastic_fluxes(self, mass, j, w, av, gen):
         n = mass.size
         threshold, alive, fully_drawn = self._thresholds_fast(mass, j)
-        flux = np.zeros((n, len(self.bands)))
+        flux = np.zeros((n, self._n_columns))
         cont_lo = self._continuum(j, threshold, av)
         cont_hi = self._continuum(j + 1, threshold, av)
         continuum_per_mass = (1 - w)[:, None] * cont_lo + w[:, None] * cont_hi  # per Msun formed, stars < threshold
@@ -717,7 +765,7 @@ class PopulationSynthesis:
         per_cluster = np.bincount(owner, minlength=n)
         span = self._iso_stop[np.minimum(j + 1, self._iso_stop.size - 1)] - self._iso_start[j]
         tabled = per_cluster > span // 8
-        out = np.empty((owner.size, len(self.bands)))
+        out = np.empty((owner.size, self._n_columns))
         star_tabled = tabled[owner]
         if np.any(~star_tabled):
             o = owner[~star_tabled]
@@ -730,7 +778,7 @@ class PopulationSynthesis:
             first = self._iso_start[j[clusters]]
             length = self._iso_stop[j[clusters] + 1] - first
             base = np.concatenate([[0], np.cumsum(length)[:-1]])
-            table = np.empty((int(length.sum()), len(self.bands)))
+            table = np.empty((int(length.sum()), self._n_columns))
             # clusters on the same isochrone pair share one contiguous block of nodes:
             # attenuate it for all their A_V at once (slices, no gathers)
             pair = j[clusters]
@@ -748,7 +796,7 @@ class PopulationSynthesis:
             o = owner[star_tabled]
             slot = where[o]
             ms = m[star_tabled]
-            blended = np.zeros((o.size, len(self.bands)))
+            blended = np.zeros((o.size, self._n_columns))
             for iso, weight in ((j[o], 1 - w[o]), (j[o] + 1, w[o])):
                 k, t = self._locate(iso, ms)
                 row = base[slot] + (k - first[slot])
@@ -764,7 +812,7 @@ class PopulationSynthesis:
         pair, extincted); many stars contribute, so it is drawn from a multivariate
         normal with that covariance.
         """
-        n_bands = len(self.bands)
+        n_bands = self._n_columns
         step = self.options.av_table_step
         x = av / step
         i0 = np.clip(np.floor(x).astype(int), 0, self._av_table.size - 2)
@@ -807,12 +855,14 @@ class PopulationSynthesis:
         return np.clip(threshold, imf.min_mass, alive), alive, fully_drawn
 
 
-def _default_model(model, photometry, imf, bands) -> PopulationSynthesis:
+def _default_model(model, photometry, imf, bands, nebular=None) -> PopulationSynthesis:
     if model is not None:
         if bands is not None and tuple(bands) != model.bands:
             raise ValueError(f"bands {tuple(bands)} differ from the model's {model.bands}; build a model with those bands")
+        if nebular is not None and nebular != model.nebular:
+            raise ValueError(f"nebular {nebular} differs from the model's {model.nebular}; build a model with it")
         return model
-    return PopulationSynthesis(photometry=photometry, imf=imf, bands=bands)
+    return PopulationSynthesis(photometry=photometry, imf=imf, bands=bands, nebular=nebular)
 
 
 def ssp_magnitudes(
@@ -825,13 +875,15 @@ def ssp_magnitudes(
     bands=None,
     distance_modulus: float = 0.0,
     age_out_of_range: str = "raise",
+    nebular: NebularEmission | None = None,
 ) -> np.ndarray:
     """Fully sampled SSP magnitudes per Msun formed (see :meth:`PopulationSynthesis.ssp_magnitudes`).
 
     Pass ``model`` to reuse precomputed tables; otherwise one is built from
-    ``photometry`` (default Padova 2007), ``imf`` (default Chabrier 2005) and ``bands``.
+    ``photometry`` (default Padova 2007), ``imf`` (default Chabrier 2005), ``bands`` and
+    ``nebular`` (default None: stellar light only).
     """
-    synth = _default_model(model, photometry, imf, bands)
+    synth = _default_model(model, photometry, imf, bands, nebular)
     return synth.ssp_magnitudes(log_age, av, distance_modulus=distance_modulus, age_out_of_range=age_out_of_range)
 
 
@@ -848,9 +900,13 @@ def cluster_magnitudes(
     distance_modulus: float = NGC628_DISTANCE_MODULUS,
     stochastic: bool = True,
     age_out_of_range: str = "raise",
+    nebular: NebularEmission | None = None,
 ) -> np.ndarray:
-    """Apparent Vega magnitudes of clusters (see :meth:`PopulationSynthesis.cluster_magnitudes`)."""
-    synth = _default_model(model, photometry, imf, bands)
+    """Apparent Vega magnitudes of clusters (see :meth:`PopulationSynthesis.cluster_magnitudes`).
+
+    Without ``model``, one is built as in :func:`ssp_magnitudes` (``nebular`` default None).
+    """
+    synth = _default_model(model, photometry, imf, bands, nebular)
     return synth.cluster_magnitudes(
         log_mass, log_age, av, rng=rng, distance_modulus=distance_modulus, stochastic=stochastic,
         age_out_of_range=age_out_of_range,

@@ -225,9 +225,24 @@ class LibrarySection:
     av_range: tuple[float, float] = (0.0, 3.0)
     radius_model: str = "flat"
     bands: tuple[str, ...] = BANDS
+    nebular: bool = True
+    nebular_covering_fraction: float = 0.5
+    nebular_te_k: float = 1.0e4
+    nebular_ne_cm3: float = 100.0
+    nebular_av_factor: float = 1.0
 
     def check(self):
+        from ..library.nebular import NE_RANGE_CM3, TE_RANGE_K
+
         _require(self.n_clusters >= 1, "library", "n_clusters", "must be >= 1")
+        _require(0.0 <= self.nebular_covering_fraction <= 1.0, "library", "nebular_covering_fraction",
+                 "must lie in [0, 1] (fraction of ionising photons turned into nebular light)")
+        _require(TE_RANGE_K[0] <= self.nebular_te_k <= TE_RANGE_K[1], "library", "nebular_te_k",
+                 f"must lie in [{TE_RANGE_K[0]:.0f}, {TE_RANGE_K[1]:.0f}] K (pyneb's emissivity tables)")
+        _require(NE_RANGE_CM3[0] <= self.nebular_ne_cm3 <= NE_RANGE_CM3[1], "library", "nebular_ne_cm3",
+                 f"must lie in [{NE_RANGE_CM3[0]:.0f}, {NE_RANGE_CM3[1]:.0f}] cm^-3")
+        _require(1.0 <= self.nebular_av_factor <= 3.0, "library", "nebular_av_factor",
+                 "must lie in [1, 3] (nebular over stellar A_V)")
         for key in ("log_mass_range", "log_age_range", "av_range"):
             low, high = getattr(self, key)
             _require(high > low, "library", key, "must be [low, high] with high > low")

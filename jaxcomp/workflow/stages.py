@@ -195,9 +195,20 @@ def _library_config(config: RunConfig, **overrides):
     lib = config.library
     kwargs = dict(log_mass_range=tuple(lib.log_mass_range),
                   age_range_yr=(10.0 ** lib.log_age_range[0], 10.0 ** lib.log_age_range[1]),
-                  av_range=tuple(lib.av_range), radius_model=lib.radius_model, bands=tuple(lib.bands))
+                  av_range=tuple(lib.av_range), radius_model=lib.radius_model, bands=tuple(lib.bands),
+                  nebular=lib.nebular, nebular_covering_fraction=lib.nebular_covering_fraction,
+                  nebular_te_k=lib.nebular_te_k, nebular_ne_cm3=lib.nebular_ne_cm3,
+                  nebular_av_factor=lib.nebular_av_factor)
     kwargs.update(overrides)
     return LibraryConfig(**kwargs)
+
+
+def _library_provenance(config: RunConfig) -> dict:
+    """The library settings a network's labels were made with (recorded in the artefact header)."""
+    lib = _library_config(config)
+    keys = ("isochrones", "imf_kind", "imf_min_mass", "imf_max_mass", "stochastic", "nebular",
+            "nebular_covering_fraction", "nebular_te_k", "nebular_ne_cm3", "nebular_av_factor", "nebular_max_age_yr")
+    return {k: getattr(lib, k) for k in keys}
 
 
 def _tqdm_callback(enabled: bool, total: int, desc: str):
@@ -338,7 +349,8 @@ def run_train(ctx: StageContext) -> dict:
             finite = np.all([np.isfinite(np.asarray(labels[f"mag_{b}"], float)) for b in BANDS], axis=0)
             table = labels[finite]
         result = train_selection_function(table, kind, config, progress=ctx.progress,
-                                          provenance={"workflow_run": ctx.config.run.name, "stage": "train"})
+                                          provenance={"workflow_run": ctx.config.run.name, "stage": "train",
+                                                      "library": _library_provenance(ctx.config)})
         path = _network_path(ctx, kind)
         result.selection_function.save(path)
         curves = plot_loss_curves(result, ctx.directory / f"loss_{kind}.png")
