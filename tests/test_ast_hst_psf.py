@@ -155,17 +155,18 @@ def test_mock_psfs_give_the_real_frames_concentration_indices():
 
     F336W (WFC3, radii converted at the frame's scale): the mock at the nominal radius.
     F555W (ACS): C-4 converted r_eff with 0.05"/px, so its clusters were 0.0396/0.05 of the
-    nominal radius on the 0.0396"/px frame; the mock at that radius. Measured 2026-12-06:
-    F336W 1.239 / 1.532 (real 1.236 / 1.505); F555W 1.388, 1.493, 1.585, 1.733 (real 1.386,
-    1.480, 1.561, 1.703): within 0.03 up to 3 pc, 0.030 at 5 pc. At 10 pc the mock is 0.10
-    above the real frames in every band (README: not explained by the PSF).
+    nominal radius on the 0.0396"/px frame; the mock at that radius. Both measured with
+    IRAF's aperture weights, as C-4 measured them. Measured with noise, 2026-12-06
+    (scripts/measure_injected_ci.py): F336W 1.239 / 1.502 (real 1.236 / 1.505); F555W 1.394,
+    1.485, 1.568, 1.699, 1.907 (real 1.386, 1.480, 1.561, 1.703, 1.873): within 0.01 up to
+    5 pc, 0.034 at 10 pc (noiseless, as here: 0.047 at 10 pc).
     """
     from jaxcomp.ast.profiles import reff_pc_to_px
 
     psfs = mock.mock_psfs()
-    for band, radii, shrink in (("F336W", (1, 3), 1.0), ("F555W", (1, 2, 3, 5), 0.0396 / 0.05)):
+    for band, radii, shrink in (("F336W", (1, 3), 1.0), ("F555W", (1, 2, 3, 5, 10), 0.0396 / 0.05)):
         for r in radii:
             real, n = _real_median_ci(band, r)
             assert n >= 20
             ci = _noiseless_ci(psfs[band], float(reff_pc_to_px(r)) * shrink, band)
-            assert abs(ci - real) < (0.035 if r == 5 else 0.03), (band, r, ci, real)
+            assert abs(ci - real) < (0.05 if r == 10 else 0.025), (band, r, ci, real)
