@@ -60,7 +60,9 @@ def comparison():
 @pytest.fixture(scope="module")
 def deterministic(comparison):
     summary = summarise_comparison(
-        comparison, predictions=["det"], age_ranges=AGE_RANGES + YOUNG_AGE_RANGES + (ONE_TO_FIVE_MYR,)
+        comparison,
+        predictions=["det"],
+        age_ranges=AGE_RANGES + YOUNG_AGE_RANGES + (ONE_TO_FIVE_MYR,),
     )
     return {(r.band, r.age_range): r for r in summary.itertuples()}
 
@@ -68,13 +70,20 @@ def deterministic(comparison):
 @pytest.fixture(scope="module")
 def stellar_only():
     """The same comparison with stellar light alone (deterministic predictions only)."""
-    frame = legus_photometry_comparison("ngc628c", model=like_for_like_model(nebular=False), stochastic_seed=None)
-    summary = summarise_comparison(frame, predictions=["det"], age_ranges=AGE_RANGES + YOUNG_AGE_RANGES)
+    frame = legus_photometry_comparison(
+        "ngc628c", model=like_for_like_model(nebular=False), stochastic_seed=None
+    )
+    summary = summarise_comparison(
+        frame, predictions=["det"], age_ranges=AGE_RANGES + YOUNG_AGE_RANGES
+    )
     return frame, {(r.band, r.age_range): r for r in summary.itertuples()}
 
 
 def _passes(row):
-    return abs(row.median_offset_mag) < MAX_MEDIAN_OFFSET_MAG and row.robust_scatter_mag < MAX_ROBUST_SCATTER_MAG
+    return (
+        abs(row.median_offset_mag) < MAX_MEDIAN_OFFSET_MAG
+        and row.robust_scatter_mag < MAX_ROBUST_SCATTER_MAG
+    )
 
 
 def test_sample_and_exclusions(comparison):
@@ -85,7 +94,9 @@ def test_sample_and_exclusions(comparison):
     assert meta["imf"] == {"kind": "kroupa2001", "min_mass": 0.1, "max_mass": 100.0}
     usable = comparison[comparison.usable]
     for band in BANDS:
-        assert np.isfinite(usable[f"det_{band}"]).all() and np.isfinite(usable[f"stoch_{band}"]).all()
+        assert (
+            np.isfinite(usable[f"det_{band}"]).all() and np.isfinite(usable[f"stoch_{band}"]).all()
+        )
 
 
 def test_catalogue_residual_is_model_minus_observed(comparison):
@@ -138,7 +149,9 @@ def test_nebular_removes_the_young_f814w_offset(deterministic, stellar_only):
 def test_stellar_only_young_f814w_failure_is_the_nebular_age_range(stellar_only):
     """Without nebular light: a tight, band-ordered shift confined to the 1-2 Myr clusters."""
     frame, stellar = stellar_only
-    assert not _passes(stellar[("F814W", "<10 Myr")])  # the former xfail, still failing without nebular light
+    assert not _passes(
+        stellar[("F814W", "<10 Myr")]
+    )  # the former xfail, still failing without nebular light
     young = stellar[("F814W", "1-2 Myr")]
     assert young.median_offset_mag > 0.5 and young.robust_scatter_mag < 0.1
     offsets = [stellar[(b, "1-2 Myr")].median_offset_mag for b in BANDS]
@@ -154,5 +167,7 @@ def test_stochastic_mode_medians_at_10_myr_and_above(comparison):
     """One stochastic draw per cluster: medians still within 0.3 mag above 10 Myr (scatter is physical)."""
     usable = comparison.usable.to_numpy() & (comparison.log_age.to_numpy() >= 7.0)
     for band in BANDS:
-        n, median, scatter = robust_offset(comparison[f"stoch_{band}"][usable] - comparison[f"obs_{band}"][usable])
+        n, median, scatter = robust_offset(
+            comparison[f"stoch_{band}"][usable] - comparison[f"obs_{band}"][usable]
+        )
         assert n > 500 and abs(median) < MAX_MEDIAN_OFFSET_MAG, (band, median, scatter)

@@ -38,10 +38,13 @@ def _require_photutils():
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "the catalogue pipeline needs photutils >= 3.0 and scikit-image: "
-            "pip install 'photutils>=3.0' scikit-image") from error
+            "pip install 'photutils>=3.0' scikit-image"
+        ) from error
     major = int(photutils.__version__.split(".")[0])
     if major < 3:  # pragma: no cover
-        raise ImportError(f"photutils >= 3.0 is needed (n_pixels/n_levels API), found {photutils.__version__}")
+        raise ImportError(
+            f"photutils >= 3.0 is needed (n_pixels/n_levels API), found {photutils.__version__}"
+        )
 
 
 def _constant_value(a):
@@ -85,9 +88,13 @@ def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
     return np.nonzero(counts > 1)[0].astype(np.int64)
 
 
-def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
-           background: tuple[np.ndarray, np.ndarray] | None = None,
-           keep: Callable[[object], np.ndarray] | None = None):
+def detect(
+    wl: np.ndarray,
+    footprint: np.ndarray | None,
+    cfg: SExtractorConfig,
+    background: tuple[np.ndarray, np.ndarray] | None = None,
+    keep: Callable[[object], np.ndarray] | None = None,
+):
     """Detect (and deblend) sources on the white light.
 
     Returns ``(table, segmentation)``: a table with ``source_id, x, y`` (barycentre of
@@ -113,7 +120,9 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
     )
 
     if keep is not None and cfg.clean:
-        raise ValueError("detect(keep=...) cannot be combined with clean=True (CLEAN merges neighbours)")
+        raise ValueError(
+            "detect(keep=...) cannot be combined with clean=True (CLEAN merges neighbours)"
+        )
     p = cfg.photutils_params()
     positions: dict = {}
     branch_index: dict = {}
@@ -125,7 +134,9 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
     const = _constant_value(rms)
     threshold = p["threshold_nsigma"] * (np.float32(const) if const is not None else rms)
     if const is None and cfg.deblend_impl == "sextractor":
-        raise ValueError("deblend_impl='sextractor' needs a constant detection RMS (thresh_rms='global')")
+        raise ValueError(
+            "deblend_impl='sextractor' needs a constant detection RMS (thresh_rms='global')"
+        )
     mask = None if footprint is None or footprint.all() else ~footprint
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -144,12 +155,19 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
             if candidates.size and cfg.deblend_impl == "sextractor":
                 roots = segm
                 new, positions, branch_index = sextractor_deblend(
-                    data, segm.data, candidates, float(threshold), nthresh=int(cfg.deblend_nthresh),
-                    mincont=float(cfg.deblend_mincont), minarea=int(cfg.detect_minarea))
+                    data,
+                    segm.data,
+                    candidates,
+                    float(threshold),
+                    nthresh=int(cfg.deblend_nthresh),
+                    mincont=float(cfg.deblend_mincont),
+                    minarea=int(cfg.detect_minarea),
+                )
                 segm = SegmentationImage(new)
             elif candidates.size:
-                segm = deblend_sources(data, segm, labels=candidates, progress_bar=False,
-                                       **p["deblend_sources"])
+                segm = deblend_sources(
+                    data, segm, labels=candidates, progress_bar=False, **p["deblend_sources"]
+                )
     table = Table()
     listed = None
     if segm is not None and wanted is not None:
@@ -160,8 +178,13 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
         listed[0] = False
     empty = segm is None or segm.n_labels == 0
     if empty or (listed is not None and not listed.any()):
-        for name, dtype in (("source_id", np.int64), ("x", float), ("y", float), ("area_px", np.int64),
-                            ("wl_flux", float)):
+        for name, dtype in (
+            ("source_id", np.int64),
+            ("x", float),
+            ("y", float),
+            ("area_px", np.int64),
+            ("wl_flux", float),
+        ):
             table[name] = np.zeros(0, dtype)
         return table, (None if empty else segm)
     labels = segm.labels if listed is None else np.nonzero(listed)[0].astype(segm.labels.dtype)
@@ -183,7 +206,9 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
         where = np.searchsorted(labels, np.fromiter(positions, np.int64))
         table["x"][where] = [v[0] for v in positions.values()]
         table["y"][where] = [v[1] for v in positions.values()]
-    table["area_px"] = np.asarray(segm.areas if listed is None else segm.get_areas(labels), np.int64)
+    table["area_px"] = np.asarray(
+        segm.areas if listed is None else segm.get_areas(labels), np.int64
+    )
     table["wl_flux"] = sums
     if cfg.clean and len(table) > 1:
         table, segm = _apply_clean(table, segm, roots, branch_index, data, float(threshold), cfg)
