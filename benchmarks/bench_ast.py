@@ -42,7 +42,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, n_cores, cpu_model  # noqa: E402
+from _common import cpu_model, load_average, n_cores  # noqa: E402
 
 
 def _library(n: int, reff: float, seed: int):
@@ -84,9 +84,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results to this JSON file")
     a = p.parse_args(argv)
     from jaxcomp.ast.campaign import CampaignConfig, run_campaign
-    from jaxcomp.ast.cli import _size
     from jaxcomp.ast.inject import prepare_field, run_frame
     from jaxcomp.ast.mock import compare_with_truth, make_mock_field, mock_truth
+    from jaxcomp.cli.argtypes import field_size as _size
 
     size = _size(a.size) if a.size else ((1000, 1000) if a.quick else "legus")
     n_frames = a.frames or (4 if a.quick else 2)

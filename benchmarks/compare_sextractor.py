@@ -429,10 +429,10 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from jaxcomp.ast.cli import _size
     from jaxcomp.ast.inject import prepare_field, run_frame
     from jaxcomp.ast.mock import make_mock_field
     from jaxcomp.ast.pipeline import match_injected, run_pipeline
+    from jaxcomp.cli.argtypes import field_size as _size
     from jaxcomp.library import LibraryConfig, generate_library
 
     if a.quick:

@@ -306,7 +306,8 @@ def test_dask_cluster_with_a_worker_killed_mid_campaign(field, library, referenc
 def test_cli_field_and_ast_subcommands(library, tmp_path, capsys):
     import argparse
 
-    from jaxcomp.ast.cli import add_ast_parser, add_field_parser
+    from jaxcomp.cli.ast import add_ast_parser
+    from jaxcomp.cli.field import add_field_parser
 
     parser = argparse.ArgumentParser(prog="jaxcomp")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,4 +1,4 @@
-"""The ``library`` subcommand (jaxcomp.library.cli) and multi-process library generation."""
+"""The ``library`` subcommand (jaxcomp.cli.library) and multi-process library generation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jaxcomp.cli import main
+from jaxcomp.cli.library import add_library_parser
 from jaxcomp.library import LibraryConfig, generate_library, read_library
-from jaxcomp.library.cli import add_library_parser, main
 from jaxcomp.library.external import read_library_table
 
 REPO = Path(__file__).resolve().parents[1]

@@ -72,7 +72,7 @@ def test_toml_round_trip_and_files(tmp_path):
 
 
 def test_embedded_demo_configurations_are_valid():
-    from jaxcomp.workflow.cli import demo_config_path
+    from jaxcomp.cli.workflow import demo_config_path
 
     full, quick = load_config(demo_config_path()), load_config(demo_config_path(quick=True))
     assert full.campaign.r_eff_pc == tuple(float(r) for r in range(1, 11))  # the paper's radii

@@ -17,7 +17,7 @@ F435W, F555W and F814W, computed offline from shipped compact tables.
 - :func:`read_library_table`, :func:`read_slug_library`, :func:`validate_library_table`,
   :func:`write_library_fits` - libraries made elsewhere (SLUG FITS outputs, any table
   with the library columns) and FITS output (:mod:`jaxcomp.library.external`).
-- :mod:`jaxcomp.library.cli` - the ``jaxcomp library`` subcommand;
+- :mod:`jaxcomp.cli.library` - the ``jaxcomp library`` subcommand;
   :mod:`jaxcomp.library.validation` - the comparison with the LEGUS NGC 628 catalogue.
 
 Nebular emission is not included (see :mod:`jaxcomp.library.synthesis`).  Everything

@@ -27,7 +27,6 @@ instead).  All text from the run directory is HTML-escaped.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -38,7 +37,7 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
 
-__all__ = ["write_report", "render_report", "add_report_parser", "ECE_THRESHOLD", "REPORT_NAME"]
+__all__ = ["write_report", "render_report", "ECE_THRESHOLD", "REPORT_NAME"]
 
 #: An expected calibration error below this passes.
 ECE_THRESHOLD = 0.02
@@ -642,22 +641,3 @@ def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = No
         raise ValueError(f"report of {run_dir}: file(s) that cannot be shown: {', '.join(unreadable)}")
     out = Path(path) if path is not None else run_dir / REPORT_NAME
     return atomic_write_text(out, page)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    out = write_report(args.run_dir, args.out, strict=args.strict)
-    print(f"wrote {out}")
-    return 0
-
-
-def add_report_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``report`` (the HTML report of a workflow run) to a ``jaxcomp`` subparsers object."""
-    p = subparsers.add_parser("report", help="write the self-contained HTML report of a workflow run",
-                              description="Write one self-contained HTML file (figures embedded, no external "
-                                          "resources) describing a jaxcomp run directory.")
-    p.add_argument("run_dir", help="run directory (with run.json)")
-    p.add_argument("--out", help=f"output file (default: RUN_DIR/{REPORT_NAME})")
-    p.add_argument("--strict", action="store_true",
-                   help="fail (exit status 2) if a figure, table or config file is missing")
-    p.set_defaults(func=_cmd_report)
-    return p

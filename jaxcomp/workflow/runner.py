@@ -34,22 +34,19 @@ import platform
 import shutil
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 
 from .._io import atomic_write_text
 from .._version import __version__
 from ..errors import JaxcompError
+from ..provenance import json_default, package_versions
 from .config import RunConfig, check_inputs, load_config
-from .stages import STAGES, Stage, StageContext, json_default, n_workers, stage_depends, stage_seed
+from .stages import STAGES, Stage, StageContext, n_workers, stage_depends, stage_seed
 
 __all__ = ["RunError", "input_digests", "plan_stages", "run_workflow", "stage_status"]
 
 RUN_FILE = "run.json"
 STAGE_FILE = "stage.json"
-_VERSIONED = ("jax", "jaxlib", "flax", "optax", "equinox", "numpyro", "numpy", "scipy", "astropy", "photutils",
-              "arviz")
-
 
 class RunError(JaxcompError, RuntimeError):
     """A run that cannot start or whose stage failed."""
@@ -57,16 +54,6 @@ class RunError(JaxcompError, RuntimeError):
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "jaxcomp": __version__}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def _enabled_stages(config: RunConfig) -> list[Stage]:
@@ -277,7 +264,7 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         "config_hash": config.hash(),
         "config": values,
         "jaxcomp_version": __version__,
-        "versions": _versions(),
+        "versions": package_versions(),
         "platform": f"{platform.platform()} ({platform.machine()}, {os.cpu_count()} cpus)",
         "created": previous.get("created", _now()),
         "updated": _now(),

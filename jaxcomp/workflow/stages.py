@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import json_default
 from .config import BANDS, RunConfig
 
 __all__ = ["STAGES", "Stage", "StageContext", "stage_seed"]
@@ -81,17 +82,6 @@ def stage_seed(run_seed: int, stage: str) -> int:
 
 def _figure(path: Path, caption: str) -> dict:
     return {"path": path.name if path.parent.name else str(path), "caption": caption}
-
-
-def json_default(value):
-    """``json.dumps(default=...)`` for numpy scalars and arrays and paths (anything else: its str)."""
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 # ------------------------------------------------------------------ field

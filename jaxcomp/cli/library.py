@@ -1,11 +1,4 @@
-"""The ``jaxcomp library`` subcommand: generate or import a cluster library.
-
-Wire it into the main parser with::
-
-    from .library.cli import add_library_parser
-    add_library_parser(commands)          # commands = parser.add_subparsers(...)
-
-The parser sets ``func`` to :func:`run_library`, which returns the exit status.
+"""``jaxcomp library``: generate a cluster library, or import one (SLUG or a table) and validate it.
 
 Generate (C-4 paper library: log M uniform on [2, 8], age log-uniform on 1e5-1.5e10 yr,
 A_V uniform on [0, 3], stochastic photometry at the NGC 628 distance)::
@@ -25,33 +18,15 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_library_parser", "run_library", "main"]
+from .argtypes import non_negative_int, positive_int
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from error
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+__all__ = ["add_library_parser", "run_library"]
 
 
 def add_library_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``library`` subcommand to an ``argparse`` subparsers object and return its parser."""
-    from .imf import IMF_KINDS
-    from .photometry import ISOCHRONE_SETS
+    from ..library.imf import IMF_KINDS
+    from ..library.photometry import ISOCHRONE_SETS
 
     parser = subparsers.add_parser(
         "library",
@@ -62,24 +37,24 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--n", type=_positive_int, default=None, help="number of clusters to generate (default 10000)")
+    source.add_argument("--n", type=positive_int, default=None, help="number of clusters to generate (default 10000)")
     source.add_argument("--from", dest="source", type=Path, default=None, metavar="PATH",
                         help="import a library: a SLUG <model>_cluster_prop.fits / _cluster_phot.fits (or model base "
                              "name), or a Parquet/FITS/ECSV/CSV table with cluster_id, log_mass, log_age, av, "
                              "r_eff_pc, mag_<band>")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="master seed (default %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="master seed (default %(default)s)")
     parser.add_argument("--radius", choices=("flat", "K19"), default="flat",
                         help="effective-radius model (default %(default)s); for SLUG imports, how radii are drawn")
     parser.add_argument("--out", type=Path, required=True,
                         help="output library: .parquet (metadata in the schema) or .fits")
     parser.add_argument("--fits", action="store_true", help="also write a FITS copy beside a .parquet output")
-    parser.add_argument("--workers", type=_positive_int, default=1, help="processes for the photometry (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes for the photometry (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--isochrones", choices=ISOCHRONE_SETS, default="padova2007_z0.0190")
     parser.add_argument("--imf", choices=IMF_KINDS, default="chabrier2005")
     parser.add_argument("--deterministic", action="store_true",
                         help="fully sampled (non-stochastic) photometry instead of stochastic IMF sampling")
-    parser.add_argument("--chunk-size", type=_positive_int, default=10_000, help="clusters per seeded block")
+    parser.add_argument("--chunk-size", type=positive_int, default=10_000, help="clusters per seeded block")
     parser.add_argument("--slug-photometry", choices=("auto", "neb_ex", "ex", "neb", "intrinsic"), default="auto",
                         help="SLUG imports: which photometry (default: with nebular emission and extinction if present)")
     parser.add_argument("--slug-mass", choices=("birth", "target"), default="birth",
@@ -91,8 +66,8 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _write(frame, out: Path, fits_copy: bool) -> list[Path]:
-    from .external import write_library_fits
-    from .library import write_library
+    from ..library.external import write_library_fits
+    from ..library.library import write_library
 
     suffix = out.suffix.lower()
     if suffix in (".fits", ".fit"):
@@ -107,7 +82,7 @@ def _write(frame, out: Path, fits_copy: bool) -> list[Path]:
 
 def run_library(args: argparse.Namespace) -> int:
     """Handler of ``jaxcomp library``; returns the exit status (errors raise ValueError etc.)."""
-    from .synthesis import NGC628_DISTANCE_MODULUS
+    from ..library.synthesis import NGC628_DISTANCE_MODULUS
 
     distance_modulus = NGC628_DISTANCE_MODULUS if args.distance_modulus is None else args.distance_modulus
     if args.out.suffix.lower() not in (".parquet", ".pq", ".fits", ".fit"):
@@ -115,7 +90,7 @@ def run_library(args: argparse.Namespace) -> int:
     if args.fits and args.out.suffix.lower() not in (".parquet", ".pq"):
         raise ValueError("--fits writes a FITS copy beside a .parquet output; with a .fits --out leave it out")
     if args.source is not None:
-        from .external import _looks_like_slug, read_library_table
+        from ..library.external import _looks_like_slug, read_library_table
 
         slug_options = {}
         path = Path(args.source)
@@ -136,7 +111,7 @@ def run_library(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from .library import LibraryConfig, generate_library
+    from ..library.library import LibraryConfig, generate_library
 
     n = 10_000 if args.n is None else args.n
     config = LibraryConfig(
@@ -157,17 +132,3 @@ def run_library(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(map(str, written))}: {n} clusters, seed {args.seed}, radius model {args.radius}, "
           f"{meta['n_age_clamped']} with ages outside the isochrones (flagged age_clamped)")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m jaxcomp.library.cli ...``) until jaxcomp.cli wires it in."""
-    parser = argparse.ArgumentParser(prog="jaxcomp")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_library_parser(commands)
-    from ..cli import run_handler
-
-    return run_handler(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
