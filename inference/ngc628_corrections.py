@@ -142,7 +142,6 @@ def main(argv=None) -> dict:
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from jaxcomp.catalogues import read_legus
     from jaxcomp.demographics import (
         LOG_AGE_RANGE,
         LOG_MASS_RANGE,
@@ -152,12 +151,9 @@ def main(argv=None) -> dict:
         PowerLawLogMass,
         SchechterLogMass,
         SelectionGrid,
-        corrected_age_function,
-        corrected_mass_function,
+        correct_catalogue,
         estimate_av_distribution,
-        interpolate_marginal,
-        p_corr_log_age,
-        p_corr_log_mass,
+        load_catalogue,
         p_obs_mass_age,
         plot_corrected_distribution,
     )
@@ -183,12 +179,8 @@ def main(argv=None) -> dict:
     print(f"grid ready in {grid_seconds:.1f} s")
 
     # ----------------------------------------------------------- catalogue
-    catalogue = read_legus("ngc628c", classes=(1, 2, 3))
-    log_mass = _values(catalogue["log_mass"])
-    log_age = _values(catalogue["log_age"])
-    fitted = np.isfinite(log_mass) & np.isfinite(log_age)
-    catalogue = catalogue[fitted]
-    log_mass, log_age = log_mass[fitted], log_age[fitted]
+    # the rows with an SED fit (the others have no log_mass, log_age, av): the loader of `jaxcomp correct`
+    catalogue, _ = load_catalogue(legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None)
     print(f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)}")
 
     # --------------------------------------------------------------- p(A_V)
@@ -205,19 +197,26 @@ def main(argv=None) -> dict:
     # ---------------------------------------------------------- marginals
     mass_support = tuple(args.mass_support or LOG_MASS_RANGE)
     tang_age_support = tuple(args.tang_age_support or LOG_AGE_RANGE)
+    mass_models = {
+        "tang2024": SchechterLogMass(-2.16, 5.61, *mass_support),
+        "adamo2017": PowerLawLogMass(-2.09, *mass_support),
+    }
+    age_models = {
+        "tang2024": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *tang_age_support),
+        "adamo2017": PowerLawLogAge(-0.8, 6.0, 8.3),
+    }
+    age_bins = np.arange(args.age_bins[0], args.age_bins[1] + 1e-9, args.age_bins[2])
+    mass_bins = np.arange(args.mass_bins[0], args.mass_bins[1] + 1e-9, args.mass_bins[2])
+    # the CAF is corrected with an assumed mass function, the CMF with an assumed age distribution
+    results = {name: correct_catalogue(catalogue, grid, mass_distribution=mass_models[name],
+                                       age_distribution=age_models[name], av_distribution=av,
+                                       age_bins=age_bins, mass_bins=mass_bins)
+               for name in mass_models}
     with jax.enable_x64(True):
         av64 = PiecewiseConstantAV(np.asarray(av.edges, np.float64), np.asarray(av.weights, np.float64))
-        mass_models = {
-            "tang2024": SchechterLogMass(-2.16, 5.61, *mass_support),
-            "adamo2017": PowerLawLogMass(-2.09, *mass_support),
-        }
-        age_models = {
-            "tang2024": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *tang_age_support),
-            "adamo2017": PowerLawLogAge(-0.8, 6.0, 8.3),
-        }
-        p_age = {name: np.asarray(p_corr_log_age(grid, d, av64)) for name, d in mass_models.items()}
-        p_mass = {name: np.asarray(p_corr_log_mass(grid, d, av64)) for name, d in age_models.items()}
         plane = np.asarray(p_obs_mass_age(grid, av64))
+    p_age = {name: r.p_corr_log_age for name, r in results.items()}
+    p_mass = {name: r.p_corr_log_mass for name, r in results.items()}
     marginals = Table()
     marginals["log_age"] = np.asarray(grid.log_age, np.float64)
     for name in mass_models:
@@ -230,17 +229,11 @@ def main(argv=None) -> dict:
     marginals_mass.write(out / "marginals_log_mass.ecsv", overwrite=True)
 
     # --------------------------------------------------------- corrections
-    age_bins = np.arange(args.age_bins[0], args.age_bins[1] + 1e-9, args.age_bins[2])
-    mass_bins = np.arange(args.mass_bins[0], args.mass_bins[1] + 1e-9, args.mass_bins[2])
     caf, cmf = {}, {}
-    for name in mass_models:  # the CAF is corrected with an assumed mass function
-        p_i = np.asarray(interpolate_marginal(grid.log_age, p_age[name], log_age))
-        caf[name] = corrected_age_function(log_age, p_i, age_bins)
+    for name, result in results.items():
+        caf[name], cmf[name] = result.caf, result.cmf
         caf[name].meta["mass_model"] = MASS_MODELS[name]
         caf[name].write(out / f"caf_{name}.ecsv", overwrite=True)
-    for name in age_models:  # the CMF is corrected with an assumed age distribution
-        p_i = np.asarray(interpolate_marginal(grid.log_mass, p_mass[name], log_mass))
-        cmf[name] = corrected_mass_function(log_mass, p_i, mass_bins)
         cmf[name].meta["age_model"] = AGE_MODELS[name]
         cmf[name].write(out / f"cmf_{name}.ecsv", overwrite=True)
 
@@ -268,7 +261,7 @@ def main(argv=None) -> dict:
                           vmin=0, vmax=1, cmap="viridis", rasterized=True)
     ax.contour(np.asarray(grid.log_mass), np.asarray(grid.log_age), np.asarray(grid.at_av(3.0)).T, levels=[0.5],
                colors="w", linestyles="--")
-    ax.plot(log_mass, log_age, "k.", ms=1.5, alpha=0.5)
+    ax.plot(_values(catalogue["log_mass"]), _values(catalogue["log_age"]), "k.", ms=1.5, alpha=0.5)
     ax.set_xlim(2, 7)
     ax.set_ylim(6, 10)
     ax.set_xlabel(r"$\log_{10}(M/\mathrm{M}_\odot)$")

@@ -128,8 +128,7 @@ def main(argv=None) -> dict:
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from jaxcomp.catalogues import read_legus
-    from jaxcomp.demographics import PopulationFitter, PopulationModel
+    from jaxcomp.demographics import PopulationFitter, PopulationModel, load_catalogue
 
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -137,9 +136,8 @@ def main(argv=None) -> dict:
     grid, grid_source = load_grid(args, out)
     print(f"selection grid {grid.shape} from {grid_source}")
 
-    catalogue = read_legus("ngc628c", classes=(1, 2, 3))
-    keep = np.all([np.isfinite(_values(catalogue[c])) for c in ("log_mass", "log_age", "av")], axis=0)
-    catalogue = catalogue[keep]
+    # the clusters with an SED fit (finite log_mass, log_age, av): the loader of `jaxcomp fit`
+    catalogue, _ = load_catalogue(legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None)
     n_all = len(catalogue)
     mass_range, age_range = tuple(args.log_mass_range), tuple(args.log_age_range)
     inside = ((_values(catalogue["log_mass"]) >= mass_range[0]) & (_values(catalogue["log_mass"]) <= mass_range[1])

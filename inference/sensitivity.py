@@ -58,12 +58,12 @@ def _values(column) -> np.ndarray:
 
 
 def load_sample(mass_range, age_range):
-    from jaxcomp.catalogues import read_legus
+    from jaxcomp.demographics import load_catalogue
 
-    catalogue = read_legus("ngc628c", classes=(1, 2, 3))
+    # the clusters with an SED fit (finite log_mass, log_age, av): the loader of `jaxcomp fit`
+    catalogue, _ = load_catalogue(legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None)
     values = {c: _values(catalogue[c]) for c in ("log_mass", "log_age", "av")}
-    keep = np.all([np.isfinite(v) for v in values.values()], axis=0)
-    keep &= (values["log_mass"] >= mass_range[0]) & (values["log_mass"] <= mass_range[1])
+    keep = (values["log_mass"] >= mass_range[0]) & (values["log_mass"] <= mass_range[1])
     keep &= (values["log_age"] >= age_range[0]) & (values["log_age"] <= age_range[1])
     return {"log_mass": values["log_mass"][keep], "log_age": values["log_age"][keep],
             "av": np.clip(values["av"][keep], 0.0, 3.0)}

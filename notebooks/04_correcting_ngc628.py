@@ -92,18 +92,17 @@ def values(column):
 # %% [markdown]
 # ## The catalogue
 #
-# `read_legus` reads the LEGUS HLSP table and masks its sentinel values; `log_mass`, `log_age`
-# and `av` (= 3.1 E(B−V)) are derived from the best-fit SED columns, with `_lo`/`_hi` from the
-# 68% ranges.
+# `load_catalogue` (the loader of `jaxcomp correct`) reads the LEGUS HLSP table with `read_legus`,
+# which masks its sentinel values and derives `log_mass`, `log_age` and `av` (= 3.1 E(B−V)) from
+# the best-fit SED columns; `drop_invalid=True` keeps the clusters with an SED fit.
 
 # %%
-from jaxcomp.catalogues import read_legus
+from jaxcomp.demographics import load_catalogue
 
-catalogue = read_legus("ngc628c", classes=(1, 2, 3))
-fitted = np.isfinite(values(catalogue["log_mass"])) & np.isfinite(values(catalogue["log_age"]))
-catalogue = catalogue[fitted]
+catalogue, catalogue_info = load_catalogue(legus="ngc628c", classes=(1, 2, 3), drop_invalid=True,
+                                           say=lambda *a: None)
 log_mass, log_age, av = (values(catalogue[c]) for c in ("log_mass", "log_age", "av"))
-print(f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)} (of {len(fitted)})")
+print(f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)} (of {catalogue_info['n_rows_read']})")
 print(f"  log M [Msun]: median {np.median(log_mass):.2f}, 5-95% {np.percentile(log_mass, 5):.2f}-"
       f"{np.percentile(log_mass, 95):.2f}")
 print(f"  log T [yr]:   median {np.median(log_age):.2f}, 5-95% {np.percentile(log_age, 5):.2f}-"
@@ -204,20 +203,21 @@ from jaxcomp.demographics import (
     PowerLawLogMass,
     SchechterLogMass,
     interpolate_marginal,
-    p_corr_log_age,
-    p_corr_log_mass,
+    marginal_completeness,
     p_obs_mass_age,
 )
 
+mass_models = {"Tang+24 CMF": SchechterLogMass(-2.16, 5.61, *LOG_MASS_RANGE),
+               "Adamo+17 CMF": PowerLawLogMass(-2.09, *LOG_MASS_RANGE)}
+age_models = {"Tang+24 CAF": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *LOG_AGE_RANGE),
+              "Adamo+17 CAF": PowerLawLogAge(-0.8, 6.0, 8.3)}
+# p_corr(log T) over each mass function and p_corr(log M) over each age distribution (float64)
+p_age, p_mass = {}, {}
+for (mass_name, mass), (age_name, age) in zip(mass_models.items(), age_models.items()):
+    p_age[mass_name], p_mass[age_name] = marginal_completeness(grid, mass, age, av_distribution)
 with jax.enable_x64(True):
     av64 = PiecewiseConstantAV(np.asarray(av_distribution.edges, np.float64),
                                np.asarray(av_distribution.weights, np.float64))
-    mass_models = {"Tang+24 CMF": SchechterLogMass(-2.16, 5.61, *LOG_MASS_RANGE),
-                   "Adamo+17 CMF": PowerLawLogMass(-2.09, *LOG_MASS_RANGE)}
-    age_models = {"Tang+24 CAF": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *LOG_AGE_RANGE),
-                  "Adamo+17 CAF": PowerLawLogAge(-0.8, 6.0, 8.3)}
-    p_age = {name: np.asarray(p_corr_log_age(grid, d, av64)) for name, d in mass_models.items()}
-    p_mass = {name: np.asarray(p_corr_log_mass(grid, d, av64)) for name, d in age_models.items()}
     plane = np.asarray(p_obs_mass_age(grid, av64))
 
 for name, p in p_age.items():
@@ -258,15 +258,15 @@ save(fig, "completeness_maps.png")
 # 1e-3 for the CMF, as in the paper. Bins are 0.3 dex in age and 0.25 dex in mass.
 
 # %%
-from jaxcomp.demographics import corrected_age_function, corrected_mass_function, plot_corrected_distribution
+from jaxcomp.demographics import correct_catalogue, plot_corrected_distribution
 
 age_bins = np.arange(6.0, 10.2 + 1e-9, 0.3)
 mass_bins = np.arange(2.0, 6.0 + 1e-9, 0.25)
-caf = {name: corrected_age_function(log_age, np.asarray(interpolate_marginal(grid.log_age, p, log_age)), age_bins)
-       for name, p in p_age.items()}
-cmf = {name: corrected_mass_function(log_mass, np.asarray(interpolate_marginal(grid.log_mass, p, log_mass)),
-                                     mass_bins)
-       for name, p in p_mass.items()}
+caf, cmf = {}, {}
+for (mass_name, mass), (age_name, age) in zip(mass_models.items(), age_models.items()):
+    result = correct_catalogue(catalogue, grid, mass_distribution=mass, age_distribution=age,
+                               av_distribution=av_distribution, age_bins=age_bins, mass_bins=mass_bins)
+    caf[mass_name], cmf[age_name] = result.caf, result.cmf
 for name, table in caf.items():
     table.write(f"caf_{name.split()[0].replace('+', '')}.ecsv", overwrite=True)
 for name, table in cmf.items():

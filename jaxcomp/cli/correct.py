@@ -113,7 +113,6 @@ def _describe(spec: dict, kind: str) -> str:
 
 
 def _cmd_correct(args) -> int:
-    import jax
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,17 +120,10 @@ def _cmd_correct(args) -> int:
     from astropy.table import Table
 
     from .._io import atomic_savefig, write_table
-    from ..demographics.corrections import (
-        corrected_age_function,
-        corrected_mass_function,
-        plot_corrected_distribution,
-    )
+    from ..demographics.correct import correct_catalogue
+    from ..demographics.corrections import plot_corrected_distribution
     from ..demographics.distributions import AV_RANGE, PiecewiseConstantAV
-    from ..demographics.marginalise import (
-        estimate_av_distribution,
-        p_corr_log_age,
-        p_corr_log_mass,
-    )
+    from ..demographics.marginalise import estimate_av_distribution
 
     say = say_unless_quiet(args)
     start = time.perf_counter()
@@ -158,7 +150,6 @@ def _cmd_correct(args) -> int:
     say(f"catalogue {catalogue_info['label']}: {len(catalogue)} clusters")
     grid, grid_info = selection_grid(args, selection, selection_info, out, progress=not args.quiet, say=say)
 
-    log_mass, log_age = catalogue["log_mass"], catalogue["log_age"]
     av_edges = np.linspace(*AV_RANGE, args.av_bins + 1)
     av_table = Table()
     av_table["av_lo"], av_table["av_hi"] = av_edges[:-1], av_edges[1:]
@@ -184,21 +175,17 @@ def _cmd_correct(args) -> int:
         av_table.meta["definition"] = f"uniform on [{AV_RANGE[0]:g}, {AV_RANGE[1]:g}] mag"
     av_table["probability"] = np.asarray(av.probabilities, np.float64)
     av_info["probabilities"] = np.asarray(av.probabilities, np.float64).round(5).tolist()
-    with jax.enable_x64(True):
-        av64 = PiecewiseConstantAV(np.asarray(av.edges, np.float64), np.asarray(av.weights, np.float64))
-        mass64, age64 = _distributions(options)
-        p_age = np.asarray(p_corr_log_age(grid, mass64, av64), np.float64)
-        p_mass = np.asarray(p_corr_log_mass(grid, age64, av64), np.float64)
-    marginal_age = Table({"log_age": np.asarray(grid.log_age, np.float64), "p_corr": p_age},
+    mass_function, age_function = _distributions(options)
+    result = correct_catalogue(catalogue, grid, mass_distribution=mass_function,
+                               age_distribution=age_function, av_distribution=av,
+                               age_bins=age_bins, mass_bins=mass_bins, age_clip=args.age_clip,
+                               age_min_mean=args.age_min_mean, mass_clip=args.mass_clip,
+                               mass_min_mean=args.mass_min_mean)
+    caf, cmf = result.caf, result.cmf
+    marginal_age = Table({"log_age": result.log_age_nodes, "p_corr": result.p_corr_log_age},
                          meta={"mass_function": _describe(options["mass_function"], "M")})
-    marginal_mass = Table({"log_mass": np.asarray(grid.log_mass, np.float64), "p_corr": p_mass},
+    marginal_mass = Table({"log_mass": result.log_mass_nodes, "p_corr": result.p_corr_log_mass},
                           meta={"age_function": _describe(options["age_function"], "T")})
-
-    # linear between nodes, held constant beyond them (interpolate_marginal, without a JAX compilation)
-    p_i_age = np.interp(log_age, np.asarray(grid.log_age, np.float64), p_age)
-    p_i_mass = np.interp(log_mass, np.asarray(grid.log_mass, np.float64), p_mass)
-    caf = corrected_age_function(log_age, p_i_age, age_bins, clip=args.age_clip, min_mean=args.age_min_mean)
-    cmf = corrected_mass_function(log_mass, p_i_mass, mass_bins, clip=args.mass_clip, min_mean=args.mass_min_mean)
     caf.meta["assumed_mass_function"] = _describe(options["mass_function"], "M")
     cmf.meta["assumed_age_function"] = _describe(options["age_function"], "T")
     for table in (caf, cmf):

@@ -42,11 +42,6 @@ from .config import BANDS, RunConfig
 
 __all__ = ["STAGES", "Stage", "StageContext", "stage_seed"]
 
-#: The paper's |p_hat - p_true| percentiles (Tang et al. 2026, section 4.1.2).
-PAPER_PERCENTILES = {"physical": {"p50": 0.007, "p90": 0.200, "p95": 0.356},
-                     "photometric": {"p50": 0.006, "p90": 0.177, "p95": 0.321}}
-
-
 @dataclasses.dataclass(frozen=True)
 class StageContext:
     """What a stage may use: the configuration, its directory, the run directory, options."""
@@ -404,7 +399,7 @@ def run_validate(ctx: StageContext) -> dict:
         "test_clusters": len(table), "repeats_median": float(np.median(np.asarray(table["n_repeats"]))),
         "min_count": min_count,
         "percentiles": {k: r.percentiles for k, r in results.items()},
-        "paper": {k: PAPER_PERCENTILES[_base_kind(k)] for k in results},
+        "paper": {k: V.PAPER_PERCENTILES[_base_kind(k)] for k in results},
         "binomial_floor": {k: r.binomial_floor for k, r in results.items()},
         "ece": {k: r.calibration.ece for k, r in results.items()},
         "brier": {k: r.calibration.brier for k, r in results.items()},
@@ -550,32 +545,22 @@ def run_correct(ctx: StageContext) -> dict:
     import matplotlib.pyplot as plt
 
     from .._io import atomic_savefig, read_table, write_table
-    from ..demographics import (
-        PiecewiseConstantAV,
-        corrected_age_function,
-        corrected_mass_function,
-        interpolate_marginal,
-        p_corr_log_age,
-        p_corr_log_mass,
-        plot_corrected_distribution,
-    )
+    from ..demographics import PiecewiseConstantAV, correct_catalogue, plot_corrected_distribution
 
     catalogue = load_catalogue(ctx)
     grid = selection_grid(ctx, ctx.config.correct.grid, ctx.config.correct.selection)
     model = population_model(ctx.config)
     truth = population_truth(ctx.config)
     av = PiecewiseConstantAV(np.asarray(model.av_edges), np.asarray(truth["av_weights"]))
-    p_age = p_corr_log_age(grid, model.mass_distribution(truth), av)
-    p_mass = p_corr_log_mass(grid, model.age_distribution(truth), av)
-    log_age = np.asarray(catalogue["log_age"], float)
-    log_mass = np.asarray(catalogue["log_mass"], float)
     pop = ctx.config.population
     age_bins = np.asarray(ctx.config.correct.age_bins) if ctx.config.correct.age_bins else \
         _bins(pop.log_age_range[0], pop.log_age_range[1], 0.25)
     mass_bins = np.asarray(ctx.config.correct.mass_bins) if ctx.config.correct.mass_bins else \
         _bins(pop.log_mass_range[0], pop.log_mass_range[1], 0.25)
-    caf = corrected_age_function(log_age, lambda x: interpolate_marginal(grid.log_age, p_age, x), age_bins)
-    cmf = corrected_mass_function(log_mass, lambda x: interpolate_marginal(grid.log_mass, p_mass, x), mass_bins)
+    result = correct_catalogue(catalogue, grid, mass_distribution=model.mass_distribution(truth),
+                               age_distribution=model.age_distribution(truth), av_distribution=av,
+                               age_bins=age_bins, mass_bins=mass_bins)
+    caf, cmf = result.caf, result.cmf
     metrics = {"clusters": len(catalogue)}
     injected_path = ctx.stage_dir("population") / "injected.parquet"
     comparison = {}
