@@ -31,7 +31,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jaxcomp.library import LibraryConfig, PopulationSynthesis, StarPhotometry, generate_library, sample_imf  # noqa: E402
+from jaxcomp.library import (  # noqa: E402
+    LibraryConfig,
+    PopulationSynthesis,
+    StarPhotometry,
+    generate_library,
+    sample_imf,
+)
+from jaxcomp.survey import NGC628_DISTANCE_MODULUS  # noqa: E402
 
 
 def random_clusters(n, lo, hi, gen):
@@ -50,7 +57,7 @@ def naive_cluster_magnitudes(model, log_mass, log_age, av, gen):
         for mass in stars:
             mags = model.star_magnitudes(mass, log_age[i], av[i])[0]
             total += 10 ** (-0.4 * np.where(np.isfinite(mags), mags, np.inf))
-        out[i] = -2.5 * np.log10(total) + 29.98
+        out[i] = -2.5 * np.log10(total) + NGC628_DISTANCE_MODULUS
     return out
 
 

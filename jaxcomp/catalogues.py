@@ -43,6 +43,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, MaskedColumn, Table, vstack
 
 from ._data import data_path
+from .survey import BANDS, R_V
 
 __all__ = [
     "BANDS",
@@ -57,11 +58,7 @@ __all__ = [
     "adamo17_50pct_magnitudes",
 ]
 
-#: The five LEGUS bands, blue to red.
-BANDS: tuple[str, ...] = ("F275W", "F336W", "F435W", "F555W", "F814W")
 
-#: Ratio of total to selective extinction used by the LEGUS SED fits (Milky Way law).
-R_V: float = 3.1
 
 #: Matching radius for sources that appear in both pointings. The catalogue
 #: coordinates are rounded to 1e-5 deg (0.036 arcsec in Dec, 0.035 arcsec in RA

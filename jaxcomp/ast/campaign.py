@@ -66,7 +66,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import JaxcompError
-from ..catalogues import BANDS
+from ..survey import BANDS, NGC628_DISTANCE_MODULUS
 from .field import Field
 from .inject import MIN_SPACING_REFF, POSITION_SMOOTHING_PC, FieldBaseline, prepare_field, run_frame
 from .cuts import STAGES
@@ -943,7 +943,7 @@ def plot_recovery(labels, path, *, band: str = "F555W", title: str | None = None
         centres = 0.5 * (edges[1:] + edges[:-1])
         ax.errorbar(centres[good], frac[good], err[good], ms=3, fmt="o-", lw=1,
                     label=f"r_eff = {r:g} pc" if r is not None else None)
-    dm = 29.98
+    dm = NGC628_DISTANCE_MODULUS
     ax.axvline(dm - 6.0, color="k", ls=":", lw=0.8, label="M_V = -6")
     ax.set_xlabel(f"injected {band} [Vega mag]")
     ax.set_ylabel("recovered fraction (C = 1)")

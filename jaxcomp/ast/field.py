@@ -30,7 +30,8 @@ from typing import Mapping
 import numpy as np
 
 from .._io import atomic_write_bytes
-from ..catalogues import BANDS
+from .. import survey as _survey
+from ..survey import BANDS
 from .profiles import PSFModel, as_psf, check_psf_image, pc_per_pixel
 
 __all__ = [
@@ -57,10 +58,9 @@ NGC628C_EXPTIMES: dict[str, float] = {
 }
 #: Approximate centre of the NGC 628C pointing (RA, Dec) [deg], for the default WCS.
 NGC628C_CENTRE_DEG: tuple[float, float] = (24.1739, 15.7836)
-#: Drizzled pixel scale [arcsec/px].
-PIXEL_SCALE_ARCSEC: float = 0.0396
-#: Distance modulus of NGC 628 [mag] (9.9 Mpc).
-DISTANCE_MODULUS: float = 29.98
+#: Drizzled pixel scale [arcsec/px] and distance modulus of NGC 628 [mag] (:mod:`jaxcomp.survey`).
+PIXEL_SCALE_ARCSEC: float = _survey.PIXEL_SCALE_ARCSEC
+DISTANCE_MODULUS: float = _survey.NGC628_DISTANCE_MODULUS
 #: Default Gaussian PSF FWHM [px] (HST resolution, ~0.08 arcsec).
 DEFAULT_PSF_FWHM_PX: float = 2.0
 

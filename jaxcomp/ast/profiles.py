@@ -56,6 +56,8 @@ from typing import Sequence
 import numpy as np
 from scipy.special import ndtr
 
+from ..survey import NGC628_DISTANCE_MODULUS, PIXEL_SCALE_ARCSEC
+
 __all__ = [
     "FWHM_TO_SIGMA",
     "PSFModel",
@@ -224,7 +226,8 @@ def pc_per_pixel(pixel_scale_arcsec: float, distance_modulus: float) -> float:
     return distance_pc * pixel_scale_arcsec / _ARCSEC_PER_RAD
 
 
-def reff_pc_to_px(r_eff_pc, pixel_scale_arcsec: float = 0.0396, distance_modulus: float = 29.98):
+def reff_pc_to_px(r_eff_pc, pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
+                  distance_modulus: float = NGC628_DISTANCE_MODULUS):
     """Convert an effective radius from pc to pixels (NGC 628C: 1.902 pc/px)."""
     return np.asarray(r_eff_pc, dtype=np.float64) / pc_per_pixel(pixel_scale_arcsec, distance_modulus)
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS
+from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C
+from ..survey import BANDS, NGC628_DISTANCE_MODULUS, PIXEL_SCALE_ARCSEC
 
 __all__ = ["SingleBandRecipe", "ADAMO17_RECIPE", "fit_m50", "single_band_windows", "mock_single_band_test",
            "mock_m50"]
@@ -175,7 +176,7 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
     rng = np.random.default_rng(cl_ss)
     zp, t = NGC628C_ZEROPOINTS[band], NGC628C_EXPTIMES[band]
     psf = mock_psfs()[band]
-    pcpx = pc_per_pixel(0.0396, 29.98)
+    pcpx = pc_per_pixel(PIXEL_SCALE_ARCSEC, NGC628_DISTANCE_MODULUS)
     phot_cfg = PhotometryConfig()
     rows = {k: [] for k in ("window", "x", "y", "mag", "r_eff_pc", "detected", "magerr", "recovered")}
     n = recipe.clusters_per_window

@@ -33,7 +33,6 @@ __all__ = ["RECORDS", "add_common_arguments", "grid_shape", "load_catalogue", "l
 
 #: The run record each command writes into its output directory.
 RECORDS = {"correct": "correct.json", "fit": "fit.json"}
-_PAPER_GRID = (500, 500, 50)
 
 
 def _column_map(text: str) -> dict[str, str]:
@@ -86,7 +85,9 @@ def load_selection(args, command: str):
 
 
 def grid_shape(args) -> tuple[int, int, int]:
-    shape = tuple(int(n) for n in (args.grid or _PAPER_GRID))
+    from ..demographics.marginalise import PAPER_GRID_SHAPE
+
+    shape = tuple(int(n) for n in (args.grid or PAPER_GRID_SHAPE))
     if any(n < 2 for n in shape):
         raise ValueError(f"--grid needs at least 2 nodes per axis, got {' '.join(map(str, shape))}")
     return shape

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..survey import NGC628_DISTANCE_MODULUS
 from .argtypes import non_negative_int, positive_int
 
 __all__ = ["add_library_parser", "run_library"]
@@ -60,7 +61,8 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--slug-mass", choices=("birth", "target"), default="birth",
                         help="SLUG imports: log_mass from BirthMass (default) or TargetMass")
     parser.add_argument("--distance-modulus", type=float, default=None,
-                        help="distance modulus [mag] (default 29.98, NGC 628); added to SLUG's absolute magnitudes")
+                        help=f"distance modulus [mag] (default {NGC628_DISTANCE_MODULUS:g}, NGC 628); added to SLUG's "
+                             "absolute magnitudes")
     parser.set_defaults(func=run_library)
     return parser
 
@@ -82,8 +84,6 @@ def _write(frame, out: Path, fits_copy: bool) -> list[Path]:
 
 def run_library(args: argparse.Namespace) -> int:
     """Handler of ``jaxcomp library``; returns the exit status (errors raise ValueError etc.)."""
-    from ..library.synthesis import NGC628_DISTANCE_MODULUS
-
     distance_modulus = NGC628_DISTANCE_MODULUS if args.distance_modulus is None else args.distance_modulus
     if args.out.suffix.lower() not in (".parquet", ".pq", ".fits", ".fit"):
         raise ValueError(f"--out must end in .parquet or .fits, got {args.out.name!r}")

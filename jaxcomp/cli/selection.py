@@ -25,19 +25,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
 
     table = read_table(args.labels)
-    defaults = TrainConfig()
-    config = TrainConfig(
-        hidden_widths=args.hidden or defaults.hidden_widths,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rates=args.learning_rates or defaults.learning_rates,
-        weight_decays=args.weight_decays or defaults.weight_decays,
-        n_members=args.members,
-        seed=args.seed,
-        out_of_domain=args.out_of_domain,
-        label_column=args.label_column,
-        group_column=args.group_column,
-    )
+    # options left out take TrainConfig's defaults (the one home of the training defaults)
+    given = {"hidden_widths": args.hidden, "epochs": args.epochs, "batch_size": args.batch_size,
+             "learning_rates": args.learning_rates, "weight_decays": args.weight_decays,
+             "n_members": args.members, "seed": args.seed, "out_of_domain": args.out_of_domain,
+             "label_column": args.label_column, "group_column": args.group_column}
+    config = TrainConfig(**{name: value for name, value in given.items() if value not in (None, ())})
     result = train_selection_function(table, args.inputs, config, progress=not args.quiet,
                                       provenance={"labels_file": str(Path(args.labels).resolve())})
     out = Path(args.out)
@@ -127,16 +120,16 @@ def add_train_parser(commands) -> None:
                        help="'physical', 'photometric', 'physical+r_eff_pc' or comma-separated columns")
     train.add_argument("--out", required=True, help="artefact to write (.safetensors)")
     train.add_argument("--hidden", type=int_list, help="hidden widths, e.g. 512,512")
-    train.add_argument("--epochs", type=int, default=100)
-    train.add_argument("--batch-size", type=int, default=4096)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rates", type=float_list,
                        help="grid, e.g. 5e-3,1e-2 (default: paper)")
     train.add_argument("--weight-decays", type=float_list, help="grid (default: paper)")
-    train.add_argument("--members", type=int, default=1, help="ensemble size")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out-of-domain", choices=_OUT_OF_DOMAIN, default="clip")
-    train.add_argument("--label-column", default="C")
-    train.add_argument("--group-column", default="cluster_id")
+    train.add_argument("--members", type=int, help="ensemble size")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--out-of-domain", choices=_OUT_OF_DOMAIN)
+    train.add_argument("--label-column")
+    train.add_argument("--group-column")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=_cmd_train)
 

@@ -16,12 +16,12 @@ jaxcomp selection function and applies ``10**x`` internally (transform
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
+from .._io import file_sha256
 from .._version import __version__
 from ._safe_pickle import read_joblib_standard_scaler, read_torch_checkpoint
 from .function import SelectionFunction, _tensors_to_weights
@@ -61,10 +61,6 @@ def _photometric_specs(mean: np.ndarray, scale: np.ndarray) -> tuple[InputSpec, 
                   description=spec.description + " (domain: C-4 scaler mean +- 4 sd)")
         for spec, m, s in zip(PHOTOMETRIC_INPUTS, mean, scale)
     )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def import_c4(directory: str | Path, kind: str, *, model_name: str = "model0",
@@ -136,7 +132,8 @@ def import_c4(directory: str | Path, kind: str, *, model_name: str = "model0",
         "provenance": {
             "source": C4_SOURCE,
             "imported_with_jaxcomp": __version__,
-            "files": {checkpoint_path.name: _sha256(checkpoint_path), scaler_path.name: _sha256(scaler_path)},
+            "files": {checkpoint_path.name: file_sha256(checkpoint_path),
+                      scaler_path.name: file_sha256(scaler_path)},
             "original_inputs": (["mass [Msun]", "age [yr]", "A_V [mag]"] if kind == "phys"
                                 else [s.name for s in PHOTOMETRIC_INPUTS]),
             "scaler_n_samples_seen": scaler.get("n_samples_seen"),

@@ -55,6 +55,7 @@ from pathlib import Path
 
 from ..ast.epsf import EPSFStarSelection
 from ..errors import JaxcompError
+from ..survey import BANDS
 
 #: The star selection's defaults, the one home of the ``[field] psf_*`` defaults.
 _EPSF_DEFAULTS = EPSFStarSelection()
@@ -82,7 +83,6 @@ class ConfigError(JaxcompError, ValueError):
     """A configuration that cannot run; the message names the offending key."""
 
 
-BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
 
 
 # ------------------------------------------------------------------ sections
@@ -268,17 +268,27 @@ class CampaignSection:
                  "must be a finite number of pixels >= 0 (how far from the image's edges clusters are injected)")
 
 
+def _train_default(name: str):
+    """The default of ``TrainConfig.<name>`` (:class:`jaxcomp.selection.training.TrainConfig`)."""
+    from ..selection.training import TrainConfig
+
+    return getattr(TrainConfig(), name)
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworksSection:
     """``[networks]``: which selection functions to train, and how (paper section 3.3)."""
 
     inputs: tuple[str, ...] = ("physical", "photometric")
-    hidden: tuple[int, ...] = (512, 512)
-    epochs: int = 100
-    batch_size: int = 4096
-    learning_rates: tuple[float, ...] = (5e-3, 1e-2, 5e-2, 1e-1)
-    weight_decays: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 3e-2, 5e-2, 1e-1)
-    members: int = 1
+    # the training defaults are TrainConfig's (read when a section is made: no JAX import here)
+    hidden: tuple[int, ...] = dataclasses.field(default_factory=lambda: _train_default("hidden_widths"))
+    epochs: int = dataclasses.field(default_factory=lambda: _train_default("epochs"))
+    batch_size: int = dataclasses.field(default_factory=lambda: _train_default("batch_size"))
+    learning_rates: tuple[float, ...] = dataclasses.field(
+        default_factory=lambda: _train_default("learning_rates"))
+    weight_decays: tuple[float, ...] = dataclasses.field(
+        default_factory=lambda: _train_default("weight_decays"))
+    members: int = dataclasses.field(default_factory=lambda: _train_default("n_members"))
 
     def check(self):
         _require(len(self.inputs) > 0 and set(self.inputs) <= set(NETWORK_KINDS)
