@@ -707,7 +707,7 @@ def _iter_dask(field, baseline, todo, rows_of, config, executor, scheduler):
 def run_campaign(field: Field, library, config: CampaignConfig, directory, *, executor="process",
                  n_workers: int | None = None, scheduler=None, exclude: Sequence[int] | None = None,
                  progress: bool = True, callback: Callable[[int, int, int], None] | None = None,
-                 start_method: str = "spawn", blas_threads: int | None = 1):
+                 start_method: Literal["spawn", "fork", "forkserver"] = "spawn", blas_threads: int | None = 1):
     """Run (or resume) an artificial cluster test campaign; return its labels table.
 
     Parameters

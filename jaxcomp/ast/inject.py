@@ -20,15 +20,15 @@ import math
 import time
 import weakref
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
 
 from ..catalogues import BANDS
-from .field import Field
 from .background import MeshStatistics
 from .cuts import STAGES
+from .field import Field
 from .matching import match_injected
 from .pipeline import StepTimer, run_pipeline
 from .profiles import add_stamps, render_multiband
@@ -298,7 +298,7 @@ def _as_table(clusters) -> Table:
 def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, frame: int = 0,
               config: PipelineConfig = DEFAULT_CONFIG, baseline: FieldBaseline | None = None,
               noise: bool = True, positions: tuple[np.ndarray, np.ndarray] | None = None,
-              return_images: bool = False, reprocess: str = "full", edge_margin_px: float = 0.0):
+              return_images: bool = False, reprocess: Literal["full", "local"] = "full", edge_margin_px: float = 0.0):
     """One artificial-cluster frame: inject ``clusters``, rerun the pipeline, label them.
 
     Parameters

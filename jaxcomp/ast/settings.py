@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Literal
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -148,12 +149,12 @@ class SExtractorConfig:
     gain: float = _LEGUS["GAIN"]
     deblend: bool = True
     deblend_prefilter: bool = True
-    background_impl: str = "fast"
+    background_impl: Literal["fast", "photutils", "sextractor"] = "fast"
     exclude_percentile: float = 50.0
     clip_sigma: float = 3.0
     clip_maxiters: int = 10
-    thresh_rms: str = "global"
-    deblend_impl: str = "photutils"
+    thresh_rms: Literal["global", "map"] = "global"
+    deblend_impl: Literal["photutils", "sextractor"] = "photutils"
     clean: bool = False
     clean_param: float = 1.0
 

@@ -24,6 +24,7 @@ selection-normalised likelihood (see ``docs/architecture.md``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import astropy.units as u
 import numpy as np
@@ -68,7 +69,7 @@ def corrected_counts(
     p_corr,
     bins,
     *,
-    quantity: str = "log_age",
+    quantity: Literal["log_age", "log_mass"] = "log_age",
     clip: float = AGE_CLIP,
     min_mean: float | None = AGE_MIN_MEAN,
 ) -> Table:

@@ -30,6 +30,7 @@ import dataclasses
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -37,7 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..selection.evaluate import DEFAULT_CHUNK_SIZE, DEFAULT_POINTS_PER_CALL, evaluate_in_chunks
+from ..selection.evaluate import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_POINTS_PER_CALL,
+    evaluate_in_chunks,
+)
 from ..selection.function import SelectionFunction
 from .distributions import AV_RANGE, LOG_AGE_RANGE, LOG_MASS_RANGE, PiecewiseConstantAV
 
@@ -526,7 +531,7 @@ def estimate_av_distribution(
     edges=None,
     n_bins: int = 4,
     av_range: tuple[float, float] = AV_RANGE,
-    out_of_range: str = "drop",
+    out_of_range: Literal["drop", "clip"] = "drop",
     return_details: bool = False,
 ):
     """p(A_V) from the catalogue clusters in the high-completeness region (Tang et al. 2026, sec. 4.4.1).

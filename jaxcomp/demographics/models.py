@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -78,11 +79,17 @@ DEFAULT_PRIORS: dict[str, tuple[float, float]] = {
     "log10_N": (0.0, 9.0),
 }
 
-_MASS_FORMS = ("schechter", "power_law")
-_AGE_FORMS = ("power_law", "broken_power_law")
-_AV_FORMS = ("piecewise", "fixed")
-_LIKELIHOODS = ("marginal", "poisson")
-_ERRORS = ("none", "latent", "samples")
+#: The string switches of :class:`PopulationModel` (the tuples below are derived from them).
+MassForm = Literal["schechter", "power_law"]
+AgeForm = Literal["power_law", "broken_power_law"]
+AVForm = Literal["piecewise", "fixed"]
+LikelihoodForm = Literal["marginal", "poisson"]
+MeasurementErrorModel = Literal["none", "latent", "samples"]
+_MASS_FORMS = get_args(MassForm)
+_AGE_FORMS = get_args(AgeForm)
+_AV_FORMS = get_args(AVForm)
+_LIKELIHOODS = get_args(LikelihoodForm)
+_ERRORS = get_args(MeasurementErrorModel)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +144,9 @@ class PopulationModel:
         Uniform bounds overriding :data:`DEFAULT_PRIORS`.
     """
 
-    mass: str = "schechter"
-    age: str = "power_law"
-    av: str = "piecewise"
+    mass: MassForm = "schechter"
+    age: AgeForm = "power_law"
+    av: AVForm = "piecewise"
     av_edges: tuple[float, ...] = DEFAULT_AV_EDGES
     av_weights: tuple[float, ...] | None = None
     av_concentration: float = 1.0
@@ -147,8 +154,8 @@ class PopulationModel:
     pivot_log_mass: float = 4.0
     log_mass_range: tuple[float, float] = LOG_MASS_RANGE
     log_age_range: tuple[float, float] = (6.0, LOG_AGE_RANGE[1])
-    likelihood: str = "marginal"
-    measurement_error: str = "none"
+    likelihood: LikelihoodForm = "marginal"
+    measurement_error: MeasurementErrorModel = "none"
     error_columns: tuple[str, ...] = THETA_COLUMNS
     asymmetric_errors: bool = False
     sigma_floor: tuple[float, float, float] = (0.05, 0.1, 0.05)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,7 @@ def _jsonable(params: Mapping) -> dict:
 
 def simulate_catalogue(model: PopulationModel, params: Mapping, selection, *, n_obs: int | None = None,
                        n_total: int | None = None, seed: int = 0, measurement_sigma=None,
-                       select_on: str = "truth", batch_size: int = 65536, max_total: int = 10**9) -> Table:
+                       select_on: Literal["truth", "data"] = "truth", batch_size: int = 65536, max_total: int = 10**9) -> Table:
     """A catalogue of detected clusters from a known population and selection.
 
     Parameters

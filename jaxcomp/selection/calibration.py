@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def _check_probabilities_and_labels(probabilities, labels) -> tuple[np.ndarray, 
 
 
 def calibration_report(
-    probabilities, labels, *, n_bins: int = 15, strategy: str = "uniform"
+    probabilities, labels, *, n_bins: int = 15, strategy: Literal["uniform", "quantile"] = "uniform"
 ) -> CalibrationReport:
     """Reliability curve, Brier score, ECE and log loss.
 

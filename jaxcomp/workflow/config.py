@@ -372,7 +372,9 @@ class CatalogueSection:
 #: Networks a run can train: the paper's two, and the same with the effective radius as
 #: an input (validated per cluster; marginalised over the radius prescription for the
 #: correction and the fit, see :mod:`jaxcomp.selection.radius`).
-NETWORK_KINDS = ("physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc")
+#: The selection functions a run can train (``[networks] inputs``).
+NetworkKind = typing.Literal["physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc"]
+NETWORK_KINDS = typing.get_args(NetworkKind)
 #: Networks the correction and the fit can use (they need p_obs(log M, log T, A_V)).
 DEMOGRAPHICS_SELECTIONS = ("physical", "physical+r_eff_pc")
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..provenance import json_default
-from .config import BANDS, RunConfig
+from .config import BANDS, NetworkKind, RunConfig
 
 __all__ = ["STAGES", "Stage", "StageContext", "stage_seed"]
 
@@ -303,7 +303,7 @@ def run_ast_test(ctx: StageContext) -> dict:
 
 
 # ------------------------------------------------------------------ networks
-def _network_path(ctx: StageContext, kind: str) -> Path:
+def _network_path(ctx: StageContext, kind: NetworkKind) -> Path:
     return ctx.stage_dir("train") / f"selection_{kind.replace('+', '_')}.safetensors"
 
 
@@ -345,7 +345,7 @@ def _base_kind(kind: str) -> str:
     return kind.split("+")[0]
 
 
-def _load_network(ctx: StageContext, kind: str):
+def _load_network(ctx: StageContext, kind: NetworkKind):
     from ..selection import SelectionFunction
 
     return SelectionFunction.load(_network_path(ctx, kind))
@@ -495,7 +495,7 @@ def load_catalogue(ctx: StageContext):
     return load_checked(source)[0]
 
 
-def demographics_selection(ctx: StageContext, kind: str):
+def demographics_selection(ctx: StageContext, kind: NetworkKind):
     """The p_obs(log M, log T, A_V) of ``kind``: the physical network, or the radius-aware one
     averaged over the campaign's radii with the library's radius prescription."""
     from ..selection import RadiusMarginalisedSelection, RadiusPrior
@@ -507,7 +507,7 @@ def demographics_selection(ctx: StageContext, kind: str):
     return RadiusMarginalisedSelection(network, ctx.config.campaign.r_eff_pc, prior)
 
 
-def selection_grid(ctx: StageContext, shape, kind: str = "physical") -> object:
+def selection_grid(ctx: StageContext, shape, kind: NetworkKind = "physical") -> object:
     """p_obs of ``kind`` (:func:`demographics_selection`) on a grid, cached in ``RUN_DIR/grids`` by
     network hash, radius prior and shape."""
     from ..demographics import SelectionGrid
