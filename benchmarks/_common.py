@@ -114,6 +114,7 @@ def layer_gemm_runner(rows: int = 4096, width: int = 512, calls: int = 16):
         for _ in range(calls):
             out = dot(h, w)
         out.block_until_ready()
+
     return run
 
 
@@ -171,7 +172,9 @@ class TorchWorker:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"torch worker exited (code {self.process.poll()}) on {message.get('cmd')!r}")
+            raise RuntimeError(
+                f"torch worker exited (code {self.process.poll()}) on {message.get('cmd')!r}"
+            )
         reply = json.loads(line)
         if "error" in reply:
             raise RuntimeError(f"torch worker failed on {message.get('cmd')!r}:\n{reply['error']}")
@@ -220,13 +223,17 @@ def table(rows: list[list], header: list[str]) -> str:
     """A plain fixed-width text table."""
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def rerun_with_xla_flags(script: Path, flags: str, extra_args: list[str], timeout: float = 3600) -> dict:
+def rerun_with_xla_flags(
+    script: Path, flags: str, extra_args: list[str], timeout: float = 3600
+) -> dict:
     """Run ``script --jax-only --json TMP`` in a child process with ``XLA_FLAGS=flags``; return its JSON."""
     import tempfile
 
@@ -234,6 +241,11 @@ def rerun_with_xla_flags(script: Path, flags: str, extra_args: list[str], timeou
         out = Path(tmp) / "child.json"
         env = dict(os.environ)
         env["XLA_FLAGS"] = flags
-        subprocess.run([sys.executable, str(script), *extra_args, "--json", str(out)], env=env, check=True,
-                       timeout=timeout, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(script), *extra_args, "--json", str(out)],
+            env=env,
+            check=True,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+        )
         return json.loads(out.read_text())

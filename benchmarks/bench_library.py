@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=750_000, help="library size (0 to skip)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--per-decade", type=int, default=2000, help="clusters timed per mass decade")
+    parser.add_argument(
+        "--per-decade", type=int, default=2000, help="clusters timed per mass decade"
+    )
     parser.add_argument("--naive-clusters", type=int, default=12)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, default=None)
@@ -85,11 +87,16 @@ def main(argv=None) -> int:
     for decade in range(2, 8):
         lm, la, av = random_clusters(args.per_decade, decade, decade + 1, gen)
         info = model.stochastic_threshold(lm, la)
-        drawn = np.where(info["fully_drawn"], 10**lm / model.imf.mean_mass, info["expected_stochastic_stars"])
+        drawn = np.where(
+            info["fully_drawn"], 10**lm / model.imf.mean_mass, info["expected_stochastic_stars"]
+        )
         t0 = time.perf_counter()
         model.cluster_magnitudes(lm, la, av, rng=gen)
         rate = args.per_decade / (time.perf_counter() - t0)
-        decades[f"{decade}-{decade + 1}"] = {"clusters_per_s": rate, "mean_stars_drawn": float(drawn.mean())}
+        decades[f"{decade}-{decade + 1}"] = {
+            "clusters_per_s": rate,
+            "mean_stars_drawn": float(drawn.mean()),
+        }
         print(f"{decade:>3d}-{decade + 1:<4d} {rate:11.0f} {drawn.mean():15.0f}")
     print("  * all stars of clusters drawn whole (M < ~1e4 Msun), else the stars drawn one by one")
     report["by_decade"] = decades
@@ -112,11 +119,15 @@ def main(argv=None) -> int:
         "naive_library_clusters_per_s": naive_rate / library_stars_per_cluster,
         "ratio_library_extrapolated": fast_library_rate / (naive_rate / library_stars_per_cluster),
     }
-    print(f"\nnaive per-star loop: {naive_rate:.0f} stars/s; on the same {args.naive_clusters} clusters of log M 2-3 "
-          f"the vectorised code is {naive_time / fast_time:.0f}x faster")
-    print(f"library mass distribution (mean {library_stars_per_cluster:.3g} stars/cluster): naive "
-          f"{naive_rate / library_stars_per_cluster:.2e} clusters/s vs vectorised {fast_library_rate:.0f} clusters/s "
-          f"(ratio {report['naive']['ratio_library_extrapolated']:.2e}, naive extrapolated)")
+    print(
+        f"\nnaive per-star loop: {naive_rate:.0f} stars/s; on the same {args.naive_clusters} clusters of log M 2-3 "
+        f"the vectorised code is {naive_time / fast_time:.0f}x faster"
+    )
+    print(
+        f"library mass distribution (mean {library_stars_per_cluster:.3g} stars/cluster): naive "
+        f"{naive_rate / library_stars_per_cluster:.2e} clusters/s vs vectorised {fast_library_rate:.0f} clusters/s "
+        f"(ratio {report['naive']['ratio_library_extrapolated']:.2e}, naive extrapolated)"
+    )
 
     if args.n > 0:
         last = [time.perf_counter()]
@@ -124,17 +135,28 @@ def main(argv=None) -> int:
         def progress(done, total):
             now = time.perf_counter()
             if now - last[0] > 30 or done == total:
-                print(f"  {done}/{total} clusters, {done / (now - t_lib):.0f} clusters/s", flush=True)
+                print(
+                    f"  {done}/{total} clusters, {done / (now - t_lib):.0f} clusters/s", flush=True
+                )
                 last[0] = now
 
         print(f"\nfull library: {args.n} clusters, {args.workers} worker(s)")
         t_lib = time.perf_counter()
-        frame = generate_library(args.n, LibraryConfig(), seed=args.seed, n_workers=args.workers, progress=progress)
+        frame = generate_library(
+            args.n, LibraryConfig(), seed=args.seed, n_workers=args.workers, progress=progress
+        )
         elapsed = time.perf_counter() - t_lib
-        report["library"] = {"n": args.n, "workers": args.workers, "wall_s": elapsed, "clusters_per_s": args.n / elapsed,
-                             "n_age_clamped": int(frame["age_clamped"].sum())}
-        print(f"library: {args.n} clusters in {elapsed:.1f} s = {args.n / elapsed:.0f} clusters/s "
-              f"({'under' if elapsed < 600 else 'OVER'} the 10-minute target)")
+        report["library"] = {
+            "n": args.n,
+            "workers": args.workers,
+            "wall_s": elapsed,
+            "clusters_per_s": args.n / elapsed,
+            "n_age_clamped": int(frame["age_clamped"].sum()),
+        }
+        print(
+            f"library: {args.n} clusters in {elapsed:.1f} s = {args.n / elapsed:.0f} clusters/s "
+            f"({'under' if elapsed < 600 else 'OVER'} the 10-minute target)"
+        )
     if args.json is not None:
         from jaxcomp._io import atomic_write_text
 

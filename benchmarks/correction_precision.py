@@ -25,16 +25,23 @@ import numpy as np
 
 def _recipes(grid, catalogue, mass, age, av, age_bins, mass_bins):
     from jaxcomp.demographics import (
+        correct_catalogue,
         corrected_age_function,
         corrected_mass_function,
-        correct_catalogue,
         interpolate_marginal,
         p_corr_log_age,
         p_corr_log_mass,
     )
 
-    new = correct_catalogue(catalogue, grid, mass_distribution=mass, age_distribution=age,
-                            av_distribution=av, age_bins=age_bins, mass_bins=mass_bins)
+    new = correct_catalogue(
+        catalogue,
+        grid,
+        mass_distribution=mass,
+        age_distribution=age,
+        av_distribution=av,
+        age_bins=age_bins,
+        mass_bins=mass_bins,
+    )
     # the former workflow recipe (float32 throughout)
     p_age = p_corr_log_age(grid, mass, av)
     p_mass = p_corr_log_mass(grid, age, av)
@@ -99,15 +106,26 @@ def measure(shape, n_clusters: int = 2000, seed: int = 0) -> dict:
     # is the support's edge (else p_corr holds p_obs constant over the 6e-8 dex sliver beyond it,
     # which the reference below would leave out)
     t_max = float(np.float32(np.log10(1.5e10)))
-    axes = (np.linspace(2.0, 8.0, shape[0]), np.linspace(5.0, t_max, shape[1]), np.linspace(0.0, 3.0, shape[2]))
+    axes = (
+        np.linspace(2.0, 8.0, shape[0]),
+        np.linspace(5.0, t_max, shape[1]),
+        np.linspace(0.0, 3.0, shape[2]),
+    )
     grid = SelectionGrid.from_arrays(*axes, selection(*np.meshgrid(*axes, indexing="ij")))
     rng = np.random.default_rng(seed)
-    catalogue = Table({"log_mass": rng.uniform(2.5, 6.5, n_clusters), "log_age": rng.uniform(6.0, 10.1, n_clusters)})
+    catalogue = Table(
+        {
+            "log_mass": rng.uniform(2.5, 6.5, n_clusters),
+            "log_age": rng.uniform(6.0, 10.1, n_clusters),
+        }
+    )
     mass = SchechterLogMass(-2.16, 5.61, 2.0, 8.0)  # the paper's assumed distributions
     age = BrokenPowerLawLogAge(-1.41, 8.22, 0.0, 5.0, t_max)
     av = PiecewiseConstantAV(np.linspace(0, 3, 5), np.array([0.4, 0.3, 0.2, 0.1]))
     age_bins, mass_bins = np.arange(6.0, 10.21, 0.3), np.arange(2.5, 6.51, 0.25)
-    new, (old_p_age, old_p_mass, old_caf, old_cmf) = _recipes(grid, catalogue, mass, age, av, age_bins, mass_bins)
+    new, (old_p_age, old_p_mass, old_caf, old_cmf) = _recipes(
+        grid, catalogue, mass, age, av, age_bins, mass_bins
+    )
     t_nodes, exact_age, m_nodes, exact_mass = _exact_marginals(grid, mass, age, av)
     exact_i_age = np.interp(catalogue["log_age"], t_nodes, exact_age)
     exact_i_mass = np.interp(catalogue["log_mass"], m_nodes, exact_mass)
@@ -127,17 +145,27 @@ def measure(shape, n_clusters: int = 2000, seed: int = 0) -> dict:
     exact_caf = n_corr(corrected_age_function(catalogue["log_age"], exact_i_age, age_bins))
     exact_cmf = n_corr(corrected_mass_function(catalogue["log_mass"], exact_i_mass, mass_bins))
     return {
-        "grid_shape": list(shape), "n_clusters": n_clusters, "seed": seed,
-        "max_rel_p_corr_age": {"float32_vs_exact": rel(old_p_age, exact_i_age),
-                               "float64_vs_exact": rel(new.p_corr_age, exact_i_age),
-                               "float32_vs_float64": rel(old_p_age, new.p_corr_age)},
-        "max_rel_p_corr_mass": {"float32_vs_exact": rel(old_p_mass, exact_i_mass),
-                                "float64_vs_exact": rel(new.p_corr_mass, exact_i_mass),
-                                "float32_vs_float64": rel(old_p_mass, new.p_corr_mass)},
-        "max_rel_n_corr_caf": {"float32_vs_exact": rel_counts(n_corr(old_caf), exact_caf),
-                               "float64_vs_exact": rel_counts(n_corr(new.caf), exact_caf)},
-        "max_rel_n_corr_cmf": {"float32_vs_exact": rel_counts(n_corr(old_cmf), exact_cmf),
-                               "float64_vs_exact": rel_counts(n_corr(new.cmf), exact_cmf)},
+        "grid_shape": list(shape),
+        "n_clusters": n_clusters,
+        "seed": seed,
+        "max_rel_p_corr_age": {
+            "float32_vs_exact": rel(old_p_age, exact_i_age),
+            "float64_vs_exact": rel(new.p_corr_age, exact_i_age),
+            "float32_vs_float64": rel(old_p_age, new.p_corr_age),
+        },
+        "max_rel_p_corr_mass": {
+            "float32_vs_exact": rel(old_p_mass, exact_i_mass),
+            "float64_vs_exact": rel(new.p_corr_mass, exact_i_mass),
+            "float32_vs_float64": rel(old_p_mass, new.p_corr_mass),
+        },
+        "max_rel_n_corr_caf": {
+            "float32_vs_exact": rel_counts(n_corr(old_caf), exact_caf),
+            "float64_vs_exact": rel_counts(n_corr(new.caf), exact_caf),
+        },
+        "max_rel_n_corr_cmf": {
+            "float32_vs_exact": rel_counts(n_corr(old_cmf), exact_cmf),
+            "float64_vs_exact": rel_counts(n_corr(new.cmf), exact_cmf),
+        },
     }
 
 
@@ -145,8 +173,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
-    results = {"description": __doc__.split("\n\n")[1].replace("\n", " "),
-               "runs": [measure((121, 105, 13)), measure((481, 209, 49))]}
+    results = {
+        "description": __doc__.split("\n\n")[1].replace("\n", " "),
+        "runs": [measure((121, 105, 13)), measure((481, 209, 49))],
+    }
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:

@@ -84,10 +84,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for static analysis only
     from .catalogues import read_legus, read_legus_ngc628
-    from .errors import JaxcompError
     from .demographics import (
         BrokenPowerLawLogAge,
+        FitResult,
         PiecewiseConstantAV,
+        PopulationFitter,
+        PopulationModel,
         PowerLawLogAge,
         PowerLawLogMass,
         SchechterLogMass,
@@ -96,22 +98,19 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         corrected_age_function,
         corrected_mass_function,
         estimate_av_distribution,
+        fisher_forecast,
+        fisher_information,
+        fit_population,
+        load_catalogue,
+        maximum_likelihood,
         p_corr_log_age,
         p_corr_log_mass,
         p_obs_mass_age,
-        PopulationModel,
-        PopulationFitter,
-        FitResult,
-        fit_population,
-        load_catalogue,
-        validate_catalogue,
-        simulate_catalogue,
-        fisher_forecast,
-        fisher_information,
-        maximum_likelihood,
         shift_sensitivity,
+        simulate_catalogue,
+        validate_catalogue,
     )
-    from .workflow import RunConfig, load_config, run_workflow, write_report
+    from .errors import JaxcompError
     from .selection import (
         ArtefactError,
         CalibrationReport,
@@ -123,11 +122,12 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         SelectionFunction,
         TrainConfig,
         TrainingResult,
+        ValidationResult,
         calibration_report,
         evaluate_in_chunks,
         import_c4,
-        train_selection_function,
-        ValidationResult,
         p_true_table,
+        train_selection_function,
         validate_selection,
     )
+    from .workflow import RunConfig, load_config, run_workflow, write_report

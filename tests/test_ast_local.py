@@ -7,7 +7,13 @@ import pytest
 from astropy.table import Table
 
 from jaxcomp.ast import make_mock_field
-from jaxcomp.ast.background import background_meshes, interpolate_mesh, mesh_background, mesh_statistics, prepare_mesh
+from jaxcomp.ast.background import (
+    background_meshes,
+    interpolate_mesh,
+    mesh_background,
+    mesh_statistics,
+    prepare_mesh,
+)
 from jaxcomp.ast.campaign import CampaignConfig, CampaignError, plan_campaign
 from jaxcomp.ast.inject import prepare_field, run_frame
 from jaxcomp.ast.local import _cut_segments, frame_windows
@@ -50,7 +56,9 @@ def test_window_statistics_and_background_equal_the_full_frames():
     # a window of the interpolated map is the crop of the full map
     bkg, _ = mesh_background(img, 30)
     mesh = prepare_mesh(background_meshes(full, 10.0)[0])
-    np.testing.assert_array_equal(interpolate_mesh(mesh, img.shape, 30, (60, 150, 30, 187)), bkg[60:150, 30:187])
+    np.testing.assert_array_equal(
+        interpolate_mesh(mesh, img.shape, 30, (60, 150, 30, 187)), bkg[60:150, 30:187]
+    )
 
 
 def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
@@ -59,8 +67,8 @@ def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
             self.data = data
 
     seg = np.zeros((60, 200), np.int64)
-    seg[20:30, 85:100] = 1     # window 0 is mosaic columns 0..89: this reaches its right edge
-    seg[20:30, 0:10] = 2       # touches window 0's left edge, which is the frame's edge
+    seg[20:30, 85:100] = 1  # window 0 is mosaic columns 0..89: this reaches its right edge
+    seg[20:30, 0:10] = 2  # touches window 0's left edge, which is the frame's edge
     windows = [(0, 60, 0, 90), (0, 60, 300, 390)]
     origins = [(0, 0), (0, 100)]
     iy = np.array([25, 25, 25])
@@ -98,7 +106,9 @@ def test_local_and_full_reprocessing_give_the_same_labels(mock_crop, r_eff_pc):
         assert local.meta["reprocess"] == "local" and not local.meta["fallback"]
         np.testing.assert_array_equal(np.asarray(local["x"]), np.asarray(full["x"]))
         for col in LABELS:
-            np.testing.assert_array_equal(np.asarray(local[col]), np.asarray(full[col]), err_msg=col)
+            np.testing.assert_array_equal(
+                np.asarray(local[col]), np.asarray(full[col]), err_msg=col
+            )
         seen.append(np.column_stack([np.asarray(full[c]) for c in LABELS]))
         for b in BANDS:
             a, c = np.asarray(full[f"mag_{b}_meas"]), np.asarray(local[f"mag_{b}_meas"])
@@ -122,8 +132,14 @@ def test_local_reprocessing_of_a_crowded_frame_runs_in_full(mock_crop):
 
 def test_test_design_spreads_a_radius_over_several_frames_per_repeat():
     lib = tiny_library(400)
-    cfg = CampaignConfig(design="test", r_eff_pc=(1.0, 2.0), frames_per_reff=3, clusters_per_frame=20,
-                         clusters_per_reff=50, seed=1)
+    cfg = CampaignConfig(
+        design="test",
+        r_eff_pc=(1.0, 2.0),
+        frames_per_reff=3,
+        clusters_per_frame=20,
+        clusters_per_reff=50,
+        seed=1,
+    )
     assert cfg.frames_per_repeat == 3 and cfg.n_frames == 2 * 3 * 3
     frames = plan_campaign(lib, cfg)
     assert [f.frame for f in frames] == list(range(cfg.n_frames))
@@ -135,7 +151,9 @@ def test_test_design_spreads_a_radius_over_several_frames_per_repeat():
                 per_repeat.setdefault(f.repeat, []).append(f.rows)
         sets = [np.sort(np.concatenate(v)) for v in per_repeat.values()]
         assert len(sets) == 3 and all(len(s) == 50 and len(np.unique(s)) == 50 for s in sets)
-        assert all(np.array_equal(s, sets[0]) for s in sets), "every repeat injects the same clusters"
+        assert all(np.array_equal(s, sets[0]) for s in sets), (
+            "every repeat injects the same clusters"
+        )
     with pytest.raises(CampaignError, match="clusters_per_reff is for the test design"):
         CampaignConfig(design="train", clusters_per_reff=10)
     with pytest.raises(CampaignError, match="reprocess must be"):
@@ -151,12 +169,19 @@ def test_local_reprocessing_respects_the_footprint():
 
     base_field = make_mock_field((480, 480), seed=1)
     footprint = np.ones(base_field.shape, bool)
-    footprint[:, :70] = False          # outside the mosaic
-    footprint[230:242, :] = False      # a chip gap across the frame
-    images = {b: np.where(footprint, img, np.float32(np.nan)).astype(np.float32)
-              for b, img in base_field.images.items()}
-    field = Field(**{**{f.name: getattr(base_field, f.name) for f in dataclasses.fields(Field)},
-                     "images": images, "footprint": footprint})
+    footprint[:, :70] = False  # outside the mosaic
+    footprint[230:242, :] = False  # a chip gap across the frame
+    images = {
+        b: np.where(footprint, img, np.float32(np.nan)).astype(np.float32)
+        for b, img in base_field.images.items()
+    }
+    field = Field(
+        **{
+            **{f.name: getattr(base_field, f.name) for f in dataclasses.fields(Field)},
+            "images": images,
+            "footprint": footprint,
+        }
+    )
     baseline = prepare_field(field)
     same, seen = 0, 0
     for frame in range(3):
@@ -164,7 +189,9 @@ def test_local_reprocessing_respects_the_footprint():
         lib["r_eff_pc"] = 3.0
         full = run_frame(field, lib, 3.0, seed=frame, baseline=baseline)
         local = run_frame(field, lib, 3.0, seed=frame, baseline=baseline, reprocess="local")
-        assert footprint[np.asarray(full["y"]).round().astype(int), np.asarray(full["x"]).round().astype(int)].all()
+        assert footprint[
+            np.asarray(full["y"]).round().astype(int), np.asarray(full["x"]).round().astype(int)
+        ].all()
         rows = np.all([np.asarray(local[c]) == np.asarray(full[c]) for c in LABELS], axis=0)
         same += int(rows.sum())
         seen += rows.size

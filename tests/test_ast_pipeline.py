@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from jaxcomp.ast.background import clipped_stats_rows, mesh_background
+from jaxcomp.ast.background import clipped_stats_rows
 from jaxcomp.ast.field import BANDS, Field
 from jaxcomp.ast.pipeline import (
     LEGUS_SEXTRACTOR,
@@ -58,10 +58,20 @@ def test_white_light_is_equation_19():
     np.testing.assert_allclose(wl, expected, rtol=1e-5, atol=1e-7)
     assert wl.dtype == np.float32
     # Table 1 of the paper
-    assert WHITE_LIGHT_SCALES["21Myr"] == {"F275W": 55.8, "F336W": 45.3, "F435W": 44.2, "F555W": 65.7,
-                                           "F814W": 29.3}
-    assert WHITE_LIGHT_SCALES["RGB"] == {"F275W": 0.5, "F336W": 0.8, "F435W": 3.1, "F555W": 11.2,
-                                         "F814W": 13.7}
+    assert WHITE_LIGHT_SCALES["21Myr"] == {
+        "F275W": 55.8,
+        "F336W": 45.3,
+        "F435W": 44.2,
+        "F555W": 65.7,
+        "F814W": 29.3,
+    }
+    assert WHITE_LIGHT_SCALES["RGB"] == {
+        "F275W": 0.5,
+        "F336W": 0.8,
+        "F435W": 3.1,
+        "F555W": 11.2,
+        "F814W": 13.7,
+    }
 
 
 def test_fast_median_is_exact():
@@ -73,9 +83,17 @@ def test_fast_median_is_exact():
 
 # ------------------------------------------------------------------ detection
 def test_sextractor_mapping_is_explicit():
-    assert LEGUS_SEXTRACTOR == {"DETECT_MINAREA": 10, "DETECT_THRESH": 20.0, "ANALYSIS_THRESH": 25.0,
-                                "FILTER": "N", "DEBLEND_NTHRESH": 32, "DEBLEND_MINCONT": 0.005,
-                                "BACK_SIZE": 30, "BACK_FILTERSIZE": 1, "GAIN": 1.53}
+    assert LEGUS_SEXTRACTOR == {
+        "DETECT_MINAREA": 10,
+        "DETECT_THRESH": 20.0,
+        "ANALYSIS_THRESH": 25.0,
+        "FILTER": "N",
+        "DEBLEND_NTHRESH": 32,
+        "DEBLEND_MINCONT": 0.005,
+        "BACK_SIZE": 30,
+        "BACK_FILTERSIZE": 1,
+        "GAIN": 1.53,
+    }
     assert set(SEXTRACTOR_TO_PHOTUTILS) == set(LEGUS_SEXTRACTOR)
     assert SEXTRACTOR_TO_PHOTUTILS["DETECT_MINAREA"][1:3] == ("n_pixels", 10)
     assert SEXTRACTOR_TO_PHOTUTILS["DEBLEND_NTHRESH"][1:3] == ("n_levels", 32)
@@ -86,8 +104,13 @@ def test_sextractor_mapping_is_explicit():
     assert SEXTRACTOR_TO_PHOTUTILS["GAIN"][0] == "not applied"
     p = SExtractorConfig().photutils_params()
     assert p["detect_sources"] == {"n_pixels": 10, "connectivity": 8}
-    assert p["deblend_sources"] == {"n_pixels": 10, "n_levels": 32, "contrast": 0.005,
-                                    "mode": "exponential", "connectivity": 8}
+    assert p["deblend_sources"] == {
+        "n_pixels": 10,
+        "n_levels": 32,
+        "contrast": 0.005,
+        "mode": "exponential",
+        "connectivity": 8,
+    }
     assert p["threshold_nsigma"] == 20.0
     assert p["Background2D"]["box_size"] == 30 and p["Background2D"]["filter_size"] == 1
     assert p["kernel"] is None
@@ -102,8 +125,8 @@ def test_sextractor_mapping_is_explicit():
 def _wl_with(plateaus, shape=(120, 120), seed=2):
     rng = np.random.default_rng(seed)
     wl = rng.normal(0.0, 1.0, shape).astype(np.float32)
-    for (y, x, h, w, value) in plateaus:
-        wl[y:y + h, x:x + w] = value
+    for y, x, h, w, value in plateaus:
+        wl[y : y + h, x : x + w] = value
     return wl
 
 
@@ -144,7 +167,12 @@ def test_detect_hands_the_mapped_parameters_to_photutils(monkeypatch):
     np.testing.assert_allclose(calls["detect"]["threshold"], 20 * rms)
     kw = calls["deblend"]
     assert (kw["n_pixels"], kw["n_levels"], kw["contrast"], kw["mode"], kw["connectivity"]) == (
-        10, 32, 0.005, "exponential", 8)
+        10,
+        32,
+        0.005,
+        "exponential",
+        8,
+    )
     assert len(det) == 2  # deblended
     np.testing.assert_allclose(np.sort(det["x"]), [55.0, 63.0], atol=0.3)
 
@@ -232,8 +260,14 @@ def test_exact_aperture_overlap_matches_photutils():
     rng = np.random.default_rng(5)
     img = rng.normal(size=(60, 60))
     x, y = rng.uniform(12, 48, 50), rng.uniform(12, 48, 50)
-    ph = aperture_photometry({b: img for b in BANDS}, x, y, {b: 0.0 for b in BANDS}, {b: 1.0 for b in BANDS},
-                             PhotometryConfig())
+    ph = aperture_photometry(
+        {b: img for b in BANDS},
+        x,
+        y,
+        {b: 0.0 for b in BANDS},
+        {b: 1.0 for b in BANDS},
+        PhotometryConfig(),
+    )
     for r in (1, 3, 4):
         ref = np.asarray(ap(img, CircularAperture(np.c_[x, y], r), method="exact")["aperture_sum"])
         mine = np.asarray(ph[f"flux_r{r}_F555W"]) + math.pi * r * r * np.asarray(ph["sky_F555W"])
@@ -253,7 +287,9 @@ def _photometry_of(field, x, y, mags, reff_pc, apcor):
         img = np.array(field.images[b], dtype=np.float64)
         add_stamps(img, stamps[b])
         imgs[b] = img
-    return aperture_photometry(imgs, x, y, field.zeropoints, field.exptimes, PhotometryConfig(), apcor)
+    return aperture_photometry(
+        imgs, x, y, field.zeropoints, field.exptimes, PhotometryConfig(), apcor
+    )
 
 
 def test_isolated_cluster_magnitude_within_001_after_aperture_correction():
@@ -270,8 +306,9 @@ def test_isolated_cluster_magnitude_within_001_after_aperture_correction():
         assert np.all(ph[f"magerr_{b}"] < 0.05)
     assert np.all((ph["sky_F555W"] > 0.05) & (ph["sky_F555W"] < 0.07))  # flat sky + the EFF wing
     # explicit corrections override the computed ones
-    assert aperture_corrections(field, PhotometryConfig(aperture_corrections=tuple((b, -0.3) for b in BANDS))) \
-        == {b: -0.3 for b in BANDS}
+    assert aperture_corrections(
+        field, PhotometryConfig(aperture_corrections=tuple((b, -0.3) for b in BANDS))
+    ) == {b: -0.3 for b in BANDS}
 
 
 def test_concentration_index_rises_with_radius():
@@ -290,8 +327,16 @@ def test_photometry_outside_footprint_is_invalid():
     imgs = {b: np.full((60, 60), 0.05, np.float32) for b in BANDS}
     fp = np.ones((60, 60), bool)
     fp[:, 40:] = False
-    ph = aperture_photometry(imgs, [20.0, 38.0], [30.0, 30.0], dict.fromkeys(BANDS, 25.0),
-                             dict.fromkeys(BANDS, 100.0), PhotometryConfig(), None, fp)
+    ph = aperture_photometry(
+        imgs,
+        [20.0, 38.0],
+        [30.0, 30.0],
+        dict.fromkeys(BANDS, 25.0),
+        dict.fromkeys(BANDS, 100.0),
+        PhotometryConfig(),
+        None,
+        fp,
+    )
     assert np.isfinite(ph["flux_r4_F555W"][0]) and not np.isfinite(ph["flux_r4_F555W"][1])
     assert np.isinf(ph["magerr_F555W"][1])
 
@@ -383,7 +428,9 @@ def test_match_ignores_preexisting_sources():
     assert m["mag_F555W_meas"][3] == 23.0  # row 3 of post
     assert np.isnan(m["mag_F555W_meas"][2])
     # without a pre-injection catalogue every nearby source counts
-    np.testing.assert_array_equal(match_injected(inj_x, inj_y, post, None, 3.0)["C"], [1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(
+        match_injected(inj_x, inj_y, post, None, 3.0)["C"], [1, 1, 0, 1, 1]
+    )
     # empty catalogues
     empty = post[:0]
     assert not match_injected(inj_x, inj_y, empty, pre, 3.0)["C"].any()

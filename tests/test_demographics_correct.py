@@ -51,18 +51,29 @@ def setup():
     axes = (np.linspace(2.0, 8.0, 241), np.linspace(5.0, 10.2, 105), np.linspace(0.0, 3.0, 25))
     grid = SelectionGrid.from_arrays(*axes, selection(*np.meshgrid(*axes, indexing="ij")))
     rng = np.random.default_rng(5)
-    catalogue = Table({"log_mass": rng.uniform(2.5, 6.0, 40), "log_age": rng.uniform(6.2, 9.9, 40),
-                       "av": rng.uniform(0, 3, 40)})
+    catalogue = Table(
+        {
+            "log_mass": rng.uniform(2.5, 6.0, 40),
+            "log_age": rng.uniform(6.2, 9.9, 40),
+            "av": rng.uniform(0, 3, 40),
+        }
+    )
     return selection, grid, catalogue
 
 
 def test_correct_catalogue_matches_a_brute_force_integral(setup):
     selection, grid, catalogue = setup
     age_bins, mass_bins = np.arange(6.0, 10.01, 0.5), np.arange(2.5, 6.01, 0.5)
-    result = correct_catalogue(catalogue, grid, mass_distribution=SchechterLogMass(*MASS),
-                               age_distribution=PowerLawLogAge(*AGE),
-                               av_distribution=PiecewiseConstantAV(AV_EDGES, AV_WEIGHTS),
-                               age_bins=age_bins, mass_bins=mass_bins, age_min_mean=None)
+    result = correct_catalogue(
+        catalogue,
+        grid,
+        mass_distribution=SchechterLogMass(*MASS),
+        age_distribution=PowerLawLogAge(*AGE),
+        av_distribution=PiecewiseConstantAV(AV_EDGES, AV_WEIGHTS),
+        age_bins=age_bins,
+        mass_bins=mass_bins,
+        age_min_mean=None,
+    )
     over_mass, over_age = _brute_force(selection)
     p_age = np.array([over_mass(t) for t in catalogue["log_age"]])
     p_mass = np.array([over_age(m) for m in catalogue["log_mass"]])
@@ -73,8 +84,10 @@ def test_correct_catalogue_matches_a_brute_force_integral(setup):
     np.testing.assert_allclose(result.p_corr_mass, p_mass, rtol=3e-3, atol=1e-6)
     assert p_age.min() < 0.3 and p_mass.min() < 0.1  # the test covers incomplete regions
     # eq. 17 per bin from the reference values
-    for table, values, p_ref, bins, clip in ((result.caf, catalogue["log_age"], p_age, age_bins, 1e-10),
-                                             (result.cmf, catalogue["log_mass"], p_mass, mass_bins, 1e-3)):
+    for table, values, p_ref, bins, clip in (
+        (result.caf, catalogue["log_age"], p_age, age_bins, 1e-10),
+        (result.cmf, catalogue["log_mass"], p_mass, mass_bins, 1e-3),
+    ):
         index = np.digitize(values, bins) - 1
         for b in range(len(bins) - 1):
             inside = index == b
@@ -94,14 +107,24 @@ def test_correct_catalogue_is_float64_even_with_float32_inputs(setup):
     bins = np.arange(6.0, 10.01, 0.5)
     mass_bins = np.arange(2.5, 6.01, 0.5)
     kwargs = {"age_bins": bins, "mass_bins": mass_bins}
-    a = correct_catalogue(catalogue, grid, mass_distribution=SchechterLogMass(-2.0, 5.0, 2.0, 8.0),
-                          age_distribution=PowerLawLogAge(-0.5, 6.0, 10.0),
-                          av_distribution=PiecewiseConstantAV(AV_EDGES, AV_WEIGHTS), **kwargs)
-    b = correct_catalogue(catalogue, grid,
-                          mass_distribution=SchechterLogMass(*(jnp.float32(v) for v in (-2.0, 5.0, 2.0, 8.0))),
-                          age_distribution=PowerLawLogAge(*(jnp.float32(v) for v in (-0.5, 6.0, 10.0))),
-                          av_distribution=PiecewiseConstantAV(jnp.asarray(AV_EDGES, jnp.float32),
-                                                              jnp.asarray(AV_WEIGHTS, jnp.float32)), **kwargs)
+    a = correct_catalogue(
+        catalogue,
+        grid,
+        mass_distribution=SchechterLogMass(-2.0, 5.0, 2.0, 8.0),
+        age_distribution=PowerLawLogAge(-0.5, 6.0, 10.0),
+        av_distribution=PiecewiseConstantAV(AV_EDGES, AV_WEIGHTS),
+        **kwargs,
+    )
+    b = correct_catalogue(
+        catalogue,
+        grid,
+        mass_distribution=SchechterLogMass(*(jnp.float32(v) for v in (-2.0, 5.0, 2.0, 8.0))),
+        age_distribution=PowerLawLogAge(*(jnp.float32(v) for v in (-0.5, 6.0, 10.0))),
+        av_distribution=PiecewiseConstantAV(
+            jnp.asarray(AV_EDGES, jnp.float32), jnp.asarray(AV_WEIGHTS, jnp.float32)
+        ),
+        **kwargs,
+    )
     assert a.p_corr_log_age.dtype == np.float64
     np.testing.assert_allclose(a.p_corr_log_age, b.p_corr_log_age, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(a.p_corr_log_mass, b.p_corr_log_mass, rtol=1e-12, atol=1e-14)

@@ -52,12 +52,17 @@ def comparison():
 
 @pytest.fixture(scope="module")
 def deterministic(comparison):
-    summary = summarise_comparison(comparison, predictions=["det"], age_ranges=AGE_RANGES + YOUNG_AGE_RANGES)
+    summary = summarise_comparison(
+        comparison, predictions=["det"], age_ranges=AGE_RANGES + YOUNG_AGE_RANGES
+    )
     return {(r.band, r.age_range): r for r in summary.itertuples()}
 
 
 def _passes(row):
-    return abs(row.median_offset_mag) < MAX_MEDIAN_OFFSET_MAG and row.robust_scatter_mag < MAX_ROBUST_SCATTER_MAG
+    return (
+        abs(row.median_offset_mag) < MAX_MEDIAN_OFFSET_MAG
+        and row.robust_scatter_mag < MAX_ROBUST_SCATTER_MAG
+    )
 
 
 def test_sample_and_exclusions(comparison):
@@ -68,7 +73,9 @@ def test_sample_and_exclusions(comparison):
     assert meta["imf"] == {"kind": "kroupa2001", "min_mass": 0.1, "max_mass": 100.0}
     usable = comparison[comparison.usable]
     for band in BANDS:
-        assert np.isfinite(usable[f"det_{band}"]).all() and np.isfinite(usable[f"stoch_{band}"]).all()
+        assert (
+            np.isfinite(usable[f"det_{band}"]).all() and np.isfinite(usable[f"stoch_{band}"]).all()
+        )
 
 
 def test_catalogue_residual_is_model_minus_observed(comparison):
@@ -94,10 +101,14 @@ def test_deterministic_young_clusters(deterministic, band):
     assert _passes(row), (band, row.median_offset_mag, row.robust_scatter_mag)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no nebular emission in jaxcomp: the catalogue's 1-2 Myr clusters (fitted with Yggdrasil "
-    "including nebular light) are 0.6-0.7 mag brighter in F814W than the stellar prediction, "
-    "while 3-9 Myr clusters agree to 0.13 mag; the mixture gives a robust scatter of 0.48 mag"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "no nebular emission in jaxcomp: the catalogue's 1-2 Myr clusters (fitted with Yggdrasil "
+        "including nebular light) are 0.6-0.7 mag brighter in F814W than the stellar prediction, "
+        "while 3-9 Myr clusters agree to 0.13 mag; the mixture gives a robust scatter of 0.48 mag"
+    ),
+)
 def test_deterministic_young_clusters_f814w(deterministic):
     assert _passes(deterministic[("F814W", "<10 Myr")])
 
@@ -119,5 +130,7 @@ def test_stochastic_mode_medians_at_10_myr_and_above(comparison):
     """One stochastic draw per cluster: medians still within 0.3 mag above 10 Myr (scatter is physical)."""
     usable = comparison.usable.to_numpy() & (comparison.log_age.to_numpy() >= 7.0)
     for band in BANDS:
-        n, median, scatter = robust_offset(comparison[f"stoch_{band}"][usable] - comparison[f"obs_{band}"][usable])
+        n, median, scatter = robust_offset(
+            comparison[f"stoch_{band}"][usable] - comparison[f"obs_{band}"][usable]
+        )
         assert n > 500 and abs(median) < MAX_MEDIAN_OFFSET_MAG, (band, median, scatter)

@@ -48,13 +48,26 @@ import numpy as np
 from .settings import SExtractorConfig
 from .sextractor.background import _sex_interpolate, sextractor_background
 
-__all__ = ["MeshStatistics", "background_maps", "background_meshes", "background_with_statistics",
-           "clipped_stats_rows", "estimate_background", "global_background_rms", "global_rms",
-           "interpolate_mesh", "interpolate_mesh_windows", "mesh_background", "mesh_statistics",
-           "prepare_mesh"]
+__all__ = [
+    "MeshStatistics",
+    "background_maps",
+    "background_meshes",
+    "background_with_statistics",
+    "clipped_stats_rows",
+    "estimate_background",
+    "global_background_rms",
+    "global_rms",
+    "interpolate_mesh",
+    "interpolate_mesh_windows",
+    "mesh_background",
+    "mesh_statistics",
+    "prepare_mesh",
+]
 
 
-def _row_search(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, right: bool) -> np.ndarray:
+def _row_search(
+    s: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, right: bool
+) -> np.ndarray:
     """Per-row binary search in the sorted rows ``s`` restricted to ``[lo, hi)``.
 
     Returns the first index whose value is ``> t`` (right) or ``>= t`` (left), in
@@ -96,7 +109,11 @@ def clipped_stats_rows(values: np.ndarray, sigma: float = 3.0, maxiters: int = 1
     # shift by a typical value per row to keep the prefix-sum variance accurate
     shift = s[rows, np.maximum(nvalid - 1, 0) // 2].astype(np.float64)
     shift = np.where(np.isfinite(shift), shift, 0.0)
-    d = s - shift[:, None].astype(s.dtype) if s.dtype == np.float64 else s.astype(np.float64) - shift[:, None]
+    d = (
+        s - shift[:, None].astype(s.dtype)
+        if s.dtype == np.float64
+        else s.astype(np.float64) - shift[:, None]
+    )
     np.nan_to_num(d, copy=False, nan=0.0)
     p1 = np.zeros((nrow, m + 1))
     p2 = np.zeros((nrow, m + 1))
@@ -186,8 +203,11 @@ class MeshStatistics:
 
     def block(self, i0: int, i1: int, j0: int, j1: int) -> "MeshStatistics":
         """The meshes ``[i0:i1, j0:j1]``."""
-        return MeshStatistics(box_size=self.box_size, area=self.area[i0:i1, j0:j1],
-                              **{name: getattr(self, name)[i0:i1, j0:j1] for name in self._FIELDS})
+        return MeshStatistics(
+            box_size=self.box_size,
+            area=self.area[i0:i1, j0:j1],
+            **{name: getattr(self, name)[i0:i1, j0:j1] for name in self._FIELDS},
+        )
 
     def replace_blocks(self, blocks) -> "MeshStatistics":
         """A copy with, for each ``(i0, j0, block)``, the meshes from (i0, j0) on replaced by
@@ -196,12 +216,18 @@ class MeshStatistics:
         for i0, j0, block in blocks:
             for name, a in out.items():
                 v = getattr(block, name)
-                a[i0:i0 + v.shape[0], j0:j0 + v.shape[1]] = v
+                a[i0 : i0 + v.shape[0], j0 : j0 + v.shape[1]] = v
         return MeshStatistics(box_size=self.box_size, area=self.area, **out)
 
 
-def mesh_statistics(data: np.ndarray, box_size: int = 30, *, bad: np.ndarray | None = None,
-                    sigma: float = 3.0, maxiters: int = 10) -> MeshStatistics:
+def mesh_statistics(
+    data: np.ndarray,
+    box_size: int = 30,
+    *,
+    bad: np.ndarray | None = None,
+    sigma: float = 3.0,
+    maxiters: int = 10,
+) -> MeshStatistics:
     """Clipped statistics of every ``box_size`` mesh of ``data`` (masked: ``bad`` or non-finite).
 
     Any block whose origin lies on the mesh grid of a larger image gives that image's
@@ -229,12 +255,17 @@ def mesh_statistics(data: np.ndarray, box_size: int = 30, *, bad: np.ndarray | N
 
     def do(rs, cs, hb: int, wb: int):
         block, mask = data[rs, cs], bad[rs, cs]
-        k, l = block.shape[0] // hb, block.shape[1] // wb
+        n_rows, n_cols = block.shape[0] // hb, block.shape[1] // wb
         v = np.where(mask, np.nan, block).astype(np.float32)
-        v = v.reshape(k, hb, l, wb).transpose(0, 2, 1, 3).reshape(k * l, hb * wb)
+        v = v.reshape(n_rows, hb, n_cols, wb).transpose(0, 2, 1, 3).reshape(n_rows * n_cols, hb * wb)
         mean, med, sd, cnt = clipped_stats_rows(v, sigma, maxiters)
-        good = (~mask).reshape(k, hb, l, wb).sum(axis=(1, 3))
-        return _sextractor_mode(mean, med, sd).reshape(k, l), sd.reshape(k, l), cnt.reshape(k, l), good
+        good = (~mask).reshape(n_rows, hb, n_cols, wb).sum(axis=(1, 3))
+        return (
+            _sextractor_mode(mean, med, sd).reshape(n_rows, n_cols),
+            sd.reshape(n_rows, n_cols),
+            cnt.reshape(n_rows, n_cols),
+            good,
+        )
 
     def put(i, j, result):
         e, s, c, g = result
@@ -252,18 +283,28 @@ def mesh_statistics(data: np.ndarray, box_size: int = 30, *, bad: np.ndarray | N
         put(slice(0, nby), nbx, [a[:, 0] for a in do(slice(0, y1), slice(x1, nx), b, nx - x1)])
     if extra_r and extra_c:
         put(nby, nbx, [a[0, 0] for a in do(slice(y1, ny), slice(x1, nx), ny - y1, nx - x1)])
-    return MeshStatistics(estimate=est, std=std, n_clipped=n_clipped, n_good=n_good,
-                          area=heights[:, None] * widths[None, :], box_size=b)
+    return MeshStatistics(
+        estimate=est,
+        std=std,
+        n_clipped=n_clipped,
+        n_good=n_good,
+        area=heights[:, None] * widths[None, :],
+        box_size=b,
+    )
 
 
-def background_meshes(stats: MeshStatistics, exclude_percentile: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+def background_meshes(
+    stats: MeshStatistics, exclude_percentile: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Background and RMS meshes (photutils semantics): a mesh counts if more than
     ``(1 - exclude_percentile/100) box_size^2`` pixels survive the clipping; the others are NaN."""
-    threshold = (1 - exclude_percentile / 100.0) * stats.box_size ** 2
+    threshold = (1 - exclude_percentile / 100.0) * stats.box_size**2
     keep = stats.n_clipped > threshold
     if not keep.any():
-        raise ValueError(f"every background box has <= {threshold:.0f} good pixels; raise "
-                         "exclude_percentile or check the mask")
+        raise ValueError(
+            f"every background box has <= {threshold:.0f} good pixels; raise "
+            "exclude_percentile or check the mask"
+        )
     return np.where(keep, stats.estimate, np.nan), np.where(keep, stats.std, np.nan)
 
 
@@ -271,7 +312,9 @@ def global_rms(stats: MeshStatistics, exclude_percentile: float) -> float:
     """SExtractor's ``backsig``: the median of the mesh RMS over meshes with more than
     ``(1 - exclude_percentile/100)`` of their pixels good (see
     :func:`global_background_rms`)."""
-    keep = (stats.n_good > (1.0 - float(exclude_percentile) / 100.0) * stats.area) & np.isfinite(stats.std)
+    keep = (stats.n_good > (1.0 - float(exclude_percentile) / 100.0) * stats.area) & np.isfinite(
+        stats.std
+    )
     stds = stats.std[keep]
     if stds.size == 0:
         raise ValueError("no background mesh has enough pixels inside the footprint")
@@ -299,8 +342,12 @@ def prepare_mesh(mesh: np.ndarray, filter_size: int = 1) -> np.ndarray:
     return mesh
 
 
-def interpolate_mesh(mesh: np.ndarray, shape: tuple[int, int], box_size: int,
-                     window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def interpolate_mesh(
+    mesh: np.ndarray,
+    shape: tuple[int, int],
+    box_size: int,
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
     """Bicubic-spline zoom of a (prepared) mesh to an image of ``shape``, float32.
 
     ``window=(y0, y1, x0, x1)`` evaluates only that part of the image (the same numbers
@@ -308,10 +355,14 @@ def interpolate_mesh(mesh: np.ndarray, shape: tuple[int, int], box_size: int,
     1D operators).
     """
     ny, nx = shape
-    return interpolate_mesh_windows(mesh, shape, box_size, [(0, ny, 0, nx) if window is None else window])[0]
+    return interpolate_mesh_windows(
+        mesh, shape, box_size, [(0, ny, 0, nx) if window is None else window]
+    )[0]
 
 
-def interpolate_mesh_windows(mesh: np.ndarray, shape: tuple[int, int], box_size: int, windows) -> list[np.ndarray]:
+def interpolate_mesh_windows(
+    mesh: np.ndarray, shape: tuple[int, int], box_size: int, windows
+) -> list[np.ndarray]:
     """:func:`interpolate_mesh` on several ``(y0, y1, x0, x1)`` windows (the spline coefficients once)."""
     my, mx = mesh.shape
     lo, hi = float(np.min(mesh)), float(np.max(mesh))
@@ -319,10 +370,12 @@ def interpolate_mesh_windows(mesh: np.ndarray, shape: tuple[int, int], box_size:
         return [np.full((y1 - y0, x1 - x0), lo, np.float32) for (y0, y1, x0, x1) in windows]
     Py, By = _zoom_parts(my, box_size)
     Px, Bx = _zoom_parts(mx, box_size)
-    coeff = Py @ mesh.astype(np.float32).astype(np.float64) @ Px.T  # photutils zooms the float32 mesh
+    coeff = (
+        Py @ mesh.astype(np.float32).astype(np.float64) @ Px.T
+    )  # photutils zooms the float32 mesh
     coeff_t = coeff.T.astype(np.float32)
     out = []
-    for (y0, y1, x0, x1) in windows:
+    for y0, y1, x0, x1 in windows:
         T = np.ascontiguousarray((Bx[x0:x1] @ coeff_t).T)  # (my, x1 - x0)
         img = np.asarray(By[y0:y1] @ T, dtype=np.float32)
         np.clip(img, lo, hi, out=img)
@@ -330,9 +383,17 @@ def interpolate_mesh_windows(mesh: np.ndarray, shape: tuple[int, int], box_size:
     return out
 
 
-def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.ndarray | None = None,
-                    fill_value: float = 0.0, exclude_percentile: float = 10.0, filter_size: int = 1,
-                    sigma: float = 3.0, maxiters: int = 10):
+def mesh_background(
+    data: np.ndarray,
+    box_size: int = 30,
+    *,
+    coverage_mask: np.ndarray | None = None,
+    fill_value: float = 0.0,
+    exclude_percentile: float = 10.0,
+    filter_size: int = 1,
+    sigma: float = 3.0,
+    maxiters: int = 10,
+):
     """SExtractor-style background and RMS maps (photutils ``Background2D`` semantics).
 
     Returns ``(background, rms)`` as float32 arrays of ``data.shape``.
@@ -348,19 +409,32 @@ def mesh_background(data: np.ndarray, box_size: int = 30, *, coverage_mask: np.n
     if bad.all():
         raise ValueError("all pixels are masked: cannot compute a background")
     stats = mesh_statistics(data, b, bad=bad, sigma=sigma, maxiters=maxiters)
-    return background_maps(stats, (ny, nx), coverage_mask=coverage_mask, fill_value=fill_value,
-                           exclude_percentile=exclude_percentile, filter_size=filter_size)
+    return background_maps(
+        stats,
+        (ny, nx),
+        coverage_mask=coverage_mask,
+        fill_value=fill_value,
+        exclude_percentile=exclude_percentile,
+        filter_size=filter_size,
+    )
 
 
-def background_maps(stats: MeshStatistics, shape: tuple[int, int], *, coverage_mask: np.ndarray | None = None,
-                    fill_value: float = 0.0, exclude_percentile: float = 10.0, filter_size: int = 1,
-                    rms: bool = True):
+def background_maps(
+    stats: MeshStatistics,
+    shape: tuple[int, int],
+    *,
+    coverage_mask: np.ndarray | None = None,
+    fill_value: float = 0.0,
+    exclude_percentile: float = 10.0,
+    filter_size: int = 1,
+    rms: bool = True,
+):
     """The background and RMS maps (float32, ``shape``) of :func:`mesh_background` from its mesh statistics.
 
     ``rms=False`` skips the RMS map (returned as None), for a frame thresholded at a global RMS.
     """
     out = []
-    for mesh in background_meshes(stats, exclude_percentile)[:2 if rms else 1]:
+    for mesh in background_meshes(stats, exclude_percentile)[: 2 if rms else 1]:
         img = interpolate_mesh(prepare_mesh(mesh, filter_size), shape, stats.box_size)
         if coverage_mask is not None:
             img[coverage_mask] = fill_value
@@ -372,7 +446,9 @@ def background_maps(stats: MeshStatistics, shape: tuple[int, int], *, coverage_m
 # The white light's background step of the catalogue pipeline (config-driven)
 
 
-def global_background_rms(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig) -> float:
+def global_background_rms(
+    wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig
+) -> float:
     """SExtractor's global background RMS ``backsig`` of the white light: the detection noise.
 
     SExtractor cuts the frame into meshes of BACK_SIZE px (the last row/column of meshes
@@ -392,8 +468,13 @@ def global_background_rms(wl: np.ndarray, footprint: np.ndarray | None, cfg: SEx
     keeps the threshold a property of the data).
     """
     bad = None if footprint is None or footprint.all() else ~footprint
-    stats = mesh_statistics(np.asarray(wl), int(cfg.back_size), bad=bad, sigma=cfg.clip_sigma,
-                            maxiters=cfg.clip_maxiters)
+    stats = mesh_statistics(
+        np.asarray(wl),
+        int(cfg.back_size),
+        bad=bad,
+        sigma=cfg.clip_sigma,
+        maxiters=cfg.clip_maxiters,
+    )
     return global_rms(stats, cfg.exclude_percentile)
 
 
@@ -441,7 +522,9 @@ def background_with_statistics(wl: np.ndarray, footprint: np.ndarray | None, cfg
         if p["threshold_rms"] == "global":
             rms = np.broadcast_to(np.float32(sb["backsig"]), np.shape(wl))
         else:
-            rms = _sex_interpolate(sb["mesh_rms"], np.shape(wl), int(cfg.back_size), int(cfg.back_size))
+            rms = _sex_interpolate(
+                sb["mesh_rms"], np.shape(wl), int(cfg.back_size), int(cfg.back_size)
+            )
         if coverage is not None:
             bkg[coverage] = 0.0
             if p["threshold_rms"] != "global":
@@ -451,9 +534,15 @@ def background_with_statistics(wl: np.ndarray, footprint: np.ndarray | None, cfg
         box, excl = p["Background2D"]["box_size"], p["Background2D"]["exclude_percentile"]
         stats = mesh_statistics(wl, box, bad=coverage, **p["sigma_clip"])
         is_global = p["threshold_rms"] == "global"
-        bkg, rms = background_maps(stats, np.shape(wl), coverage_mask=coverage, fill_value=0.0,
-                                   exclude_percentile=excl, filter_size=p["Background2D"]["filter_size"],
-                                   rms=not is_global)
+        bkg, rms = background_maps(
+            stats,
+            np.shape(wl),
+            coverage_mask=coverage,
+            fill_value=0.0,
+            exclude_percentile=excl,
+            filter_size=p["Background2D"]["filter_size"],
+            rms=not is_global,
+        )
         if is_global:
             rms = np.broadcast_to(np.float32(global_rms(stats, excl)), np.shape(wl))
         return bkg, rms, stats
@@ -464,13 +553,20 @@ def background_with_statistics(wl: np.ndarray, footprint: np.ndarray | None, cfg
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             b2d = Background2D(
-                wl, p["Background2D"]["box_size"], coverage_mask=coverage, fill_value=0.0,
+                wl,
+                p["Background2D"]["box_size"],
+                coverage_mask=coverage,
+                fill_value=0.0,
                 filter_size=p["Background2D"]["filter_size"],
                 exclude_percentile=p["Background2D"]["exclude_percentile"],
                 sigma_clip=SigmaClip(**p["sigma_clip"]),
                 bkg_estimator=SExtractorBackground(sigma_clip=None),
-                bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None))
-        bkg, rms = np.asarray(b2d.background, np.float32), np.asarray(b2d.background_rms, np.float32)
+                bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None),
+            )
+        bkg, rms = (
+            np.asarray(b2d.background, np.float32),
+            np.asarray(b2d.background_rms, np.float32),
+        )
     if p["threshold_rms"] == "global":
         rms = np.broadcast_to(np.float32(global_background_rms(wl, footprint, cfg)), np.shape(wl))
     return bkg, rms, None

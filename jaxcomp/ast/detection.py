@@ -37,10 +37,13 @@ def _require_photutils():
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "the catalogue pipeline needs photutils >= 3.0 and scikit-image: "
-            "pip install 'photutils>=3.0' scikit-image") from error
+            "pip install 'photutils>=3.0' scikit-image"
+        ) from error
     major = int(photutils.__version__.split(".")[0])
     if major < 3:  # pragma: no cover
-        raise ImportError(f"photutils >= 3.0 is needed (n_pixels/n_levels API), found {photutils.__version__}")
+        raise ImportError(
+            f"photutils >= 3.0 is needed (n_pixels/n_levels API), found {photutils.__version__}"
+        )
 
 
 def _constant_value(a):
@@ -84,8 +87,12 @@ def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
     return np.nonzero(counts > 1)[0].astype(np.int64)
 
 
-def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
-           background: tuple[np.ndarray, np.ndarray] | None = None):
+def detect(
+    wl: np.ndarray,
+    footprint: np.ndarray | None,
+    cfg: SExtractorConfig,
+    background: tuple[np.ndarray, np.ndarray] | None = None,
+):
     """Detect (and deblend) sources on the white light.
 
     Returns ``(table, segmentation)``: a table with ``source_id, x, y`` (barycentre of
@@ -114,7 +121,9 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
     const = _constant_value(rms)
     threshold = p["threshold_nsigma"] * (np.float32(const) if const is not None else rms)
     if const is None and cfg.deblend_impl == "sextractor":
-        raise ValueError("deblend_impl='sextractor' needs a constant detection RMS (thresh_rms='global')")
+        raise ValueError(
+            "deblend_impl='sextractor' needs a constant detection RMS (thresh_rms='global')"
+        )
     mask = None if footprint is None or footprint.all() else ~footprint
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -127,16 +136,28 @@ def detect(wl: np.ndarray, footprint: np.ndarray | None, cfg: SExtractorConfig,
             if candidates.size and cfg.deblend_impl == "sextractor":
                 roots = segm
                 new, positions, branch_index = sextractor_deblend(
-                    data, segm.data, candidates, float(threshold), nthresh=int(cfg.deblend_nthresh),
-                    mincont=float(cfg.deblend_mincont), minarea=int(cfg.detect_minarea))
+                    data,
+                    segm.data,
+                    candidates,
+                    float(threshold),
+                    nthresh=int(cfg.deblend_nthresh),
+                    mincont=float(cfg.deblend_mincont),
+                    minarea=int(cfg.detect_minarea),
+                )
                 segm = SegmentationImage(new)
             elif candidates.size:
-                segm = deblend_sources(data, segm, labels=candidates, progress_bar=False,
-                                       **p["deblend_sources"])
+                segm = deblend_sources(
+                    data, segm, labels=candidates, progress_bar=False, **p["deblend_sources"]
+                )
     table = Table()
     if segm is None or segm.n_labels == 0:
-        for name, dtype in (("source_id", np.int64), ("x", float), ("y", float), ("area_px", np.int64),
-                            ("wl_flux", float)):
+        for name, dtype in (
+            ("source_id", np.int64),
+            ("x", float),
+            ("y", float),
+            ("area_px", np.int64),
+            ("wl_flux", float),
+        ):
             table[name] = np.zeros(0, dtype)
         return table, None
     labels = segm.labels

@@ -121,20 +121,31 @@ def _wfc3_relative(nm: float) -> float:
 WFC3_UVIS = InstrumentPSF("WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=0.015)
 #: ACS/WFC: 0.050" pixels; charge diffusion 0.38 px^2 at 400 nm (IHB), WFC3's lambda trend.
 ACS_WFC = InstrumentPSF(
-    "ACS/WFC", 0.050, 27.5,
+    "ACS/WFC",
+    0.050,
+    27.5,
     diffusion_nm=(250.0, 810.0),
-    diffusion_var_px2=(0.38 * _wfc3_relative(250.0) / _wfc3_relative(400.0),
-                       0.38 * _wfc3_relative(810.0) / _wfc3_relative(400.0)),
+    diffusion_var_px2=(
+        0.38 * _wfc3_relative(250.0) / _wfc3_relative(400.0),
+        0.38 * _wfc3_relative(810.0) / _wfc3_relative(400.0),
+    ),
 )
 #: The camera of each LEGUS band.
 INSTRUMENT_OF_BAND: dict[str, InstrumentPSF] = {
-    "F275W": WFC3_UVIS, "F336W": WFC3_UVIS, "F435W": ACS_WFC, "F555W": ACS_WFC, "F814W": ACS_WFC,
+    "F275W": WFC3_UVIS,
+    "F336W": WFC3_UVIS,
+    "F435W": ACS_WFC,
+    "F555W": ACS_WFC,
+    "F814W": ACS_WFC,
 }
 
 
-def annular_airy(theta_arcsec: np.ndarray, wavelength_nm: float,
-                 diameter_m: float = HST_PRIMARY_DIAMETER_M,
-                 obscuration: float = HST_SECONDARY_OBSCURATION) -> np.ndarray:
+def annular_airy(
+    theta_arcsec: np.ndarray,
+    wavelength_nm: float,
+    diameter_m: float = HST_PRIMARY_DIAMETER_M,
+    obscuration: float = HST_SECONDARY_OBSCURATION,
+) -> np.ndarray:
     """Diffraction PSF of an annular pupil [fraction of the flux per arcsec^2].
 
     ``I(theta) = A / lambda^2 [(2 J1(v)/v - eps^2 2 J1(eps v)/(eps v)) / (1 - eps^2)]^2`` with
@@ -172,10 +183,18 @@ def band_wavelengths(band: str, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return lam, np.full(n, 1.0 / n)
 
 
-def hst_epsf(band: str, *, pixel_scale_arcsec: float = 0.0396, oversampling: int = 4,
-             radius_arcsec: float = 0.6, instrument: InstrumentPSF | None = None,
-             pixfrac: float = 1.0, jitter_rms_arcsec: float = JITTER_RMS_ARCSEC,
-             n_wavelengths: int = 40, fine: int = 8) -> np.ndarray:
+def hst_epsf(
+    band: str,
+    *,
+    pixel_scale_arcsec: float = 0.0396,
+    oversampling: int = 4,
+    radius_arcsec: float = 0.6,
+    instrument: InstrumentPSF | None = None,
+    pixfrac: float = 1.0,
+    jitter_rms_arcsec: float = JITTER_RMS_ARCSEC,
+    n_wavelengths: int = 40,
+    fine: int = 8,
+) -> np.ndarray:
     """The effective PSF of a LEGUS band on the drizzled grid.
 
     Parameters
@@ -219,7 +238,7 @@ def hst_epsf(band: str, *, pixel_scale_arcsec: float = 0.0396, oversampling: int
     r1 = np.arange(0.0, half * step * math.sqrt(2) + 4 * step, step / 4.0)
     prof = np.zeros_like(r1)
     for lam_nm, w in zip(lam, weight):
-        strehl = math.exp(-(2.0 * math.pi * inst.wavefront_rms_nm / lam_nm) ** 2)
+        strehl = math.exp(-((2.0 * math.pi * inst.wavefront_rms_nm / lam_nm) ** 2))
         sig_h = HALO_SIGMA_LAMBDA_OVER_D * lam_nm * 1e-9 / HST_PRIMARY_DIAMETER_M / _RAD_PER_ARCSEC
         halo = np.exp(-0.5 * (r1 / sig_h) ** 2) / (2.0 * math.pi * sig_h**2)
         prof += w * (strehl * annular_airy(r1, lam_nm) + (1.0 - strehl) * halo)

@@ -67,14 +67,16 @@ _HEX_PACKING = math.pi / (2.0 * math.sqrt(3.0))
 class PositionDensity:
     """Probability of each ``block x block`` pixel cell (smoothed white light x footprint)."""
 
-    prob: np.ndarray          # (ny_cells, nx_cells), sums to one
+    prob: np.ndarray  # (ny_cells, nx_cells), sums to one
     block: int
-    shape: tuple[int, int]    # image shape
+    shape: tuple[int, int]  # image shape
     sigma_px: float
     footprint_px: int
 
 
-def position_density(white_light: np.ndarray, footprint: np.ndarray, sigma_px: float) -> PositionDensity:
+def position_density(
+    white_light: np.ndarray, footprint: np.ndarray, sigma_px: float
+) -> PositionDensity:
     """Position probability density: the white light smoothed by a Gaussian of ``sigma_px``.
 
     The white light (0 outside the footprint) is averaged in square cells of
@@ -107,13 +109,25 @@ def position_density(white_light: np.ndarray, footprint: np.ndarray, sigma_px: f
         # a blank white light: fall back to uniform over the footprint
         prob = fp_c.copy()
         total = prob.sum()
-    return PositionDensity(prob=prob / total, block=block, shape=(ny, nx), sigma_px=float(sigma_px),
-                           footprint_px=int(footprint.sum()))
+    return PositionDensity(
+        prob=prob / total,
+        block=block,
+        shape=(ny, nx),
+        sigma_px=float(sigma_px),
+        footprint_px=int(footprint.sum()),
+    )
 
 
-def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_sep_px: float,
-                   rng: np.random.Generator, *, max_attempts: int | None = None,
-                   edge_margin_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def draw_positions(
+    density: PositionDensity,
+    footprint: np.ndarray,
+    n: int,
+    min_sep_px: float,
+    rng: np.random.Generator,
+    *,
+    max_attempts: int | None = None,
+    edge_margin_px: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` positions from ``density``, inside the footprint, at least ``min_sep_px`` apart.
 
     Candidates are drawn one after the other; one closer than ``min_sep_px`` to an
@@ -132,8 +146,10 @@ def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"edge_margin_px must be a finite number >= 0, got {edge_margin_px!r}")
     if 2 * margin >= min(density.shape):
-        raise ValueError(f"edge_margin_px = {margin:g} leaves no room in a {density.shape[0]} x {density.shape[1]} "
-                         "px image; use a margin below half the image's smaller side")
+        raise ValueError(
+            f"edge_margin_px = {margin:g} leaves no room in a {density.shape[0]} x {density.shape[1]} "
+            "px image; use a margin below half the image's smaller side"
+        )
     if n == 0:
         return np.zeros(0), np.zeros(0)
     area = density.footprint_px
@@ -143,7 +159,8 @@ def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_
             raise ValueError(
                 f"the field is too small for {n} clusters {min_sep_px:.1f} px apart: its footprint "
                 f"({area} px) holds at most ~{int(n_max)}; inject fewer clusters per frame, use "
-                "smaller radii or a larger field")
+                "smaller radii or a larger field"
+            )
     max_attempts = 200 * n + 10000 if max_attempts is None else int(max_attempts)
     flat = density.prob.ravel()
     cdf = np.cumsum(flat)
@@ -161,7 +178,8 @@ def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_
             raise ValueError(
                 f"placed only {k} of {n} clusters after {attempts} candidate positions (minimum "
                 f"spacing {min_sep_px:.1f} px, footprint {area} px); inject fewer clusters per frame "
-                "or use a larger field")
+                "or use a larger field"
+            )
         u = rng.random((batch, 3))
         cell = np.minimum(np.searchsorted(cdf, u[:, 0], side="right"), flat.size - 1)
         cx = (cell % ncx) * density.block + u[:, 1] * density.block - 0.5
@@ -188,14 +206,24 @@ def draw_positions(density: PositionDensity, footprint: np.ndarray, n: int, min_
 def _cluster_mags(clusters, band: str) -> np.ndarray:
     col = f"mag_{band}"
     if col not in clusters.colnames:
-        raise ValueError(f"clusters lack column {col!r}; the library must give mag_<band> for {list(BANDS)}")
+        raise ValueError(
+            f"clusters lack column {col!r}; the library must give mag_<band> for {list(BANDS)}"
+        )
     c = clusters[col]
     m = np.asarray(c.filled(np.nan) if isinstance(c, MaskedColumn) else c, dtype=np.float64)
     return m
 
 
-def noisy_stamps(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, rng: np.random.Generator,
-                 *, noise: bool = True) -> dict[str, list]:
+def noisy_stamps(
+    field: Field,
+    x,
+    y,
+    mags: Mapping[str, np.ndarray],
+    r_eff_px,
+    rng: np.random.Generator,
+    *,
+    noise: bool = True,
+) -> dict[str, list]:
     """The clusters' stamps per band (:class:`~jaxcomp.ast.profiles.Stamps`), with their shot noise.
 
     ``mags[band]`` are apparent Vega magnitudes (NaN or >= 90: no light in that band);
@@ -215,14 +243,25 @@ def noisy_stamps(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, r
     out = {}
     for b in BANDS:
         t = field.exptimes[b]
-        out[b] = [replace(st, data=rng.poisson(np.maximum(st.data, 0.0) * t) / t) if noise else st
-                  for st in stamps[b]]
+        out[b] = [
+            replace(st, data=rng.poisson(np.maximum(st.data, 0.0) * t) / t) if noise else st
+            for st in stamps[b]
+        ]
     return out
 
 
-def inject(field: Field, x, y, mags: Mapping[str, np.ndarray], r_eff_px, rng: np.random.Generator,
-           images: Mapping[str, np.ndarray] | None = None, *, noise: bool = True,
-           stamps: Mapping[str, list] | None = None) -> dict[str, np.ndarray]:
+def inject(
+    field: Field,
+    x,
+    y,
+    mags: Mapping[str, np.ndarray],
+    r_eff_px,
+    rng: np.random.Generator,
+    images: Mapping[str, np.ndarray] | None = None,
+    *,
+    noise: bool = True,
+    stamps: Mapping[str, list] | None = None,
+) -> dict[str, np.ndarray]:
     """Return new images with clusters added (the field's images are not modified).
 
     The stamps are :func:`noisy_stamps` (or the given ``stamps``).
@@ -247,15 +286,19 @@ class FieldBaseline:
     density: PositionDensity
     aperture_corrections: dict[str, float]
     timings: dict[str, dict[str, float]]
-    band_medians: dict[str, float] | None = None   # what the white light subtracted per band
-    mesh: MeshStatistics | None = None             # white-light background-mesh statistics
+    band_medians: dict[str, float] | None = None  # what the white light subtracted per band
+    mesh: MeshStatistics | None = None  # white-light background-mesh statistics
 
 
 _BASELINES: "weakref.WeakKeyDictionary[Field, dict]" = weakref.WeakKeyDictionary()
 
 
-def prepare_field(field: Field, config: PipelineConfig = DEFAULT_CONFIG, *,
-                  smoothing_pc: float = POSITION_SMOOTHING_PC) -> FieldBaseline:
+def prepare_field(
+    field: Field,
+    config: PipelineConfig = DEFAULT_CONFIG,
+    *,
+    smoothing_pc: float = POSITION_SMOOTHING_PC,
+) -> FieldBaseline:
     """The pre-injection catalogue, white light and position density (cached per field/config)."""
     per_field = _BASELINES.setdefault(field, {})
     key = (config, float(smoothing_pc))
@@ -267,9 +310,15 @@ def prepare_field(field: Field, config: PipelineConfig = DEFAULT_CONFIG, *,
     with timer("position_density"):
         density = position_density(res.white_light, field.footprint, smoothing_pc / field.pc_per_px)
     timings = timer.times
-    baseline = FieldBaseline(catalogue=res.catalogue, white_light=res.white_light, density=density,
-                             aperture_corrections=res.aperture_corrections, timings=timings,
-                             band_medians=res.band_medians, mesh=res.mesh_statistics)
+    baseline = FieldBaseline(
+        catalogue=res.catalogue,
+        white_light=res.white_light,
+        density=density,
+        aperture_corrections=res.aperture_corrections,
+        timings=timings,
+        band_medians=res.band_medians,
+        mesh=res.mesh_statistics,
+    )
     per_field[key] = baseline
     return baseline
 
@@ -295,10 +344,21 @@ def _as_table(clusters) -> Table:
     return Table(clusters)
 
 
-def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, frame: int = 0,
-              config: PipelineConfig = DEFAULT_CONFIG, baseline: FieldBaseline | None = None,
-              noise: bool = True, positions: tuple[np.ndarray, np.ndarray] | None = None,
-              return_images: bool = False, reprocess: Literal["full", "local"] = "full", edge_margin_px: float = 0.0):
+def run_frame(
+    field: Field,
+    clusters,
+    r_eff_pc: float | None = None,
+    seed=0,
+    *,
+    frame: int = 0,
+    config: PipelineConfig = DEFAULT_CONFIG,
+    baseline: FieldBaseline | None = None,
+    noise: bool = True,
+    positions: tuple[np.ndarray, np.ndarray] | None = None,
+    return_images: bool = False,
+    reprocess: Literal["full", "local"] = "full",
+    edge_margin_px: float = 0.0,
+):
     """One artificial-cluster frame: inject ``clusters``, rerun the pipeline, label them.
 
     Parameters
@@ -353,9 +413,15 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         radii = np.asarray(tab["r_eff_pc"], dtype=np.float64)
     else:
         radii = np.full(n, float(r_eff_pc))
-        if "r_eff_pc" in tab.colnames and n and not np.allclose(np.asarray(tab["r_eff_pc"], float), r_eff_pc):
-            raise ValueError(f"r_eff_pc={r_eff_pc} disagrees with the clusters' r_eff_pc column "
-                             f"(values {np.unique(np.asarray(tab['r_eff_pc']))[:5]})")
+        if (
+            "r_eff_pc" in tab.colnames
+            and n
+            and not np.allclose(np.asarray(tab["r_eff_pc"], float), r_eff_pc)
+        ):
+            raise ValueError(
+                f"r_eff_pc={r_eff_pc} disagrees with the clusters' r_eff_pc column "
+                f"(values {np.unique(np.asarray(tab['r_eff_pc']))[:5]})"
+            )
     if n and (np.any(~np.isfinite(radii)) or np.any(radii <= 0)):
         raise ValueError("r_eff_pc must be finite and > 0")
     mags = {b: _cluster_mags(tab, b) for b in BANDS}
@@ -367,14 +433,24 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     # the first two children of ``ss``, made without ss.spawn(), which would advance the
     # caller's sequence (the same SeedSequence passed twice must give the same frame)
-    pos_ss, noise_ss = (np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (k,),
-                                               pool_size=ss.pool_size) for k in (0, 1))
+    pos_ss, noise_ss = (
+        np.random.SeedSequence(
+            ss.entropy, spawn_key=tuple(ss.spawn_key) + (k,), pool_size=ss.pool_size
+        )
+        for k in (0, 1)
+    )
     r_px = field.r_eff_px(radii)
     with timer("positions"):
         if positions is None:
             min_sep = MIN_SPACING_REFF * float(r_px.max()) if n else 0.0
-            x, y = draw_positions(baseline.density, field.footprint, n, min_sep,
-                                  np.random.default_rng(pos_ss), edge_margin_px=edge_margin_px)
+            x, y = draw_positions(
+                baseline.density,
+                field.footprint,
+                n,
+                min_sep,
+                np.random.default_rng(pos_ss),
+                edge_margin_px=edge_margin_px,
+            )
         else:
             x, y = (np.asarray(v, dtype=np.float64) for v in positions)
             if x.shape != (n,) or y.shape != (n,):
@@ -388,8 +464,10 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
     catalogue = injected = None
     if reprocess == "local" and n:
         if baseline.mesh is None or baseline.band_medians is None:
-            raise ValueError("reprocess='local' needs a baseline from prepare_field with the default background "
-                             "(background_impl='fast': band medians and mesh statistics)")
+            raise ValueError(
+                "reprocess='local' needs a baseline from prepare_field with the default background "
+                "(background_impl='fast': band medians and mesh statistics)"
+            )
         from .local import run_pipeline_local
 
         first = stamps[BANDS[0]]
@@ -399,9 +477,19 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         for st in first:
             iy[st.index], ix[st.index], half[st.index] = st.iy, st.ix, st.half_size
         for margin in LOCAL_MARGINS_PX:
-            local = run_pipeline_local(field, stamps, iy, ix, half, config, medians=baseline.band_medians,
-                                       mesh=baseline.mesh, aperture_corrections=baseline.aperture_corrections,
-                                       margin_px=margin, max_area_fraction=LOCAL_MAX_AREA_FRACTION)
+            local = run_pipeline_local(
+                field,
+                stamps,
+                iy,
+                ix,
+                half,
+                config,
+                medians=baseline.band_medians,
+                mesh=baseline.mesh,
+                aperture_corrections=baseline.aperture_corrections,
+                margin_px=margin,
+                max_area_fraction=LOCAL_MAX_AREA_FRACTION,
+            )
             timer.update(local.timings)
             if local.catalogue is None:
                 break
@@ -425,16 +513,30 @@ def run_frame(field: Field, clusters, r_eff_pc: float | None = None, seed=0, *, 
         out["r_eff_pc"] = radii
         out["r_eff_pc"].unit = "pc"
     out["frame"] = np.full(n, int(frame), np.int64)
-    out["x"] = Column(x, unit="pix", description="injected x (0-based pixel, centre of pixel 0 at 0)")
+    out["x"] = Column(
+        x, unit="pix", description="injected x (0-based pixel, centre of pixel 0 at 0)"
+    )
     out["y"] = Column(y, unit="pix", description="injected y (0-based pixel)")
     for col in m.colnames:
         out[col] = m[col]
-    timer.times["total"] = {"wall_s": time.perf_counter() - w_start, "cpu_s": time.process_time() - c_start}
-    out.meta.update({"field": field.name, "seed": repr(seed), "frame": int(frame),
-                     "r_eff_pc": float(radii[0]) if n and np.all(radii == radii[0]) else "mixed",
-                     "n_sources_pre": len(baseline.catalogue), "n_sources_post": len(catalogue),
-                     "reprocess": reprocess, "fallback": fallback,
-                     "timings": timer.times, "stages": list(STAGES)})
+    timer.times["total"] = {
+        "wall_s": time.perf_counter() - w_start,
+        "cpu_s": time.process_time() - c_start,
+    }
+    out.meta.update(
+        {
+            "field": field.name,
+            "seed": repr(seed),
+            "frame": int(frame),
+            "r_eff_pc": float(radii[0]) if n and np.all(radii == radii[0]) else "mixed",
+            "n_sources_pre": len(baseline.catalogue),
+            "n_sources_post": len(catalogue),
+            "reprocess": reprocess,
+            "fallback": fallback,
+            "timings": timer.times,
+            "stages": list(STAGES),
+        }
+    )
     if return_images:
         return out, injected
     return out

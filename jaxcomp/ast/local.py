@@ -97,7 +97,12 @@ def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
         for b in boxes:
             for o in out:
                 if b[0] < o[1] and o[0] < b[1] and b[2] < o[3] and o[2] < b[3]:
-                    o[0], o[1], o[2], o[3] = min(o[0], b[0]), max(o[1], b[1]), min(o[2], b[2]), max(o[3], b[3])
+                    o[0], o[1], o[2], o[3] = (
+                        min(o[0], b[0]),
+                        max(o[1], b[1]),
+                        min(o[2], b[2]),
+                        max(o[3], b[3]),
+                    )
                     changed = True
                     break
             else:
@@ -106,8 +111,9 @@ def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
     return boxes
 
 
-def frame_windows(shape: tuple[int, int], iy, ix, half_size, box_size: int,
-                  margin_px: int = DEFAULT_MARGIN_PX) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+def frame_windows(
+    shape: tuple[int, int], iy, ix, half_size, box_size: int, margin_px: int = DEFAULT_MARGIN_PX
+) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
     """Mesh-aligned, non-overlapping windows around clusters at pixels (iy, ix).
 
     Each cluster's window covers ``max(half_size, margin_px)`` px on every side, rounded
@@ -150,7 +156,7 @@ def _layout(windows, box_size: int, width: int = _MOSAIC_WIDTH_PX):
     origins = []
     oy = ox = shelf = 0
     max_w = 0
-    for (y0, y1, x0, x1) in windows:
+    for y0, y1, x0, x1 in windows:
         h, w = y1 - y0, x1 - x0
         if ox and ox + w > width:
             oy += up(shelf) + b
@@ -162,10 +168,21 @@ def _layout(windows, box_size: int, width: int = _MOSAIC_WIDTH_PX):
     return (oy + up(shelf), up(max(max_w, 1))), origins
 
 
-def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: PipelineConfig, *,
-                       medians, mesh: MeshStatistics, aperture_corrections,
-                       margin_px: int = DEFAULT_MARGIN_PX, match_radius_px: float | None = None,
-                       max_area_fraction: float = 1.0) -> LocalResult:
+def run_pipeline_local(
+    field: Field,
+    stamps,
+    iy,
+    ix,
+    half_size,
+    config: PipelineConfig,
+    *,
+    medians,
+    mesh: MeshStatistics,
+    aperture_corrections,
+    margin_px: int = DEFAULT_MARGIN_PX,
+    match_radius_px: float | None = None,
+    max_area_fraction: float = 1.0,
+) -> LocalResult:
     """The catalogue pipeline of an injected frame, run on the windows around the clusters.
 
     Parameters
@@ -192,29 +209,38 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
     """
     sx = config.sextractor
     if sx.background_impl != "fast" or sx.thresh_rms != "global" or sx.clean:
-        raise ValueError("local re-processing needs background_impl='fast', thresh_rms='global' and clean=False "
-                         f"(got {sx.background_impl!r}, {sx.thresh_rms!r}, clean={sx.clean}); run the full frame")
+        raise ValueError(
+            "local re-processing needs background_impl='fast', thresh_rms='global' and clean=False "
+            f"(got {sx.background_impl!r}, {sx.thresh_rms!r}, clean={sx.clean}); run the full frame"
+        )
     timer = StepTimer()
     b = int(sx.back_size)
     if mesh.box_size != b:
-        raise ValueError(f"the baseline mesh statistics have box_size {mesh.box_size}, the configuration {b}")
+        raise ValueError(
+            f"the baseline mesh statistics have box_size {mesh.box_size}, the configuration {b}"
+        )
     ny, nx = field.shape
     windows, owner = frame_windows((ny, nx), iy, ix, half_size, b, margin_px)
     area_fraction = sum((y1 - y0) * (x1 - x0) for (y0, y1, x0, x1) in windows) / float(ny * nx)
     if area_fraction > max_area_fraction:
-        return LocalResult(catalogue=None, windows=windows, unreliable=np.ones(np.size(iy), bool),
-                           area_fraction=area_fraction, timings=timer.times)
+        return LocalResult(
+            catalogue=None,
+            windows=windows,
+            unreliable=np.ones(np.size(iy), bool),
+            area_fraction=area_fraction,
+            timings=timer.times,
+        )
     (my, mx), origins = _layout(windows, b)
     fp_full = field.footprint
     with timer("inject"):
         images = {}
         fp = np.zeros((my, mx), bool)
         for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
-            fp[oy:oy + y1 - y0, ox:ox + x1 - x0] = fp_full[y0:y1, x0:x1]
+            fp[oy : oy + y1 - y0, ox : ox + x1 - x0] = fp_full[y0:y1, x0:x1]
         for band in field.bands:
             img = np.zeros((my, mx), np.float32)
             for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
-                view = img[oy:oy + y1 - y0, ox:ox + x1 - x0]
+                view = img[oy : oy + y1 - y0, ox : ox + x1 - x0]
                 view[...] = field.images[band][y0:y1, x0:x1]
                 add_stamps(view, [_shift(st, y0, x0) for st in stamps[band]])
             images[band] = img
@@ -223,34 +249,65 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
     with timer("background"):
         mosaic = mesh_statistics(wl, b, bad=~fp, sigma=sx.clip_sigma, maxiters=sx.clip_maxiters)
         stats = mesh.replace_blocks(
-            (y0 // b, x0 // b, mosaic.block(oy // b, (oy + y1 - y0 - 1) // b + 1, ox // b, (ox + x1 - x0 - 1) // b + 1))
-            for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins))
-        sigma = global_rms(mesh, sx.exclude_percentile)  # the pre-injection frame's (see the module docstring)
-        bkg_mesh = prepare_mesh(background_meshes(stats, sx.exclude_percentile)[0], int(sx.back_filtersize))
+            (
+                y0 // b,
+                x0 // b,
+                mosaic.block(
+                    oy // b, (oy + y1 - y0 - 1) // b + 1, ox // b, (ox + x1 - x0 - 1) // b + 1
+                ),
+            )
+            for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins)
+        )
+        sigma = global_rms(
+            mesh, sx.exclude_percentile
+        )  # the pre-injection frame's (see the module docstring)
+        bkg_mesh = prepare_mesh(
+            background_meshes(stats, sx.exclude_percentile)[0], int(sx.back_filtersize)
+        )
         bkg = np.zeros((my, mx), np.float32)
-        for (y0, y1, x0, x1), (oy, ox), values in zip(windows, origins,
-                                                      interpolate_mesh_windows(bkg_mesh, (ny, nx), b, windows)):
-            bkg[oy:oy + y1 - y0, ox:ox + x1 - x0] = values
+        for (y0, y1, x0, x1), (oy, ox), values in zip(
+            windows, origins, interpolate_mesh_windows(bkg_mesh, (ny, nx), b, windows)
+        ):
+            bkg[oy : oy + y1 - y0, ox : ox + x1 - x0] = values
         bkg[~fp] = 0.0
         rms = np.broadcast_to(np.float32(sigma), (my, mx))
     with timer("detect"):
         det, segm = detect(wl, fp, sx, background=(bkg, rms))
     with timer("photometry"):
-        phot = aperture_photometry(images, det["x"], det["y"], field.zeropoints, field.exptimes, config.photometry,
-                                   aperture_corrections, fp)
+        phot = aperture_photometry(
+            images,
+            det["x"],
+            det["y"],
+            field.zeropoints,
+            field.exptimes,
+            config.photometry,
+            aperture_corrections,
+            fp,
+        )
         for col in phot.colnames:
             if col not in ("x", "y"):
                 det[col] = phot[col]
     with timer("cuts"):
         apply_cuts(det, field.distance_modulus, config.cuts)
     with timer("map_back"):
-        unreliable = _cut_segments(segm, windows, origins, (ny, nx), iy, ix, owner,
-                                   config.cuts.match_radius_px if match_radius_px is None else match_radius_px)
+        unreliable = _cut_segments(
+            segm,
+            windows,
+            origins,
+            (ny, nx),
+            iy,
+            ix,
+            owner,
+            config.cuts.match_radius_px if match_radius_px is None else match_radius_px,
+        )
         wid = np.full((my, mx), -1, np.int64)
         for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
-            wid[oy:oy + y1 - y0, ox:ox + x1 - x0] = k
+            wid[oy : oy + y1 - y0, ox : ox + x1 - x0] = k
         if len(det):
-            k = wid[np.clip(np.rint(det["y"]).astype(int), 0, my - 1), np.clip(np.rint(det["x"]).astype(int), 0, mx - 1)]
+            k = wid[
+                np.clip(np.rint(det["y"]).astype(int), 0, my - 1),
+                np.clip(np.rint(det["x"]).astype(int), 0, mx - 1),
+            ]
             keep = k >= 0
             det = det[keep]
             k = k[keep]
@@ -258,8 +315,13 @@ def run_pipeline_local(field: Field, stamps, iy, ix, half_size, config: Pipeline
             dx = np.array([windows[i][2] - origins[i][1] for i in range(len(windows))])
             det["x"] = np.asarray(det["x"], float) + dx[k]
             det["y"] = np.asarray(det["y"], float) + dy[k]
-    return LocalResult(catalogue=det, windows=windows, unreliable=unreliable, area_fraction=area_fraction,
-                       timings=timer.times)
+    return LocalResult(
+        catalogue=det,
+        windows=windows,
+        unreliable=unreliable,
+        area_fraction=area_fraction,
+        timings=timer.times,
+    )
 
 
 def _shift(st, y0: int, x0: int):
@@ -286,7 +348,7 @@ def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float
     comp, _ = ndimage.label(segm.data > 0, structure=np.ones((3, 3), bool))
     reach = int(np.ceil(radius_px)) + 1
     for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
-        view = comp[oy:oy + y1 - y0, ox:ox + x1 - x0]
+        view = comp[oy : oy + y1 - y0, ox : ox + x1 - x0]
         edges = []
         if y0 > 0:
             edges.append(view[0, :])
@@ -296,12 +358,14 @@ def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float
             edges.append(view[:, 0])
         if x1 < nx:
             edges.append(view[:, -1])
-        cut = np.setdiff1d(np.unique(np.concatenate(edges)) if edges else np.zeros(0, np.int64), [0])
+        cut = np.setdiff1d(
+            np.unique(np.concatenate(edges)) if edges else np.zeros(0, np.int64), [0]
+        )
         if cut.size == 0:
             continue
         for i in np.nonzero(owner == k)[0]:
             cy, cx = int(iy[i]) - y0, int(ix[i]) - x0
-            patch = view[max(cy - reach, 0):cy + reach + 1, max(cx - reach, 0):cx + reach + 1]
+            patch = view[max(cy - reach, 0) : cy + reach + 1, max(cx - reach, 0) : cx + reach + 1]
             if np.isin(patch, cut).any():
                 flags[i] = True
     return flags

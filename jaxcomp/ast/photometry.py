@@ -37,7 +37,9 @@ def _f_quadrant(x, y, r):
     ustar = np.minimum(ustar, X)
 
     def P(u):
-        return 0.5 * (u * np.sqrt(np.maximum(r * r - u * u, 0.0)) + r * r * np.arcsin(np.clip(u / r, -1, 1)))
+        return 0.5 * (
+            u * np.sqrt(np.maximum(r * r - u * u, 0.0)) + r * r * np.arcsin(np.clip(u / r, -1, 1))
+        )
 
     return np.where(inside, X * Y, ustar * Y + P(X) - P(ustar))
 
@@ -51,7 +53,9 @@ def circle_pixel_overlap(x0, x1, y0, y1, r):
     return _F(x1, y1, r) - _F(x0, y1, r) - _F(x1, y0, r) + _F(x0, y0, r)
 
 
-def _gather(image: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int, fill=np.nan) -> np.ndarray:
+def _gather(
+    image: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int, fill=np.nan
+) -> np.ndarray:
     """Cutouts (N, 2 half + 1, 2 half + 1) centred on (iy, ix); ``fill`` beyond the image."""
     ny, nx = image.shape
     off = np.arange(-half, half + 1)
@@ -74,16 +78,25 @@ def magnitude_error(flux, area_px, sky_std, n_sky, exptime):
     """
     F = np.asarray(flux, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = (np.maximum(F, 0.0) / exptime + area_px * sky_std ** 2
-               + area_px * area_px * sky_std ** 2 / np.maximum(n_sky, 1))
+        var = (
+            np.maximum(F, 0.0) / exptime
+            + area_px * sky_std**2
+            + area_px * area_px * sky_std**2 / np.maximum(n_sky, 1)
+        )
         ok = np.isfinite(F) & (F > 0)
         return np.where(ok, 2.5 / math.log(10.0) * np.sqrt(var) / np.where(ok, F, 1.0), np.inf)
 
 
-def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapping[str, float],
-                        exptimes: Mapping[str, float], cfg: PhotometryConfig,
-                        apcor: Mapping[str, float] | None = None,
-                        footprint: np.ndarray | None = None) -> Table:
+def aperture_photometry(
+    images: Mapping[str, np.ndarray],
+    x,
+    y,
+    zeropoints: Mapping[str, float],
+    exptimes: Mapping[str, float],
+    cfg: PhotometryConfig,
+    apcor: Mapping[str, float] | None = None,
+    footprint: np.ndarray | None = None,
+) -> Table:
     """Aperture photometry at (x, y) in every band.
 
     Columns per band ``b``: ``flux_r<r>_<b>`` [counts/s, sky-subtracted] for each
@@ -120,11 +133,12 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
     # exact overlap weights on the inner window that the largest aperture can touch
     ha = math.ceil(max(cfg.radii_px)) + 1
     inner = slice(half - ha, half + ha + 1)
-    exi, eyi = ex[:, half - ha:half + ha + 2], ey[:, half - ha:half + ha + 2]
+    exi, eyi = ex[:, half - ha : half + ha + 2], ey[:, half - ha : half + ha + 2]
     weights = {}
     for r in cfg.radii_px:
-        weights[r] = circle_pixel_overlap(exi[:, None, :-1], exi[:, None, 1:], eyi[:, :-1, None],
-                                          eyi[:, 1:, None], r)
+        weights[r] = circle_pixel_overlap(
+            exi[:, None, :-1], exi[:, None, 1:], eyi[:, :-1, None], eyi[:, 1:, None], r
+        )
     dist = np.hypot(off[None, None, :] - dx[:, None, None], off[None, :, None] - dy[:, None, None])
     in_annulus = (dist >= cfg.annulus_px[0]) & (dist <= cfg.annulus_px[1])
     fcut = None
@@ -142,7 +156,9 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
             cut[~fcut] = np.nan
         core = cut[:, inner, inner]
         sky_vals = np.where(in_annulus, cut, np.nan).reshape(n, cut.shape[1] * cut.shape[2])
-        mean, med, std, nsky = clipped_stats_rows(sky_vals, cfg.sky_clip_sigma, cfg.sky_clip_maxiters)
+        mean, med, std, nsky = clipped_stats_rows(
+            sky_vals, cfg.sky_clip_sigma, cfg.sky_clip_maxiters
+        )
         sky = mf * med - nf * mean
         good_sky = nsky >= cfg.min_sky_pixels
         t = float(exptimes[b])
@@ -165,10 +181,12 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
         out[f"skystd_{b}"].unit = "ct/(s pix)"
         out[f"nsky_{b}"] = nsky
         F = fluxes[cfg.phot_radius_px]
-        A = math.pi * cfg.phot_radius_px ** 2
+        A = math.pi * cfg.phot_radius_px**2
         with np.errstate(divide="ignore", invalid="ignore"):
             ok = np.isfinite(F) & (F > 0)
-            mag = np.where(ok, zp - 2.5 * np.log10(np.where(ok, F, 1.0)) + apcor.get(b, 0.0), np.nan)
+            mag = np.where(
+                ok, zp - 2.5 * np.log10(np.where(ok, F, 1.0)) + apcor.get(b, 0.0), np.nan
+            )
         err = magnitude_error(F, A, std, nsky, t)
         out[f"mag_{b}"] = mag
         out[f"mag_{b}"].unit = "mag"
@@ -177,8 +195,16 @@ def aperture_photometry(images: Mapping[str, np.ndarray], x, y, zeropoints: Mapp
         if b == cfg.ci_band:
             r1, r3 = cfg.ci_radii_px
             with np.errstate(divide="ignore", invalid="ignore"):
-                m1 = np.where(fluxes[r1] > 0, zp - 2.5 * np.log10(np.where(fluxes[r1] > 0, fluxes[r1], 1)), np.nan)
-                m3 = np.where(fluxes[r3] > 0, zp - 2.5 * np.log10(np.where(fluxes[r3] > 0, fluxes[r3], 1)), np.nan)
+                m1 = np.where(
+                    fluxes[r1] > 0,
+                    zp - 2.5 * np.log10(np.where(fluxes[r1] > 0, fluxes[r1], 1)),
+                    np.nan,
+                )
+                m3 = np.where(
+                    fluxes[r3] > 0,
+                    zp - 2.5 * np.log10(np.where(fluxes[r3] > 0, fluxes[r3], 1)),
+                    np.nan,
+                )
             out[f"mag_r{r1:g}_{b}"] = m1
             out[f"mag_r{r3:g}_{b}"] = m3
             out["ci"] = m1 - m3
@@ -221,7 +247,9 @@ def _apcor_cached(psf_key: tuple, r_eff_px: float, cfg: PhotometryConfig) -> flo
     return float(-np.mean(m))
 
 
-def aperture_corrections(field: Field, cfg: PhotometryConfig = DEFAULT_CONFIG.photometry) -> dict[str, float]:
+def aperture_corrections(
+    field: Field, cfg: PhotometryConfig = DEFAULT_CONFIG.photometry
+) -> dict[str, float]:
     """Average aperture correction per band [mag, added to the 4 px magnitude].
 
     If ``cfg.aperture_corrections`` is given it is returned. Otherwise, for each band,

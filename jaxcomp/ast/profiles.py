@@ -101,24 +101,34 @@ class PSFModel:
 
     def __post_init__(self):
         if (self.fwhm_px is None) == (self.image is None):
-            raise ValueError("PSFModel needs exactly one of fwhm_px (Gaussian) or image (effective PSF)")
+            raise ValueError(
+                "PSFModel needs exactly one of fwhm_px (Gaussian) or image (effective PSF)"
+            )
         if self.fwhm_px is not None:
             fwhm = float(self.fwhm_px)
             if not (math.isfinite(fwhm) and fwhm > 0):
-                raise ValueError(f"PSF FWHM must be a positive finite number of pixels, got {self.fwhm_px!r}")
+                raise ValueError(
+                    f"PSF FWHM must be a positive finite number of pixels, got {self.fwhm_px!r}"
+                )
             object.__setattr__(self, "fwhm_px", fwhm)
             return
         img = np.array(self.image, dtype=np.float64)
         if img.ndim != 2 or img.shape[0] % 2 == 0 or img.shape[1] % 2 == 0:
-            raise ValueError(f"a PSF image must be 2D with odd sides (centred on the middle pixel), got shape {img.shape}")
+            raise ValueError(
+                f"a PSF image must be 2D with odd sides (centred on the middle pixel), got shape {img.shape}"
+            )
         if not np.all(np.isfinite(img)):
-            raise ValueError("the PSF image contains NaN or inf; clean it before building the field")
+            raise ValueError(
+                "the PSF image contains NaN or inf; clean it before building the field"
+            )
         total = img.sum()
         if not total > 0:
             raise ValueError("the PSF image has no positive flux")
         ov = int(self.oversampling)
         if ov < 1 or ov != self.oversampling:
-            raise ValueError(f"PSF oversampling must be a positive integer, got {self.oversampling!r}")
+            raise ValueError(
+                f"PSF oversampling must be a positive integer, got {self.oversampling!r}"
+            )
         img *= ov * ov / total
         img.setflags(write=False)
         object.__setattr__(self, "image", img)
@@ -187,25 +197,33 @@ def check_psf_image(image, oversampling: int = 1, band: str = "") -> None:
     img = np.asarray(image, dtype=np.float64)
     ov = int(oversampling)
     if img.ndim != 2 or img.shape[0] % 2 == 0 or img.shape[1] % 2 == 0:
-        raise ValueError(f"{name} must be 2D with odd sides (centred on the middle sample), got shape {img.shape}")
+        raise ValueError(
+            f"{name} must be 2D with odd sides (centred on the middle sample), got shape {img.shape}"
+        )
     if not np.all(np.isfinite(img)):
         raise ValueError(f"{name} contains NaN or inf; clean it (e.g. set those samples to 0)")
     total = img.sum() / (ov * ov)
     if not abs(total - 1.0) <= 0.01:
-        raise ValueError(f"{name} is not normalised: its samples sum to {total:.4g} x oversampling^2 (expected 1); "
-                         "divide it by its sum and multiply by oversampling**2")
+        raise ValueError(
+            f"{name} is not normalised: its samples sum to {total:.4g} x oversampling^2 (expected 1); "
+            "divide it by its sum and multiply by oversampling**2"
+        )
     peak = img.max()
     if img.min() < -0.01 * peak:
-        raise ValueError(f"{name} has negative wings down to {img.min() / peak:.3g} of its peak (beyond noise); "
-                         "clip or refit it")
+        raise ValueError(
+            f"{name} has negative wings down to {img.min() / peak:.3g} of its peak (beyond noise); "
+            "clip or refit it"
+        )
     ny, nx = img.shape
     yy, xx = np.mgrid[:ny, :nx]
     w = np.clip(img, 0, None)
     cy = ((yy - ny // 2) * w).sum() / w.sum() / ov
     cx = ((xx - nx // 2) * w).sum() / w.sum() / ov
     if math.hypot(cx, cy) > 0.1:
-        raise ValueError(f"{name} is not centred: its centroid is ({cx:+.2f}, {cy:+.2f}) px from the middle sample; "
-                         "recentre it (e.g. shift by the centroid and resample)")
+        raise ValueError(
+            f"{name} is not centred: its centroid is ({cx:+.2f}, {cy:+.2f}) px from the middle sample; "
+            "recentre it (e.g. shift by the centroid and resample)"
+        )
 
 
 def as_psf(psf) -> PSFModel:
@@ -226,10 +244,15 @@ def pc_per_pixel(pixel_scale_arcsec: float, distance_modulus: float) -> float:
     return distance_pc * pixel_scale_arcsec / _ARCSEC_PER_RAD
 
 
-def reff_pc_to_px(r_eff_pc, pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
-                  distance_modulus: float = NGC628_DISTANCE_MODULUS):
+def reff_pc_to_px(
+    r_eff_pc,
+    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
+    distance_modulus: float = NGC628_DISTANCE_MODULUS,
+):
     """Convert an effective radius from pc to pixels (NGC 628C: 1.902 pc/px)."""
-    return np.asarray(r_eff_pc, dtype=np.float64) / pc_per_pixel(pixel_scale_arcsec, distance_modulus)
+    return np.asarray(r_eff_pc, dtype=np.float64) / pc_per_pixel(
+        pixel_scale_arcsec, distance_modulus
+    )
 
 
 def eff_core_radius(r_eff):
@@ -355,8 +378,16 @@ def render_stamps(
         add them to an image with :func:`add_stamps`.
     """
     flux = np.atleast_1d(np.asarray(flux, dtype=np.float64))
-    out = render_multiband(x, y, {"band": flux}, r_eff_px, {"band": psf}, oversample=oversample,
-                           core_radius_px=core_radius_px, half_size=half_size)
+    out = render_multiband(
+        x,
+        y,
+        {"band": flux},
+        r_eff_px,
+        {"band": psf},
+        oversample=oversample,
+        core_radius_px=core_radius_px,
+        half_size=half_size,
+    )
     return out["band"]
 
 
@@ -379,7 +410,9 @@ def render_multiband(
     """
     bands = list(fluxes)
     if set(bands) != set(psfs):
-        raise ValueError(f"fluxes and psfs must name the same bands, got {sorted(fluxes)} and {sorted(psfs)}")
+        raise ValueError(
+            f"fluxes and psfs must name the same bands, got {sorted(fluxes)} and {sorted(psfs)}"
+        )
     psf_models = {b: as_psf(psfs[b]) for b in bands}
     x = np.atleast_1d(np.asarray(x, dtype=np.float64))
     y = np.atleast_1d(np.asarray(y, dtype=np.float64))
@@ -397,11 +430,19 @@ def render_multiband(
     for value in dict.fromkeys(reff.tolist()):
         sel = np.nonzero(reff == value)[0]
         shapes, ix, iy, R, outside = _render_group(
-            x[sel], y[sel], float(value), [psf_models[b] for b in bands], int(oversample),
-            core_radius_px, half_size)
+            x[sel],
+            y[sel],
+            float(value),
+            [psf_models[b] for b in bands],
+            int(oversample),
+            core_radius_px,
+            half_size,
+        )
         for b, shape in zip(bands, shapes):
             shape *= flux[b][sel][:, None, None]
-            out[b].append(Stamps(data=shape, index=sel, ix=ix, iy=iy, half_size=R, outside_fraction=outside))
+            out[b].append(
+                Stamps(data=shape, index=sel, ix=ix, iy=iy, half_size=R, outside_fraction=outside)
+            )
     return out
 
 
@@ -413,7 +454,9 @@ def _render_group(x, y, r_eff_px, psfs: list[PSFModel], k, core_radius_px, half_
     pad = max(_psf_padding(p) for p in psfs)
     R = default_stamp_half_size(a, psfs, core) if half_size is None else int(half_size)
     if R < core + pad:
-        raise ValueError(f"stamp half-size {R} px is smaller than core + PSF padding ({core + pad} px)")
+        raise ValueError(
+            f"stamp half-size {R} px is smaller than core + PSF padding ({core + pad} px)"
+        )
     ix = np.rint(x).astype(np.int64)
     iy = np.rint(y).astype(np.int64)
     dx = x - ix  # cluster centre relative to the stamp's centre pixel, in [-0.5, 0.5]
@@ -428,8 +471,9 @@ def _render_group(x, y, r_eff_px, psfs: list[PSFModel], k, core_radius_px, half_
     halo = eff_pixel_grid(ex, ey, a)
     inside = halo.sum(axis=(1, 2))
     h0, h1 = R - core - 1, R + core + 2  # the pixels that can intersect the core square
-    halo[:, h0:h1, h0:h1] -= eff_pixel_grid(np.clip(ex[:, h0:h1 + 1], -C, C),
-                                            np.clip(ey[:, h0:h1 + 1], -C, C), a)
+    halo[:, h0:h1, h0:h1] -= eff_pixel_grid(
+        np.clip(ex[:, h0 : h1 + 1], -C, C), np.clip(ey[:, h0 : h1 + 1], -C, C), a
+    )
 
     # Core: exact intrinsic fluxes of k x k sub-pixels on a grid centred on the cluster
     # (shared by every cluster of the group), convolved with the PSF and integrated over
@@ -461,7 +505,9 @@ def _render_group(x, y, r_eff_px, psfs: list[PSFModel], k, core_radius_px, half_
     return shapes, ix, iy, R, 1.0 - inside
 
 
-def _gaussian_matrices(n_out_half: int, shift: np.ndarray, offsets: np.ndarray, sigma: float) -> np.ndarray:
+def _gaussian_matrices(
+    n_out_half: int, shift: np.ndarray, offsets: np.ndarray, sigma: float
+) -> np.ndarray:
     """(N, n_out, n_sub): flux a unit point at each sub-pixel centre puts in each output pixel.
 
     Sub-pixel centres sit at ``shift[k] + offsets`` relative to the stamp centre pixel;
@@ -493,7 +539,9 @@ def _epsf_kernel(psf: PSFModel, k: int) -> np.ndarray:
         half = math.floor(min(hy, hx) / ov * k)
         offs = np.arange(-half, half + 1) / k * ov  # in PSF-image samples
         yy, xx = np.meshgrid(offs + hy, offs + hx, indexing="ij")
-        kern = np.clip(map_coordinates(psf.image, [yy, xx], order=3, mode="constant", cval=0.0), 0.0, None)
+        kern = np.clip(
+            map_coordinates(psf.image, [yy, xx], order=3, mode="constant", cval=0.0), 0.0, None
+        )
         kern /= kern.sum()
         kern.setflags(write=False)
         cache[k] = kern
@@ -503,12 +551,20 @@ def _epsf_kernel(psf: PSFModel, k: int) -> np.ndarray:
 def _bspline3_weights(t: np.ndarray) -> np.ndarray:
     """Cubic B-spline weights of the 4 samples floor(u)-1 .. floor(u)+2 for fractional parts ``t``."""
     t = t[:, None]
-    return np.concatenate([(1 - t) ** 3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6,
-                           (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6], axis=1)
+    return np.concatenate(
+        [
+            (1 - t) ** 3 / 6,
+            (3 * t**3 - 6 * t**2 + 4) / 6,
+            (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
+            t**3 / 6,
+        ],
+        axis=1,
+    )
 
 
-def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
-                   dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _convolve_epsf(
+    sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int, dx: np.ndarray, dy: np.ndarray
+) -> np.ndarray:
     """Convolve the (cluster-centred) sub-pixel fluxes with an ePSF and sample the pixels.
 
     The ePSF, interpolated onto the render sub-grid (:func:`_epsf_kernel`), is convolved
@@ -521,7 +577,9 @@ def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
     from scipy.ndimage import spline_filter
     from scipy.signal import fftconvolve
 
-    full = fftconvolve(sub, _epsf_kernel(psf, k), mode="full")  # sub-grid spacing 1/k, centred on the cluster
+    full = fftconvolve(
+        sub, _epsf_kernel(psf, k), mode="full"
+    )  # sub-grid spacing 1/k, centred on the cluster
     coeff = spline_filter(full, order=3, mode="mirror")
     centre = (full.shape[0] - 1) / 2.0
     p = np.arange(-(core + pad), core + pad + 1, dtype=np.float64)
@@ -531,13 +589,17 @@ def _convolve_epsf(sub: np.ndarray, psf: PSFModel, k: int, core: int, pad: int,
         u = (p[None, :] - d[:, None]) * k + centre  # (N, n_out) sub-grid coordinates
         u0 = np.floor(u[:, :1])  # the same fractional part along the row: one shift per cluster
         w = _bspline3_weights((u[:, 0] - u0[:, 0]))  # (N, 4)
-        idx = (u0 + np.rint(u - u[:, :1])).astype(np.int64)[:, :, None] + np.arange(-1, 3)  # (N, n_out, 4)
+        idx = (u0 + np.rint(u - u[:, :1])).astype(np.int64)[:, :, None] + np.arange(
+            -1, 3
+        )  # (N, n_out, 4)
         valid = (idx >= 0) & (idx < n)
         return np.clip(idx, 0, n - 1), w[:, None, :] * valid
 
     iy, wy = taps(dy)
     ix, wx = taps(dx)
-    rows = np.einsum("nak,nakj->naj", wy, coeff[iy])  # (N, n_out, full width): the y-interpolated rows
+    rows = np.einsum(
+        "nak,nakj->naj", wy, coeff[iy]
+    )  # (N, n_out, full width): the y-interpolated rows
     m = np.arange(rows.shape[0])[:, None, None, None]
     a = np.arange(rows.shape[1])[None, :, None, None]
     vals = np.einsum("nbk,nabk->nab", wx, rows[m, a, ix[:, None, :, :]])
@@ -586,8 +648,14 @@ def point_source_stamps(x, y, psf) -> Stamps:
         data = np.clip(vals.reshape(x.size, n, n), 0.0, None)
         tot = data.sum(axis=(1, 2))
         data = data / np.where(tot > 0, tot, 1.0)[:, None, None]
-    return Stamps(data=data, index=np.arange(x.size), ix=ix, iy=iy, half_size=h,
-                  outside_fraction=np.zeros(x.size))
+    return Stamps(
+        data=data,
+        index=np.arange(x.size),
+        ix=ix,
+        iy=iy,
+        half_size=h,
+        outside_fraction=np.zeros(x.size),
+    )
 
 
 def add_stamps(image: np.ndarray, rendered, scale: float = 1.0) -> np.ndarray:
@@ -601,6 +669,6 @@ def add_stamps(image: np.ndarray, rendered, scale: float = 1.0) -> np.ndarray:
             yb, xb = min(y0 + 2 * R + 1, ny), min(x0 + 2 * R + 1, nx)
             if ya >= yb or xa >= xb:
                 continue
-            block = stamps.data[k, ya - y0:yb - y0, xa - x0:xb - x0]
+            block = stamps.data[k, ya - y0 : yb - y0, xa - x0 : xb - x0]
             image[ya:yb, xa:xb] += block * scale if scale != 1.0 else block
     return image

@@ -63,33 +63,83 @@ _LEGUS = LEGUS_SEXTRACTOR
 #: ``where`` names the photutils call that receives it; "not applied" parameters have no
 #: effect on the catalogue and are recorded here rather than silently dropped.
 SEXTRACTOR_TO_PHOTUTILS: dict[str, tuple[str, str, object, str]] = {
-    "DETECT_MINAREA": ("detect_sources+deblend_sources", "n_pixels", _LEGUS["DETECT_MINAREA"],
-                       ("minimum number of connected pixels above threshold (also for deblended children; "
-                        "SExtractor lets deblending branches have min(DETECT_MINAREA, 3) pixels, see "
-                        "sextractor_deblend)")),
-    "DETECT_THRESH": ("detect_sources", "threshold", f"{_LEGUS['DETECT_THRESH']:g} * global background RMS",
-                      ("in sigmas of SExtractor's *global* background RMS (THRESH_TYPE RELATIVE, "
-                       f"WEIGHT_TYPE NONE: the median over the {_LEGUS['BACK_SIZE']} px meshes of the clipped RMS), one "
-                       "constant threshold on the background-subtracted white light (pixels must be "
-                       "strictly above); see SExtractorConfig.thresh_rms")),
-    "ANALYSIS_THRESH": ("not applied", "-", _LEGUS["ANALYSIS_THRESH"],
-                        ("SExtractor uses it only for CLASS_STAR and FWHM_IMAGE, which the LEGUS "
-                         "catalogue does not use; centroids are barycentres of the segment pixels")),
-    "FILTER": ("detect_sources", "(no convolution)", None,
-               "FILTER N: the white light is thresholded unconvolved (no kernel)"),
-    "DEBLEND_NTHRESH": ("deblend_sources", "n_levels", _LEGUS["DEBLEND_NTHRESH"], "multi-threshold levels"),
-    "DEBLEND_MINCONT": ("deblend_sources", "contrast", _LEGUS["DEBLEND_MINCONT"],
-                        ("minimum flux fraction of a branch (photutils default is 0.001). Not the same "
-                         "fraction: photutils counts a peak's whole watershed basin, SExtractor only the "
-                         "branch's flux above the level where it separates, so photutils splits off more "
-                         "faint neighbours (the main remaining difference; see sextractor_deblend)")),
-    "BACK_SIZE": ("Background2D", "box_size", _LEGUS["BACK_SIZE"],
-                  ("background mesh size in px (photutils clips the interpolated map to the mesh range, "
-                   "SExtractor does not; see sextractor_background)")),
-    "BACK_FILTERSIZE": ("Background2D", "filter_size", _LEGUS["BACK_FILTERSIZE"], "no median filtering of the mesh"),
-    "GAIN": ("not applied", "-", _LEGUS["GAIN"],
-             ("only enters SExtractor's flux errors on the white light, which no cut uses; the "
-              "band photometry errors use the exposure times (images in e-/s)")),
+    "DETECT_MINAREA": (
+        "detect_sources+deblend_sources",
+        "n_pixels",
+        _LEGUS["DETECT_MINAREA"],
+        (
+            "minimum number of connected pixels above threshold (also for deblended children; "
+            "SExtractor lets deblending branches have min(DETECT_MINAREA, 3) pixels, see "
+            "sextractor_deblend)"
+        ),
+    ),
+    "DETECT_THRESH": (
+        "detect_sources",
+        "threshold",
+        f"{_LEGUS['DETECT_THRESH']:g} * global background RMS",
+        (
+            "in sigmas of SExtractor's *global* background RMS (THRESH_TYPE RELATIVE, "
+            f"WEIGHT_TYPE NONE: the median over the {_LEGUS['BACK_SIZE']} px meshes of the clipped RMS), one "
+            "constant threshold on the background-subtracted white light (pixels must be "
+            "strictly above); see SExtractorConfig.thresh_rms"
+        ),
+    ),
+    "ANALYSIS_THRESH": (
+        "not applied",
+        "-",
+        _LEGUS["ANALYSIS_THRESH"],
+        (
+            "SExtractor uses it only for CLASS_STAR and FWHM_IMAGE, which the LEGUS "
+            "catalogue does not use; centroids are barycentres of the segment pixels"
+        ),
+    ),
+    "FILTER": (
+        "detect_sources",
+        "(no convolution)",
+        None,
+        "FILTER N: the white light is thresholded unconvolved (no kernel)",
+    ),
+    "DEBLEND_NTHRESH": (
+        "deblend_sources",
+        "n_levels",
+        _LEGUS["DEBLEND_NTHRESH"],
+        "multi-threshold levels",
+    ),
+    "DEBLEND_MINCONT": (
+        "deblend_sources",
+        "contrast",
+        _LEGUS["DEBLEND_MINCONT"],
+        (
+            "minimum flux fraction of a branch (photutils default is 0.001). Not the same "
+            "fraction: photutils counts a peak's whole watershed basin, SExtractor only the "
+            "branch's flux above the level where it separates, so photutils splits off more "
+            "faint neighbours (the main remaining difference; see sextractor_deblend)"
+        ),
+    ),
+    "BACK_SIZE": (
+        "Background2D",
+        "box_size",
+        _LEGUS["BACK_SIZE"],
+        (
+            "background mesh size in px (photutils clips the interpolated map to the mesh range, "
+            "SExtractor does not; see sextractor_background)"
+        ),
+    ),
+    "BACK_FILTERSIZE": (
+        "Background2D",
+        "filter_size",
+        _LEGUS["BACK_FILTERSIZE"],
+        "no median filtering of the mesh",
+    ),
+    "GAIN": (
+        "not applied",
+        "-",
+        _LEGUS["GAIN"],
+        (
+            "only enters SExtractor's flux errors on the white light, which no cut uses; the "
+            "band photometry errors use the exposure times (images in e-/s)"
+        ),
+    ),
 }
 
 
@@ -165,14 +215,20 @@ class SExtractorConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.background_impl not in ("fast", "photutils", "sextractor"):
-            raise ValueError("background_impl must be 'fast', 'photutils' or 'sextractor', "
-                             f"got {self.background_impl!r}")
+            raise ValueError(
+                "background_impl must be 'fast', 'photutils' or 'sextractor', "
+                f"got {self.background_impl!r}"
+            )
         if self.deblend_impl not in ("photutils", "sextractor"):
-            raise ValueError(f"deblend_impl must be 'photutils' or 'sextractor', got {self.deblend_impl!r}")
+            raise ValueError(
+                f"deblend_impl must be 'photutils' or 'sextractor', got {self.deblend_impl!r}"
+            )
         if self.clean and self.deblend_impl != "sextractor":
             raise ValueError("clean=True (SExtractor's CLEAN) needs deblend_impl='sextractor'")
         if self.deblend_impl == "sextractor" and self.thresh_rms != "global":
-            raise ValueError("deblend_impl='sextractor' needs thresh_rms='global' (one detection threshold)")
+            raise ValueError(
+                "deblend_impl='sextractor' needs thresh_rms='global' (one detection threshold)"
+            )
         if self.thresh_rms not in ("global", "map"):
             raise ValueError(f"thresh_rms must be 'global' or 'map', got {self.thresh_rms!r}")
         if not 0 <= self.deblend_mincont <= 1:
@@ -181,15 +237,22 @@ class SExtractorConfig:
     def photutils_params(self) -> dict[str, dict]:
         """Keyword arguments of each photutils call (the single source of truth)."""
         return {
-            "Background2D": {"box_size": int(self.back_size), "filter_size": int(self.back_filtersize),
-                             "exclude_percentile": float(self.exclude_percentile)},
+            "Background2D": {
+                "box_size": int(self.back_size),
+                "filter_size": int(self.back_filtersize),
+                "exclude_percentile": float(self.exclude_percentile),
+            },
             "sigma_clip": {"sigma": float(self.clip_sigma), "maxiters": int(self.clip_maxiters)},
             "threshold_nsigma": float(self.detect_thresh),
             "threshold_rms": str(self.thresh_rms),
             "detect_sources": {"n_pixels": int(self.detect_minarea), "connectivity": 8},
-            "deblend_sources": {"n_pixels": int(self.detect_minarea), "n_levels": int(self.deblend_nthresh),
-                                "contrast": float(self.deblend_mincont), "mode": "exponential",
-                                "connectivity": 8},
+            "deblend_sources": {
+                "n_pixels": int(self.detect_minarea),
+                "n_levels": int(self.deblend_nthresh),
+                "contrast": float(self.deblend_mincont),
+                "mode": "exponential",
+                "connectivity": 8,
+            },
             "kernel": None,
         }
 
@@ -219,10 +282,14 @@ class PhotometryConfig:
     aperture_corrections: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self):
-        if self.phot_radius_px not in self.radii_px or any(r not in self.radii_px for r in self.ci_radii_px):
+        if self.phot_radius_px not in self.radii_px or any(
+            r not in self.radii_px for r in self.ci_radii_px
+        ):
             raise ValueError("phot_radius_px and ci_radii_px must be among radii_px")
         if not 0 < self.annulus_px[0] < self.annulus_px[1]:
-            raise ValueError(f"annulus_px must be (inner, outer) with 0 < inner < outer, got {self.annulus_px}")
+            raise ValueError(
+                f"annulus_px must be (inner, outer) with 0 < inner < outer, got {self.annulus_px}"
+            )
 
 
 @dataclass(frozen=True)
@@ -259,6 +326,6 @@ DEFAULT_CONFIG = PipelineConfig()
 #: :func:`~jaxcomp.ast.sextractor.sextractor_background` and :func:`~jaxcomp.ast.sextractor.sextractor_deblend`) instead of photutils'.
 #: CLEAN Y with CLEAN_PARAM 1.0 (:func:`~jaxcomp.ast.sextractor.sextractor_clean`): SExtractor's defaults, which the
 #: LEGUS configuration does not override.
-SEXTRACTOR_PORT = PipelineConfig(sextractor=SExtractorConfig(background_impl="sextractor",
-                                                             deblend_impl="sextractor", clean=True))
-
+SEXTRACTOR_PORT = PipelineConfig(
+    sextractor=SExtractorConfig(background_impl="sextractor", deblend_impl="sextractor", clean=True)
+)

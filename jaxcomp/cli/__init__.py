@@ -59,10 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jaxcomp {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     # the order of `jaxcomp --help`
-    for add in (add_demo_parser, add_run_parser, add_train_parser, add_import_c4_parser,
-                add_predict_parser, add_info_parser, add_library_parser, add_field_parser,
-                add_ast_parser, add_correct_parser, add_fit_parser, add_report_parser,
-                add_validate_parser):
+    for add in (
+        add_demo_parser,
+        add_run_parser,
+        add_train_parser,
+        add_import_c4_parser,
+        add_predict_parser,
+        add_info_parser,
+        add_library_parser,
+        add_field_parser,
+        add_ast_parser,
+        add_correct_parser,
+        add_fit_parser,
+        add_report_parser,
+        add_validate_parser,
+    ):
         add(commands)
     return parser
 

@@ -21,10 +21,12 @@ def error_message(error: BaseException) -> str:
     if isinstance(error, OSError) and not isinstance(error, JaxcompError) and error.strerror:
         where = f": {error.filename}" if error.filename else ""
         other = f" -> {error.filename2}" if getattr(error, "filename2", None) else ""
-        hint = {errno.ENOSPC: " (the disk is full; free space or write elsewhere)",
-                errno.EACCES: " (no permission; choose a directory you can write to)",
-                errno.EROFS: " (read-only file system; choose a directory you can write to)",
-                errno.EISDIR: " (a directory was given where a file is needed)"}.get(error.errno, "")
+        hint = {
+            errno.ENOSPC: " (the disk is full; free space or write elsewhere)",
+            errno.EACCES: " (no permission; choose a directory you can write to)",
+            errno.EROFS: " (read-only file system; choose a directory you can write to)",
+            errno.EISDIR: " (a directory was given where a file is needed)",
+        }.get(error.errno, "")
         return f"{error.strerror}{where}{other}{hint}"
     message = str(error)
     return " ".join(message.split()) or type(error).__name__

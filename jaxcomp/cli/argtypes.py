@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["field_size", "float_list", "int_list", "non_negative_int", "optional_float", "positive_int"]
+__all__ = [
+    "field_size",
+    "float_list",
+    "int_list",
+    "non_negative_int",
+    "optional_float",
+    "positive_int",
+]
 
 
 def float_list(text: str) -> tuple[float, ...]:
@@ -12,7 +19,9 @@ def float_list(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -20,7 +29,9 @@ def int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def positive_int(text: str) -> int:
@@ -63,5 +74,6 @@ def field_size(text: str) -> str | tuple[int, int]:
         ny, nx = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"size must be 'small', 'legus' or <ny>x<nx>, got {text!r}") from None
+            f"size must be 'small', 'legus' or <ny>x<nx>, got {text!r}"
+        ) from None
     return (ny, nx)

@@ -37,16 +37,22 @@ def load_field(spec: str):
                     try:
                         seed = int(p.split("=", 1)[1])
                     except ValueError:
-                        raise argparse.ArgumentTypeError(f"seed must be an integer, got {p!r}") from None
+                        raise argparse.ArgumentTypeError(
+                            f"seed must be an integer, got {p!r}"
+                        ) from None
                 elif p:
                     size = field_size(p)
         except argparse.ArgumentTypeError as error:
-            raise InputError(f"field {spec!r}: {error}; use mock:small, mock:legus or mock:<ny>x<nx>[:seed=<n>], "
-                             "or a FITS directory") from None
+            raise InputError(
+                f"field {spec!r}: {error}; use mock:small, mock:legus or mock:<ny>x<nx>[:seed=<n>], "
+                "or a FITS directory"
+            ) from None
         return make_mock_field(size, seed=seed)
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"field {spec!r}: no such directory (or use mock:small / mock:legus)")
+        raise FileNotFoundError(
+            f"field {spec!r}: no such directory (or use mock:small / mock:legus)"
+        )
     return read_field_fits(path)
 
 
@@ -57,14 +63,27 @@ def _cmd_field_mock(args) -> int:
 
     out = Path(args.out)
     truth = out / f"{args.prefix}_truth.parquet"
-    existing = [p for p in [truth, *(out / f"{args.prefix}_{b}.fits" for b in ("F275W", "F336W", "F435W", "F555W",
-                                                                                 "F814W"))] if p.exists()]
+    existing = [
+        p
+        for p in [
+            truth,
+            *(
+                out / f"{args.prefix}_{b}.fits"
+                for b in ("F275W", "F336W", "F435W", "F555W", "F814W")
+            ),
+        ]
+        if p.exists()
+    ]
     if existing and not args.overwrite:
         raise ValueError(f"{existing[0]} exists; pass --overwrite to replace the field in {out}")
     field = make_mock_field(args.size, seed=args.seed)
     paths = write_field_fits(field, out, prefix=args.prefix, overwrite=args.overwrite)
     write_table(mock_truth(field, include_stars=True), truth)
-    print(f"wrote {field!r}\n  " + "\n  ".join(str(p) for p in paths.values()) + f"\n  {truth} (placed sources and stars)")
+    print(
+        f"wrote {field!r}\n  "
+        + "\n  ".join(str(p) for p in paths.values())
+        + f"\n  {truth} (placed sources and stars)"
+    )
     return 0
 
 
@@ -72,14 +91,23 @@ def _cmd_field_info(args) -> int:
     import numpy as np
 
     field = load_field(args.field)
-    info = {"name": field.name, "shape": list(field.shape), "footprint_px": int(field.footprint.sum()),
-            "pixel_scale_arcsec": field.pixel_scale_arcsec, "distance_modulus": field.distance_modulus,
-            "bands": {}}
+    info = {
+        "name": field.name,
+        "shape": list(field.shape),
+        "footprint_px": int(field.footprint.sum()),
+        "pixel_scale_arcsec": field.pixel_scale_arcsec,
+        "distance_modulus": field.distance_modulus,
+        "bands": {},
+    }
     for b in field.bands:
         img = field.images[b][field.footprint]
-        info["bands"][b] = {"zeropoint": field.zeropoints[b], "exptime_s": field.exptimes[b],
-                            "psf": field.psf[b].describe(), "median": float(np.median(img)),
-                            "p99": float(np.percentile(img, 99))}
+        info["bands"][b] = {
+            "zeropoint": field.zeropoints[b],
+            "exptime_s": field.exptimes[b],
+            "psf": field.psf[b].describe(),
+            "median": float(np.median(img)),
+            "p99": float(np.percentile(img, 99)),
+        }
     print(json.dumps(info, indent=1))
     return 0
 
@@ -89,10 +117,17 @@ def add_field_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("field", help="images: the mock NGC 628C field, field information")
     sub = p.add_subparsers(dest="field_command", required=True)
     m = sub.add_parser("mock", help="write the mock NGC 628C field as FITS (+ truth table)")
-    m.add_argument("--size", type=field_size, default="small", help="small (1500x1500), legus (7040x6400) or <ny>x<nx>")
+    m.add_argument(
+        "--size",
+        type=field_size,
+        default="small",
+        help="small (1500x1500), legus (7040x6400) or <ny>x<nx>",
+    )
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True, help="output directory")
-    m.add_argument("--prefix", default="ngc628c_mock", help="file name prefix (default: %(default)s)")
+    m.add_argument(
+        "--prefix", default="ngc628c_mock", help="file name prefix (default: %(default)s)"
+    )
     m.add_argument("--overwrite", action="store_true")
     m.set_defaults(func=_cmd_field_mock)
     i = sub.add_parser("info", help="describe a field")

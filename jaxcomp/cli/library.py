@@ -38,31 +38,73 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--n", type=positive_int, default=None, help="number of clusters to generate (default 10000)")
-    source.add_argument("--from", dest="source", type=Path, default=None, metavar="PATH",
-                        help="import a library: a SLUG <model>_cluster_prop.fits / _cluster_phot.fits (or model base "
-                             "name), or a Parquet/FITS/ECSV/CSV table with cluster_id, log_mass, log_age, av, "
-                             "r_eff_pc, mag_<band>")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="master seed (default %(default)s)")
-    parser.add_argument("--radius", choices=("flat", "K19"), default="flat",
-                        help="effective-radius model (default %(default)s); for SLUG imports, how radii are drawn")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output library: .parquet (metadata in the schema) or .fits")
-    parser.add_argument("--fits", action="store_true", help="also write a FITS copy beside a .parquet output")
-    parser.add_argument("--workers", type=positive_int, default=1, help="processes for the photometry (default 1)")
+    source.add_argument(
+        "--n",
+        type=positive_int,
+        default=None,
+        help="number of clusters to generate (default 10000)",
+    )
+    source.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="import a library: a SLUG <model>_cluster_prop.fits / _cluster_phot.fits (or model base "
+        "name), or a Parquet/FITS/ECSV/CSV table with cluster_id, log_mass, log_age, av, "
+        "r_eff_pc, mag_<band>",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="master seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--radius",
+        choices=("flat", "K19"),
+        default="flat",
+        help="effective-radius model (default %(default)s); for SLUG imports, how radii are drawn",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output library: .parquet (metadata in the schema) or .fits",
+    )
+    parser.add_argument(
+        "--fits", action="store_true", help="also write a FITS copy beside a .parquet output"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="processes for the photometry (default 1)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--isochrones", choices=ISOCHRONE_SETS, default="padova2007_z0.0190")
     parser.add_argument("--imf", choices=IMF_KINDS, default="chabrier2005")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="fully sampled (non-stochastic) photometry instead of stochastic IMF sampling")
-    parser.add_argument("--chunk-size", type=positive_int, default=10_000, help="clusters per seeded block")
-    parser.add_argument("--slug-photometry", choices=("auto", "neb_ex", "ex", "neb", "intrinsic"), default="auto",
-                        help="SLUG imports: which photometry (default: with nebular emission and extinction if present)")
-    parser.add_argument("--slug-mass", choices=("birth", "target"), default="birth",
-                        help="SLUG imports: log_mass from BirthMass (default) or TargetMass")
-    parser.add_argument("--distance-modulus", type=float, default=None,
-                        help=f"distance modulus [mag] (default {NGC628_DISTANCE_MODULUS:g}, NGC 628); added to SLUG's "
-                             "absolute magnitudes")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="fully sampled (non-stochastic) photometry instead of stochastic IMF sampling",
+    )
+    parser.add_argument(
+        "--chunk-size", type=positive_int, default=10_000, help="clusters per seeded block"
+    )
+    parser.add_argument(
+        "--slug-photometry",
+        choices=("auto", "neb_ex", "ex", "neb", "intrinsic"),
+        default="auto",
+        help="SLUG imports: which photometry (default: with nebular emission and extinction if present)",
+    )
+    parser.add_argument(
+        "--slug-mass",
+        choices=("birth", "target"),
+        default="birth",
+        help="SLUG imports: log_mass from BirthMass (default) or TargetMass",
+    )
+    parser.add_argument(
+        "--distance-modulus",
+        type=float,
+        default=None,
+        help=f"distance modulus [mag] (default {NGC628_DISTANCE_MODULUS:g}, NGC 628); added to SLUG's "
+        "absolute magnitudes",
+    )
     parser.set_defaults(func=run_library)
     return parser
 
@@ -84,11 +126,15 @@ def _write(frame, out: Path, fits_copy: bool) -> list[Path]:
 
 def run_library(args: argparse.Namespace) -> int:
     """Handler of ``jaxcomp library``; returns the exit status (errors raise ValueError etc.)."""
-    distance_modulus = NGC628_DISTANCE_MODULUS if args.distance_modulus is None else args.distance_modulus
+    distance_modulus = (
+        NGC628_DISTANCE_MODULUS if args.distance_modulus is None else args.distance_modulus
+    )
     if args.out.suffix.lower() not in (".parquet", ".pq", ".fits", ".fit"):
         raise ValueError(f"--out must end in .parquet or .fits, got {args.out.name!r}")
     if args.fits and args.out.suffix.lower() not in (".parquet", ".pq"):
-        raise ValueError("--fits writes a FITS copy beside a .parquet output; with a .fits --out leave it out")
+        raise ValueError(
+            "--fits writes a FITS copy beside a .parquet output; with a .fits --out leave it out"
+        )
     if args.source is not None:
         from ..library.external import _looks_like_slug, read_library_table
 
@@ -105,8 +151,10 @@ def run_library(args: argparse.Namespace) -> int:
         frame = read_library_table(path, **slug_options)
         written = _write(frame, args.out, args.fits)
         origin = frame.attrs.get("jaxcomp_library", {}).get("source", "table")
-        print(f"imported {len(frame)} clusters from {path} ({origin}); bands "
-              f"{[c[4:] for c in frame.columns if c.startswith('mag_')]}; wrote {', '.join(map(str, written))}")
+        print(
+            f"imported {len(frame)} clusters from {path} ({origin}); bands "
+            f"{[c[4:] for c in frame.columns if c.startswith('mag_')]}; wrote {', '.join(map(str, written))}"
+        )
         return 0
 
     from tqdm.auto import tqdm
@@ -123,12 +171,17 @@ def run_library(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
     )
     with tqdm(total=n, unit="cluster", desc="library", disable=args.quiet, file=sys.stderr) as bar:
+
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        frame = generate_library(n, config, seed=args.seed, n_workers=args.workers, progress=progress)
+        frame = generate_library(
+            n, config, seed=args.seed, n_workers=args.workers, progress=progress
+        )
     written = _write(frame, args.out, args.fits)
     meta = frame.attrs["jaxcomp_library"]
-    print(f"wrote {', '.join(map(str, written))}: {n} clusters, seed {args.seed}, radius model {args.radius}, "
-          f"{meta['n_age_clamped']} with ages outside the isochrones (flagged age_clamped)")
+    print(
+        f"wrote {', '.join(map(str, written))}: {n} clusters, seed {args.seed}, radius model {args.radius}, "
+        f"{meta['n_age_clamped']} with ages outside the isochrones (flagged age_clamped)"
+    )
     return 0

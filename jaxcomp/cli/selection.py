@@ -9,8 +9,13 @@ from pathlib import Path
 from ._errors import error_message, fail
 from .argtypes import float_list, int_list
 
-__all__ = ["add_import_c4_parser", "add_info_parser", "add_predict_parser", "add_train_parser",
-           "add_validate_parser"]
+__all__ = [
+    "add_import_c4_parser",
+    "add_info_parser",
+    "add_predict_parser",
+    "add_train_parser",
+    "add_validate_parser",
+]
 
 _OUT_OF_DOMAIN = ("clip", "nan", "error")
 
@@ -26,24 +31,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     table = read_table(args.labels)
     # options left out take TrainConfig's defaults (the one home of the training defaults)
-    given = {"hidden_widths": args.hidden, "epochs": args.epochs, "batch_size": args.batch_size,
-             "learning_rates": args.learning_rates, "weight_decays": args.weight_decays,
-             "n_members": args.members, "seed": args.seed, "out_of_domain": args.out_of_domain,
-             "label_column": args.label_column, "group_column": args.group_column}
-    config = TrainConfig(**{name: value for name, value in given.items() if value not in (None, ())})
-    result = train_selection_function(table, args.inputs, config, progress=not args.quiet,
-                                      provenance={"labels_file": str(Path(args.labels).resolve())})
+    given = {
+        "hidden_widths": args.hidden,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rates": args.learning_rates,
+        "weight_decays": args.weight_decays,
+        "n_members": args.members,
+        "seed": args.seed,
+        "out_of_domain": args.out_of_domain,
+        "label_column": args.label_column,
+        "group_column": args.group_column,
+    }
+    config = TrainConfig(
+        **{name: value for name, value in given.items() if value not in (None, ())}
+    )
+    result = train_selection_function(
+        table,
+        args.inputs,
+        config,
+        progress=not args.quiet,
+        provenance={"labels_file": str(Path(args.labels).resolve())},
+    )
     out = Path(args.out)
     result.selection_function.save(out)
     stem = out.with_suffix("")
     plot_loss_curves(result, f"{stem}_loss.png")
-    plot_reliability(result.test_calibration, f"{stem}_reliability.png",
-                     title=f"{out.name}: held-out labels")
-    atomic_write_text(f"{stem}_calibration.json",
-                      json.dumps(result.test_calibration.to_json(), indent=1))
+    plot_reliability(
+        result.test_calibration, f"{stem}_reliability.png", title=f"{out.name}: held-out labels"
+    )
+    atomic_write_text(
+        f"{stem}_calibration.json", json.dumps(result.test_calibration.to_json(), indent=1)
+    )
     summary = result.test_calibration.summary()
-    print(f"saved {out} (lr={result.best_learning_rate:g}, wd={result.best_weight_decay:g}); held-out "
-          f"Brier {summary['brier']:.4f}, ECE {summary['ece']:.4f}, log loss {summary['log_loss']:.4f}")
+    print(
+        f"saved {out} (lr={result.best_learning_rate:g}, wd={result.best_weight_decay:g}); held-out "
+        f"Brier {summary['brier']:.4f}, ECE {summary['ece']:.4f}, log loss {summary['log_loss']:.4f}"
+    )
     return 0
 
 
@@ -99,8 +123,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     results = {}
     for name, sf in networks.items():
         try:
-            results[name] = V.validate_selection(sf, table, name=name, min_count=min_count,
-                                                 out_of_domain="clip", drop_nonfinite=True)
+            results[name] = V.validate_selection(
+                sf, table, name=name, min_count=min_count, out_of_domain="clip", drop_nonfinite=True
+            )
         except (ValueError, JaxcompError) as error:
             return fail(f"{name}: {error_message(error)}")
         results[name].write_json(out / f"validation_{name}.json")
@@ -116,14 +141,18 @@ def add_train_parser(commands) -> None:
     """Add ``train`` (a selection function from AST labels)."""
     train = commands.add_parser("train", help="train a selection function on AST labels")
     train.add_argument("labels", help="labels table (.parquet, .fits, .ecsv, .csv)")
-    train.add_argument("--inputs", default="physical",
-                       help="'physical', 'photometric', 'physical+r_eff_pc' or comma-separated columns")
+    train.add_argument(
+        "--inputs",
+        default="physical",
+        help="'physical', 'photometric', 'physical+r_eff_pc' or comma-separated columns",
+    )
     train.add_argument("--out", required=True, help="artefact to write (.safetensors)")
     train.add_argument("--hidden", type=int_list, help="hidden widths, e.g. 512,512")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--learning-rates", type=float_list,
-                       help="grid, e.g. 5e-3,1e-2 (default: paper)")
+    train.add_argument(
+        "--learning-rates", type=float_list, help="grid, e.g. 5e-3,1e-2 (default: paper)"
+    )
     train.add_argument("--weight-decays", type=float_list, help="grid (default: paper)")
     train.add_argument("--members", type=int, help="ensemble size")
     train.add_argument("--seed", type=int)
@@ -165,12 +194,20 @@ def add_info_parser(commands) -> None:
 
 def add_validate_parser(commands) -> None:
     """Add ``validate`` (selection functions against p_true of a test campaign)."""
-    validate = commands.add_parser("validate",
-                                   help="validate selection functions on a test campaign (p_true)")
-    validate.add_argument("labels", help="labels table of a test-design campaign (repeated injections)")
-    validate.add_argument("--selection", nargs="+", required=True, help="selection-function artefacts")
+    validate = commands.add_parser(
+        "validate", help="validate selection functions on a test campaign (p_true)"
+    )
+    validate.add_argument(
+        "labels", help="labels table of a test-design campaign (repeated injections)"
+    )
+    validate.add_argument(
+        "--selection", nargs="+", required=True, help="selection-function artefacts"
+    )
     validate.add_argument("--out", required=True, help="output directory")
-    validate.add_argument("--min-count", type=int, default=0,
-                          help="omit bins with fewer test clusters (default: the paper's 80 of 5000, "
-                               "scaled)")
+    validate.add_argument(
+        "--min-count",
+        type=int,
+        default=0,
+        help="omit bins with fewer test clusters (default: the paper's 80 of 5000, scaled)",
+    )
     validate.set_defaults(func=_cmd_validate)

@@ -61,10 +61,10 @@ from .marginalise import (
     SelectionGrid,
     estimate_av_distribution,
     interpolate_marginal,
+    normalised_quadrature,
     p_corr_log_age,
     p_corr_log_mass,
     p_obs_mass_age,
-    normalised_quadrature,
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel

@@ -75,8 +75,9 @@ def _float64(distribution):
     return jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf, np.float64)), distribution)
 
 
-def marginal_completeness(grid, mass_distribution, age_distribution, av_distribution, *,
-                          n_gauss: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def marginal_completeness(
+    grid, mass_distribution, age_distribution, av_distribution, *, n_gauss: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """``p_corr(log_age)`` and ``p_corr(log_mass)`` on the grid's nodes, in float64.
 
     Parameters
@@ -99,16 +100,28 @@ def marginal_completeness(grid, mass_distribution, age_distribution, av_distribu
     from .marginalise import p_corr_log_age, p_corr_log_mass
 
     with jax.enable_x64(True):
-        mass, age, av = (_float64(d) for d in (mass_distribution, age_distribution, av_distribution))
+        mass, age, av = (
+            _float64(d) for d in (mass_distribution, age_distribution, av_distribution)
+        )
         p_age = np.asarray(p_corr_log_age(grid, mass, av, n_gauss=n_gauss), np.float64)
         p_mass = np.asarray(p_corr_log_mass(grid, age, av, n_gauss=n_gauss), np.float64)
     return p_age, p_mass
 
 
-def correct_catalogue(catalogue, grid, *, mass_distribution, age_distribution, av_distribution,
-                      age_bins, mass_bins, age_clip: float = AGE_CLIP,
-                      age_min_mean: float | None = AGE_MIN_MEAN, mass_clip: float = MASS_CLIP,
-                      mass_min_mean: float | None = None) -> CorrectionResult:
+def correct_catalogue(
+    catalogue,
+    grid,
+    *,
+    mass_distribution,
+    age_distribution,
+    av_distribution,
+    age_bins,
+    mass_bins,
+    age_clip: float = AGE_CLIP,
+    age_min_mean: float | None = AGE_MIN_MEAN,
+    mass_clip: float = MASS_CLIP,
+    mass_min_mean: float | None = None,
+) -> CorrectionResult:
     """Completeness-corrected age and mass functions of a catalogue (eq. 14-18).
 
     Parameters
@@ -134,7 +147,9 @@ def correct_catalogue(catalogue, grid, *, mass_distribution, age_distribution, a
     -------
     CorrectionResult
     """
-    p_age, p_mass = marginal_completeness(grid, mass_distribution, age_distribution, av_distribution)
+    p_age, p_mass = marginal_completeness(
+        grid, mass_distribution, age_distribution, av_distribution
+    )
     age_nodes = np.asarray(grid.log_age, np.float64)
     mass_nodes = np.asarray(grid.log_mass, np.float64)
     log_age = _values(catalogue["log_age"])
@@ -143,7 +158,16 @@ def correct_catalogue(catalogue, grid, *, mass_distribution, age_distribution, a
     p_i_age = np.interp(log_age, age_nodes, p_age)
     p_i_mass = np.interp(log_mass, mass_nodes, p_mass)
     caf = corrected_age_function(log_age, p_i_age, age_bins, clip=age_clip, min_mean=age_min_mean)
-    cmf = corrected_mass_function(log_mass, p_i_mass, mass_bins, clip=mass_clip, min_mean=mass_min_mean)
-    return CorrectionResult(caf=caf, cmf=cmf, log_age_nodes=age_nodes, p_corr_log_age=p_age,
-                            log_mass_nodes=mass_nodes, p_corr_log_mass=p_mass, p_corr_age=p_i_age,
-                            p_corr_mass=p_i_mass)
+    cmf = corrected_mass_function(
+        log_mass, p_i_mass, mass_bins, clip=mass_clip, min_mean=mass_min_mean
+    )
+    return CorrectionResult(
+        caf=caf,
+        cmf=cmf,
+        log_age_nodes=age_nodes,
+        p_corr_log_age=p_age,
+        log_mass_nodes=mass_nodes,
+        p_corr_log_mass=p_mass,
+        p_corr_age=p_i_age,
+        p_corr_mass=p_i_mass,
+    )

@@ -75,7 +75,9 @@ def _p_obs(selection: SelectionFunction, points: jax.Array) -> jax.Array:
 def _check_axis(name: str, values) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.shape[0] < 2:
-        raise ValueError(f"grid axis {name!r} must be one-dimensional with >= 2 points, got shape {values.shape}")
+        raise ValueError(
+            f"grid axis {name!r} must be one-dimensional with >= 2 points, got shape {values.shape}"
+        )
     if not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
         raise ValueError(f"grid axis {name!r} must be finite and strictly increasing")
     return values
@@ -112,11 +114,16 @@ class SelectionGrid(eqx.Module):
     @classmethod
     def from_arrays(cls, log_mass, log_age, av, p_obs) -> SelectionGrid:
         """Validate and wrap precomputed axes and p_obs values (float32)."""
-        axes = [_check_axis(name, values) for name, values in zip(PHYSICAL_AXES, (log_mass, log_age, av))]
+        axes = [
+            _check_axis(name, values)
+            for name, values in zip(PHYSICAL_AXES, (log_mass, log_age, av))
+        ]
         p_obs = np.asarray(p_obs, dtype=np.float32)
         shape = tuple(a.shape[0] for a in axes)
         if p_obs.shape != shape:
-            raise ValueError(f"p_obs has shape {p_obs.shape}, expected {shape} (log_mass, log_age, av)")
+            raise ValueError(
+                f"p_obs has shape {p_obs.shape}, expected {shape} (log_mass, log_age, av)"
+            )
         if not np.all(np.isfinite(p_obs)):
             raise ValueError(
                 "p_obs has NaN or infinite values; use a selection function with the 'clip' domain "
@@ -179,7 +186,9 @@ class SelectionGrid(eqx.Module):
         elif callable(selection):
             ranges = [LOG_MASS_RANGE, LOG_AGE_RANGE, AV_RANGE]
         else:
-            raise TypeError(f"selection must be a SelectionFunction or a callable, got {type(selection).__name__}")
+            raise TypeError(
+                f"selection must be a SelectionFunction or a callable, got {type(selection).__name__}"
+            )
         given = (log_mass, log_age, av)
         axes = [
             _check_axis(name, np.linspace(*limits, n) if values is None else values)
@@ -199,8 +208,14 @@ class SelectionGrid(eqx.Module):
                 i, j, k = np.unravel_index(flat, (n_mass, n_age, n_av))
                 columns = (axes[0][i], axes[1][j], axes[2][k])
                 points = np.stack([columns[o] for o in order], axis=-1).astype(np.float32)
-                values = evaluate_in_chunks(_p_obs, selection, points, chunk_size=chunk_size,
-                                            points_per_call=block, progress=False)
+                values = evaluate_in_chunks(
+                    _p_obs,
+                    selection,
+                    points,
+                    chunk_size=chunk_size,
+                    points_per_call=block,
+                    progress=False,
+                )
                 stop = min(start + block, total)
                 out[start:stop] = values[: stop - start]
             p_obs = out.reshape(n_mass, n_age, n_av)
@@ -210,8 +225,13 @@ class SelectionGrid(eqx.Module):
             for start in range(0, n_mass, rows):
                 stop = min(start + rows, n_mass)
                 p_obs[start:stop] = np.broadcast_to(
-                    np.asarray(selection(axes[0][start:stop, None, None], axes[1][None, :, None],
-                                         axes[2][None, None, :])),
+                    np.asarray(
+                        selection(
+                            axes[0][start:stop, None, None],
+                            axes[1][None, :, None],
+                            axes[2][None, None, :],
+                        )
+                    ),
                     (stop - start, n_age, n_av),
                 )
         return cls.from_arrays(*axes, p_obs)
@@ -233,7 +253,9 @@ class SelectionGrid(eqx.Module):
         """Trilinear interpolation of p_obs (clamped to the grid edges); broadcasts its arguments."""
         values = []
         weights = []
-        coordinates = jnp.broadcast_arrays(jnp.asarray(log_mass), jnp.asarray(log_age), jnp.asarray(av))
+        coordinates = jnp.broadcast_arrays(
+            jnp.asarray(log_mass), jnp.asarray(log_age), jnp.asarray(av)
+        )
         for axis, x in zip((self.log_mass, self.log_age, self.av), coordinates):
             x = jnp.clip(x, axis[0], axis[-1])
             i = jnp.clip(jnp.searchsorted(axis, x, side="right") - 1, 0, axis.shape[0] - 2)
@@ -255,8 +277,13 @@ class SelectionGrid(eqx.Module):
         from .._io import atomic_write_bytes
 
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, log_mass=np.asarray(self.log_mass), log_age=np.asarray(self.log_age),
-                            av=np.asarray(self.av), p_obs=np.asarray(self.p_obs))
+        np.savez_compressed(
+            buffer,
+            log_mass=np.asarray(self.log_mass),
+            log_age=np.asarray(self.log_age),
+            av=np.asarray(self.av),
+            p_obs=np.asarray(self.p_obs),
+        )
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -320,12 +347,16 @@ def quadrature_weights(distribution, nodes: jax.Array, *, n_gauss: int = 8) -> j
         Non-negative weights; their sum is the quadrature of ``∫ p dx``
         (1 to rounding for the normalised distributions of this package).
     """
-    nodes, breakpoints, log_density, dtype = _quadrature_inputs(distribution, nodes, "quadrature_weights")
+    nodes, breakpoints, log_density, dtype = _quadrature_inputs(
+        distribution, nodes, "quadrature_weights"
+    )
     return _cell_weights(log_density, breakpoints, nodes, n_gauss, dtype)
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
-def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -> tuple[jax.Array, jax.Array]:
+def normalised_quadrature(
+    distribution, nodes: jax.Array, *, n_gauss: int = 8
+) -> tuple[jax.Array, jax.Array]:
     """Quadrature weights normalised to sum to 1, and the log normaliser they imply.
 
     The same rule as :func:`quadrature_weights`, applied to the distribution's
@@ -341,7 +372,9 @@ def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -
     weights : jax.Array, shape (n,)
     log_norm : jax.Array, shape ()
     """
-    nodes, breakpoints, log_density, dtype = _quadrature_inputs(distribution, nodes, "normalised_quadrature")
+    nodes, breakpoints, log_density, dtype = _quadrature_inputs(
+        distribution, nodes, "normalised_quadrature"
+    )
     log_f = getattr(distribution, "_log_unnormalised", log_density)
     weights = _cell_weights(log_f, breakpoints, nodes, n_gauss, dtype)
     total = jnp.sum(weights)
@@ -350,13 +383,22 @@ def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -
 
 def _quadrature_inputs(distribution, nodes, caller: str):
     if distribution.batch_shape != ():
-        raise ValueError(f"{caller} needs a scalar distribution, got batch shape {distribution.batch_shape}")
+        raise ValueError(
+            f"{caller} needs a scalar distribution, got batch shape {distribution.batch_shape}"
+        )
     nodes = jnp.asarray(nodes)
     if nodes.ndim != 1 or nodes.shape[0] < 2:
         raise ValueError(f"{caller} needs at least 2 nodes in a 1-D array, got shape {nodes.shape}")
-    dtype = jnp.result_type(nodes.dtype, *(jnp.asarray(leaf).dtype for leaf in jax.tree.leaves(distribution)))
+    dtype = jnp.result_type(
+        nodes.dtype, *(jnp.asarray(leaf).dtype for leaf in jax.tree.leaves(distribution))
+    )
     breakpoints, log_density = _density_parts(distribution)
-    return nodes.astype(dtype), breakpoints.astype(dtype), log_density, dtype  # breakpoints increasing
+    return (
+        nodes.astype(dtype),
+        breakpoints.astype(dtype),
+        log_density,
+        dtype,
+    )  # breakpoints increasing
 
 
 def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
@@ -368,8 +410,16 @@ def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
     # breakpoint on a node or outside the support only adds an empty one), each integrated with an
     # n_gauss-point Gauss-Legendre rule.  One sort and one fused pass keep the number of XLA kernels
     # small, which is what a single gradient evaluation inside NUTS pays for on a CPU.
-    edges = jnp.sort(jnp.concatenate([jnp.minimum(breakpoints[:1], nodes[:1]), nodes, breakpoints,
-                                      jnp.maximum(breakpoints[-1:], nodes[-1:])]))
+    edges = jnp.sort(
+        jnp.concatenate(
+            [
+                jnp.minimum(breakpoints[:1], nodes[:1]),
+                nodes,
+                breakpoints,
+                jnp.maximum(breakpoints[-1:], nodes[-1:]),
+            ]
+        )
+    )
     left, right = edges[:-1], edges[1:]
     half, mid = 0.5 * (right - left), 0.5 * (right + left)
     x = mid[:, None] + half[:, None] * t  # (n + m + 1, G)
@@ -385,12 +435,16 @@ def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
 
 
 def _grid_dtype(grid: SelectionGrid, *distributions):
-    return jnp.result_type(grid.p_obs.dtype, *(jnp.asarray(leaf).dtype for d in distributions
-                                               for leaf in jax.tree.leaves(d)))
+    return jnp.result_type(
+        grid.p_obs.dtype,
+        *(jnp.asarray(leaf).dtype for d in distributions for leaf in jax.tree.leaves(d)),
+    )
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
-def p_corr_log_age(grid: SelectionGrid, mass_distribution, av_distribution, *, n_gauss: int = 8) -> jax.Array:
+def p_corr_log_age(
+    grid: SelectionGrid, mass_distribution, av_distribution, *, n_gauss: int = 8
+) -> jax.Array:
     """Completeness marginalised over mass and extinction, on the grid's log_age nodes (eq. 16).
 
     ``p_corr(log_age) = ∬ p_obs(log_mass, log_age, av) p(log_mass) p(av) d log_mass d av``.
@@ -423,7 +477,9 @@ def p_corr_log_age(grid: SelectionGrid, mass_distribution, av_distribution, *, n
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
-def p_corr_log_mass(grid: SelectionGrid, age_distribution, av_distribution, *, n_gauss: int = 8) -> jax.Array:
+def p_corr_log_mass(
+    grid: SelectionGrid, age_distribution, av_distribution, *, n_gauss: int = 8
+) -> jax.Array:
     """Completeness marginalised over age and extinction, on the grid's log_mass nodes.
 
     ``p_corr(log_mass) = ∬ p_obs(log_mass, log_age, av) p(log_age) p(av) d log_age d av``
@@ -583,7 +639,9 @@ def estimate_av_distribution(
         raise ValueError(f"out_of_range must be 'drop' or 'clip', got {out_of_range!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    edges = np.linspace(*av_range, n_bins + 1) if edges is None else np.asarray(edges, dtype=np.float64)
+    edges = (
+        np.linspace(*av_range, n_bins + 1) if edges is None else np.asarray(edges, dtype=np.float64)
+    )
     if edges.ndim != 1 or edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("edges must be a strictly increasing 1-d array with at least 2 entries")
     log_mass, log_age, av = (_column(catalogue, name) for name in PHYSICAL_AXES)
@@ -608,7 +666,9 @@ def estimate_av_distribution(
     elif callable(selection):
         p_ref[finite] = np.asarray(selection(m, t, a), dtype=np.float64)
     else:
-        raise TypeError(f"selection must be a SelectionFunction, SelectionGrid or callable, got {type(selection)}")
+        raise TypeError(
+            f"selection must be a SelectionFunction, SelectionGrid or callable, got {type(selection)}"
+        )
     selected = finite & (np.nan_to_num(p_ref, nan=-1.0) >= level)
     values = av[selected]
     outside = (values < edges[0]) | (values > edges[-1])
@@ -623,6 +683,11 @@ def estimate_av_distribution(
     distribution = PiecewiseConstantAV(edges, counts.astype(np.float64))
     if not return_details:
         return distribution
-    return AVEstimate(distribution=distribution, edges=edges, counts=counts, selected=selected,
-                      p_obs_reference=p_ref, n_outside_range=int(outside.sum()))
-
+    return AVEstimate(
+        distribution=distribution,
+        edges=edges,
+        counts=counts,
+        selected=selected,
+        p_obs_reference=p_ref,
+        n_outside_range=int(outside.sum()),
+    )

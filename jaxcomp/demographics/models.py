@@ -163,24 +163,34 @@ class PopulationModel:
     priors: tuple[tuple[str, tuple[float, float]], ...] = ()
 
     def __post_init__(self):
-        for name, value, allowed in (("mass", self.mass, _MASS_FORMS), ("age", self.age, _AGE_FORMS),
-                                     ("av", self.av, _AV_FORMS), ("likelihood", self.likelihood, _LIKELIHOODS),
-                                     ("measurement_error", self.measurement_error, _ERRORS)):
+        for name, value, allowed in (
+            ("mass", self.mass, _MASS_FORMS),
+            ("age", self.age, _AGE_FORMS),
+            ("av", self.av, _AV_FORMS),
+            ("likelihood", self.likelihood, _LIKELIHOODS),
+            ("measurement_error", self.measurement_error, _ERRORS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         edges = tuple(float(e) for e in self.av_edges)
         if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-            raise ValueError(f"av_edges must be strictly increasing with >= 2 entries, got {self.av_edges}")
+            raise ValueError(
+                f"av_edges must be strictly increasing with >= 2 entries, got {self.av_edges}"
+            )
         object.__setattr__(self, "av_edges", edges)
         if self.av_weights is not None:
             weights = tuple(float(w) for w in self.av_weights)
             if len(weights) != len(edges) - 1 or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError("av_weights needs one non-negative weight per A_V bin with a positive sum")
+                raise ValueError(
+                    "av_weights needs one non-negative weight per A_V bin with a positive sum"
+                )
             object.__setattr__(self, "av_weights", weights)
         unknown = set(self.error_columns) - set(THETA_COLUMNS)
         if unknown:
             raise ValueError(f"error_columns must be among {THETA_COLUMNS}, got {sorted(unknown)}")
-        object.__setattr__(self, "error_columns", tuple(c for c in THETA_COLUMNS if c in self.error_columns))
+        object.__setattr__(
+            self, "error_columns", tuple(c for c in THETA_COLUMNS if c in self.error_columns)
+        )
         priors = dict(self.priors.items() if isinstance(self.priors, Mapping) else self.priors)
         bad = set(priors) - set(DEFAULT_PRIORS)
         if bad:
@@ -188,7 +198,11 @@ class PopulationModel:
         for name, (low, high) in priors.items():
             if not high > low:
                 raise ValueError(f"prior {name}: upper bound must exceed the lower one")
-        object.__setattr__(self, "priors", tuple(sorted((k, (float(v[0]), float(v[1]))) for k, v in priors.items())))
+        object.__setattr__(
+            self,
+            "priors",
+            tuple(sorted((k, (float(v[0]), float(v[1]))) for k, v in priors.items())),
+        )
         for name in ("log_mass_range", "log_age_range"):
             low, high = getattr(self, name)
             if not high > low:
@@ -231,8 +245,11 @@ class PopulationModel:
 
     def support(self, column: str) -> tuple[float, float]:
         """Support of the population distribution of ``column``."""
-        return {"log_mass": self.log_mass_range, "log_age": self.log_age_range,
-                "av": (self.av_edges[0], self.av_edges[-1])}[column]
+        return {
+            "log_mass": self.log_mass_range,
+            "log_age": self.log_age_range,
+            "av": (self.av_edges[0], self.av_edges[-1]),
+        }[column]
 
     def sample_hyperparameters(self) -> dict:
         """NumPyro ``sample`` statements of the hyperparameters; returns them in a dict.
@@ -245,7 +262,8 @@ class PopulationModel:
             params[name] = numpyro.sample(name, dist.Uniform(low, high))
         if self.av == "piecewise":
             params["av_weights"] = numpyro.sample(
-                "av_weights", dist.Dirichlet(jnp.full(self.n_av_bins, float(self.av_concentration))))
+                "av_weights", dist.Dirichlet(jnp.full(self.n_av_bins, float(self.av_concentration)))
+            )
         return params
 
     def sample_prior(self, seed: int | jax.Array) -> dict[str, np.ndarray]:
@@ -260,7 +278,9 @@ class PopulationModel:
         """p(log_mass | Λ_M) as a NumPyro distribution."""
         low, high = self.log_mass_range
         if self.mass == "schechter":
-            return SchechterLogMass(params["alpha_M"], params["log_M_break"], low, high, validate_args=False)
+            return SchechterLogMass(
+                params["alpha_M"], params["log_M_break"], low, high, validate_args=False
+            )
         return PowerLawLogMass(params["alpha_M"], low, high, validate_args=False)
 
     def age_slope(self, params: Mapping, log_mass=None):
@@ -277,8 +297,14 @@ class PopulationModel:
         low, high = self.log_age_range
         alpha = self.age_slope(params, log_mass)
         if self.age == "broken_power_law":
-            return BrokenPowerLawLogAge(alpha, params["log_T_break"], params["alpha_T_young"], low, high,
-                                        validate_args=False)
+            return BrokenPowerLawLogAge(
+                alpha,
+                params["log_T_break"],
+                params["alpha_T_young"],
+                low,
+                high,
+                validate_args=False,
+            )
         return PowerLawLogAge(alpha, low, high, validate_args=False)
 
     def av_probabilities(self, params: Mapping) -> jax.Array:
@@ -286,14 +312,20 @@ class PopulationModel:
         if self.av == "piecewise":
             weights = params["av_weights"]
         else:
-            weights = jnp.asarray(self.av_weights if self.av_weights is not None else np.ones(self.n_av_bins))
+            weights = jnp.asarray(
+                self.av_weights if self.av_weights is not None else np.ones(self.n_av_bins)
+            )
         return weights / jnp.sum(weights)
 
     def av_log_density(self, params: Mapping, av) -> jax.Array:
         """ln p(A_V | Λ_A) (piecewise constant; -inf outside the edges)."""
         edges = jnp.asarray(self.av_edges)
         av = jnp.asarray(av)
-        index = jnp.clip(jnp.searchsorted(edges, av, side="right", method="compare_all") - 1, 0, self.n_av_bins - 1)
+        index = jnp.clip(
+            jnp.searchsorted(edges, av, side="right", method="compare_all") - 1,
+            0,
+            self.n_av_bins - 1,
+        )
         log_density = jnp.log(self.av_probabilities(params)) - jnp.log(jnp.diff(edges))
         inside = (av >= edges[0]) & (av <= edges[-1])
         return jnp.where(inside, log_density[index], -jnp.inf)
@@ -314,5 +346,9 @@ class PopulationModel:
         age = {"power_law": "power-law CAF", "broken_power_law": "broken-power-law CAF"}[self.age]
         mass = {"schechter": "Schechter CMF", "power_law": "power-law CMF"}[self.mass]
         extra = ", mass-dependent age slope" if self.mass_dependent_age else ""
-        errors = "" if self.measurement_error == "none" else f", measurement errors ({self.measurement_error})"
+        errors = (
+            ""
+            if self.measurement_error == "none"
+            else f", measurement errors ({self.measurement_error})"
+        )
         return f"{mass}, {age}, {self.av} p(A_V){extra}{errors}, {self.likelihood} likelihood"

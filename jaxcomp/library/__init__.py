@@ -25,7 +25,12 @@ here is numpy (the library is stochastic, not differentiable) and holds no globa
 """
 
 from .bands import DEFAULT_BANDS, SEDPY_FILTER_NAMES
-from .external import read_library_table, read_slug_library, validate_library_table, write_library_fits
+from .external import (
+    read_library_table,
+    read_slug_library,
+    validate_library_table,
+    write_library_fits,
+)
 from .imf import IMF, chabrier2005, kroupa2001, sample_imf
 from .library import (
     LIBRARY_COLUMNS,

@@ -92,6 +92,7 @@ __all__ = [
 ]
 
 from ..survey import NGC628_DISTANCE_MODULUS  # noqa: E402  (re-exported)
+
 AGE_POLICIES = ("raise", "clamp")
 
 _LN10 = math.log(10.0)

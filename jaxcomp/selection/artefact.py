@@ -71,7 +71,9 @@ def write_artefact(path: str | os.PathLike, header: dict, tensors: dict[str, np.
     header["schema_version"] = SCHEMA_VERSION
     header["tensors_sha256"] = tensor_digest(tensors)
     header["header_sha256"] = header_digest(header)
-    payload = save_safetensors_bytes(tensors, metadata={_METADATA_KEY: json.dumps(header, indent=1)})
+    payload = save_safetensors_bytes(
+        tensors, metadata={_METADATA_KEY: json.dumps(header, indent=1)}
+    )
     return atomic_write_bytes(path, payload)
 
 
@@ -79,7 +81,9 @@ def _parse(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.exists():
         raise FileNotFoundError(f"selection-function artefact not found: {path}")
     if path.is_dir():
-        raise ArtefactError(f"{path} is a directory; give the artefact file (.safetensors) inside it")
+        raise ArtefactError(
+            f"{path} is a directory; give the artefact file (.safetensors) inside it"
+        )
     raw = path.read_bytes()
     if len(raw) < 8:
         raise ArtefactError(f"{path} is not a jaxcomp artefact: only {len(raw)} bytes (truncated?)")

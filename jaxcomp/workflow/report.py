@@ -159,8 +159,12 @@ def _fmt_value(value) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)):
-        items = [_fmt_value(v) if not isinstance(v, (Mapping, list, tuple)) else json.dumps(v, default=str)
-                 for v in value[:_MAX_LIST_ITEMS]]
+        items = [
+            _fmt_value(v)
+            if not isinstance(v, (Mapping, list, tuple))
+            else json.dumps(v, default=str)
+            for v in value[:_MAX_LIST_ITEMS]
+        ]
         more = f", … ({len(value)} items)" if len(value) > _MAX_LIST_ITEMS else ""
         return "[" + ", ".join(items) + more + "]"
     if isinstance(value, Mapping):
@@ -251,8 +255,11 @@ def _comparison_table(metrics: Mapping) -> tuple[str, set[str]]:
         used.add("ece")
     else:
         ece_g = {}
-    kinds = list(paper_g) + [k for k in ours_g if k not in paper_g] + [k for k in ece_g
-                                                                         if k not in paper_g and k not in ours_g]
+    kinds = (
+        list(paper_g)
+        + [k for k in ours_g if k not in paper_g]
+        + [k for k in ece_g if k not in paper_g and k not in ours_g]
+    )
     rows, n_pass, n_checked = [], 0, 0
     for kind in kinds:
         mine, theirs = ours_g.get(kind, {}), paper_g.get(kind, {})
@@ -261,33 +268,49 @@ def _comparison_table(metrics: Mapping) -> tuple[str, set[str]]:
         for name in list(theirs) + [k for k in mine if k not in theirs]:
             a, b = mine.get(name), theirs.get(name)
             ok = None
-            if _is_number(a) and _is_number(b) and math.isfinite(float(a)) and math.isfinite(float(b)):
+            if (
+                _is_number(a)
+                and _is_number(b)
+                and math.isfinite(float(a))
+                and math.isfinite(float(b))
+            ):
                 ok = float(a) <= float(b)
             elif _is_number(b) and _is_number(a):  # NaN / inf of ours: a failure
                 ok = False
             if ok is not None:
                 n_checked += 1
                 n_pass += ok
-            rows.append(f"<tr><td>{_esc(kind or '—')}</td><td>{_esc(name)}</td>"
-                        f'<td class="num">{_esc(_fmt_fixed(a))}</td><td class="num">{_esc(_fmt_fixed(b))}</td>'
-                        f"<td>{_mark(ok)}</td></tr>")
+            rows.append(
+                f"<tr><td>{_esc(kind or '—')}</td><td>{_esc(name)}</td>"
+                f'<td class="num">{_esc(_fmt_fixed(a))}</td><td class="num">{_esc(_fmt_fixed(b))}</td>'
+                f"<td>{_mark(ok)}</td></tr>"
+            )
         if kind in ece_g:
             value = ece_g[kind]
-            ok = float(value) < ECE_THRESHOLD if _is_number(value) and math.isfinite(float(value)) else (
-                False if _is_number(value) else None)
+            ok = (
+                float(value) < ECE_THRESHOLD
+                if _is_number(value) and math.isfinite(float(value))
+                else (False if _is_number(value) else None)
+            )
             if ok is not None:
                 n_checked += 1
                 n_pass += ok
-            rows.append(f"<tr><td>{_esc(kind or '—')}</td><td>ECE</td>"
-                        f'<td class="num">{_esc(_fmt_fixed(value))}</td>'
-                        f'<td class="num">&lt; {_esc(_fmt_fixed(ECE_THRESHOLD))}</td><td>{_mark(ok)}</td></tr>')
+            rows.append(
+                f"<tr><td>{_esc(kind or '—')}</td><td>ECE</td>"
+                f'<td class="num">{_esc(_fmt_fixed(value))}</td>'
+                f'<td class="num">&lt; {_esc(_fmt_fixed(ECE_THRESHOLD))}</td><td>{_mark(ok)}</td></tr>'
+            )
     if not rows:
         return "", set()
-    head = ("<tr><th>Inputs</th><th>Quantity</th><th>Ours</th><th>Paper</th><th>Check</th></tr>")
-    caption = (f"Comparison with the paper: {n_pass} of {n_checked} checks pass (a percentile passes where ours "
-               f"&le; the paper's; the expected calibration error passes below {_esc(_fmt_fixed(ECE_THRESHOLD))}).")
-    html_text = (f'<h3>Comparison with the paper</h3>\n<p class="caption">{caption}</p>\n'
-                 f'<div class="table-wrap"><table class="comparison">{head}{"".join(rows)}</table></div>')
+    head = "<tr><th>Inputs</th><th>Quantity</th><th>Ours</th><th>Paper</th><th>Check</th></tr>"
+    caption = (
+        f"Comparison with the paper: {n_pass} of {n_checked} checks pass (a percentile passes where ours "
+        f"&le; the paper's; the expected calibration error passes below {_esc(_fmt_fixed(ECE_THRESHOLD))})."
+    )
+    html_text = (
+        f'<h3>Comparison with the paper</h3>\n<p class="caption">{caption}</p>\n'
+        f'<div class="table-wrap"><table class="comparison">{head}{"".join(rows)}</table></div>'
+    )
     return html_text, used
 
 
@@ -296,8 +319,11 @@ _RECOVERY_FIELDS = ("truth", "median", "low95", "high95")
 
 def _recovery_table(metrics: Mapping) -> tuple[str, set[str]]:
     recovery = metrics.get("recovery")
-    if not (isinstance(recovery, Mapping) and recovery
-            and all(isinstance(v, Mapping) for v in recovery.values())):
+    if not (
+        isinstance(recovery, Mapping)
+        and recovery
+        and all(isinstance(v, Mapping) for v in recovery.values())
+    ):
         return "", set()
     rows, n_inside, n_checked = [], 0, 0
     for param, entry in recovery.items():
@@ -307,13 +333,23 @@ def _recovery_table(metrics: Mapping) -> tuple[str, set[str]]:
             ok = float(low) <= float(truth) <= float(high)
             n_checked += 1
             n_inside += ok
-        cells = "".join(f'<td class="num">{_esc(_fmt_value(entry.get(f)))}</td>' for f in _RECOVERY_FIELDS)
-        rows.append(f"<tr><td>{_esc(param)}</td>{cells}<td>{_mark(ok, 'inside', 'outside')}</td></tr>")
-    head = ("<tr><th>Parameter</th><th>Truth</th><th>Median</th><th>95% low</th><th>95% high</th>"
-            "<th>Truth inside the 95% interval</th></tr>")
-    caption = f"Parameter recovery: {n_inside} of {n_checked} true values lie inside their 95% intervals."
-    html_text = (f'<h3>Parameter recovery</h3>\n<p class="caption">{_esc(caption)}</p>\n'
-                 f'<div class="table-wrap"><table class="recovery">{head}{"".join(rows)}</table></div>')
+        cells = "".join(
+            f'<td class="num">{_esc(_fmt_value(entry.get(f)))}</td>' for f in _RECOVERY_FIELDS
+        )
+        rows.append(
+            f"<tr><td>{_esc(param)}</td>{cells}<td>{_mark(ok, 'inside', 'outside')}</td></tr>"
+        )
+    head = (
+        "<tr><th>Parameter</th><th>Truth</th><th>Median</th><th>95% low</th><th>95% high</th>"
+        "<th>Truth inside the 95% interval</th></tr>"
+    )
+    caption = (
+        f"Parameter recovery: {n_inside} of {n_checked} true values lie inside their 95% intervals."
+    )
+    html_text = (
+        f'<h3>Parameter recovery</h3>\n<p class="caption">{_esc(caption)}</p>\n'
+        f'<div class="table-wrap"><table class="recovery">{head}{"".join(rows)}</table></div>'
+    )
     return html_text, {"recovery"}
 
 
@@ -376,8 +412,10 @@ def _figure_html(entry, run_dir: Path, stage_dir: Path, problems: _Problems) -> 
         return problems.bad_file(path, f"unsupported figure format {path.suffix or '(none)'}")
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     caption_html = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img src="data:{mime};base64,{data}" alt="{_esc(caption or path.name)}">'
-            f"{caption_html}</figure>")
+    return (
+        f'<figure><img src="data:{mime};base64,{data}" alt="{_esc(caption or path.name)}">'
+        f"{caption_html}</figure>"
+    )
 
 
 def _table_cell(value) -> str:
@@ -392,7 +430,9 @@ def _table_cell(value) -> str:
             value = value.item()
         else:
             flat = value.ravel()
-            text = ", ".join(_fmt_value(v.item()) for v in flat[:6]) + (", …" if flat.size > 6 else "")
+            text = ", ".join(_fmt_value(v.item()) for v in flat[:6]) + (
+                ", …" if flat.size > 6 else ""
+            )
             return f"<td>[{_esc(text)}]</td>"
     if isinstance(value, np.generic):
         value = value.item()
@@ -432,14 +472,20 @@ def _table_html(entry, run_dir: Path, stage_dir: Path, problems: _Problems) -> s
     else:
         rows_note = f"All {n_rows} rows ({len(table.colnames)} columns)."
     caption_html = f'<p class="caption">{_esc(caption)}</p>' if caption else ""
-    return (f"{caption_html}<div class=\"table-wrap\"><table class=\"data\"><tr>{''.join(header)}</tr>"
-            f"{''.join(body)}</table></div>\n<p class=\"rows-note\">{_esc(rows_note)} "
-            f"File: <code>{_esc(problems.rel(path))}</code></p>")
+    return (
+        f'{caption_html}<div class="table-wrap"><table class="data"><tr>{"".join(header)}</tr>'
+        f'{"".join(body)}</table></div>\n<p class="rows-note">{_esc(rows_note)} '
+        f"File: <code>{_esc(problems.rel(path))}</code></p>"
+    )
 
 
 def _status_badge(status: str) -> str:
-    cls = {"done": "status-done", "failed": "status-failed", "not run": "status-not-run",
-           "unreadable": "status-unreadable"}.get(status, "status-other")
+    cls = {
+        "done": "status-done",
+        "failed": "status-failed",
+        "not run": "status-not-run",
+        "unreadable": "status-unreadable",
+    }.get(status, "status-other")
     return f'<span class="badge {cls}">{_esc(status)}</span>'
 
 
@@ -463,18 +509,24 @@ def _read_stage(run_dir: Path, name: str, problems: _Problems) -> tuple[dict | N
     return stage, ""
 
 
-def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_dir: Path,
-                   problems: _Problems) -> str:
+def _stage_section(
+    index: int, name: str, stage: dict | None, warning: str, run_dir: Path, problems: _Problems
+) -> str:
     anchor = _anchor(index, name)
     if stage is None:
-        return (f'<section class="stage" id="{_esc(anchor)}">\n<h2>{index}. {_esc(name)}</h2>\n'
-                f'<p class="meta"><span>{_status_badge("not run")}</span><span>stage <code>{_esc(name)}</code>'
-                f"</span></p>\n{warning}<p>This stage has not run yet.</p>\n</section>")
+        return (
+            f'<section class="stage" id="{_esc(anchor)}">\n<h2>{index}. {_esc(name)}</h2>\n'
+            f'<p class="meta"><span>{_status_badge("not run")}</span><span>stage <code>{_esc(name)}</code>'
+            f"</span></p>\n{warning}<p>This stage has not run yet.</p>\n</section>"
+        )
     stage_dir = run_dir / name
     title = stage.get("title") or name
     status = str(stage.get("status") or "unknown")
     parts = [f'<section class="stage" id="{_esc(anchor)}">', f"<h2>{index}. {_esc(title)}</h2>"]
-    meta = [f"<span>{_status_badge(status)}</span>", f"<span>stage <code>{_esc(name)}</code></span>"]
+    meta = [
+        f"<span>{_status_badge(status)}</span>",
+        f"<span>stage <code>{_esc(name)}</code></span>",
+    ]
     if "seconds" in stage:
         meta.append(f"<span>time {_esc(_fmt_seconds(stage.get('seconds')))}</span>")
     if "started" in stage:
@@ -487,8 +539,10 @@ def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_
     parts.append(f'<p class="meta">{"".join(meta)}</p>')
     parts.append(warning)
     if stage.get("stage") not in (None, name):
-        parts.append(f'<div class="note">⚠ stage.json names stage {_esc(stage["stage"])}, '
-                     f"not {_esc(name)}.</div>")
+        parts.append(
+            f'<div class="note">⚠ stage.json names stage {_esc(stage["stage"])}, '
+            f"not {_esc(name)}.</div>"
+        )
     parts.append(_description_html(stage.get("description")))
     if stage.get("error"):
         parts.append(f"<h3>Error</h3><pre>{_esc(stage['error'])}</pre>")
@@ -504,9 +558,13 @@ def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_
         parts.extend(p for p in (comparison, recovery) if p)
         rest = {k: v for k, v in metrics.items() if k not in used_c | used_r}
         if rest:
-            rows = "".join(f"<tr><td>{_esc(key)}</td>{_cell(value)}</tr>" for key, value in _flatten(rest))
-            parts.append(f'<h3>Metrics</h3>\n<div class="table-wrap"><table class="metrics">'
-                         f"<tr><th>Metric</th><th>Value</th></tr>{rows}</table></div>")
+            rows = "".join(
+                f"<tr><td>{_esc(key)}</td>{_cell(value)}</tr>" for key, value in _flatten(rest)
+            )
+            parts.append(
+                f'<h3>Metrics</h3>\n<div class="table-wrap"><table class="metrics">'
+                f"<tr><th>Metric</th><th>Value</th></tr>{rows}</table></div>"
+            )
 
     figures = stage.get("figures") or []
     if figures:
@@ -518,8 +576,10 @@ def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_
         parts.extend(_table_html(entry, run_dir, stage_dir, problems) for entry in tables)
     config = stage.get("config")
     if config:
-        parts.append(f"<details><summary>Stage configuration</summary><pre>"
-                     f"{_esc(json.dumps(config, indent=2, default=str))}</pre></details>")
+        parts.append(
+            f"<details><summary>Stage configuration</summary><pre>"
+            f"{_esc(json.dumps(config, indent=2, default=str))}</pre></details>"
+        )
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
@@ -541,30 +601,44 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
     name = run.get("name") or run_dir.name
 
     loaded = [(s, *_read_stage(run_dir, s, problems)) for s in stages]
-    total = sum(float(st["seconds"]) for _, st, _ in loaded
-                if st is not None and _is_number(st.get("seconds")) and math.isfinite(float(st["seconds"])))
+    total = sum(
+        float(st["seconds"])
+        for _, st, _ in loaded
+        if st is not None and _is_number(st.get("seconds")) and math.isfinite(float(st["seconds"]))
+    )
     counts: dict[str, int] = {}
     for _, st, _ in loaded:
         status = "not run" if st is None else str(st.get("status") or "unknown")
         counts[status] = counts.get(status, 0) + 1
 
-    summary = [("Run", name), ("jaxcomp", run.get("jaxcomp_version", "—")),
-               ("Configuration hash", run.get("config_hash", "—")), ("Seed", run.get("seed", "—")),
-               ("Created", run.get("created", "—")), ("Updated", run.get("updated", "—")),
-               ("Total stage time", _fmt_seconds(total)),
-               ("Stages", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"),
-               ("Platform", run.get("platform", "—"))]
+    summary = [
+        ("Run", name),
+        ("jaxcomp", run.get("jaxcomp_version", "—")),
+        ("Configuration hash", run.get("config_hash", "—")),
+        ("Seed", run.get("seed", "—")),
+        ("Created", run.get("created", "—")),
+        ("Updated", run.get("updated", "—")),
+        ("Total stage time", _fmt_seconds(total)),
+        ("Stages", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"),
+        ("Platform", run.get("platform", "—")),
+    ]
     summary_rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary)
     versions = run.get("versions") or {}
     versions_html = ""
     if isinstance(versions, Mapping) and versions:
-        rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in versions.items())
-        versions_html = (f"<details><summary>Package versions ({len(versions)})</summary><table>"
-                         f"<tr><th>Package</th><th>Version</th></tr>{rows}</table></details>")
+        rows = "".join(
+            f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in versions.items()
+        )
+        versions_html = (
+            f"<details><summary>Package versions ({len(versions)})</summary><table>"
+            f"<tr><th>Package</th><th>Version</th></tr>{rows}</table></details>"
+        )
     config_path = run_dir / "config.toml"
     if config_path.is_file():
-        config_html = (f"<details><summary>Configuration (config.toml)</summary>"
-                       f"<pre>{_esc(config_path.read_text(encoding='utf-8', errors='replace'))}</pre></details>")
+        config_html = (
+            f"<details><summary>Configuration (config.toml)</summary>"
+            f"<pre>{_esc(config_path.read_text(encoding='utf-8', errors='replace'))}</pre></details>"
+        )
     else:
         config_html = problems.missing_file(config_path)
 
@@ -573,17 +647,25 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
         sections.append(_stage_section(index, stage_name, stage, warning, run_dir, problems))
         status = "not run" if stage is None else str(stage.get("status") or "unknown")
         title = stage_name if stage is None else (stage.get("title") or stage_name)
-        time_text = "" if stage is None or "seconds" not in stage else f", {_fmt_seconds(stage.get('seconds'))}"
-        toc.append(f'<li><a href="#{_esc(_anchor(index, stage_name))}">{_esc(title)}</a> '
-                   f'<span class="meta">({_esc(status)}{_esc(time_text)})</span></li>')
+        time_text = (
+            ""
+            if stage is None or "seconds" not in stage
+            else f", {_fmt_seconds(stage.get('seconds'))}"
+        )
+        toc.append(
+            f'<li><a href="#{_esc(_anchor(index, stage_name))}">{_esc(title)}</a> '
+            f'<span class="meta">({_esc(status)}{_esc(time_text)})</span></li>'
+        )
 
     problem_html = ""
     if problems.missing or problems.unreadable:
         listed = "".join(f"<li>missing file: {_esc(p)}</li>" for p in problems.missing)
         listed += "".join(f"<li>{_esc(p)}</li>" for p in problems.unreadable)
-        problem_html = (f'<div class="problem">⚠ This report is incomplete: '
-                        f"{len(problems.missing) + len(problems.unreadable)} file(s) could not be shown."
-                        f"<ul>{listed}</ul></div>")
+        problem_html = (
+            f'<div class="problem">⚠ This report is incomplete: '
+            f"{len(problems.missing) + len(problems.unreadable)} file(s) could not be shown."
+            f"<ul>{listed}</ul></div>"
+        )
     from .._version import __version__
 
     page = f"""<!DOCTYPE html>
@@ -621,8 +703,9 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
     return page, problems.missing, problems.unreadable
 
 
-def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, *,
-                 strict: bool = False) -> Path:
+def write_report(
+    run_dir: str | os.PathLike, path: str | os.PathLike | None = None, *, strict: bool = False
+) -> Path:
     """Write the run's self-contained HTML report; returns its path.
 
     ``path`` defaults to ``RUN_DIR/report.html``; the file is written atomically.  Missing
@@ -636,8 +719,12 @@ def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = No
     page, missing, unreadable = render_report(run_dir)
     if strict and missing:
         extra = f"; also unusable: {', '.join(unreadable)}" if unreadable else ""
-        raise FileNotFoundError(f"report of {run_dir}: missing file(s): {', '.join(missing)}{extra}")
+        raise FileNotFoundError(
+            f"report of {run_dir}: missing file(s): {', '.join(missing)}{extra}"
+        )
     if strict and unreadable:
-        raise ValueError(f"report of {run_dir}: file(s) that cannot be shown: {', '.join(unreadable)}")
+        raise ValueError(
+            f"report of {run_dir}: file(s) that cannot be shown: {', '.join(unreadable)}"
+        )
     out = Path(path) if path is not None else run_dir / REPORT_NAME
     return atomic_write_text(out, page)
