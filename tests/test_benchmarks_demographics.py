@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+# benchmarks/ is on sys.path through [tool.pytest.ini_options] pythonpath (pyproject.toml)
 
 
 def test_nuts_and_emcee_target_the_same_log_density():

@@ -1,20 +1,12 @@
 """The runnable sensitivity study of inference/ runs end to end on the real catalogue and the C-4 network."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-INFERENCE = Path(__file__).resolve().parents[1] / "inference"
-
 
 def test_sensitivity_script_on_a_coarse_grid(c4_checkpoint_dir, tmp_path):
-    sys.path.insert(0, str(INFERENCE))
-    try:
-        import sensitivity
-    finally:
-        sys.path.remove(str(INFERENCE))
+    import sensitivity  # inference/ is on sys.path through [tool.pytest.ini_options] pythonpath
     summary = sensitivity.main(
         [
             "--c4-dir",
