@@ -9,6 +9,7 @@ files, and render offline in headless Chromium with every image decoded.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -288,11 +289,16 @@ def _chromium() -> str:
     for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail(
+    # no pip-installable browser renders the page independently: without Chromium this test is
+    # skipped with the reason in pytest's summary, except in CI (.ci/run installs Chromium and
+    # sets JAXCOMP_REQUIRE_CHROMIUM=1, so a missing browser fails there)
+    message = (
         "headless Chromium is needed to check the report renders: "
-        "apt-get install chromium (Debian's package, /usr/bin/chromium)",
-        pytrace=False,
+        "apt-get install chromium (Debian's package, /usr/bin/chromium)"
     )
+    if os.environ.get("JAXCOMP_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
