@@ -86,7 +86,8 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
 
 
 def matmul_runner(size: int = 4096):
-    """A compiled, warmed-up ``() -> None`` that runs one float32 ``jnp.dot`` of two size^2 matrices."""
+    """A compiled, warmed-up ``() -> None`` that runs one float32 ``jnp.dot`` of two size^2
+    matrices."""
     import jax
     import jax.numpy as jnp
 
@@ -98,7 +99,8 @@ def matmul_runner(size: int = 4096):
 
 
 def layer_gemm_runner(rows: int = 4096, width: int = 512, calls: int = 16):
-    """A warmed-up ``() -> None`` running ``calls`` jitted (rows, width) @ (width, width) float32 dots.
+    """A warmed-up ``() -> None`` running ``calls`` jitted (rows, width) @ (width, width) float32
+    dots.
 
     This is the GEMM shape of a hidden layer: the rate one can hope for in the MLP.
     """
@@ -132,7 +134,8 @@ def measure_matmul_peak(size: int = 4096, repeats: int = 5) -> dict:
 
 
 def torch_python() -> str | None:
-    """An interpreter that can import torch: this one, $JAXCOMP_BENCH_TORCH_PYTHON, or the torch venv."""
+    """An interpreter that can import torch: this one, $JAXCOMP_BENCH_TORCH_PYTHON, or the torch
+    venv."""
     if importlib.util.find_spec("torch") is not None:
         return sys.executable
     candidates = [os.environ.get("JAXCOMP_BENCH_TORCH_PYTHON", ""), *TORCH_PYTHON_CANDIDATES]
@@ -234,7 +237,8 @@ def table(rows: list[list], header: list[str]) -> str:
 def rerun_with_xla_flags(
     script: Path, flags: str, extra_args: list[str], timeout: float = 3600
 ) -> dict:
-    """Run ``script --jax-only --json TMP`` in a child process with ``XLA_FLAGS=flags``; return its JSON."""
+    """Run ``script --jax-only --json TMP`` in a child process with ``XLA_FLAGS=flags``; return its
+    JSON."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,8 @@
 4. The same frames with ``reprocess="local"`` (:mod:`jaxcomp.ast.local`: the pipeline
    rerun on windows around the clusters): seconds per frame, the full / local ratio, and
    the share of labels on which the two agree.
-5. A campaign of ``--scaling-frames`` frames through :func:`jaxcomp.ast.campaign.run_campaign` with the process
+5. A campaign of ``--scaling-frames`` frames through :func:`jaxcomp.ast.campaign.run_campaign` with
+the process
    pool at 1 and 2 workers: wall time (including starting the workers and sending them the
    field) and the steady-state throughput (frames/s between the first and the last frame
    written); prints the 2-worker / 1-worker ratios. On the 2-core development machine,
@@ -17,7 +18,8 @@
 
 Usage::
 
-    python benchmarks/bench_ast.py            # LEGUS size (~15-30 min, ~10 GB of memory at 2 workers)
+    python benchmarks/bench_ast.py            # LEGUS size (~15-30 min, ~10 GB of memory at 2
+    workers)
     python benchmarks/bench_ast.py --quick    # about 1-2 minutes
     python benchmarks/bench_ast.py --json out.json
 
@@ -130,7 +132,8 @@ def main(argv=None) -> int:
         base.timings,
     )
     print(
-        f"  detections {cmp['n_detected']}, final catalogue {cmp['n_final']}; placed sources {cmp['n_placed']}: "
+        f"  detections {cmp['n_detected']}, final catalogue {cmp['n_final']}; placed sources "
+        f"{cmp['n_placed']}: "
         f"completeness (final) class 1-3 {cmp['completeness_final_class1to3']:.3f}, class 1-4 "
         f"{cmp['completeness_final_class1to4']:.3f}; purity {cmp['purity_final']:.3f}"
     )
@@ -185,7 +188,8 @@ def main(argv=None) -> int:
     }
     _print_steps(
         f"the same frames, reprocess='local': {np.mean(local_walls):.2f} s per frame, "
-        f"{result['local']['ratio_full_over_local']:.2f}x faster than the full rerun; labels equal for "
+        f"{result['local']['ratio_full_over_local']:.2f}x faster than the full rerun; labels equal "
+        "for "
         f"{same.sum()}/{same.size} clusters; {fallbacks} frame(s) rerun in full",
         result["local"]["steps"],
     )
@@ -228,7 +232,8 @@ def main(argv=None) -> int:
                 "steady_frames_per_s": steady,
             }
             print(
-                f"process pool, {w} worker(s): {wall:.1f} s for {n_scaling} frames (first frame written after "
+                f"process pool, {w} worker(s): {wall:.1f} s for {n_scaling} frames (first frame "
+                "written after "
                 f"{stamps[0] - t0:.1f} s; steady {steady:.3f} frames/s)",
                 flush=True,
             )
@@ -237,7 +242,8 @@ def main(argv=None) -> int:
             r_wall = scaling[w1]["wall_s"] / scaling[w2]["wall_s"]
             r_steady = scaling[w2]["steady_frames_per_s"] / scaling[w1]["steady_frames_per_s"]
             print(
-                f"speed-up {w2} vs {w1} worker(s): {r_wall:.2f}x in wall time, {r_steady:.2f}x in steady "
+                f"speed-up {w2} vs {w1} worker(s): {r_wall:.2f}x in wall time, {r_steady:.2f}x in "
+                "steady "
                 f"throughput (ideal {w2 / w1:.0f}x); load average now {load_average()}"
             )
             scaling["ratio_wall"] = r_wall

@@ -120,12 +120,14 @@ def main(argv=None) -> int:
         "ratio_library_extrapolated": fast_library_rate / (naive_rate / library_stars_per_cluster),
     }
     print(
-        f"\nnaive per-star loop: {naive_rate:.0f} stars/s; on the same {args.naive_clusters} clusters of log M 2-3 "
+        f"\nnaive per-star loop: {naive_rate:.0f} stars/s; on the same {args.naive_clusters} "
+        "clusters of log M 2-3 "
         f"the vectorised code is {naive_time / fast_time:.0f}x faster"
     )
     print(
         f"library mass distribution (mean {library_stars_per_cluster:.3g} stars/cluster): naive "
-        f"{naive_rate / library_stars_per_cluster:.2e} clusters/s vs vectorised {fast_library_rate:.0f} clusters/s "
+        f"{naive_rate / library_stars_per_cluster:.2e} clusters/s vs vectorised "
+        f"{fast_library_rate:.0f} clusters/s "
         f"(ratio {report['naive']['ratio_library_extrapolated']:.2e}, naive extrapolated)"
     )
 

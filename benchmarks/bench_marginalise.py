@@ -1,8 +1,10 @@
-"""Marginalising a selection function on the paper's 500 x 500 x 50 grid: jaxcomp versus plain numpy float32.
+"""Marginalising a selection function on the paper's 500 x 500 x 50 grid: jaxcomp versus plain numpy
+float32.
 
 Usage::
 
-    python benchmarks/bench_marginalise.py              # full run: 500 x 500 x 50 = 12.5 M grid points
+    python benchmarks/bench_marginalise.py              # full run: 500 x 500 x 50 = 12.5 M grid
+    points
     python benchmarks/bench_marginalise.py --quick      # CI smoke run: 100 x 100 x 10 (< 60 s)
     python benchmarks/bench_marginalise.py --json results.json
 
@@ -84,7 +86,8 @@ def _log_int_exp(beta: float, lower: float, upper: float) -> float:
 
 
 def numpy_mass_density(alpha: float, log_mass_break: float, low: float, high: float):
-    """log p(log M) of the truncated Schechter form, normalised like ``SchechterLogMass`` (16x16 Gauss-Legendre)."""
+    """log p(log M) of the truncated Schechter form, normalised like ``SchechterLogMass`` (16x16
+    Gauss-Legendre)."""
 
     def unnormalised(x):
         return (alpha + 1.0) * LN10 * x - np.power(10.0, x - log_mass_break)
@@ -216,7 +219,8 @@ class NumpyMarginals:
 
 
 def grid_points(axes, rows: slice, order) -> np.ndarray:
-    """float32 points of the grid rows ``rows`` (C order over (log M, log T, A_V)), columns in ``order``."""
+    """float32 points of the grid rows ``rows`` (C order over (log M, log T, A_V)), columns in
+    ``order``."""
     sub = (axes[0][rows], axes[1], axes[2])
     i, j, k = np.unravel_index(
         np.arange(len(sub[0]) * len(sub[1]) * len(sub[2])), tuple(len(a) for a in sub)
@@ -280,8 +284,10 @@ def run(args) -> dict:
         slabs[-2:] = [slice(slabs[-2].start, slabs[-1].stop)]
     chunk = DEFAULT_CHUNK_SIZE
     print(
-        f"\n=== grid {shape[0]} x {shape[1]} x {shape[2]} = {n_points:,} points, network 3-{args.width}-{args.width}-1 "
-        f"({flops_per_point / 1e3:.0f} kFLOP/point, {n_points * flops_per_point / 1e12:.2f} TFLOP), "
+        f"\n=== grid {shape[0]} x {shape[1]} x {shape[2]} = {n_points:,} points, network "
+        f"3-{args.width}-{args.width}-1 "
+        f"({flops_per_point / 1e3:.0f} kFLOP/point, {n_points * flops_per_point / 1e12:.2f} "
+        "TFLOP), "
         f"{len(slabs)} slabs of {slab_rows} log M rows ==="
     )
     matmul = _common.matmul_runner(args.peak_size)
@@ -300,7 +306,8 @@ def run(args) -> dict:
             -1, shape[1], shape[2]
         )
 
-    # ----------------------------------------------- warm-up (compiles), agreement on the first slab
+    # ----------------------------------------------- warm-up (compiles), agreement on the first
+    # slab
     start = time.perf_counter()
     jax_slab(slabs[0])
     if slabs[-1].stop - slabs[-1].start != slabs[0].stop - slabs[0].start:
@@ -308,7 +315,8 @@ def run(args) -> dict:
     compile_s = time.perf_counter() - start
     numpy_slab(slice(0, 2))
 
-    # -------------------------------------------------- network evaluation, interleaved slab by slab
+    # -------------------------------------------------- network evaluation, interleaved slab by
+    # slab
     p_jax = np.empty(shape, np.float32)
     p_np = np.empty(shape, np.float32)
     seconds = {"jaxcomp SelectionGrid.from_selection": [], "numpy float32 MLP (scipy erf)": []}
@@ -327,8 +335,10 @@ def run(args) -> dict:
             seconds[name].append(elapsed)
             targets[name][rows] = values
         print(
-            f"  slab {index + 1}/{len(slabs)}: jaxcomp {seconds['jaxcomp SelectionGrid.from_selection'][-1]:.2f} s, "
-            f"numpy {seconds['numpy float32 MLP (scipy erf)'][-1]:.2f} s, matmul peak {peaks[-1]:.0f} GFLOP/s, "
+            f"  slab {index + 1}/{len(slabs)}: jaxcomp "
+            f"{seconds['jaxcomp SelectionGrid.from_selection'][-1]:.2f} s, "
+            f"numpy {seconds['numpy float32 MLP (scipy erf)'][-1]:.2f} s, matmul peak "
+            f"{peaks[-1]:.0f} GFLOP/s, "
             f"load average {_common.load_average()}",
             flush=True,
         )
@@ -394,7 +404,8 @@ def run(args) -> dict:
         )
     )
     print(
-        f"  (peak: jitted {args.peak_size}^2 jnp.dot per round, {min(peaks):.0f}-{max(peaks):.0f} GFLOP/s, "
+        f"  (peak: jitted {args.peak_size}^2 jnp.dot per round, {min(peaks):.0f}-{max(peaks):.0f} "
+        "GFLOP/s, "
         f"median {statistics.median(peaks):.0f})"
     )
     print(
@@ -420,7 +431,8 @@ def run(args) -> dict:
             "max_abs_dp_vs_numpy": whole_dp,
         }
         print(
-            f"  library default call on the whole grid (SelectionGrid.from_selection(sf, shape={shape}), "
+            "  library default call on the whole grid (SelectionGrid.from_selection(sf, "
+            f"shape={shape}), "
             f"includes its compile): {elapsed:.1f} s = {whole['points_per_s']:,.0f} pts/s, "
             f"{100 * whole['fraction_of_peak']:.0f}% of peak, max |dp| vs numpy {whole_dp:.1e}"
         )
@@ -495,7 +507,8 @@ def run(args) -> dict:
             ]
         )
     print(
-        f"marginalisation sums on the {n_points:,}-point float32 grid ({nbytes / 1e6:.0f} MB), {args.sum_rounds} "
+        f"marginalisation sums on the {n_points:,}-point float32 grid ({nbytes / 1e6:.0f} MB), "
+        f"{args.sum_rounds} "
         f"interleaved rounds (weights computed inside every call for both):"
     )
     print(
@@ -523,7 +536,8 @@ def run(args) -> dict:
     )
     print(
         f"\nRATIOS jaxcomp / numpy (speed): network on the grid {network_ratio['total']:.2f}x "
-        f"({network[jname]['seconds_total']:.1f} s vs {network[nname]['seconds_total']:.1f} s, jaxcomp at "
+        f"({network[jname]['seconds_total']:.1f} s vs {network[nname]['seconds_total']:.1f} s, "
+        "jaxcomp at "
         f"{100 * network[jname]['fraction_of_peak_median']:.0f}% of the matmul peak, numpy "
         f"{100 * network[nname]['fraction_of_peak_median']:.0f}%); sums "
         + ", ".join(f"{k} {v['ratio_median']:.2f}x" for k, v in sums.items())
@@ -577,7 +591,8 @@ def parse_args(argv=None):
         dest="whole_grid",
         action="store_true",
         default=None,
-        help="also time the library's default call on the whole grid (default on, off with --quick)",
+        help="also time the library's default call on the whole grid (default on, off with "
+        "--quick)",
     )
     parser.add_argument("--no-whole-grid", dest="whole_grid", action="store_false")
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/bench_nuts.py              # full run: ~1000 clusters, 4 x (1000 + 1000) NUTS, 3 rounds
+    python benchmarks/bench_nuts.py              # full run: ~1000 clusters, 4 x (1000 + 1000) NUTS,
+    3 rounds
     python benchmarks/bench_nuts.py --quick      # CI smoke run (< 60 s)
     python benchmarks/bench_nuts.py --json results.json
 
@@ -214,7 +215,8 @@ def reported_names(model) -> list[str]:
 
 
 def constrain_flat(problem: dict, z_flat):
-    """Constrained hyperparameters of unconstrained flat vectors (..., dim): dict of arrays (...,) / (..., bins)."""
+    """Constrained hyperparameters of unconstrained flat vectors (..., dim): dict of arrays (...,) /
+    (..., bins)."""
     import jax
     from numpyro.distributions import constraints
     from numpyro.distributions.transforms import biject_to
@@ -269,7 +271,8 @@ def reference_log_density(problem: dict, z_flat):
 
 
 class EmceeLogDensity:
-    """numpy -> numpy callable for emcee: the jitted log density, vmapped over walkers or one point."""
+    """numpy -> numpy callable for emcee: the jitted log density, vmapped over walkers or one
+    point."""
 
     def __init__(self, problem: dict, vectorized: bool = True):
         import jax
@@ -296,9 +299,11 @@ def check_same_target(
     seed: int = 123,
     pad_to: int = 0,
 ) -> dict:
-    """Max |Δ ln p| between the emcee callables, the fitter's potential and the hand-written reference.
+    """Max |Δ ln p| between the emcee callables, the fitter's potential and the hand-written
+    reference.
 
-    The points are drawn N(0, 1) in the unconstrained space (all over the prior, not just near the mode).
+    The points are drawn N(0, 1) in the unconstrained space (all over the prior, not just near the
+    mode).
     """
     import jax
     from numpyro.infer.util import potential_energy
@@ -308,7 +313,8 @@ def check_same_target(
     rng = np.random.default_rng(seed)
     points = rng.normal(0.0, 1.0, size=(n_points, problem["dim"]))
     fitter = problem["fitter"]
-    # the potential the fitter's NUTS kernel is built from (fit.PopulationFitter._compile: potential_fn_gen)
+    # the potential the fitter's NUTS kernel is built from (fit.PopulationFitter._compile:
+    # potential_fn_gen)
     potential = jax.jit(
         lambda z, data, grid: potential_energy(
             fitter._model_fn, (data, grid), {}, problem["unravel"](z)
@@ -332,7 +338,8 @@ def check_same_target(
 
 # ------------------------------------------------------------------ samplers
 class NutsRunner:
-    """A PopulationFitter whose NUTS program is compiled ahead of time (compile timed separately)."""
+    """A PopulationFitter whose NUTS program is compiled ahead of time (compile timed
+    separately)."""
 
     def __init__(self, problem: dict, fitter):
         import jax
@@ -395,7 +402,8 @@ def _flatten_dataset(dataset, names) -> dict:
 
 
 class EmceeRunner:
-    """emcee's EnsembleSampler on the shared log density, started from the Laplace approximation at the MAP."""
+    """emcee's EnsembleSampler on the shared log density, started from the Laplace approximation at
+    the MAP."""
 
     def __init__(
         self,
@@ -414,7 +422,8 @@ class EmceeRunner:
         self.log_prob = log_prob or EmceeLogDensity(problem, vectorized=True)
         self.log_prob_scalar = log_prob_scalar or EmceeLogDensity(problem, vectorized=False)
         data, grid = problem["data"], problem["fitter"].grid
-        # compile the shapes emcee uses: all walkers (initial state) and half the ensemble (each move)
+        # compile the shapes emcee uses: all walkers (initial state) and half the ensemble (each
+        # move)
         dim = problem["dim"]
         start = time.perf_counter()
         for n in sorted({walkers, walkers // 2, walkers - walkers // 2}):
@@ -543,7 +552,8 @@ def run(args) -> dict:
         {"numpyro": numpyro.__version__, "emcee": emcee.__version__, "arviz": arviz.__version__}
     )
     print(
-        f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']}, numpyro {info['numpyro']}, "
+        f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']}, numpyro "
+        f"{info['numpyro']}, "
         f"emcee {info['emcee']}, load average {info['load_average_at_start']}"
     )
     payload = {
@@ -567,8 +577,10 @@ def run(args) -> dict:
         setup_s = time.perf_counter() - start
         names = problem["reported"]
         print(
-            f"\n=== problem: {problem['model'].describe()}; {problem['n_obs']} detected of N = {problem['n_total']} "
-            f"(alpha(truth) = {problem['alpha_true']:.4f}); grid {tuple(args.grid)}; {problem['dim']} unconstrained "
+            f"\n=== problem: {problem['model'].describe()}; {problem['n_obs']} detected of N = "
+            f"{problem['n_total']} "
+            f"(alpha(truth) = {problem['alpha_true']:.4f}); grid {tuple(args.grid)}; "
+            f"{problem['dim']} unconstrained "
             f"coordinates, {len(names)} reported hyperparameters; setup {setup_s:.1f} s ==="
         )
         payload["problem"] = {
@@ -584,7 +596,8 @@ def run(args) -> dict:
                 n: problem["model"].prior_bounds(n) for n in problem["model"].scalar_parameters
             }
             | {"av_weights": f"Dirichlet({problem['model'].av_concentration})"},
-            "parameterisation": "NumPyro unconstrained space (interval -> scaled logit, simplex -> stick breaking); "
+            "parameterisation": "NumPyro unconstrained space (interval -> scaled logit, simplex -> "
+            "stick breaking); "
             "log density = -potential_energy = log likelihood + log prior + log|J|",
             "dtype": "float64",
             "setup_s": setup_s,
@@ -597,8 +610,10 @@ def run(args) -> dict:
         payload["same_target_check"] = check
         worst = max(v for k, v in check.items() if k.startswith("max_abs"))
         print(
-            f"same log density at {len(check['points'])} points (ln p from {min(check['log_density_reference']):.0f} "
-            f"to {max(check['log_density_reference']):.0f}; max |d ln p| vs hand-written reference): "
+            f"same log density at {len(check['points'])} points (ln p from "
+            f"{min(check['log_density_reference']):.0f} "
+            f"to {max(check['log_density_reference']):.0f}; max |d ln p| vs hand-written "
+            "reference): "
             f"emcee vectorized {check['max_abs_diff_emcee_vectorized_vs_reference']:.1e}, "
             f"emcee per walker {check['max_abs_diff_emcee_per_walker_vs_reference']:.1e}, "
             f"fitter's NUTS potential {check['max_abs_diff_nuts_potential_vs_reference']:.1e}"
@@ -642,10 +657,12 @@ def run(args) -> dict:
         }
         for name, r in runners.items():
             print(
-                f"compile {name}: NUTS program {r.compile_runner_s:.1f} s (AOT), constrain {r.compile_constrain_s:.1f} s"
+                f"compile {name}: NUTS program {r.compile_runner_s:.1f} s (AOT), constrain "
+                f"{r.compile_constrain_s:.1f} s"
             )
         print(
-            f"compile emcee log density: {emcee_runner.compile_s:.1f} s; MAP by BFGS (start, not timed): "
+            f"compile emcee log density: {emcee_runner.compile_s:.1f} s; MAP by BFGS (start, not "
+            "timed): "
             f"{emcee_runner.map_s:.1f} s"
         )
 
@@ -670,7 +687,8 @@ def run(args) -> dict:
         payload["emcee_capped"] = capped
         print(
             f"emcee: {args.walkers} walkers x {steps} steps (~{steps * probe:.0f} s at the probed "
-            f"{probe * 1e3:.1f} ms/step); NUTS: {args.num_chains} chains x ({args.num_warmup} + {args.num_samples}) "
+            f"{probe * 1e3:.1f} ms/step); NUTS: {args.num_chains} chains x ({args.num_warmup} + "
+            f"{args.num_samples}) "
             f"({args.chain_method}); {args.rounds} round(s)"
         )
 
@@ -702,10 +720,14 @@ def run(args) -> dict:
                 )
             e = record["emcee"]
             print(
-                f"  round {index + 1}/{args.rounds} done (load average {_common.load_average()}); emcee burn-in "
-                f"{e['burn_in_steps']} steps, kept {e['kept_steps']} = {e['kept_over_max_tau']:.0f} x max tau "
-                f"({'reliable' if e['tau_reliable'] else 'UNRELIABLE: kept chain < 50 tau'}), acceptance "
-                f"{e['acceptance_fraction']:.2f}; NUTS divergences {record['jaxcomp NUTS']['divergences']}, "
+                f"  round {index + 1}/{args.rounds} done (load average {_common.load_average()}); "
+                "emcee burn-in "
+                f"{e['burn_in_steps']} steps, kept {e['kept_steps']} = "
+                f"{e['kept_over_max_tau']:.0f} x max tau "
+                f"({'reliable' if e['tau_reliable'] else 'UNRELIABLE: kept chain < 50 tau'}), "
+                "acceptance "
+                f"{e['acceptance_fraction']:.2f}; NUTS divergences "
+                f"{record['jaxcomp NUTS']['divergences']}, "
                 f"max r_hat {record['jaxcomp NUTS']['max_r_hat']:.3f}, "
                 f"{record['jaxcomp NUTS']['mean_leapfrog_steps']:.1f} leapfrog steps/draw",
                 flush=True,
@@ -788,7 +810,8 @@ def summarise(payload: dict, names, nuts_names, args) -> dict:
     if any("ratio_diagonal_over_emcee" in summary["per_parameter"][n] for n in names):
         header.append("diagonal NUTS/emcee")
     print(
-        "\nESS (arviz bulk) per second of sampling wall time, medians over rounds (compile excluded; NUTS time "
+        "\nESS (arviz bulk) per second of sampling wall time, medians over rounds (compile "
+        "excluded; NUTS time "
         "includes its warm-up, emcee's its burn-in):"
     )
     print(_common.table(rows, header))
@@ -835,7 +858,8 @@ def summarise(payload: dict, names, nuts_names, args) -> dict:
         )
         summary["agreement"][name] = {"z_per_round": zs}
     print(
-        f"\nposterior agreement (z = mean difference / combined MCSE; flagged if |z| > {AGREEMENT_Z:g}):"
+        "\nposterior agreement (z = mean difference / combined MCSE; flagged if |z| > "
+        f"{AGREEMENT_Z:g}):"
     )
     print(
         _common.table(
@@ -856,14 +880,16 @@ def summarise(payload: dict, names, nuts_names, args) -> dict:
     summary["agreement"]["all_rounds_agree"] = agree
     summary["agreement"]["max_abs_z"] = max(r["agreement"]["max_abs_z"] for r in rounds)
     print(
-        f"  -> {'AGREE' if agree else 'DISAGREE'}: max |z| = {summary['agreement']['max_abs_z']:.2f} over "
+        f"  -> {'AGREE' if agree else 'DISAGREE'}: max |z| = "
+        f"{summary['agreement']['max_abs_z']:.2f} over "
         f"{len(names)} hyperparameters x {len(rounds)} round(s)"
     )
     reliable = all(r["emcee"]["tau_reliable"] for r in rounds)
     summary["emcee_tau_reliable"] = reliable
     if not reliable:
         print(
-            "  [warning] emcee's kept chain is shorter than 50 autocorrelation times in at least one round: "
+            "  [warning] emcee's kept chain is shorter than 50 autocorrelation times in at least "
+            "one round: "
             "its tau (and so its ESS) is a rough estimate; use more --emcee-steps"
         )
     if payload.get("emcee_capped"):
@@ -887,13 +913,16 @@ def summarise(payload: dict, names, nuts_names, args) -> dict:
         summary["per_walker_slowdown"] = loop / emcee_step
         print(
             f"\nemcee step: {emcee_step * 1e3:.2f} ms vectorized (one call per half ensemble), "
-            f"{loop * 1e3:.2f} ms with one jitted call per walker ({loop / emcee_step:.1f}x slower: with per-walker "
+            f"{loop * 1e3:.2f} ms with one jitted call per walker ({loop / emcee_step:.1f}x "
+            "slower: with per-walker "
             f"calls every NUTS/emcee ratio above would be {loop / emcee_step:.1f}x larger)"
         )
     m = summary["min_over_parameters"]
     line = (
-        f"\nRATIO NUTS/emcee of ESS/s (median over rounds; target >= {TARGET_RATIO:g}): per parameter "
-        f"{min(ratios):.2f}x-{max(ratios):.2f}x; slowest parameter vs slowest parameter {m['ratio']:.2f}x"
+        f"\nRATIO NUTS/emcee of ESS/s (median over rounds; target >= {TARGET_RATIO:g}): per "
+        "parameter "
+        f"{min(ratios):.2f}x-{max(ratios):.2f}x; slowest parameter vs slowest parameter "
+        f"{m['ratio']:.2f}x"
     )
     if "diagonal_ratio" in m:
         line += f"; diagonal-mass NUTS variant {m['diagonal_ratio']:.2f}x"
@@ -930,7 +959,8 @@ def parse_args(argv=None):
         "--population",
         default="paper",
         choices=tuple(POPULATIONS),
-        help="simulated population and fitted model: 'paper' (Schechter, power-law CAF, 4 A_V bins: "
+        help="simulated population and fitted model: 'paper' (Schechter, power-law CAF, 4 A_V "
+        "bins: "
         "7 free hyperparameters) or 'broken' (Schechter, broken power-law CAF, 8 A_V bins: "
         "13 free)",
     )

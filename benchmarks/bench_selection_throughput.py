@@ -137,7 +137,8 @@ def numpy_p(params: dict, points: np.ndarray, chunk: int = 8192) -> np.ndarray:
 
 # ----------------------------------------------------- jaxcomp and its variants
 def jax_functions():
-    """Pure ``(sf, x) -> p`` functions that compute the same p_obs as ``SelectionFunction.__call__``."""
+    """Pure ``(sf, x) -> p`` functions that compute the same p_obs as
+    ``SelectionFunction.__call__``."""
     import jax
     import jax.numpy as jnp
 
@@ -171,7 +172,8 @@ def jax_functions():
         return manual
 
     def erf_gelu(sf, x):
-        """GELU written as 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's formula) instead of jax's erfc form."""
+        """GELU written as 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's formula) instead of jax's erfc
+        form."""
         kernels, biases = layers(sf)
         h = sf.features(x)
         for kernel, bias in zip(kernels[:-1], biases[:-1]):
@@ -212,7 +214,8 @@ def run_network(
     flops_per_point = 2.0 * (n_inputs * args.width + args.width * args.width + args.width)
     label = f"{n_inputs}-{args.width}-{args.width}-1"
     print(
-        f"\n=== network {label}: {args.points:,} points, timed in blocks of {min(args.block_points, args.points):,}, "
+        f"\n=== network {label}: {args.points:,} points, timed in blocks of "
+        f"{min(args.block_points, args.points):,}, "
         f"{args.rounds} rounds, "
         f"{flops_per_point / 1e3:.1f} kFLOP/point ==="
     )
@@ -271,7 +274,8 @@ def run_network(
     import jax.numpy as jnp
 
     # Each configuration is timed on blocks of `block` points (a quarter of the set by default), one
-    # block per round, with the configurations interleaved inside every round and their order rotated;
+    # block per round, with the configurations interleaved inside every round and their order
+    # rotated;
     # over the rounds every configuration sweeps the whole point set (several times).  Short,
     # interleaved units keep all configurations under the same background load.
     block = min(args.block_points, args.points)
@@ -320,7 +324,8 @@ def run_network(
             elapsed, reported = _common.timed(configs[name], round_index % n_blocks)
             seconds[name].append(reported if name.startswith("torch") else elapsed)
         print(
-            f"  round {round_index + 1}/{args.rounds} done (matmul peak {peak_gflops[-1]:.0f} GFLOP/s, "
+            f"  round {round_index + 1}/{args.rounds} done (matmul peak {peak_gflops[-1]:.0f} "
+            "GFLOP/s, "
             f"load average {_common.load_average()})",
             flush=True,
         )
@@ -344,7 +349,8 @@ def run_network(
             ),
         }
 
-    # The plain jitted call on ONE big batch of all the points, against evaluate_in_chunks on the same points.
+    # The plain jitted call on ONE big batch of all the points, against evaluate_in_chunks on the
+    # same points.
     full = {}
     if args.plain and args.full_rounds:
         plain_full = jax.jit(call)
@@ -406,9 +412,12 @@ def run_network(
         )
     )
     print(
-        f"  ('of peak': median over rounds of (FLOPs/s) / ({args.peak_size}^2 jnp.dot FLOP/s of that round); "
-        f"peak per round {', '.join(f'{g:.0f}' for g in peak_gflops)} GFLOP/s; 'of layer GEMM': the same against "
-        f"jitted 4096x{args.width} @ {args.width}x{args.width} dots, {', '.join(f'{g:.0f}' for g in layer_gflops)} GFLOP/s)"
+        f"  ('of peak': median over rounds of (FLOPs/s) / ({args.peak_size}^2 jnp.dot FLOP/s of "
+        "that round); "
+        f"peak per round {', '.join(f'{g:.0f}' for g in peak_gflops)} GFLOP/s; 'of layer GEMM': "
+        "the same against "
+        f"jitted 4096x{args.width} @ {args.width}x{args.width} dots, "
+        f"{', '.join(f'{g:.0f}' for g in layer_gflops)} GFLOP/s)"
     )
 
     def ratio(numerator: str | None, denominator: str | None) -> dict | None:
@@ -462,7 +471,8 @@ def run_network(
         if value is not None:
             print(
                 f"  {key}: {value['median_of_medians']:.2f}x "
-                f"(best/best {value['best_vs_best']:.2f}x, per-round median {value['paired_median']:.2f}x, "
+                f"(best/best {value['best_vs_best']:.2f}x, per-round median "
+                f"{value['paired_median']:.2f}x, "
                 f"range {value['paired_min']:.2f}-{value['paired_max']:.2f}x)"
             )
     if "ratios_best_vs_fastest_torch_block" in summary:
@@ -643,14 +653,16 @@ def main(argv=None) -> dict:
     info = _common.machine_info()
     cores = info["cores"]
     print(
-        f"machine: {info['cpu']}, {cores} cores, jax {info['jax']}, load average {info['load_average_at_start']}"
+        f"machine: {info['cpu']}, {cores} cores, jax {info['jax']}, load average "
+        f"{info['load_average_at_start']}"
         + (f", XLA_FLAGS={info['xla_flags']!r}" if info["xla_flags"] else "")
     )
     matmul = _common.matmul_runner(args.peak_size)
     layer_gemm = _common.layer_gemm_runner(4096, args.width, calls=4 if args.quick else 16)
     peak = _common.measure_matmul_peak(args.peak_size, repeats=2 if args.quick else 5)
     print(
-        f"float32 matmul peak (jnp.dot {args.peak_size}^2): {peak['gflops_best']:.1f} GFLOP/s best, "
+        f"float32 matmul peak (jnp.dot {args.peak_size}^2): {peak['gflops_best']:.1f} GFLOP/s "
+        "best, "
         f"{peak['gflops_median']:.1f} median (re-measured every round below)"
     )
     worker = _common.start_torch_worker(cores, required=False) if args.torch else None
@@ -670,7 +682,8 @@ def main(argv=None) -> dict:
                     {"cmd": "matmul_peak", "size": args.peak_size}
                 )["gflops_best"]
                 print(
-                    f"; its {args.peak_size}^2 matmul: {info['torch_matmul_peak_gflops']:.1f} GFLOP/s",
+                    f"; its {args.peak_size}^2 matmul: {info['torch_matmul_peak_gflops']:.1f} "
+                    "GFLOP/s",
                     end="",
                 )
             print()
@@ -704,11 +717,13 @@ def main(argv=None) -> dict:
         ):
             if r.get(key):
                 bits.append(
-                    f"{short}={r[key]['median_of_medians']:.2f}x (best/best {r[key]['best_vs_best']:.2f}x)"
+                    f"{short}={r[key]['median_of_medians']:.2f}x (best/best "
+                    f"{r[key]['best_vs_best']:.2f}x)"
                 )
         bits.append(f"best chunk: {network['best_chunk'].rsplit('=', 1)[-1]}")
         bits.append(
-            f"peak fraction {100 * network['results'][network['default_chunk']]['fraction_of_peak_median']:.0f}%"
+            "peak fraction "
+            f"{100 * network['results'][network['default_chunk']]['fraction_of_peak_median']:.0f}%"
         )
         parts.append(" ".join(bits))
     print(

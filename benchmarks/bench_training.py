@@ -53,7 +53,8 @@ DEFAULT_FLAG_SETS = (
 
 
 def make_data(n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Standardised float32 features (n, 3) and float32 0/1 labels from jaxcomp's synthetic surface."""
+    """Standardised float32 features (n, 3) and float32 0/1 labels from jaxcomp's synthetic
+    surface."""
     from jaxcomp.selection.synthetic import simulate_labels
 
     table = simulate_labels(n_labels, seed=seed)
@@ -78,7 +79,8 @@ def variant_epochs():
     inv_sqrt_2pi = np.float32(1.0 / np.sqrt(2.0 * np.pi))
 
     def gelu_with_analytic_derivative(use_erf: bool):
-        """Exact GELU whose derivative is written out: Phi(x) + x phi(x) (one exp, no erfc re-derivation)."""
+        """Exact GELU whose derivative is written out: Phi(x) + x phi(x) (one exp, no erfc
+        re-derivation)."""
 
         def cdf(x):
             return (
@@ -208,7 +210,8 @@ class JaxRun:
         return jax.tree.map(jnp.copy, (self.weights, self.opt_state))
 
     def run_epoch(self, weights=None, opt_state=None, epoch=None) -> tuple[float, float]:
-        """One epoch; returns (seconds, mean training loss).  ``float(loss)`` waits for the result."""
+        """One epoch; returns (seconds, mean training loss).  ``float(loss)`` waits for the
+        result."""
         import jax
 
         advance = weights is None
@@ -248,7 +251,8 @@ def _block(result):
 def step_breakdown(
     graphdef, weights, features, labels, args, batch_size, n_batches, repeats
 ) -> dict:
-    """Seconds per epoch of forward only, forward+backward, and the full AdamW step (Python loop of jitted steps)."""
+    """Seconds per epoch of forward only, forward+backward, and the full AdamW step (Python loop of
+    jitted steps)."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -323,7 +327,8 @@ def sweep_flags(args) -> dict:
         }
 
     print(
-        f"\n=== XLA flag sweep (child processes, {args.sweep_labels:,} labels, {args.sweep_epochs} epochs) ==="
+        f"\n=== XLA flag sweep (child processes, {args.sweep_labels:,} labels, {args.sweep_epochs} "
+        "epochs) ==="
     )
     sweep = {"default (before)": child("")}
     for name, flags in DEFAULT_FLAG_SETS:
@@ -424,7 +429,8 @@ def main(argv=None) -> dict:
     info = _common.machine_info()
     cores = info["cores"]
     print(
-        f"machine: {info['cpu']}, {cores} cores, jax {info['jax']}, load average {info['load_average_at_start']}"
+        f"machine: {info['cpu']}, {cores} cores, jax {info['jax']}, load average "
+        f"{info['load_average_at_start']}"
         + (f", XLA_FLAGS={info['xla_flags']!r}" if info["xla_flags"] else "")
     )
     features, labels = make_data(args.n_labels, args.seed)
@@ -438,7 +444,8 @@ def main(argv=None) -> dict:
     epoch_flops = flops_per_row * n_batches * batch_size
     print(
         f"{args.n_labels:,} labels, {n_batches} batches of {batch_size} per epoch, "
-        f"3-{args.width}-{args.width}-1, ~{epoch_flops / 1e9:.0f} GFLOP per epoch (matmuls, fwd+bwd)"
+        f"3-{args.width}-{args.width}-1, ~{epoch_flops / 1e9:.0f} GFLOP per epoch (matmuls, "
+        "fwd+bwd)"
     )
 
     runs = {
@@ -619,7 +626,8 @@ def main(argv=None) -> dict:
     for key, value in ratios.items():
         if value is not None:
             print(
-                f"  {key}: {value['median_of_medians']:.2f}x (best/best {value['best_vs_best']:.2f}x, "
+                f"  {key}: {value['median_of_medians']:.2f}x (best/best "
+                f"{value['best_vs_best']:.2f}x, "
                 f"per-epoch {value['paired_min']:.2f}-{value['paired_max']:.2f}x)"
             )
 

@@ -43,7 +43,8 @@ map), ``sextractor_port`` (:data:`~jaxcomp.ast.pipeline.SEXTRACTOR_PORT`, CLEAN 
 Usage::
 
     sudo apt-get install source-extractor   # Debian/Ubuntu; the binary is `source-extractor`
-    python benchmarks/compare_sextractor.py                    # ~7 min on 2 cores (6000 clusters + full frame)
+    python benchmarks/compare_sextractor.py                    # ~7 min on 2 cores (6000 clusters +
+    full frame)
     python benchmarks/compare_sextractor.py --quick            # ~1 min: 2 frames, no full frame
     python benchmarks/compare_sextractor.py --json out.json
     python benchmarks/compare_sextractor.py --clean N --configs default sextractor_port
@@ -307,7 +308,8 @@ def _configs(names, clean: bool):
 
 
 CONFIG_DOC = {
-    "default": "jaxcomp's default mapping (photutils background and deblending, DETECT_THRESH x global RMS)",
+    "default": "jaxcomp's default mapping (photutils background and deblending, DETECT_THRESH x "
+    "global RMS)",
     "former": "jaxcomp's mapping before 2026-12 (DETECT_THRESH x the per-pixel background RMS map)",
     "sextractor_port": "jaxcomp with its ports of SExtractor's background, deblending and CLEAN "
     "(pipeline.SEXTRACTOR_PORT; CLEAN as --clean)",
@@ -348,7 +350,8 @@ def _truth(field, catalogues: dict, label: str) -> dict:
             if k in c["by_class"]
         )
         print(
-            f"  {name:16s} {c['n_detected']:10d} {c['n_final']:6d} {c['completeness_detected_class1to3']:10.3f} "
+            f"  {name:16s} {c['n_detected']:10d} {c['n_final']:6d} "
+            f"{c['completeness_detected_class1to3']:10.3f} "
             f"{c['completeness_final_class1to3']:12.3f} {c['completeness_final_class1to4']:12.3f} "
             f"{c['purity_final']:7.3f}   {bc}"
         )
@@ -464,7 +467,8 @@ def _summary(cols: dict, name: str, reffs, max_list: int) -> dict:
 def _print_summary(name: str, summ: dict, n: int):
     print(f"\n[{name}] {CONFIG_DOC.get(name, '')}")
     print(
-        f"  {'stage':14s} {'agree':>7s} {'agree|either':>12s} {'rec. jaxcomp':>12s} {'rec. SExtr.':>11s}   "
+        f"  {'stage':14s} {'agree':>7s} {'agree|either':>12s} {'rec. jaxcomp':>12s} "
+        f"{'rec. SExtr.':>11s}   "
         "confusion (both 1 / jaxcomp only / SExtractor only / both 0)"
     )
     for s in STAGES_ALL:
@@ -473,7 +477,8 @@ def _print_summary(name: str, summ: dict, n: int):
         print(
             f"  {s:14s} {g['agree']:7.4f} {g['agree_among_recovered_by_either']:12.4f} "
             f"{g['recovered_jaxcomp']:12.4f} {g['recovered_sextractor']:11.4f}   "
-            f"{c['both_1']} / {c['jaxcomp_1_sextractor_0']} / {c['jaxcomp_0_sextractor_1']} / {c['both_0']}"
+            f"{c['both_1']} / {c['jaxcomp_1_sextractor_0']} / {c['jaxcomp_0_sextractor_1']} / "
+            f"{c['both_0']}"
         )
     print(
         "  by r_eff [pc]: "
@@ -483,13 +488,15 @@ def _print_summary(name: str, summ: dict, n: int):
         )
     )
     print(
-        "  by injected F555W magnitude (n, recovered C jaxcomp / SExtractor, agreement detected / C):"
+        "  by injected F555W magnitude (n, recovered C jaxcomp / SExtractor, agreement detected / "
+        "C):"
     )
     for row in summ["agreement_by_mag_F555W"]:
         lo, hi = row["mag_F555W"]
         print(
             f"    {lo:4.1f}-{hi:4.1f}: n={row['n']:5d}  C {row['recovered_C_jaxcomp']:.3f} / "
-            f"{row['recovered_C_sextractor']:.3f}   agree {row['agree_detected']:.4f} / {row['agree_C']:.4f}"
+            f"{row['recovered_C_sextractor']:.3f}   agree {row['agree_detected']:.4f} / "
+            f"{row['agree_C']:.4f}"
         )
     for s in ("detected", "C"):
         d = summ["disagreements"][s]
@@ -501,7 +508,8 @@ def _print_summary(name: str, summ: dict, n: int):
     pdiff = summ["position_difference_px_both_recovered"]
     if pdiff["n"]:
         print(
-            f"  measured positions of clusters both recovered: |dxy| median {pdiff['median']:.3f} px, "
+            f"  measured positions of clusters both recovered: |dxy| median {pdiff['median']:.3f} "
+            "px, "
             f"95% {pdiff['p95']:.3f} px, max {pdiff['max']:.3f} px"
         )
     ok = summ["agreement"]["C"]["agree"] >= 0.95 and summ["agreement"]["detected"]["agree"] >= 0.95
@@ -520,7 +528,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--truth-size",
         default="legus",
-        help="frame for the unmodified-mock comparison with the placed sources: legus (default, the "
+        help="frame for the unmodified-mock comparison with the placed sources: legus (default, "
+        "the "
         "full frame), small, <ny>x<nx>, or none",
     )
     p.add_argument(
@@ -539,7 +548,8 @@ def main(argv=None) -> int:
         "--clean",
         choices=("Y", "N"),
         default="Y",
-        help="SExtractor CLEAN (default Y: SExtractor's default; the LEGUS configuration is silent); "
+        help="SExtractor CLEAN (default Y: SExtractor's default; the LEGUS configuration is "
+        "silent); "
         "the sextractor_port configuration follows it",
     )
     p.add_argument(
@@ -547,7 +557,8 @@ def main(argv=None) -> int:
         nargs="+",
         default=["default", "former", "sextractor_port"],
         choices=["default", "former", "sextractor_port"],
-        help="jaxcomp configurations to compare (default: all three; the first one runs the frames)",
+        help="jaxcomp configurations to compare (default: all three; the first one runs the "
+        "frames)",
     )
     p.add_argument(
         "--quick",
@@ -608,7 +619,8 @@ def main(argv=None) -> int:
             "frames_per_reff": a.frames_per_reff,
             "clusters_per_frame": a.clusters,
             "seed": a.seed,
-            "library": "jaxcomp.library.generate_library(LibraryConfig(), seed=seed+1), r_eff set per frame",
+            "library": "jaxcomp.library.generate_library(LibraryConfig(), seed=seed+1), r_eff set "
+            "per frame",
             "frame_seeds": "jaxcomp.ast.campaign._frame_seed(seed, frame)",
         },
         "stages": list(STAGES_ALL),
@@ -639,7 +651,8 @@ def main(argv=None) -> int:
         print(
             f"\nInjection field {field.shape}: pre-injection detections "
             + ", ".join(f"{k} {len(b.catalogue)}" for k, b in bases.items())
-            + f", SExtractor {len(sx_pre)} (its global background {info0.get('background')}, RMS {info0.get('rms')}, "
+            + f", SExtractor {len(sx_pre)} (its global background {info0.get('background')}, RMS "
+            f"{info0.get('rms')}, "
             f"threshold {info0.get('threshold')})"
         )
 
@@ -752,7 +765,8 @@ def main(argv=None) -> int:
 
     print(
         f"\n{n} injected clusters ({len(frame_info)} frames of {a.clusters}, r_eff "
-        f"{', '.join(f'{r:g}' for r in a.reff)} pc) on the {a.size} mock; SExtractor CLEAN {a.clean}"
+        f"{', '.join(f'{r:g}' for r in a.reff)} pc) on the {a.size} mock; SExtractor CLEAN "
+        f"{a.clean}"
     )
     for name in configs:
         _print_summary(name, result["results"][name], n)

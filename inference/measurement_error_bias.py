@@ -51,7 +51,8 @@ def run(
 
     t_start = time.perf_counter()
     selection = LogisticSelection.linear()
-    # 25 A_V nodes: A_V moves the 50% mass limit by 0.4 dex/mag, so coarse A_V nodes (0.75 mag) bias the slopes
+    # 25 A_V nodes: A_V moves the 50% mass limit by 0.4 dex/mag, so coarse A_V nodes (0.75 mag) bias
+    # the slopes
     grid = SelectionGrid.from_selection(
         smoothed_selection(selection, sigma, n_nodes=12), shape=(121, 61, 25)
     )

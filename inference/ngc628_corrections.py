@@ -223,7 +223,8 @@ def main(argv=None) -> dict:
     print(f"grid ready in {grid_seconds:.1f} s")
 
     # ----------------------------------------------------------- catalogue
-    # the rows with an SED fit (the others have no log_mass, log_age, av): the loader of `jaxcomp correct`
+    # the rows with an SED fit (the others have no log_mass, log_age, av): the loader of `jaxcomp
+    # correct`
     catalogue, _ = load_catalogue(
         legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
     )
@@ -234,7 +235,8 @@ def main(argv=None) -> dict:
     av = av_estimate.distribution
     print(
         f"p(A_V): {av_estimate.n_selected} clusters inside p_obs(A_V=3) >= 0.5 "
-        f"({av_estimate.n_outside_range} with A_V > 3 dropped); counts per bin {av_estimate.counts.tolist()}"
+        f"({av_estimate.n_outside_range} with A_V > 3 dropped); counts per bin "
+        f"{av_estimate.counts.tolist()}"
     )
     Table(
         {
@@ -247,7 +249,8 @@ def main(argv=None) -> dict:
         meta={
             "n_selected": av_estimate.n_selected,
             "n_outside_range": av_estimate.n_outside_range,
-            "definition": "class 1-3 NGC 628C clusters with C-4 p_obs(log_mass, log_age, A_V=3) >= 0.5",
+            "definition": "class 1-3 NGC 628C clusters with C-4 p_obs(log_mass, log_age, A_V=3) >= "
+            "0.5",
         },
     ).write(out / "av_distribution.ecsv", overwrite=True)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Hierarchical Bayesian fit of the NGC 628C cluster mass and age functions with the C-4 selection function.
+"""Hierarchical Bayesian fit of the NGC 628C cluster mass and age functions with the C-4 selection
+function.
 
 The class 1-3 LEGUS clusters of NGC 628C (Adamo et al. 2017 SED fits) are fitted
 with the selection-normalised likelihood of :mod:`jaxcomp.demographics`
@@ -39,12 +40,16 @@ break prior is then kept inside the age support.
 Usage::
 
     python inference/ngc628_fit.py -o out/ngc628_fit --c4-dir PATH/checkpoints --measurement-errors
-    python inference/ngc628_fit.py -o out/ngc628_fit_adamo_domain --log-mass-range 3.7 8 --log-age-range 6 8.31 \
+    python inference/ngc628_fit.py -o out/ngc628_fit_adamo_domain --log-mass-range 3.7 8
+    --log-age-range 6 8.31 \
         --grid-file out/ngc628_fit/selection_grid_500x500x50.npz \
-        --models schechter_pl schechter_bpl powerlaw_pl powerlaw_bpl schechter_pl_massdep --measurement-errors
+        --models schechter_pl schechter_bpl powerlaw_pl powerlaw_bpl schechter_pl_massdep
+        --measurement-errors
 
-Measured (2 cores, 4 chains x (500 + 500), 500 x 500 x 50 grid with stride 2): 1017 clusters, 0.4-4 min
-per model; 285 clusters in the Adamo domain, 15 s to 5 min per model (the mass-dependent CAF is slowest).
+Measured (2 cores, 4 chains x (500 + 500), 500 x 500 x 50 grid with stride 2): 1017 clusters, 0.4-4
+min
+per model; 285 clusters in the Adamo domain, 15 s to 5 min per model (the mass-dependent CAF is
+slowest).
 """
 
 from __future__ import annotations
@@ -328,8 +333,10 @@ def main(argv=None) -> dict:
         )
     lines.append("")
     lines.append(
-        "Published: Adamo+2017 alpha_M = -2.09 (power law, M > 5e3 Msun, T < 200 Myr), alpha_T = -0.8; "
-        "Tang+2024 alpha_M = -2.16, log M_break = 5.61, CAF ∝ T below log T = 8.22, alpha_T = -1.41 above."
+        "Published: Adamo+2017 alpha_M = -2.09 (power law, M > 5e3 Msun, T < 200 Myr), alpha_T = "
+        "-0.8; "
+        "Tang+2024 alpha_M = -2.16, log M_break = 5.61, CAF ∝ T below log T = 8.22, alpha_T = "
+        "-1.41 above."
     )
     (out / "posteriors.md").write_text("\n".join(lines) + "\n")
     table = Table()

@@ -35,7 +35,8 @@ Schechter break σ(α_M) = 0.092 and σ(log M_break) = 0.30 at the survey's dept
 Usage::
 
     python inference/sensitivity.py                       # downloads the C-4 wheel once (pip)
-    python inference/sensitivity.py --grid-file G.npz     # a saved SelectionGrid of the C-4 physical network
+    python inference/sensitivity.py --grid-file G.npz     # a saved SelectionGrid of the C-4
+    physical network
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def main(argv=None) -> dict:
     table.meta.update({"n_exp": value, "n_total": n_total, "detected_fraction": alpha})
     write_table(table, out / "n_exp_gradient.ecsv")
     print(
-        f"\nN_exp = {value:.1f} (N = {n_total:.0f}, α = {alpha:.3f}); dN_exp/dΔm = {float(g_depth):+.1f} per mag, "
+        f"\nN_exp = {value:.1f} (N = {n_total:.0f}, α = {alpha:.3f}); dN_exp/dΔm = "
+        f"{float(g_depth):+.1f} per mag, "
         f"dN_exp/dδA_V = {float(g_av):+.1f} per mag"
     )
     summary["n_exp"] = {
@@ -240,7 +242,8 @@ def main(argv=None) -> dict:
     write_table(cmf_table, out / "cmf_count_jacobian.ecsv")
     frac_depth = np.asarray(jac[2]) / np.where(counts > 0, counts, np.nan)
     print(
-        f"corrected CMF: d ln n_corr / dΔm from {np.nanmin(frac_depth):+.3f} to {np.nanmax(frac_depth):+.3f} per mag "
+        f"corrected CMF: d ln n_corr / dΔm from {np.nanmin(frac_depth):+.3f} to "
+        f"{np.nanmax(frac_depth):+.3f} per mag "
         f"over {len(counts)} bins"
     )
 

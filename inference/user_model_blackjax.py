@@ -87,7 +87,8 @@ PRIOR = (-3.0, -1.0)  # uniform prior on alpha
 
 # ----------------------------------------------------------------------------- selection
 def load_selection(path: str | None):
-    """The physical selection function: an artefact, else the C-4 network, else a quickly trained one."""
+    """The physical selection function: an artefact, else the C-4 network, else a quickly trained
+    one."""
     from jaxcomp import SelectionFunction
 
     if path is not None:
@@ -101,7 +102,8 @@ def load_selection(path: str | None):
         return import_c4(fetch_c4_checkpoints(), "phys"), "C-4 physical network (Tang et al. 2026)"
     except Exception as error:  # no network access: train a small network on a known surface
         print(
-            f"could not get the C-4 network ({type(error).__name__}: {error}); training a small network "
+            f"could not get the C-4 network ({type(error).__name__}: {error}); training a small "
+            "network "
             "on a synthetic selection surface instead",
             flush=True,
         )
@@ -130,7 +132,8 @@ def sample_log_mass(rng, alpha: float, n: int) -> np.ndarray:
 
 
 def simulate(sf, alpha: float, n_obs: int, seed: int):
-    """Draw clusters from the known population and keep each with probability p_obs, until n_obs are kept."""
+    """Draw clusters from the known population and keep each with probability p_obs, until n_obs are
+    kept."""
     rng = np.random.default_rng(seed)
     kept, n_drawn = [], 0
     while sum(len(k) for k in kept) < n_obs:
@@ -153,9 +156,11 @@ def simulate(sf, alpha: float, n_obs: int, seed: int):
 
 # ----------------------------------------------------------------------------- the user's model
 def build_model(catalogue: np.ndarray, n_mass: int, n_age: int, n_av: int):
-    """Plain-JAX log posterior of u (alpha = PRIOR mapped through a sigmoid), and the pieces it uses.
+    """Plain-JAX log posterior of u (alpha = PRIOR mapped through a sigmoid), and the pieces it
+    uses.
 
-    Returns ``log_posterior(u, sf)``, ``to_alpha(u)``, ``log_likelihood(alpha, sf)`` and ``log_z(alpha, sf)``.
+    Returns ``log_posterior(u, sf)``, ``to_alpha(u)``, ``log_likelihood(alpha, sf)`` and
+    ``log_z(alpha, sf)``.
     """
     import jax
     import jax.numpy as jnp
@@ -178,14 +183,16 @@ def build_model(catalogue: np.ndarray, n_mass: int, n_age: int, n_av: int):
     low, high = LOG_MASS_RANGE
 
     def log_mass_density(x, alpha):
-        """ln p(log M | alpha) of the truncated power law (normalised analytically, stable near alpha = -1)."""
+        """ln p(log M | alpha) of the truncated power law (normalised analytically, stable near
+        alpha = -1)."""
         b = (alpha + 1.0) * LN10
         safe = jnp.where(jnp.abs(b) < 1e-8, 1e-8, b)
         log_norm = safe * low + jnp.log(jnp.expm1(safe * (high - low)) / safe)  # ln ∫ e^{b m} dm
         return b * x - log_norm
 
     def log_z(alpha, sf):
-        """ln Z(alpha): the network evaluated on the quadrature points, here, inside the log-density."""
+        """ln Z(alpha): the network evaluated on the quadrature points, here, inside the
+        log-density."""
         p_obs = sf(points).reshape(n_mass, -1)  # (n_mass, n_age * n_av)
         p_mass = p_obs.astype(w_age_av.dtype) @ w_age_av  # detection probability at each mass node
         return jax.nn.logsumexp(log_mass_density(m_nodes, alpha) + log_m_weights + jnp.log(p_mass))
@@ -197,14 +204,16 @@ def build_model(catalogue: np.ndarray, n_mass: int, n_age: int, n_av: int):
         return PRIOR[0] + (PRIOR[1] - PRIOR[0]) * jax.nn.sigmoid(u)
 
     def log_posterior(u, sf):
-        # uniform prior on alpha, sampled through u = logit((alpha - lo) / (hi - lo)): add the log Jacobian
+        # uniform prior on alpha, sampled through u = logit((alpha - lo) / (hi - lo)): add the log
+        # Jacobian
         return log_likelihood(to_alpha(u), sf) + jax.nn.log_sigmoid(u) + jax.nn.log_sigmoid(-u)
 
     return log_posterior, to_alpha, log_likelihood, log_z
 
 
 def run_nuts(log_posterior, sf, *, seed: int, num_warmup: int, num_samples: int, num_chains: int):
-    """BlackJAX NUTS with window adaptation, all chains in one jitted program (the SF is an argument)."""
+    """BlackJAX NUTS with window adaptation, all chains in one jitted program (the SF is an
+    argument)."""
     import blackjax
     import jax
     import jax.numpy as jnp
@@ -239,7 +248,8 @@ def run_nuts(log_posterior, sf, *, seed: int, num_warmup: int, num_samples: int,
 
 # ----------------------------------------------------------------------------- independent check
 def grid_posterior(sf, catalogue: np.ndarray, *, shape=(181, 61, 16), n_alpha: int = 801):
-    """Posterior of alpha on a grid of values, normalisation from jaxcomp's SelectionGrid quadrature."""
+    """Posterior of alpha on a grid of values, normalisation from jaxcomp's SelectionGrid
+    quadrature."""
     import jax
 
     from jaxcomp.demographics import (
@@ -356,7 +366,8 @@ def main(argv=None) -> dict:
         f"d p_obs / d(log M, log T, A_V) at {np.asarray(x0).tolist()}: jax.grad {dp_dx}, "
         f"finite differences {np.round(fd, 4).tolist()}"
     )
-    # -- and so is the log-density that calls it on the quadrature grid (sf passed as a traced argument)
+    # -- and so is the log-density that calls it on the quadrature grid (sf passed as a traced
+    # argument)
     value_and_grad = jax.jit(jax.value_and_grad(log_posterior))
     u0 = jnp.asarray(np.log((args.alpha - PRIOR[0]) / (PRIOR[1] - args.alpha)))
     value, grad = value_and_grad(u0, sf)
@@ -368,8 +379,10 @@ def main(argv=None) -> dict:
     per_eval = (time.perf_counter() - t0) / 5
     fd_grad = (float(log_posterior(u0 + 1e-3, sf)) - float(log_posterior(u0 - 1e-3, sf))) / 2e-3
     print(
-        f"log-density at the true slope: {float(value):.3f}; d/du: jax.grad {float(grad):.4f}, finite difference "
-        f"{fd_grad:.4f}; {1e3 * per_eval:.1f} ms per value-and-gradient ({n_mass * n_age * n_av} network "
+        f"log-density at the true slope: {float(value):.3f}; d/du: jax.grad {float(grad):.4f}, "
+        "finite difference "
+        f"{fd_grad:.4f}; {1e3 * per_eval:.1f} ms per value-and-gradient ({n_mass * n_age * n_av} "
+        "network "
         "evaluations)"
     )
 
@@ -415,7 +428,8 @@ def main(argv=None) -> dict:
     print(f"slope alpha of dN/dM ∝ M^alpha, {n_obs} clusters:        truth {args.alpha:+.3f}")
     print(
         f"  BlackJAX NUTS, sf(x) in the jitted log-density:  mean {nuts['mean']:+.3f}, "
-        f"68% [{nuts['q16']:+.3f}, {nuts['q84']:+.3f}]  ({chains * samples} draws, {nuts['divergences']} "
+        f"68% [{nuts['q16']:+.3f}, {nuts['q84']:+.3f}]  ({chains * samples} draws, "
+        f"{nuts['divergences']} "
         f"divergences, {nuts_seconds:.0f} s)"
     )
     print(
@@ -423,7 +437,8 @@ def main(argv=None) -> dict:
         f"68% [{check['q16']:+.3f}, {check['q84']:+.3f}]"
     )
     print(
-        f"  detected fraction Z at the truth: user quadrature {z_user:.5f}, SelectionGrid {z_grid:.5f} "
+        f"  detected fraction Z at the truth: user quadrature {z_user:.5f}, SelectionGrid "
+        f"{z_grid:.5f} "
         f"(relative difference {abs(z_user / z_grid - 1):.2e}); simulated {n_obs / n_drawn:.5f}"
     )
     result = {

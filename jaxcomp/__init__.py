@@ -1,6 +1,7 @@
 """jaxcomp: differentiable forward modelling of star-cluster catalogue completeness.
 
-The pipeline has five stages (see ``docs/architecture.md``): cluster library (:mod:`jaxcomp.library`),
+The pipeline has five stages (see ``docs/architecture.md``): cluster library
+(:mod:`jaxcomp.library`),
 artificial cluster tests (:mod:`jaxcomp.ast`), selection functions
 (:mod:`jaxcomp.selection`), marginalisation and demographics
 (:mod:`jaxcomp.demographics`).  The public API below is re-exported lazily, so

@@ -27,7 +27,8 @@ def _read_umask() -> int:
     return umask
 
 
-#: Permissions of files written here: those an ordinary ``open()`` would give (read once, at import).
+#: Permissions of files written here: those an ordinary ``open()`` would give (read once, at
+# import).
 _FILE_MODE = 0o666 & ~_read_umask()
 
 

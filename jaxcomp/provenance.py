@@ -36,7 +36,8 @@ VERSIONED_PACKAGES = (
 
 
 def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:
-    """Versions of Python, jaxcomp and the installed packages among ``names`` (missing ones left out)."""
+    """Versions of Python, jaxcomp and the installed packages among ``names`` (missing ones left
+    out)."""
     versions = {"python": platform.python_version(), "jaxcomp": __version__}
     for name in names:
         try:
@@ -47,7 +48,8 @@ def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, s
 
 
 def json_default(value: Any) -> Any:
-    """``json.dumps(default=...)`` for numpy scalars and arrays and paths (anything else: its str)."""
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths (anything else: its
+    str)."""
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):

@@ -161,7 +161,8 @@ header = loaded.header
 print("header keys:", sorted(header))
 for record in header["inputs"]:
     print(
-        f"  {record['name']:>9s} [{record['unit']}], domain {np.round(record['domain'], 3).tolist()}"
+        f"  {record['name']:>9s} [{record['unit']}], domain "
+        f"{np.round(record['domain'], 3).tolist()}"
     )
 print("out-of-domain policy:", header["out_of_domain"])
 print(
@@ -306,7 +307,8 @@ print(
 transition = (p_truth > 0.05) & (p_truth < 0.95)
 print(
     f"  in the transition region (0.05 < p_true < 0.95, {transition.mean():.0%} of points): "
-    f"median {np.median(error[transition]):.4f}, 90th percentile {np.percentile(error[transition], 90):.4f}"
+    f"median {np.median(error[transition]):.4f}, 90th percentile "
+    f"{np.percentile(error[transition], 90):.4f}"
 )
 
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -352,7 +354,8 @@ truth_report = calibration_report(
     np.asarray(labels["p_true"])[test_rows], np.asarray(labels["C"])[test_rows]
 )
 print(
-    f"the true p_obs on the same labels: ECE {truth_report.ece:.4f}, Brier {truth_report.brier:.4f}, "
+    f"the true p_obs on the same labels: ECE {truth_report.ece:.4f}, Brier "
+    f"{truth_report.brier:.4f}, "
     f"log loss {truth_report.log_loss:.4f}"
 )
 show(plot_reliability(report, "reliability.png", title="held-out clusters"))

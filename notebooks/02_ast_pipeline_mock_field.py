@@ -132,7 +132,8 @@ for step in STAGES:
 
 comparison = compare_with_truth(catalogue, truth)
 print(
-    f"\nplaced catalogue sources recovered (3 px match): detected {comparison['completeness_detected']:.2f}, "
+    "\nplaced catalogue sources recovered (3 px match): detected "
+    f"{comparison['completeness_detected']:.2f}, "
     f"final catalogue {comparison['completeness_final']:.2f}; purity of the final catalogue "
     f"{comparison['purity_final']:.3f}"
 )
@@ -296,7 +297,8 @@ distance = np.hypot(x_inj[:, None] - x_inj[None, :], y_inj[:, None] - y_inj[None
 brighter_near = (distance < 30) & (mag_v[None, :] < mag_v[:, None])
 near = brighter_near[lost_bright].any(axis=1)
 print(
-    f"{np.sum(mag_v < 22.5)} injected clusters brighter than m_V = 22.5, {len(lost_bright)} of them lost; "
+    f"{np.sum(mag_v < 22.5)} injected clusters brighter than m_V = 22.5, {len(lost_bright)} of "
+    "them lost; "
     f"{near.sum()} of those have a brighter injected cluster within 30 px"
 )
 
@@ -389,7 +391,8 @@ for radius in config.r_eff_pc:
     ci = np.asarray(campaign["ci_meas"])[rows & bright]
     print(
         f"  clusters brighter than F555W = 22.5: {np.sum(rows & bright)}, recovered "
-        f"{np.mean(np.asarray(campaign['C'])[rows & bright]):.2f}, median measured CI {np.nanmedian(ci):.2f} mag"
+        f"{np.mean(np.asarray(campaign['C'])[rows & bright]):.2f}, median measured CI "
+        f"{np.nanmedian(ci):.2f} mag"
     )
 show(plot_recovery(campaign, "recovery.png", title="tiny campaign on the mock NGC 628C crop"))
 

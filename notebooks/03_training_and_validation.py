@@ -112,7 +112,8 @@ n_library = (
 start = time.perf_counter()
 library = generate_library(n_library, LibraryConfig(), seed=11)
 print(
-    f"field {field.shape}, library of {len(library)} clusters in {time.perf_counter() - start:.1f} s"
+    f"field {field.shape}, library of {len(library)} clusters in {time.perf_counter() - start:.1f} "
+    "s"
 )
 
 # %% [markdown]
@@ -162,7 +163,8 @@ test_labels = run_campaign(
 )
 print(
     f"test campaign: {test_config.n_frames} frames, {len(test_labels)} injections of "
-    f"{len(np.unique(np.asarray(test_labels['cluster_id'])))} clusters in {time.perf_counter() - start:.1f} s"
+    f"{len(np.unique(np.asarray(test_labels['cluster_id'])))} clusters in "
+    f"{time.perf_counter() - start:.1f} s"
 )
 
 # %% [markdown]
@@ -185,7 +187,8 @@ print(
 )
 p = np.asarray(table["p_true"])
 print(
-    f"{len(table)} test clusters: {np.mean(p == 0):.0%} never recovered, {np.mean(p == 1):.0%} always, "
+    f"{len(table)} test clusters: {np.mean(p == 0):.0%} never recovered, {np.mean(p == 1):.0%} "
+    "always, "
     f"{np.mean((p > 0) & (p < 1)):.0%} in between"
 )
 
@@ -214,8 +217,10 @@ for kind in ("physical", "photometric"):
     networks[kind] = result.selection_function
     report = result.test_calibration
     print(
-        f"{kind:>11s}: {result.labels.inputs.shape[0]} labels, best epoch {result.histories[0].best_epoch}, "
-        f"held-out ECE {report.ece:.3f}, Brier {report.brier:.3f} ({time.perf_counter() - start:.1f} s)"
+        f"{kind:>11s}: {result.labels.inputs.shape[0]} labels, best epoch "
+        f"{result.histories[0].best_epoch}, "
+        f"held-out ECE {report.ece:.3f}, Brier {report.brier:.3f} "
+        f"({time.perf_counter() - start:.1f} s)"
     )
     networks[kind].save(f"selection_{kind}.safetensors")
 
@@ -290,7 +295,8 @@ for kind, v in validations.items():
     ours, floor, paper = v.percentiles, v.binomial_floor, PAPER_PERCENTILES[kind]
     print(f"{kind:>11s}  {ours['p50']:6.3f} {ours['p90']:6.3f} {ours['p95']:6.3f}   this notebook")
     print(
-        f"{'':>11s}  {floor['p50']:6.3f} {floor['p90']:6.3f} {floor['p95']:6.3f}   binomial floor with "
+        f"{'':>11s}  {floor['p50']:6.3f} {floor['p90']:6.3f} {floor['p95']:6.3f}   binomial floor "
+        "with "
         f"{int(np.median(v.n_repeats))} repeats"
     )
     print(
@@ -315,8 +321,10 @@ for kind, v in validations.items():
 for kind, v in validations.items():
     extreme = (v.p_true == 0) | (v.p_true == 1)
     print(
-        f"{kind:>11s}: median |p_hat - p_true| over the {extreme.sum()} clusters recovered in none or all "
-        f"repeats {np.median(v.abs_error[extreme]):.3f}, over the others {np.median(v.abs_error[~extreme]):.3f}"
+        f"{kind:>11s}: median |p_hat - p_true| over the {extreme.sum()} clusters recovered in none "
+        "or all "
+        f"repeats {np.median(v.abs_error[extreme]):.3f}, over the others "
+        f"{np.median(v.abs_error[~extreme]):.3f}"
     )
 radius = np.asarray(table["r_eff_pc"])
 for r in np.unique(radius):

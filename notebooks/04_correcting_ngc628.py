@@ -52,7 +52,8 @@ print(f"QUICK mode: {QUICK}")
 
 
 def repo_root() -> Path:
-    """The jaxcomp repository (for its inference/ scripts): $JAXCOMP_REPO, else next to this file, else the cwd."""
+    """The jaxcomp repository (for its inference/ scripts): $JAXCOMP_REPO, else next to this file,
+    else the cwd."""
     if os.environ.get("JAXCOMP_REPO"):
         return Path(os.environ["JAXCOMP_REPO"]).resolve()
     try:
@@ -106,7 +107,8 @@ catalogue, catalogue_info = load_catalogue(
 )
 log_mass, log_age, av = (values(catalogue[c]) for c in ("log_mass", "log_age", "av"))
 print(
-    f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)} (of {catalogue_info['n_rows_read']})"
+    f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)} (of "
+    f"{catalogue_info['n_rows_read']})"
 )
 print(
     f"  log M [Msun]: median {np.median(log_mass):.2f}, 5-95% {np.percentile(log_mass, 5):.2f}-"
@@ -206,7 +208,8 @@ for lo, hi, count, prob in zip(
 #
 # | | mass function (for the CAF) | age distribution (for the CMF) |
 # |---|---|---|
-# | Tang+2024 | Schechter, α_M = −2.16, log M_break = 5.61 | dN/dlog T ∝ T to log T = 8.22, α_T = −1.41 above |
+# | Tang+2024 | Schechter, α_M = −2.16, log M_break = 5.61 | dN/dlog T ∝ T to log T = 8.22, α_T =
+# −1.41 above |
 # | Adamo+2017 | power law, α_M = −2.09 | power law, α_T = −0.8 on log T in [6, 8.3] |
 #
 # (α_M and α_T are the slopes of dN/dM and dN/dT.)
@@ -383,13 +386,15 @@ for name, table in caf.items():
     raw, _ = fit_log_slope(table, "log_age", 6.0, 8.5, column="dn_raw")
     corrected, error = fit_log_slope(table, "log_age", 6.0, 8.5)
     print(
-        f"CAF, log T 6.0-8.5, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± {error:.2f}"
+        f"CAF, log T 6.0-8.5, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± "
+        f"{error:.2f}"
     )
 for name, table in cmf.items():
     raw, _ = fit_log_slope(table, "log_mass", 3.0, 5.0, column="dn_raw")
     corrected, error = fit_log_slope(table, "log_mass", 3.0, 5.0)
     print(
-        f"CMF, log M 3.0-5.0, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± {error:.2f}"
+        f"CMF, log M 3.0-5.0, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± "
+        f"{error:.2f}"
     )
 
 # %% [markdown]

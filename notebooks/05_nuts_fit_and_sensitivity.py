@@ -145,20 +145,24 @@ for name in model.scalar_parameters:
     draws = result.draws(name)
     inside = "yes" if low <= TRUTH[name] <= high else "NO"
     print(
-        f"{name:>16s} {TRUTH[name]:7.2f} {draws.mean():7.3f} {draws.std():6.3f}   [{low:.3f}, {high:.3f}]  "
+        f"{name:>16s} {TRUTH[name]:7.2f} {draws.mean():7.3f} {draws.std():6.3f}   [{low:.3f}, "
+        f"{high:.3f}]  "
         f"truth inside: {inside}"
     )
 weights = result.draws("av_weights")
 for k, true in enumerate(TRUTH["av_weights"]):
     low, high = np.quantile(weights[:, k], [0.025, 0.975])
     print(
-        f"{f'av_weights[{k}]':>16s} {true:7.2f} {weights[:, k].mean():7.3f} {weights[:, k].std():6.3f}   "
+        f"{f'av_weights[{k}]':>16s} {true:7.2f} {weights[:, k].mean():7.3f} "
+        f"{weights[:, k].std():6.3f}   "
         f"[{low:.3f}, {high:.3f}]"
     )
 n_total = result.draws("n_total")
 print(
-    f"{'N (total)':>16s} {catalogue.meta['n_drawn']:7d} {n_total.mean():7.0f} {n_total.std():6.0f}   "
-    f"[{np.quantile(n_total, 0.025):.0f}, {np.quantile(n_total, 0.975):.0f}]  (drawn in the simulation)"
+    f"{'N (total)':>16s} {catalogue.meta['n_drawn']:7d} {n_total.mean():7.0f} {n_total.std():6.0f} "
+    "  "
+    f"[{np.quantile(n_total, 0.025):.0f}, {np.quantile(n_total, 0.975):.0f}]  (drawn in the "
+    "simulation)"
 )
 
 # %% [markdown]
@@ -181,7 +185,8 @@ for column, entry in ppc.items():
     low, high = np.quantile(entry["replicated"], [0.025, 0.975], axis=0)
     inside = (entry["observed"] >= low) & (entry["observed"] <= high)
     print(
-        f"{column}: observed counts inside the 95% predictive band in {inside.sum()} of {inside.size} bins"
+        f"{column}: observed counts inside the 95% predictive band in {inside.sum()} of "
+        f"{inside.size} bins"
     )
 fig = result.plot_ppc(ppc=ppc)
 save(fig, "posterior_predictive.png")
@@ -221,7 +226,8 @@ with jax.enable_x64(True):
     alpha = float(detection_fraction_shifted(model, TRUTH, grid))
 n_population = n_obs / alpha
 print(
-    f"detected fraction at the truth α = {alpha:.4f}; N = {n_population:.0f} clusters in the population"
+    f"detected fraction at the truth α = {alpha:.4f}; N = {n_population:.0f} clusters in the "
+    "population"
 )
 depths = [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
 start = time.perf_counter()
@@ -265,7 +271,8 @@ zero = int(np.flatnonzero(np.asarray(forecast["delta_mag"]) == 0.0)[0])
 print(f"{'parameter':>16s} {'ML':>8s} {'Laplace σ':>10s} {'NUTS sd':>8s} {'Fisher σ':>9s}")
 for name in model.scalar_parameters:
     print(
-        f"{name:>16s} {fit.value(name):8.3f} {fit.sigma(name):10.3f} {result.draws(name).std():8.3f} "
+        f"{name:>16s} {fit.value(name):8.3f} {fit.sigma(name):10.3f} "
+        f"{result.draws(name).std():8.3f} "
         f"{forecast[f'sigma_{name}'][zero]:9.3f}"
     )
 
@@ -274,7 +281,8 @@ print("\nchange of the fitted parameters per unit shift of the assumed selection
 for name in model.scalar_parameters:
     d_mass, _, d_av = derivative[name]
     print(
-        f"  {name:>12s}: per mag of depth {0.4 * d_mass:+.3f}, per mag of extinction offset {d_av:+.3f}  "
+        f"  {name:>12s}: per mag of depth {0.4 * d_mass:+.3f}, per mag of extinction offset "
+        f"{d_av:+.3f}  "
         f"(0.1 mag of depth error = {abs(0.04 * d_mass) / fit.sigma(name):.2f} σ)"
     )
 

@@ -39,7 +39,8 @@ ISOCHRONE_SETS = ("padova2007_z0.0190", "parsec_z0.0140", "parsec_z0.0200")
 
 
 def default_raw_directory() -> Path:
-    """Raw inputs: $JAXCOMP_STELLAR_RAW, else shared/data/stellar beside the repository, else /work/shared."""
+    """Raw inputs: $JAXCOMP_STELLAR_RAW, else shared/data/stellar beside the repository, else
+    /work/shared."""
     candidates = [
         os.environ.get("JAXCOMP_STELLAR_RAW"),
         REPO.parent / "shared" / "data" / "stellar",
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
         path = write_star_photometry(table, args.output_dir / f"star_photometry_{name}{suffix}.npz")
         prov = table["provenance"]
         print(
-            f"{path} ({path.stat().st_size / 1e6:.2f} MB, {table['log_age'].size} isochrone points, "
+            f"{path} ({path.stat().st_size / 1e6:.2f} MB, {table['log_age'].size} isochrone "
+            "points, "
             f"{time.perf_counter() - start:.1f} s)"
         )
         print("  checks:", json.dumps(prov["checks"]))

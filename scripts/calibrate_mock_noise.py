@@ -57,7 +57,8 @@ def calibrate_band(
             }
         )
         log(
-            f"  {band} iter {it}: B = {b:.5g} counts/s/px -> m50 = {fit['m50']:.3f} (target {target:.2f}, "
+            f"  {band} iter {it}: B = {b:.5g} counts/s/px -> m50 = {fit['m50']:.3f} (target "
+            f"{target:.2f}, "
             f"width {fit['width']:.3f}, p_max {fit['p_max']:.3f}, {history[-1]['seconds']} s)"
         )
         delta = fit["m50"] - target
@@ -110,7 +111,8 @@ def plot_comparison(results: dict, path: Path):
         ax.axvline(ADAMO17_PUBLISHED_50PCT_NGC628C[b], color="k", ls=":", lw=0.8)
         ax.axvline(results[b]["m50_mock"], color="C0", ls="--", lw=0.8)
         ax.set_title(
-            f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}",
+            f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo "
+            f"{ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}",
             fontsize=9,
         )
         ax.set_xlabel("injected magnitude [Vega]")
@@ -158,7 +160,8 @@ def main(argv=None) -> int:
         }
         print(
             f"{b}: B = {rate:.5g} counts/s/px; independent check m50 = {fit['m50']:.3f} "
-            f"(Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}, diff {fit['m50'] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+.3f})",
+            f"(Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}, diff "
+            f"{fit['m50'] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+.3f})",
             flush=True,
         )
     rates = dict(start_rates)
@@ -170,10 +173,12 @@ def main(argv=None) -> int:
     m50_mock = dict(previous.get("m50_mock", {}))
     m50_mock.update({b: round(results[b]["m50_mock"], 4) for b in bands})
     payload = {
-        "description": "Effective background per band of the jaxcomp mock NGC 628C field, fitted so that "
+        "description": "Effective background per band of the jaxcomp mock NGC 628C field, fitted "
+        "so that "
         "single-band artificial cluster tests reach the Adamo+2017 50% recovery magnitudes",
         "background_rate": {b: float(f"{rates[b]:.6g}") for b in BANDS},
-        "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 arcsec pixels)",
+        "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 "
+        "arcsec pixels)",
         "read_noise_e": mock.MOCK_READ_NOISE_E,
         "psf_sha256": mock.mock_psf_digest(),
         "m50_target": dict(ADAMO17_PUBLISHED_50PCT_NGC628C),
@@ -192,7 +197,8 @@ def main(argv=None) -> int:
             "mock": {"n_stars": mock.N_STARS, "shape": list(mock.MOCK_SHAPE)},
             "history": {b: results[b]["history"] for b in bands},
             "seconds": round(time.perf_counter() - t_start, 1),
-            "targets": "Adamo et al. 2017, ApJ 841, 131 (jaxcomp.catalogues.ADAMO17_PUBLISHED_50PCT_NGC628C)",
+            "targets": "Adamo et al. 2017, ApJ 841, 131 "
+            "(jaxcomp.catalogues.ADAMO17_PUBLISHED_50PCT_NGC628C)",
         },
     }
     atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
@@ -201,7 +207,8 @@ def main(argv=None) -> int:
     for b in BANDS:
         if b in m50_mock:
             print(
-                f"{b:6s} {rates[b]:11.5g} {m50_mock[b]:9.3f} {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:7.2f} "
+                f"{b:6s} {rates[b]:11.5g} {m50_mock[b]:9.3f} "
+                f"{ADAMO17_PUBLISHED_50PCT_NGC628C[b]:7.2f} "
                 f"{m50_mock[b] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+6.3f}"
             )
     if args.plot:

@@ -62,7 +62,8 @@ def forced_ci(images, field, x, y, band):
 
 
 def _real_err3_weights():
-    """Histogram (0.005 mag bins on [0, 0.05]) of err3 of the real F555W injections with err3 < 0.05."""
+    """Histogram (0.005 mag bins on [0, 0.05]) of err3 of the real F555W injections with err3 <
+    0.05."""
     import csv
 
     with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
@@ -127,7 +128,8 @@ def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", p
 
 
 def mock_catalogue_ci(size="small", seed=0):
-    """CI percentiles of the mock's class 1-3 sources found by the pipeline, and the real catalogue's."""
+    """CI percentiles of the mock's class 1-3 sources found by the pipeline, and the real
+    catalogue's."""
     from scipy.spatial import cKDTree
 
     from jaxcomp.ast import compare_with_truth
@@ -171,7 +173,8 @@ def main(argv=None):
     radii = tuple(float(v) if "." in v else int(v) for v in args.radii.split(","))
     table = injected_ci_table(radii, args.frames, args.seed)
     print(
-        "| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, 16-84th, "
+        "| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, "
+        "16-84th, "
         "share | real F555W median / share |"
     )
     print("|---|---|---|---|---|---|---|---|")

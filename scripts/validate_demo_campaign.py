@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 SIZES = {
-    # radii [pc], training frames per radius, clusters per frame, test clusters per radius, test repeats
+    # radii [pc], training frames per radius, clusters per frame, test clusters per radius, test
+    # repeats
     "quick": dict(
         radii=(1.0, 3.0, 5.0),
         train_frames=6,

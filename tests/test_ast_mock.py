@@ -135,7 +135,8 @@ def test_pipeline_on_the_unmodified_mock_finds_the_placed_clusters():
 
 
 def test_calibrated_noise_reproduces_the_adamo17_50pct_magnitudes():
-    """Small, fast single-band tests (12 windows x 16 clusters per band, a seed the calibration did not use)."""
+    """Small, fast single-band tests (12 windows x 16 clusters per band, a seed the calibration did
+    not use)."""
     from jaxcomp.ast.single_band import mock_m50
 
     cal = mock_noise_calibration()

@@ -1,4 +1,5 @@
-"""The LEGUS catalogue pipeline steps: white light, detection mapping, photometry, cuts, matching."""
+"""The LEGUS catalogue pipeline steps: white light, detection mapping, photometry, cuts,
+matching."""
 
 from __future__ import annotations
 

@@ -174,7 +174,8 @@ def test_sextractor_spline_node_conventions_and_no_clipping():
     np.testing.assert_allclose(
         img, 2.0 + 0.5 * (xx - 14.5) / bw - 0.25 * (yy - 15.0) / bw, atol=2e-5
     )
-    # one bright mesh: the bicubic spline overshoots below the mesh minimum (SExtractor does not clip)
+    # one bright mesh: the bicubic spline overshoots below the mesh minimum (SExtractor does not
+    # clip)
     spike = np.zeros((ny, nx), np.float32)
     spike[2, 2] = 10.0
     out = P._sex_interpolate(spike, (ny * bw, nx * bw), bw, bw)
@@ -293,7 +294,8 @@ def test_lutz_pixel_order_and_the_mthresh_heap():
     assert P._sex_mthresh([1.0, 2.0], 3) == 0.0
 
 
-# ------------------------------------------------------------------ against SExtractor's library (SEP)
+# ------------------------------------------------------------------ against SExtractor's library
+# (SEP)
 def _run_sep(img, clean):
     """Positions (0-based x, y) of SEP with the LEGUS-like settings of SEXTRACTOR_PORT.
 

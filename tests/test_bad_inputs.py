@@ -1,4 +1,5 @@
-"""Issue 14: every bad input is a clear error before any work; nothing stale is reused, nothing half-written.
+"""Issue 14: every bad input is a clear error before any work; nothing stale is reused, nothing
+half-written.
 
 Each test takes a *class* of bad input (parametrised) and checks the message, the exit status of
 the command line (2, one line ``jaxcomp: error: ...``, no traceback) and that nothing was written.
@@ -33,7 +34,8 @@ def run(*argv):
 
 
 def one_line_error(capsys, *fragments):
-    """The command's stderr: one ``jaxcomp: error:`` line containing every fragment, no traceback."""
+    """The command's stderr: one ``jaxcomp: error:`` line containing every fragment, no
+    traceback."""
     err = capsys.readouterr().err.strip()
     assert err.startswith("jaxcomp: error: "), err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -96,7 +98,8 @@ def test_artefact_with_non_finite_weights_is_refused_at_load(
     assert not (root / "never.csv").exists()
 
 
-# ------------------------------------------------------------------ b. the pure call: opt-in checks, types
+# ------------------------------------------------------------------ b. the pure call: opt-in
+# checks, types
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_checked_selection_function_raises_on_non_finite_inputs(bad):
     sf = make_selection_function(widths=(4,))
@@ -174,7 +177,8 @@ def test_duplicated_column_names_are_refused(root, artefact, catalogue, capsys, 
         assert not (root / f"never_{command}").exists()
 
 
-# ------------------------------------------------------------------ d. one catalogue validation everywhere
+# ------------------------------------------------------------------ d. one catalogue validation
+# everywhere
 @pytest.mark.parametrize(
     "column, change, hint",
     [
@@ -299,7 +303,8 @@ def test_library_without_plausible_magnitudes_is_refused(root, capsys, mutate, m
     validate_library(tiny_library(200))  # a good library passes
 
 
-# ------------------------------------------------------------------ workflow: inputs, stale directories
+# ------------------------------------------------------------------ workflow: inputs, stale
+# directories
 def tiny(**sections):
     """The test workflow's tiny configuration (tests/test_workflow.py) with ``sections`` changed."""
     data = json.loads(json.dumps(TINY))
@@ -368,7 +373,8 @@ def test_run_directory_of_another_configuration_is_refused_unless_forced(
     path = _config_file(tmp_path, "other", **change)
     assert run("run", path, "--out", run_dir, "--quiet") == 2
     one_line_error(capsys, "different configuration", f"[{min(change)}]", "--force")
-    # --force (with or without stages) accepts it; where the work runs is not a different configuration
+    # --force (with or without stages) accepts it; where the work runs is not a different
+    # configuration
     calls = []
     monkeypatch.setattr("jaxcomp.workflow.runner.run_workflow", lambda *a, **k: calls.append(k))
     assert (

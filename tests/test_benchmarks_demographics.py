@@ -9,7 +9,8 @@ import pytest
 
 
 def test_nuts_and_emcee_target_the_same_log_density():
-    """emcee's callable, the fitter's NUTS potential and a hand-written density agree; transforms match NumPyro's."""
+    """emcee's callable, the fitter's NUTS potential and a hand-written density agree; transforms
+    match NumPyro's."""
     import bench_nuts
     import jax
     from numpyro.infer.util import constrain_fn
@@ -42,7 +43,8 @@ def test_nuts_and_emcee_target_the_same_log_density():
 
 
 def test_numpy_marginalisation_matches_jaxcomp():
-    """The numpy baseline of bench_marginalise reproduces SelectionGrid and the p_corr marginals within 1e-5."""
+    """The numpy baseline of bench_marginalise reproduces SelectionGrid and the p_corr marginals
+    within 1e-5."""
     import bench_marginalise as bm
     import bench_selection_throughput as throughput
 

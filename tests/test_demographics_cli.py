@@ -1,4 +1,5 @@
-"""`jaxcomp correct` and `jaxcomp fit` end to end on a simulated catalogue, and their bad-input errors."""
+"""`jaxcomp correct` and `jaxcomp fit` end to end on a simulated catalogue, and their bad-input
+errors."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ GRID = ("--grid", "41", "31", "7")
 
 
 def logistic_artefact(path):
-    """A physical SelectionFunction whose p_obs is exactly ``LogisticSelection.linear()`` (no training).
+    """A physical SelectionFunction whose p_obs is exactly ``LogisticSelection.linear()`` (no
+    training).
 
     One hidden GELU unit with a bias of 20 works in its linear regime (its argument stays
     in [10.5, 29.5] on the domain, where GELU(x) = x to float32 precision), so the logit is

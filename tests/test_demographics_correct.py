@@ -1,4 +1,5 @@
-"""correct_catalogue (the one correction recipe) against a brute-force integral of a known selection."""
+"""correct_catalogue (the one correction recipe) against a brute-force integral of a known
+selection."""
 
 from __future__ import annotations
 

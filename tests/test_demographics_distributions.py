@@ -157,8 +157,10 @@ def test_samples_follow_the_distribution(name):
         d = cls(**kwargs)
         samples = np.asarray(d.sample(jax.random.PRNGKey(7), (20000,)))
         assert samples.shape == (20000,) and np.all((samples >= lo) & (samples <= hi))
+
         def cdf(x):
             return np.asarray(d.cdf(jnp.asarray(x)))  # checked against quad above
+
         assert stats.kstest(samples, cdf).pvalue > 1e-3
         # histogram of the samples against bin probabilities (chi-square)
         edges = np.linspace(lo, hi, 21)
@@ -211,8 +213,10 @@ def test_log_prob_gradients_match_finite_differences(make, theta0, values):
 def test_gradient_of_the_power_law_at_flat_slope_is_finite():
     with jax.enable_x64(True):
         for make in (PowerLawLogMass, PowerLawLogAge):
+
             def f(a):
                 return make(a).log_prob(6.5 if make is PowerLawLogMass else 7.0)
+
             g = float(jax.grad(f)(-1.0))
             assert np.isfinite(g)
             assert g == pytest.approx(float(_finite_difference(f, -1.0, 1e-5)), rel=1e-6)

@@ -1,4 +1,5 @@
-"""The selection-normalised likelihood: normalising integral, gradients, data preparation (no NUTS)."""
+"""The selection-normalised likelihood: normalising integral, gradients, data preparation (no
+NUTS)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ def test_log_likelihood_forms_and_pointwise_sum(grid, population):
     ],
 )
 def test_one_pass_likelihood_equals_the_separate_terms(grid, population, mass, age, form):
-    """log_likelihood (normalisers shared with the quadrature) = object terms + detection fraction, with gradients."""
+    """log_likelihood (normalisers shared with the quadrature) = object terms + detection fraction,
+    with gradients."""
     from jaxcomp.demographics.likelihood import _combine, object_log_terms
 
     model = PopulationModel(

@@ -1,4 +1,5 @@
-"""Marginalisation of p_obs over population distributions (Tang+2026 eq. 14-16) and the p(A_V) estimate."""
+"""Marginalisation of p_obs over population distributions (Tang+2026 eq. 14-16) and the p(A_V)
+estimate."""
 
 from __future__ import annotations
 
@@ -152,7 +153,8 @@ def test_quadrature_weights_integrate_linear_functions_exactly(distribution, nod
     ],
 )
 def test_normalised_quadrature_matches_the_exact_normaliser(distribution, nodes):
-    """w / sum(w) and ln f - log_norm agree with quadrature_weights and log_prob (the likelihood's fast path)."""
+    """w / sum(w) and ln f - log_norm agree with quadrature_weights and log_prob (the likelihood's
+    fast path)."""
     with jax.enable_x64(True):
         distribution = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), distribution)
         weights, log_norm = normalised_quadrature(distribution, jnp.asarray(nodes))
@@ -187,8 +189,10 @@ def test_quadrature_weights_need_two_nodes():
 def test_linear_selection_is_marginalised_exactly():
     """p_obs linear in each variable: the interpolant is exact, so are the marginals."""
     m, t, a = np.linspace(2, 8, 31), np.linspace(5, 10, 21), np.linspace(0, 3, 13)
+
     def linear(lm, la, av):
         return 0.1 + 0.1 * (lm - 2) + 0.01 * (la - 5) - 0.02 * av
+
     with jax.enable_x64(True):
         grid = SelectionGrid.from_selection(linear, m, t, a)
         mass, age, av = SchechterLogMass(-2.16, 5.61), BrokenPowerLawLogAge(log_age_max=10.0), _av()
@@ -209,8 +213,10 @@ def test_linear_selection_is_marginalised_exactly():
 
 def test_step_in_log_mass_gives_the_analytic_power_law_fraction():
     """p_obs = 1 above log M = 3.5: p_corr(log_age) = P(log M > 3.5) = 1 - CDF(3.5)."""
+
     def step(lm, la, av):
         return (lm > 3.5) + 0.0 * la + 0.0 * av
+
     nodes = np.linspace(2, 8, 601) + 0.005  # the step falls mid-cell
     with jax.enable_x64(True):
         grid = SelectionGrid.from_selection(

@@ -1,4 +1,5 @@
-"""Sensitivity study tools: shifted selection integrals, their gradients, Fisher forecasts, Laplace sensitivities."""
+"""Sensitivity study tools: shifted selection integrals, their gradients, Fisher forecasts, Laplace
+sensitivities."""
 
 from __future__ import annotations
 
@@ -165,7 +166,8 @@ def test_corrected_counts_match_the_table_and_have_correct_gradients(grid):
 
 
 def test_fisher_forecast_matches_the_spread_of_simulated_estimates(grid):
-    """Simulation with known truth: Fisher σ vs the scatter and the Laplace σ of per-catalogue estimates."""
+    """Simulation with known truth: Fisher σ vs the scatter and the Laplace σ of per-catalogue
+    estimates."""
     fisher = fisher_information(MODEL, TRUTH, grid, n_total=6000)
     n_obs = int(round(fisher.n_expected))
     estimates, laplace = [], []
@@ -178,7 +180,8 @@ def test_fisher_forecast_matches_the_spread_of_simulated_estimates(grid):
     estimates, laplace = np.asarray(estimates), np.asarray(laplace)
     for i, name in enumerate(fit.names):
         predicted = fisher.sigma(name)
-        # the observed-information (Laplace) σ of each catalogue scatters tightly around the expected one
+        # the observed-information (Laplace) σ of each catalogue scatters tightly around the
+        # expected one
         assert np.median(laplace[:, i]) == pytest.approx(predicted, rel=0.12), name
         # and the estimates scatter by about σ (16 catalogues: the sample sd is good to ~18%)
         if (
@@ -219,7 +222,8 @@ def test_shift_sensitivity_matches_refitting(grid):
             i = fit.names.index(name)
             finite = (up.vector[i] - down.vector[i]) / (2 * h)
             assert derivative[name][j] == pytest.approx(finite, rel=0.05, abs=0.02), (name, j)
-    # a deeper survey than assumed leaves too many faint clusters unexplained: the fitted slope steepens
+    # a deeper survey than assumed leaves too many faint clusters unexplained: the fitted slope
+    # steepens
     assert derivative["alpha_M"][0] > 0
 
 

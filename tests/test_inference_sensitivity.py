@@ -1,4 +1,5 @@
-"""The runnable sensitivity study of inference/ runs end to end on the real catalogue and the C-4 network."""
+"""The runnable sensitivity study of inference/ runs end to end on the real catalogue and the C-4
+network."""
 
 import json
 
@@ -7,6 +8,7 @@ import pytest
 
 def test_sensitivity_script_on_a_coarse_grid(c4_checkpoint_dir, tmp_path):
     import sensitivity  # inference/ is on sys.path through [tool.pytest.ini_options] pythonpath
+
     summary = sensitivity.main(
         [
             "--c4-dir",
@@ -23,7 +25,8 @@ def test_sensitivity_script_on_a_coarse_grid(c4_checkpoint_dir, tmp_path):
             str(tmp_path),
         ]
     )
-    # the published-network fit of the Adamo+2017 sample: α_M = -2.47 ± 0.07 with NUTS on a fine grid
+    # the published-network fit of the Adamo+2017 sample: α_M = -2.47 ± 0.07 with NUTS on a fine
+    # grid
     alpha_m, sigma = summary["maximum_likelihood"]["alpha_M"]
     assert alpha_m == pytest.approx(-2.47, abs=0.1) and 0.04 < sigma < 0.1
     for key, value in summary["slope_sensitivity_per_mag"].items():  # implicit derivative = refit

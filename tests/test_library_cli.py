@@ -125,7 +125,8 @@ def test_import_validates_and_reports_errors(tmp_path, capsys):
 
 
 def test_workers_from_a_script_piped_through_stdin(tmp_path):
-    """generate_library(n_workers=2) works with spawn when __main__ is '<stdin>' and has no guard."""
+    """generate_library(n_workers=2) works with spawn when __main__ is '<stdin>' and has no
+    guard."""
     script = textwrap.dedent(
         """
         import numpy as np

@@ -206,7 +206,8 @@ def test_generic_table_validation_messages():
     bad = _generic().rename(columns={"log_mass": "mass", "r_eff_pc": "r_eff"})
     with pytest.raises(
         ValueError,
-        match=r"lacks required column\(s\) \['log_mass', 'r_eff_pc'\].*log10\(mass\).*rename it to r_eff_pc",
+        match=r"lacks required column\(s\) \['log_mass', 'r_eff_pc'\].*log10\(mass\).*rename it to "
+        r"r_eff_pc",
     ):
         validate_library_table(bad)
     with pytest.raises(ValueError, match="no magnitude columns"):

@@ -1,4 +1,5 @@
-"""The tutorials in notebooks/ run top to bottom as scripts (quick mode) and are valid jupytext notebooks."""
+"""The tutorials in notebooks/ run top to bottom as scripts (quick mode) and are valid jupytext
+notebooks."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_notebook_is_a_jupytext_percent_file(name):
 @pytest.mark.timeout(TIMEOUT_S + 60)
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_in_quick_mode(name, tmp_path, request):
-    # PYTHONDONTWRITEBYTECODE: notebook 4 imports a script from inference/; keep the repository untouched
+    # PYTHONDONTWRITEBYTECODE: notebook 4 imports a script from inference/; keep the repository
+    # untouched
     env = dict(
         os.environ,
         JAXCOMP_NOTEBOOK_QUICK="1",

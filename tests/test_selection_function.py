@@ -298,7 +298,8 @@ def test_extra_named_inputs_and_photometric_set():
 def test_import_changes_no_global_jax_setting():
     code = (
         "import jax, json\n"
-        "names = ['jax_enable_x64', 'jax_default_matmul_precision', 'jax_platforms', 'jax_debug_nans',"
+        "names = ['jax_enable_x64', 'jax_default_matmul_precision', 'jax_platforms', "
+        "'jax_debug_nans',"
         " 'jax_disable_jit', 'jax_default_device']\n"
         "before = {n: str(getattr(jax.config, n)) for n in names}\n"
         "import jaxcomp, jaxcomp.selection.training, jaxcomp.cli\n"

@@ -345,7 +345,8 @@ def test_fits_field_keys_are_checked_and_kept_out_of_mock_fingerprints(tmp_path)
 
 
 def _star_grid_field(shape=(320, 320), spacing=40, seed=0):
-    """A flat field with a grid of bright isolated point sources (Gaussian FWHM 2.2 px), and a few clusters."""
+    """A flat field with a grid of bright isolated point sources (Gaussian FWHM 2.2 px), and a few
+    clusters."""
     import numpy as np
 
     from jaxcomp.ast import Field

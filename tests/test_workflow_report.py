@@ -119,7 +119,8 @@ def _make_run(run_dir: Path) -> Path:
     _stage(
         run_dir,
         "library",
-        description="Draws a cluster library from SLUG-like priors.\n\nSecond paragraph,\nwrapped over lines.",
+        description="Draws a cluster library from SLUG-like priors.\n\nSecond paragraph,\nwrapped "
+        "over lines.",
         metrics={
             "n_clusters": 2000,
             "fraction_bright": 0.12345678,
@@ -204,7 +205,8 @@ def test_report_shows_the_whole_run(run_dir, report_html):
     assert sum(s.startswith("data:image/svg+xml;base64,") for s in sources) == 1
     assert not re.search(r'(src|href)="(?!data:|#)', text)
     assert "url(" not in text and "@import" not in text and "<script" not in text.lower()
-    # the comparison table: 5 of 6 percentiles pass (photometric p95 fails), ECE passes for physical only
+    # the comparison table: 5 of 6 percentiles pass (photometric p95 fails), ECE passes for physical
+    # only
     comparison = re.search(r'<table class="comparison">.*?</table>', text, re.S).group(0)
     assert comparison.count('class="mark pass"') == 6 and comparison.count('class="mark fail"') == 2
     assert f"&lt; {ECE_THRESHOLD:.3f}" in comparison
@@ -212,7 +214,8 @@ def test_report_shows_the_whole_run(run_dir, report_html):
     # the recovery table: alpha inside, log_m_c outside
     recovery = re.search(r'<table class="recovery">.*?</table>', text, re.S).group(0)
     assert recovery.count("✓ inside") == 1 and recovery.count("✗ outside") == 1
-    # the generic metrics (flattened), the table (10 of 45 rows, with the unit), the notes, the config
+    # the generic metrics (flattened), the table (10 of 45 rows, with the unit), the notes, the
+    # config
     assert "flags.ok" in text and "0.1235" in text and "n_test" in text and "r_hat_max" in text
     assert "First 10 of 45 rows" in text and "log_mass [dex(solMass)]" in text
     data_table = re.search(r'<table class="data">.*?</table>', text, re.S).group(0)

@@ -257,7 +257,8 @@ def mesh_statistics(
         block, mask = data[rs, cs], bad[rs, cs]
         n_rows, n_cols = block.shape[0] // hb, block.shape[1] // wb
         v = np.where(mask, np.nan, block).astype(np.float32)
-        v = v.reshape(n_rows, hb, n_cols, wb).transpose(0, 2, 1, 3).reshape(n_rows * n_cols, hb * wb)
+        v = v.reshape(n_rows, hb, n_cols, wb).transpose(0, 2, 1, 3)
+        v = v.reshape(n_rows * n_cols, hb * wb)
         mean, med, sd, cnt = clipped_stats_rows(v, sigma, maxiters)
         good = (~mask).reshape(n_rows, hb, n_cols, wb).sum(axis=(1, 3))
         return (
@@ -363,7 +364,8 @@ def interpolate_mesh(
 def interpolate_mesh_windows(
     mesh: np.ndarray, shape: tuple[int, int], box_size: int, windows
 ) -> list[np.ndarray]:
-    """:func:`interpolate_mesh` on several ``(y0, y1, x0, x1)`` windows (the spline coefficients once)."""
+    """:func:`interpolate_mesh` on several ``(y0, y1, x0, x1)`` windows (the spline coefficients
+    once)."""
     my, mx = mesh.shape
     lo, hi = float(np.min(mesh)), float(np.max(mesh))
     if hi == lo:
@@ -429,7 +431,8 @@ def background_maps(
     filter_size: int = 1,
     rms: bool = True,
 ):
-    """The background and RMS maps (float32, ``shape``) of :func:`mesh_background` from its mesh statistics.
+    """The background and RMS maps (float32, ``shape``) of :func:`mesh_background` from its mesh
+    statistics.
 
     ``rms=False`` skips the RMS map (returned as None), for a frame thresholded at a global RMS.
     """

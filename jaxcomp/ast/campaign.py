@@ -40,7 +40,8 @@ Executors
     ``"spawn"`` start method (safe with threads and JAX). The workers are started without
     re-running the caller's ``__main__`` (they need nothing from it), so a plain script
     works with or without the ``if __name__ == "__main__":`` guard, as do notebooks and
-    ``python -c``. Each worker receives the field once and runs with single-threaded BLAS. ``"serial"``: in this process. A ``dask.distributed``
+    ``python -c``. Each worker receives the field once and runs with single-threaded BLAS.
+    ``"serial"``: in this process. A ``dask.distributed``
     cluster: ``scheduler="tcp://host:port"`` (or a ``distributed.Client``); the field
     and baseline are scattered to every worker, frames are tasks, and a frame whose
     worker dies is rerun elsewhere by the scheduler. Results come back to the caller,
@@ -181,7 +182,8 @@ class CampaignConfig:
                 )
             if self.design != "test":
                 raise CampaignError(
-                    "clusters_per_reff is for the test design (training frames never reuse a cluster)"
+                    "clusters_per_reff is for the test design (training frames never reuse a "
+                    "cluster)"
                 )
             object.__setattr__(self, "clusters_per_reff", int(v))
         if self.reprocess not in ("full", "local"):
@@ -317,8 +319,10 @@ def _check_magnitudes(column: str, values: np.ndarray) -> None:
     outside = int(np.count_nonzero((finite < low) | (finite > high)))
     if outside > (1.0 - PLAUSIBLE_FRACTION) * finite.size:
         raise CampaignError(
-            f"library column {column!r} does not look like apparent Vega magnitudes: {outside} of {finite.size} "
-            f"values lie outside {low:g} to {high:g} mag (median {np.median(finite):.4g}); fluxes or count rates "
+            f"library column {column!r} does not look like apparent Vega magnitudes: {outside} of "
+            f"{finite.size} "
+            f"values lie outside {low:g} to {high:g} mag (median {np.median(finite):.4g}); fluxes "
+            "or count rates "
             "must be converted first (mag = zeropoint - 2.5 log10(flux))"
         )
 
@@ -337,8 +341,10 @@ def check_field_capacity(field: Field, config: CampaignConfig) -> None:
     n_max = RSA_JAMMING_FRACTION * area / (math.pi * sep * sep / 4.0)
     if config.clusters_per_frame > n_max:
         raise CampaignError(
-            f"the field is too small for {config.clusters_per_frame} clusters per frame at r_eff = {r_max:g} pc: "
-            f"they must be {sep:.1f} px apart (3 r_eff) and random placement fills at most ~{int(n_max)} in its "
+            f"the field is too small for {config.clusters_per_frame} clusters per frame at r_eff = "
+            f"{r_max:g} pc: "
+            f"they must be {sep:.1f} px apart (3 r_eff) and random placement fills at most "
+            f"~{int(n_max)} in its "
             f"{area} px footprint; use fewer clusters per frame, smaller radii or a larger field"
         )
 
@@ -373,10 +379,16 @@ def plan_campaign(
             rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0, i)))
             chosen = rng.permutation(subset)
             if chosen.size < need:
+                what = (
+                    "frames_per_reff x clusters_per_frame"
+                    if config.design == "train"
+                    else "test clusters"
+                )
                 raise CampaignError(
-                    f"the library has {chosen.size} usable clusters with r_eff_pc = {r:g} but the {config.design} "
-                    f"design needs {need} ({'frames_per_reff x clusters_per_frame' if config.design == 'train' else 'test clusters'}"
-                    f") without reuse; generate a larger library or use fewer frames"
+                    f"the library has {chosen.size} usable clusters with r_eff_pc = {r:g} but the "
+                    f"{config.design} "
+                    f"design needs {need} "
+                    f"({what}) without reuse; generate a larger library or use fewer frames"
                 )
         else:
             chosen = pool[i * need : (i + 1) * need]
@@ -448,7 +460,8 @@ def _frame_seed(seed: int, frame: int) -> np.random.SeedSequence:
 def _run_frame_payload(
     field: Field, baseline: FieldBaseline, spec: FrameSpec, rows, config: CampaignConfig
 ):
-    """Run one frame (single-threaded BLAS: campaigns parallelise over frames); return (frame, labels, info)."""
+    """Run one frame (single-threaded BLAS: campaigns parallelise over frames); return (frame,
+    labels, info)."""
     from ._threads import single_threaded_blas
 
     with single_threaded_blas():
@@ -654,7 +667,8 @@ def _check_manifest(directory: Path, new: dict) -> None:
     if old.get("field", {}).get("digest") != new["field"]["digest"]:
         problems.append(
             f"the field differs (was {old.get('field', {}).get('name')!r} "
-            f"{old.get('field', {}).get('shape')}, now {new['field']['name']!r} {new['field']['shape']})"
+            f"{old.get('field', {}).get('shape')}, now {new['field']['name']!r} "
+            f"{new['field']['shape']})"
         )
     if old.get("library", {}).get("digest") != new["library"]["digest"]:
         problems.append(
@@ -776,7 +790,8 @@ def _iter_dask(field, baseline, todo, rows_of, config, executor, scheduler):
             for spec in todo
         ]
         try:
-            # as_completed defaults to the *default* client's event loop; with several clients in one
+            # as_completed defaults to the *default* client's event loop; with several clients in
+            # one
             # process (a user's own Client beside ours) that is the wrong loop, so name ours
             for fut in as_completed(futures, loop=client.loop):
                 result = fut.result()
@@ -910,7 +925,8 @@ def run_campaign(
                         callback(frame, n_done, n_total)
             finally:
                 bar.close()
-                results.close()  # stop the workers / cancel the tasks now, not at garbage collection
+                # stop the workers / cancel the tasks now, not at garbage collection
+                results.close()
         labels = _assemble(directory, frames)
         _write_summary(directory, config, frames, timings, fallbacks)
     return labels

@@ -27,7 +27,8 @@ the table). The steps, per band:
    ``isolation_radius_px``), ``roundness`` (both roundness1 and roundness2 in
    ``roundness_range``), ``ci`` (CI in ``ci_range``, then within
    ``ci_clip_mag`` of the stellar locus, the most concentrated well-populated
-   peak of the CIs of the stars passing so far: clusters and blends are broader), ``max_stars`` (the brightest
+   peak of the CIs of the stars passing so far: clusters and blends are broader), ``max_stars`` (the
+   brightest
    ``max_stars`` are kept).
 5. *Build*: cutouts of ``cutout_px`` px, background-subtracted, go to
    :class:`~photutils.psf.EPSFBuilder` (``oversampling``, ``iterations``); the
@@ -118,7 +119,8 @@ class EPSFStarSelection:
         12 and 15 px, and an ePSF normalised inside a smaller box over-states the light in
         the 1-4 px apertures by 4-7%).
     oversampling : int
-        ePSF samples per image pixel per axis; default 3 (2 biases the CI of a 2 px FWHM core by up to 0.02 mag).
+        ePSF samples per image pixel per axis; default 3 (2 biases the CI of a 2 px FWHM core by up
+        to 0.02 mag).
     iterations : int
         Maximum EPSFBuilder iterations; default 10.
     detection_fwhm_px : float
@@ -196,7 +198,8 @@ class EPSFStarSelection:
             raise ValueError(f"EPSFStarSelection.cutout_px must be odd, got {self.cutout_px}")
         if self.min_stars > self.max_stars:
             raise ValueError(
-                f"EPSFStarSelection.min_stars ({self.min_stars}) exceeds max_stars ({self.max_stars})"
+                f"EPSFStarSelection.min_stars ({self.min_stars}) exceeds max_stars "
+                f"({self.max_stars})"
             )
         if self.peak_max is not None and not float(self.peak_max) > 0:
             raise ValueError(
@@ -255,7 +258,8 @@ def _aperture_sum(data: np.ndarray, x: float, y: float, r: float) -> float:
 
 
 def _plane_background(box: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Plane a + b x + c y fitted (3-sigma clipped) to the ``ring`` pixels of ``box``; evaluated on the box."""
+    """Plane a + b x + c y fitted (3-sigma clipped) to the ``ring`` pixels of ``box``; evaluated on
+    the box."""
     ny, nx = box.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     good = ring & np.isfinite(box)
@@ -316,7 +320,8 @@ def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndar
 
 
 def _ci_locus(ci: np.ndarray, width: float, min_count: int) -> float:
-    """The CI of the stellar locus: the most concentrated peak of the CI distribution holding ``min_count`` stars.
+    """The CI of the stellar locus: the most concentrated peak of the CI distribution holding
+    ``min_count`` stars.
 
     Point sources pile up at one CI (the PSF's, spread by noise and pixel phase) and
     nothing real is more concentrated; clusters spread to larger CIs and, in a crowded
@@ -535,10 +540,14 @@ def build_epsf(
     def fail(why: str):
         raise EPSFError(
             f"{band}{where}: cannot build the effective PSF from the frame's stars: {why}. "
-            f"{_counts(list(reason), n)}. Loosen the star selection (EPSFStarSelection: e.g. min_snr, "
-            "isolation_radius_px, ci_range, mag_range, min_stars), or supply the PSF: the psf= argument of "
-            "read_field_fits (a Gaussian FWHM in px, an ePSF image or a PSFModel, per band), a 'PSF' image "
-            "extension (or a PSFFWHM keyword [px]) in the band's FITS file, or in a workflow [field] "
+            f"{_counts(list(reason), n)}. Loosen the star selection (EPSFStarSelection: e.g. "
+            "min_snr, "
+            "isolation_radius_px, ci_range, mag_range, min_stars), or supply the PSF: the psf= "
+            "argument of "
+            "read_field_fits (a Gaussian FWHM in px, an ePSF image or a PSFModel, per band), a "
+            "'PSF' image "
+            "extension (or a PSFFWHM keyword [px]) in the band's FITS file, or in a workflow "
+            "[field] "
             "psf = 'gaussian' with psf_fwhm_px = [five FWHMs] (the selection there: the psf_* keys)"
         )
 
@@ -574,7 +583,8 @@ def build_epsf(
     use = np.nonzero(reason == "used")[0]
     if use.size < sel.min_stars:
         fail(
-            f"the ePSF builder rejected {len(excluded)} star(s), leaving {use.size} (< {sel.min_stars})"
+            f"the ePSF builder rejected {len(excluded)} star(s), leaving {use.size} (< "
+            f"{sel.min_stars})"
         )
     img = np.asarray(epsf.data, dtype=np.float64)
     if not (np.all(np.isfinite(img)) and img.sum() > 0):
@@ -609,7 +619,8 @@ def psf_encircled_energy(psf, radii_px=(1.0, 2.0, 3.0, 4.0)) -> np.ndarray:
 
 
 def plot_epsf(results: Mapping[str, EPSFResult], path, *, title: str = "") -> str:
-    """Figure of each band's ePSF (log image) and encircled energy against radius (matplotlib Agg)."""
+    """Figure of each band's ePSF (log image) and encircled energy against radius (matplotlib
+    Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -368,7 +368,8 @@ class Field:
 
     def __repr__(self) -> str:
         return (
-            f"Field(name={self.name!r}, shape={self.shape}, footprint={int(self.footprint.sum())} px, "
+            f"Field(name={self.name!r}, shape={self.shape}, footprint={int(self.footprint.sum())} "
+            "px, "
             f"psf={{{', '.join(f'{b}: {p.describe()}' for b, p in self.psf.items())}}})"
         )
 
@@ -450,7 +451,8 @@ def _unreadable(path, error: Exception, caught=()) -> ValueError:
 
 
 def _read_one(path: Path) -> dict:
-    """Everything read_field_fits needs from one band's file, read fully: a truncated file fails here.
+    """Everything read_field_fits needs from one band's file, read fully: a truncated file fails
+    here.
 
     astropy's warnings while reading go into the error message if the file cannot be read
     (and are re-issued if it can).
@@ -663,9 +665,12 @@ def read_field_fits(
                 store[b] = float(header[_FITS_KEYS[key]])
             else:
                 what = "zeropoints" if key == "zeropoint" else "exptimes"
+                meaning = "exposure time [s]"
+                if key == "zeropoint":
+                    meaning = "Vega zeropoint [mag of 1 count/s]"
                 raise ValueError(
                     f"{path} (band {b}): no {_FITS_KEYS[key]} keyword "
-                    f"({'Vega zeropoint [mag of 1 count/s]' if key == 'zeropoint' else 'exposure time [s]'}); "
+                    f"({meaning}); "
                     f"add it to the header or give {what}={{'{b}': ...}} explicitly"
                 )
         if from_stars:
@@ -684,7 +689,8 @@ def read_field_fits(
     if distance_modulus is None:
         if "distance_modulus" not in meta:
             raise ValueError(
-                f"no {_FITS_KEYS['distance_modulus']} keyword in {[str(mapping[b]) for b in BANDS]}: "
+                f"no {_FITS_KEYS['distance_modulus']} keyword in "
+                f"{[str(mapping[b]) for b in BANDS]}: "
                 "give distance_modulus= explicitly (NGC 628: 29.98 mag)"
             )
         distance_modulus = float(meta["distance_modulus"])
@@ -724,7 +730,8 @@ def read_field_fits(
             selections = {b: one for b in BANDS}
         else:
             raise ValueError(
-                "epsf_selection must be an EPSFStarSelection, a mapping of its options or a mapping "
+                "epsf_selection must be an EPSFStarSelection, a mapping of its options or a "
+                "mapping "
                 f"band -> EPSFStarSelection, got {type(epsf_selection).__name__}"
             )
         errors = []

@@ -150,7 +150,8 @@ _PSF_FILE = ("mock", "ngc628c_mock_psf.fits")
 MOCK_READ_NOISE_E: float = 5.0
 #: Nucleus of NGC 628 (RA 01:36:41.745, Dec +15:47:01.18) in mock pixels (x, y), 0-based.
 NUCLEUS_PX: tuple[float, float] = (2450.3, 4204.3)
-#: TAN WCS fitted to the catalogue (x-1, y-1) -> (RA, Dec): CRPIX (1-based FITS), CRVAL, CD [deg/px].
+#: TAN WCS fitted to the catalogue (x-1, y-1) -> (RA, Dec): CRPIX (1-based FITS), CRVAL, CD
+# [deg/px].
 _WCS_CRPIX = (3158.28732423, 3578.45615088)
 _WCS_CRVAL = (24.16585156, 15.77676286)
 _WCS_CD = ((-1.10056386e-05, 2.30018222e-10), (1.70545543e-10, 1.10055166e-05))
@@ -197,7 +198,8 @@ _NAME_RE = re.compile(r"^ngc628c-mock:seed=(\d+):window=(\d+),(\d+),(\d+),(\d+)$
 
 @dataclass(frozen=True)
 class MockSpec:
-    """What identifies a mock field: the seed and the window ``[y0:y1, x0:x1]`` of the full frame."""
+    """What identifies a mock field: the seed and the window ``[y0:y1, x0:x1]`` of the full
+    frame."""
 
     seed: int
     window: tuple[int, int, int, int]
@@ -267,7 +269,8 @@ def _busy_centre(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int]:
 
 
 def small_window(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int, int, int]:
-    """The ``shape`` crop centred on the busiest region (most class 1-3 clusters in 1500 x 1500 px)."""
+    """The ``shape`` crop centred on the busiest region (most class 1-3 clusters in 1500 x 1500
+    px)."""
     cy, cx = _busy_centre()
     h, w = (int(shape[0]), int(shape[1]))
     ny, nx = MOCK_SHAPE
@@ -321,7 +324,8 @@ def _psf_images() -> dict[str, np.ndarray]:
         ov = int(hdul[0].header["PSFOVERS"])
     if ov != MOCK_PSF_OVERSAMPLING:
         raise ValueError(
-            f"{path} is sampled {ov}x, expected {MOCK_PSF_OVERSAMPLING}x; run scripts/build_mock_psfs.py"
+            f"{path} is sampled {ov}x, expected {MOCK_PSF_OVERSAMPLING}x; run "
+            "scripts/build_mock_psfs.py"
         )
     return images
 
@@ -351,7 +355,8 @@ def mock_noise_calibration() -> dict:
     """The calibrated noise constants and their provenance (``data/mock/ngc628c_mock_noise.json``).
 
     Keys: ``background_rate`` (band -> effective background B [counts/s/px]),
-    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017), ``m50_mock``
+    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017),
+    ``m50_mock``
     (measured on the calibrated mock), ``recipe`` (the single-band test) and
     ``provenance``.
     """
@@ -363,7 +368,8 @@ def _background_rates() -> dict[str, float]:
     rates = payload["background_rate"]
     if payload.get("psf_sha256") != mock_psf_digest():
         raise ValueError(
-            "the mock noise calibration was made with other PSFs than data/mock/ngc628c_mock_psf.fits; "
+            "the mock noise calibration was made with other PSFs than "
+            "data/mock/ngc628c_mock_psf.fits; "
             "rerun scripts/calibrate_mock_noise.py"
         )
     return {b: float(rates[b]) for b in BANDS}
@@ -548,7 +554,8 @@ def _old_light(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
 
 
 def _lerp_axis(values: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
-    """Linear interpolation of ``values`` along ``axis`` at fractional indices (clamped at the ends)."""
+    """Linear interpolation of ``values`` along ``axis`` at fractional indices (clamped at the
+    ends)."""
     n = values.shape[axis]
     c = np.clip(coords, 0.0, n - 1.0)
     i0 = np.minimum(np.floor(c).astype(np.int64), n - 1)

@@ -289,7 +289,8 @@ def _mock_single_band_test(
 
 
 def mock_m50(band: str, n_windows: int = 60, seed: int = 0, **kwargs) -> dict:
-    """50% recovery magnitude of single-band tests on the mock (see :func:`mock_single_band_test`)."""
+    """50% recovery magnitude of single-band tests on the mock (see
+    :func:`mock_single_band_test`)."""
     t = mock_single_band_test(band, n_windows, seed, **kwargs)
     fit = fit_m50(t["mag"], t["recovered"])
     fit["band"] = band

@@ -16,7 +16,8 @@ correct     completeness-corrected cluster age and mass functions of a catalogue
 fit         hierarchical fit of the cluster mass and age functions (NUTS)
 info        print the JSON header of an artefact
 
-One module per command group: :mod:`.workflow` (demo, run, report), :mod:`.library`, :mod:`.field`, :mod:`.ast`,
+One module per command group: :mod:`.workflow` (demo, run, report), :mod:`.library`, :mod:`.field`,
+:mod:`.ast`,
 :mod:`.selection` (train, import-c4, predict, validate, info), :mod:`.correct`, :mod:`.fit`;
 :mod:`.argtypes` holds the shared argument parsers and :mod:`._errors` how errors are shown:
 a :class:`~jaxcomp.errors.JaxcompError` (or ``ValueError`` / ``OSError``) as one line

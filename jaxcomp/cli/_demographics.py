@@ -50,7 +50,8 @@ def _column_map(text: str) -> dict[str, str]:
         needed, _, given = part.partition("=")
         if needed not in NEEDED_COLUMNS or not given:
             raise argparse.ArgumentTypeError(
-                f"expected NEEDED=COLUMN pairs with NEEDED one of {', '.join(NEEDED_COLUMNS)}, got {part!r}"
+                f"expected NEEDED=COLUMN pairs with NEEDED one of {', '.join(NEEDED_COLUMNS)}, got "
+                f"{part!r}"
             )
         mapping[needed] = given
     return mapping
@@ -75,13 +76,15 @@ def load_catalogue(args, *, say=print):
 
 
 def load_selection(args, command: str):
-    """The physical SelectionFunction of ``--selection`` (or None with ``--grid-file``) and its provenance."""
+    """The physical SelectionFunction of ``--selection`` (or None with ``--grid-file``) and its
+    provenance."""
     from ..demographics.marginalise import PHYSICAL_AXES
     from ..selection import SelectionFunction
 
     if args.selection is None and args.grid_file is None:
         raise ValueError(
-            "give --selection SF.safetensors (a physical selection function) or --grid-file GRID.npz"
+            "give --selection SF.safetensors (a physical selection function) or --grid-file "
+            "GRID.npz"
         )
     if args.grid_file is not None and args.grid is not None:
         raise ValueError(
@@ -97,7 +100,8 @@ def load_selection(args, command: str):
     selection = SelectionFunction.load(path)
     if sorted(selection.input_names) != sorted(PHYSICAL_AXES):
         raise ValueError(
-            f"{path} is a selection function of ({', '.join(selection.input_names)}); `jaxcomp {command}` needs a "
+            f"{path} is a selection function of ({', '.join(selection.input_names)}); `jaxcomp "
+            f"{command}` needs a "
             f"physical one of (log_mass, log_age, av), e.g. `jaxcomp import-c4 DIR phys` or "
             f"`jaxcomp train LABELS --inputs physical`"
         )
@@ -118,7 +122,8 @@ def grid_shape(args) -> tuple[int, int, int]:
 
 
 def selection_grid(args, selection, selection_info, out: Path, *, progress: bool, say=print):
-    """The SelectionGrid: from ``--grid-file``, the cache in ``out`` (same artefact and shape) or computed."""
+    """The SelectionGrid: from ``--grid-file``, the cache in ``out`` (same artefact and shape) or
+    computed."""
     from .._io import atomic_write_text
     from ..demographics.marginalise import SelectionGrid
 
@@ -171,7 +176,8 @@ def _read_record(path: Path) -> dict | None:
 
 
 def prepare_output(out: Path, command: str, configuration: dict, overwrite: bool) -> None:
-    """Refuse a non-empty ``out`` that holds anything but runs of this configuration (unless ``overwrite``)."""
+    """Refuse a non-empty ``out`` that holds anything but runs of this configuration (unless
+    ``overwrite``)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     entries = (

@@ -1,4 +1,5 @@
-"""How the ``jaxcomp`` command reports errors: a user's error in one line, a bug with its traceback."""
+"""How the ``jaxcomp`` command reports errors: a user's error in one line, a bug with its
+traceback."""
 
 from __future__ import annotations
 

@@ -88,7 +88,8 @@ def _cmd_ast_plot(args) -> int:
 
 
 def add_ast_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``ast`` (subcommands ``run``, ``status``, ``plot``) to a ``jaxcomp`` subparsers object."""
+    """Add ``ast`` (subcommands ``run``, ``status``, ``plot``) to a ``jaxcomp`` subparsers
+    object."""
     p = subparsers.add_parser("ast", help="artificial cluster test campaigns")
     sub = p.add_subparsers(dest="ast_command", required=True)
     r = sub.add_parser("run", help="run or resume a campaign (labels in OUT/labels.parquet)")
@@ -114,7 +115,8 @@ def add_ast_parser(subparsers) -> argparse.ArgumentParser:
         "--test-clusters-per-reff",
         type=int,
         default=None,
-        help="test design: distinct clusters per radius, spread over frames of --clusters-per-frame "
+        help="test design: distinct clusters per radius, spread over frames of "
+        "--clusters-per-frame "
         "(default: one frame of --clusters-per-frame)",
     )
     r.add_argument(
@@ -127,7 +129,8 @@ def add_ast_parser(subparsers) -> argparse.ArgumentParser:
         "--edge-margin-px",
         type=float,
         default=0.0,
-        help="inject no cluster closer than this to the image's edges (for a crop of a larger frame; "
+        help="inject no cluster closer than this to the image's edges (for a crop of a larger "
+        "frame; "
         "5 keeps the 4 px photometry aperture inside)",
     )
     r.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,5 @@
-"""``jaxcomp correct``: completeness-corrected cluster age and mass functions (Tang et al. 2026, eq. 14-18)."""
+"""``jaxcomp correct``: completeness-corrected cluster age and mass functions (Tang et al. 2026, eq.
+14-18)."""
 
 from __future__ import annotations
 
@@ -127,10 +128,14 @@ def _distributions(options: dict):
 
 def _describe(spec: dict, kind: str) -> str:
     if spec["form"] == "schechter":
-        return f"Schechter, alpha_M = {spec['alpha']:g}, log M_break = {spec['log_mass_break']:g} on {spec['support']}"
+        return (
+            f"Schechter, alpha_M = {spec['alpha']:g}, log M_break = {spec['log_mass_break']:g} "
+            f"on {spec['support']}"
+        )
     if spec["form"] == "broken_power_law":
         return (
-            f"broken power law, alpha_T = {spec['alpha']:g} above log T = {spec['log_age_break']:g}, "
+            f"broken power law, alpha_T = {spec['alpha']:g} above log T = "
+            f"{spec['log_age_break']:g}, "
             f"{spec['alpha_young']:g} below, on {spec['support']}"
         )
     return f"power law, alpha_{kind} = {spec['alpha']:g} on {spec['support']}"
@@ -220,7 +225,8 @@ def _cmd_correct(args) -> int:
             f">= {args.av_level:g} (Tang+2026 sec. 4.4.1)"
         )
         say(
-            f"p(A_V): {estimate.n_selected} clusters inside p_obs(A_V={args.av_reference:g}) >= {args.av_level:g} "
+            f"p(A_V): {estimate.n_selected} clusters inside p_obs(A_V={args.av_reference:g}) >= "
+            f"{args.av_level:g} "
             f"({estimate.n_outside_range} with A_V outside [0, 3] mag dropped); counts per bin "
             f"{estimate.counts.tolist()}"
         )
@@ -318,7 +324,8 @@ def _cmd_correct(args) -> int:
     write_record(out, "correct", record)
     print(
         f"wrote {out}: CAF {results['caf']['n_raw']} -> {results['caf']['n_corr']:.0f} clusters, "
-        f"CMF {results['cmf']['n_raw']} -> {results['cmf']['n_corr']:.0f} clusters (raw -> corrected, "
+        f"CMF {results['cmf']['n_raw']} -> {results['cmf']['n_corr']:.0f} clusters (raw -> "
+        "corrected, "
         f"binned); see correct.json"
     )
     return 0
@@ -329,7 +336,8 @@ def add_correct_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "correct",
         help="completeness-corrected cluster age and mass functions",
-        description="Completeness-corrected cluster age function (CAF) and mass function (CMF) of a catalogue "
+        description="Completeness-corrected cluster age function (CAF) and mass function (CMF) of "
+        "a catalogue "
         "(Tang et al. 2026, eq. 14-18): each cluster is weighted by 1/p_corr, the selection "
         "function marginalised over an assumed mass (for the CAF) or age (for the CMF) "
         "distribution and p(A_V).  Defaults follow the paper (inference/ngc628_corrections.py).",

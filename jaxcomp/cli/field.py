@@ -44,7 +44,8 @@ def load_field(spec: str):
                     size = field_size(p)
         except argparse.ArgumentTypeError as error:
             raise InputError(
-                f"field {spec!r}: {error}; use mock:small, mock:legus or mock:<ny>x<nx>[:seed=<n>], "
+                f"field {spec!r}: {error}; use mock:small, mock:legus or "
+                "mock:<ny>x<nx>[:seed=<n>], "
                 "or a FITS directory"
             ) from None
         return make_mock_field(size, seed=seed)

@@ -1,4 +1,5 @@
-"""``jaxcomp fit``: hierarchical fit of the mass and age functions (selection-normalised likelihood, NUTS)."""
+"""``jaxcomp fit``: hierarchical fit of the mass and age functions (selection-normalised likelihood,
+NUTS)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def _restrict(catalogue, model, av_policy: str, say):
     }
     if counts["outside_mass_age_support"]:
         say(
-            f"dropped {counts['outside_mass_age_support']} clusters outside log M in {model.log_mass_range}, "
+            f"dropped {counts['outside_mass_age_support']} clusters outside log M in "
+            f"{model.log_mass_range}, "
             f"log T in {model.log_age_range} (--log-mass-range / --log-age-range)"
         )
     if av_policy == "drop":
@@ -90,7 +92,8 @@ def _restrict(catalogue, model, av_policy: str, say):
         catalogue["av"] = np.clip(np.asarray(catalogue["av"], np.float64), low, high)
     if counts["av_outside"]:
         say(
-            f"{'clipped' if av_policy == 'clip' else 'dropped'} {counts['av_outside']} clusters with A_V outside "
+            f"{'clipped' if av_policy == 'clip' else 'dropped'} {counts['av_outside']} clusters "
+            "with A_V outside "
             f"[{low:g}, {high:g}] mag (--av-out-of-range)"
         )
     if len(catalogue) == 0:
@@ -131,8 +134,10 @@ def _posterior_table(result):
     for name, draws in rows:
         q = np.quantile(draws, [0.025, 0.16, 0.5, 0.84, 0.975])
         stats = summary.loc[name] if name in summary.index else None
+
         def pick(key):
             return float(stats[key]) if stats is not None and key in stats else np.nan
+
         table.add_row(
             (
                 name,
@@ -158,10 +163,12 @@ def _posterior_table(result):
 
 def _markdown(table) -> str:
     lines = [
-        f"Posterior of {table.meta['model']} ({table.meta['n_objects']} clusters, seed {table.meta['seed']}, "
+        f"Posterior of {table.meta['model']} ({table.meta['n_objects']} clusters, seed "
+        f"{table.meta['seed']}, "
         f"{table.meta['num_divergences']} divergences)",
         "",
-        "| parameter | median | 68% interval | 95% interval | mean | sd | r_hat | ESS bulk | ESS tail |",
+        "| parameter | median | 68% interval | 95% interval | mean | sd | r_hat | ESS bulk | ESS "
+        "tail |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
@@ -286,7 +293,8 @@ def _cmd_fit(args) -> int:
 
     say(
         f"fitting {model.describe()} to {len(catalogue)} clusters: {args.chains} chain(s) x "
-        f"({args.warmup} warmup + {args.samples} samples), seed {args.seed} (compiling, then sampling) ..."
+        f"({args.warmup} warmup + {args.samples} samples), seed {args.seed} (compiling, then "
+        "sampling) ..."
     )
     fitter = PopulationFitter(
         model,
@@ -304,7 +312,8 @@ def _cmd_fit(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fitter.fit(catalogue, seed=args.seed)
-    # the sampler's own warnings (divergences, a too-coarse grid) go to stderr and the record; the rest is noise
+    # the sampler's own warnings (divergences, a too-coarse grid) go to stderr and the record; the
+    # rest is noise
     fit_warnings = list(
         dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, RuntimeWarning))
     )
@@ -333,8 +342,10 @@ def _cmd_fit(args) -> int:
         )
 
     summary = result.summary
+
     def finite(values):
         return [float(v) for v in values if np.isfinite(v)]
+
     diagnostics = {
         "num_divergences": int(result.num_divergences),
         "max_r_hat": max(finite(summary["r_hat"]), default=float("nan")),
@@ -381,7 +392,8 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fit",
         help="fit the cluster mass and age functions (selection-normalised likelihood, NUTS)",
-        description="Hierarchical Bayesian fit of the mass and age functions and p(A_V) of a catalogue with the "
+        description="Hierarchical Bayesian fit of the mass and age functions and p(A_V) of a "
+        "catalogue with the "
         "selection-normalised likelihood (N marginalised), sampled with NumPyro NUTS; see "
         "jaxcomp.demographics.fit_population and inference/ngc628_fit.py.",
     )

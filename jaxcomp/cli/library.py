@@ -3,7 +3,8 @@
 Generate (C-4 paper library: log M uniform on [2, 8], age log-uniform on 1e5-1.5e10 yr,
 A_V uniform on [0, 3], stochastic photometry at the NGC 628 distance)::
 
-    jaxcomp library --n 10000 --seed 1 --radius flat --out lib.parquet [--fits] [--workers 2] [--quiet]
+    jaxcomp library --n 10000 --seed 1 --radius flat --out lib.parquet [--fits] [--workers 2]
+    [--quiet]
 
 Import and validate a library made elsewhere (a SLUG FITS output, or any Parquet / FITS /
 ECSV / CSV table with the columns cluster_id, log_mass, log_age, av, r_eff_pc, mag_<band>)
@@ -31,9 +32,11 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "library",
-        help="generate a synthetic cluster library, or import one (SLUG FITS or a table) and validate it",
+        help="generate a synthetic cluster library, or import one (SLUG FITS or a table) and "
+        "validate it",
         description=(
-            "Generate the artificial-cluster library of the C-4 paper (stochastic HST photometry at the NGC 628 "
+            "Generate the artificial-cluster library of the C-4 paper (stochastic HST photometry "
+            "at the NGC 628 "
             "distance), or import and validate a library made elsewhere (--from)."
         ),
     )
@@ -50,7 +53,8 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help="import a library: a SLUG <model>_cluster_prop.fits / _cluster_phot.fits (or model base "
+        help="import a library: a SLUG <model>_cluster_prop.fits / _cluster_phot.fits (or model "
+        "base "
         "name), or a Parquet/FITS/ECSV/CSV table with cluster_id, log_mass, log_age, av, "
         "r_eff_pc, mag_<band>",
     )
@@ -90,7 +94,8 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
         "--slug-photometry",
         choices=("auto", "neb_ex", "ex", "neb", "intrinsic"),
         default="auto",
-        help="SLUG imports: which photometry (default: with nebular emission and extinction if present)",
+        help="SLUG imports: which photometry (default: with nebular emission and extinction if "
+        "present)",
     )
     parser.add_argument(
         "--slug-mass",
@@ -102,7 +107,8 @@ def add_library_parser(subparsers) -> argparse.ArgumentParser:
         "--distance-modulus",
         type=float,
         default=None,
-        help=f"distance modulus [mag] (default {NGC628_DISTANCE_MODULUS:g}, NGC 628); added to SLUG's "
+        help=f"distance modulus [mag] (default {NGC628_DISTANCE_MODULUS:g}, NGC 628); added to "
+        "SLUG's "
         "absolute magnitudes",
     )
     parser.set_defaults(func=run_library)
@@ -153,7 +159,8 @@ def run_library(args: argparse.Namespace) -> int:
         origin = frame.attrs.get("jaxcomp_library", {}).get("source", "table")
         print(
             f"imported {len(frame)} clusters from {path} ({origin}); bands "
-            f"{[c[4:] for c in frame.columns if c.startswith('mag_')]}; wrote {', '.join(map(str, written))}"
+            f"{[c[4:] for c in frame.columns if c.startswith('mag_')]}; wrote "
+            f"{', '.join(map(str, written))}"
         )
         return 0
 
@@ -181,7 +188,8 @@ def run_library(args: argparse.Namespace) -> int:
     written = _write(frame, args.out, args.fits)
     meta = frame.attrs["jaxcomp_library"]
     print(
-        f"wrote {', '.join(map(str, written))}: {n} clusters, seed {args.seed}, radius model {args.radius}, "
+        f"wrote {', '.join(map(str, written))}: {n} clusters, seed {args.seed}, radius model "
+        f"{args.radius}, "
         f"{meta['n_age_clamped']} with ages outside the isochrones (flagged age_clamped)"
     )
     return 0

@@ -65,8 +65,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     summary = result.test_calibration.summary()
     print(
-        f"saved {out} (lr={result.best_learning_rate:g}, wd={result.best_weight_decay:g}); held-out "
-        f"Brier {summary['brier']:.4f}, ECE {summary['ece']:.4f}, log loss {summary['log_loss']:.4f}"
+        f"saved {out} (lr={result.best_learning_rate:g}, wd={result.best_weight_decay:g}); "
+        "held-out "
+        f"Brier {summary['brier']:.4f}, ECE {summary['ece']:.4f}, log loss "
+        f"{summary['log_loss']:.4f}"
     )
     return 0
 

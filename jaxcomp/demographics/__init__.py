@@ -1,4 +1,5 @@
-"""Stage 4-5 of the pipeline: population distributions, marginalised completeness, corrected CMF/CAF.
+"""Stage 4-5 of the pipeline: population distributions, marginalised completeness, corrected
+CMF/CAF.
 
 * :mod:`~jaxcomp.demographics.distributions`: NumPyro distributions of log_mass,
   log_age and av (power law, Schechter, broken power law, piecewise constant).

@@ -5,7 +5,8 @@ A catalogue needs ``log_mass`` [log10 Msun], ``log_age`` [log10 yr] and ``av`` [
 are mapped with ``columns``).  :func:`validate_catalogue` refuses, with one message wherever it
 is called from:
 
-* missing, duplicated (see :func:`jaxcomp._io.read_table`) or non-numeric columns, and an empty table;
+* missing, duplicated (see :func:`jaxcomp._io.read_table`) or non-numeric columns, and an empty
+table;
 * a column in the wrong units: more than half of its values outside the plausible range
   (``log_age`` in log10 Myr, a linear mass, a mass in log10 of grams, ...), even with
   ``drop_invalid`` (dropping most of a catalogue would hide the mistake);
@@ -50,7 +51,8 @@ def _values(column) -> np.ndarray:
 
 
 def check_units(name: str, values: np.ndarray, label: str = "catalogue") -> None:
-    """Refuse a ``log_mass``, ``log_age`` or ``av`` column with most values outside its plausible range."""
+    """Refuse a ``log_mass``, ``log_age`` or ``av`` column with most values outside its plausible
+    range."""
     low, high = PLAUSIBLE_RANGE[name]
     finite = np.isfinite(values)
     outside = finite & ((values < low) | (values > high))
@@ -152,13 +154,16 @@ def validate_catalogue(
                     " (every row: are the columns log10 mass [Msun], log10 age [yr] and A_V [mag]?)"
                 )
             raise InputError(
-                f"{label}: {n_invalid} of {len(table)} row(s) have NaN, masked or sentinel values in "
-                f"the needed columns ({'; '.join(problems)}){hint}; pass --drop-invalid to drop those rows"
+                f"{label}: {n_invalid} of {len(table)} row(s) have NaN, masked or sentinel values "
+                "in "
+                f"the needed columns ({'; '.join(problems)}){hint}; pass --drop-invalid to drop "
+                "those rows"
             )
         if n_invalid == len(table):
             raise InputError(f"{label}: every row is invalid ({'; '.join(problems)})")
         say(
-            f"dropped {n_invalid} of {len(table)} catalogue rows with NaN, masked or sentinel values "
+            f"dropped {n_invalid} of {len(table)} catalogue rows with NaN, masked or sentinel "
+            "values "
             f"({'; '.join(problems)})"
         )
         table = table[~bad]

@@ -154,7 +154,8 @@ def correct_catalogue(
     mass_nodes = np.asarray(grid.log_mass, np.float64)
     log_age = _values(catalogue["log_age"])
     log_mass = _values(catalogue["log_mass"])
-    # linear between the nodes, held constant beyond them (interpolate_marginal's rule); NaN stays NaN
+    # linear between the nodes, held constant beyond them (interpolate_marginal's rule); NaN stays
+    # NaN
     p_i_age = np.interp(log_age, age_nodes, p_age)
     p_i_mass = np.interp(log_mass, mass_nodes, p_mass)
     caf = corrected_age_function(log_age, p_i_age, age_bins, clip=age_clip, min_mean=age_min_mean)

@@ -1,4 +1,5 @@
-"""Completeness-corrected cluster mass and age functions (Tang et al. 2026, section 4.4.2, eq. 17-18).
+"""Completeness-corrected cluster mass and age functions (Tang et al. 2026, section 4.4.2, eq.
+17-18).
 
 For each observed cluster ``i`` take its marginal completeness ``p_corr,i``
 (``p_corr(log_age_i)`` for the age function, ``p_corr(log_mass_i)`` for the mass
@@ -190,7 +191,8 @@ def corrected_counts(
             "min_mean": None if min_mean is None else float(min_mean),
             "n_clusters": int(x.shape[0]),
             "n_clipped": int(np.sum(p <= clip)),
-            "estimator": "N_corr = N_raw / mean(p_corr,i); band N_raw/p84 .. N_raw/p16 (Tang+2026 eq. 17-18)",
+            "estimator": "N_corr = N_raw / mean(p_corr,i); band N_raw/p84 .. N_raw/p16 (Tang+2026 "
+            "eq. 17-18)",
         }
     )
     return table

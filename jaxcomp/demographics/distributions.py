@@ -430,7 +430,8 @@ class BrokenPowerLawLogAge(_LogDensity):
         return jnp.where(dx < 0, beta_young * dx, beta_old * dx)
 
     def _segments(self):
-        """Natural-log slopes, clipped break and log masses of the two segments (x measured from the break)."""
+        """Natural-log slopes, clipped break and log masses of the two segments (x measured from the
+        break)."""
         beta_young, beta_old = self._slopes()
         x_break = jnp.clip(self.log_age_break, self.low, self.high)
         log_z_young = _log_int_exp(
@@ -591,7 +592,8 @@ class SchechterLogMass(_LogDensity):
         alpha = jnp.asarray(self.alpha)[..., None]
         log_mass_break = jnp.asarray(self.log_mass_break)[..., None]
         log_f = self._unnormalised(x, alpha, log_mass_break)
-        # Shifted by the integrand's maximum, known analytically: one reduction instead of logsumexp's two.
+        # Shifted by the integrand's maximum, known analytically: one reduction instead of
+        # logsumexp's two.
         shift = self._log_peak(alpha, log_mass_break, low, high)
         total = jnp.sum(w * jnp.exp(log_f - shift), axis=-1)
         return jnp.log(total) + shift[..., 0] + jnp.log(high[..., 0] - low[..., 0])
@@ -724,7 +726,8 @@ class PiecewiseConstantAV(_LogDensity):
         weights = jnp.asarray(weights, dtype=_float_dtype(weights))
         if weights.ndim < 1 or weights.shape[-1] != edges.shape[0] - 1:
             raise ValueError(
-                f"weights must have {edges.shape[0] - 1} entries along the last axis (one per bin), "
+                f"weights must have {edges.shape[0] - 1} entries along the last axis (one per "
+                "bin), "
                 f"got shape {weights.shape}"
             )
         self.edges = edges

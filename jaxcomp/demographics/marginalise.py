@@ -1,4 +1,5 @@
-"""Marginalised completeness: p_obs on a cached 3-D grid, integrated against population distributions.
+"""Marginalised completeness: p_obs on a cached 3-D grid, integrated against population
+distributions.
 
 Tang et al. (2026, section 4.4.1, eq. 14-16) reduce the 3-D selection function
 p_obs(log_mass, log_age, av) to one- and two-dimensional completeness functions
@@ -178,7 +179,8 @@ class SelectionGrid(eqx.Module):
             names = selection.input_names
             if sorted(names) != sorted(PHYSICAL_AXES):
                 raise ValueError(
-                    f"the selection function takes {names}; a SelectionGrid needs the physical inputs "
+                    f"the selection function takes {names}; a SelectionGrid needs the physical "
+                    "inputs "
                     f"{PHYSICAL_AXES} (use the physical network, not the photometric one)"
                 )
             domain = selection.domain
@@ -187,7 +189,8 @@ class SelectionGrid(eqx.Module):
             ranges = [LOG_MASS_RANGE, LOG_AGE_RANGE, AV_RANGE]
         else:
             raise TypeError(
-                f"selection must be a SelectionFunction or a callable, got {type(selection).__name__}"
+                "selection must be a SelectionFunction or a callable, got "
+                f"{type(selection).__name__}"
             )
         given = (log_mass, log_age, av)
         axes = [
@@ -243,14 +246,16 @@ class SelectionGrid(eqx.Module):
         return tuple(int(n) for n in self.p_obs.shape)
 
     def at_av(self, av: float) -> jax.Array:
-        """p_obs(log_mass, log_age) at fixed A_V [mag], linear in A_V between nodes; shape (n_mass, n_age)."""
+        """p_obs(log_mass, log_age) at fixed A_V [mag], linear in A_V between nodes; shape (n_mass,
+        n_age)."""
         av = jnp.clip(jnp.asarray(av, self.av.dtype), self.av[0], self.av[-1])
         k = jnp.clip(jnp.searchsorted(self.av, av, side="right") - 1, 0, self.av.shape[0] - 2)
         t = (av - self.av[k]) / (self.av[k + 1] - self.av[k])
         return (1 - t) * self.p_obs[:, :, k] + t * self.p_obs[:, :, k + 1]
 
     def interpolate(self, log_mass, log_age, av) -> jax.Array:
-        """Trilinear interpolation of p_obs (clamped to the grid edges); broadcasts its arguments."""
+        """Trilinear interpolation of p_obs (clamped to the grid edges); broadcasts its
+        arguments."""
         values = []
         weights = []
         coordinates = jnp.broadcast_arrays(
@@ -271,7 +276,8 @@ class SelectionGrid(eqx.Module):
 
     # ------------------------------------------------------------------ I/O
     def save(self, path) -> Path:
-        """Write the axes and p_obs to an ``.npz`` file (no pickle), atomically (temporary file and rename)."""
+        """Write the axes and p_obs to an ``.npz`` file (no pickle), atomically (temporary file and
+        rename)."""
         import io
 
         from .._io import atomic_write_bytes
@@ -308,7 +314,8 @@ def _density_parts(distribution):
     upper = getattr(support, "upper_bound", None)
     if lower is None or upper is None:
         raise TypeError(
-            f"{type(distribution).__name__} has support {support}; marginalisation needs a bounded interval"
+            f"{type(distribution).__name__} has support {support}; marginalisation needs a bounded "
+            "interval"
         )
 
     def log_density(x):
@@ -402,10 +409,12 @@ def _quadrature_inputs(distribution, nodes, caller: str):
 
 
 def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
-    """Weights of ``exp(log_density)`` against the hat functions of ``nodes`` (tails to the end nodes)."""
+    """Weights of ``exp(log_density)`` against the hat functions of ``nodes`` (tails to the end
+    nodes)."""
     t, gw = (jnp.asarray(v, dtype) for v in np.polynomial.legendre.leggauss(n_gauss))
     n = nodes.shape[0]
-    # Every sub-interval between consecutive points of {nodes, breakpoints}, plus the stretches of the
+    # Every sub-interval between consecutive points of {nodes, breakpoints}, plus the stretches of
+    # the
     # support below the first and above the last node: n + m + 1 sub-intervals for m breakpoints (a
     # breakpoint on a node or outside the support only adds an empty one), each integrated with an
     # n_gauss-point Gauss-Legendre rule.  One sort and one fused pass keep the number of XLA kernels
@@ -590,7 +599,8 @@ def estimate_av_distribution(
     out_of_range: Literal["drop", "clip"] = "drop",
     return_details: bool = False,
 ):
-    """p(A_V) from the catalogue clusters in the high-completeness region (Tang et al. 2026, sec. 4.4.1).
+    """p(A_V) from the catalogue clusters in the high-completeness region (Tang et al. 2026, sec.
+    4.4.1).
 
     The region is the inside of the contour ``p_obs(log_mass, log_age,
     A_V = av_reference) = level`` in the (log_mass, log_age) plane; a cluster
@@ -667,7 +677,8 @@ def estimate_av_distribution(
         p_ref[finite] = np.asarray(selection(m, t, a), dtype=np.float64)
     else:
         raise TypeError(
-            f"selection must be a SelectionFunction, SelectionGrid or callable, got {type(selection)}"
+            "selection must be a SelectionFunction, SelectionGrid or callable, got "
+            f"{type(selection)}"
         )
     selected = finite & (np.nan_to_num(p_ref, nan=-1.0) >= level)
     values = av[selected]
@@ -677,7 +688,8 @@ def estimate_av_distribution(
     counts, _ = np.histogram(values, bins=edges)
     if counts.sum() == 0:
         raise ValueError(
-            f"no catalogue cluster (of {int(finite.sum())}) lies inside p_obs(A_V={av_reference}) >= {level} "
+            f"no catalogue cluster (of {int(finite.sum())}) lies inside p_obs(A_V={av_reference}) "
+            f">= {level} "
             "with A_V inside the bin edges; p(A_V) cannot be estimated"
         )
     distribution = PiecewiseConstantAV(edges, counts.astype(np.float64))

@@ -3,14 +3,16 @@
 A :class:`PopulationModel` fixes the functional forms and the priors of the
 population ("hyper") parameters Λ of the inhomogeneous Poisson intensity
 
-    dN/dθ(Λ) = N · p(log M | Λ_M) · p(log T | Λ_T [, log M]) · p(A_V | Λ_A),   θ = (log M, log T, A_V),
+    dN/dθ(Λ) = N · p(log M | Λ_M) · p(log T | Λ_T [, log M]) · p(A_V | Λ_A),   θ = (log M, log T,
+    A_V),
 
 and how the likelihood treats the data (see :mod:`jaxcomp.demographics.likelihood`).
 
 Functional forms (densities in ``log_mass`` [log10 Msun], ``log_age`` [log10 yr], ``av`` [mag]):
 
 * mass: ``"schechter"`` (:class:`SchechterLogMass`, parameters ``alpha_M``, ``log_M_break``)
-  or ``"power_law"`` (:class:`PowerLawLogMass`, ``alpha_M``); ``dN/dM ∝ M^alpha_M [exp(-M/M_break)]``;
+  or ``"power_law"`` (:class:`PowerLawLogMass`, ``alpha_M``); ``dN/dM ∝ M^alpha_M
+  [exp(-M/M_break)]``;
 * age: ``"power_law"`` (:class:`PowerLawLogAge`, ``alpha_T``) or ``"broken_power_law"``
   (:class:`BrokenPowerLawLogAge`: ``alpha_T_young`` below ``log_T_break``, ``alpha_T`` above,
   continuous); ``dN/dT ∝ T^alpha_T``;
@@ -103,7 +105,8 @@ class PopulationModel:
     age : {"power_law", "broken_power_law"}
         Form of the age distribution.
     av : {"piecewise", "fixed"}
-        Piecewise-constant p(A_V) with Dirichlet-distributed bin probabilities, or a fixed histogram.
+        Piecewise-constant p(A_V) with Dirichlet-distributed bin probabilities, or a fixed
+        histogram.
     av_edges : tuple of float
         A_V bin edges [mag] (support of p(A_V)).
     av_weights : tuple of float, optional
@@ -331,7 +334,8 @@ class PopulationModel:
         return jnp.where(inside, log_density[index], -jnp.inf)
 
     def log_density(self, params: Mapping, theta) -> jax.Array:
-        """ln p(θ | Λ) for ``theta[..., (log_mass, log_age, av)]`` (``-inf`` outside the support)."""
+        """ln p(θ | Λ) for ``theta[..., (log_mass, log_age, av)]`` (``-inf`` outside the
+        support)."""
         theta = jnp.asarray(theta)
         log_mass, log_age, av = theta[..., 0], theta[..., 1], theta[..., 2]
         mass_term = self.mass_distribution(params)._log_density(log_mass)

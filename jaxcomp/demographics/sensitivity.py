@@ -82,7 +82,8 @@ __all__ = [
 ]
 
 _ZERO_SHIFT = (0.0, 0.0, 0.0)
-#: Fraction of a node spacing by which derivatives are taken off a quadrature tie (see ``_weights``).
+#: Fraction of a node spacing by which derivatives are taken off a quadrature tie (see
+# ``_weights``).
 _TIE_OFFSET = 0.6180339887e-3
 
 
@@ -158,7 +159,8 @@ class ParameterSpace:
         vector = jnp.asarray(vector)
         if vector.shape != (self.size,):
             raise ValueError(
-                f"parameter vector must have shape ({self.size},) for {self.names}, got {vector.shape}"
+                f"parameter vector must have shape ({self.size},) for {self.names}, got "
+                f"{vector.shape}"
             )
         scalars = self._scalars()
         params = {n: vector[i] for i, n in enumerate(scalars)}
@@ -170,7 +172,8 @@ class ParameterSpace:
 
 # ---------------------------------------------------------- shifted integrals
 class _GeometricMean(eqx.Module):
-    """Unnormalised density sqrt(p1 p2) of two distributions of one variable, for quadrature_weights."""
+    """Unnormalised density sqrt(p1 p2) of two distributions of one variable, for
+    quadrature_weights."""
 
     first: object
     second: object
@@ -339,7 +342,8 @@ def corrected_bin_counts(
     clip: float | None = None,
     n_gauss: int = 8,
 ) -> jax.Array:
-    """Completeness-corrected counts per bin, ``n_raw / mean_{i in bin} max(p_corr(x_i), clip)``, differentiable.
+    """Completeness-corrected counts per bin, ``n_raw / mean_{i in bin} max(p_corr(x_i), clip)``,
+    differentiable.
 
     The ``n_corr`` column of :func:`~jaxcomp.demographics.corrected_counts` (eq. 17-18)
     as a function of Λ and δ.  For the mass function
@@ -510,7 +514,8 @@ def _inverse(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
     if eigenvalues[0] <= eigenvalues[-1] * 1e-13:
         raise np.linalg.LinAlgError(
             f"the Fisher matrix of {tuple(names)} is singular (eigenvalues {eigenvalues[0]:.3g} .. "
-            f"{eigenvalues[-1]:.3g}): a parameter is not constrained by this population and selection "
+            f"{eigenvalues[-1]:.3g}): a parameter is not constrained by this population and "
+            "selection "
             "(e.g. a Schechter break far above the mass range)"
         )
     return np.linalg.inv(matrix)
@@ -640,7 +645,8 @@ def _negative_log_likelihood(vector, shift, theta, grid, model: PopulationModel,
 
 
 def _search_to_vector(z, n_scalars: int, n_bins: int):
-    """Search coordinates -> parameter vector: A_V probabilities from softmax logits (last fixed at 0)."""
+    """Search coordinates -> parameter vector: A_V probabilities from softmax logits (last fixed at
+    0)."""
     head = z[:n_scalars]
     if n_bins:
         logits = jnp.concatenate([z[n_scalars:], jnp.zeros(1, z.dtype)])

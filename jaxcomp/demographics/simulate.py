@@ -86,7 +86,8 @@ def selection_probability(selection, theta) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SmoothedSelection:
-    """p_obs(θ) = E_ε[p_sel(θ + ε)], ε ~ N(0, diag(sigma²)); a callable ``f(log_mass, log_age, av)``."""
+    """p_obs(θ) = E_ε[p_sel(θ + ε)], ε ~ N(0, diag(sigma²)); a callable ``f(log_mass, log_age,
+    av)``."""
 
     selection: object
     sigma: tuple[float, float, float]

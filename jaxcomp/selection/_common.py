@@ -88,7 +88,8 @@ def _binary(values, name: str) -> np.ndarray:
     bad = ~np.isin(numeric, (0.0, 1.0))
     if bad.any():
         raise ValueError(
-            f"column {name!r} must hold only 0 and 1 (or booleans); found {np.unique(numeric[bad])[:5]}"
+            f"column {name!r} must hold only 0 and 1 (or booleans); found "
+            f"{np.unique(numeric[bad])[:5]}"
         )
     return numeric.astype(np.int64)
 

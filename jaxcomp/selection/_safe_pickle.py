@@ -616,7 +616,8 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         if head == b"\x80\x02\x8a\x0a":  # PROTO 2, LONG1 <torch's magic number>
             _fail(
                 spath,
-                "is a legacy (pre-1.6, non-zip) torch file; only the zip checkpoint format is supported",
+                "is a legacy (pre-1.6, non-zip) torch file; only the zip checkpoint format is "
+                "supported",
             )
         try:
             archive = zipfile.ZipFile(fh)

@@ -159,6 +159,7 @@ def _check_finite(path: Path, tensors: dict[str, np.ndarray], action: str) -> No
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             bad = int(np.count_nonzero(~np.isfinite(values)))
             raise ArtefactError(
-                f"{path}: tensor {name!r} has {bad} NaN or infinite value(s) of {values.size}; the network "
+                f"{path}: tensor {name!r} has {bad} NaN or infinite value(s) of {values.size}; the "
+                "network "
                 f"would predict NaN, so the file {action} (retrain or re-export it)"
             )

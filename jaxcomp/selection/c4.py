@@ -32,13 +32,16 @@ __all__ = ["import_c4", "C4_SOURCE"]
 
 C4_SOURCE = "PyPI cluster-completeness-pipeline 0.1.0, completeness_nn_api/checkpoints"
 C4_CITATION = (
-    "Tang, J. et al. 2026, 'C-4: the Cluster Completeness Correction Calculator', arXiv:2604.05291; "
+    "Tang, J. et al. 2026, 'C-4: the Cluster Completeness Correction Calculator', "
+    "arXiv:2604.05291; "
     "networks from the PyPI package cluster-completeness-pipeline 0.1.0 (NGC 628C)"
 )
 
 _C4_LABEL = (
-    "C = 1 if the injected cluster enters the NGC 628C LEGUS-like catalogue (C-4 pipeline: SExtractor "
-    "detection on the white-light image, CI >= 1.4, >= 4 bands with err <= 0.3, M_V <= -6, 3 px match)"
+    "C = 1 if the injected cluster enters the NGC 628C LEGUS-like catalogue (C-4 pipeline: "
+    "SExtractor "
+    "detection on the white-light image, CI >= 1.4, >= 4 bands with err <= 0.3, M_V <= -6, 3 px "
+    "match)"
 )
 
 
@@ -111,7 +114,8 @@ def import_c4(
     for path in (checkpoint_path, scaler_path):
         if not path.is_file():
             raise FileNotFoundError(
-                f"C-4 file not found: {path}; point `directory` at completeness_nn_api/checkpoints of "
+                f"C-4 file not found: {path}; point `directory` at completeness_nn_api/checkpoints "
+                "of "
                 "the unpacked cluster-completeness-pipeline 0.1.0 wheel"
             )
     checkpoint = read_torch_checkpoint(checkpoint_path)
@@ -133,7 +137,8 @@ def import_c4(
     scale = np.asarray(scaler["scale"], dtype=np.float64)
     if mean.shape != (n_inputs,) or scale.shape != (n_inputs,):
         raise ValueError(
-            f"{scaler_path}: scaler shapes {mean.shape}/{scale.shape} do not match {n_inputs} inputs"
+            f"{scaler_path}: scaler shapes {mean.shape}/{scale.shape} do not match {n_inputs} "
+            "inputs"
         )
 
     config = NetworkConfig(n_inputs, (hidden,) * n_hidden, "gelu")

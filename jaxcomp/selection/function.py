@@ -163,7 +163,8 @@ def _column_names(data) -> set[str]:
     if isinstance(data, Mapping):
         return {str(k) for k in data}
     raise TypeError(
-        f"expected an astropy Table, pandas DataFrame, mapping or structured array, got {type(data).__name__}"
+        "expected an astropy Table, pandas DataFrame, mapping or structured array, got "
+        f"{type(data).__name__}"
     )
 
 
@@ -304,7 +305,8 @@ class SelectionFunction(eqx.Module):
             ],
             "out_of_domain": self.out_of_domain,
             "network": {**self.network_config.to_json(), "n_members": self.n_members},
-            "ensemble": "probability = mean over members of sigmoid(logit); spread = their standard deviation",
+            "ensemble": "probability = mean over members of sigmoid(logit); spread = their "
+            "standard deviation",
             "citation": metadata.pop("citation", CITATION),
             **{k: v for k, v in metadata.items() if k != "standardisation"},
         }
@@ -323,7 +325,8 @@ class SelectionFunction(eqx.Module):
         dtype = x.dtype if isinstance(x, jax.Array) else np.asarray(x).dtype
         if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
             raise InputTypeError(
-                f"SelectionFunction input x must be numbers (columns {self.input_names}), got an array of dtype "
+                f"SelectionFunction input x must be numbers (columns {self.input_names}), got an "
+                "array of dtype "
                 f"{dtype}; convert it with np.asarray(x, dtype=float), or pass a table to predict()"
             )
         x = jnp.asarray(x)

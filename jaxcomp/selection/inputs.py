@@ -81,7 +81,8 @@ class InputSpec:
         lower, upper = (float(v) for v in self.domain)
         if not (np.isfinite(lower) and np.isfinite(upper) and lower < upper):
             raise ValueError(
-                f"input {self.name!r}: domain must be finite with lower < upper, got {self.domain!r}"
+                f"input {self.name!r}: domain must be finite with lower < upper, got "
+                f"{self.domain!r}"
             )
         object.__setattr__(self, "domain", (lower, upper))
 

@@ -53,7 +53,8 @@ _MV_CUT = CutsConfig.mv_max
 _MV_CUT_APPARENT = round(DISTANCE_MODULUS + _MV_CUT, 2)
 _V50_ADAMO17 = ADAMO17_PUBLISHED_50PCT_NGC628C["F555W"]
 
-#: Default V-band (F555W) limits drawn by :func:`jaxcomp.selection.plots.plot_network_vs_magnitude_limit`:
+#: Default V-band (F555W) limits drawn by
+#:func:`jaxcomp.selection.plots.plot_network_vs_magnitude_limit`:
 #: the catalogue's M_V <= -6 cut (:attr:`jaxcomp.ast.settings.CutsConfig.mv_max`) at the NGC 628
 #: distance modulus 29.98 (m_V = 23.98), and the 50% recovery magnitude of the Adamo+2017
 #: single-band tests in NGC628C (25.58).

@@ -133,7 +133,8 @@ def _named_results(results) -> list[tuple[str, ValidationResult]]:
 
 
 def _colours(items: Sequence[tuple[str, ValidationResult]]) -> list[str]:
-    """Physical blue and photometric orange (as in the paper) for the first of each kind, then C2, C3..."""
+    """Physical blue and photometric orange (as in the paper) for the first of each kind, then C2,
+    C3..."""
     used, out, spare = set(), [], iter(f"C{k}" for k in range(2, 10))
     for _, result in items:
         colour = _KIND_COLOURS.get(result.kind)

@@ -71,7 +71,8 @@ class RadiusPrior:
             raise ValueError(f"k19_scatter_dex must be > 0, got {self.k19_scatter_dex}")
 
     def weights(self, log_mass, radii_pc) -> jax.Array:
-        """Weights of ``radii_pc`` (whole pc in 1..10) at ``log_mass``, shape ``(..., n_radii)``, summing to 1.
+        """Weights of ``radii_pc`` (whole pc in 1..10) at ``log_mass``, shape ``(..., n_radii)``,
+        summing to 1.
 
         With K19, a radius outside ``radii_pc`` (a campaign that injected only some
         radii) loses its weight and the rest are renormalised.

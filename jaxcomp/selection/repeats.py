@@ -116,7 +116,8 @@ def p_true_table(
             raise ValueError(f"id column {name!r} has {int(column.isna().sum())} missing value(s)")
     y = _binary(df[label_column].to_numpy(), label_column)
 
-    # order: group, then repeat, then frame, then row  -> the first row of a group is its first repeat
+    # order: group, then repeat, then frame, then row  -> the first row of a group is its first
+    # repeat
     keys = [np.arange(len(df))]
     for name in ("frame", "repeat"):
         if name in df.columns and name not in ids:
@@ -147,8 +148,10 @@ def p_true_table(
                 else ""
             )
             raise ValueError(
-                f"every cluster of the {len(df)}-row labels table was injected once{design}: this looks like a "
-                "training-design campaign, which has no repeats; p_true needs a test-design campaign "
+                f"every cluster of the {len(df)}-row labels table was injected once{design}: this "
+                "looks like a "
+                "training-design campaign, which has no repeats; p_true needs a test-design "
+                "campaign "
                 "(CampaignConfig(design='test'), each cluster re-injected frames_per_reff times)"
             )
         raise ValueError(
@@ -180,8 +183,10 @@ def p_true_table(
             varying.append(name)
     if varying:
         raise ValueError(
-            f"column(s) {varying} differ between rows with the same {list(ids)}: the id does not identify one "
-            "injected cluster (concatenated campaigns? pass id_column=('cluster_id', 'r_eff_pc') or a unique id)"
+            f"column(s) {varying} differ between rows with the same {list(ids)}: the id does not "
+            "identify one "
+            "injected cluster (concatenated campaigns? pass id_column=('cluster_id', 'r_eff_pc') "
+            "or a unique id)"
         )
 
     out = Table()
@@ -199,7 +204,8 @@ def p_true_table(
             "label_column": label_column,
             "n_clusters": int(starts.size),
             "n_injections": len(df),
-            "p_true_definition": "fraction of a cluster's repeated injections recovered (label = 1); Tang+2026 eq. 10",
+            "p_true_definition": "fraction of a cluster's repeated injections recovered (label = "
+            "1); Tang+2026 eq. 10",
         }
     )
     source_meta = getattr(labels, "meta", None) or {}

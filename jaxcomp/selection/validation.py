@@ -128,7 +128,8 @@ def _percentile_dict(values: np.ndarray, qs: Sequence[int] = PERCENTILES) -> dic
 
 
 def default_min_count(n_test_clusters: int) -> int:
-    """The paper's "omit bins with fewer than 80 of 5000 test clusters", scaled to ``n_test_clusters`` (>= 10)."""
+    """The paper's "omit bins with fewer than 80 of 5000 test clusters", scaled to
+    ``n_test_clusters`` (>= 10)."""
     return max(10, round(80 * n_test_clusters / 5000))
 
 
@@ -444,8 +445,10 @@ class ValidationResult:
         p, f = self.percentiles, self.binomial_floor
         ref = self.paper_percentiles
         text = (
-            f"{self.name} network on {self.n_clusters} test clusters ({self.n_injections} injections): "
-            f"|p_hat - p_true| 50/90/95th percentiles {p['p50']:.3f} / {p['p90']:.3f} / {p['p95']:.3f} "
+            f"{self.name} network on {self.n_clusters} test clusters ({self.n_injections} "
+            "injections): "
+            f"|p_hat - p_true| 50/90/95th percentiles {p['p50']:.3f} / {p['p90']:.3f} / "
+            f"{p['p95']:.3f} "
             f"(binomial-noise floor {f['p50']:.3f} / {f['p90']:.3f} / {f['p95']:.3f}"
         )
         if ref:
@@ -602,7 +605,8 @@ def validate_selection(
         columns = sorted({names[j] for j in np.nonzero(~np.isfinite(inputs))[1]})
         if not drop_nonfinite:
             raise ValueError(
-                f"{int(bad.sum())} test cluster(s) have NaN or infinite values in {columns}; remove "
+                f"{int(bad.sum())} test cluster(s) have NaN or infinite values in {columns}; "
+                "remove "
                 "them or pass drop_nonfinite=True"
             )
         n_dropped = int(bad.sum())
@@ -617,7 +621,8 @@ def validate_selection(
     if kind not in ("physical", "photometric", "custom"):
         raise ValueError(f"kind must be 'physical', 'photometric' or 'custom', got {kind!r}")
 
-    # per-repeat labels: cluster i has n_det[i] ones and n_rep[i] - n_det[i] zeros, all predicted p_hat[i]
+    # per-repeat labels: cluster i has n_det[i] ones and n_rep[i] - n_det[i] zeros, all predicted
+    # p_hat[i]
     row_p = np.repeat(p_hat, n_rep)
     row_y = np.arange(n_rep.sum()) - np.repeat(np.cumsum(n_rep) - n_rep, n_rep) < np.repeat(
         n_det, n_rep

@@ -135,7 +135,8 @@ class FieldSection:
     ``psf_fwhm_px``
         Five Gaussian FWHMs [px] in band order, for ``psf = "gaussian"``.
     ``psf_mag_range``, ``psf_min_snr``, ``psf_isolation_px``, ``psf_ci_range``, ``psf_ci_clip_mag``,
-    ``psf_roundness_range``, ``psf_peak_max``, ``psf_max_stars``, ``psf_min_stars``, ``psf_cutout_px``,
+    ``psf_roundness_range``, ``psf_peak_max``, ``psf_max_stars``, ``psf_min_stars``,
+    ``psf_cutout_px``,
     ``psf_oversampling``, ``psf_iterations``
         The star selection of :class:`jaxcomp.ast.epsf.EPSFStarSelection` (``mag_range``
         [Vega mag of the 3 px aperture], ``min_snr``, ``isolation_radius_px`` [px],
@@ -252,7 +253,8 @@ class FieldSection:
         )
 
     def plain(self) -> dict:
-        """The resolved values; a mock field leaves out the FITS-only keys (so its fingerprints do not see them)."""
+        """The resolved values; a mock field leaves out the FITS-only keys (so its fingerprints do
+        not see them)."""
         values = dataclasses.asdict(self)
         if self.kind == "mock":
             values = {k: v for k, v in values.items() if k not in self.FITS_KEYS}
@@ -336,9 +338,12 @@ class CampaignSection:
             and self.test_clusters_per_reff % self.clusters_per_frame == 0,
             "campaign",
             "test_clusters_per_reff",
-            f"must be a multiple of clusters_per_frame ({self.clusters_per_frame}): each repeat spreads a "
-            "radius' test clusters over full frames, so that test and training frames are equally crowded "
-            "(fewer injected clusters per frame raise the recovery the test measures above what the networks "
+            f"must be a multiple of clusters_per_frame ({self.clusters_per_frame}): each repeat "
+            "spreads a "
+            "radius' test clusters over full frames, so that test and training frames are equally "
+            "crowded "
+            "(fewer injected clusters per frame raise the recovery the test measures above what "
+            "the networks "
             "learned)",
         )
         _require(
@@ -351,14 +356,16 @@ class CampaignSection:
             self.reprocess in ("full", "local"),
             "campaign",
             "reprocess",
-            "must be 'full' (rerun the pipeline on the whole injected frame) or 'local' (only on windows "
+            "must be 'full' (rerun the pipeline on the whole injected frame) or 'local' (only on "
+            "windows "
             "around the injected clusters; see jaxcomp.ast.local)",
         )
         _require(
             self.edge_margin_px >= 0 and math.isfinite(self.edge_margin_px),
             "campaign",
             "edge_margin_px",
-            "must be a finite number of pixels >= 0 (how far from the image's edges clusters are injected)",
+            "must be a finite number of pixels >= 0 (how far from the image's edges clusters are "
+            "injected)",
         )
 
 
@@ -422,7 +429,8 @@ class NetworksSection:
 
 @dataclasses.dataclass(frozen=True)
 class ValidationSection:
-    """``[validation]``: bins with fewer than ``min_count`` test clusters are omitted (paper: 80 of 5000).
+    """``[validation]``: bins with fewer than ``min_count`` test clusters are omitted (paper: 80 of
+    5000).
 
     ``min_count = 0`` scales the paper's 80 to the size of the test set (at least 10).
     """
@@ -435,7 +443,8 @@ class ValidationSection:
 
 @dataclasses.dataclass(frozen=True)
 class PopulationSection:
-    """``[population]``: a known population passed through the same pipeline (the simulated catalogue).
+    """``[population]``: a known population passed through the same pipeline (the simulated
+    catalogue).
 
     Masses from a Schechter (or power-law) mass function, ages from a power law in T,
     A_V uniform; ``n_clusters`` are injected, ``clusters_per_frame`` at a time, into
@@ -617,7 +626,8 @@ _SECTIONS: dict[str, type] = {
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A whole run (see the module docstring); build it with :func:`load_config` or :func:`parse_config`."""
+    """A whole run (see the module docstring); build it with :func:`load_config` or
+    :func:`parse_config`."""
 
     run: RunSection = RunSection()
     field: FieldSection = FieldSection()
@@ -699,7 +709,8 @@ def check_inputs(config: RunConfig) -> None:
             raise ConfigError(f"[field] directory = {config.field.directory!r} is not a directory")
         if not fits_files(directory):
             raise ConfigError(
-                f"[field] directory = {config.field.directory!r} holds no FITS files (*.fits, *.fits.gz)"
+                f"[field] directory = {config.field.directory!r} holds no FITS files (*.fits, "
+                "*.fits.gz)"
             )
 
 
@@ -811,7 +822,8 @@ def _check_consistency(config: RunConfig) -> None:
     for name, section in (("correct", config.correct), ("fit", config.fit)):
         if section.enabled and section.selection not in networks.inputs:
             raise ConfigError(
-                f"[networks] inputs: [{name}] selection = {section.selection!r} needs that network; "
+                f"[networks] inputs: [{name}] selection = {section.selection!r} needs that "
+                "network; "
                 f"add {section.selection!r} to inputs or set enabled = false in [{name}]"
             )
     if config.catalogue.source == "population" and not config.population.enabled and needs_physical:
@@ -830,8 +842,10 @@ def _check_consistency(config: RunConfig) -> None:
         if expected - 4.0 * expected**0.5 < need:
             minimum = int(len(campaign.r_eff_pc) * (need + 4.0 * need**0.5 + 8.0)) + 1
             raise ConfigError(
-                f"[library] n_clusters = {library.n_clusters} is too small for the campaigns: each of "
-                f"the {len(campaign.r_eff_pc)} radii needs {need} distinct clusters (training frames "
+                f"[library] n_clusters = {library.n_clusters} is too small for the campaigns: each "
+                "of "
+                f"the {len(campaign.r_eff_pc)} radii needs {need} distinct clusters (training "
+                "frames "
                 f"x clusters per frame + test clusters); use n_clusters >= {minimum}"
             )
     population = config.population

@@ -58,19 +58,23 @@ _MAX_LIST_ITEMS = 12
 _CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg-alt: #f6f8fa; --accent: #0b5cad; }
 * { box-sizing: border-box; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+       sans-serif;
        color: var(--fg); background: #fff; line-height: 1.5; margin: 0; padding: 0 1.5rem 3rem; }
 main { max-width: 1100px; margin: 0 auto; }
 h1 { font-size: 1.8rem; margin: 1.5rem 0 0.25rem; }
-h2 { font-size: 1.4rem; border-bottom: 1px solid var(--line); padding-bottom: 0.3rem; margin-top: 2.5rem; }
+h2 { font-size: 1.4rem; border-bottom: 1px solid var(--line); padding-bottom: 0.3rem;
+     margin-top: 2.5rem; }
 h3 { font-size: 1.1rem; margin: 1.5rem 0 0.5rem; }
 a { color: var(--accent); }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.88em; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+            font-size: 0.88em; }
 pre { background: var(--bg-alt); border: 1px solid var(--line); border-radius: 6px; padding: 0.8rem;
       overflow-x: auto; white-space: pre; }
 .subtitle { color: var(--muted); margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }
-th, td { border: 1px solid var(--line); padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+th, td { border: 1px solid var(--line); padding: 0.25rem 0.6rem; text-align: left;
+         vertical-align: top; }
 th { background: var(--bg-alt); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.kv th { width: 16rem; }
@@ -78,18 +82,23 @@ table.kv th { width: 16rem; }
 .caption { color: var(--muted); font-size: 0.92rem; margin: 0.2rem 0 0.4rem; }
 .rows-note { color: var(--muted); font-size: 0.85rem; margin-top: -0.6rem; }
 figure { margin: 1rem 0 1.5rem; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px;
+             background: #fff; }
 figcaption { color: var(--muted); font-size: 0.92rem; margin-top: 0.3rem; }
-.badge { display: inline-block; padding: 0 0.55rem; border-radius: 1rem; font-size: 0.85rem; font-weight: 600;
+.badge { display: inline-block; padding: 0 0.55rem; border-radius: 1rem; font-size: 0.85rem;
+         font-weight: 600;
          border: 1px solid transparent; }
 .status-done { background: #dafbe1; color: #116329; border-color: #aceebb; }
 .status-failed, .status-unreadable { background: #ffebe9; color: #a40e26; border-color: #ffcecb; }
-.status-not-run, .status-other { background: var(--bg-alt); color: var(--muted); border-color: var(--line); }
+.status-not-run, .status-other { background: var(--bg-alt); color: var(--muted);
+                                 border-color: var(--line); }
 .meta { color: var(--muted); font-size: 0.92rem; }
 .meta span { margin-right: 1.2rem; }
-.note { background: #fff8c5; border: 1px solid #eed888; border-left: 4px solid #d4a72c; border-radius: 4px;
+.note { background: #fff8c5; border: 1px solid #eed888; border-left: 4px solid #d4a72c;
+        border-radius: 4px;
         padding: 0.5rem 0.8rem; margin: 0.5rem 0; }
-.problem { background: #ffebe9; border: 1px solid #ffcecb; border-left: 4px solid #cf222e; border-radius: 4px;
+.problem { background: #ffebe9; border: 1px solid #ffcecb; border-left: 4px solid #cf222e;
+           border-radius: 4px;
            padding: 0.5rem 0.8rem; margin: 0.5rem 0; color: #82071e; font-weight: 600; }
 .mark { font-weight: 600; white-space: nowrap; }
 .mark.pass { color: #116329; }
@@ -99,7 +108,8 @@ nav ol { padding-left: 1.5rem; }
 nav li { margin: 0.15rem 0; }
 details { margin: 0.6rem 0; }
 summary { cursor: pointer; font-weight: 600; }
-footer { margin-top: 3rem; color: var(--muted); font-size: 0.85rem; border-top: 1px solid var(--line);
+footer { margin-top: 3rem; color: var(--muted); font-size: 0.85rem;
+         border-top: 1px solid var(--line);
          padding-top: 0.6rem; }
 """
 
@@ -282,7 +292,8 @@ def _comparison_table(metrics: Mapping) -> tuple[str, set[str]]:
                 n_pass += ok
             rows.append(
                 f"<tr><td>{_esc(kind or '—')}</td><td>{_esc(name)}</td>"
-                f'<td class="num">{_esc(_fmt_fixed(a))}</td><td class="num">{_esc(_fmt_fixed(b))}</td>'
+                f'<td class="num">{_esc(_fmt_fixed(a))}</td><td '
+                f'class="num">{_esc(_fmt_fixed(b))}</td>'
                 f"<td>{_mark(ok)}</td></tr>"
             )
         if kind in ece_g:
@@ -298,14 +309,17 @@ def _comparison_table(metrics: Mapping) -> tuple[str, set[str]]:
             rows.append(
                 f"<tr><td>{_esc(kind or '—')}</td><td>ECE</td>"
                 f'<td class="num">{_esc(_fmt_fixed(value))}</td>'
-                f'<td class="num">&lt; {_esc(_fmt_fixed(ECE_THRESHOLD))}</td><td>{_mark(ok)}</td></tr>'
+                '<td class="num">&lt; '
+                f"{_esc(_fmt_fixed(ECE_THRESHOLD))}</td><td>{_mark(ok)}</td></tr>"
             )
     if not rows:
         return "", set()
     head = "<tr><th>Inputs</th><th>Quantity</th><th>Ours</th><th>Paper</th><th>Check</th></tr>"
     caption = (
-        f"Comparison with the paper: {n_pass} of {n_checked} checks pass (a percentile passes where ours "
-        f"&le; the paper's; the expected calibration error passes below {_esc(_fmt_fixed(ECE_THRESHOLD))})."
+        f"Comparison with the paper: {n_pass} of {n_checked} checks pass (a percentile passes "
+        "where ours "
+        "&le; the paper's; the expected calibration error passes below "
+        f"{_esc(_fmt_fixed(ECE_THRESHOLD))})."
     )
     html_text = (
         f'<h3>Comparison with the paper</h3>\n<p class="caption">{caption}</p>\n'
@@ -383,7 +397,8 @@ class _Problems:
 
 
 def _inside(run_dir: Path, stage_dir: Path, relative) -> Path | None:
-    """The file ``relative`` names inside the stage directory; None if it leaves the run directory."""
+    """The file ``relative`` names inside the stage directory; None if it leaves the run
+    directory."""
     if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
         return None
     full = Path(os.path.normpath(os.path.join(os.path.abspath(stage_dir), relative)))
@@ -516,7 +531,8 @@ def _stage_section(
     if stage is None:
         return (
             f'<section class="stage" id="{_esc(anchor)}">\n<h2>{index}. {_esc(name)}</h2>\n'
-            f'<p class="meta"><span>{_status_badge("not run")}</span><span>stage <code>{_esc(name)}</code>'
+            f'<p class="meta"><span>{_status_badge("not run")}</span><span>stage '
+            f"<code>{_esc(name)}</code>"
             f"</span></p>\n{warning}<p>This stage has not run yet.</p>\n</section>"
         )
     stage_dir = run_dir / name
@@ -585,7 +601,8 @@ def _stage_section(
 
 
 def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]]:
-    """The report's HTML, the missing files and the unusable files (paths relative to ``run_dir``)."""
+    """The report's HTML, the missing files and the unusable files (paths relative to
+    ``run_dir``)."""
     run_dir = Path(run_dir)
     run_json = run_dir / "run.json"
     if not run_json.is_file():
@@ -637,7 +654,8 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
     if config_path.is_file():
         config_html = (
             f"<details><summary>Configuration (config.toml)</summary>"
-            f"<pre>{_esc(config_path.read_text(encoding='utf-8', errors='replace'))}</pre></details>"
+            f"<pre>{_esc(config_path.read_text(encoding='utf-8', errors='replace'))}</pre>"
+            "</details>"
         )
     else:
         config_html = problems.missing_file(config_path)

@@ -147,8 +147,10 @@ def _outputs_intact(directory: Path, record: dict) -> bool:
 
 
 def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str]:
-    """``{stage: "up to date" | "to run" | "changed" | "outputs changed" | "failed"}`` for a run directory
-    and configuration.  ``"outputs changed"``: an output file (library, labels, network, catalogue) was
+    """``{stage: "up to date" | "to run" | "changed" | "outputs changed" | "failed"}`` for a run
+    directory
+    and configuration.  ``"outputs changed"``: an output file (library, labels, network, catalogue)
+    was
     modified or removed after the stage ran, so it and the stages downstream of it re-run."""
     run_dir = Path(run_dir)
     fingerprints = _fingerprints(config)
@@ -276,8 +278,10 @@ def run_workflow(
     if changed and not replace:
         raise RunError(
             f"{run_dir} holds a run of a different configuration (section(s) "
-            f"{', '.join(f'[{c}]' for c in changed)} differ from {run_dir / RUN_FILE}); pass --force "
-            "to re-run the stages that read them there (their outputs are replaced), or choose a new --out"
+            f"{', '.join(f'[{c}]' for c in changed)} differ from {run_dir / RUN_FILE}); pass "
+            "--force "
+            "to re-run the stages that read them there (their outputs are replaced), or choose a "
+            "new --out"
         )
     status_before = stage_status(run_dir, config)
     plan = plan_stages(run_dir, config, only=only, force=tuple(force), status=status_before)

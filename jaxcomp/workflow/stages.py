@@ -1,4 +1,5 @@
-"""The stages of a jaxcomp run, each a function of the configuration and the outputs of earlier stages.
+"""The stages of a jaxcomp run, each a function of the configuration and the outputs of earlier
+stages.
 
 A stage writes into its own directory ``RUN_DIR/<stage>/`` and returns what the
 report needs (title, description, metrics, figures, tables); the runner
@@ -13,7 +14,8 @@ stage          does                                                             
                stars used, ``psf.png``)
 ``library``    the cluster library (uniform in log M, log T, A_V; stochastic IMF)   -
 ``ast_train``  training-design AST campaign (no cluster injected twice)             library
-``ast_test``   test-design campaign (other clusters, re-injected: p_true)           library, ast_train
+``ast_test``   test-design campaign (other clusters, re-injected: p_true)           library,
+ast_train
 ``train``      physical and/or photometric selection functions                     ast_train
 ``validate``   the paper's section 4.1-4.3 validation on the test campaign         train, ast_test
 ``population`` a known population injected through the same pipeline (catalogue)   -
@@ -60,7 +62,8 @@ class StageContext:
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One stage: its name, the configuration sections it reads, its upstream stages, its function."""
+    """One stage: its name, the configuration sections it reads, its upstream stages, its
+    function."""
 
     name: str
     title: str
@@ -141,7 +144,8 @@ def _read_fits_field(section, run_dir=None, *, rebuild: bool = False):
 
 
 def run_field(ctx: StageContext) -> dict:
-    """The FITS field: read and checked once, its PSFs built from the stars where the files give none."""
+    """The FITS field: read and checked once, its PSFs built from the stars where the files give
+    none."""
     from astropy.io import fits
 
     from ..ast.epsf import plot_epsf, psf_encircled_energy
@@ -194,7 +198,8 @@ def run_field(ctx: StageContext) -> dict:
         )
     described = ", ".join(f"{b} {'from the stars' if b in built else 'given'}" for b in BANDS)
     return {
-        "description": f"Five FITS images from {section.directory} ({field.shape[1]} x {field.shape[0]} px); "
+        "description": f"Five FITS images from {section.directory} ({field.shape[1]} x "
+        f"{field.shape[0]} px); "
         f"PSFs: {described}.",
         "metrics": metrics,
         "figures": figures,
@@ -282,7 +287,8 @@ def _read_library(ctx: StageContext):
 
 # ------------------------------------------------------------------ campaigns
 def _campaign_settings(ctx: StageContext) -> dict:
-    """The ``CampaignConfig`` settings every campaign of the run shares (training, test, population)."""
+    """The ``CampaignConfig`` settings every campaign of the run shares (training, test,
+    population)."""
     section = ctx.config.campaign
     return {
         "seed": ctx.seed,
@@ -502,12 +508,14 @@ def run_validate(ctx: StageContext) -> dict:
     figures = [
         _figure(
             V.plot_error_cdf(results, ctx.directory / "error_cdf.png"),
-            "Cumulative distribution of |p_hat - p_true| with the 50th/90th/95th percentiles, the paper's "
+            "Cumulative distribution of |p_hat - p_true| with the 50th/90th/95th percentiles, the "
+            "paper's "
             "values and the binomial floor of the repeats.",
         ),
         _figure(
             V.plot_binned_comparison(results, ctx.directory / "binned_comparison.png"),
-            f"Mean p_true (points) and mean predicted p (lines) in bins of log mass, log age (35 bins) and "
+            "Mean p_true (points) and mean predicted p (lines) in bins of log mass, log age (35 "
+            "bins) and "
             f"each magnitude (60 bins); bins with fewer than {min_count} test clusters omitted.",
         ),
     ]
@@ -578,7 +586,8 @@ def run_validate(ctx: StageContext) -> dict:
 
 # ------------------------------------------------------------------ population
 def population_model(config: RunConfig):
-    """The :class:`~jaxcomp.demographics.PopulationModel` of ``[population]`` (A_V uniform, 4 bins)."""
+    """The :class:`~jaxcomp.demographics.PopulationModel` of ``[population]`` (A_V uniform, 4
+    bins)."""
     from ..demographics import PopulationModel
 
     pop = config.population
@@ -663,11 +672,13 @@ def run_population(ctx: StageContext) -> dict:
     )
     return {
         "description": (
-            f"{n} clusters drawn from a known population ({pop.mass} CMF with alpha_M = {pop.alpha_M}"
+            f"{n} clusters drawn from a known population ({pop.mass} CMF with alpha_M = "
+            f"{pop.alpha_M}"
             + (f", log M_break = {pop.log_M_break}" if pop.mass == "schechter" else "")
             + f" on log M in {list(pop.log_mass_range)}; power-law CAF dN/dT ∝ T^{pop.alpha_T} on "
             f"log T in {list(pop.log_age_range)}; A_V uniform on {list(pop.av_range)}), given "
-            f"photometry by the library code, injected {per_frame} per frame into {config.n_frames} "
+            f"photometry by the library code, injected {per_frame} per frame into "
+            f"{config.n_frames} "
             "frames of the field and passed through the same pipeline; the catalogue is the "
             "recovered clusters with their true log M, log T and A_V (SED-fitting errors are not "
             "modelled)."
@@ -751,7 +762,10 @@ def _bins(low, high, width):
 def _selection_words(kind: str) -> str:
     if kind == "physical":
         return "physical network"
-    return "radius-aware physical network averaged over the campaign's radii (library radius prescription)"
+    return (
+        "radius-aware physical network averaged over the campaign's radii "
+        "(library radius prescription)"
+    )
 
 
 # ------------------------------------------------------------------ correction
@@ -846,7 +860,8 @@ def run_correct(ctx: StageContext) -> dict:
     return {
         "description": (
             f"Completeness-corrected age and mass functions (eq. 17-18) with the "
-            f"{_selection_words(ctx.config.correct.selection)}, marginalised over the population's mass (for the CAF) or age (for the CMF) "
+            f"{_selection_words(ctx.config.correct.selection)}, marginalised over the population's "
+            "mass (for the CAF) or age (for the CMF) "
             "distribution and p(A_V)."
         ),
         "metrics": metrics,

@@ -76,7 +76,8 @@ def _sex_histograms(v, valid, nlev, qscale, qzero):
 
 
 def _row_first_ge(p, t, lo, hi):
-    """Per row, the first index i in [lo, hi] with p[row, i] >= t[row] (rows nondecreasing), else hi + 1."""
+    """Per row, the first index i in [lo, hi] with p[row, i] >= t[row] (rows nondecreasing), else hi
+    + 1."""
     rows = np.arange(p.shape[0])
     a, b = lo.copy(), hi + 1
     while True:
