@@ -86,7 +86,8 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
 
 
 def matmul_runner(size: int = 4096):
-    """A compiled, warmed-up ``() -> None`` that runs one float32 ``jnp.dot`` of two size^2 matrices."""
+    """A compiled, warmed-up ``() -> None`` that runs one float32 ``jnp.dot`` of two size^2
+    matrices."""
     import jax
     import jax.numpy as jnp
 
@@ -98,7 +99,8 @@ def matmul_runner(size: int = 4096):
 
 
 def layer_gemm_runner(rows: int = 4096, width: int = 512, calls: int = 16):
-    """A warmed-up ``() -> None`` running ``calls`` jitted (rows, width) @ (width, width) float32 dots.
+    """A warmed-up ``() -> None`` running ``calls`` jitted (rows, width) @ (width, width) float32
+    dots.
 
     This is the GEMM shape of a hidden layer: the rate one can hope for in the MLP.
     """
@@ -114,6 +116,7 @@ def layer_gemm_runner(rows: int = 4096, width: int = 512, calls: int = 16):
         for _ in range(calls):
             out = dot(h, w)
         out.block_until_ready()
+
     return run
 
 
@@ -131,7 +134,8 @@ def measure_matmul_peak(size: int = 4096, repeats: int = 5) -> dict:
 
 
 def torch_python() -> str | None:
-    """An interpreter that can import torch: this one, $JAXCOMP_BENCH_TORCH_PYTHON, or the torch venv."""
+    """An interpreter that can import torch: this one, $JAXCOMP_BENCH_TORCH_PYTHON, or the torch
+    venv."""
     if importlib.util.find_spec("torch") is not None:
         return sys.executable
     candidates = [os.environ.get("JAXCOMP_BENCH_TORCH_PYTHON", ""), *TORCH_PYTHON_CANDIDATES]
@@ -171,7 +175,9 @@ class TorchWorker:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"torch worker exited (code {self.process.poll()}) on {message.get('cmd')!r}")
+            raise RuntimeError(
+                f"torch worker exited (code {self.process.poll()}) on {message.get('cmd')!r}"
+            )
         reply = json.loads(line)
         if "error" in reply:
             raise RuntimeError(f"torch worker failed on {message.get('cmd')!r}:\n{reply['error']}")
@@ -220,20 +226,30 @@ def table(rows: list[list], header: list[str]) -> str:
     """A plain fixed-width text table."""
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def rerun_with_xla_flags(script: Path, flags: str, extra_args: list[str], timeout: float = 3600) -> dict:
-    """Run ``script --jax-only --json TMP`` in a child process with ``XLA_FLAGS=flags``; return its JSON."""
+def rerun_with_xla_flags(
+    script: Path, flags: str, extra_args: list[str], timeout: float = 3600
+) -> dict:
+    """Run ``script --jax-only --json TMP`` in a child process with ``XLA_FLAGS=flags``; return its
+    JSON."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "child.json"
         env = dict(os.environ)
         env["XLA_FLAGS"] = flags
-        subprocess.run([sys.executable, str(script), *extra_args, "--json", str(out)], env=env, check=True,
-                       timeout=timeout, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(script), *extra_args, "--json", str(out)],
+            env=env,
+            check=True,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+        )
         return json.loads(out.read_text())

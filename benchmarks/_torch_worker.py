@@ -38,14 +38,20 @@ def build_mlp(kernels, biases) -> nn.Sequential:
 
 def load_layers(npz) -> tuple[list, list]:
     n_layers = int(npz["n_layers"])
-    return [npz[f"kernel_{i}"] for i in range(n_layers)], [npz[f"bias_{i}"] for i in range(n_layers)]
+    return [npz[f"kernel_{i}"] for i in range(n_layers)], [
+        npz[f"bias_{i}"] for i in range(n_layers)
+    ]
 
 
 # --------------------------------------------------------------------- commands
 def hello(msg):
     torch.set_num_threads(int(msg["threads"]))
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "numpy": np.__version__,
-            "mkldnn": bool(torch.backends.mkldnn.is_available())}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+    }
 
 
 def matmul_peak(msg):
@@ -113,17 +119,24 @@ def train_setup(msg):
         progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(msg["learning_rate"]),
-                                  weight_decay=float(msg["weight_decay"]))
-    STATE.update(model=model, optimizer=optimizer,
-                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda),
-                 loss_fn=nn.BCEWithLogitsLoss(), batch_size=int(msg["batch_size"]),
-                 n_batches=int(msg["n_batches"]))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=float(msg["learning_rate"]), weight_decay=float(msg["weight_decay"])
+    )
+    STATE.update(
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda),
+        loss_fn=nn.BCEWithLogitsLoss(),
+        batch_size=int(msg["batch_size"]),
+        n_batches=int(msg["n_batches"]),
+    )
     return {"n_rows": int(STATE["X"].shape[0]), "foreach": "default"}
 
 
 def train_epoch(msg):
-    model, optimizer, scheduler, loss_fn = (STATE[k] for k in ("model", "optimizer", "scheduler", "loss_fn"))
+    model, optimizer, scheduler, loss_fn = (
+        STATE[k] for k in ("model", "optimizer", "scheduler", "loss_fn")
+    )
     X, Y, batch_size, n_batches = STATE["X"], STATE["Y"], STATE["batch_size"], STATE["n_batches"]
     start = time.perf_counter()
     order = torch.randperm(X.shape[0])
@@ -140,7 +153,10 @@ def train_epoch(msg):
     return {"seconds": time.perf_counter() - start, "loss": mean_loss}
 
 
-COMMANDS = {f.__name__: f for f in (hello, matmul_peak, mlp_load, mlp_predict, mlp_time, train_setup, train_epoch)}
+COMMANDS = {
+    f.__name__: f
+    for f in (hello, matmul_peak, mlp_load, mlp_predict, mlp_time, train_setup, train_epoch)
+}
 
 
 def main() -> None:

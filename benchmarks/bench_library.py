@@ -18,7 +18,10 @@ Prints, in one run:
 Nebular emission is on (the library default); ``--stellar-only`` times the stellar light
 alone (``LibraryConfig(nebular=False)``).
 
-Usage: ``python benchmarks/bench_library.py [--n 750000] [--workers 2] [--per-decade 2000] [--stellar-only]``
+Usage::
+
+    python benchmarks/bench_library.py [--n 750000] [--workers 2] [--per-decade 2000]
+        [--stellar-only]
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jaxcomp.library import (
+from jaxcomp.library import (  # noqa: E402
     LibraryConfig,
     PopulationSynthesis,
     StarPhotometry,
     generate_library,
     sample_imf,
-)  # noqa: E402
+)
+from jaxcomp.survey import NGC628_DISTANCE_MODULUS  # noqa: E402
 
 
 def random_clusters(n, lo, hi, gen):
@@ -59,7 +63,7 @@ def naive_cluster_magnitudes(model, log_mass, log_age, av, gen):
         for mass in stars:
             mags = model.star_magnitudes(mass, log_age[i], av[i])[0]
             total += 10 ** (-0.4 * np.where(np.isfinite(mags), mags, np.inf))
-        out[i] = -2.5 * np.log10(total) + 29.98
+        out[i] = -2.5 * np.log10(total) + NGC628_DISTANCE_MODULUS
     return out
 
 
@@ -128,12 +132,14 @@ def main(argv=None) -> int:
         "ratio_library_extrapolated": fast_library_rate / (naive_rate / library_stars_per_cluster),
     }
     print(
-        f"\nnaive per-star loop: {naive_rate:.0f} stars/s; on the same {args.naive_clusters} clusters of log M 2-3 "
+        f"\nnaive per-star loop: {naive_rate:.0f} stars/s; on the same {args.naive_clusters} "
+        "clusters of log M 2-3 "
         f"the vectorised code is {naive_time / fast_time:.0f}x faster"
     )
     print(
         f"library mass distribution (mean {library_stars_per_cluster:.3g} stars/cluster): naive "
-        f"{naive_rate / library_stars_per_cluster:.2e} clusters/s vs vectorised {fast_library_rate:.0f} clusters/s "
+        f"{naive_rate / library_stars_per_cluster:.2e} clusters/s vs vectorised "
+        f"{fast_library_rate:.0f} clusters/s "
         f"(ratio {report['naive']['ratio_library_extrapolated']:.2e}, naive extrapolated)"
     )
 

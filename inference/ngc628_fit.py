@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Hierarchical Bayesian fit of the NGC 628C cluster mass and age functions with the C-4 selection function.
+"""Hierarchical Bayesian fit of the NGC 628C cluster mass and age functions with the C-4 selection
+function.
 
 The class 1-3 LEGUS clusters of NGC 628C (Adamo et al. 2017 SED fits) are fitted
 with the selection-normalised likelihood of :mod:`jaxcomp.demographics`
@@ -39,12 +40,16 @@ break prior is then kept inside the age support.
 Usage::
 
     python inference/ngc628_fit.py -o out/ngc628_fit --c4-dir PATH/checkpoints --measurement-errors
-    python inference/ngc628_fit.py -o out/ngc628_fit_adamo_domain --log-mass-range 3.7 8 --log-age-range 6 8.31 \
+    python inference/ngc628_fit.py -o out/ngc628_fit_adamo_domain --log-mass-range 3.7 8
+    --log-age-range 6 8.31 \
         --grid-file out/ngc628_fit/selection_grid_500x500x50.npz \
-        --models schechter_pl schechter_bpl powerlaw_pl powerlaw_bpl schechter_pl_massdep --measurement-errors
+        --models schechter_pl schechter_bpl powerlaw_pl powerlaw_bpl schechter_pl_massdep
+        --measurement-errors
 
-Measured (2 cores, 4 chains x (500 + 500), 500 x 500 x 50 grid with stride 2): 1017 clusters, 0.4-4 min
-per model; 285 clusters in the Adamo domain, 15 s to 5 min per model (the mass-dependent CAF is slowest).
+Measured (2 cores, 4 chains x (500 + 500), 500 x 500 x 50 grid with stride 2): 1017 clusters, 0.4-4
+min
+per model; 285 clusters in the Adamo domain, 15 s to 5 min per model (the mass-dependent CAF is
+slowest).
 """
 
 from __future__ import annotations
@@ -59,8 +64,13 @@ import numpy as np
 
 PUBLISHED = {
     "Adamo+2017": {"alpha_M": -2.09, "alpha_T": -0.8},
-    "Tang+2024": {"alpha_M": -2.16, "log_M_break": 5.61, "alpha_T": -1.41, "log_T_break": 8.22,
-                  "alpha_T_young": 0.0},
+    "Tang+2024": {
+        "alpha_M": -2.16,
+        "log_M_break": 5.61,
+        "alpha_T": -1.41,
+        "log_T_break": 8.22,
+        "alpha_T_young": 0.0,
+    },
 }
 MODELS = {
     "schechter_pl": dict(mass="schechter", age="power_law"),
@@ -97,28 +107,58 @@ def load_grid(args, out: Path):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--c4-dir", type=Path, default=None, help="C-4 checkpoints folder (default: download)")
-    parser.add_argument("--grid-file", type=Path, default=None, help="a saved SelectionGrid (.npz) to reuse")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--c4-dir", type=Path, default=None, help="C-4 checkpoints folder (default: download)"
+    )
+    parser.add_argument(
+        "--grid-file", type=Path, default=None, help="a saved SelectionGrid (.npz) to reuse"
+    )
     parser.add_argument("--grid", type=int, nargs=3, default=(500, 500, 50))
-    parser.add_argument("--stride", type=int, nargs=2, default=(2, 2), metavar=("MASS", "AGE"),
-                        help="keep every k-th grid node in the normalising sum")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        nargs=2,
+        default=(2, 2),
+        metavar=("MASS", "AGE"),
+        help="keep every k-th grid node in the normalising sum",
+    )
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("ngc628_fit"))
-    parser.add_argument("--models", nargs="+", default=["schechter_pl", "schechter_bpl", "powerlaw_pl",
-                                                         "powerlaw_bpl"], choices=sorted(MODELS))
-    parser.add_argument("--log-mass-range", type=float, nargs=2, default=(2.0, 8.0), metavar=("LO", "HI"),
-                        help="population support in log10 M [Msun]; clusters outside are dropped "
-                             "(3.7 8 for the Adamo+2017 M > 5e3 Msun sample)")
-    parser.add_argument("--log-age-range", type=float, nargs=2, default=(6.0, 10.176), metavar=("LO", "HI"),
-                        help="population support in log10 T [yr] (6 8.31 for Adamo+2017's T <= 200 Myr: LEGUS "
-                             "ages sit on a model grid and 200 Myr is log T = 8.301)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["schechter_pl", "schechter_bpl", "powerlaw_pl", "powerlaw_bpl"],
+        choices=sorted(MODELS),
+    )
+    parser.add_argument(
+        "--log-mass-range",
+        type=float,
+        nargs=2,
+        default=(2.0, 8.0),
+        metavar=("LO", "HI"),
+        help="population support in log10 M [Msun]; clusters outside are dropped "
+        "(3.7 8 for the Adamo+2017 M > 5e3 Msun sample)",
+    )
+    parser.add_argument(
+        "--log-age-range",
+        type=float,
+        nargs=2,
+        default=(6.0, 10.176),
+        metavar=("LO", "HI"),
+        help="population support in log10 T [yr] (6 8.31 for Adamo+2017's T <= 200 Myr: LEGUS "
+        "ages sit on a model grid and 200 Myr is log T = 8.301)",
+    )
     parser.add_argument("--num-warmup", type=int, default=500)
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--num-chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--measurement-errors", action="store_true",
-                        help="also refit the first model with Gaussian errors from the 68%% ranges")
+    parser.add_argument(
+        "--measurement-errors",
+        action="store_true",
+        help="also refit the first model with Gaussian errors from the 68%% ranges",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -128,8 +168,7 @@ def main(argv=None) -> dict:
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from jaxcomp.catalogues import read_legus
-    from jaxcomp.demographics import PopulationFitter, PopulationModel
+    from jaxcomp.demographics import PopulationFitter, PopulationModel, load_catalogue
 
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -137,54 +176,94 @@ def main(argv=None) -> dict:
     grid, grid_source = load_grid(args, out)
     print(f"selection grid {grid.shape} from {grid_source}")
 
-    catalogue = read_legus("ngc628c", classes=(1, 2, 3))
-    keep = np.all([np.isfinite(_values(catalogue[c])) for c in ("log_mass", "log_age", "av")], axis=0)
-    catalogue = catalogue[keep]
+    # the clusters with an SED fit (finite log_mass, log_age, av): the loader of `jaxcomp fit`
+    catalogue, _ = load_catalogue(
+        legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
+    )
     n_all = len(catalogue)
     mass_range, age_range = tuple(args.log_mass_range), tuple(args.log_age_range)
-    inside = ((_values(catalogue["log_mass"]) >= mass_range[0]) & (_values(catalogue["log_mass"]) <= mass_range[1])
-              & (_values(catalogue["log_age"]) >= age_range[0]) & (_values(catalogue["log_age"]) <= age_range[1]))
+    inside = (
+        (_values(catalogue["log_mass"]) >= mass_range[0])
+        & (_values(catalogue["log_mass"]) <= mass_range[1])
+        & (_values(catalogue["log_age"]) >= age_range[0])
+        & (_values(catalogue["log_age"]) <= age_range[1])
+    )
     catalogue = catalogue[inside]
-    print(f"{len(catalogue)} of {n_all} clusters inside log M in {mass_range}, log T in {age_range}")
+    print(
+        f"{len(catalogue)} of {n_all} clusters inside log M in {mass_range}, log T in {age_range}"
+    )
     n_av_clipped = int(np.sum(_values(catalogue["av"]) > 3.0))
     catalogue["av"] = np.clip(_values(catalogue["av"]), 0.0, 3.0)
-    print(f"NGC 628C class 1-3 clusters: {len(catalogue)} ({n_av_clipped} with A_V > 3 clipped to 3)")
+    print(
+        f"NGC 628C class 1-3 clusters: {len(catalogue)} ({n_av_clipped} with A_V > 3 clipped to 3)"
+    )
 
     supports = dict(log_mass_range=mass_range, log_age_range=age_range)
-    if age_range[1] - 0.3 < 9.5 or age_range[0] + 0.3 > 6.5:  # keep the age break inside the support
-        supports["priors"] = {"log_T_break": (max(6.5, age_range[0] + 0.3), min(9.5, age_range[1] - 0.3))}
+    if (
+        age_range[1] - 0.3 < 9.5 or age_range[0] + 0.3 > 6.5
+    ):  # keep the age break inside the support
+        supports["priors"] = {
+            "log_T_break": (max(6.5, age_range[0] + 0.3), min(9.5, age_range[1] - 0.3))
+        }
     runs = [(name, PopulationModel(**MODELS[name], **supports)) for name in args.models]
     if args.measurement_errors:
         first = args.models[0]
-        runs.append((f"{first}_errors", PopulationModel(**MODELS[first], **supports, measurement_error="samples",
-                                                         error_columns=("log_mass", "log_age", "av"))))
+        runs.append(
+            (
+                f"{first}_errors",
+                PopulationModel(
+                    **MODELS[first],
+                    **supports,
+                    measurement_error="samples",
+                    error_columns=("log_mass", "log_age", "av"),
+                ),
+            )
+        )
     results = {}
     rows = []
     for name, model in runs:
-        fitter = PopulationFitter(model, grid, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                                  num_chains=args.num_chains, mass_stride=args.stride[0], age_stride=args.stride[1])
+        fitter = PopulationFitter(
+            model,
+            grid,
+            num_warmup=args.num_warmup,
+            num_samples=args.num_samples,
+            num_chains=args.num_chains,
+            mass_stride=args.stride[0],
+            age_stride=args.stride[1],
+        )
         t0 = time.perf_counter()
         result = fitter.fit(catalogue, seed=args.seed, n_object_samples=64)
         wall = time.perf_counter() - t0
         results[name] = result
         print(f"\n== {name}: {model.describe()} (wall {wall:.0f} s)")
         print(result.report(), flush=True)
-        row = {"model": name, "description": model.describe(), "n_divergences": result.num_divergences,
-               "wall_s": round(wall, 1), "sampling_s": round(result.runtime_s, 1)}
+        row = {
+            "model": name,
+            "description": model.describe(),
+            "n_divergences": result.num_divergences,
+            "wall_s": round(wall, 1),
+            "sampling_s": round(result.runtime_s, 1),
+        }
         for parameter in model.scalar_parameters + ("detected_fraction", "n_total"):
             draws = result.draws(parameter)
             q = np.quantile(draws, [0.025, 0.16, 0.5, 0.84, 0.975])
             row[parameter] = q.tolist()
         for k in range(model.n_av_bins):
-            row[f"av_weights[{k}]"] = np.quantile(result.draws("av_weights")[:, k],
-                                                  [0.025, 0.16, 0.5, 0.84, 0.975]).tolist()
+            row[f"av_weights[{k}]"] = np.quantile(
+                result.draws("av_weights")[:, k], [0.025, 0.16, 0.5, 0.84, 0.975]
+            ).tolist()
         row["max_r_hat"] = float(np.nanmax(result.summary["r_hat"]))
         row["min_ess_bulk"] = float(np.nanmin(result.summary["ess_bulk"]))
         rows.append(row)
-        reference = {**PUBLISHED["Tang+2024"]} if model.mass == "schechter" else {**PUBLISHED["Adamo+2017"]}
+        reference = (
+            {**PUBLISHED["Tang+2024"]} if model.mass == "schechter" else {**PUBLISHED["Adamo+2017"]}
+        )
         fig = result.plot_pair(reference=reference, kind="kde")
-        fig.suptitle(f"NGC 628C: {model.describe()}\nreference: "
-                     f"{'Tang+2024' if model.mass == 'schechter' else 'Adamo+2017'}", fontsize="small")
+        fig.suptitle(
+            f"NGC 628C: {model.describe()}\nreference: "
+            f"{'Tang+2024' if model.mass == 'schechter' else 'Adamo+2017'}",
+            fontsize="small",
+        )
         fig.subplots_adjust(top=0.9)
         fig.savefig(out / f"pair_{name}.png", dpi=110)
         plt.close(fig)
@@ -205,17 +284,34 @@ def main(argv=None) -> dict:
         print(compare.to_string())
         for name, entry in compare.iterrows():
             loo = results[name].loo(pointwise=True)
-            loo_rows.append({"model": name, "rank": int(entry["rank"]), "elpd_loo": float(entry["elpd_loo"]),
-                             "se": float(entry["se"]), "elpd_diff": float(entry["elpd_diff"]),
-                             "dse": float(entry["dse"]), "p_loo": float(entry["p_loo"]),
-                             "weight": float(entry["weight"]),
-                             "n_pareto_k_gt_0.7": int(np.sum(np.asarray(loo.pareto_k) > 0.7))})
+            loo_rows.append(
+                {
+                    "model": name,
+                    "rank": int(entry["rank"]),
+                    "elpd_loo": float(entry["elpd_loo"]),
+                    "se": float(entry["se"]),
+                    "elpd_diff": float(entry["elpd_diff"]),
+                    "dse": float(entry["dse"]),
+                    "p_loo": float(entry["p_loo"]),
+                    "weight": float(entry["weight"]),
+                    "n_pareto_k_gt_0.7": int(np.sum(np.asarray(loo.pareto_k) > 0.7)),
+                }
+            )
         Table(rows=[[r[k] for k in loo_rows[0]] for r in loo_rows], names=list(loo_rows[0])).write(
-            out / "loo_compare.ecsv", overwrite=True)
+            out / "loo_compare.ecsv", overwrite=True
+        )
 
     # ------------------------------------------------------------------ tables
-    columns = ["alpha_M", "log_M_break", "alpha_T", "alpha_T_young", "log_T_break", "beta_T", "detected_fraction",
-               "n_total"]
+    columns = [
+        "alpha_M",
+        "log_M_break",
+        "alpha_T",
+        "alpha_T_young",
+        "log_T_break",
+        "beta_T",
+        "detected_fraction",
+        "n_total",
+    ]
 
     def fmt(q, digits=2):
         if q is None:
@@ -224,15 +320,24 @@ def main(argv=None) -> dict:
             return f"{q[2]:.3g} [{q[1]:.3g}, {q[3]:.3g}]"
         return f"{q[2]:.{digits}f} (+{q[3] - q[2]:.{digits}f} -{q[2] - q[1]:.{digits}f})"
 
-    lines = ["| model | " + " | ".join(columns) + " | max r_hat | min ESS | div |",
-             "|" + "---|" * (len(columns) + 4)]
+    lines = [
+        "| model | " + " | ".join(columns) + " | max r_hat | min ESS | div |",
+        "|" + "---|" * (len(columns) + 4),
+    ]
     for row in rows:
         digits = {"detected_fraction": 4}
-        lines.append(f"| {row['model']} | " + " | ".join(fmt(row.get(c), digits.get(c, 2)) for c in columns)
-                     + f" | {row['max_r_hat']:.3f} | {row['min_ess_bulk']:.0f} | {row['n_divergences']} |")
+        lines.append(
+            f"| {row['model']} | "
+            + " | ".join(fmt(row.get(c), digits.get(c, 2)) for c in columns)
+            + f" | {row['max_r_hat']:.3f} | {row['min_ess_bulk']:.0f} | {row['n_divergences']} |"
+        )
     lines.append("")
-    lines.append("Published: Adamo+2017 alpha_M = -2.09 (power law, M > 5e3 Msun, T < 200 Myr), alpha_T = -0.8; "
-                 "Tang+2024 alpha_M = -2.16, log M_break = 5.61, CAF ∝ T below log T = 8.22, alpha_T = -1.41 above.")
+    lines.append(
+        "Published: Adamo+2017 alpha_M = -2.09 (power law, M > 5e3 Msun, T < 200 Myr), alpha_T = "
+        "-0.8; "
+        "Tang+2024 alpha_M = -2.16, log M_break = 5.61, CAF ∝ T below log T = 8.22, alpha_T = "
+        "-1.41 above."
+    )
     (out / "posteriors.md").write_text("\n".join(lines) + "\n")
     table = Table()
     table["model"] = [r["model"] for r in rows]
@@ -241,15 +346,25 @@ def main(argv=None) -> dict:
             table[f"{c}_{label}"] = [r[c][index] if c in r else np.nan for r in rows]
     for c in ("max_r_hat", "min_ess_bulk", "n_divergences", "sampling_s"):
         table[c] = [r[c] for r in rows]
-    table.meta.update({"catalogue": "LEGUS NGC 628C class 1-3", "n_clusters": len(catalogue),
-                       "log_mass_range": list(mass_range), "log_age_range": list(age_range),
-                       "n_av_clipped": n_av_clipped, "grid": grid_source, "published": PUBLISHED})
+    table.meta.update(
+        {
+            "catalogue": "LEGUS NGC 628C class 1-3",
+            "n_clusters": len(catalogue),
+            "log_mass_range": list(mass_range),
+            "log_age_range": list(age_range),
+            "n_av_clipped": n_av_clipped,
+            "grid": grid_source,
+            "published": PUBLISHED,
+        }
+    )
     table.write(out / "posteriors.ecsv", overwrite=True)
 
     # ---------------------------------------------------------- combined PPC
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3.0 * len(rows)), squeeze=False)
     for (name, _), ax_row in zip(runs, axes):
-        results[name].plot_ppc(axes=ax_row, n_draws=100, title="NGC 628C class 1-3: posterior predictive checks")
+        results[name].plot_ppc(
+            axes=ax_row, n_draws=100, title="NGC 628C class 1-3: posterior predictive checks"
+        )
         ax_row[0].set_title(name, fontsize="small")
     fig.tight_layout()
     fig.savefig(out / "ppc_all.png", dpi=110)
@@ -264,8 +379,12 @@ def main(argv=None) -> dict:
         "grid": grid_source,
         "grid_shape": list(grid.shape),
         "stride": list(args.stride),
-        "sampler": {"num_warmup": args.num_warmup, "num_samples": args.num_samples, "num_chains": args.num_chains,
-                    "seed": args.seed},
+        "sampler": {
+            "num_warmup": args.num_warmup,
+            "num_samples": args.num_samples,
+            "num_chains": args.num_chains,
+            "seed": args.seed,
+        },
         "posteriors": rows,
         "loo": loo_rows,
         "published": PUBLISHED,

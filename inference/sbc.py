@@ -61,41 +61,80 @@ def rank_statistics(ranks: np.ndarray, n_draws: int, n_bins: int) -> dict:
     expected = np.histogram(support, bins=edges)[0] / (n_draws + 1) * len(ranks)
     chi2 = float(np.sum((counts - expected) ** 2 / expected))
     p_chi2 = float(stats.chi2.sf(chi2, n_bins - 1))
-    u = (ranks + np.random.default_rng(0).random(len(ranks))) / (n_draws + 1)  # jittered to continuous
+    u = (ranks + np.random.default_rng(0).random(len(ranks))) / (
+        n_draws + 1
+    )  # jittered to continuous
     p_ks = float(stats.kstest(u, "uniform").pvalue)
-    return {"chi2": chi2, "dof": n_bins - 1, "p_chi2": p_chi2, "p_ks": p_ks, "counts": counts.tolist()}
+    return {
+        "chi2": chi2,
+        "dof": n_bins - 1,
+        "p_chi2": p_chi2,
+        "p_ks": p_ks,
+        "counts": counts.tolist(),
+    }
 
 
-def run_sbc(*, n_catalogues: int = 100, n_obs: int = 300, num_warmup: int = 400, num_samples: int = 400,
-            num_chains: int = 2, n_rank_draws: int = 99, n_rank_bins: int = 10, grid_shape=(121, 71, 13),
-            seed: int = 0, model=None, output_dir: Path | None = None, verbose: bool = True) -> dict:
+def run_sbc(
+    *,
+    n_catalogues: int = 100,
+    n_obs: int = 300,
+    num_warmup: int = 400,
+    num_samples: int = 400,
+    num_chains: int = 2,
+    n_rank_draws: int = 99,
+    n_rank_bins: int = 10,
+    grid_shape=(121, 71, 13),
+    seed: int = 0,
+    model=None,
+    output_dir: Path | None = None,
+    verbose: bool = True,
+) -> dict:
     """Run SBC; returns (and writes, if ``output_dir``) the results dictionary."""
-    from jaxcomp.demographics import PopulationFitter, PopulationModel, SelectionGrid, simulate_catalogue
+    from jaxcomp.demographics import (
+        PopulationFitter,
+        PopulationModel,
+        SelectionGrid,
+        simulate_catalogue,
+    )
     from jaxcomp.selection.synthetic import LogisticSelection
 
     t_start = time.perf_counter()
-    model = model or PopulationModel(mass="schechter", age="power_law", av="piecewise", log_age_range=AGE_RANGE)
+    model = model or PopulationModel(
+        mass="schechter", age="power_law", av="piecewise", log_age_range=AGE_RANGE
+    )
     selection = LogisticSelection(**SELECTION_KW)
     grid = SelectionGrid.from_selection(selection, shape=tuple(grid_shape))
-    fitter = PopulationFitter(model, grid, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
-    names = list(model.scalar_parameters) + [f"av_weights[{k}]" for k in range(model.n_av_bins)
-                                             if model.av == "piecewise"]
+    fitter = PopulationFitter(
+        model, grid, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains
+    )
+    names = list(model.scalar_parameters) + [
+        f"av_weights[{k}]" for k in range(model.n_av_bins) if model.av == "piecewise"
+    ]
     records = []
     for rep in range(n_catalogues):
         rep_seed = seed * 100003 + rep
         truth = model.sample_prior(rep_seed)
         t0 = time.perf_counter()
-        catalogue = simulate_catalogue(model, truth, selection, n_obs=n_obs, seed=rep_seed, max_total=10**8)
+        catalogue = simulate_catalogue(
+            model, truth, selection, n_obs=n_obs, seed=rep_seed, max_total=10**8
+        )
         t_sim = time.perf_counter() - t0
         result = fitter.fit(catalogue, seed=rep_seed, log_likelihood=False)
-        record = {"rep": rep, "seed": rep_seed, "n_drawn": catalogue.meta["n_drawn"], "sim_s": round(t_sim, 2),
-                  "fit_s": round(result.runtime_s, 2), "divergences": result.num_divergences,
-                  "max_r_hat": _nanmax(result.summary["r_hat"]),
-                  "min_ess_bulk": float(np.nanmin(result.summary["ess_bulk"])), "params": {}}
+        record = {
+            "rep": rep,
+            "seed": rep_seed,
+            "n_drawn": catalogue.meta["n_drawn"],
+            "sim_s": round(t_sim, 2),
+            "fit_s": round(result.runtime_s, 2),
+            "divergences": result.num_divergences,
+            "max_r_hat": _nanmax(result.summary["r_hat"]),
+            "min_ess_bulk": float(np.nanmin(result.summary["ess_bulk"])),
+            "params": {},
+        }
         rng = np.random.default_rng(rep_seed)
         for name in names:
             if name.startswith("av_weights["):
-                k = int(name[len("av_weights["):-1])
+                k = int(name[len("av_weights[") : -1])
                 draws = result.draws("av_weights")[:, k]
                 true = float(np.asarray(truth["av_weights"])[k])
             else:
@@ -107,18 +146,31 @@ def run_sbc(*, n_catalogues: int = 100, n_obs: int = 300, num_warmup: int = 400,
             rank = below + int(rng.integers(ties + 1))
             q = np.quantile(draws, [0.025, 0.16, 0.5, 0.84, 0.975])
             record["params"][name] = {
-                "truth": true, "rank": rank, "mean": float(np.mean(draws)), "sd": float(np.std(draws)),
-                "q": q.tolist(), "in68": bool(q[1] <= true <= q[3]), "in95": bool(q[0] <= true <= q[4]),
+                "truth": true,
+                "rank": rank,
+                "mean": float(np.mean(draws)),
+                "sd": float(np.std(draws)),
+                "q": q.tolist(),
+                "in68": bool(q[1] <= true <= q[3]),
+                "in95": bool(q[0] <= true <= q[4]),
             }
         records.append(record)
         if verbose:
             p = record["params"]
-            print(f"[{rep + 1}/{n_catalogues}] fit {record['fit_s']:.1f} s sim {t_sim:.1f} s, "
-                  f"r_hat {record['max_r_hat']:.3f}, div {record['divergences']}; "
-                  + ", ".join(f"{k}: {p[k]['truth']:.2f}->{p[k]['mean']:.2f}±{p[k]['sd']:.2f}"
-                              for k in model.scalar_parameters), flush=True)
+            print(
+                f"[{rep + 1}/{n_catalogues}] fit {record['fit_s']:.1f} s sim {t_sim:.1f} s, "
+                f"r_hat {record['max_r_hat']:.3f}, div {record['divergences']}; "
+                + ", ".join(
+                    f"{k}: {p[k]['truth']:.2f}->{p[k]['mean']:.2f}±{p[k]['sd']:.2f}"
+                    for k in model.scalar_parameters
+                ),
+                flush=True,
+            )
         if output_dir is not None and (rep + 1) % 10 == 0:
-            _write(output_dir, _summarise(records, names, n_rank_draws, n_rank_bins, t_start, model, locals()))
+            _write(
+                output_dir,
+                _summarise(records, names, n_rank_draws, n_rank_bins, t_start, model, locals()),
+            )
     results = _summarise(records, names, n_rank_draws, n_rank_bins, t_start, model, locals())
     if output_dir is not None:
         _write(output_dir, results)
@@ -135,12 +187,27 @@ def _summarise(records, names, n_rank_draws, n_rank_bins, t_start, model, settin
         ranks = np.array([r["params"][n]["rank"] for r in records for n in chosen])
         in68 = np.array([r["params"][n]["in68"] for r in records for n in chosen])
         in95 = np.array([r["params"][n]["in95"] for r in records for n in chosen])
-        summary[name] = {"n": int(len(ranks)), "coverage68": float(in68.mean()), "coverage95": float(in95.mean()),
-                         **rank_statistics(ranks, n_rank_draws, n_rank_bins)}
-    keys = ("n_catalogues", "n_obs", "num_warmup", "num_samples", "num_chains", "n_rank_draws", "n_rank_bins",
-            "grid_shape", "seed")
+        summary[name] = {
+            "n": int(len(ranks)),
+            "coverage68": float(in68.mean()),
+            "coverage95": float(in95.mean()),
+            **rank_statistics(ranks, n_rank_draws, n_rank_bins),
+        }
+    keys = (
+        "n_catalogues",
+        "n_obs",
+        "num_warmup",
+        "num_samples",
+        "num_chains",
+        "n_rank_draws",
+        "n_rank_bins",
+        "grid_shape",
+        "seed",
+    )
     return {
-        "settings": {k: (list(settings[k]) if isinstance(settings[k], tuple) else settings[k]) for k in keys},
+        "settings": {
+            k: (list(settings[k]) if isinstance(settings[k], tuple) else settings[k]) for k in keys
+        },
         "model": dataclasses.asdict(model),
         "selection": {"LogisticSelection": SELECTION_KW},
         "n_done": len(records),
@@ -174,10 +241,13 @@ def _plot(output_dir: Path, results: dict, names, n_rank_draws: int, n_rank_bins
         ax.stairs(entry["counts"], edges, color="k")
         lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / n_rank_bins)
         ax.axhspan(lo, hi, color="0.85", zorder=0)
-        ax.set_title(f"{name}\ncov68 {entry['coverage68']:.2f} cov95 {entry['coverage95']:.2f} "
-                     f"p={entry['p_chi2']:.2f}", fontsize="small")
+        ax.set_title(
+            f"{name}\ncov68 {entry['coverage68']:.2f} cov95 {entry['coverage95']:.2f} "
+            f"p={entry['p_chi2']:.2f}",
+            fontsize="small",
+        )
         ax.set_xlabel("rank")
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(output_dir / "sbc_ranks.png", dpi=120)
@@ -197,14 +267,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("sbc"))
     args = parser.parse_args(argv)
-    results = run_sbc(n_catalogues=args.n_catalogues, n_obs=args.n_obs, num_warmup=args.num_warmup,
-                      num_samples=args.num_samples, num_chains=args.num_chains, n_rank_draws=args.n_rank_draws,
-                      n_rank_bins=args.n_rank_bins, grid_shape=tuple(args.grid), seed=args.seed,
-                      output_dir=args.output_dir)
-    print(json.dumps({k: {m: v[m] for m in ("coverage68", "coverage95", "p_chi2", "p_ks")}
-                      for k, v in results["summary"].items()}, indent=1))
-    print(f"runtime {results['runtime_s']:.0f} s; divergences {results['total_divergences']}; "
-          f"max r_hat {results['max_r_hat']:.3f}")
+    results = run_sbc(
+        n_catalogues=args.n_catalogues,
+        n_obs=args.n_obs,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        n_rank_draws=args.n_rank_draws,
+        n_rank_bins=args.n_rank_bins,
+        grid_shape=tuple(args.grid),
+        seed=args.seed,
+        output_dir=args.output_dir,
+    )
+    print(
+        json.dumps(
+            {
+                k: {m: v[m] for m in ("coverage68", "coverage95", "p_chi2", "p_ks")}
+                for k, v in results["summary"].items()
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"runtime {results['runtime_s']:.0f} s; divergences {results['total_divergences']}; "
+        f"max r_hat {results['max_r_hat']:.3f}"
+    )
     return results
 
 

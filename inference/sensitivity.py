@@ -35,7 +35,8 @@ Schechter break σ(α_M) = 0.092 and σ(log M_break) = 0.30 at the survey's dept
 Usage::
 
     python inference/sensitivity.py                       # downloads the C-4 wheel once (pip)
-    python inference/sensitivity.py --grid-file G.npz     # a saved SelectionGrid of the C-4 physical network
+    python inference/sensitivity.py --grid-file G.npz     # a saved SelectionGrid of the C-4
+    physical network
 """
 
 from __future__ import annotations
@@ -58,15 +59,20 @@ def _values(column) -> np.ndarray:
 
 
 def load_sample(mass_range, age_range):
-    from jaxcomp.catalogues import read_legus
+    from jaxcomp.demographics import load_catalogue
 
-    catalogue = read_legus("ngc628c", classes=(1, 2, 3))
+    # the clusters with an SED fit (finite log_mass, log_age, av): the loader of `jaxcomp fit`
+    catalogue, _ = load_catalogue(
+        legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
+    )
     values = {c: _values(catalogue[c]) for c in ("log_mass", "log_age", "av")}
-    keep = np.all([np.isfinite(v) for v in values.values()], axis=0)
-    keep &= (values["log_mass"] >= mass_range[0]) & (values["log_mass"] <= mass_range[1])
+    keep = (values["log_mass"] >= mass_range[0]) & (values["log_mass"] <= mass_range[1])
     keep &= (values["log_age"] >= age_range[0]) & (values["log_age"] <= age_range[1])
-    return {"log_mass": values["log_mass"][keep], "log_age": values["log_age"][keep],
-            "av": np.clip(values["av"][keep], 0.0, 3.0)}
+    return {
+        "log_mass": values["log_mass"][keep],
+        "log_age": values["log_age"][keep],
+        "av": np.clip(values["av"][keep], 0.0, 3.0),
+    }
 
 
 def load_grid(args):
@@ -85,15 +91,23 @@ def load_grid(args):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--c4-dir", type=Path, default=None)
     parser.add_argument("--grid-file", type=Path, default=None)
-    parser.add_argument("--grid", type=int, nargs=3, default=(241, 181, 31), metavar=("NM", "NT", "NA"))
+    parser.add_argument(
+        "--grid", type=int, nargs=3, default=(241, 181, 31), metavar=("NM", "NT", "NA")
+    )
     parser.add_argument("--log-mass-range", type=float, nargs=2, default=(3.7, 8.0))
     parser.add_argument("--log-age-range", type=float, nargs=2, default=(6.0, 8.31))
-    parser.add_argument("--depths", type=float, nargs="+", default=DEPTHS.tolist(),
-                        help="depth offsets Δm [mag] of the Fisher forecast (must include 0)")
+    parser.add_argument(
+        "--depths",
+        type=float,
+        nargs="+",
+        default=DEPTHS.tolist(),
+        help="depth offsets Δm [mag] of the Fisher forecast (must include 0)",
+    )
     parser.add_argument("-o", "--output-dir", type=Path, default=HERE / "results" / "sensitivity")
     args = parser.parse_args(argv)
     if 0.0 not in args.depths:
@@ -129,9 +143,17 @@ def main(argv=None) -> dict:
     n_obs = len(sample["log_mass"])
     print(f"NGC 628C class 1-3 in log M {mass_range}, log T {age_range}: {n_obs} clusters")
 
-    model = PopulationModel(mass="power_law", age="power_law", log_mass_range=mass_range, log_age_range=age_range)
-    summary = {"grid": grid_source, "grid_shape": list(grid.shape), "n_clusters": n_obs,
-               "log_mass_range": mass_range, "log_age_range": age_range, "model": model.describe()}
+    model = PopulationModel(
+        mass="power_law", age="power_law", log_mass_range=mass_range, log_age_range=age_range
+    )
+    summary = {
+        "grid": grid_source,
+        "grid_shape": list(grid.shape),
+        "n_clusters": n_obs,
+        "log_mass_range": mass_range,
+        "log_age_range": age_range,
+        "model": model.describe(),
+    }
 
     # ------------------------------------------------ 1. maximum likelihood + Laplace
     fit = maximum_likelihood(model, sample, grid)
@@ -154,41 +176,76 @@ def main(argv=None) -> dict:
         grid64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), grid)
 
         def n_exp(v, depth_mag, av_offset):
-            return expected_detected(model, space.to_params(v), grid64, jnp.stack([0.4 * depth_mag, 0.0, av_offset]))
+            return expected_detected(
+                model, space.to_params(v), grid64, jnp.stack([0.4 * depth_mag, 0.0, av_offset])
+            )
 
         value = float(n_exp(vector, 0.0, 0.0))
         g_params, g_depth, g_av = jax.grad(n_exp, argnums=(0, 1, 2))(vector, 0.0, 0.0)
-    rows = [{"variable": name, "dN_exp": float(g)} for name, g in zip(space.names, np.asarray(g_params))]
-    rows += [{"variable": "depth offset Δm [per mag]", "dN_exp": float(g_depth)},
-             {"variable": "extinction offset δA_V [per mag]", "dN_exp": float(g_av)}]
+    rows = [
+        {"variable": name, "dN_exp": float(g)} for name, g in zip(space.names, np.asarray(g_params))
+    ]
+    rows += [
+        {"variable": "depth offset Δm [per mag]", "dN_exp": float(g_depth)},
+        {"variable": "extinction offset δA_V [per mag]", "dN_exp": float(g_av)},
+    ]
     table = Table(rows=rows)
     table.meta.update({"n_exp": value, "n_total": n_total, "detected_fraction": alpha})
     write_table(table, out / "n_exp_gradient.ecsv")
-    print(f"\nN_exp = {value:.1f} (N = {n_total:.0f}, α = {alpha:.3f}); dN_exp/dΔm = {float(g_depth):+.1f} per mag, "
-          f"dN_exp/dδA_V = {float(g_av):+.1f} per mag")
-    summary["n_exp"] = {"value": value, "n_total": n_total, "gradient": {r["variable"]: r["dN_exp"] for r in rows}}
+    print(
+        f"\nN_exp = {value:.1f} (N = {n_total:.0f}, α = {alpha:.3f}); dN_exp/dΔm = "
+        f"{float(g_depth):+.1f} per mag, "
+        f"dN_exp/dδA_V = {float(g_av):+.1f} per mag"
+    )
+    summary["n_exp"] = {
+        "value": value,
+        "n_total": n_total,
+        "gradient": {r["variable"]: r["dN_exp"] for r in rows},
+    }
 
     # ------------------------------------------------ 2b. Jacobian of the corrected CMF
     bins = np.arange(mass_range[0], 6.21, 0.25)
     with jax.enable_x64(True):
+
         def cmf(alpha_t, av_weights, depth_mag, av_offset):
             p = {**params, "alpha_T": alpha_t, "av_weights": av_weights}
-            return corrected_bin_counts(model, p, grid64, sample["log_mass"], bins, quantity="log_mass",
-                                        shift=jnp.stack([0.4 * depth_mag, 0.0, av_offset]))
+            return corrected_bin_counts(
+                model,
+                p,
+                grid64,
+                sample["log_mass"],
+                bins,
+                quantity="log_mass",
+                shift=jnp.stack([0.4 * depth_mag, 0.0, av_offset]),
+            )
 
-        args0 = (jnp.asarray(float(params["alpha_T"])), jnp.asarray(np.asarray(params["av_weights"], np.float64)),
-                 0.0, 0.0)
+        args0 = (
+            jnp.asarray(float(params["alpha_T"])),
+            jnp.asarray(np.asarray(params["av_weights"], np.float64)),
+            0.0,
+            0.0,
+        )
         counts = np.asarray(cmf(*args0))
         jac = jax.jacfwd(cmf, argnums=(0, 1, 2, 3))(*args0)
-    cmf_table = Table({"log_mass_lo": bins[:-1], "log_mass_hi": bins[1:], "n_corr": counts,
-                       "d_n_corr_d_alpha_T": np.asarray(jac[0]),
-                       "d_n_corr_d_depth_mag": np.asarray(jac[2]), "d_n_corr_d_av_offset": np.asarray(jac[3])})
+    cmf_table = Table(
+        {
+            "log_mass_lo": bins[:-1],
+            "log_mass_hi": bins[1:],
+            "n_corr": counts,
+            "d_n_corr_d_alpha_T": np.asarray(jac[0]),
+            "d_n_corr_d_depth_mag": np.asarray(jac[2]),
+            "d_n_corr_d_av_offset": np.asarray(jac[3]),
+        }
+    )
     for k in range(model.n_av_bins):
         cmf_table[f"d_n_corr_d_av_weight{k}"] = np.asarray(jac[1])[:, k]
     write_table(cmf_table, out / "cmf_count_jacobian.ecsv")
     frac_depth = np.asarray(jac[2]) / np.where(counts > 0, counts, np.nan)
-    print(f"corrected CMF: d ln n_corr / dΔm from {np.nanmin(frac_depth):+.3f} to {np.nanmax(frac_depth):+.3f} per mag "
-          f"over {len(counts)} bins")
+    print(
+        f"corrected CMF: d ln n_corr / dΔm from {np.nanmin(frac_depth):+.3f} to "
+        f"{np.nanmax(frac_depth):+.3f} per mag "
+        f"over {len(counts)} bins"
+    )
 
     # ------------------------------------------------ 2c. sensitivity of the fitted slopes
     derivative = shift_sensitivity(model, sample, grid, fit)
@@ -201,8 +258,10 @@ def main(argv=None) -> dict:
         down = maximum_likelihood(model, sample, grid, shift=-shift, init=fit.params)
         for name in ("alpha_M", "alpha_T"):
             i = fit.names.index(name)
-            check[f"d{name}/d{label}"] = {"implicit": float(derivative[name][j] * scale),
-                                          "refit_central_difference": float((up.vector[i] - down.vector[i]) / (2 * h))}
+            check[f"d{name}/d{label}"] = {
+                "implicit": float(derivative[name][j] * scale),
+                "refit_central_difference": float((up.vector[i] - down.vector[i]) / (2 * h)),
+            }
     print("\nsensitivity of the fitted slopes (implicit function theorem | refit at ±0.05 mag):")
     for key, v in check.items():
         print(f"  {key:>22s}: {v['implicit']:+.4f} | {v['refit_central_difference']:+.4f} per mag")
@@ -213,8 +272,14 @@ def main(argv=None) -> dict:
     fiducials = {
         "power-law CMF (ML fit)": (model, {k: v for k, v in params.items() if k != "log10_N"}),
         "Schechter CMF (Tang+2024 break)": (
-            PopulationModel(mass="schechter", age="power_law", log_mass_range=mass_range, log_age_range=age_range),
-            {**{k: v for k, v in params.items() if k != "log10_N"}, **TANG2024}),
+            PopulationModel(
+                mass="schechter",
+                age="power_law",
+                log_mass_range=mass_range,
+                log_age_range=age_range,
+            ),
+            {**{k: v for k, v in params.items() if k != "log10_N"}, **TANG2024},
+        ),
     }
     for label, (fid_model, fid) in fiducials.items():
         with jax.enable_x64(True):
@@ -226,27 +291,53 @@ def main(argv=None) -> dict:
         zero = int(np.flatnonzero(table["delta_mag"] == 0.0)[0])
         print(f"\nFisher forecast, {label}: N_exp {table['n_expected'][zero]:.0f} at Δm = 0")
         for row in table:
-            extra = f", σ(log M_break) = {row['sigma_log_M_break']:.3f}" if "sigma_log_M_break" in table.colnames else ""
-            print(f"  Δm = {row['delta_mag']:+.2f} mag: N_exp = {row['n_expected']:7.0f}, "
-                  f"σ(α_M) = {row['sigma_alpha_M']:.4f}{extra}")
+            extra = (
+                f", σ(log M_break) = {row['sigma_log_M_break']:.3f}"
+                if "sigma_log_M_break" in table.colnames
+                else ""
+            )
+            print(
+                f"  Δm = {row['delta_mag']:+.2f} mag: N_exp = {row['n_expected']:7.0f}, "
+                f"σ(α_M) = {row['sigma_alpha_M']:.4f}{extra}"
+            )
         summary.setdefault("fisher_forecast", {})[label] = {
-            "delta_mag": table["delta_mag"].tolist(), "n_expected": table["n_expected"].tolist(),
-            **{c: table[c].tolist() for c in table.colnames if c.startswith("sigma_")}}
+            "delta_mag": table["delta_mag"].tolist(),
+            "n_expected": table["n_expected"].tolist(),
+            **{c: table[c].tolist() for c in table.colnames if c.startswith("sigma_")},
+        }
     power = forecasts["power-law CMF (ML fit)"]
     zero = int(np.flatnonzero(power["delta_mag"] == 0.0)[0])
-    summary["sigma_alpha_M_at_survey_depth"] = {"fisher": float(power["sigma_alpha_M"][zero]),
-                                                "laplace_on_data": fit.sigma("alpha_M")}
+    summary["sigma_alpha_M_at_survey_depth"] = {
+        "fisher": float(power["sigma_alpha_M"][zero]),
+        "laplace_on_data": fit.sigma("alpha_M"),
+    }
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for label, table in forecasts.items():
         axes[0].plot(table["delta_mag"], table["sigma_alpha_M"], "o-", label=label)
         if "sigma_log_M_break" in table.colnames:
-            axes[1].plot(table["delta_mag"], table["sigma_log_M_break"], "s-", color="tab:orange", label=label)
-    axes[0].axhline(fit.sigma("alpha_M"), color="grey", ls=":", label="Laplace σ on the LEGUS sample")
-    axes[0].set(xlabel="depth offset Δm [mag] (positive = deeper)", ylabel="σ(α_M)", yscale="log",
-                title=f"NGC 628C, {n_obs} clusters at Δm = 0")
-    axes[1].set(xlabel="depth offset Δm [mag]", ylabel="σ(log M_break)", yscale="log",
-                title="Schechter break at log M = 5.61")
+            axes[1].plot(
+                table["delta_mag"],
+                table["sigma_log_M_break"],
+                "s-",
+                color="tab:orange",
+                label=label,
+            )
+    axes[0].axhline(
+        fit.sigma("alpha_M"), color="grey", ls=":", label="Laplace σ on the LEGUS sample"
+    )
+    axes[0].set(
+        xlabel="depth offset Δm [mag] (positive = deeper)",
+        ylabel="σ(α_M)",
+        yscale="log",
+        title=f"NGC 628C, {n_obs} clusters at Δm = 0",
+    )
+    axes[1].set(
+        xlabel="depth offset Δm [mag]",
+        ylabel="σ(log M_break)",
+        yscale="log",
+        title="Schechter break at log M = 5.61",
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")

@@ -87,7 +87,8 @@ PRIOR = (-3.0, -1.0)  # uniform prior on alpha
 
 # ----------------------------------------------------------------------------- selection
 def load_selection(path: str | None):
-    """The physical selection function: an artefact, else the C-4 network, else a quickly trained one."""
+    """The physical selection function: an artefact, else the C-4 network, else a quickly trained
+    one."""
     from jaxcomp import SelectionFunction
 
     if path is not None:
@@ -100,15 +101,23 @@ def load_selection(path: str | None):
 
         return import_c4(fetch_c4_checkpoints(), "phys"), "C-4 physical network (Tang et al. 2026)"
     except Exception as error:  # no network access: train a small network on a known surface
-        print(f"could not get the C-4 network ({type(error).__name__}: {error}); training a small network "
-              "on a synthetic selection surface instead", flush=True)
+        print(
+            f"could not get the C-4 network ({type(error).__name__}: {error}); training a small "
+            "network "
+            "on a synthetic selection surface instead",
+            flush=True,
+        )
         from jaxcomp.selection.synthetic import LogisticSelection, simulate_labels
         from jaxcomp.selection.training import TrainConfig, train_selection_function
 
         labels = simulate_labels(200_000, seed=1, selection=LogisticSelection())
-        config = TrainConfig(hidden_widths=(64, 64), epochs=8, learning_rates=(3e-3,), weight_decays=(1e-3,))
-        return (train_selection_function(labels, "physical", config, progress=False).selection_function,
-                "small network trained on LogisticSelection() labels")
+        config = TrainConfig(
+            hidden_widths=(64, 64), epochs=8, learning_rates=(3e-3,), weight_decays=(1e-3,)
+        )
+        return (
+            train_selection_function(labels, "physical", config, progress=False).selection_function,
+            "small network trained on LogisticSelection() labels",
+        )
 
 
 # ----------------------------------------------------------------------------- catalogue
@@ -123,13 +132,17 @@ def sample_log_mass(rng, alpha: float, n: int) -> np.ndarray:
 
 
 def simulate(sf, alpha: float, n_obs: int, seed: int):
-    """Draw clusters from the known population and keep each with probability p_obs, until n_obs are kept."""
+    """Draw clusters from the known population and keep each with probability p_obs, until n_obs are
+    kept."""
     rng = np.random.default_rng(seed)
     kept, n_drawn = [], 0
     while sum(len(k) for k in kept) < n_obs:
         n = 200_000
-        table = {"log_mass": sample_log_mass(rng, alpha, n), "log_age": rng.uniform(*LOG_AGE_RANGE, n),
-                 "av": rng.uniform(*AV_RANGE, n)}
+        table = {
+            "log_mass": sample_log_mass(rng, alpha, n),
+            "log_age": rng.uniform(*LOG_AGE_RANGE, n),
+            "av": rng.uniform(*AV_RANGE, n),
+        }
         p = sf.predict(table, out_of_domain="clip")
         detected = rng.random(n) < p
         kept.append(np.stack([table[c] for c in ("log_mass", "log_age", "av")], axis=-1)[detected])
@@ -143,9 +156,11 @@ def simulate(sf, alpha: float, n_obs: int, seed: int):
 
 # ----------------------------------------------------------------------------- the user's model
 def build_model(catalogue: np.ndarray, n_mass: int, n_age: int, n_av: int):
-    """Plain-JAX log posterior of u (alpha = PRIOR mapped through a sigmoid), and the pieces it uses.
+    """Plain-JAX log posterior of u (alpha = PRIOR mapped through a sigmoid), and the pieces it
+    uses.
 
-    Returns ``log_posterior(u, sf)``, ``to_alpha(u)``, ``log_likelihood(alpha, sf)`` and ``log_z(alpha, sf)``.
+    Returns ``log_posterior(u, sf)``, ``to_alpha(u)``, ``log_likelihood(alpha, sf)`` and
+    ``log_z(alpha, sf)``.
     """
     import jax
     import jax.numpy as jnp
@@ -168,14 +183,16 @@ def build_model(catalogue: np.ndarray, n_mass: int, n_age: int, n_av: int):
     low, high = LOG_MASS_RANGE
 
     def log_mass_density(x, alpha):
-        """ln p(log M | alpha) of the truncated power law (normalised analytically, stable near alpha = -1)."""
+        """ln p(log M | alpha) of the truncated power law (normalised analytically, stable near
+        alpha = -1)."""
         b = (alpha + 1.0) * LN10
         safe = jnp.where(jnp.abs(b) < 1e-8, 1e-8, b)
         log_norm = safe * low + jnp.log(jnp.expm1(safe * (high - low)) / safe)  # ln ∫ e^{b m} dm
         return b * x - log_norm
 
     def log_z(alpha, sf):
-        """ln Z(alpha): the network evaluated on the quadrature points, here, inside the log-density."""
+        """ln Z(alpha): the network evaluated on the quadrature points, here, inside the
+        log-density."""
         p_obs = sf(points).reshape(n_mass, -1)  # (n_mass, n_age * n_av)
         p_mass = p_obs.astype(w_age_av.dtype) @ w_age_av  # detection probability at each mass node
         return jax.nn.logsumexp(log_mass_density(m_nodes, alpha) + log_m_weights + jnp.log(p_mass))
@@ -187,14 +204,16 @@ def build_model(catalogue: np.ndarray, n_mass: int, n_age: int, n_av: int):
         return PRIOR[0] + (PRIOR[1] - PRIOR[0]) * jax.nn.sigmoid(u)
 
     def log_posterior(u, sf):
-        # uniform prior on alpha, sampled through u = logit((alpha - lo) / (hi - lo)): add the log Jacobian
+        # uniform prior on alpha, sampled through u = logit((alpha - lo) / (hi - lo)): add the log
+        # Jacobian
         return log_likelihood(to_alpha(u), sf) + jax.nn.log_sigmoid(u) + jax.nn.log_sigmoid(-u)
 
     return log_posterior, to_alpha, log_likelihood, log_z
 
 
 def run_nuts(log_posterior, sf, *, seed: int, num_warmup: int, num_samples: int, num_chains: int):
-    """BlackJAX NUTS with window adaptation, all chains in one jitted program (the SF is an argument)."""
+    """BlackJAX NUTS with window adaptation, all chains in one jitted program (the SF is an
+    argument)."""
     import blackjax
     import jax
     import jax.numpy as jnp
@@ -206,8 +225,12 @@ def run_nuts(log_posterior, sf, *, seed: int, num_warmup: int, num_samples: int,
 
         def one_chain(key):
             k_warm, k_sample = jax.random.split(key)
-            warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.85)
-            (state, parameters), _ = warmup.run(k_warm, {"u": jnp.asarray(0.0)}, num_steps=num_warmup)
+            warmup = blackjax.window_adaptation(
+                blackjax.nuts, logdensity, target_acceptance_rate=0.85
+            )
+            (state, parameters), _ = warmup.run(
+                k_warm, {"u": jnp.asarray(0.0)}, num_steps=num_warmup
+            )
             kernel = blackjax.nuts(logdensity, **parameters)
 
             def step(state, key):
@@ -225,7 +248,8 @@ def run_nuts(log_posterior, sf, *, seed: int, num_warmup: int, num_samples: int,
 
 # ----------------------------------------------------------------------------- independent check
 def grid_posterior(sf, catalogue: np.ndarray, *, shape=(181, 61, 16), n_alpha: int = 801):
-    """Posterior of alpha on a grid of values, normalisation from jaxcomp's SelectionGrid quadrature."""
+    """Posterior of alpha on a grid of values, normalisation from jaxcomp's SelectionGrid
+    quadrature."""
     import jax
 
     from jaxcomp.demographics import (
@@ -237,12 +261,18 @@ def grid_posterior(sf, catalogue: np.ndarray, *, shape=(181, 61, 16), n_alpha: i
         quadrature_weights,
     )
 
-    grid = SelectionGrid.from_selection(sf, np.linspace(*LOG_MASS_RANGE, shape[0]), np.linspace(*LOG_AGE_RANGE,
-                                        shape[1]), np.linspace(*AV_RANGE, shape[2]))
+    grid = SelectionGrid.from_selection(
+        sf,
+        np.linspace(*LOG_MASS_RANGE, shape[0]),
+        np.linspace(*LOG_AGE_RANGE, shape[1]),
+        np.linspace(*AV_RANGE, shape[2]),
+    )
     alphas = np.linspace(*PRIOR, n_alpha)
     with jax.enable_x64(True):
         # flat in log T is dN/dT ∝ T^-1; A_V uniform is one piecewise-constant bin
-        p_mass = p_corr_log_mass(grid, PowerLawLogAge(-1.0, *LOG_AGE_RANGE), PiecewiseConstantAV(AV_RANGE))
+        p_mass = p_corr_log_mass(
+            grid, PowerLawLogAge(-1.0, *LOG_AGE_RANGE), PiecewiseConstantAV(AV_RANGE)
+        )
         nodes = grid.log_mass.astype(np.float64)
 
         def log_like(alpha):
@@ -254,25 +284,48 @@ def grid_posterior(sf, catalogue: np.ndarray, *, shape=(181, 61, 16), n_alpha: i
     values = np.asarray(values)
     posterior = np.exp(values - values.max())
     posterior /= np.trapezoid(posterior, alphas)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (posterior[1:] + posterior[:-1]) * np.diff(alphas))])
+    cdf = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (posterior[1:] + posterior[:-1]) * np.diff(alphas))]
+    )
     cdf /= cdf[-1]
     mean = float(np.trapezoid(alphas * posterior, alphas))
     q16, q50, q84 = (float(np.interp(q, cdf, alphas)) for q in (0.16, 0.5, 0.84))
-    return {"mean": mean, "median": q50, "q16": q16, "q84": q84, "alphas": alphas, "z": np.asarray(z)}
+    return {
+        "mean": mean,
+        "median": q50,
+        "q16": q16,
+        "q84": q84,
+        "alphas": alphas,
+        "z": np.asarray(z),
+    }
 
 
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short run: 400 clusters, 1 chain x (200 + 300)")
-    parser.add_argument("--selection", help="a physical selection-function artefact (default: the C-4 network)")
-    parser.add_argument("--alpha", type=float, default=-2.0, help="true slope of dN/dM (default: %(default)s)")
-    parser.add_argument("--n-obs", type=int, default=None, help="detected clusters (default: 1000, quick 400)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short run: 400 clusters, 1 chain x (200 + 300)"
+    )
+    parser.add_argument(
+        "--selection", help="a physical selection-function artefact (default: the C-4 network)"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=-2.0, help="true slope of dN/dM (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--n-obs", type=int, default=None, help="detected clusters (default: 1000, quick 400)"
+    )
     parser.add_argument("--chains", type=int, default=None, help="default: 2, quick 1")
     parser.add_argument("--warmup", type=int, default=None, help="default: 500, quick 200")
     parser.add_argument("--samples", type=int, default=None, help="default: 1000, quick 300")
-    parser.add_argument("--quadrature", type=int, nargs=3, default=(48, 12, 6), metavar=("N_MASS", "N_AGE", "N_AV"),
-                        help="Gauss-Legendre nodes of the user's normalisation (default: %(default)s)")
+    parser.add_argument(
+        "--quadrature",
+        type=int,
+        nargs=3,
+        default=(48, 12, 6),
+        metavar=("N_MASS", "N_AGE", "N_AV"),
+        help="Gauss-Legendre nodes of the user's normalisation (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", type=Path, help="write the numbers to this JSON file")
     args = parser.parse_args(argv)
@@ -285,13 +338,17 @@ def main(argv=None) -> dict:
     import jax
     import jax.numpy as jnp
 
-    jax.config.update("jax_enable_x64", True)  # the user's densities in float64; the network stays float32
+    jax.config.update(
+        "jax_enable_x64", True
+    )  # the user's densities in float64; the network stays float32
     start = time.perf_counter()
     sf, sf_name = load_selection(args.selection)
     print(f"selection function: {sf_name}: {sf}")
     catalogue, n_drawn = simulate(sf, args.alpha, n_obs, args.seed)
-    print(f"simulated {n_obs} detected clusters of {n_drawn} drawn (alpha = {args.alpha}), "
-          f"detected fraction {n_obs / n_drawn:.4f}")
+    print(
+        f"simulated {n_obs} detected clusters of {n_drawn} drawn (alpha = {args.alpha}), "
+        f"detected fraction {n_obs / n_drawn:.4f}"
+    )
 
     n_mass, n_age, n_av = args.quadrature
     log_posterior, to_alpha, log_likelihood, log_z = build_model(catalogue, n_mass, n_age, n_av)
@@ -300,11 +357,17 @@ def main(argv=None) -> dict:
     x0 = jnp.array([3.5, 7.0, 0.5], jnp.float32)
     dp_dx = jax.jit(jax.grad(lambda x: sf(x[None])[0]))(x0)
     h = 1e-2
-    fd = [(float(sf((x0 + h * e)[None])[0]) - float(sf((x0 - h * e)[None])[0])) / (2 * h) for e in jnp.eye(3)]
+    fd = [
+        (float(sf((x0 + h * e)[None])[0]) - float(sf((x0 - h * e)[None])[0])) / (2 * h)
+        for e in jnp.eye(3)
+    ]
     dp_dx = np.round(np.asarray(dp_dx, np.float64), 4).tolist()
-    print(f"d p_obs / d(log M, log T, A_V) at {np.asarray(x0).tolist()}: jax.grad {dp_dx}, "
-          f"finite differences {np.round(fd, 4).tolist()}")
-    # -- and so is the log-density that calls it on the quadrature grid (sf passed as a traced argument)
+    print(
+        f"d p_obs / d(log M, log T, A_V) at {np.asarray(x0).tolist()}: jax.grad {dp_dx}, "
+        f"finite differences {np.round(fd, 4).tolist()}"
+    )
+    # -- and so is the log-density that calls it on the quadrature grid (sf passed as a traced
+    # argument)
     value_and_grad = jax.jit(jax.value_and_grad(log_posterior))
     u0 = jnp.asarray(np.log((args.alpha - PRIOR[0]) / (PRIOR[1] - args.alpha)))
     value, grad = value_and_grad(u0, sf)
@@ -315,23 +378,36 @@ def main(argv=None) -> dict:
     jax.block_until_ready(grad)
     per_eval = (time.perf_counter() - t0) / 5
     fd_grad = (float(log_posterior(u0 + 1e-3, sf)) - float(log_posterior(u0 - 1e-3, sf))) / 2e-3
-    print(f"log-density at the true slope: {float(value):.3f}; d/du: jax.grad {float(grad):.4f}, finite difference "
-          f"{fd_grad:.4f}; {1e3 * per_eval:.1f} ms per value-and-gradient ({n_mass * n_age * n_av} network "
-          "evaluations)")
+    print(
+        f"log-density at the true slope: {float(value):.3f}; d/du: jax.grad {float(grad):.4f}, "
+        "finite difference "
+        f"{fd_grad:.4f}; {1e3 * per_eval:.1f} ms per value-and-gradient ({n_mass * n_age * n_av} "
+        "network "
+        "evaluations)"
+    )
 
     # -- NUTS
-    print(f"BlackJAX NUTS: {chains} chain(s) x ({warmup} warmup + {samples} samples) ...", flush=True)
+    print(
+        f"BlackJAX NUTS: {chains} chain(s) x ({warmup} warmup + {samples} samples) ...", flush=True
+    )
     t0 = time.perf_counter()
-    u, divergent, steps, step_size = run_nuts(log_posterior, sf, seed=args.seed, num_warmup=warmup,
-                                              num_samples=samples, num_chains=chains)
+    u, divergent, steps, step_size = run_nuts(
+        log_posterior, sf, seed=args.seed, num_warmup=warmup, num_samples=samples, num_chains=chains
+    )
     nuts_seconds = time.perf_counter() - t0
     alpha = np.asarray(to_alpha(jnp.asarray(u)))
     draws = alpha.ravel()
-    nuts = {"mean": float(draws.mean()), "sd": float(draws.std(ddof=1)),
-            "q16": float(np.quantile(draws, 0.16)), "median": float(np.median(draws)),
-            "q84": float(np.quantile(draws, 0.84)), "divergences": int(divergent.sum()),
-            "mean_leapfrog_steps": float(steps.mean()), "step_size": np.asarray(step_size).round(4).tolist(),
-            "seconds": round(nuts_seconds, 1)}
+    nuts = {
+        "mean": float(draws.mean()),
+        "sd": float(draws.std(ddof=1)),
+        "q16": float(np.quantile(draws, 0.16)),
+        "median": float(np.median(draws)),
+        "q84": float(np.quantile(draws, 0.84)),
+        "divergences": int(divergent.sum()),
+        "mean_leapfrog_steps": float(steps.mean()),
+        "step_size": np.asarray(step_size).round(4).tolist(),
+        "seconds": round(nuts_seconds, 1),
+    }
     try:
         import arviz as az
 
@@ -350,19 +426,34 @@ def main(argv=None) -> dict:
 
     print()
     print(f"slope alpha of dN/dM ∝ M^alpha, {n_obs} clusters:        truth {args.alpha:+.3f}")
-    print(f"  BlackJAX NUTS, sf(x) in the jitted log-density:  mean {nuts['mean']:+.3f}, "
-          f"68% [{nuts['q16']:+.3f}, {nuts['q84']:+.3f}]  ({chains * samples} draws, {nuts['divergences']} "
-          f"divergences, {nuts_seconds:.0f} s)")
-    print(f"  brute-force grid posterior (jaxcomp SelectionGrid): mean {check['mean']:+.3f}, "
-          f"68% [{check['q16']:+.3f}, {check['q84']:+.3f}]")
-    print(f"  detected fraction Z at the truth: user quadrature {z_user:.5f}, SelectionGrid {z_grid:.5f} "
-          f"(relative difference {abs(z_user / z_grid - 1):.2e}); simulated {n_obs / n_drawn:.5f}")
-    result = {"selection": sf_name, "truth": args.alpha, "n_obs": n_obs, "n_drawn": int(n_drawn),
-              "quadrature": [n_mass, n_age, n_av], "ms_per_value_and_grad": round(1e3 * per_eval, 2),
-              "nuts": {**nuts, "chains": chains, "warmup": warmup, "samples": samples},
-              "grid_posterior": {k: check[k] for k in ("mean", "median", "q16", "q84")},
-              "z_truth": {"user": z_user, "selection_grid": z_grid, "simulated": n_obs / n_drawn},
-              "check_seconds": round(check_seconds, 1), "runtime_s": round(time.perf_counter() - start, 1)}
+    print(
+        f"  BlackJAX NUTS, sf(x) in the jitted log-density:  mean {nuts['mean']:+.3f}, "
+        f"68% [{nuts['q16']:+.3f}, {nuts['q84']:+.3f}]  ({chains * samples} draws, "
+        f"{nuts['divergences']} "
+        f"divergences, {nuts_seconds:.0f} s)"
+    )
+    print(
+        f"  brute-force grid posterior (jaxcomp SelectionGrid): mean {check['mean']:+.3f}, "
+        f"68% [{check['q16']:+.3f}, {check['q84']:+.3f}]"
+    )
+    print(
+        f"  detected fraction Z at the truth: user quadrature {z_user:.5f}, SelectionGrid "
+        f"{z_grid:.5f} "
+        f"(relative difference {abs(z_user / z_grid - 1):.2e}); simulated {n_obs / n_drawn:.5f}"
+    )
+    result = {
+        "selection": sf_name,
+        "truth": args.alpha,
+        "n_obs": n_obs,
+        "n_drawn": int(n_drawn),
+        "quadrature": [n_mass, n_age, n_av],
+        "ms_per_value_and_grad": round(1e3 * per_eval, 2),
+        "nuts": {**nuts, "chains": chains, "warmup": warmup, "samples": samples},
+        "grid_posterior": {k: check[k] for k in ("mean", "median", "q16", "q84")},
+        "z_truth": {"user": z_user, "selection_grid": z_grid, "simulated": n_obs / n_drawn},
+        "check_seconds": round(check_seconds, 1),
+        "runtime_s": round(time.perf_counter() - start, 1),
+    }
     if args.output:
         args.output.write_text(json.dumps(result, indent=1, default=float))
     print(f"total {result['runtime_s']:.0f} s")

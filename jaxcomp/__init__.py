@@ -1,6 +1,7 @@
 """jaxcomp: differentiable forward modelling of star-cluster catalogue completeness.
 
-The pipeline has five stages (see ``docs/architecture.md``): cluster library (:mod:`jaxcomp.library`),
+The pipeline has five stages (see ``docs/architecture.md``): cluster library
+(:mod:`jaxcomp.library`),
 artificial cluster tests (:mod:`jaxcomp.ast`), selection functions
 (:mod:`jaxcomp.selection`), marginalisation and demographics
 (:mod:`jaxcomp.demographics`).  The public API below is re-exported lazily, so
@@ -45,6 +46,7 @@ _EXPORTS = {
         "PowerLawLogMass",
         "SchechterLogMass",
         "SelectionGrid",
+        "correct_catalogue",
         "corrected_age_function",
         "corrected_mass_function",
         "estimate_av_distribution",
@@ -83,33 +85,33 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for static analysis only
     from .catalogues import read_legus, read_legus_ngc628
-    from .errors import JaxcompError
     from .demographics import (
         BrokenPowerLawLogAge,
+        FitResult,
         PiecewiseConstantAV,
+        PopulationFitter,
+        PopulationModel,
         PowerLawLogAge,
         PowerLawLogMass,
         SchechterLogMass,
         SelectionGrid,
+        correct_catalogue,
         corrected_age_function,
         corrected_mass_function,
         estimate_av_distribution,
+        fisher_forecast,
+        fisher_information,
+        fit_population,
+        load_catalogue,
+        maximum_likelihood,
         p_corr_log_age,
         p_corr_log_mass,
         p_obs_mass_age,
-        PopulationModel,
-        PopulationFitter,
-        FitResult,
-        fit_population,
-        load_catalogue,
-        validate_catalogue,
-        simulate_catalogue,
-        fisher_forecast,
-        fisher_information,
-        maximum_likelihood,
         shift_sensitivity,
+        simulate_catalogue,
+        validate_catalogue,
     )
-    from .workflow import RunConfig, load_config, run_workflow, write_report
+    from .errors import JaxcompError
     from .selection import (
         ArtefactError,
         CalibrationReport,
@@ -121,11 +123,12 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         SelectionFunction,
         TrainConfig,
         TrainingResult,
+        ValidationResult,
         calibration_report,
         evaluate_in_chunks,
         import_c4,
-        train_selection_function,
-        ValidationResult,
         p_true_table,
+        train_selection_function,
         validate_selection,
     )
+    from .workflow import RunConfig, load_config, run_workflow, write_report

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["array_digest", "atomic_savefig", "atomic_write_bytes", "atomic_write_text", "file_sha256", "read_table",
-           "write_table"]
+__all__ = [
+    "array_digest",
+    "atomic_savefig",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_sha256",
+    "read_table",
+    "write_table",
+]
 
 
 def _read_umask() -> int:
@@ -20,13 +27,16 @@ def _read_umask() -> int:
     return umask
 
 
-#: Permissions of files written here: those an ordinary ``open()`` would give (read once, at import).
+#: Permissions of files written here: those an ordinary ``open()`` would give (read once, at
+# import).
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
 def _temporary_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+    )
     # mkstemp creates the file 0600; give the final file the permissions an ordinary open() would
     os.fchmod(handle, _FILE_MODE)
     os.close(handle)
@@ -63,7 +73,9 @@ def atomic_savefig(figure, path: str | os.PathLike, **kwargs) -> Path:
     path = Path(path)
     tmp = _temporary_beside(path)
     try:
-        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=kwargs.pop("dpi", 120), **kwargs)
+        figure.savefig(
+            tmp, format=path.suffix.lstrip(".") or "png", dpi=kwargs.pop("dpi", 120), **kwargs
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -84,7 +96,9 @@ def read_table(path: str | os.PathLike):
     if not path.exists():
         raise FileNotFoundError(f"table not found: {path}")
     if path.is_dir():
-        raise InputError(f"{path} is a directory; give a table file (.parquet, .fits, .ecsv or .csv)")
+        raise InputError(
+            f"{path} is a directory; give a table file (.parquet, .fits, .ecsv or .csv)"
+        )
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -119,8 +133,10 @@ def _refuse_duplicate_columns(path: Path, names) -> None:
             repeated.append(name)
         seen.add(name)
     if repeated:
-        raise InputError(f"table {path} has duplicated column name(s) {', '.join(repeated)}; "
-                         "rename or drop the extra column(s) so that each name is used once")
+        raise InputError(
+            f"table {path} has duplicated column name(s) {', '.join(repeated)}; "
+            "rename or drop the extra column(s) so that each name is used once"
+        )
 
 
 def _csv_column_names(path: Path) -> list[str]:
@@ -139,7 +155,10 @@ def _fits_column_names(path: Path) -> list[str]:
     with fits.open(path, memmap=True) as hdus:
         for hdu in hdus:
             if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
-                return [hdu.header.get(f"TTYPE{i}", "") for i in range(1, hdu.header.get("TFIELDS", 0) + 1)]
+                return [
+                    hdu.header.get(f"TTYPE{i}", "")
+                    for i in range(1, hdu.header.get("TFIELDS", 0) + 1)
+                ]
     return []
 
 
@@ -156,7 +175,9 @@ def write_table(table, path: str | os.PathLike) -> Path:
             frame = table.to_pandas() if hasattr(table, "to_pandas") else table
             arrow = pa.Table.from_pandas(frame, preserve_index=False)
             meta = dict(arrow.schema.metadata or {})
-            meta[b"jaxcomp"] = json.dumps(dict(getattr(table, "meta", {}) or {}), default=str).encode()
+            meta[b"jaxcomp"] = json.dumps(
+                dict(getattr(table, "meta", {}) or {}), default=str
+            ).encode()
             pq.write_table(arrow.replace_schema_metadata(meta), tmp)
         elif suffix in (".fits", ".fit"):
             table.write(tmp, format="fits", overwrite=True)
@@ -165,7 +186,9 @@ def write_table(table, path: str | os.PathLike) -> Path:
         elif suffix == ".csv":
             table.write(tmp, format="ascii.csv", overwrite=True)
         else:
-            raise ValueError(f"unknown table format {path.suffix!r}; use .parquet, .fits, .ecsv or .csv")
+            raise ValueError(
+                f"unknown table format {path.suffix!r}; use .parquet, .fits, .ecsv or .csv"
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

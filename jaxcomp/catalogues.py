@@ -43,6 +43,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, MaskedColumn, Table, vstack
 
 from ._data import data_path
+from .survey import BANDS, R_V
 
 __all__ = [
     "BANDS",
@@ -57,11 +58,6 @@ __all__ = [
     "adamo17_50pct_magnitudes",
 ]
 
-#: The five LEGUS bands, blue to red.
-BANDS: tuple[str, ...] = ("F275W", "F336W", "F435W", "F555W", "F814W")
-
-#: Ratio of total to selective extinction used by the LEGUS SED fits (Milky Way law).
-R_V: float = 3.1
 
 #: Matching radius for sources that appear in both pointings. The catalogue
 #: coordinates are rounded to 1e-5 deg (0.036 arcsec in Dec, 0.035 arcsec in RA
@@ -93,10 +89,20 @@ _ADAMO17_JSON = "adamo17_ngc628_per_band_ast_completeness.json"
 
 # Instruments of each band per pointing (F555W differs between the two).
 _INSTRUMENTS: dict[str, dict[str, str]] = {
-    "ngc628c": {"F275W": "WFC3/UVIS", "F336W": "WFC3/UVIS", "F435W": "ACS/WFC",
-                "F555W": "ACS/WFC", "F814W": "ACS/WFC"},
-    "ngc628e": {"F275W": "WFC3/UVIS", "F336W": "WFC3/UVIS", "F435W": "ACS/WFC",
-                "F555W": "WFC3/UVIS", "F814W": "ACS/WFC"},
+    "ngc628c": {
+        "F275W": "WFC3/UVIS",
+        "F336W": "WFC3/UVIS",
+        "F435W": "ACS/WFC",
+        "F555W": "ACS/WFC",
+        "F814W": "ACS/WFC",
+    },
+    "ngc628e": {
+        "F275W": "WFC3/UVIS",
+        "F336W": "WFC3/UVIS",
+        "F435W": "ACS/WFC",
+        "F555W": "WFC3/UVIS",
+        "F814W": "ACS/WFC",
+    },
 }
 
 _SENTINEL_OUTSIDE = 66.666  # outside the filter's footprint
@@ -118,10 +124,16 @@ def _column_spec() -> list[tuple[str, u.UnitBase | None, str, str]]:
         ("dec_deg", u.deg, "f", "declination (J2000)"),
     ]
     for band in BANDS:
-        spec.append((f"mag_{band}", u.mag, "f",
-                     f"total Vega magnitude in {band} (4 px aperture, average aperture "
-                     "correction, foreground extinction corrected); masked if outside "
-                     "the footprint or not detected"))
+        spec.append(
+            (
+                f"mag_{band}",
+                u.mag,
+                "f",
+                f"total Vega magnitude in {band} (4 px aperture, average aperture "
+                "correction, foreground extinction corrected); masked if outside "
+                "the footprint or not detected",
+            )
+        )
         spec.append((f"magerr_{band}", u.mag, "f", f"error of mag_{band}; masked with it"))
     spec.append(("ci_F555W", u.mag, "f", "concentration index mag(1 px) - mag(3 px) in F555W"))
     for q in ("best", "max", "min"):
@@ -129,17 +141,31 @@ def _column_spec() -> list[tuple[str, u.UnitBase | None, str, str]]:
     for q in ("best", "max", "min"):
         spec.append((f"mass_{q}_msun", u.solMass, "f", f"{q} SED-fit mass (max/min: 68% range)"))
     for q in ("best", "max", "min"):
-        spec.append((f"ebv_{q}", u.mag, "f", f"{q} SED-fit colour excess E(B-V) (max/min: 68% range)"))
+        spec.append(
+            (f"ebv_{q}", u.mag, "f", f"{q} SED-fit colour excess E(B-V) (max/min: 68% range)")
+        )
     for band in BANDS:
-        spec.append((f"sed_resid_{band}", None, "f",
-                     f"SED-fit residual in {band} as delivered (units undocumented, "
-                     "presumably mag); masked where the band was not used (200)"))
+        spec.append(
+            (
+                f"sed_resid_{band}",
+                None,
+                "f",
+                f"SED-fit residual in {band} as delivered (units undocumented, "
+                "presumably mag); masked where the band was not used (200)",
+            )
+        )
     spec.append(("chi2_red", None, "f", "reduced chi2 of the SED fit"))
     spec.append(("q_prob", None, "f", "Q probability of the SED fit"))
     spec.append(("n_filters", None, "i", "number of filters used in the SED fit (0, 4 or 5)"))
-    spec.append(("class_mode", None, "i",
-                 "visual class, mode of the classifiers: 1 compact symmetric, 2 asymmetric, "
-                 "3 multi-peak/diffuse, 4 spurious, 0 not inspected"))
+    spec.append(
+        (
+            "class_mode",
+            None,
+            "i",
+            "visual class, mode of the classifiers: 1 compact symmetric, 2 asymmetric, "
+            "3 multi-peak/diffuse, 4 spurious, 0 not inspected",
+        )
+    )
     spec.append(("class_mean", None, "f", "visual class, mean of the classifiers"))
     return spec
 
@@ -232,8 +258,14 @@ def _is(values: np.ndarray, sentinel: float) -> np.ndarray:
 
 
 def _masked(data: np.ndarray, mask: np.ndarray, name: str, unit, description: str) -> MaskedColumn:
-    return MaskedColumn(np.asarray(data, dtype=np.float64), name=name, mask=np.asarray(mask, bool),
-                        unit=unit, description=description, fill_value=np.nan)
+    return MaskedColumn(
+        np.asarray(data, dtype=np.float64),
+        name=name,
+        mask=np.asarray(mask, bool),
+        unit=unit,
+        description=description,
+        fill_value=np.nan,
+    )
 
 
 def _log10_masked(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -248,7 +280,9 @@ def _class_selection(table_values: np.ndarray, classes: Iterable[int] | None) ->
         return np.ones(table_values.shape, bool)
     cls = np.asarray(list(classes))
     if cls.size == 0 or not np.all(cls == np.rint(cls)):
-        raise ValueError(f"classes must be None or a non-empty sequence of integers, got {classes!r}")
+        raise ValueError(
+            f"classes must be None or a non-empty sequence of integers, got {classes!r}"
+        )
     # Round half up so a class mean of 1.5 counts as 2, 2.5 as 3 (exact for the mode).
     return np.isin(np.floor(table_values + 0.5), cls.astype(int))
 
@@ -340,8 +374,9 @@ def read_legus(
         m = raw(f"mag_{band}")
         e = raw(f"magerr_{band}")
         masks[f"mag_{band}"] = _is(m, _SENTINEL_OUTSIDE) | _is(m, _SENTINEL_UNDETECTED)
-        masks[f"magerr_{band}"] = (masks[f"mag_{band}"] | _is(e, _SENTINEL_OUTSIDE)
-                                   | _is(e, _SENTINEL_UNDETECTED))
+        masks[f"magerr_{band}"] = (
+            masks[f"mag_{band}"] | _is(e, _SENTINEL_OUTSIDE) | _is(e, _SENTINEL_UNDETECTED)
+        )
         masks[f"sed_resid_{band}"] = no_fit | _is(raw(f"sed_resid_{band}"), _SENTINEL_RESID_UNUSED)
     for qty in ("age", "mass", "ebv"):
         suffix = {"age": "_yr", "mass": "_msun", "ebv": ""}[qty]
@@ -365,10 +400,12 @@ def read_legus(
         m = raw(f"mag_{band}")
         inside = ~_is(m, _SENTINEL_OUTSIDE)
         t[f"in_footprint_{band}"] = Column(
-            inside, description=f"source inside the {band} footprint (mag != 66.666)")
+            inside, description=f"source inside the {band} footprint (mag != 66.666)"
+        )
         t[f"detected_{band}"] = Column(
             inside & ~_is(m, _SENTINEL_UNDETECTED),
-            description=f"inside the {band} footprint and detected (mag not 66.666/99.999)")
+            description=f"inside the {band} footprint and detected (mag not 66.666/99.999)",
+        )
 
     dex_msun = u.dex(u.solMass)
     dex_yr = u.dex(u.yr)
@@ -381,22 +418,27 @@ def read_legus(
         ("log_age_hi", "age_max_yr", no_range, dex_yr, "log10 of the 68% upper age"),
     ):
         t[out] = _masked(_log10_masked(raw(src), mask), mask, out, unit, what)
-    for out, src, mask in (("av", "ebv_best", no_fit), ("av_lo", "ebv_min", no_range),
-                           ("av_hi", "ebv_max", no_range)):
-        t[out] = _masked(R_V * raw(src), mask, out, u.mag,
-                         f"V-band extinction A_V = {R_V} * {src}")
-    t["field"] = Column(np.full(n, field, dtype=f"U{max(len(field), 1)}"),
-                        description="LEGUS pointing")
+    for out, src, mask in (
+        ("av", "ebv_best", no_fit),
+        ("av_lo", "ebv_min", no_range),
+        ("av_hi", "ebv_max", no_range),
+    ):
+        t[out] = _masked(R_V * raw(src), mask, out, u.mag, f"V-band extinction A_V = {R_V} * {src}")
+    t["field"] = Column(
+        np.full(n, field, dtype=f"U{max(len(field), 1)}"), description="LEGUS pointing"
+    )
 
-    t.meta.update({
-        "source_file": str(path),
-        "field": field,
-        "classes": None if classes is None else [int(c) for c in classes],
-        "class_column": f"class_{col}",
-        "r_v": R_V,
-        "instruments": _INSTRUMENTS.get(field, {}),
-        "reference": "LEGUS HLSP (MAST); Calzetti+2015 AJ 149 51; Adamo+2017 ApJ 841 131",
-    })
+    t.meta.update(
+        {
+            "source_file": str(path),
+            "field": field,
+            "classes": None if classes is None else [int(c) for c in classes],
+            "class_column": f"class_{col}",
+            "r_v": R_V,
+            "instruments": _INSTRUMENTS.get(field, {}),
+            "reference": "LEGUS HLSP (MAST); Calzetti+2015 AJ 149 51; Adamo+2017 ApJ 841 131",
+        }
+    )
     return t
 
 
@@ -438,10 +480,13 @@ def find_duplicates(
     out["sep_arcsec"].unit = u.arcsec
     if len(reference) == 0 or len(other) == 0:
         return out
-    ref = SkyCoord(np.asarray(reference["ra_deg"], float) * u.deg,
-                   np.asarray(reference["dec_deg"], float) * u.deg)
-    oth = SkyCoord(np.asarray(other["ra_deg"], float) * u.deg,
-                   np.asarray(other["dec_deg"], float) * u.deg)
+    ref = SkyCoord(
+        np.asarray(reference["ra_deg"], float) * u.deg,
+        np.asarray(reference["dec_deg"], float) * u.deg,
+    )
+    oth = SkyCoord(
+        np.asarray(other["ra_deg"], float) * u.deg, np.asarray(other["dec_deg"], float) * u.deg
+    )
     nearest, sep, _ = oth.match_to_catalog_sky(ref)
     sep_arcsec = np.atleast_1d(sep.to_value(u.arcsec))
     hit = np.nonzero(sep_arcsec <= tolerance_arcsec)[0]
@@ -496,33 +541,42 @@ def read_legus_ngc628(
     e = read_legus("ngc628e", classes=classes, class_column=class_column)
     dups = find_duplicates(c, e, tolerance_arcsec=tolerance_arcsec)
 
-    c["duplicate_of"] = Column(np.full(len(c), -1, np.int64),
-                               description="id of the NGC628C source this row repeats (-1: none)")
-    c["duplicate_sep_arcsec"] = _masked(np.full(len(c), np.nan), np.ones(len(c), bool),
-                                        "duplicate_sep_arcsec", u.arcsec,
-                                        "separation from the NGC628C source this row repeats")
+    c["duplicate_of"] = Column(
+        np.full(len(c), -1, np.int64),
+        description="id of the NGC628C source this row repeats (-1: none)",
+    )
+    c["duplicate_sep_arcsec"] = _masked(
+        np.full(len(c), np.nan),
+        np.ones(len(c), bool),
+        "duplicate_sep_arcsec",
+        u.arcsec,
+        "separation from the NGC628C source this row repeats",
+    )
     dup_of = np.full(len(e), -1, np.int64)
     dup_sep = np.full(len(e), np.nan)
     dup_of[dups["index_other"]] = dups["id_reference"]
     dup_sep[dups["index_other"]] = dups["sep_arcsec"]
     e["duplicate_of"] = Column(dup_of, description=c["duplicate_of"].description)
-    e["duplicate_sep_arcsec"] = _masked(dup_sep, dup_of < 0, "duplicate_sep_arcsec", u.arcsec,
-                                        c["duplicate_sep_arcsec"].description)
+    e["duplicate_sep_arcsec"] = _masked(
+        dup_sep, dup_of < 0, "duplicate_sep_arcsec", u.arcsec, c["duplicate_sep_arcsec"].description
+    )
 
     t = vstack([c, e], join_type="exact", metadata_conflicts="silent")
     t.meta.clear()
-    t.meta.update({
-        "source_file": [c.meta["source_file"], e.meta["source_file"]],
-        "field": "ngc628c+ngc628e",
-        "classes": None if classes is None else [int(k) for k in classes],
-        "class_column": c.meta["class_column"],
-        "r_v": R_V,
-        "instruments": {"ngc628c": _INSTRUMENTS["ngc628c"], "ngc628e": _INSTRUMENTS["ngc628e"]},
-        "duplicate_tolerance_arcsec": float(tolerance_arcsec),
-        "n_duplicates": len(dups),
-        "deduplicated": bool(deduplicate),
-        "reference": "LEGUS HLSP (MAST); Calzetti+2015 AJ 149 51; Adamo+2017 ApJ 841 131",
-    })
+    t.meta.update(
+        {
+            "source_file": [c.meta["source_file"], e.meta["source_file"]],
+            "field": "ngc628c+ngc628e",
+            "classes": None if classes is None else [int(k) for k in classes],
+            "class_column": c.meta["class_column"],
+            "r_v": R_V,
+            "instruments": {"ngc628c": _INSTRUMENTS["ngc628c"], "ngc628e": _INSTRUMENTS["ngc628e"]},
+            "duplicate_tolerance_arcsec": float(tolerance_arcsec),
+            "n_duplicates": len(dups),
+            "deduplicated": bool(deduplicate),
+            "reference": "LEGUS HLSP (MAST); Calzetti+2015 AJ 149 51; Adamo+2017 ApJ 841 131",
+        }
+    )
     if deduplicate:
         t = t[t["duplicate_of"] < 0]
         t.meta["duplicates_removed"] = [
@@ -590,10 +644,14 @@ def read_adamo17_completeness(
         mags = block["mag"]
         pcts = block["completeness_pct"]
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{src}: field {key!r} lacks 'filters', 'mag' or 'completeness_pct'") from exc
+        raise ValueError(
+            f"{src}: field {key!r} lacks 'filters', 'mag' or 'completeness_pct'"
+        ) from exc
     if not (len(filters) == len(mags) == len(pcts)):
-        raise ValueError(f"{src}: {key}: {len(filters)} filters but {len(mags)} mag lists and "
-                         f"{len(pcts)} completeness lists")
+        raise ValueError(
+            f"{src}: {key}: {len(filters)} filters but {len(mags)} mag lists and "
+            f"{len(pcts)} completeness lists"
+        )
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, m, p in zip(filters, mags, pcts):
         band = str(name).rsplit("_", 1)[-1].upper()
@@ -603,8 +661,10 @@ def read_adamo17_completeness(
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{src}: {key} {name}: non-numeric values") from exc
         if m.ndim != 1 or m.shape != p.shape or m.size < 2:
-            raise ValueError(f"{src}: {key} {name}: mag and completeness must be equal-length "
-                             f"1-d lists (got {m.shape} and {p.shape})")
+            raise ValueError(
+                f"{src}: {key} {name}: mag and completeness must be equal-length "
+                f"1-d lists (got {m.shape} and {p.shape})"
+            )
         if not (np.all(np.isfinite(m)) and np.all(np.isfinite(p))):
             raise ValueError(f"{src}: {key} {name}: non-finite values")
         if np.any(np.diff(m) <= 0):

@@ -84,7 +84,9 @@ n_labels = 20_000 if QUICK else 245_000
 labels = simulate_labels(n_labels, seed=1, selection=truth)
 print(labels[:5])
 print(f"{len(labels)} labels, recovered fraction {labels['C'].mean():.3f}")
-print(f"50% mass limit of the truth at log T = 7, A_V = 0: log M = {truth.log_mass_50(7.0, 0.0):.2f}")
+print(
+    f"50% mass limit of the truth at log T = 7, A_V = 0: log M = {truth.log_mass_50(7.0, 0.0):.2f}"
+)
 print(f"                          at log T = 9, A_V = 1: log M = {truth.log_mass_50(9.0, 1.0):.2f}")
 
 # %% [markdown]
@@ -104,19 +106,37 @@ print(f"                          at log T = 9, A_V = 1: log M = {truth.log_mass
 from jaxcomp.selection import TrainConfig, train_selection_function
 
 if QUICK:
-    config = TrainConfig(hidden_widths=(32, 32), epochs=12, batch_size=1024, learning_rates=(1e-2,),
-                         weight_decays=(1e-3,), n_members=2, seed=0)
+    config = TrainConfig(
+        hidden_widths=(32, 32),
+        epochs=12,
+        batch_size=1024,
+        learning_rates=(1e-2,),
+        weight_decays=(1e-3,),
+        n_members=2,
+        seed=0,
+    )
 else:
-    config = TrainConfig(hidden_widths=(512, 512), epochs=60, batch_size=4096,
-                         learning_rates=(5e-3, 1e-2), weight_decays=(1e-3,), n_members=2, seed=0)
+    config = TrainConfig(
+        hidden_widths=(512, 512),
+        epochs=60,
+        batch_size=4096,
+        learning_rates=(5e-3, 1e-2),
+        weight_decays=(1e-3,),
+        n_members=2,
+        seed=0,
+    )
 start = time.perf_counter()
 result = train_selection_function(labels, "physical", config, progress=not QUICK)
 sf = result.selection_function
 print(f"trained in {time.perf_counter() - start:.1f} s: {sf}")
-print(f"chosen learning rate {result.best_learning_rate:g}, weight decay {result.best_weight_decay:g}")
+print(
+    f"chosen learning rate {result.best_learning_rate:g}, weight decay {result.best_weight_decay:g}"
+)
 for history in result.histories:
-    print(f"  member {history.member}: best epoch {history.best_epoch}, "
-          f"validation loss {history.best_validation_loss:.4f}")
+    print(
+        f"  member {history.member}: best epoch {history.best_epoch}, "
+        f"validation loss {history.best_validation_loss:.4f}"
+    )
 
 # %%
 from jaxcomp.selection.training import plot_loss_curves
@@ -140,10 +160,18 @@ loaded = SelectionFunction.load(path)
 header = loaded.header
 print("header keys:", sorted(header))
 for record in header["inputs"]:
-    print(f"  {record['name']:>9s} [{record['unit']}], domain {np.round(record['domain'], 3).tolist()}")
+    print(
+        f"  {record['name']:>9s} [{record['unit']}], domain "
+        f"{np.round(record['domain'], 3).tolist()}"
+    )
 print("out-of-domain policy:", header["out_of_domain"])
-print("test-split metrics:", {k: round(v, 4) if isinstance(v, float) else v
-                              for k, v in header["training"]["test_metrics"].items()})
+print(
+    "test-split metrics:",
+    {
+        k: round(v, 4) if isinstance(v, float) else v
+        for k, v in header["training"]["test_metrics"].items()
+    },
+)
 x = np.array([[3.5, 7.0, 0.5], [5.0, 9.0, 1.0]], dtype=np.float32)
 print("saved and reloaded give the same p_obs:", np.asarray(sf(x)), np.asarray(loaded(x)))
 
@@ -171,8 +199,10 @@ def expected_detected(sf, log_mass, log_age, av):
 
 
 rng = np.random.default_rng(2)
-population = [jnp.asarray(v, jnp.float32) for v in (rng.uniform(3, 6, 1000), rng.uniform(6, 9, 1000),
-                                                    rng.uniform(0, 2, 1000))]
+population = [
+    jnp.asarray(v, jnp.float32)
+    for v in (rng.uniform(3, 6, 1000), rng.uniform(6, 9, 1000), rng.uniform(0, 2, 1000))
+]
 n_det = float(expected_detected(loaded, *population))
 n_true = float(truth(*(np.asarray(v, np.float64) for v in population)).sum())
 print(f"expected detections among 1000 clusters: network {n_det:.1f}, truth {n_true:.1f}")
@@ -184,8 +214,11 @@ print(f"p_obs at the true 50% point: {float(loaded(theta)):.3f}")
 print("d p_obs / d(log M, log T, A_V), network:", np.round(np.asarray(gradient), 3))
 step = 1e-5  # the truth is numpy: central differences
 theta64 = np.asarray(theta, np.float64)
-truth_gradient = [(truth(*(theta64 + step * e)) - truth(*(theta64 - step * e))) / (2 * step) for e in np.eye(3)]
+truth_gradient = [
+    (truth(*(theta64 + step * e)) - truth(*(theta64 - step * e))) / (2 * step) for e in np.eye(3)
+]
 print("                                  truth:", np.round(truth_gradient, 3))
+
 
 # vmap: the 50% completeness curve in age, one bisection per age, mapped over ages
 def mass_at_half(sf, log_age, av=0.0):
@@ -216,8 +249,14 @@ from astropy.table import Table
 
 from jaxcomp import InputDomainError
 
-catalogue = Table({"id": [1, 2, 3], "av": [0.2, 1.0, 2.5], "log_age": [6.5, 8.0, 9.5],
-                   "log_mass": [3.5, 4.5, 5.5]})
+catalogue = Table(
+    {
+        "id": [1, 2, 3],
+        "av": [0.2, 1.0, 2.5],
+        "log_age": [6.5, 8.0, 9.5],
+        "log_mass": [3.5, 4.5, 5.5],
+    }
+)
 p, spread = loaded.predict(catalogue, return_spread=True)
 catalogue["p_obs"] = p
 catalogue["p_obs_spread"] = spread
@@ -256,25 +295,39 @@ except InputDomainError as error:
 
 # %%
 check = rng.uniform([2.0, 5.0, 0.0], [8.0, 10.17, 3.0], size=(50_000, 3))
-p_network = loaded.predict({"log_mass": check[:, 0], "log_age": check[:, 1], "av": check[:, 2]},
-                           out_of_domain="clip")
+p_network = loaded.predict(
+    {"log_mass": check[:, 0], "log_age": check[:, 1], "av": check[:, 2]}, out_of_domain="clip"
+)
 p_truth = truth(*check.T)
 error = np.abs(p_network - p_truth)
-print(f"|p_network - p_true| over 50,000 random points: median {np.median(error):.4f}, "
-      f"90th percentile {np.percentile(error, 90):.4f}, max {error.max():.3f}")
+print(
+    f"|p_network - p_true| over 50,000 random points: median {np.median(error):.4f}, "
+    f"90th percentile {np.percentile(error, 90):.4f}, max {error.max():.3f}"
+)
 transition = (p_truth > 0.05) & (p_truth < 0.95)
-print(f"  in the transition region (0.05 < p_true < 0.95, {transition.mean():.0%} of points): "
-      f"median {np.median(error[transition]):.4f}, 90th percentile {np.percentile(error[transition], 90):.4f}")
+print(
+    f"  in the transition region (0.05 < p_true < 0.95, {transition.mean():.0%} of points): "
+    f"median {np.median(error[transition]):.4f}, 90th percentile "
+    f"{np.percentile(error[transition], 90):.4f}"
+)
 
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
 log_mass = np.linspace(2, 8, 300)
 for colour, age in zip(("C0", "C1", "C2", "C3"), (6.0, 7.5, 8.5, 9.5)):
-    grid_points = {"log_mass": log_mass, "log_age": np.full_like(log_mass, age), "av": np.full_like(log_mass, 0.5)}
+    grid_points = {
+        "log_mass": log_mass,
+        "log_age": np.full_like(log_mass, age),
+        "av": np.full_like(log_mass, 0.5),
+    }
     p_grid, s_grid = loaded.predict(grid_points, return_spread=True, out_of_domain="clip")
     ax.plot(log_mass, truth(log_mass, age, 0.5), color=colour, ls="--", lw=1)
     ax.plot(log_mass, p_grid, color=colour, label=f"log T = {age}")
     ax.fill_between(log_mass, p_grid - s_grid, p_grid + s_grid, color=colour, alpha=0.2, lw=0)
-ax.set(xlabel="log10 M [Msun]", ylabel="p_obs", title="network (solid, ± member spread) vs truth (dashed), A_V = 0.5")
+ax.set(
+    xlabel="log10 M [Msun]",
+    ylabel="p_obs",
+    title="network (solid, ± member spread) vs truth (dashed), A_V = 0.5",
+)
 ax.legend(fontsize=8)
 save(fig, "network_vs_truth.png")
 
@@ -292,12 +345,19 @@ from jaxcomp import calibration_report
 from jaxcomp.selection.calibration import plot_reliability
 
 report = result.test_calibration
-print(f"network on {report.n} test labels: ECE {report.ece:.4f}, Brier {report.brier:.4f}, "
-      f"log loss {report.log_loss:.4f}")
+print(
+    f"network on {report.n} test labels: ECE {report.ece:.4f}, Brier {report.brier:.4f}, "
+    f"log loss {report.log_loss:.4f}"
+)
 test_rows = result.split["test"]
-truth_report = calibration_report(np.asarray(labels["p_true"])[test_rows], np.asarray(labels["C"])[test_rows])
-print(f"the true p_obs on the same labels: ECE {truth_report.ece:.4f}, Brier {truth_report.brier:.4f}, "
-      f"log loss {truth_report.log_loss:.4f}")
+truth_report = calibration_report(
+    np.asarray(labels["p_true"])[test_rows], np.asarray(labels["C"])[test_rows]
+)
+print(
+    f"the true p_obs on the same labels: ECE {truth_report.ece:.4f}, Brier "
+    f"{truth_report.brier:.4f}, "
+    f"log loss {truth_report.log_loss:.4f}"
+)
 show(plot_reliability(report, "reliability.png", title="held-out clusters"))
 
 # %% [markdown]

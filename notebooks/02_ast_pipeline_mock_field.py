@@ -87,13 +87,17 @@ from jaxcomp.ast import make_mock_field, mock_truth
 size = (600, 600) if QUICK else "small"
 start = time.perf_counter()
 field = make_mock_field(size, seed=0)
-print(f"{field.name}: {field.shape[0]} x {field.shape[1]} px, {field.pc_per_px:.2f} pc/px, "
-      f"rendered in {time.perf_counter() - start:.1f} s")
+print(
+    f"{field.name}: {field.shape[0]} x {field.shape[1]} px, {field.pc_per_px:.2f} pc/px, "
+    f"rendered in {time.perf_counter() - start:.1f} s"
+)
 print("zeropoints [Vega mag]:", field.zeropoints)
 print("exposure times [s]:  ", field.exptimes)
 truth = mock_truth(field)
-print(f"{len(truth)} catalogue sources placed in this crop; by visual class:",
-      dict(zip(*np.unique(np.asarray(truth["class_mode"]), return_counts=True))))
+print(
+    f"{len(truth)} catalogue sources placed in this crop; by visual class:",
+    dict(zip(*np.unique(np.asarray(truth["class_mode"]), return_counts=True))),
+)
 
 # %% [markdown]
 # ## The catalogue pipeline on the unmodified frame
@@ -119,18 +123,25 @@ from jaxcomp.ast.pipeline import STAGES
 start = time.perf_counter()
 baseline = run_pipeline(field)
 catalogue = baseline.catalogue
-print(f"pipeline in {time.perf_counter() - start:.1f} s: {len(catalogue)} detections, "
-      f"{int(np.sum(catalogue['C']))} in the final catalogue")
+print(
+    f"pipeline in {time.perf_counter() - start:.1f} s: {len(catalogue)} detections, "
+    f"{int(np.sum(catalogue['C']))} in the final catalogue"
+)
 for step in STAGES:
     print(f"  {step:>12s}: {int(np.sum(catalogue[step])):4d} sources pass this cut on its own")
 
 comparison = compare_with_truth(catalogue, truth)
-print(f"\nplaced catalogue sources recovered (3 px match): detected {comparison['completeness_detected']:.2f}, "
-      f"final catalogue {comparison['completeness_final']:.2f}; purity of the final catalogue "
-      f"{comparison['purity_final']:.3f}")
+print(
+    "\nplaced catalogue sources recovered (3 px match): detected "
+    f"{comparison['completeness_detected']:.2f}, "
+    f"final catalogue {comparison['completeness_final']:.2f}; purity of the final catalogue "
+    f"{comparison['purity_final']:.3f}"
+)
 for cls, row in comparison["by_class"].items():
-    print(f"  class {cls}: {row['n']:3d} sources, detected {row['completeness_detected']:.2f}, "
-          f"final {row['completeness_final']:.2f}")
+    print(
+        f"  class {cls}: {row['n']:3d} sources, detected {row['completeness_detected']:.2f}, "
+        f"final {row['completeness_final']:.2f}"
+    )
 
 # %% [markdown]
 # Every placed source is in the real LEGUS catalogue, so on the real images it passed detection
@@ -148,11 +159,38 @@ wl = baseline.white_light
 final = np.asarray(catalogue["C"], bool)
 fig, ax = plt.subplots(figsize=(6.5, 6.2))
 ax.imshow(stretch(wl), origin="lower", cmap="gray_r")
-ax.plot(truth["x"], truth["y"], "o", mfc="none", mec="tab:blue", ms=9, mew=0.8, label="placed catalogue sources")
-ax.plot(catalogue["x"][final], catalogue["y"][final], "+", color="tab:red", ms=7, label="pipeline final catalogue")
-ax.plot(catalogue["x"][~final], catalogue["y"][~final], "x", color="tab:orange", ms=4, mew=0.7,
-        label="detected, removed by a cut")
-ax.set(title=f"white light, {field.shape[1]} x {field.shape[0]} px crop", xlabel="x [px]", ylabel="y [px]")
+ax.plot(
+    truth["x"],
+    truth["y"],
+    "o",
+    mfc="none",
+    mec="tab:blue",
+    ms=9,
+    mew=0.8,
+    label="placed catalogue sources",
+)
+ax.plot(
+    catalogue["x"][final],
+    catalogue["y"][final],
+    "+",
+    color="tab:red",
+    ms=7,
+    label="pipeline final catalogue",
+)
+ax.plot(
+    catalogue["x"][~final],
+    catalogue["y"][~final],
+    "x",
+    color="tab:orange",
+    ms=4,
+    mew=0.7,
+    label="detected, removed by a cut",
+)
+ax.set(
+    title=f"white light, {field.shape[1]} x {field.shape[0]} px crop",
+    xlabel="x [px]",
+    ylabel="y [px]",
+)
 ax.legend(fontsize=7, loc="upper right")
 save(fig, "white_light.png")
 
@@ -171,7 +209,11 @@ n_library = 300 if QUICK else 3000
 start = time.perf_counter()
 library = generate_library(n_library, LibraryConfig(), seed=7)
 print(f"{len(library)} library clusters in {time.perf_counter() - start:.1f} s")
-print(library[["cluster_id", "log_mass", "log_age", "av", "r_eff_pc", "mag_F555W"]].head().to_string(index=False))
+print(
+    library[["cluster_id", "log_mass", "log_age", "av", "r_eff_pc", "mag_F555W"]]
+    .head()
+    .to_string(index=False)
+)
 
 # %% [markdown]
 # ## One AST frame
@@ -192,17 +234,24 @@ from jaxcomp.ast import prepare_field, run_frame
 
 n_inject = 120 if QUICK else 400
 frame_clusters = library.iloc[:n_inject].drop(columns="r_eff_pc")
-prepared = prepare_field(field)  # the pre-injection catalogue, white light and position density (cached)
+prepared = prepare_field(
+    field
+)  # the pre-injection catalogue, white light and position density (cached)
 start = time.perf_counter()
-labels, injected = run_frame(field, frame_clusters, r_eff_pc=3.0, seed=1, baseline=prepared, return_images=True)
-print(f"one frame of {len(labels)} clusters in {time.perf_counter() - start:.1f} s; "
-      f"{int(np.sum(labels['C']))} recovered into the final catalogue")
+labels, injected = run_frame(
+    field, frame_clusters, r_eff_pc=3.0, seed=1, baseline=prepared, return_images=True
+)
+print(
+    f"one frame of {len(labels)} clusters in {time.perf_counter() - start:.1f} s; "
+    f"{int(np.sum(labels['C']))} recovered into the final catalogue"
+)
 
 # %% [markdown]
 # ### Which step removed which clusters
 #
 # The step flags are cumulative ("reached step k"). For every lost cluster the first step it
 # did not reach is the one that removed it.
+
 
 # %%
 def removed_by(labels):
@@ -223,7 +272,7 @@ def report_steps(labels, indent="  "):
 
 report_steps(labels)
 columns = ["cluster_id", "log_mass", "log_age", "av", "mag_F555W", *STAGES, "C"]
-example = labels[columns][np.argsort(np.asarray(labels["mag_F555W"]))][::max(1, n_inject // 12)]
+example = labels[columns][np.argsort(np.asarray(labels["mag_F555W"]))][:: max(1, n_inject // 12)]
 for name in ("log_mass", "log_age", "av", "mag_F555W"):
     example[name].format = ".2f"
 example.pprint(max_lines=-1, max_width=-1)
@@ -247,8 +296,11 @@ lost_bright = np.flatnonzero(~np.asarray(labels["C"], bool) & (mag_v < 22.5))
 distance = np.hypot(x_inj[:, None] - x_inj[None, :], y_inj[:, None] - y_inj[None, :])
 brighter_near = (distance < 30) & (mag_v[None, :] < mag_v[:, None])
 near = brighter_near[lost_bright].any(axis=1)
-print(f"{np.sum(mag_v < 22.5)} injected clusters brighter than m_V = 22.5, {len(lost_bright)} of them lost; "
-      f"{near.sum()} of those have a brighter injected cluster within 30 px")
+print(
+    f"{np.sum(mag_v < 22.5)} injected clusters brighter than m_V = 22.5, {len(lost_bright)} of "
+    "them lost; "
+    f"{near.sum()} of those have a brighter injected cluster within 30 px"
+)
 
 # %%
 recovered = np.asarray(labels["C"], bool)
@@ -257,11 +309,24 @@ from jaxcomp.ast import white_light
 
 wl_injected = white_light(injected, field.footprint)
 fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), sharex=True, sharey=True)
-for ax, image, title in ((axes[0], wl, "before injection"), (axes[1], wl_injected, "after injection")):
+for ax, image, title in (
+    (axes[0], wl, "before injection"),
+    (axes[1], wl_injected, "after injection"),
+):
     ax.imshow(stretch(image, reference=wl), origin="lower", cmap="gray_r", vmin=0, vmax=1)
     ax.set_title(title)
-axes[1].plot(x_inj[recovered], y_inj[recovered], "o", mfc="none", mec="tab:green", ms=9, label="recovered (C = 1)")
-axes[1].plot(x_inj[~recovered], y_inj[~recovered], "o", mfc="none", mec="tab:red", ms=9, label="lost (C = 0)")
+axes[1].plot(
+    x_inj[recovered],
+    y_inj[recovered],
+    "o",
+    mfc="none",
+    mec="tab:green",
+    ms=9,
+    label="recovered (C = 1)",
+)
+axes[1].plot(
+    x_inj[~recovered], y_inj[~recovered], "o", mfc="none", mec="tab:red", ms=9, label="lost (C = 0)"
+)
 axes[1].legend(fontsize=7, loc="upper right")
 save(fig, "injected_frame.png")
 
@@ -276,8 +341,12 @@ for k, step in enumerate(STAGES):
     centres = 0.5 * (edges[1:] + edges[:-1])
     ax.plot(centres[good], hit[good] / n[good], "o-", ms=3, lw=1, label=f"reached {step}")
 ax.axvline(field.distance_modulus - 6.0, color="k", ls=":", lw=0.8, label="M_V = -6")
-ax.set(xlabel="injected F555W [Vega mag]", ylabel="fraction", ylim=(-0.03, 1.03),
-       title=f"one frame, {len(labels)} clusters, r_eff = 3 pc")
+ax.set(
+    xlabel="injected F555W [Vega mag]",
+    ylabel="fraction",
+    ylim=(-0.03, 1.03),
+    title=f"one frame, {len(labels)} clusters, r_eff = 3 pc",
+)
 ax.legend(fontsize=7)
 save(fig, "recovery_by_step.png")
 
@@ -293,21 +362,38 @@ save(fig, "recovery_by_step.png")
 # %%
 from jaxcomp.ast import CampaignConfig, plot_recovery, run_campaign
 
-config = CampaignConfig(design="train", r_eff_pc=(1.0, 6.0), frames_per_reff=2,
-                        clusters_per_frame=60 if QUICK else 300, seed=3, match_library_reff=False)
+config = CampaignConfig(
+    design="train",
+    r_eff_pc=(1.0, 6.0),
+    frames_per_reff=2,
+    clusters_per_frame=60 if QUICK else 300,
+    seed=3,
+    match_library_reff=False,
+)
 start = time.perf_counter()
-campaign = run_campaign(field, library, config, "campaign_tiny", executor="serial" if QUICK else "process",
-                        progress=not QUICK)
+campaign = run_campaign(
+    field,
+    library,
+    config,
+    "campaign_tiny",
+    executor="serial" if QUICK else "process",
+    progress=not QUICK,
+)
 print(f"{config.n_frames} frames, {len(campaign)} labels in {time.perf_counter() - start:.1f} s")
 radius_column = np.asarray(campaign["r_eff_pc"])
 bright = np.asarray(campaign["mag_F555W"]) < 22.5
 for radius in config.r_eff_pc:
     rows = radius_column == radius
-    print(f"r_eff = {radius:g} pc: recovered fraction {np.mean(np.asarray(campaign['C'])[rows]):.3f}")
+    print(
+        f"r_eff = {radius:g} pc: recovered fraction {np.mean(np.asarray(campaign['C'])[rows]):.3f}"
+    )
     report_steps(campaign[rows])
     ci = np.asarray(campaign["ci_meas"])[rows & bright]
-    print(f"  clusters brighter than F555W = 22.5: {np.sum(rows & bright)}, recovered "
-          f"{np.mean(np.asarray(campaign['C'])[rows & bright]):.2f}, median measured CI {np.nanmedian(ci):.2f} mag")
+    print(
+        f"  clusters brighter than F555W = 22.5: {np.sum(rows & bright)}, recovered "
+        f"{np.mean(np.asarray(campaign['C'])[rows & bright]):.2f}, median measured CI "
+        f"{np.nanmedian(ci):.2f} mag"
+    )
 show(plot_recovery(campaign, "recovery.png", title="tiny campaign on the mock NGC 628C crop"))
 
 # %% [markdown]

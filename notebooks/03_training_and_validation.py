@@ -51,11 +51,29 @@ QUICK = os.environ.get("JAXCOMP_NOTEBOOK_QUICK") == "1"
 print(f"QUICK mode: {QUICK}")
 
 if QUICK:
-    SIZES = dict(field=(600, 600), radii=(2.0, 5.0), train_frames=4, train_per_frame=70,
-                 test_clusters=40, test_repeats=8, hidden=(32, 32), epochs=60, batch=128)
+    SIZES = dict(
+        field=(600, 600),
+        radii=(2.0, 5.0),
+        train_frames=4,
+        train_per_frame=70,
+        test_clusters=40,
+        test_repeats=8,
+        hidden=(32, 32),
+        epochs=60,
+        batch=128,
+    )
 else:
-    SIZES = dict(field="small", radii=tuple(float(r) for r in range(1, 11)), train_frames=5, train_per_frame=300,
-                 test_clusters=50, test_repeats=20, hidden=(128, 128), epochs=100, batch=1024)
+    SIZES = dict(
+        field="small",
+        radii=tuple(float(r) for r in range(1, 11)),
+        train_frames=5,
+        train_per_frame=300,
+        test_clusters=50,
+        test_repeats=20,
+        hidden=(128, 128),
+        epochs=100,
+        batch=1024,
+    )
 print(SIZES)
 
 
@@ -88,10 +106,15 @@ from jaxcomp.library import LibraryConfig, generate_library
 
 field = make_mock_field(SIZES["field"], seed=0)
 n_radii = len(SIZES["radii"])
-n_library = n_radii * (SIZES["train_frames"] * SIZES["train_per_frame"] + SIZES["test_clusters"]) + 50
+n_library = (
+    n_radii * (SIZES["train_frames"] * SIZES["train_per_frame"] + SIZES["test_clusters"]) + 50
+)
 start = time.perf_counter()
 library = generate_library(n_library, LibraryConfig(), seed=11)
-print(f"field {field.shape}, library of {len(library)} clusters in {time.perf_counter() - start:.1f} s")
+print(
+    f"field {field.shape}, library of {len(library)} clusters in {time.perf_counter() - start:.1f} "
+    "s"
+)
 
 # %% [markdown]
 # ## Training and test campaigns
@@ -103,20 +126,46 @@ print(f"field {field.shape}, library of {len(library)} clusters in {time.perf_co
 from jaxcomp.ast import CampaignConfig, run_campaign
 
 executor = "serial" if QUICK else "process"
-train_config = CampaignConfig(design="train", r_eff_pc=SIZES["radii"], frames_per_reff=SIZES["train_frames"],
-                              clusters_per_frame=SIZES["train_per_frame"], seed=1, match_library_reff=False)
+train_config = CampaignConfig(
+    design="train",
+    r_eff_pc=SIZES["radii"],
+    frames_per_reff=SIZES["train_frames"],
+    clusters_per_frame=SIZES["train_per_frame"],
+    seed=1,
+    match_library_reff=False,
+)
 start = time.perf_counter()
-train_labels = run_campaign(field, library, train_config, "campaign_train", executor=executor, progress=not QUICK)
-print(f"training campaign: {train_config.n_frames} frames, {len(train_labels)} labels "
-      f"({np.mean(train_labels['C']):.3f} recovered) in {time.perf_counter() - start:.1f} s")
+train_labels = run_campaign(
+    field, library, train_config, "campaign_train", executor=executor, progress=not QUICK
+)
+print(
+    f"training campaign: {train_config.n_frames} frames, {len(train_labels)} labels "
+    f"({np.mean(train_labels['C']):.3f} recovered) in {time.perf_counter() - start:.1f} s"
+)
 
-test_config = CampaignConfig(design="test", r_eff_pc=SIZES["radii"], frames_per_reff=SIZES["test_repeats"],
-                             clusters_per_frame=SIZES["test_clusters"], seed=2, match_library_reff=False)
+test_config = CampaignConfig(
+    design="test",
+    r_eff_pc=SIZES["radii"],
+    frames_per_reff=SIZES["test_repeats"],
+    clusters_per_frame=SIZES["test_clusters"],
+    seed=2,
+    match_library_reff=False,
+)
 start = time.perf_counter()
-test_labels = run_campaign(field, library, test_config, "campaign_test", executor=executor, progress=not QUICK,
-                           exclude=np.unique(np.asarray(train_labels["cluster_id"])))
-print(f"test campaign: {test_config.n_frames} frames, {len(test_labels)} injections of "
-      f"{len(np.unique(np.asarray(test_labels['cluster_id'])))} clusters in {time.perf_counter() - start:.1f} s")
+test_labels = run_campaign(
+    field,
+    library,
+    test_config,
+    "campaign_test",
+    executor=executor,
+    progress=not QUICK,
+    exclude=np.unique(np.asarray(train_labels["cluster_id"])),
+)
+print(
+    f"test campaign: {test_config.n_frames} frames, {len(test_labels)} injections of "
+    f"{len(np.unique(np.asarray(test_labels['cluster_id'])))} clusters in "
+    f"{time.perf_counter() - start:.1f} s"
+)
 
 # %% [markdown]
 # ## p_true of the test clusters
@@ -131,10 +180,17 @@ print(f"test campaign: {test_config.n_frames} frames, {len(test_labels)} injecti
 from jaxcomp.selection.validation import p_true_table
 
 table = p_true_table(test_labels)
-print(table["cluster_id", "r_eff_pc", "log_mass", "log_age", "av", "n_repeats", "n_detected", "p_true"][:8])
+print(
+    table[
+        "cluster_id", "r_eff_pc", "log_mass", "log_age", "av", "n_repeats", "n_detected", "p_true"
+    ][:8]
+)
 p = np.asarray(table["p_true"])
-print(f"{len(table)} test clusters: {np.mean(p == 0):.0%} never recovered, {np.mean(p == 1):.0%} always, "
-      f"{np.mean((p > 0) & (p < 1)):.0%} in between")
+print(
+    f"{len(table)} test clusters: {np.mean(p == 0):.0%} never recovered, {np.mean(p == 1):.0%} "
+    "always, "
+    f"{np.mean((p > 0) & (p < 1)):.0%} in between"
+)
 
 # %% [markdown]
 # ## Training the two networks
@@ -146,16 +202,26 @@ print(f"{len(table)} test clusters: {np.mean(p == 0):.0%} never recovered, {np.m
 # %%
 from jaxcomp.selection import TrainConfig, train_selection_function
 
-config = TrainConfig(hidden_widths=SIZES["hidden"], epochs=SIZES["epochs"], batch_size=SIZES["batch"],
-                     learning_rates=(1e-2,), weight_decays=(1e-3,), seed=0)
+config = TrainConfig(
+    hidden_widths=SIZES["hidden"],
+    epochs=SIZES["epochs"],
+    batch_size=SIZES["batch"],
+    learning_rates=(1e-2,),
+    weight_decays=(1e-3,),
+    seed=0,
+)
 networks = {}
 for kind in ("physical", "photometric"):
     start = time.perf_counter()
     result = train_selection_function(train_labels, kind, config, progress=False)
     networks[kind] = result.selection_function
     report = result.test_calibration
-    print(f"{kind:>11s}: {result.labels.inputs.shape[0]} labels, best epoch {result.histories[0].best_epoch}, "
-          f"held-out ECE {report.ece:.3f}, Brier {report.brier:.3f} ({time.perf_counter() - start:.1f} s)")
+    print(
+        f"{kind:>11s}: {result.labels.inputs.shape[0]} labels, best epoch "
+        f"{result.histories[0].best_epoch}, "
+        f"held-out ECE {report.ece:.3f}, Brier {report.brier:.3f} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     networks[kind].save(f"selection_{kind}.safetensors")
 
 # %% [markdown]
@@ -177,17 +243,40 @@ from jaxcomp.selection.validation import (
 )
 
 min_count = 5 if QUICK else 20
-n_bins = {c: 10 for c in ("log_mass", "log_age", "mag_F275W", "mag_F336W", "mag_F435W", "mag_F555W", "mag_F814W")}
+n_bins = {
+    c: 10
+    for c in (
+        "log_mass",
+        "log_age",
+        "mag_F275W",
+        "mag_F336W",
+        "mag_F435W",
+        "mag_F555W",
+        "mag_F814W",
+    )
+}
 validations = {}
 for kind, sf in networks.items():
-    validations[kind] = validate_selection(sf, table, name=kind, min_count=min_count, n_bins=n_bins,
-                                           out_of_domain="clip", drop_nonfinite=True)
+    validations[kind] = validate_selection(
+        sf,
+        table,
+        name=kind,
+        min_count=min_count,
+        n_bins=n_bins,
+        out_of_domain="clip",
+        drop_nonfinite=True,
+    )
     print(validations[kind].summary())
 
 # %%
 show(plot_error_cdf(validations, "error_cdf.png"))
-show(plot_binned_comparison(validations, "binned_comparison.png",
-                            columns=["log_mass", "log_age", "mag_F555W", "mag_F814W"]))
+show(
+    plot_binned_comparison(
+        validations,
+        "binned_comparison.png",
+        columns=["log_mass", "log_age", "mag_F555W", "mag_F814W"],
+    )
+)
 show(plot_z_hexbin(validations["physical"], "z_hexbin_physical.png", gridsize=15, mincnt=1))
 show(plot_validation_reliability(validations["physical"], "reliability_physical.png"))
 
@@ -205,10 +294,15 @@ print(f"{'':>11s}  {'p50':>6s} {'p90':>6s} {'p95':>6s}   (|p_hat - p_true| perce
 for kind, v in validations.items():
     ours, floor, paper = v.percentiles, v.binomial_floor, PAPER_PERCENTILES[kind]
     print(f"{kind:>11s}  {ours['p50']:6.3f} {ours['p90']:6.3f} {ours['p95']:6.3f}   this notebook")
-    print(f"{'':>11s}  {floor['p50']:6.3f} {floor['p90']:6.3f} {floor['p95']:6.3f}   binomial floor with "
-          f"{int(np.median(v.n_repeats))} repeats")
-    print(f"{'':>11s}  {paper['p50']:6.3f} {paper['p90']:6.3f} {paper['p95']:6.3f}   "
-          "Tang+2026 (5000 clusters x 100 repeats)")
+    print(
+        f"{'':>11s}  {floor['p50']:6.3f} {floor['p90']:6.3f} {floor['p95']:6.3f}   binomial floor "
+        "with "
+        f"{int(np.median(v.n_repeats))} repeats"
+    )
+    print(
+        f"{'':>11s}  {paper['p50']:6.3f} {paper['p90']:6.3f} {paper['p95']:6.3f}   "
+        "Tang+2026 (5000 clusters x 100 repeats)"
+    )
 
 # %% [markdown]
 # ## Reading these numbers against the paper's
@@ -219,19 +313,27 @@ for kind, v in validations.items():
 # %%
 for kind, v in validations.items():
     ours, floor, paper = v.percentiles, v.binomial_floor, PAPER_PERCENTILES[kind]
-    print(f"{kind:>11s}: median {ours['p50'] / paper['p50']:.0f} x the paper's; "
-          f"above the binomial floor by {ours['p50'] - floor['p50']:+.3f} (p50), "
-          f"{ours['p90'] - floor['p90']:+.3f} (p90), {ours['p95'] - floor['p95']:+.3f} (p95)")
+    print(
+        f"{kind:>11s}: median {ours['p50'] / paper['p50']:.0f} x the paper's; "
+        f"above the binomial floor by {ours['p50'] - floor['p50']:+.3f} (p50), "
+        f"{ours['p90'] - floor['p90']:+.3f} (p90), {ours['p95'] - floor['p95']:+.3f} (p95)"
+    )
 for kind, v in validations.items():
     extreme = (v.p_true == 0) | (v.p_true == 1)
-    print(f"{kind:>11s}: median |p_hat - p_true| over the {extreme.sum()} clusters recovered in none or all "
-          f"repeats {np.median(v.abs_error[extreme]):.3f}, over the others {np.median(v.abs_error[~extreme]):.3f}")
+    print(
+        f"{kind:>11s}: median |p_hat - p_true| over the {extreme.sum()} clusters recovered in none "
+        "or all "
+        f"repeats {np.median(v.abs_error[extreme]):.3f}, over the others "
+        f"{np.median(v.abs_error[~extreme]):.3f}"
+    )
 radius = np.asarray(table["r_eff_pc"])
 for r in np.unique(radius):
     rows = radius == r
-    print(f"  r_eff = {r:g} pc: mean p_true {np.mean(p[rows]):.2f}, mean p_hat (physical) "
-          f"{np.mean(validations['physical'].p_hat[rows]):.2f}, median |error| "
-          f"{np.median(validations['physical'].abs_error[rows]):.3f}")
+    print(
+        f"  r_eff = {r:g} pc: mean p_true {np.mean(p[rows]):.2f}, mean p_hat (physical) "
+        f"{np.mean(validations['physical'].p_hat[rows]):.2f}, median |error| "
+        f"{np.median(validations['physical'].abs_error[rows]):.3f}"
+    )
 
 # %% [markdown]
 # **The median** is the sharpest test. In the paper it is 0.007: most test clusters are far from

@@ -52,7 +52,8 @@ print(f"QUICK mode: {QUICK}")
 
 
 def repo_root() -> Path:
-    """The jaxcomp repository (for its inference/ scripts): $JAXCOMP_REPO, else next to this file, else the cwd."""
+    """The jaxcomp repository (for its inference/ scripts): $JAXCOMP_REPO, else next to this file,
+    else the cwd."""
     if os.environ.get("JAXCOMP_REPO"):
         return Path(os.environ["JAXCOMP_REPO"]).resolve()
     try:
@@ -64,7 +65,9 @@ def repo_root() -> Path:
 
 INFERENCE = repo_root() / "inference"
 if not (INFERENCE / "ngc628_corrections.py").is_file():
-    raise FileNotFoundError(f"{INFERENCE}/ngc628_corrections.py not found; set JAXCOMP_REPO to the jaxcomp repository")
+    raise FileNotFoundError(
+        f"{INFERENCE}/ngc628_corrections.py not found; set JAXCOMP_REPO to the jaxcomp repository"
+    )
 sys.path.insert(0, str(INFERENCE))
 
 
@@ -92,22 +95,29 @@ def values(column):
 # %% [markdown]
 # ## The catalogue
 #
-# `read_legus` reads the LEGUS HLSP table and masks its sentinel values; `log_mass`, `log_age`
-# and `av` (= 3.1 E(B−V)) are derived from the best-fit SED columns, with `_lo`/`_hi` from the
-# 68% ranges.
+# `load_catalogue` (the loader of `jaxcomp correct`) reads the LEGUS HLSP table with `read_legus`,
+# which masks its sentinel values and derives `log_mass`, `log_age` and `av` (= 3.1 E(B−V)) from
+# the best-fit SED columns; `drop_invalid=True` keeps the clusters with an SED fit.
 
 # %%
-from jaxcomp.catalogues import read_legus
+from jaxcomp.demographics import load_catalogue
 
-catalogue = read_legus("ngc628c", classes=(1, 2, 3))
-fitted = np.isfinite(values(catalogue["log_mass"])) & np.isfinite(values(catalogue["log_age"]))
-catalogue = catalogue[fitted]
+catalogue, catalogue_info = load_catalogue(
+    legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
+)
 log_mass, log_age, av = (values(catalogue[c]) for c in ("log_mass", "log_age", "av"))
-print(f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)} (of {len(fitted)})")
-print(f"  log M [Msun]: median {np.median(log_mass):.2f}, 5-95% {np.percentile(log_mass, 5):.2f}-"
-      f"{np.percentile(log_mass, 95):.2f}")
-print(f"  log T [yr]:   median {np.median(log_age):.2f}, 5-95% {np.percentile(log_age, 5):.2f}-"
-      f"{np.percentile(log_age, 95):.2f}")
+print(
+    f"NGC 628C class 1-3 clusters with SED fits: {len(catalogue)} (of "
+    f"{catalogue_info['n_rows_read']})"
+)
+print(
+    f"  log M [Msun]: median {np.median(log_mass):.2f}, 5-95% {np.percentile(log_mass, 5):.2f}-"
+    f"{np.percentile(log_mass, 95):.2f}"
+)
+print(
+    f"  log T [yr]:   median {np.median(log_age):.2f}, 5-95% {np.percentile(log_age, 5):.2f}-"
+    f"{np.percentile(log_age, 95):.2f}"
+)
 print(f"  A_V [mag]:    median {np.nanmedian(av):.2f}, {np.sum(av > 3)} clusters above 3 mag")
 
 # %% [markdown]
@@ -122,15 +132,23 @@ print(f"  A_V [mag]:    median {np.nanmedian(av):.2f}, {np.sum(av > 3)} clusters
 # age; the imported function takes `log_mass` and `log_age` like every jaxcomp selection function.
 
 # %%
-from jaxcomp.selection.c4 import import_c4
 from ngc628_corrections import fetch_c4_checkpoints
 
-c4_dir = Path(os.environ["JAXCOMP_C4_DIR"]) if os.environ.get("JAXCOMP_C4_DIR") else fetch_c4_checkpoints()
+from jaxcomp.selection.c4 import import_c4
+
+c4_dir = (
+    Path(os.environ["JAXCOMP_C4_DIR"])
+    if os.environ.get("JAXCOMP_C4_DIR")
+    else fetch_c4_checkpoints()
+)
 selection = import_c4(c4_dir, "phys")
 print(selection)
 print("domain:", selection.domain)
-example = {"log_mass": np.array([3.0, 3.0, 4.0, 4.0]), "log_age": np.array([6.5, 8.5, 6.5, 8.5]),
-           "av": np.array([0.5, 0.5, 0.5, 0.5])}
+example = {
+    "log_mass": np.array([3.0, 3.0, 4.0, 4.0]),
+    "log_age": np.array([6.5, 8.5, 6.5, 8.5]),
+    "av": np.array([0.5, 0.5, 0.5, 0.5]),
+}
 for m, t, p in zip(example["log_mass"], example["log_age"], selection.predict(example)):
     print(f"  p_obs(log M = {m}, log T = {t}, A_V = 0.5) = {p:.3f}")
 
@@ -167,10 +185,16 @@ from jaxcomp.demographics import estimate_av_distribution
 
 av_estimate = estimate_av_distribution(selection, catalogue, return_details=True)
 av_distribution = av_estimate.distribution
-print(f"{av_estimate.n_selected} clusters inside p_obs(A_V = 3) >= 0.5 "
-      f"({av_estimate.n_outside_range} of them with A_V > 3 mag, dropped)")
-for lo, hi, count, prob in zip(av_estimate.edges[:-1], av_estimate.edges[1:], av_estimate.counts,
-                               np.asarray(av_distribution.probabilities)):
+print(
+    f"{av_estimate.n_selected} clusters inside p_obs(A_V = 3) >= 0.5 "
+    f"({av_estimate.n_outside_range} of them with A_V > 3 mag, dropped)"
+)
+for lo, hi, count, prob in zip(
+    av_estimate.edges[:-1],
+    av_estimate.edges[1:],
+    av_estimate.counts,
+    np.asarray(av_distribution.probabilities),
+):
     print(f"  A_V {lo:.2f}-{hi:.2f} mag: {count:3d} clusters, probability {prob:.3f}")
 
 # %% [markdown]
@@ -184,7 +208,8 @@ for lo, hi, count, prob in zip(av_estimate.edges[:-1], av_estimate.edges[1:], av
 #
 # | | mass function (for the CAF) | age distribution (for the CMF) |
 # |---|---|---|
-# | Tang+2024 | Schechter, α_M = −2.16, log M_break = 5.61 | dN/dlog T ∝ T to log T = 8.22, α_T = −1.41 above |
+# | Tang+2024 | Schechter, α_M = −2.16, log M_break = 5.61 | dN/dlog T ∝ T to log T = 8.22, α_T =
+# −1.41 above |
 # | Adamo+2017 | power law, α_M = −2.09 | power law, α_T = −0.8 on log T in [6, 8.3] |
 #
 # (α_M and α_T are the slopes of dN/dM and dN/dT.)
@@ -204,42 +229,74 @@ from jaxcomp.demographics import (
     PowerLawLogMass,
     SchechterLogMass,
     interpolate_marginal,
-    p_corr_log_age,
-    p_corr_log_mass,
+    marginal_completeness,
     p_obs_mass_age,
 )
 
+mass_models = {
+    "Tang+24 CMF": SchechterLogMass(-2.16, 5.61, *LOG_MASS_RANGE),
+    "Adamo+17 CMF": PowerLawLogMass(-2.09, *LOG_MASS_RANGE),
+}
+age_models = {
+    "Tang+24 CAF": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *LOG_AGE_RANGE),
+    "Adamo+17 CAF": PowerLawLogAge(-0.8, 6.0, 8.3),
+}
+# p_corr(log T) over each mass function and p_corr(log M) over each age distribution (float64)
+p_age, p_mass = {}, {}
+for (mass_name, mass), (age_name, age) in zip(mass_models.items(), age_models.items()):
+    p_age[mass_name], p_mass[age_name] = marginal_completeness(grid, mass, age, av_distribution)
 with jax.enable_x64(True):
-    av64 = PiecewiseConstantAV(np.asarray(av_distribution.edges, np.float64),
-                               np.asarray(av_distribution.weights, np.float64))
-    mass_models = {"Tang+24 CMF": SchechterLogMass(-2.16, 5.61, *LOG_MASS_RANGE),
-                   "Adamo+17 CMF": PowerLawLogMass(-2.09, *LOG_MASS_RANGE)}
-    age_models = {"Tang+24 CAF": BrokenPowerLawLogAge(-1.41, 8.22, 0.0, *LOG_AGE_RANGE),
-                  "Adamo+17 CAF": PowerLawLogAge(-0.8, 6.0, 8.3)}
-    p_age = {name: np.asarray(p_corr_log_age(grid, d, av64)) for name, d in mass_models.items()}
-    p_mass = {name: np.asarray(p_corr_log_mass(grid, d, av64)) for name, d in age_models.items()}
+    av64 = PiecewiseConstantAV(
+        np.asarray(av_distribution.edges, np.float64),
+        np.asarray(av_distribution.weights, np.float64),
+    )
     plane = np.asarray(p_obs_mass_age(grid, av64))
 
 for name, p in p_age.items():
     at = {t: float(interpolate_marginal(grid.log_age, p, t)) for t in (6.5, 7.5, 8.5, 9.5)}
-    print(f"p_corr(log T) assuming the {name}: " + ", ".join(f"{v:.3f} at {t}" for t, v in at.items()))
+    print(
+        f"p_corr(log T) assuming the {name}: " + ", ".join(f"{v:.3f} at {t}" for t, v in at.items())
+    )
 for name, p in p_mass.items():
     at = {m: float(interpolate_marginal(grid.log_mass, p, m)) for m in (3.0, 3.5, 4.0, 5.0)}
-    print(f"p_corr(log M) assuming the {name}: " + ", ".join(f"{v:.3f} at {m}" for m, v in at.items()))
+    print(
+        f"p_corr(log M) assuming the {name}: " + ", ".join(f"{v:.3f} at {m}" for m, v in at.items())
+    )
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-image = axes[0].pcolormesh(np.asarray(grid.log_mass), np.asarray(grid.log_age), plane.T, shading="auto",
-                           vmin=0, vmax=1, cmap="viridis", rasterized=True)
-axes[0].contour(np.asarray(grid.log_mass), np.asarray(grid.log_age), np.asarray(grid.at_av(3.0)).T, levels=[0.5],
-                colors="w", linestyles="--")
+image = axes[0].pcolormesh(
+    np.asarray(grid.log_mass),
+    np.asarray(grid.log_age),
+    plane.T,
+    shading="auto",
+    vmin=0,
+    vmax=1,
+    cmap="viridis",
+    rasterized=True,
+)
+axes[0].contour(
+    np.asarray(grid.log_mass),
+    np.asarray(grid.log_age),
+    np.asarray(grid.at_av(3.0)).T,
+    levels=[0.5],
+    colors="w",
+    linestyles="--",
+)
 axes[0].plot(log_mass, log_age, "k.", ms=1.5, alpha=0.5)
-axes[0].set(xlim=(2, 7), ylim=(6, 10), xlabel="log10 M [Msun]", ylabel="log10 T [yr]",
-            title="p_obs averaged over p(A_V)\ndashed: p_obs(A_V = 3) = 0.5")
+axes[0].set(
+    xlim=(2, 7),
+    ylim=(6, 10),
+    xlabel="log10 M [Msun]",
+    ylabel="log10 T [yr]",
+    title="p_obs averaged over p(A_V)\ndashed: p_obs(A_V = 3) = 0.5",
+)
 fig.colorbar(image, ax=axes[0], label="p_obs")
 for name, p in p_age.items():
     axes[1].plot(np.asarray(grid.log_age), p, label=f"assuming {name}")
-axes[1].set(xlabel="log10 T [yr]", ylabel="p_corr(log T)", yscale="log", ylim=(1e-4, 1.5), xlim=(5, 10.2))
+axes[1].set(
+    xlabel="log10 T [yr]", ylabel="p_corr(log T)", yscale="log", ylim=(1e-4, 1.5), xlim=(5, 10.2)
+)
 for name, p in p_mass.items():
     axes[2].plot(np.asarray(grid.log_mass), p, label=f"assuming {name}")
 axes[2].set(xlabel="log10 M [Msun]", ylabel="p_corr(log M)", xlim=(2, 6))
@@ -258,27 +315,38 @@ save(fig, "completeness_maps.png")
 # 1e-3 for the CMF, as in the paper. Bins are 0.3 dex in age and 0.25 dex in mass.
 
 # %%
-from jaxcomp.demographics import corrected_age_function, corrected_mass_function, plot_corrected_distribution
+from jaxcomp.demographics import correct_catalogue, plot_corrected_distribution
 
 age_bins = np.arange(6.0, 10.2 + 1e-9, 0.3)
 mass_bins = np.arange(2.0, 6.0 + 1e-9, 0.25)
-caf = {name: corrected_age_function(log_age, np.asarray(interpolate_marginal(grid.log_age, p, log_age)), age_bins)
-       for name, p in p_age.items()}
-cmf = {name: corrected_mass_function(log_mass, np.asarray(interpolate_marginal(grid.log_mass, p, log_mass)),
-                                     mass_bins)
-       for name, p in p_mass.items()}
+caf, cmf = {}, {}
+for (mass_name, mass), (age_name, age) in zip(mass_models.items(), age_models.items()):
+    result = correct_catalogue(
+        catalogue,
+        grid,
+        mass_distribution=mass,
+        age_distribution=age,
+        av_distribution=av_distribution,
+        age_bins=age_bins,
+        mass_bins=mass_bins,
+    )
+    caf[mass_name], cmf[age_name] = result.caf, result.cmf
 for name, table in caf.items():
     table.write(f"caf_{name.split()[0].replace('+', '')}.ecsv", overwrite=True)
 for name, table in cmf.items():
     table.write(f"cmf_{name.split()[0].replace('+', '')}.ecsv", overwrite=True)
 
-table = caf["Tang+24 CMF"]["log_age_centre", "n_raw", "p_mean", "correction", "n_corr", "n_corr_lo", "n_corr_hi"]
+table = caf["Tang+24 CMF"][
+    "log_age_centre", "n_raw", "p_mean", "correction", "n_corr", "n_corr_lo", "n_corr_hi"
+]
 for column in ("log_age_centre", "p_mean", "correction", "n_corr", "n_corr_lo", "n_corr_hi"):
     table[column].format = ".3g"
 print("CAF corrected with the Tang+24 mass function:")
 table.pprint(max_lines=-1, max_width=-1)
 
-table = cmf["Tang+24 CAF"]["log_mass_centre", "n_raw", "p_mean", "correction", "n_corr", "n_corr_lo", "n_corr_hi"]
+table = cmf["Tang+24 CAF"][
+    "log_mass_centre", "n_raw", "p_mean", "correction", "n_corr", "n_corr_lo", "n_corr_hi"
+]
 for column in ("log_mass_centre", "p_mean", "correction", "n_corr", "n_corr_lo", "n_corr_hi"):
     table[column].format = ".3g"
 print("\nCMF corrected with the Tang+24 age distribution:")
@@ -286,12 +354,22 @@ table.pprint(max_lines=-1, max_width=-1)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.6))
-plot_corrected_distribution({f"corrected, {k}": v for k, v in caf.items()}, ax=axes[0],
-                            colors=["tab:green", "tab:orange"], shade=(np.log10(2e8), age_bins[-1]),
-                            shade_label="> 200 Myr", title="NGC 628C class 1-3: cluster age function")
-plot_corrected_distribution({f"corrected, {k}": v for k, v in cmf.items()}, ax=axes[1],
-                            colors=["tab:green", "tab:orange"], shade=(mass_bins[0], np.log10(5e3)),
-                            shade_label="< 5000 Msun", title="NGC 628C class 1-3: cluster mass function")
+plot_corrected_distribution(
+    {f"corrected, {k}": v for k, v in caf.items()},
+    ax=axes[0],
+    colors=["tab:green", "tab:orange"],
+    shade=(np.log10(2e8), age_bins[-1]),
+    shade_label="> 200 Myr",
+    title="NGC 628C class 1-3: cluster age function",
+)
+plot_corrected_distribution(
+    {f"corrected, {k}": v for k, v in cmf.items()},
+    ax=axes[1],
+    colors=["tab:green", "tab:orange"],
+    shade=(mass_bins[0], np.log10(5e3)),
+    shade_label="< 5000 Msun",
+    title="NGC 628C class 1-3: cluster mass function",
+)
 fig.tight_layout()
 save(fig, "corrected_caf_cmf.png")
 
@@ -307,11 +385,17 @@ from ngc628_corrections import fit_log_slope
 for name, table in caf.items():
     raw, _ = fit_log_slope(table, "log_age", 6.0, 8.5, column="dn_raw")
     corrected, error = fit_log_slope(table, "log_age", 6.0, 8.5)
-    print(f"CAF, log T 6.0-8.5, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± {error:.2f}")
+    print(
+        f"CAF, log T 6.0-8.5, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± "
+        f"{error:.2f}"
+    )
 for name, table in cmf.items():
     raw, _ = fit_log_slope(table, "log_mass", 3.0, 5.0, column="dn_raw")
     corrected, error = fit_log_slope(table, "log_mass", 3.0, 5.0)
-    print(f"CMF, log M 3.0-5.0, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± {error:.2f}")
+    print(
+        f"CMF, log M 3.0-5.0, {name}: raw slope {raw:+.2f}, corrected {corrected:+.2f} ± "
+        f"{error:.2f}"
+    )
 
 # %% [markdown]
 # How to read these:

@@ -97,8 +97,10 @@ print("sampled hyperparameters:", model.parameter_names)
 
 n_obs = 400 if QUICK else 1500
 catalogue = simulate_catalogue(model, TRUTH, selection, n_obs=n_obs, seed=11)
-print(f"{len(catalogue)} detected clusters out of {catalogue.meta['n_drawn']} drawn "
-      f"(detected fraction {len(catalogue) / catalogue.meta['n_drawn']:.3f})")
+print(
+    f"{len(catalogue)} detected clusters out of {catalogue.meta['n_drawn']} drawn "
+    f"(detected fraction {len(catalogue) / catalogue.meta['n_drawn']:.3f})"
+)
 print(catalogue[:4])
 
 # %% [markdown]
@@ -121,10 +123,15 @@ print(f"selection grid {grid.shape} in {time.perf_counter() - start:.1f} s")
 # %%
 from jaxcomp.demographics import fit_population
 
-settings = dict(num_warmup=150, num_samples=150, num_chains=1) if QUICK else \
-    dict(num_warmup=500, num_samples=500, num_chains=4)
+settings = (
+    dict(num_warmup=150, num_samples=150, num_chains=1)
+    if QUICK
+    else dict(num_warmup=500, num_samples=500, num_chains=4)
+)
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)  # divergence / quadrature warnings are reported below
+    warnings.simplefilter(
+        "ignore", RuntimeWarning
+    )  # divergence / quadrature warnings are reported below
     result = fit_population(catalogue, grid, model, seed=5, log_likelihood=not QUICK, **settings)
 print(result.report())
 
@@ -137,16 +144,26 @@ for name in model.scalar_parameters:
     low, high = result.interval(name, 0.95)
     draws = result.draws(name)
     inside = "yes" if low <= TRUTH[name] <= high else "NO"
-    print(f"{name:>16s} {TRUTH[name]:7.2f} {draws.mean():7.3f} {draws.std():6.3f}   [{low:.3f}, {high:.3f}]  "
-          f"truth inside: {inside}")
+    print(
+        f"{name:>16s} {TRUTH[name]:7.2f} {draws.mean():7.3f} {draws.std():6.3f}   [{low:.3f}, "
+        f"{high:.3f}]  "
+        f"truth inside: {inside}"
+    )
 weights = result.draws("av_weights")
 for k, true in enumerate(TRUTH["av_weights"]):
     low, high = np.quantile(weights[:, k], [0.025, 0.975])
-    print(f"{f'av_weights[{k}]':>16s} {true:7.2f} {weights[:, k].mean():7.3f} {weights[:, k].std():6.3f}   "
-          f"[{low:.3f}, {high:.3f}]")
+    print(
+        f"{f'av_weights[{k}]':>16s} {true:7.2f} {weights[:, k].mean():7.3f} "
+        f"{weights[:, k].std():6.3f}   "
+        f"[{low:.3f}, {high:.3f}]"
+    )
 n_total = result.draws("n_total")
-print(f"{'N (total)':>16s} {catalogue.meta['n_drawn']:7d} {n_total.mean():7.0f} {n_total.std():6.0f}   "
-      f"[{np.quantile(n_total, 0.025):.0f}, {np.quantile(n_total, 0.975):.0f}]  (drawn in the simulation)")
+print(
+    f"{'N (total)':>16s} {catalogue.meta['n_drawn']:7d} {n_total.mean():7.0f} {n_total.std():6.0f} "
+    "  "
+    f"[{np.quantile(n_total, 0.025):.0f}, {np.quantile(n_total, 0.975):.0f}]  (drawn in the "
+    "simulation)"
+)
 
 # %% [markdown]
 # With a single chain r_hat is undefined (NaN in the summary, and ArviZ says so); run several
@@ -167,11 +184,16 @@ ppc = result.posterior_predictive(n_draws=25 if QUICK else 200)
 for column, entry in ppc.items():
     low, high = np.quantile(entry["replicated"], [0.025, 0.975], axis=0)
     inside = (entry["observed"] >= low) & (entry["observed"] <= high)
-    print(f"{column}: observed counts inside the 95% predictive band in {inside.sum()} of {inside.size} bins")
+    print(
+        f"{column}: observed counts inside the 95% predictive band in {inside.sum()} of "
+        f"{inside.size} bins"
+    )
 fig = result.plot_ppc(ppc=ppc)
 save(fig, "posterior_predictive.png")
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)  # matplotlib's tight_layout notice for the corner plot
+    warnings.simplefilter(
+        "ignore", UserWarning
+    )  # matplotlib's tight_layout notice for the corner plot
     fig = result.plot_pair(reference={k: v for k, v in TRUTH.items() if k != "av_weights"})
 save(fig, "posterior_pair.png")
 
@@ -203,7 +225,10 @@ from jaxcomp.demographics.sensitivity import (
 with jax.enable_x64(True):
     alpha = float(detection_fraction_shifted(model, TRUTH, grid))
 n_population = n_obs / alpha
-print(f"detected fraction at the truth α = {alpha:.4f}; N = {n_population:.0f} clusters in the population")
+print(
+    f"detected fraction at the truth α = {alpha:.4f}; N = {n_population:.0f} clusters in the "
+    "population"
+)
 depths = [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
 start = time.perf_counter()
 forecast = fisher_forecast(model, TRUTH, grid, depths, n_total=n_population)
@@ -211,13 +236,19 @@ print(f"forecast in {time.perf_counter() - start:.1f} s")
 for column in forecast.colnames:
     if column.startswith("sigma") or column == "n_expected":
         forecast[column].format = ".4g"
-forecast["delta_mag", "n_expected", *(f"sigma_{name}" for name in model.scalar_parameters)].pprint(max_width=-1)
+forecast["delta_mag", "n_expected", *(f"sigma_{name}" for name in model.scalar_parameters)].pprint(
+    max_width=-1
+)
 
 fig, ax = plt.subplots(figsize=(6.2, 4.2))
 for name, marker in zip(model.scalar_parameters, "os^"):
     ax.plot(forecast["delta_mag"], forecast[f"sigma_{name}"], marker + "-", label=f"σ({name})")
-ax.set(xlabel="depth offset Δm [mag] (positive = deeper)", ylabel="forecast σ (marginalised)", yscale="log",
-       title=f"Fisher forecast, N = {n_population:.0f}")
+ax.set(
+    xlabel="depth offset Δm [mag] (positive = deeper)",
+    ylabel="forecast σ (marginalised)",
+    yscale="log",
+    title=f"Fisher forecast, N = {n_population:.0f}",
+)
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8)
 save(fig, "fisher_forecast.png")
@@ -239,22 +270,30 @@ print(f"maximum likelihood in {time.perf_counter() - start:.1f} s (converged: {f
 zero = int(np.flatnonzero(np.asarray(forecast["delta_mag"]) == 0.0)[0])
 print(f"{'parameter':>16s} {'ML':>8s} {'Laplace σ':>10s} {'NUTS sd':>8s} {'Fisher σ':>9s}")
 for name in model.scalar_parameters:
-    print(f"{name:>16s} {fit.value(name):8.3f} {fit.sigma(name):10.3f} {result.draws(name).std():8.3f} "
-          f"{forecast[f'sigma_{name}'][zero]:9.3f}")
+    print(
+        f"{name:>16s} {fit.value(name):8.3f} {fit.sigma(name):10.3f} "
+        f"{result.draws(name).std():8.3f} "
+        f"{forecast[f'sigma_{name}'][zero]:9.3f}"
+    )
 
 derivative = shift_sensitivity(model, catalogue, grid, fit)
 print("\nchange of the fitted parameters per unit shift of the assumed selection:")
 for name in model.scalar_parameters:
     d_mass, _, d_av = derivative[name]
-    print(f"  {name:>12s}: per mag of depth {0.4 * d_mass:+.3f}, per mag of extinction offset {d_av:+.3f}  "
-          f"(0.1 mag of depth error = {abs(0.04 * d_mass) / fit.sigma(name):.2f} σ)")
+    print(
+        f"  {name:>12s}: per mag of depth {0.4 * d_mass:+.3f}, per mag of extinction offset "
+        f"{d_av:+.3f}  "
+        f"(0.1 mag of depth error = {abs(0.04 * d_mass) / fit.sigma(name):.2f} σ)"
+    )
 
 h = 0.05  # mag of depth
 up = maximum_likelihood(model, catalogue, grid, shift=[0.4 * h, 0.0, 0.0], init=fit.params)
 down = maximum_likelihood(model, catalogue, grid, shift=[-0.4 * h, 0.0, 0.0], init=fit.params)
 i = fit.names.index("alpha_M")
-print(f"\nd alpha_M / d(depth): implicit function theorem {0.4 * derivative['alpha_M'][0]:+.4f}, "
-      f"refit at ±{h} mag {(up.vector[i] - down.vector[i]) / (2 * h):+.4f} per mag")
+print(
+    f"\nd alpha_M / d(depth): implicit function theorem {0.4 * derivative['alpha_M'][0]:+.4f}, "
+    f"refit at ±{h} mag {(up.vector[i] - down.vector[i]) / (2 * h):+.4f} per mag"
+)
 
 # %% [markdown]
 # How to read this:

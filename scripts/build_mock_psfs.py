@@ -29,17 +29,24 @@ OUT = Path(__file__).resolve().parents[1] / "data" / "mock" / "ngc628c_mock_psf.
 
 def build_hdus() -> fits.HDUList:
     hdus = [fits.PrimaryHDU()]
-    hdus[0].header["COMMENT"] = "jaxcomp mock NGC 628C effective PSFs (jaxcomp.ast.hst_psf.hst_epsf)"
+    hdus[0].header["COMMENT"] = (
+        "jaxcomp mock NGC 628C effective PSFs (jaxcomp.ast.hst_psf.hst_epsf)"
+    )
     hdus[0].header["PIXSCALE"] = (0.0396, "output pixel [arcsec]")
     hdus[0].header["PSFOVERS"] = (MOCK_PSF_OVERSAMPLING, "samples per pixel")
     hdus[0].header["DIAM_M"] = (hst_psf.HST_PRIMARY_DIAMETER_M, "HST primary diameter [m]")
     hdus[0].header["OBSCUR"] = (hst_psf.HST_SECONDARY_OBSCURATION, "linear central obscuration")
     hdus[0].header["JITTER"] = (hst_psf.JITTER_RMS_ARCSEC, "pointing jitter per axis [arcsec]")
-    hdus[0].header["HALOSIG"] = (hst_psf.HALO_SIGMA_LAMBDA_OVER_D, "scattered halo sigma [lambda/D]")
+    hdus[0].header["HALOSIG"] = (
+        hst_psf.HALO_SIGMA_LAMBDA_OVER_D,
+        "scattered halo sigma [lambda/D]",
+    )
     hdus[0].header["PIXFRAC"] = (1.0, "drizzle drop size [native px]")
     for band in BANDS:
         inst = hst_psf.INSTRUMENT_OF_BAND[band]
-        img = hst_psf.hst_epsf(band, oversampling=MOCK_PSF_OVERSAMPLING, radius_arcsec=MOCK_PSF_RADIUS_ARCSEC)
+        img = hst_psf.hst_epsf(
+            band, oversampling=MOCK_PSF_OVERSAMPLING, radius_arcsec=MOCK_PSF_RADIUS_ARCSEC
+        )
         hdu = fits.ImageHDU(img.astype(np.float64), name=band)
         hdu.header["INSTRUME"] = inst.name
         hdu.header["NATIVEPX"] = (inst.native_pixel_arcsec, "native pixel [arcsec]")
@@ -51,7 +58,9 @@ def build_hdus() -> fits.HDUList:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     hdul = build_hdus()

@@ -39,8 +39,13 @@ ISOCHRONE_SETS = ("padova2007_z0.0190", "parsec_z0.0140", "parsec_z0.0200")
 
 
 def default_raw_directory() -> Path:
-    """Raw inputs: $JAXCOMP_STELLAR_RAW, else shared/data/stellar beside the repository, else /work/shared."""
-    candidates = [os.environ.get("JAXCOMP_STELLAR_RAW"), REPO.parent / "shared" / "data" / "stellar", "/work/shared/data/stellar"]
+    """Raw inputs: $JAXCOMP_STELLAR_RAW, else shared/data/stellar beside the repository, else
+    /work/shared."""
+    candidates = [
+        os.environ.get("JAXCOMP_STELLAR_RAW"),
+        REPO.parent / "shared" / "data" / "stellar",
+        "/work/shared/data/stellar",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "isochrones").is_dir():
             return Path(candidate)
@@ -49,9 +54,18 @@ def default_raw_directory() -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--raw-dir", type=Path, default=None, help="folder with isochrones/ and atmospheres/")
-    parser.add_argument("--isochrones", nargs="+", default=list(ISOCHRONE_SETS), choices=ISOCHRONE_SETS)
-    parser.add_argument("--extra-band", action="append", default=[], help="additional sedpy filter name (repeatable)")
+    parser.add_argument(
+        "--raw-dir", type=Path, default=None, help="folder with isochrones/ and atmospheres/"
+    )
+    parser.add_argument(
+        "--isochrones", nargs="+", default=list(ISOCHRONE_SETS), choices=ISOCHRONE_SETS
+    )
+    parser.add_argument(
+        "--extra-band",
+        action="append",
+        default=[],
+        help="additional sedpy filter name (repeatable)",
+    )
     parser.add_argument("--extinction-law", default="F99", choices=("F99", "G23", "CCM89", "F19"))
     parser.add_argument("--r-v", type=float, default=3.1)
     parser.add_argument("--output-dir", type=Path, default=REPO / "data" / "stellar")
@@ -74,13 +88,22 @@ def main(argv=None) -> int:
         )
         path = write_star_photometry(table, args.output_dir / f"star_photometry_{name}{suffix}.npz")
         prov = table["provenance"]
-        print(f"{path} ({path.stat().st_size / 1e6:.2f} MB, {table['log_age'].size} isochrone points, "
-              f"{time.perf_counter() - start:.1f} s)")
+        print(
+            f"{path} ({path.stat().st_size / 1e6:.2f} MB, {table['log_age'].size} isochrone "
+            "points, "
+            f"{time.perf_counter() - start:.1f} s)"
+        )
         print("  checks:", json.dumps(prov["checks"]))
-        print("  extinction polynomial max error [mag]:",
-              json.dumps(prov["extinction"]["max_polynomial_error_mag_at_av_0.375_1.125_1.875_2.625"]))
-        print("  WM-basic minus CK04, max |diff| [mag]:",
-              json.dumps(prov["atmospheres"]["wmbasic_check"]["max_abs_difference_mag"]))
+        print(
+            "  extinction polynomial max error [mag]:",
+            json.dumps(
+                prov["extinction"]["max_polynomial_error_mag_at_av_0.375_1.125_1.875_2.625"]
+            ),
+        )
+        print(
+            "  WM-basic minus CK04, max |diff| [mag]:",
+            json.dumps(prov["atmospheres"]["wmbasic_check"]["max_abs_difference_mag"]),
+        )
     return 0
 
 

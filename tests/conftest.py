@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("jaxcomp") is None:  # not installed: test the work tree
-    sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[1]  # on sys.path: [tool.pytest.ini_options] pythonpath
 
 #: The published C-4 wheel (PyPI) whose completeness networks jaxcomp reads.
 C4_WHEEL_SPEC = "cluster-completeness-pipeline==0.1.0"
@@ -52,7 +49,16 @@ def c4_checkpoint_dir() -> Path:
 def _fetch_c4(cache: Path) -> Path:
     wheel = cache / C4_WHEEL_NAME
     if not wheel.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", C4_WHEEL_SPEC, "-d", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            C4_WHEEL_SPEC,
+            "-d",
+            str(cache),
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -1,4 +1,5 @@
-"""Effective PSFs built from a frame's own stars (jaxcomp.ast.epsf) and read_field_fits without a PSF."""
+"""Effective PSFs built from a frame's own stars (jaxcomp.ast.epsf) and read_field_fits without a
+PSF."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ RADII = (1.0, 2.0, 3.0, 4.0)
 
 
 def _strip_psf(paths):
-    """Remove every PSF the files carry (PSFFWHM keyword, PSF extension): the reader must build them."""
+    """Remove every PSF the files carry (PSFFWHM keyword, PSF extension): the reader must build
+    them."""
     from astropy.io import fits
 
     for path in paths.values():
@@ -47,10 +49,12 @@ def mock_read_back(tmp_path_factory):
 
 
 def test_epsf_recovers_the_mock_psf(mock_read_back):
-    """The ePSF built from the mock's field stars matches the PSF they were rendered with, in every band.
+    """The ePSF built from the mock's field stars matches the PSF they were rendered with, in every
+    band.
 
     Compared through rendered point sources (whatever kind of PSF the mock uses): encircled
-    energy at 1-4 px within 2% (relative) and the concentration index m(1 px) - m(3 px) within 0.02 mag.
+    energy at 1-4 px within 2% (relative) and the concentration index m(1 px) - m(3 px) within 0.02
+    mag.
     """
     field, back, built = mock_read_back
     assert sorted(built) == sorted(BANDS)
@@ -71,10 +75,21 @@ def test_epsf_star_table(mock_read_back, tmp_path):
     for col in ("x", "y", "mag", "ci", "roundness1", "roundness2", "used", "reason"):
         assert col in t.colnames
     used = t[t["used"]]
-    assert set(t["reason"][~t["used"]]) <= {"edge", "saturated", "magnitude", "snr", "isolation", "roundness",
-                                           "ci", "max_stars", "builder"}
+    assert set(t["reason"][~t["used"]]) <= {
+        "edge",
+        "saturated",
+        "magnitude",
+        "snr",
+        "isolation",
+        "roundness",
+        "ci",
+        "max_stars",
+        "builder",
+    }
     sel = built["F555W"].selection
-    assert np.all(used["snr"] >= sel.min_snr) and np.all(used["nearest_px"] > sel.isolation_radius_px)
+    assert np.all(used["snr"] >= sel.min_snr) and np.all(
+        used["nearest_px"] > sel.isolation_radius_px
+    )
     assert np.all((used["ci"] >= sel.ci_range[0]) & (used["ci"] <= sel.ci_range[1]))
     # the stellar locus is tight: the stars used agree in CI
     assert np.ptp(used["ci"]) <= 2 * sel.ci_clip_mag + 1e-9
@@ -103,8 +118,13 @@ def test_too_few_stars_is_a_clear_error():
     assert "3 candidate(s) detected" in message and "passed 'isolation'" in message
     assert "psf=" in message and "PSF" in message and "[field]" in message
     # the minimum is configurable
-    r = build_epsf(_few_stars_image(n_stars=3), "F336W", 23.48, exptime=1000.0,
-                   selection=EPSFStarSelection(min_stars=3, max_stars=10))
+    r = build_epsf(
+        _few_stars_image(n_stars=3),
+        "F336W",
+        23.48,
+        exptime=1000.0,
+        selection=EPSFStarSelection(min_stars=3, max_stars=10),
+    )
     assert r.n_used == 3 and r.psf.oversampling == 3
 
 
@@ -120,12 +140,17 @@ def test_too_few_stars_through_read_field_fits(tmp_path):
     # a PSF argument (or a FITS PSF) needs no stars
     f = read_field_fits(tmp_path, psf=2.0)
     assert all(p.fwhm_px == 2.0 for p in f.psf.values())
-    # some bands given, the rest built: the stars of these frames are too few for the default minimum
+    # some bands given, the rest built: the stars of these frames are too few for the default
+    # minimum
     with pytest.raises(EPSFError, match="F814W") as info:
         read_field_fits(tmp_path, psf={b: 2.0 for b in BANDS[:4]})
     assert "F275W" not in str(info.value)
-    f, built = read_field_fits(tmp_path, psf={b: 2.0 for b in BANDS[:4]}, return_epsf=True,
-                               epsf_selection={"min_stars": 1, "oversampling": 1})
+    f, built = read_field_fits(
+        tmp_path,
+        psf={b: 2.0 for b in BANDS[:4]},
+        return_epsf=True,
+        epsf_selection={"min_stars": 1, "oversampling": 1},
+    )
     assert list(built) == ["F814W"] and f.psf["F814W"] is built["F814W"].psf
 
 
@@ -143,11 +168,17 @@ def test_selection_is_validated():
 def test_psf_stars_ignores_the_files_psfs(tmp_path):
     from jaxcomp.ast import Field
 
-    images = {b: _few_stars_image(n_stars=4, seed=10 + i).astype(np.float32) for i, b in enumerate(BANDS)}
+    images = {
+        b: _few_stars_image(n_stars=4, seed=10 + i).astype(np.float32) for i, b in enumerate(BANDS)
+    }
     write_field_fits(Field(images, psf=2.5), tmp_path)  # PSFFWHM = 2.5 in every file
     assert all(p.fwhm_px == 2.5 for p in read_field_fits(tmp_path).psf.values())
-    f, built = read_field_fits(tmp_path, psf="stars", epsf_selection=EPSFStarSelection(min_stars=1, oversampling=1),
-                               return_epsf=True)
+    f, built = read_field_fits(
+        tmp_path,
+        psf="stars",
+        epsf_selection=EPSFStarSelection(min_stars=1, oversampling=1),
+        return_epsf=True,
+    )
     assert sorted(built) == sorted(BANDS) and all(not p.is_gaussian for p in f.psf.values())
     with pytest.raises(ValueError, match="'stars'"):
         read_field_fits(tmp_path, psf="star")

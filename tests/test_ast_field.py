@@ -52,16 +52,22 @@ def test_nan_outside_footprint_is_masked():
     assert f.footprint[5:, 10:].all()
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda k: k["images"].pop("F336W"), "missing band"),
-    (lambda k: k["images"].__setitem__("F999W", k["images"]["F555W"]), "unknown band"),
-    (lambda k: k["images"].__setitem__("F814W", np.zeros((10, 10), np.float32)), "shape"),
-    (lambda k: k.__setitem__("exptimes", dict(NGC628C_EXPTIMES, F435W=0.0)), "exptimes.*> 0"),
-    (lambda k: k.__setitem__("zeropoints", dict(NGC628C_ZEROPOINTS, F435W=np.nan)), "zeropoints"),
-    (lambda k: k.__setitem__("psf", 40.0), "not narrower than the frame"),
-    (lambda k: k.__setitem__("psf", {"F555W": 2.0}), "psf: missing"),
-    (lambda k: k.__setitem__("pixel_scale_arcsec", -1.0), "pixel_scale"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda k: k["images"].pop("F336W"), "missing band"),
+        (lambda k: k["images"].__setitem__("F999W", k["images"]["F555W"]), "unknown band"),
+        (lambda k: k["images"].__setitem__("F814W", np.zeros((10, 10), np.float32)), "shape"),
+        (lambda k: k.__setitem__("exptimes", dict(NGC628C_EXPTIMES, F435W=0.0)), "exptimes.*> 0"),
+        (
+            lambda k: k.__setitem__("zeropoints", dict(NGC628C_ZEROPOINTS, F435W=np.nan)),
+            "zeropoints",
+        ),
+        (lambda k: k.__setitem__("psf", 40.0), "not narrower than the frame"),
+        (lambda k: k.__setitem__("psf", {"F555W": 2.0}), "psf: missing"),
+        (lambda k: k.__setitem__("pixel_scale_arcsec", -1.0), "pixel_scale"),
+    ],
+)
 def test_validation_errors(mutate, match):
     kwargs = {"images": _images()}
     mutate(kwargs)
@@ -97,8 +103,14 @@ def test_fits_round_trip(tmp_path):
     ov = 2
     yy, xx = np.mgrid[-8:9, -8:9] / ov
     psf["F814W"] = PSFModel(image=np.exp(-(xx**2 + yy**2) / 2), oversampling=ov)
-    f = Field(imgs, psf=psf, exptimes={b: 100.0 + i for i, b in enumerate(BANDS)},
-              zeropoints={b: 20.0 + i for i, b in enumerate(BANDS)}, distance_modulus=29.0, name="rt")
+    f = Field(
+        imgs,
+        psf=psf,
+        exptimes={b: 100.0 + i for i, b in enumerate(BANDS)},
+        zeropoints={b: 20.0 + i for i, b in enumerate(BANDS)},
+        distance_modulus=29.0,
+        name="rt",
+    )
     paths = write_field_fits(f, tmp_path)
     assert sorted(paths) == sorted(BANDS)
     with pytest.raises(FileExistsError):
@@ -156,9 +168,31 @@ def _strip_keys(path, *keys, wcs=False):
     for key in keys:
         header.remove(key, ignore_missing=True)
     if wcs:
-        for key in ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1",
-                    "CUNIT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "LONPOLE", "LATPOLE", "RADESYS", "EQUINOX",
-                    "WCSAXES", "MJDREF", "DATEREF", "MJD-OBS", "DATE-OBS"):
+        for key in (
+            "CTYPE1",
+            "CTYPE2",
+            "CRVAL1",
+            "CRVAL2",
+            "CRPIX1",
+            "CRPIX2",
+            "CDELT1",
+            "CDELT2",
+            "CUNIT1",
+            "CUNIT2",
+            "PC1_1",
+            "PC1_2",
+            "PC2_1",
+            "PC2_2",
+            "LONPOLE",
+            "LATPOLE",
+            "RADESYS",
+            "EQUINOX",
+            "WCSAXES",
+            "MJDREF",
+            "DATEREF",
+            "MJD-OBS",
+            "DATE-OBS",
+        ):
             header.remove(key, ignore_missing=True)
     fits.HDUList(hdus).writeto(path, overwrite=True)
 
@@ -172,20 +206,26 @@ def fits_dir(tmp_path):
 def test_fits_missing_zeropoint_or_exptime_is_an_error(fits_dir):
     f, paths, directory = fits_dir
     _strip_keys(paths["F435W"], "VEGAZPT")
-    with pytest.raises(ValueError, match=r"k_F435W\.fits \(band F435W\): no VEGAZPT keyword.*zeropoints="):
+    with pytest.raises(
+        ValueError, match=r"k_F435W\.fits \(band F435W\): no VEGAZPT keyword.*zeropoints="
+    ):
         read_field_fits(directory)
     # given explicitly, it is used (and no NGC 628C default sneaks in)
     g = read_field_fits(directory, zeropoints={"F435W": 24.5})
     assert g.zeropoints["F435W"] == 24.5 and g.zeropoints["F555W"] == f.zeropoints["F555W"]
     _strip_keys(paths["F814W"], "EXPTIME")
-    with pytest.raises(ValueError, match=r"k_F814W\.fits \(band F814W\): no EXPTIME keyword.*exptimes="):
+    with pytest.raises(
+        ValueError, match=r"k_F814W\.fits \(band F814W\): no EXPTIME keyword.*exptimes="
+    ):
         read_field_fits(directory, zeropoints={"F435W": 24.5})
 
 
 def test_fits_missing_wcs_is_an_error(fits_dir):
     f, paths, directory = fits_dir
     _strip_keys(paths["F336W"], wcs=True)
-    with pytest.raises(ValueError, match=r"k_F336W\.fits \(band F336W\): no celestial WCS.*CTYPE1.*wcs="):
+    with pytest.raises(
+        ValueError, match=r"k_F336W\.fits \(band F336W\): no celestial WCS.*CTYPE1.*wcs="
+    ):
         read_field_fits(directory)
     g = read_field_fits(directory, wcs=f.wcs)
     assert np.allclose(g.wcs.wcs.crval, f.wcs.wcs.crval)
@@ -210,9 +250,15 @@ def test_fits_band_without_positive_data_is_an_error(fits_dir, fill):
     _, paths, directory = fits_dir
     with fits.open(paths["F555W"]) as hdul:
         hdus = [h.copy() for h in hdul]
-    hdus[0].data = np.full_like(hdus[0].data, fill) if fill != -1.0 else -np.abs(hdus[0].data) - 1e-3
+    hdus[0].data = (
+        np.full_like(hdus[0].data, fill) if fill != -1.0 else -np.abs(hdus[0].data) - 1e-3
+    )
     fits.HDUList(hdus).writeto(paths["F555W"], overwrite=True)
-    match = "every pixel is NaN" if np.isnan(fill) else ("every pixel is zero;" if fill == 0 else "every pixel is zero or negative")
+    match = (
+        "every pixel is NaN"
+        if np.isnan(fill)
+        else ("every pixel is zero;" if fill == 0 else "every pixel is zero or negative")
+    )
     with pytest.raises(ValueError, match=rf"k_F555W\.fits \(band F555W\): {match}"):
         read_field_fits(directory)
 
@@ -222,7 +268,9 @@ def test_fits_truncated_file_names_the_file(fits_dir):
     data = paths["F814W"].read_bytes()
     paths["F814W"].write_bytes(data[: len(data) // 2])
     for source in (directory, list(paths.values())):
-        with pytest.raises(ValueError, match=r"k_F814W\.fits: cannot read this FITS file.*truncated"):
+        with pytest.raises(
+            ValueError, match=r"k_F814W\.fits: cannot read this FITS file.*truncated"
+        ):
             read_field_fits(source)
     paths["F814W"].write_bytes(data[:1000])  # not even a whole header
     with pytest.raises(ValueError, match=r"k_F814W\.fits: cannot read this FITS file"):

@@ -15,8 +15,12 @@ BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
 
 def _encircled(profile_fn, r_max, n=200_000):
     r = np.linspace(0.0, r_max, n)
-    return r, np.concatenate([[0.0], np.cumsum(0.5 * (profile_fn(r[1:]) * r[1:] + profile_fn(r[:-1]) * r[:-1])
-                                                  * np.diff(r))]) * 2 * np.pi
+    return r, np.concatenate(
+        [
+            [0.0],
+            np.cumsum(0.5 * (profile_fn(r[1:]) * r[1:] + profile_fn(r[:-1]) * r[:-1]) * np.diff(r)),
+        ]
+    ) * 2 * np.pi
 
 
 def test_unobscured_airy_encircled_energy_is_rayleighs_law():
@@ -64,7 +68,8 @@ def _fwhm_arcsec(img, ov=4, scale=0.0396):
 
 
 def test_widths_match_the_instrument_handbooks(epsfs):
-    # ACS IHB 5.6: WFC FWHM in F550M 0.10-0.13" over the field (pixelated, charge diffusion included)
+    # ACS IHB 5.6: WFC FWHM in F550M 0.10-0.13" over the field (pixelated, charge diffusion
+    # included)
     assert 0.095 <= _fwhm_arcsec(epsfs["F555W"]) <= 0.13
     # WFC3 IHB 6.6: UVIS FWHM before pixelation 0.067-0.083" (200-500 nm); the 0.04" pixel,
     # the drizzle drop and the fitted residual blur of the drizzled frames (0.020") widen it
@@ -81,7 +86,9 @@ def test_point_source_stamps_carry_the_epsf(epsfs):
     np.testing.assert_allclose(st.data.sum(axis=(1, 2)), 1.0)
     c = st.half_size
     # a star on a pixel centre: the ePSF's central sample is that pixel's flux
-    assert st.data[0, c, c] == pytest.approx(epsfs["F555W"][60, 60] / epsfs["F555W"][::4, ::4].sum(), rel=1e-6)
+    assert st.data[0, c, c] == pytest.approx(
+        epsfs["F555W"][60, 60] / epsfs["F555W"][::4, ::4].sum(), rel=1e-6
+    )
     g = point_source_stamps([3.2], [4.9], 2.3)  # a Gaussian FWHM still works
     assert g.data.sum() == pytest.approx(1.0, abs=1e-8)
 
@@ -99,7 +106,12 @@ def _field_with_psf(band_psf):
     imgs = {b: np.zeros((64, 64), np.float32) for b in BANDS}
     psf = {b: 2.0 for b in BANDS}
     psf["F336W"] = band_psf
-    return Field(images=imgs, zeropoints={b: 25.0 for b in BANDS}, exptimes={b: 1000.0 for b in BANDS}, psf=psf)
+    return Field(
+        images=imgs,
+        zeropoints={b: 25.0 for b in BANDS},
+        exptimes={b: 1000.0 for b in BANDS},
+        psf=psf,
+    )
 
 
 def test_bad_psf_images_are_refused_naming_the_band():
@@ -132,9 +144,18 @@ def _noiseless_ci(psf, r_eff_px, band):
     out = []
     for ox, oy in ((0.13, 0.37), (0.0, 0.0), (0.5, 0.5), (0.25, -0.4)):
         img = np.zeros((90, 90))
-        add_stamps(img, render_multiband([45 + ox], [45 + oy], {"b": [1.0]}, float(r_eff_px), {"b": psf})["b"])
-        ph = aperture_photometry({b: img for b in BANDS}, np.array([45 + ox]), np.array([45 + oy]),
-                                 {b: 0.0 for b in BANDS}, {b: 1.0 for b in BANDS}, PhotometryConfig(ci_band=band))
+        add_stamps(
+            img,
+            render_multiband([45 + ox], [45 + oy], {"b": [1.0]}, float(r_eff_px), {"b": psf})["b"],
+        )
+        ph = aperture_photometry(
+            {b: img for b in BANDS},
+            np.array([45 + ox]),
+            np.array([45 + oy]),
+            {b: 0.0 for b in BANDS},
+            {b: 1.0 for b in BANDS},
+            PhotometryConfig(ci_band=band),
+        )
         out.append(float(ph["ci"][0]))
     return float(np.mean(out))
 
@@ -145,8 +166,13 @@ def _real_median_ci(band, r_eff_pc):
     from jaxcomp._data import data_path
 
     with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
-        rows = [r for r in csv.DictReader(fh) if r["band"] == band.lower() and int(r["r_eff_pc"]) == r_eff_pc
-                and float(r["err3"]) < 0.05]
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if r["band"] == band.lower()
+            and int(r["r_eff_pc"]) == r_eff_pc
+            and float(r["err3"]) < 0.05
+        ]
     return float(np.median([float(r["ci"]) for r in rows])), len(rows)
 
 

@@ -51,7 +51,9 @@ def test_edge_margin_keeps_positions_away_from_the_image_edges():
     assert distance.min() >= 5.0
     assert np.mean(x < 8) > 0.5  # the density still rules inside the margin-free region
     x0, _ = draw_positions(dens, fp, 40, 0.0, np.random.default_rng(1))
-    assert (np.minimum(x0 + 0.5, shape[1] - 0.5 - x0) < 5.0).any()  # without the margin the strip's edge is used
+    assert (
+        np.minimum(x0 + 0.5, shape[1] - 0.5 - x0) < 5.0
+    ).any()  # without the margin the strip's edge is used
     for bad in (-1.0, float("nan"), 60.0):
         with pytest.raises(ValueError, match="edge_margin_px"):
             draw_positions(dens, fp, 5, 0.0, np.random.default_rng(0), edge_margin_px=bad)
@@ -101,13 +103,17 @@ def test_injection_adds_shot_noise_from_the_cluster_counts():
         sums.append(float(out["F555W"].sum(dtype=np.float64)))
     expected = float(noiseless["F555W"].sum(dtype=np.float64))
     t = field.exptimes["F555W"]
-    assert expected == pytest.approx(n * field.mag_to_rate("F555W", 24.0), rel=0.03)  # < 3% beyond stamps
+    assert expected == pytest.approx(
+        n * field.mag_to_rate("F555W", 24.0), rel=0.03
+    )  # < 3% beyond stamps
     # Poisson: the total counts scatter by sqrt(N)
     assert np.mean(sums) == pytest.approx(expected, rel=4 / np.sqrt(expected * t * 20))
     assert np.std(sums) * t == pytest.approx(np.sqrt(expected * t), rel=0.4)
     # the field itself is untouched, NaN/absent magnitudes inject nothing
     assert not np.any(field.images["F555W"])
-    none = inject(field, x, y, {b: np.full(n, np.nan) for b in BANDS}, 1.0, np.random.default_rng(0))
+    none = inject(
+        field, x, y, {b: np.full(n, np.nan) for b in BANDS}, 1.0, np.random.default_rng(0)
+    )
     assert not np.any(none["F814W"])
 
 
@@ -125,7 +131,11 @@ def _library(n, seed=0, bright=20.5, faint=27.5):
 def small_field():
     rng = np.random.default_rng(11)
     n = 40
-    src = {"x": rng.uniform(20, 380, n), "y": rng.uniform(20, 380, n), "r_eff_px": rng.uniform(0, 2.5, n)}
+    src = {
+        "x": rng.uniform(20, 380, n),
+        "y": rng.uniform(20, 380, n),
+        "r_eff_px": rng.uniform(0, 2.5, n),
+    }
     for b in BANDS:
         src[f"mag_{b}"] = rng.uniform(20.5, 24.0, n)
     return synthetic_field((400, 400), seed=5, sources=src, name="small")
@@ -135,8 +145,23 @@ def test_run_frame_labels(small_field, tmp_path):
     lib = _library(60)
     t = run_frame(small_field, lib, 4.0, seed=7, frame=3)
     assert len(t) == 60
-    for col in ("cluster_id", "log_mass", "mag_F555W", "r_eff_pc", "frame", "x", "y", *STAGES, "C",
-                "mag_F555W_meas", "magerr_F555W_meas", "ci_meas", "x_meas", "y_meas", "sep_px"):
+    for col in (
+        "cluster_id",
+        "log_mass",
+        "mag_F555W",
+        "r_eff_pc",
+        "frame",
+        "x",
+        "y",
+        *STAGES,
+        "C",
+        "mag_F555W_meas",
+        "magerr_F555W_meas",
+        "ci_meas",
+        "x_meas",
+        "y_meas",
+        "sep_px",
+    ):
         assert col in t.colnames, col
     assert np.all(t["frame"] == 3) and np.all(t["r_eff_pc"] == 4.0)
     assert t["x"].unit == "pix"
@@ -148,7 +173,12 @@ def test_run_frame_labels(small_field, tmp_path):
     # recovered clusters are measured close to their true magnitude and position
     rec = C.astype(bool)
     assert np.all(np.asarray(t["sep_px"])[rec] <= 3.0)
-    assert np.median(np.abs(np.asarray(t["mag_F555W_meas"])[rec & (mv < 22.5)] - mv[rec & (mv < 22.5)])) < 0.2
+    assert (
+        np.median(
+            np.abs(np.asarray(t["mag_F555W_meas"])[rec & (mv < 22.5)] - mv[rec & (mv < 22.5)])
+        )
+        < 0.2
+    )
     # a recovered cluster passed every stage
     for s in STAGES:
         assert np.asarray(t[s])[rec].all()
@@ -226,7 +256,10 @@ def test_shot_noise_drawn_band_by_band_equals_one_draw_per_stamp(small_field):
     mags["F275W"][2] = np.nan  # no light in one band
     r_px = np.array([0.5, 0.5, 1.5, 1.5, 3.0, 3.0])
     got = noisy_stamps(small_field, x, y, mags, r_px, np.random.default_rng(9))
-    rates = {b: small_field.mag_to_rate(b, np.where(np.isfinite(mags[b]), mags[b], np.inf)) for b in BANDS}
+    rates = {
+        b: small_field.mag_to_rate(b, np.where(np.isfinite(mags[b]), mags[b], np.inf))
+        for b in BANDS
+    }
     clean = render_multiband(x, y, rates, r_px, dict(small_field.psf))
     ref = np.random.default_rng(9)
     for b in BANDS:

@@ -67,10 +67,13 @@ def test_mock_fits_round_trip_and_truth(tmp_path):
     t1, t2 = mock_truth(field, include_stars=True), mock_truth(back, include_stars=True)
     assert len(t1) == len(t2) > 0 and np.array_equal(np.asarray(t1["x"]), np.asarray(t2["x"]))
     assert set(t1["kind"]) == {"source", "star"}
-    sky = back.wcs.pixel_to_world_values(np.asarray(t2["x"][t2["kind"] == "source"]),
-                                         np.asarray(t2["y"][t2["kind"] == "source"]))
+    sky = back.wcs.pixel_to_world_values(
+        np.asarray(t2["x"][t2["kind"] == "source"]), np.asarray(t2["y"][t2["kind"] == "source"])
+    )
     src = t2[t2["kind"] == "source"]
-    assert np.allclose(sky[0], src["ra_deg"], atol=2e-5) and np.allclose(sky[1], src["dec_deg"], atol=2e-5)
+    assert np.allclose(sky[0], src["ra_deg"], atol=2e-5) and np.allclose(
+        sky[1], src["dec_deg"], atol=2e-5
+    )
     from jaxcomp.ast.synthetic import synthetic_field
 
     with pytest.raises(ValueError, match="not a jaxcomp mock field"):
@@ -89,7 +92,9 @@ def test_the_real_catalogue_is_placed_as_delivered():
         assert np.all(np.isfinite(t[f"mag_{b}"]))
         np.testing.assert_array_equal(np.asarray(t[f"mag_{b}"])[~m.mask], np.asarray(m)[~m.mask])
         undetected = np.asarray(cat[f"in_footprint_{b}"]) & ~np.asarray(cat[f"detected_{b}"])
-        assert np.all(np.asarray(t[f"mag_{b}"])[undetected] >= ADAMO17_PUBLISHED_50PCT_NGC628C[b] + 0.5)
+        assert np.all(
+            np.asarray(t[f"mag_{b}"])[undetected] >= ADAMO17_PUBLISHED_50PCT_NGC628C[b] + 0.5
+        )
     # the WCS puts the catalogue's sky positions on its pixel positions
     x, y = mock_wcs().world_to_pixel_values(np.asarray(cat["ra_deg"]), np.asarray(cat["dec_deg"]))
     assert np.percentile(np.hypot(x - t["x"], y - t["y"]), 99) < 1.0
@@ -101,11 +106,18 @@ def test_the_real_catalogue_is_placed_as_delivered():
     img = np.zeros((80, 80 * pick.size))
     xs = 40.3 + 80 * np.arange(pick.size)
     for k, i in enumerate(pick):
-        st = render_multiband([xs[k]], [39.8], {"b": [1.0]}, float(t["r_eff_px"][i]),
-                              {"b": mock.mock_psfs()["F555W"]})["b"]
+        st = render_multiband(
+            [xs[k]], [39.8], {"b": [1.0]}, float(t["r_eff_px"][i]), {"b": mock.mock_psfs()["F555W"]}
+        )["b"]
         add_stamps(img, st)
-    ph = aperture_photometry({b: img for b in BANDS}, xs, np.full(pick.size, 39.8), {b: 0.0 for b in BANDS},
-                             {b: 1.0 for b in BANDS}, PhotometryConfig())
+    ph = aperture_photometry(
+        {b: img for b in BANDS},
+        xs,
+        np.full(pick.size, 39.8),
+        {b: 0.0 for b in BANDS},
+        {b: 1.0 for b in BANDS},
+        PhotometryConfig(),
+    )
     np.testing.assert_allclose(ph["ci"], t["ci_F555W"][pick], atol=0.05)
 
 
@@ -117,13 +129,14 @@ def test_pipeline_on_the_unmodified_mock_finds_the_placed_clusters():
     truth = mock_truth(field)
     cmp = compare_with_truth(res.catalogue, truth)
     assert cmp["n_placed"] > 80
-    assert cmp["completeness_final_class1to3"] > 0.5   # 0.68 on the 1500 px crop
-    assert cmp["purity_final"] > 0.9                   # 0.99 on the 1500 px crop
+    assert cmp["completeness_final_class1to3"] > 0.5  # 0.68 on the 1500 px crop
+    assert cmp["purity_final"] > 0.9  # 0.99 on the 1500 px crop
     assert cmp["by_class"][1]["completeness_final"] > cmp["by_class"][0]["completeness_final"]
 
 
 def test_calibrated_noise_reproduces_the_adamo17_50pct_magnitudes():
-    """Small, fast single-band tests (12 windows x 16 clusters per band, a seed the calibration did not use)."""
+    """Small, fast single-band tests (12 windows x 16 clusters per band, a seed the calibration did
+    not use)."""
     from jaxcomp.ast.single_band import mock_m50
 
     cal = mock_noise_calibration()

@@ -1,4 +1,5 @@
-"""The LEGUS catalogue pipeline steps: white light, detection mapping, photometry, cuts, matching."""
+"""The LEGUS catalogue pipeline steps: white light, detection mapping, photometry, cuts,
+matching."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from jaxcomp.ast.background import clipped_stats_rows, mesh_background
+from jaxcomp.ast.background import clipped_stats_rows
 from jaxcomp.ast.field import BANDS, Field
 from jaxcomp.ast.pipeline import (
     LEGUS_SEXTRACTOR,

@@ -25,7 +25,7 @@ from jaxcomp.ast.profiles import (
 def _moments(stamp):
     d = stamp.data[0]
     R = stamp.half_size
-    yy, xx = np.mgrid[-R:R + 1, -R:R + 1]
+    yy, xx = np.mgrid[-R : R + 1, -R : R + 1]
     tot = d.sum()
     return tot, (d * xx).sum() / tot + stamp.ix[0], (d * yy).sum() / tot + stamp.iy[0]
 
@@ -69,7 +69,9 @@ def test_flux_conservation(reff_px):
     R = st.half_size
     # the stamp holds exactly the flux of the stamp box (PSF spill inside the padding)
     dx, dy = 40.37 - st.ix[0], 51.81 - st.iy[0]
-    inside = eff_box_fraction(-R - 0.5 - dx, R + 0.5 - dx, -R - 0.5 - dy, R + 0.5 - dy, eff_core_radius(reff_px))
+    inside = eff_box_fraction(
+        -R - 0.5 - dx, R + 0.5 - dx, -R - 0.5 - dy, R + 0.5 - dy, eff_core_radius(reff_px)
+    )
     assert tot == pytest.approx(3.0 * inside, rel=1e-10)
     assert st.outside_fraction[0] == pytest.approx(1 - inside, abs=1e-12)
     assert np.all(st.data >= 0)
@@ -105,7 +107,7 @@ def test_half_light_radius_recovered_with_tiny_psf():
     st = render_stamps([x0], [y0], [1.0], reff, 0.01, half_size=128)[0]
     d = st.data[0]
     R = st.half_size
-    yy, xx = np.mgrid[-R:R + 1, -R:R + 1]
+    yy, xx = np.mgrid[-R : R + 1, -R : R + 1]
     r = np.hypot(xx + st.ix[0] - x0, yy + st.iy[0] - y0).ravel()
     order = np.argsort(r)
     cum = np.cumsum(d.ravel()[order])
@@ -118,7 +120,7 @@ def test_psf_width_matches_gaussian_for_point_source():
     st = render_stamps([20.0], [20.0], [1.0], 0.0, fwhm, half_size=20)[0]
     d = st.data[0]
     R = st.half_size
-    yy, xx = np.mgrid[-R:R + 1, -R:R + 1]
+    yy, xx = np.mgrid[-R : R + 1, -R : R + 1]
     var_x = (d * xx**2).sum() / d.sum()
     # pixel integration adds 1/12 px^2 to the variance
     assert var_x == pytest.approx((fwhm * FWHM_TO_SIGMA) ** 2 + 1 / 12, rel=2e-3)
@@ -138,8 +140,9 @@ def test_epsf_image_path_agrees_with_gaussian_path():
 
 
 def test_multiband_shares_geometry_and_scales_flux():
-    out = render_multiband([10.2, 30.7], [15.1, 22.9], {"a": [1.0, 2.0], "b": [3.0, 0.0]}, 1.5,
-                           {"a": 2.0, "b": 2.5})
+    out = render_multiband(
+        [10.2, 30.7], [15.1, 22.9], {"a": [1.0, 2.0], "b": [3.0, 0.0]}, 1.5, {"a": 2.0, "b": 2.5}
+    )
     sa, sb = out["a"][0], out["b"][0]
     assert sa.data.shape == sb.data.shape
     total = sa.data.sum(axis=(1, 2)) / (1 - sa.outside_fraction)  # flux to infinity

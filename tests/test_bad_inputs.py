@@ -1,4 +1,5 @@
-"""Issue 14: every bad input is a clear error before any work; nothing stale is reused, nothing half-written.
+"""Issue 14: every bad input is a clear error before any work; nothing stale is reused, nothing
+half-written.
 
 Each test takes a *class* of bad input (parametrised) and checks the message, the exit status of
 the command line (2, one line ``jaxcomp: error: ...``, no traceback) and that nothing was written.
@@ -33,7 +34,8 @@ def run(*argv):
 
 
 def one_line_error(capsys, *fragments):
-    """The command's stderr: one ``jaxcomp: error:`` line containing every fragment, no traceback."""
+    """The command's stderr: one ``jaxcomp: error:`` line containing every fragment, no
+    traceback."""
     err = capsys.readouterr().err.strip()
     assert err.startswith("jaxcomp: error: "), err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -56,13 +58,21 @@ def artefact(root):
 def catalogue():
     rng = np.random.default_rng(1)
     n = 60
-    return Table({"log_mass": rng.uniform(3, 5, n), "log_age": rng.uniform(6, 9, n), "av": rng.uniform(0, 2, n)})
+    return Table(
+        {
+            "log_mass": rng.uniform(3, 5, n),
+            "log_age": rng.uniform(6, 9, n),
+            "av": rng.uniform(0, 2, n),
+        }
+    )
 
 
 # ------------------------------------------------------------------ a. NaN weights in an artefact
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("tensor", ["hidden.0.kernel", "head.bias"])
-def test_artefact_with_non_finite_weights_is_refused_at_load(root, artefact, capsys, monkeypatch, bad, tensor):
+def test_artefact_with_non_finite_weights_is_refused_at_load(
+    root, artefact, capsys, monkeypatch, bad, tensor
+):
     header, tensors = read_artefact(artefact)
     header = {k: v for k, v in header.items() if k not in ("tensors_sha256", "header_sha256")}
     tensors = dict(tensors)
@@ -70,13 +80,17 @@ def test_artefact_with_non_finite_weights_is_refused_at_load(root, artefact, cap
     damaged.flat[0] = bad
     tensors[tensor] = damaged
     path = root / f"nan_{tensor}_{bad}.safetensors"
-    with pytest.raises(ArtefactError, match=rf"tensor '{tensor}' has 1 NaN or infinite .* would be written"):
+    with pytest.raises(
+        ArtefactError, match=rf"tensor '{tensor}' has 1 NaN or infinite .* would be written"
+    ):
         write_artefact(path, header, tensors)  # never written by jaxcomp ...
     assert not path.exists()
     with monkeypatch.context() as patch:  # ... but by another tool, with valid checksums
         patch.setattr("jaxcomp.selection.artefact._check_finite", lambda *a: None)
         write_artefact(path, header, tensors)
-    with pytest.raises(ArtefactError, match=rf"{path.name}: tensor '{tensor}' has 1 NaN or infinite"):
+    with pytest.raises(
+        ArtefactError, match=rf"{path.name}: tensor '{tensor}' has 1 NaN or infinite"
+    ):
         SelectionFunction.load(path)
     write_table(Table({"log_mass": [3.0], "log_age": [7.0], "av": [1.0]}), root / "points.csv")
     assert run("predict", path, root / "points.csv", "--out", root / "never.csv") == 2
@@ -84,7 +98,8 @@ def test_artefact_with_non_finite_weights_is_refused_at_load(root, artefact, cap
     assert not (root / "never.csv").exists()
 
 
-# ------------------------------------------------------------------ b. the pure call: opt-in checks, types
+# ------------------------------------------------------------------ b. the pure call: opt-in
+# checks, types
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_checked_selection_function_raises_on_non_finite_inputs(bad):
     sf = make_selection_function(widths=(4,))
@@ -113,8 +128,15 @@ def test_checked_error_policy_refuses_points_outside_the_domain():
         checked(x)
 
 
-@pytest.mark.parametrize("x", [np.array([["3", "7", "1"]]), np.array([[3.0, "7", None]], dtype=object),
-                               [["a", "b", "c"]], np.array([[1 + 1j, 2, 3]])])
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.array([["3", "7", "1"]]),
+        np.array([[3.0, "7", None]], dtype=object),
+        [["a", "b", "c"]],
+        np.array([[1 + 1j, 2, 3]]),
+    ],
+)
 def test_non_numeric_input_is_a_type_error_naming_the_argument(x):
     sf = make_selection_function(widths=(4,))
     for call in (sf, sf.logit, sf.spread, sf.features):
@@ -126,7 +148,9 @@ def test_non_numeric_input_is_a_type_error_naming_the_argument(x):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".fits"])
 def test_duplicated_column_names_are_refused(root, artefact, catalogue, capsys, suffix):
     path = root / f"duplicated{suffix}"
-    values = [np.asarray(catalogue[c]) for c in ("log_mass", "log_age", "av")] + [np.asarray(catalogue["log_mass"]) + 1]
+    values = [np.asarray(catalogue[c]) for c in ("log_mass", "log_age", "av")] + [
+        np.asarray(catalogue["log_mass"]) + 1
+    ]
     names = ["log_mass", "log_age", "av", "log_mass"]
     if suffix == ".csv":
         lines = [",".join(names)] + [",".join(f"{v:.4f}" for v in row) for row in zip(*values)]
@@ -153,16 +177,25 @@ def test_duplicated_column_names_are_refused(root, artefact, catalogue, capsys, 
         assert not (root / f"never_{command}").exists()
 
 
-# ------------------------------------------------------------------ d. one catalogue validation everywhere
-@pytest.mark.parametrize("column, change, hint", [
-    ("log_age", lambda v: v - 6.0, "log10 of the age in Myr"),       # log10(Myr) instead of log10(yr)
-    ("log_age", lambda v: 10.0 ** v, "log10 of the age in Myr"),     # a linear age
-    ("log_mass", lambda v: v + 7.0, "log10 of the mass in Msun"),    # 9.5-12
-    ("log_mass", lambda v: 10.0 ** v, "log10 of the mass in Msun"),  # a linear mass
-    ("av", lambda v: v + 50.0, "A_V in magnitudes"),
-])
-def test_catalogue_in_wrong_units_is_refused_with_one_message_everywhere(root, artefact, catalogue, capsys,
-                                                                          column, change, hint):
+# ------------------------------------------------------------------ d. one catalogue validation
+# everywhere
+@pytest.mark.parametrize(
+    "column, change, hint",
+    [
+        (
+            "log_age",
+            lambda v: v - 6.0,
+            "log10 of the age in Myr",
+        ),  # log10(Myr) instead of log10(yr)
+        ("log_age", lambda v: 10.0**v, "log10 of the age in Myr"),  # a linear age
+        ("log_mass", lambda v: v + 7.0, "log10 of the mass in Msun"),  # 9.5-12
+        ("log_mass", lambda v: 10.0**v, "log10 of the mass in Msun"),  # a linear mass
+        ("av", lambda v: v + 50.0, "A_V in magnitudes"),
+    ],
+)
+def test_catalogue_in_wrong_units_is_refused_with_one_message_everywhere(
+    root, artefact, catalogue, capsys, column, change, hint
+):
     bad = catalogue.copy()
     bad[column] = change(np.asarray(bad[column]))
     path = root / f"units_{column}.ecsv"
@@ -176,17 +209,34 @@ def test_catalogue_in_wrong_units_is_refused_with_one_message_everywhere(root, a
     messages = {str(api.value)}
     for command in ("correct", "fit"):
         for extra in ((), ("--drop-invalid",)):
-            assert run(command, path, "--selection", artefact, "--out", root / f"never_{command}", *extra) == 2
+            assert (
+                run(
+                    command,
+                    path,
+                    "--selection",
+                    artefact,
+                    "--out",
+                    root / f"never_{command}",
+                    *extra,
+                )
+                == 2
+            )
             messages.add(one_line_error(capsys, expected, hint).removeprefix("jaxcomp: error: "))
             assert not (root / f"never_{command}").exists()
-    with pytest.raises(ConfigError, match=expected) as workflow:  # the workflow's check at configuration load
+    with pytest.raises(
+        ConfigError, match=expected
+    ) as workflow:  # the workflow's check at configuration load
         check_inputs(parse_config(tiny(catalogue={"source": str(path)})))
     messages.add(str(workflow.value).split(": ", 1)[1])
-    assert len(messages) == 1, messages  # the same words from the API, both commands and the workflow
+    assert len(messages) == 1, (
+        messages
+    )  # the same words from the API, both commands and the workflow
     from jaxcomp.demographics import PopulationModel
     from jaxcomp.demographics.likelihood import prepare_data
 
-    with pytest.raises(InputError, match=expected) as fit_api:  # the fit's API, on a table in memory
+    with pytest.raises(
+        InputError, match=expected
+    ) as fit_api:  # the fit's API, on a table in memory
         prepare_data(bad, PopulationModel(mass="power_law", age="power_law"))
     assert str(fit_api.value).split(": ", 1)[1] == messages.pop().split(": ", 1)[1]
 
@@ -201,13 +251,28 @@ def test_a_few_sentinels_are_rows_not_units(catalogue):
 
 
 # ------------------------------------------------------------------ e. library magnitudes
-@pytest.mark.parametrize("mutate, match", [
-    (lambda df: df.assign(mag_F555W=np.nan), "no finite magnitude"),
-    (lambda df: df.assign(**{c: np.nan for c in df.columns if c.startswith("mag_")}), "no finite magnitude"),
-    (lambda df: df.assign(mag_F336W=10 ** (-0.4 * (df["mag_F336W"] + 48.6))), "does not look like apparent Vega"),
-    (lambda df: df.assign(mag_F814W=10 ** (-0.4 * (df["mag_F814W"] - 25.0))), "does not look like apparent Vega"),
-    (lambda df: df.assign(mag_F435W=df["mag_F435W"] - 30.0), "does not look like apparent Vega"),  # absolute mags
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda df: df.assign(mag_F555W=np.nan), "no finite magnitude"),
+        (
+            lambda df: df.assign(**{c: np.nan for c in df.columns if c.startswith("mag_")}),
+            "no finite magnitude",
+        ),
+        (
+            lambda df: df.assign(mag_F336W=10 ** (-0.4 * (df["mag_F336W"] + 48.6))),
+            "does not look like apparent Vega",
+        ),
+        (
+            lambda df: df.assign(mag_F814W=10 ** (-0.4 * (df["mag_F814W"] - 25.0))),
+            "does not look like apparent Vega",
+        ),
+        (
+            lambda df: df.assign(mag_F435W=df["mag_F435W"] - 30.0),
+            "does not look like apparent Vega",
+        ),  # absolute mags
+    ],
+)
 def test_library_without_plausible_magnitudes_is_refused(root, capsys, mutate, match):
     library = mutate(tiny_library(200))
     with pytest.raises(CampaignError, match=match):
@@ -215,14 +280,31 @@ def test_library_without_plausible_magnitudes_is_refused(root, capsys, mutate, m
     path = root / "bad_library.parquet"
     write_table(Table.from_pandas(library), path)
     out = root / "never_campaign"
-    assert run("ast", "run", "--library", path, "--out", out, "--reff", "1,2", "--frames-per-reff", "1",
-               "--clusters-per-frame", "10", "--quiet") == 2
+    assert (
+        run(
+            "ast",
+            "run",
+            "--library",
+            path,
+            "--out",
+            out,
+            "--reff",
+            "1,2",
+            "--frames-per-reff",
+            "1",
+            "--clusters-per-frame",
+            "10",
+            "--quiet",
+        )
+        == 2
+    )
     one_line_error(capsys, match)
     assert not out.exists()
     validate_library(tiny_library(200))  # a good library passes
 
 
-# ------------------------------------------------------------------ workflow: inputs, stale directories
+# ------------------------------------------------------------------ workflow: inputs, stale
+# directories
 def tiny(**sections):
     """The test workflow's tiny configuration (tests/test_workflow.py) with ``sections`` changed."""
     data = json.loads(json.dumps(TINY))
@@ -241,13 +323,18 @@ def _config_file(root, name, **sections):
     return path
 
 
-@pytest.mark.parametrize("sections, match", [
-    ({"catalogue": {"source": "no_such_catalogue.parquet"}}, "catalogue not found"),
-    ({"catalogue": {"source": "."}}, "is a directory"),
-    ({"field": {"kind": "fits", "directory": "no_such_frames"}}, "is not a directory"),
-    ({"field": {"kind": "fits", "directory": "."}}, "holds no FITS files"),
-])
-def test_workflow_with_missing_inputs_fails_before_any_stage(tmp_path, capsys, monkeypatch, sections, match):
+@pytest.mark.parametrize(
+    "sections, match",
+    [
+        ({"catalogue": {"source": "no_such_catalogue.parquet"}}, "catalogue not found"),
+        ({"catalogue": {"source": "."}}, "is a directory"),
+        ({"field": {"kind": "fits", "directory": "no_such_frames"}}, "is not a directory"),
+        ({"field": {"kind": "fits", "directory": "."}}, "holds no FITS files"),
+    ],
+)
+def test_workflow_with_missing_inputs_fails_before_any_stage(
+    tmp_path, capsys, monkeypatch, sections, match
+):
     monkeypatch.chdir(tmp_path)
     path = _config_file(tmp_path, "missing", **sections)
     with pytest.raises(ConfigError, match=match):
@@ -261,12 +348,22 @@ def test_workflow_with_missing_inputs_fails_before_any_stage(tmp_path, capsys, m
 
 def _recorded_run(run_dir, config):
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"config_hash": config.hash(), "config": config.to_dict()}))
+    (run_dir / "run.json").write_text(
+        json.dumps({"config_hash": config.hash(), "config": config.to_dict()})
+    )
 
 
-@pytest.mark.parametrize("change", [{"run": {"seed": 4}}, {"correct": {"grid": [20, 20, 5]}},
-                                    {"library": {"n_clusters": 1600}, "fit": {"enabled": False}}])
-def test_run_directory_of_another_configuration_is_refused_unless_forced(tmp_path, capsys, monkeypatch, change):
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"run": {"seed": 4}},
+        {"correct": {"grid": [20, 20, 5]}},
+        {"library": {"n_clusters": 1600}, "fit": {"enabled": False}},
+    ],
+)
+def test_run_directory_of_another_configuration_is_refused_unless_forced(
+    tmp_path, capsys, monkeypatch, change
+):
     run_dir = tmp_path / "run"
     _recorded_run(run_dir, parse_config(tiny()))
     before = sorted(p.name for p in run_dir.iterdir())
@@ -276,15 +373,24 @@ def test_run_directory_of_another_configuration_is_refused_unless_forced(tmp_pat
     path = _config_file(tmp_path, "other", **change)
     assert run("run", path, "--out", run_dir, "--quiet") == 2
     one_line_error(capsys, "different configuration", f"[{min(change)}]", "--force")
-    # --force (with or without stages) accepts it; where the work runs is not a different configuration
+    # --force (with or without stages) accepts it; where the work runs is not a different
+    # configuration
     calls = []
     monkeypatch.setattr("jaxcomp.workflow.runner.run_workflow", lambda *a, **k: calls.append(k))
-    assert run("run", path, "--out", run_dir, "--force", "--quiet") == 0 and calls[-1]["replace"] is True
-    assert run("run", path, "--out", run_dir, "--quiet", "--force", "fit") == 0 and calls[-1]["replace"] is True
+    assert (
+        run("run", path, "--out", run_dir, "--force", "--quiet") == 0
+        and calls[-1]["replace"] is True
+    )
+    assert (
+        run("run", path, "--out", run_dir, "--quiet", "--force", "fit") == 0
+        and calls[-1]["replace"] is True
+    )
     assert run("run", path, "--out", run_dir, "--quiet") == 0 and calls[-1]["replace"] is False
     assert run("demo", "--quick", "--out", run_dir, "--quiet", "--seed", "5", "--force") == 0
     assert calls[-1]["replace"] is True
-    assert run("demo", "--quick", "--out", run_dir, "--quiet") == 0 and calls[-1]["replace"] is False
+    assert (
+        run("demo", "--quick", "--out", run_dir, "--quiet") == 0 and calls[-1]["replace"] is False
+    )
     monkeypatch.undo()
     from jaxcomp.workflow.runner import _changed_sections
 
@@ -302,21 +408,26 @@ def test_fingerprints_follow_the_content_of_input_files(tmp_path, catalogue):
     write_table(changed, path)  # same path, same configuration
     after = _fingerprints(config)
     assert after["correct"] != before["correct"] and after["fit"] != before["fit"]
-    assert all(after[s] == before[s] for s in ("library", "ast_train", "ast_test", "train", "validate"))
+    assert all(
+        after[s] == before[s] for s in ("library", "ast_train", "ast_test", "train", "validate")
+    )
     # FITS frames: size, modification time and header
     frames = tmp_path / "frames"
     frames.mkdir()
     from astropy.io import fits
 
     for band in ("F275W", "F336W", "F435W", "F555W", "F814W"):
-        fits.PrimaryHDU(np.zeros((8, 8), np.float32), header=fits.Header({"EXPTIME": 100.0})).writeto(
-            frames / f"f_{band}.fits")
+        fits.PrimaryHDU(
+            np.zeros((8, 8), np.float32), header=fits.Header({"EXPTIME": 100.0})
+        ).writeto(frames / f"f_{band}.fits")
     config = parse_config(tiny(field={"kind": "fits", "directory": str(frames)}))
     before = _fingerprints(config)
     with fits.open(frames / "f_F555W.fits", mode="update") as hdus:
         hdus[0].header["EXPTIME"] = 200.0
     after = _fingerprints(config)
-    assert after["ast_train"] != before["ast_train"] and after["correct"] != before["correct"]  # downstream too
+    assert (
+        after["ast_train"] != before["ast_train"] and after["correct"] != before["correct"]
+    )  # downstream too
     assert after["library"] == before["library"]
 
 
@@ -327,9 +438,24 @@ def test_command_line_faults_are_one_line(root, artefact, capsys, monkeypatch, t
     one_line_error(capsys, "is a directory")
     assert run("predict", artefact, tmp_path, "--out", tmp_path / "o.csv") == 2
     one_line_error(capsys, "is a directory")
-    for spec, fragment in (("mock:huge", "size must be"), ("mock:small:seed=x", "seed must be an integer"),
-                           ("mockery", "unknown field kind")):
-        assert run("ast", "run", "--field", spec, "--library", root / "none.parquet", "--out", tmp_path / "c") == 2
+    for spec, fragment in (
+        ("mock:huge", "size must be"),
+        ("mock:small:seed=x", "seed must be an integer"),
+        ("mockery", "unknown field kind"),
+    ):
+        assert (
+            run(
+                "ast",
+                "run",
+                "--field",
+                spec,
+                "--library",
+                root / "none.parquet",
+                "--out",
+                tmp_path / "c",
+            )
+            == 2
+        )
         one_line_error(capsys, "table not found")  # the library is read (and checked) first
         path = root / "ok_library.parquet"
         write_table(Table.from_pandas(tiny_library(200)), path)
@@ -342,8 +468,10 @@ def test_command_line_faults_are_one_line(root, artefact, capsys, monkeypatch, t
     one_line_error(capsys, str(blocker))
 
 
-@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EACCES, "no permission"),
-                                         (errno.EROFS, "read-only")])
+@pytest.mark.parametrize(
+    "code, words",
+    [(errno.ENOSPC, "disk is full"), (errno.EACCES, "no permission"), (errno.EROFS, "read-only")],
+)
 def test_write_faults_are_one_line_and_leave_nothing(tmp_path, capsys, monkeypatch, code, words):
     import os
 
@@ -351,7 +479,9 @@ def test_write_faults_are_one_line_and_leave_nothing(tmp_path, capsys, monkeypat
         raise OSError(code, os.strerror(code), str(tmp_path / "x"))
 
     # jaxcomp library: the generation is stubbed, the write fails
-    monkeypatch.setattr("jaxcomp.library.library.generate_library", lambda n, config, **k: tiny_library(n))
+    monkeypatch.setattr(
+        "jaxcomp.library.library.generate_library", lambda n, config, **k: tiny_library(n)
+    )
     monkeypatch.setattr("jaxcomp.library.library.write_library", refuse)
     assert run("library", "--n", "20", "--out", tmp_path / "lib.parquet", "--quiet") == 2
     one_line_error(capsys, words)
@@ -387,9 +517,15 @@ def test_error_classes_keep_their_builtin_bases():
     from jaxcomp.selection import InputDomainError
     from jaxcomp.selection._safe_pickle import UnsafePickleError
 
-    for cls, base in ((C, ValueError), (ConfigError, ValueError), (RunError, RuntimeError),
-                      (InputDomainError, ValueError), (ArtefactError, ValueError), (UnsafePickleError, ValueError),
-                      (InputError, ValueError)):
+    for cls, base in (
+        (C, ValueError),
+        (ConfigError, ValueError),
+        (RunError, RuntimeError),
+        (InputDomainError, ValueError),
+        (ArtefactError, ValueError),
+        (UnsafePickleError, ValueError),
+        (InputError, ValueError),
+    ):
         assert issubclass(cls, JaxcompError) and issubclass(cls, base)
 
 
@@ -404,9 +540,16 @@ def test_an_output_modified_after_its_stage_ran_reruns_it_and_downstream(tmp_pat
         (run_dir / name).mkdir(parents=True)
         output = run_dir / name / f"{name}.parquet"
         output.write_bytes(name.encode() * 100)
-        record = {"status": "done", "fingerprint": fingerprint, "output_sha256": {output.name: file_sha256(output)}}
+        record = {
+            "status": "done",
+            "fingerprint": fingerprint,
+            "output_sha256": {output.name: file_sha256(output)},
+        }
         (run_dir / name / "stage.json").write_text(json.dumps(record))
-    assert set(stage_status(run_dir, config).values()) == {"up to date"} and plan_stages(run_dir, config) == []
+    assert (
+        set(stage_status(run_dir, config).values()) == {"up to date"}
+        and plan_stages(run_dir, config) == []
+    )
     (run_dir / "train" / "train.parquet").write_bytes(b"edited by hand")
     assert stage_status(run_dir, config)["train"] == "outputs changed"
     assert plan_stages(run_dir, config) == ["train", "validate", "correct", "fit"]

@@ -29,8 +29,11 @@ def phot(c4_checkpoint_dir):
 
 
 def physical_table():
-    return {"log_mass": REFERENCE["phys_log_mass"], "log_age": REFERENCE["phys_log_age"],
-            "av": REFERENCE["phys_av"]}
+    return {
+        "log_mass": REFERENCE["phys_log_mass"],
+        "log_age": REFERENCE["phys_log_age"],
+        "av": REFERENCE["phys_av"],
+    }
 
 
 def photometric_table():

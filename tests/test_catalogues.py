@@ -56,7 +56,8 @@ def _class_counts(t):
 
 def test_data_path_finds_shipped_files():
     for name in list(LEGUS_NGC628_FILES.values()) + [
-        "adamo17_ngc628_per_band_ast_completeness.json", "README.md"
+        "adamo17_ngc628_per_band_ast_completeness.json",
+        "README.md",
     ]:
         assert data_path("legus", name).is_file()
     assert data_path().is_dir()
@@ -83,8 +84,14 @@ def test_data_path_wheel_layout(tmp_path):
         "except FileNotFoundError as e:\n    print('ERR', e)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
     lines = res.stdout.strip().splitlines()
     assert Path(lines[0]) == pkg / "data" / "legus" / "probe.txt"
     assert lines[1].startswith("ERR") and "absent.txt" in lines[1]
@@ -171,8 +178,16 @@ def test_magnitude_sentinels_are_masked(all_c, raw_c):
 def test_unfitted_sources_have_masked_physics(all_c):
     nofit = np.asarray(all_c["n_filters"]) == 0
     assert nofit.sum() == 1179
-    for name in ("age_best_yr", "mass_best_msun", "ebv_best", "log_mass", "log_age", "av",
-                 "chi2_red", "q_prob"):
+    for name in (
+        "age_best_yr",
+        "mass_best_msun",
+        "ebv_best",
+        "log_mass",
+        "log_age",
+        "av",
+        "chi2_red",
+        "q_prob",
+    ):
         assert np.array_equal(np.asarray(all_c[name].mask), nofit), name
     # residual 200 = band not used in the fit
     for band in BANDS:
@@ -196,15 +211,19 @@ def test_av_is_3p1_ebv(all_c):
     for av, ebv in (("av", "ebv_best"), ("av_lo", "ebv_min"), ("av_hi", "ebv_max")):
         a, e = all_c[av], all_c[ebv]
         assert np.array_equal(a.mask, e.mask)
-        np.testing.assert_allclose(np.asarray(a[~a.mask]), R_V * np.asarray(e[~e.mask]),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(a[~a.mask]), R_V * np.asarray(e[~e.mask]), rtol=1e-12)
     assert R_V == 3.1
 
 
 def test_log_columns_match_linear(all_c):
-    for log, lin in (("log_mass", "mass_best_msun"), ("log_mass_lo", "mass_min_msun"),
-                     ("log_mass_hi", "mass_max_msun"), ("log_age", "age_best_yr"),
-                     ("log_age_lo", "age_min_yr"), ("log_age_hi", "age_max_yr")):
+    for log, lin in (
+        ("log_mass", "mass_best_msun"),
+        ("log_mass_lo", "mass_min_msun"),
+        ("log_mass_hi", "mass_max_msun"),
+        ("log_age", "age_best_yr"),
+        ("log_age_lo", "age_min_yr"),
+        ("log_age_hi", "age_max_yr"),
+    ):
         a, b = all_c[log], all_c[lin]
         assert np.array_equal(a.mask, b.mask)
         np.testing.assert_allclose(np.asarray(a[~a.mask]), np.log10(np.asarray(b[~b.mask])))
@@ -279,7 +298,9 @@ def test_nan_and_non_integer_class(tmp_path):
     tok[33] = "1.5"
     bad2 = tmp_path / "cls.tab"
     bad2.write_text(" ".join(tok) + "\n" + "".join(lines[1:]))
-    with pytest.raises(ValueError, match=r"cls\.tab: line 1: column 34 \(class_mode\) must be an integer"):
+    with pytest.raises(
+        ValueError, match=r"cls\.tab: line 1: column 34 \(class_mode\) must be an integer"
+    ):
         read_legus(bad2, classes=None)
 
 
@@ -319,8 +340,17 @@ def test_adamo17_50pct_matches_published():
 
 def test_adamo17_malformed(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"ngc628c": {"filters": ["ACS_F555W"], "mag": [[21, 20]],
-                                           "completeness_pct": [[100, 50]]}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "ngc628c": {
+                    "filters": ["ACS_F555W"],
+                    "mag": [[21, 20]],
+                    "completeness_pct": [[100, 50]],
+                }
+            }
+        )
+    )
     with pytest.raises(ValueError, match="not strictly increasing"):
         read_adamo17_completeness("ngc628c", path=bad)
     bad.write_text("{not json")

@@ -1,4 +1,5 @@
-"""`jaxcomp correct` and `jaxcomp fit` end to end on a simulated catalogue, and their bad-input errors."""
+"""`jaxcomp correct` and `jaxcomp fit` end to end on a simulated catalogue, and their bad-input
+errors."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ GRID = ("--grid", "41", "31", "7")
 
 
 def logistic_artefact(path):
-    """A physical SelectionFunction whose p_obs is exactly ``LogisticSelection.linear()`` (no training).
+    """A physical SelectionFunction whose p_obs is exactly ``LogisticSelection.linear()`` (no
+    training).
 
     One hidden GELU unit with a bias of 20 works in its linear regime (its argument stays
     in [10.5, 29.5] on the domain, where GELU(x) = x to float32 precision), so the logit is
@@ -36,26 +38,53 @@ def logistic_artefact(path):
     # logit = c + g . f for standardised features f = (x - mean) / scale
     slopes = np.array([1.0, -truth.age_slope, -truth.extinction_slope]) / truth.width
     g = slopes * scale
-    c = (mean[0] - truth.log_mass_50_young - truth.age_slope * mean[1] - truth.extinction_slope * mean[2]) / truth.width
+    c = (
+        mean[0]
+        - truth.log_mass_50_young
+        - truth.age_slope * mean[1]
+        - truth.extinction_slope * mean[2]
+    ) / truth.width
     k, b = 2.0, 20.0
-    tensors = {"hidden.0.kernel": (g / k).reshape(1, 3, 1), "hidden.0.bias": np.full((1, 1), b),
-               "head.kernel": np.full((1, 1, 1), k), "head.bias": np.full((1, 1), c - k * b)}
+    tensors = {
+        "hidden.0.kernel": (g / k).reshape(1, 3, 1),
+        "hidden.0.bias": np.full((1, 1), b),
+        "head.kernel": np.full((1, 1, 1), k),
+        "head.bias": np.full((1, 1), c - k * b),
+    }
     config = NetworkConfig(n_inputs=3, hidden_widths=(1,))
-    weights = _tensors_to_weights(abstract_network(config)[1],
-                                  {n: v.astype(np.float32) for n, v in tensors.items()})
-    sf = SelectionFunction.from_weights(input_specs=PHYSICAL_INPUTS, mean=mean, scale=scale, network_config=config,
-                                        weights=weights, metadata={"note": "test: linear logistic selection"})
+    weights = _tensors_to_weights(
+        abstract_network(config)[1], {n: v.astype(np.float32) for n, v in tensors.items()}
+    )
+    sf = SelectionFunction.from_weights(
+        input_specs=PHYSICAL_INPUTS,
+        mean=mean,
+        scale=scale,
+        network_config=config,
+        weights=weights,
+        metadata={"note": "test: linear logistic selection"},
+    )
     return sf.save(path)
 
 
 def photometric_artefact(path):
     config = NetworkConfig(n_inputs=5, hidden_widths=(4,))
-    tensors = {name: np.full((1, *leaf.shape), 0.1, np.float32)
-               for name, leaf in {"hidden.0.kernel": np.zeros((5, 4)), "hidden.0.bias": np.zeros(4),
-                                  "head.kernel": np.zeros((4, 1)), "head.bias": np.zeros(1)}.items()}
+    tensors = {
+        name: np.full((1, *leaf.shape), 0.1, np.float32)
+        for name, leaf in {
+            "hidden.0.kernel": np.zeros((5, 4)),
+            "hidden.0.bias": np.zeros(4),
+            "head.kernel": np.zeros((4, 1)),
+            "head.bias": np.zeros(1),
+        }.items()
+    }
     weights = _tensors_to_weights(abstract_network(config)[1], tensors)
-    sf = SelectionFunction.from_weights(input_specs=PHOTOMETRIC_INPUTS, mean=np.full(5, 25.0), scale=np.ones(5),
-                                        network_config=config, weights=weights)
+    sf = SelectionFunction.from_weights(
+        input_specs=PHOTOMETRIC_INPUTS,
+        mean=np.full(5, 25.0),
+        scale=np.ones(5),
+        network_config=config,
+        weights=weights,
+    )
     return sf.save(path)
 
 
@@ -65,7 +94,9 @@ def inputs(tmp_path_factory):
     sf_path = logistic_artefact(root / "phys.safetensors")
     sf = SelectionFunction.load(sf_path)
     x = np.array([[3.0, 6.75, 0.0], [4.5, 8.0, 1.0], [2.5, 9.5, 2.0]])
-    np.testing.assert_allclose(np.asarray(sf(x.astype(np.float32))), LogisticSelection.linear()(*x.T), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(sf(x.astype(np.float32))), LogisticSelection.linear()(*x.T), atol=1e-4
+    )
     catalogue = simulate_catalogue(MODEL, TRUTH, sf, n_obs=400, seed=3)
     catalogue.meta.clear()
     write_table(catalogue, root / "catalogue.ecsv")
@@ -78,14 +109,43 @@ def run(*argv):
 
 def test_correct_writes_tables_figures_and_record(inputs, capsys):
     out = inputs["root"] / "correct"
-    args = ("correct", inputs["catalogue"], "--selection", inputs["sf"], *GRID, "--out", out,
-            "--mass-function", "power_law", "--mass-alpha", "-2.0", "--age-function", "power_law",
-            "--age-alpha", "-0.8", "--age-support", "6", "10.17", "--mass-bins", "2", "8", "0.25")
+    args = (
+        "correct",
+        inputs["catalogue"],
+        "--selection",
+        inputs["sf"],
+        *GRID,
+        "--out",
+        out,
+        "--mass-function",
+        "power_law",
+        "--mass-alpha",
+        "-2.0",
+        "--age-function",
+        "power_law",
+        "--age-alpha",
+        "-0.8",
+        "--age-support",
+        "6",
+        "10.17",
+        "--mass-bins",
+        "2",
+        "8",
+        "0.25",
+    )
     assert run(*args) == 0
     printed = capsys.readouterr().out
     assert "evaluating the selection function" in printed and "p(A_V):" in printed
-    for name in ("caf.ecsv", "cmf.ecsv", "caf.png", "cmf.png", "av_distribution.ecsv", "correct.json",
-                 "selection_grid_41x31x7.npz", "selection_grid_41x31x7.json"):
+    for name in (
+        "caf.ecsv",
+        "cmf.ecsv",
+        "caf.png",
+        "cmf.png",
+        "av_distribution.ecsv",
+        "correct.json",
+        "selection_grid_41x31x7.npz",
+        "selection_grid_41x31x7.json",
+    ):
         assert (out / name).is_file(), name
     caf, cmf = Table.read(out / "caf.ecsv"), Table.read(out / "cmf.ecsv")
     for table in (caf, cmf):
@@ -98,11 +158,21 @@ def test_correct_writes_tables_figures_and_record(inputs, capsys):
     assert np.asarray(cmf["n_raw"]).sum() == 400  # every simulated mass lies in [2, 8]
     record = json.loads((out / "correct.json").read_text())
     assert record["status"] == "complete"
-    assert record["configuration"]["mass_function"] == {"form": "power_law", "alpha": -2.0, "support": [2.0, 8.0]}
-    assert len(record["inputs"]["catalogue"]["sha256"]) == 64 and len(record["inputs"]["selection"]["sha256"]) == 64
+    assert record["configuration"]["mass_function"] == {
+        "form": "power_law",
+        "alpha": -2.0,
+        "support": [2.0, 8.0],
+    }
+    assert (
+        len(record["inputs"]["catalogue"]["sha256"]) == 64
+        and len(record["inputs"]["selection"]["sha256"]) == 64
+    )
     assert {"jaxcomp", "jax", "numpyro", "numpy"} <= set(record["versions"])
     assert record["results"]["cmf"]["n_corr"] > record["results"]["cmf"]["n_raw"]
-    assert sum(record["results"]["av_distribution"]["counts"]) == record["results"]["av_distribution"]["n_selected"]
+    assert (
+        sum(record["results"]["av_distribution"]["counts"])
+        == record["results"]["av_distribution"]["n_selected"]
+    )
 
     # same configuration: reruns and reuses the cached grid
     assert run(*args) == 0
@@ -114,14 +184,42 @@ def test_correct_writes_tables_figures_and_record(inputs, capsys):
     assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
     assert run(*args, "--av", "uniform", "--overwrite") == 0
     assert "reusing the cached selection grid" in capsys.readouterr().out
-    assert json.loads((out / "correct.json").read_text())["configuration"]["av"]["mode"] == "uniform"
+    assert (
+        json.loads((out / "correct.json").read_text())["configuration"]["av"]["mode"] == "uniform"
+    )
 
 
 def test_fit_short_chain(inputs, capsys):
     out = inputs["root"] / "fit"
-    assert run("fit", inputs["catalogue"], "--selection", inputs["sf"], "--grid", "61", "41", "7", "--out", out,
-               "--mass", "power_law", "--age", "power_law", "--chains", "1", "--warmup", "50", "--samples", "50",
-               "--seed", "4", "--ppc-draws", "4") == 0
+    assert (
+        run(
+            "fit",
+            inputs["catalogue"],
+            "--selection",
+            inputs["sf"],
+            "--grid",
+            "61",
+            "41",
+            "7",
+            "--out",
+            out,
+            "--mass",
+            "power_law",
+            "--age",
+            "power_law",
+            "--chains",
+            "1",
+            "--warmup",
+            "50",
+            "--samples",
+            "50",
+            "--seed",
+            "4",
+            "--ppc-draws",
+            "4",
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     printed = captured.out
     assert "fitting power-law CMF" in printed and "divergences" in printed
@@ -129,7 +227,10 @@ def test_fit_short_chain(inputs, capsys):
         assert (out / name).is_file(), name
     record = json.loads((out / "fit.json").read_text())
     assert record["seed"] == 4 and record["status"] == "complete"
-    assert record["idata"]["file"] in ("idata.nc", "idata.json") and (out / record["idata"]["file"]).is_file()
+    assert (
+        record["idata"]["file"] in ("idata.nc", "idata.json")
+        and (out / record["idata"]["file"]).is_file()
+    )
     diagnostics = record["diagnostics"]
     assert {"num_divergences", "max_r_hat", "min_ess_bulk", "r_hat", "ess_bulk"} <= set(diagnostics)
     assert diagnostics["num_divergences"] <= 3
@@ -160,9 +261,18 @@ def test_bad_inputs_exit_2_with_one_line(inputs, capsys):
         ((root / "missing.ecsv", "--selection", inputs["sf"]), "catalogue not found"),
         ((inputs["catalogue"], "--selection", root / "missing.safetensors"), "artefact not found"),
         ((root / "renamed.ecsv", "--selection", inputs["sf"]), "lacks column(s) av"),
-        ((root / "broken.csv", "--selection", inputs["sf"]), "4 of 400 row(s) have NaN, masked or sentinel"),
-        ((inputs["catalogue"], "--selection", root / "phot.safetensors"), "physical one of (log_mass, log_age, av)"),
-        ((inputs["catalogue"], "--selection", inputs["sf"], "--out", root / "occupied"), "holds files of no"),
+        (
+            (root / "broken.csv", "--selection", inputs["sf"]),
+            "4 of 400 row(s) have NaN, masked or sentinel",
+        ),
+        (
+            (inputs["catalogue"], "--selection", root / "phot.safetensors"),
+            "physical one of (log_mass, log_age, av)",
+        ),
+        (
+            (inputs["catalogue"], "--selection", inputs["sf"], "--out", root / "occupied"),
+            "holds files of no",
+        ),
         ((inputs["catalogue"],), "give --selection"),
     ]
     for command in ("correct", "fit"):
@@ -173,15 +283,49 @@ def test_bad_inputs_exit_2_with_one_line(inputs, capsys):
             error = capsys.readouterr().err
             assert error.startswith("jaxcomp: error: ") and message in error, (command, error)
             assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
-    assert not (root / f"never_correct").exists() and not (root / f"never_fit").exists()
+    assert not (root / "never_correct").exists() and not (root / "never_fit").exists()
     assert (root / "occupied" / "notes.txt").read_text() == "mine"
     # the messages name the fixes, and the fixes work as far as the checks go
-    assert run("correct", root / "broken.csv", "--selection", inputs["sf"], "--out", root / "occupied", *GRID) == 2
+    assert (
+        run(
+            "correct",
+            root / "broken.csv",
+            "--selection",
+            inputs["sf"],
+            "--out",
+            root / "occupied",
+            *GRID,
+        )
+        == 2
+    )
     assert "--drop-invalid" in capsys.readouterr().err
-    assert run("correct", root / "renamed.ecsv", "--selection", inputs["sf"], "--columns", "av=A_V",
-               "--out", root / "occupied", *GRID) == 2
+    assert (
+        run(
+            "correct",
+            root / "renamed.ecsv",
+            "--selection",
+            inputs["sf"],
+            "--columns",
+            "av=A_V",
+            "--out",
+            root / "occupied",
+            *GRID,
+        )
+        == 2
+    )
     assert "holds files of no" in capsys.readouterr().err  # past the column check
-    assert run("correct", root / "broken.csv", "--selection", inputs["sf"], "--drop-invalid",
-               "--out", root / "occupied", *GRID) == 2
+    assert (
+        run(
+            "correct",
+            root / "broken.csv",
+            "--selection",
+            inputs["sf"],
+            "--drop-invalid",
+            "--out",
+            root / "occupied",
+            *GRID,
+        )
+        == 2
+    )
     captured = capsys.readouterr()
     assert "dropped 4 of 400 catalogue rows" in captured.out and "holds files of no" in captured.err

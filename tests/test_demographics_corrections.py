@@ -44,7 +44,9 @@ def simulated():
         grid = SelectionGrid.from_selection(selection, shape=(241, 141, 31))
         p_mass = np.asarray(p_corr_log_mass(grid, age, av))
         p_age = np.asarray(p_corr_log_age(grid, mass, av))
-    return dict(log_mass=log_mass, log_age=log_age, detected=detected, grid=grid, p_mass=p_mass, p_age=p_age)
+    return dict(
+        log_mass=log_mass, log_age=log_age, detected=detected, grid=grid, p_mass=p_mass, p_age=p_age
+    )
 
 
 @pytest.mark.parametrize("quantity", ["log_mass", "log_age"])
@@ -86,7 +88,9 @@ def test_clipping_masking_percentiles_and_empty_bins():
     p16, p84 = np.percentile([0.5, 0.25, 0.5, 1.0], [16, 84])
     assert _values(age["n_corr_hi"])[0] == pytest.approx(4 / p16)
     assert _values(age["n_corr_lo"])[0] == pytest.approx(4 / p84)
-    assert bool(age["masked"][1]) and np.ma.is_masked(age["n_corr"][1])  # mean (1e-10 + 1e-4)/2 < 1e-3
+    assert bool(age["masked"][1]) and np.ma.is_masked(
+        age["n_corr"][1]
+    )  # mean (1e-10 + 1e-4)/2 < 1e-3
     assert not age["masked"][0] and not age["masked"][3]
     assert _values(age["n_corr"])[3] == 0.0 and np.isnan(_values(age["p_mean"])[3])
     assert age.meta["n_clipped"] == 1
@@ -99,7 +103,9 @@ def test_clipping_masking_percentiles_and_empty_bins():
     # a callable p_corr gives the same table
     nodes, table_p = np.array([0.0, 5.0]), np.array([0.5, 0.5])
     by_callable = corrected_counts(values, lambda x: interpolate_marginal(nodes, table_p, x), bins)
-    np.testing.assert_allclose(_values(by_callable["n_corr"])[:3], _values(by_callable["n_raw"])[:3] / 0.5)
+    np.testing.assert_allclose(
+        _values(by_callable["n_corr"])[:3], _values(by_callable["n_raw"])[:3] / 0.5
+    )
 
 
 def test_bad_inputs_are_rejected():

@@ -31,35 +31,72 @@ def _np_schechter(alpha, log_break):
 
 
 def _np_broken(alpha, log_break, alpha_young=0.0):
-    return lambda x: np.exp(np.where(x < log_break, alpha_young + 1, alpha + 1) * LN10 * (x - log_break))
+    return lambda x: np.exp(
+        np.where(x < log_break, alpha_young + 1, alpha + 1) * LN10 * (x - log_break)
+    )
 
 
 def _np_histogram(edges, weights):
     edges, weights = np.asarray(edges, float), np.asarray(weights, float)
     density = weights / weights.sum() / np.diff(edges)
-    return lambda x: density[np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(weights) - 1)]
+    return lambda x: density[
+        np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(weights) - 1)
+    ]
 
 
 # name: (constructor, kwargs, independent NumPy density up to a constant, breakpoints)
 CASES = {
     "adamo_mass": (PowerLawLogMass, dict(alpha=-2.09), _np_power(-2.09), [2.0, 8.0]),
-    "flat_mass": (PowerLawLogMass, dict(alpha=-1.0, log_mass_min=3.0, log_mass_max=6.5), _np_power(-1.0),
-                  [3.0, 6.5]),
+    "flat_mass": (
+        PowerLawLogMass,
+        dict(alpha=-1.0, log_mass_min=3.0, log_mass_max=6.5),
+        _np_power(-1.0),
+        [3.0, 6.5],
+    ),
     "rising_mass": (PowerLawLogMass, dict(alpha=0.5), _np_power(0.5), [2.0, 8.0]),
-    "tang_mass": (SchechterLogMass, dict(alpha=-2.16, log_mass_break=5.61), _np_schechter(-2.16, 5.61),
-                  [2.0, 8.0]),
-    "schechter_low_break": (SchechterLogMass, dict(alpha=-1.5, log_mass_break=2.5), _np_schechter(-1.5, 2.5),
-                            [2.0, 8.0]),
-    "schechter_high_break": (SchechterLogMass, dict(alpha=-2.5, log_mass_break=9.0), _np_schechter(-2.5, 9.0),
-                             [2.0, 8.0]),
+    "tang_mass": (
+        SchechterLogMass,
+        dict(alpha=-2.16, log_mass_break=5.61),
+        _np_schechter(-2.16, 5.61),
+        [2.0, 8.0],
+    ),
+    "schechter_low_break": (
+        SchechterLogMass,
+        dict(alpha=-1.5, log_mass_break=2.5),
+        _np_schechter(-1.5, 2.5),
+        [2.0, 8.0],
+    ),
+    "schechter_high_break": (
+        SchechterLogMass,
+        dict(alpha=-2.5, log_mass_break=9.0),
+        _np_schechter(-2.5, 9.0),
+        [2.0, 8.0],
+    ),
     "adamo_age": (PowerLawLogAge, dict(alpha=-0.8), _np_power(-0.8), [6.0, 8.3]),
-    "tang_age": (BrokenPowerLawLogAge, dict(), _np_broken(-1.41, 8.22), [5.0, 8.22, np.log10(1.5e10)]),
-    "break_outside": (BrokenPowerLawLogAge, dict(log_age_break=11.0), _np_broken(-1.41, 11.0),
-                      [5.0, np.log10(1.5e10)]),
-    "av_histogram": (PiecewiseConstantAV, dict(weights=[8.0, 4.0, 3.0, 2.0]),
-                     _np_histogram([0, 0.75, 1.5, 2.25, 3], [8, 4, 3, 2]), [0.0, 0.75, 1.5, 2.25, 3.0]),
-    "av_empty_bin": (PiecewiseConstantAV, dict(edges=[0.0, 0.5, 1.0, 3.0], weights=[1.0, 0.0, 2.0]),
-                     _np_histogram([0, 0.5, 1, 3], [1, 0, 2]), [0.0, 0.5, 1.0, 3.0]),
+    "tang_age": (
+        BrokenPowerLawLogAge,
+        dict(),
+        _np_broken(-1.41, 8.22),
+        [5.0, 8.22, np.log10(1.5e10)],
+    ),
+    "break_outside": (
+        BrokenPowerLawLogAge,
+        dict(log_age_break=11.0),
+        _np_broken(-1.41, 11.0),
+        [5.0, np.log10(1.5e10)],
+    ),
+    "av_histogram": (
+        PiecewiseConstantAV,
+        dict(weights=[8.0, 4.0, 3.0, 2.0]),
+        _np_histogram([0, 0.75, 1.5, 2.25, 3], [8, 4, 3, 2]),
+        [0.0, 0.75, 1.5, 2.25, 3.0],
+    ),
+    "av_empty_bin": (
+        PiecewiseConstantAV,
+        dict(edges=[0.0, 0.5, 1.0, 3.0], weights=[1.0, 0.0, 2.0]),
+        _np_histogram([0, 0.5, 1, 3], [1, 0, 2]),
+        [0.0, 0.5, 1.0, 3.0],
+    ),
 }
 
 
@@ -79,12 +116,16 @@ def test_normalised_against_scipy_quad(name):
         x = np.linspace(lo, hi, 41)[1:-1] + 1e-3
         positive = f(x) > 0
         expected = np.log(f(x[positive]) / total)
-        np.testing.assert_allclose(np.asarray(d.log_prob(x[positive])), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(d.log_prob(x[positive])), expected, rtol=1e-6, atol=1e-6
+        )
         # relative normalisation error < 1e-6
         assert np.max(np.abs(np.exp(np.asarray(d.log_prob(x[positive])) - expected) - 1)) < 1e-6
         # the CDF is the integral of the density
         for q in np.linspace(lo, hi, 5)[1:-1]:
-            assert float(d.cdf(q)) == pytest.approx(_quad(f, lo, q, breakpoints) / total, rel=1e-6, abs=1e-12)
+            assert float(d.cdf(q)) == pytest.approx(
+                _quad(f, lo, q, breakpoints) / total, rel=1e-6, abs=1e-12
+            )
         # zero density outside the support (no warning without validation)
         unchecked = cls(**kwargs, validate_args=False)
         assert float(jnp.exp(unchecked.log_prob(lo - 0.1))) == 0.0
@@ -97,14 +138,17 @@ def test_schechter_normalisation_over_parameter_range():
     rng = np.random.default_rng(3)
     with jax.enable_x64(True):
         alphas, breaks = rng.uniform(-3.0, 0.0, 12), rng.uniform(1.0, 9.0, 12)
-        log_norms = np.asarray(SchechterLogMass(jnp.asarray(alphas), jnp.asarray(breaks)).log_normaliser())
+        log_norms = np.asarray(
+            SchechterLogMass(jnp.asarray(alphas), jnp.asarray(breaks)).log_normaliser()
+        )
         for alpha, log_break, log_norm in zip(alphas, breaks, log_norms):
             expected = _quad(_np_schechter(alpha, log_break), 2.0, 8.0, [])
             assert log_norm == pytest.approx(np.log(expected), abs=1e-9)
 
 
 @pytest.mark.parametrize(
-    "name", ["adamo_mass", "tang_mass", "schechter_high_break", "adamo_age", "tang_age", "av_empty_bin"]
+    "name",
+    ["adamo_mass", "tang_mass", "schechter_high_break", "adamo_age", "tang_age", "av_empty_bin"],
 )
 def test_samples_follow_the_distribution(name):
     cls, kwargs, f, breakpoints = CASES[name]
@@ -113,7 +157,10 @@ def test_samples_follow_the_distribution(name):
         d = cls(**kwargs)
         samples = np.asarray(d.sample(jax.random.PRNGKey(7), (20000,)))
         assert samples.shape == (20000,) and np.all((samples >= lo) & (samples <= hi))
-        cdf = lambda x: np.asarray(d.cdf(jnp.asarray(x)))  # checked against quad above
+
+        def cdf(x):
+            return np.asarray(d.cdf(jnp.asarray(x)))  # checked against quad above
+
         assert stats.kstest(samples, cdf).pvalue > 1e-3
         # histogram of the samples against bin probabilities (chi-square)
         edges = np.linspace(lo, hi, 21)
@@ -142,8 +189,11 @@ def _finite_difference(f, x, h=1e-6):
         # PowerLawLogAge(alpha, log_age_min, log_age_max)
         (lambda t: PowerLawLogAge(t[0], t[1], t[2]), [-0.8, 6.0, 8.3], [7.1]),
         # BrokenPowerLawLogAge(alpha, log_age_break, alpha_young, log_age_min, log_age_max)
-        (lambda t: BrokenPowerLawLogAge(t[0], t[1], t[2], t[3], t[4]), [-1.41, 8.22, 0.0, 5.0, 10.1],
-         [7.0, 8.9]),
+        (
+            lambda t: BrokenPowerLawLogAge(t[0], t[1], t[2], t[3], t[4]),
+            [-1.41, 8.22, 0.0, 5.0, 10.1],
+            [7.0, 8.9],
+        ),
         # PiecewiseConstantAV weights
         (lambda t: PiecewiseConstantAV(weights=t), [8.0, 4.0, 3.0, 2.0], [0.3, 2.5]),
     ],
@@ -163,7 +213,10 @@ def test_log_prob_gradients_match_finite_differences(make, theta0, values):
 def test_gradient_of_the_power_law_at_flat_slope_is_finite():
     with jax.enable_x64(True):
         for make in (PowerLawLogMass, PowerLawLogAge):
-            f = lambda a: make(a).log_prob(6.5 if make is PowerLawLogMass else 7.0)
+
+            def f(a):
+                return make(a).log_prob(6.5 if make is PowerLawLogMass else 7.0)
+
             g = float(jax.grad(f)(-1.0))
             assert np.isfinite(g)
             assert g == pytest.approx(float(_finite_difference(f, -1.0, 1e-5)), rel=1e-6)
@@ -232,5 +285,7 @@ def test_import_changes_no_global_jax_config():
         "import jax; before = jax.config.jax_enable_x64; import jaxcomp.demographics; "
         "assert jax.config.jax_enable_x64 == before == False; print('ok')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr

@@ -22,7 +22,12 @@ from jaxcomp.selection.synthetic import LogisticSelection
 matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parents[1]
-TRUTH = {"alpha_M": -2.0, "log_M_break": 5.0, "alpha_T": -0.8, "av_weights": np.array([0.4, 0.3, 0.2, 0.1])}
+TRUTH = {
+    "alpha_M": -2.0,
+    "log_M_break": 5.0,
+    "alpha_T": -0.8,
+    "av_weights": np.array([0.4, 0.3, 0.2, 0.1]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,9 @@ def recovery():
     grid = SelectionGrid.from_selection(selection, shape=(121, 81, 13))
     model = PopulationModel(mass="schechter", age="power_law", av="piecewise")
     catalogue = simulate_catalogue(model, TRUTH, selection, n_obs=600, seed=11)
-    result = fit_population(catalogue, grid, model, num_warmup=200, num_samples=200, num_chains=2, seed=5)
+    result = fit_population(
+        catalogue, grid, model, num_warmup=200, num_samples=200, num_chains=2, seed=5
+    )
     return catalogue, result
 
 
@@ -73,8 +80,9 @@ def test_posterior_predictive_histograms_and_plots(recovery):
         entry = ppc[column]
         assert entry["replicated"].shape == (20, len(entry["edges"]) - 1)
         assert entry["replicated"].sum(axis=1).max() <= len(catalogue)
-        assert entry["observed"].sum() == np.sum((catalogue[column] >= entry["edges"][0])
-                                                 & (catalogue[column] <= entry["edges"][-1]))
+        assert entry["observed"].sum() == np.sum(
+            (catalogue[column] >= entry["edges"][0]) & (catalogue[column] <= entry["edges"][-1])
+        )
         # the observed histogram lies mostly inside the 99% predictive band
         low, high = np.quantile(entry["replicated"], [0.005, 0.995], axis=0)
         inside = (entry["observed"] >= low - 2) & (entry["observed"] <= high + 2)
@@ -97,17 +105,32 @@ def test_extra_p_obs_factor_is_biased_with_measurement_errors():
     """
     selection = LogisticSelection.linear()
     sigma = (0.3, 0.2, 0.0)
-    grid = SelectionGrid.from_selection(smoothed_selection(selection, sigma, n_nodes=12), shape=(121, 61, 25))
-    base = dict(mass="power_law", age="power_law", av="fixed", log_age_range=(6.0, 9.0),
-                measurement_error="samples", error_columns=("log_mass", "log_age"))
+    grid = SelectionGrid.from_selection(
+        smoothed_selection(selection, sigma, n_nodes=12), shape=(121, 61, 25)
+    )
+    base = dict(
+        mass="power_law",
+        age="power_law",
+        av="fixed",
+        log_age_range=(6.0, 9.0),
+        measurement_error="samples",
+        error_columns=("log_mass", "log_age"),
+    )
     settings = dict(num_warmup=120, num_samples=120, num_chains=1)
     correct = PopulationFitter(PopulationModel(**base), grid, **settings)
     biased = PopulationFitter(PopulationModel(**base, per_object_p_obs=True), grid, **settings)
     truth = {"alpha_M": -2.0, "alpha_T": -0.8}
     means = {"correct": [], "biased": []}
     for seed in range(10):
-        catalogue = simulate_catalogue(correct.model, truth, selection, n_obs=300, seed=seed,
-                                       measurement_sigma=sigma, select_on="data")
+        catalogue = simulate_catalogue(
+            correct.model,
+            truth,
+            selection,
+            n_obs=300,
+            seed=seed,
+            measurement_sigma=sigma,
+            select_on="data",
+        )
         for label, fitter in (("correct", correct), ("biased", biased)):
             result = fitter.fit(catalogue, seed=seed, n_object_samples=32, log_likelihood=False)
             means[label].append([result.mean("alpha_M"), result.mean("alpha_T")])
@@ -126,9 +149,19 @@ def test_sbc_script_small_run(tmp_path):
     sbc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sbc)
     model = PopulationModel(mass="power_law", age="power_law", av="fixed", log_age_range=(6.0, 9.5))
-    results = sbc.run_sbc(n_catalogues=4, n_obs=100, num_warmup=150, num_samples=150, num_chains=1,
-                          n_rank_draws=19, n_rank_bins=4, grid_shape=(61, 36, 7), model=model,
-                          output_dir=tmp_path, verbose=False)
+    results = sbc.run_sbc(
+        n_catalogues=4,
+        n_obs=100,
+        num_warmup=150,
+        num_samples=150,
+        num_chains=1,
+        n_rank_draws=19,
+        n_rank_bins=4,
+        grid_shape=(61, 36, 7),
+        model=model,
+        output_dir=tmp_path,
+        verbose=False,
+    )
     assert results["n_done"] == 4
     assert set(results["summary"]) == {"alpha_M", "alpha_T", "pooled"}
     for entry in results["summary"].values():
@@ -149,7 +182,9 @@ def test_coarse_grid_is_reported_with_its_quadrature_error():
 
     selection = LogisticSelection()
     model = PopulationModel(mass="schechter", age="power_law", av="piecewise")
-    fine = LikelihoodGrid.build(SelectionGrid.from_selection(selection, shape=(241, 161, 13)), model.av_edges)
+    fine = LikelihoodGrid.build(
+        SelectionGrid.from_selection(selection, shape=(241, 161, 13)), model.av_edges
+    )
     coarse_grid = SelectionGrid.from_selection(selection, shape=(9, 7, 5))
     coarse = LikelihoodGrid.build(coarse_grid, model.av_edges)
     alpha_fine, error_fine = quadrature_error(model, TRUTH, fine)
@@ -169,12 +204,24 @@ def test_chain_methods_give_the_same_draws():
     selection = LogisticSelection()
     grid = SelectionGrid.from_selection(selection, shape=(61, 41, 9))
     model = PopulationModel(mass="power_law", age="power_law", av="piecewise")
-    catalogue = simulate_catalogue(model, {"alpha_M": -2.0, "alpha_T": -0.8, "av_weights": TRUTH["av_weights"]},
-                                   selection, n_obs=150, seed=4)
+    catalogue = simulate_catalogue(
+        model,
+        {"alpha_M": -2.0, "alpha_T": -0.8, "av_weights": TRUTH["av_weights"]},
+        selection,
+        n_obs=150,
+        seed=4,
+    )
     draws = {}
     for method in ("parallel", "sequential", "vectorized"):
-        fitter = PopulationFitter(model, grid, num_warmup=40, num_samples=30, num_chains=3, chain_method=method,
-                                  num_workers=2)
+        fitter = PopulationFitter(
+            model,
+            grid,
+            num_warmup=40,
+            num_samples=30,
+            num_chains=3,
+            chain_method=method,
+            num_workers=2,
+        )
         result = fitter.fit(catalogue, seed=9, log_likelihood=False)
         draws[method] = np.asarray(result.idata.posterior["alpha_M"])
     assert draws["parallel"].shape == (3, 30)

@@ -116,10 +116,16 @@ def test_extinction_polynomials_accurate_between_nodes(photometry):
     from jaxcomp.library.stellar_grid import star_photometry_from_band_grid
 
     grid = photometry.band_grid
-    check = [i for i, a in enumerate(grid.av_nodes) if not np.any(np.isclose(a, photometry.extinction_fit_av))]
+    check = [
+        i
+        for i, a in enumerate(grid.av_nodes)
+        if not np.any(np.isclose(a, photometry.extinction_fit_av))
+    ]
     assert len(check) >= 3
     rows = np.arange(0, photometry.log_age.size, 7)
-    _, exact = star_photometry_from_band_grid(grid, photometry.log_luminosity[rows], photometry.log_teff[rows], photometry.log_g[rows])
+    _, exact = star_photometry_from_band_grid(
+        grid, photometry.log_luminosity[rows], photometry.log_teff[rows], photometry.log_g[rows]
+    )
     for i in check:
         approx = photometry.band_extinction(grid.av_nodes[i], rows)
         assert np.max(np.abs(approx - exact[..., i])) < 0.002
@@ -132,14 +138,20 @@ def test_imf_normalisation_and_shape():
     assert chab.mass_fraction_below(0.08) == pytest.approx(0.0)
     assert 0.6 < chab.mean_mass < 0.8
     # continuity of dN/dm at the Chabrier 1 Msun joint, and the Salpeter slope above it
-    assert chab.dn_dm(np.array([1 - 1e-9]))[0] == pytest.approx(chab.dn_dm(np.array([1 + 1e-9]))[0], rel=1e-6)
+    assert chab.dn_dm(np.array([1 - 1e-9]))[0] == pytest.approx(
+        chab.dn_dm(np.array([1 + 1e-9]))[0], rel=1e-6
+    )
     slope = np.log(chab.dn_dm(np.array([20.0]))[0] / chab.dn_dm(np.array([10.0]))[0]) / np.log(2.0)
     assert slope == pytest.approx(-2.35)
     kroupa = IMF("kroupa2001")
-    slope = np.log(kroupa.dn_dm(np.array([0.4]))[0] / kroupa.dn_dm(np.array([0.2]))[0]) / np.log(2.0)
+    slope = np.log(kroupa.dn_dm(np.array([0.4]))[0] / kroupa.dn_dm(np.array([0.2]))[0]) / np.log(
+        2.0
+    )
     assert slope == pytest.approx(-1.3)
     u = np.linspace(0, 1, 1001)
-    np.testing.assert_allclose(chab.number_fraction_below(chab.mass_at_number_fraction(u)), u, atol=1e-12)
+    np.testing.assert_allclose(
+        chab.number_fraction_below(chab.mass_at_number_fraction(u)), u, atol=1e-12
+    )
 
 
 def test_sample_imf_mass_budget_and_seed():
@@ -160,11 +172,20 @@ def test_deterministic_mode_equals_ssp(model):
     ages = np.array([6.0, 6.73, 7.5, 8.4, 9.2, 10.0])
     for av in (0.0, 1.3, 3.0):
         ssp = model.ssp_magnitudes(ages, av)
-        det = model.cluster_magnitudes(np.zeros(ages.size), ages, np.full(ages.size, av), rng=0, stochastic=False, distance_modulus=0.0)
+        det = model.cluster_magnitudes(
+            np.zeros(ages.size),
+            ages,
+            np.full(ages.size, av),
+            rng=0,
+            stochastic=False,
+            distance_modulus=0.0,
+        )
         assert np.max(np.abs(det - ssp)) < 1e-3
     # a 10^4 Msun cluster is 10 mag brighter than 1 Msun; distance modulus adds on
     apparent = cluster_magnitudes(4.0, 8.0, 0.5, rng=0, stochastic=False, model=model)
-    np.testing.assert_allclose(apparent[0], ssp_magnitudes(8.0, 0.5, model=model)[0] - 10.0 + 29.98, atol=1e-3)
+    np.testing.assert_allclose(
+        apparent[0], ssp_magnitudes(8.0, 0.5, model=model)[0] - 10.0 + 29.98, atol=1e-3
+    )
 
 
 def test_age_interpolation_is_continuous(model):
@@ -196,7 +217,9 @@ def test_stochastic_scatter_shrinks_as_inverse_sqrt_mass(model):
     rel_scatter, mean_offset = [], []
     ssp = model.ssp_magnitudes(log_age)[0, band]
     for i, lm in enumerate(log_masses):
-        mags = model.cluster_magnitudes(np.full(n_rep, lm), log_age, 0.0, rng=100 + i, distance_modulus=0.0)[:, band]
+        mags = model.cluster_magnitudes(
+            np.full(n_rep, lm), log_age, 0.0, rng=100 + i, distance_modulus=0.0
+        )[:, band]
         flux = 10 ** (-0.4 * (mags + 2.5 * lm))  # per Msun
         rel_scatter.append(flux.std() / flux.mean())
         mean_offset.append(-2.5 * np.log10(flux.mean()) - ssp)
@@ -248,8 +271,12 @@ def test_bad_inputs_raise_clear_errors(model, photometry):
     with pytest.raises(ValueError, match="explicit random source"):
         model.cluster_magnitudes(4.0, 7.0, 0.0, rng=None)
     # clamping is explicit and flagged-by-caller
-    clamped = model.cluster_magnitudes(4.0, 5.2, 0.0, rng=0, age_out_of_range="clamp", stochastic=False)
-    youngest = model.cluster_magnitudes(4.0, model.isochrone_log_ages[0], 0.0, rng=0, stochastic=False)
+    clamped = model.cluster_magnitudes(
+        4.0, 5.2, 0.0, rng=0, age_out_of_range="clamp", stochastic=False
+    )
+    youngest = model.cluster_magnitudes(
+        4.0, model.isochrone_log_ages[0], 0.0, rng=0, stochastic=False
+    )
     np.testing.assert_allclose(clamped, youngest)
 
 
@@ -285,11 +312,20 @@ def test_corrupt_data_files_raise(tmp_path):
 
 # -------------------------------------------------------------------------- library
 def test_generate_library_columns_seed_and_ranges(model, tmp_path):
-    frame = generate_library(400, LibraryConfig(chunk_size=150, nebular=False), seed=11, model=model)
+    stellar_150 = LibraryConfig(chunk_size=150, nebular=False)
+    frame = generate_library(400, stellar_150, seed=11, model=model)
     assert tuple(frame.columns) == LIBRARY_COLUMNS
     assert list(frame.columns[:10]) == [
-        "cluster_id", "log_mass", "log_age", "av", "r_eff_pc",
-        "mag_F275W", "mag_F336W", "mag_F435W", "mag_F555W", "mag_F814W",
+        "cluster_id",
+        "log_mass",
+        "log_age",
+        "av",
+        "r_eff_pc",
+        "mag_F275W",
+        "mag_F336W",
+        "mag_F435W",
+        "mag_F555W",
+        "mag_F814W",
     ]
     meta = frame.attrs["jaxcomp_library"]
     assert meta["seed"] == 11 and meta["config"]["radius_model"] == "flat"
@@ -298,11 +334,13 @@ def test_generate_library_columns_seed_and_ranges(model, tmp_path):
     assert set(frame["r_eff_pc"]) <= set(range(1, 11))
     grid = model.isochrone_log_ages
     expected_clamped = (frame["log_age"] < grid[0]) | (frame["log_age"] > grid[-1])
-    assert (frame["age_clamped"] == expected_clamped).all() and meta["n_age_clamped"] == expected_clamped.sum()
+    assert (frame["age_clamped"] == expected_clamped).all() and meta[
+        "n_age_clamped"
+    ] == expected_clamped.sum()
     assert np.isfinite(frame.filter(like="mag_").to_numpy()).all()
-    again = generate_library(400, LibraryConfig(chunk_size=150, nebular=False), seed=11, model=model)
+    again = generate_library(400, stellar_150, seed=11, model=model)
     np.testing.assert_array_equal(frame.drop(columns=[]).to_numpy(), again.to_numpy())
-    other = generate_library(400, LibraryConfig(chunk_size=150, nebular=False), seed=12, model=model)
+    other = generate_library(400, stellar_150, seed=12, model=model)
     assert not np.array_equal(frame["mag_F555W"].to_numpy(), other["mag_F555W"].to_numpy())
 
     path = write_library(frame, tmp_path / "library.parquet")
@@ -345,10 +383,18 @@ def test_library_from_properties_matches_generate_library():
 
     config = LibraryConfig(log_mass_range=(2.0, 4.0))
     reference = generate_library(40, config, seed=7)
-    again = library_from_properties(reference["log_mass"], reference["log_age"], reference["av"], config, seed=7,
-                                    r_eff_pc=reference["r_eff_pc"])
+    again = library_from_properties(
+        reference["log_mass"],
+        reference["log_age"],
+        reference["av"],
+        config,
+        seed=7,
+        r_eff_pc=reference["r_eff_pc"],
+    )
     for column in reference.columns:
-        np.testing.assert_array_equal(np.asarray(again[column]), np.asarray(reference[column]), err_msg=column)
+        np.testing.assert_array_equal(
+            np.asarray(again[column]), np.asarray(reference[column]), err_msg=column
+        )
     drawn = library_from_properties(np.full(5, 6.0), np.full(5, 7.0), np.zeros(5), config, seed=1)
     assert set(np.asarray(drawn["r_eff_pc"])) <= set(range(1, 11))
     with pytest.raises(ValueError, match="av must be >= 0"):

@@ -21,7 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _raw_directory():
-    for candidate in (os.environ.get("JAXCOMP_STELLAR_RAW"), REPO.parent / "shared" / "data" / "stellar", "/work/shared/data/stellar"):
+    for candidate in (
+        os.environ.get("JAXCOMP_STELLAR_RAW"),
+        REPO.parent / "shared" / "data" / "stellar",
+        "/work/shared/data/stellar",
+    ):
         if candidate and (Path(candidate) / "isochrones" / "padova2007_z0.0190.dat").is_file():
             return Path(candidate)
     return None
@@ -33,24 +37,45 @@ pytestmark = pytest.mark.skipif(RAW is None, reason="raw stellar inputs not avai
 
 def test_build_script_reproduces_shipped_padova_table(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "build_star_photometry.py"), "--raw-dir", str(RAW),
-         "--isochrones", "padova2007_z0.0190", "--output-dir", str(tmp_path), "--extra-band", "wfc3_uvis_f555w"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "build_star_photometry.py"),
+            "--raw-dir",
+            str(RAW),
+            "--isochrones",
+            "padova2007_z0.0190",
+            "--output-dir",
+            str(tmp_path),
+            "--extra-band",
+            "wfc3_uvis_f555w",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     built_path = tmp_path / "star_photometry_padova2007_z0.0190_wfc3_uvis_f555w.npz"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [built_path.name]  # atomic: no temporaries left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        built_path.name
+    ]  # atomic: no temporaries left
     with_extra = StarPhotometry.load(path=built_path)
     assert with_extra.bands[-1] == "wfc3_uvis_f555w"
-    sun = with_extra.star_magnitudes(0.0, np.log10(5772.0), 4.44, bands=["wfc3_uvis_f555w", "F555W"])[0]
+    sun = with_extra.star_magnitudes(
+        0.0, np.log10(5772.0), 4.44, bands=["wfc3_uvis_f555w", "F555W"]
+    )[0]
     assert abs(sun[0] - sun[1]) < 0.1  # WFC3/UVIS and ACS/WFC F555W (NGC628E uses the former)
     built = with_extra.select_bands(("F275W", "F336W", "F435W", "F555W", "F814W"))
     shipped = StarPhotometry.load("padova2007_z0.0190")
     np.testing.assert_allclose(built.magnitude, shipped.magnitude, atol=1e-5)
-    np.testing.assert_allclose(built.extinction_coefficients, shipped.extinction_coefficients, atol=1e-5)
+    np.testing.assert_allclose(
+        built.extinction_coefficients, shipped.extinction_coefficients, atol=1e-5
+    )
     np.testing.assert_allclose(built.band_grid.q_mag, shipped.band_grid.q_mag, atol=1e-9)
     assert built.provenance["isochrones"]["sha256"] == shipped.provenance["isochrones"]["sha256"]
-    assert built.provenance["atmospheres"]["files_sha256"] == shipped.provenance["atmospheres"]["files_sha256"]
+    assert (
+        built.provenance["atmospheres"]["files_sha256"]
+        == shipped.provenance["atmospheres"]["files_sha256"]
+    )
     checks = built.provenance["checks"]
     assert abs(checks["sun_1Lsun_5772K_logg4.44_absolute_mag"]["F555W"] - 4.83) < 0.05
     assert max(abs(v) for v in checks["vega_mag"].values()) < 1e-12
@@ -66,7 +91,11 @@ def test_explicit_spectral_interpolation_matches_band_grid():
     grid = build.extend_grid_with_planck(ck)
     filters = [build.load_filter(b) for b in ("F336W", "F814W")]
     rng = np.random.default_rng(0)
-    log_l, log_t, log_g = rng.uniform(-2, 5, 20), rng.uniform(3.35, 5.3, 20), rng.uniform(-0.5, 6, 20)
+    log_l, log_t, log_g = (
+        rng.uniform(-2, 5, 20),
+        rng.uniform(3.35, 5.3, 20),
+        rng.uniform(-0.5, 6, 20),
+    )
     direct = build.spectral_interpolation_magnitudes(grid, filters, log_l, log_t, log_g)
     band_grid = build.compute_band_grid(grid, filters, build.extinction_curve(), [1.0])
     shortcut, _ = build.star_photometry_from_band_grid(band_grid, log_l, log_t, log_g)

@@ -164,7 +164,8 @@ def test_stellar_only_young_f814w_failure_is_the_nebular_age_range(stellar_only)
 
 
 def test_stochastic_mode_medians_at_10_myr_and_above(comparison):
-    """One stochastic draw per cluster: medians still within 0.3 mag above 10 Myr (scatter is physical)."""
+    """One stochastic draw per cluster: medians still within 0.3 mag above 10 Myr (scatter is
+    physical)."""
     usable = comparison.usable.to_numpy() & (comparison.log_age.to_numpy() >= 7.0)
     for band in BANDS:
         n, median, scatter = robust_offset(

@@ -275,8 +275,8 @@ def test_trained_network_provenance_records_the_library_nebular_settings():
 
 
 def test_library_command_nebular_flags(tmp_path, capsys):
+    from jaxcomp.cli import main
     from jaxcomp.library import read_library
-    from jaxcomp.library.cli import main
 
     out = tmp_path / "lib.parquet"
     args = ["library", "--n", "20", "--chunk-size", "10", "--quiet", "--out", str(out)]

@@ -1,4 +1,5 @@
-"""The tutorials in notebooks/ run top to bottom as scripts (quick mode) and are valid jupytext notebooks."""
+"""The tutorials in notebooks/ run top to bottom as scripts (quick mode) and are valid jupytext
+notebooks."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def test_notebook_is_a_jupytext_percent_file(name):
     header = re.match(r"# ---\n(# .*\n)+?# ---\n", text)
     assert header, f"{name} does not start with a jupytext YAML header"
     assert "format_name: percent" in header.group(0) and "jupytext:" in header.group(0)
-    assert len(re.findall(r"^# %% \[markdown\]", text, flags=re.M)) >= 3, f"{name} has fewer than 3 markdown cells"
+    assert len(re.findall(r"^# %% \[markdown\]", text, flags=re.M)) >= 3, (
+        f"{name} has fewer than 3 markdown cells"
+    )
     assert len(re.findall(r"^# %%$", text, flags=re.M)) >= 3, f"{name} has fewer than 3 code cells"
     assert 'QUICK = os.environ.get("JAXCOMP_NOTEBOOK_QUICK") == "1"' in text
     compile(text, name, "exec")  # a valid Python script
@@ -44,19 +47,37 @@ def test_notebook_is_a_jupytext_percent_file(name):
 @pytest.mark.timeout(TIMEOUT_S + 60)
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_in_quick_mode(name, tmp_path, request):
-    # PYTHONDONTWRITEBYTECODE: notebook 4 imports a script from inference/; keep the repository untouched
-    env = dict(os.environ, JAXCOMP_NOTEBOOK_QUICK="1", MPLBACKEND="Agg", JAXCOMP_REPO=str(REPO_ROOT),
-               PYTHONDONTWRITEBYTECODE="1")
+    # PYTHONDONTWRITEBYTECODE: notebook 4 imports a script from inference/; keep the repository
+    # untouched
+    env = dict(
+        os.environ,
+        JAXCOMP_NOTEBOOK_QUICK="1",
+        MPLBACKEND="Agg",
+        JAXCOMP_REPO=str(REPO_ROOT),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     if name in NEEDS_C4:
         env["JAXCOMP_C4_DIR"] = str(request.getfixturevalue("c4_checkpoint_dir"))
     before = sorted(p.name for p in NOTEBOOK_DIR.iterdir())
     try:
-        proc = subprocess.run([sys.executable, str(NOTEBOOK_DIR / name)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, str(NOTEBOOK_DIR / name)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as error:
-        pytest.fail(f"{name} did not finish in {TIMEOUT_S} s\n--- stderr ---\n{_tail(error.stderr)}")
-    assert proc.returncode == 0, (f"{name} exited with {proc.returncode}\n--- stdout ---\n{_tail(proc.stdout)}"
-                                  f"\n--- stderr ---\n{_tail(proc.stderr)}")
+        pytest.fail(
+            f"{name} did not finish in {TIMEOUT_S} s\n--- stderr ---\n{_tail(error.stderr)}"
+        )
+    assert proc.returncode == 0, (
+        f"{name} exited with {proc.returncode}\n--- stdout ---\n{_tail(proc.stdout)}"
+        f"\n--- stderr ---\n{_tail(proc.stderr)}"
+    )
     figures = sorted(p.name for p in tmp_path.rglob("*.png"))
     assert figures, f"{name} wrote no PNG figure into its working directory"
-    assert sorted(p.name for p in NOTEBOOK_DIR.iterdir()) == before, f"{name} wrote files into notebooks/"
+    assert sorted(p.name for p in NOTEBOOK_DIR.iterdir()) == before, (
+        f"{name} wrote files into notebooks/"
+    )

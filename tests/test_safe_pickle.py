@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import pickle
 import re
 import struct
@@ -180,7 +179,9 @@ def test_numpy_forward_pass_reproduces_c4(c4_checkpoint_dir: Path, ref: dict) ->
     }
     for kind, x in inputs.items():
         sc = read_joblib_standard_scaler(c4_checkpoint_dir / f"scaler_{kind}_model0.pkl")
-        w = read_torch_checkpoint(c4_checkpoint_dir / f"best_model_{kind}_model0.pt")["model_state_dict"]
+        w = read_torch_checkpoint(c4_checkpoint_dir / f"best_model_{kind}_model0.pt")[
+            "model_state_dict"
+        ]
         h = ((x - sc["mean"]) / sc["scale"]).astype(np.float32).astype(np.float64)
         h = gelu(h @ w["net.0.weight"].T.astype(np.float64) + w["net.0.bias"])
         h = gelu(h @ w["net.2.weight"].T.astype(np.float64) + w["net.2.bias"])
@@ -209,7 +210,7 @@ def test_readers_never_call_pickle_load(
 def test_torch_fixture_dtypes_strides_offsets(tmp_path: Path, ref: dict) -> None:
     ckpt = read_torch_checkpoint(write_bytes(tmp_path / "f.pt", ref["fixture_torch_pt"]))
     prefix = "fixture_torch_expect_"
-    for key in (k[len(prefix):] for k in ref if k.startswith(prefix)):
+    for key in (k[len(prefix) :] for k in ref if k.startswith(prefix)):
         if key == "nested_list0":
             continue
         got, want = ckpt[key], ref[prefix + key]
@@ -241,7 +242,9 @@ def test_scaler_fixtures(tmp_path: Path, ref: dict, blob: str) -> None:
 
 
 def test_scaler_without_std(tmp_path: Path, ref: dict) -> None:
-    sc = read_joblib_standard_scaler(write_bytes(tmp_path / "s.pkl", ref["fixture_scaler_nostd_joblib"]))
+    sc = read_joblib_standard_scaler(
+        write_bytes(tmp_path / "s.pkl", ref["fixture_scaler_nostd_joblib"])
+    )
     np.testing.assert_array_equal(sc["mean"], ref["fixture_scaler_expect_nostd_mean"])
     assert sc["scale"] is None and sc["var"] is None and sc["with_std"] is False
 
@@ -261,7 +264,9 @@ def test_big_endian_strided_checkpoint(tmp_path: Path) -> None:
         byteorder="big",
     )
     ckpt = read_torch_checkpoint(path)
-    np.testing.assert_array_equal(ckpt["w"], np.array([[5, 11], [6, 12], [7, 13]], dtype=np.float64))
+    np.testing.assert_array_equal(
+        ckpt["w"], np.array([[5, 11], [6, 12], [7, 13]], dtype=np.float64)
+    )
     np.testing.assert_array_equal(ckpt["i"], ints[1:])
     assert ckpt["s"].shape == () and ckpt["s"] == 23.0
     assert all(a.dtype.isnative for a in ckpt.values())
@@ -326,7 +331,13 @@ def test_torch_zip_payload_refused(tmp_path: Path, name: str) -> None:
     marker = tmp_path / "pwned"
     evil = _payloads(marker)[name]
     # Bare, and hidden after a legitimate tensor inside a checkpoint-like dict.
-    for obj in (evil, {"model_state_dict": {"w": tensor(Storage("FloatStorage", "0", 2), 0, (2,), (1,))}, "x": evil}):
+    for obj in (
+        evil,
+        {
+            "model_state_dict": {"w": tensor(Storage("FloatStorage", "0", 2), 0, (2,), (1,))},
+            "x": evil,
+        },
+    ):
         path = write_torch_zip(tmp_path / "evil.pt", craft(obj), {"0": b"\0" * 8})
         with pytest.raises(UnsafePickleError) as info:
             read_torch_checkpoint(path)
@@ -348,7 +359,11 @@ def test_real_pickler_payload_refused(tmp_path: Path) -> None:
 
 def test_payload_inside_scaler_state_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    scaler = R(G("sklearn.preprocessing._data", "StandardScaler"), (), {"n_features_in_": 1, "mean_": _payloads(marker)["os.system"]})
+    scaler = R(
+        G("sklearn.preprocessing._data", "StandardScaler"),
+        (),
+        {"n_features_in_": 1, "mean_": _payloads(marker)["os.system"]},
+    )
     path = write_bytes(tmp_path / "evil.pkl", craft(scaler, 4))
     with pytest.raises(UnsafePickleError) as info:
         read_joblib_standard_scaler(path)
@@ -451,8 +466,14 @@ def test_checkpoint_inconsistencies(tmp_path: Path) -> None:
     cases = {
         "no_data_pkl": None,
         "missing_storage": ({"w": tensor(Storage("FloatStorage", "9", 2), 0, (2,), (1,))}, {}),
-        "short_storage": ({"w": tensor(Storage("FloatStorage", "0", 4), 0, (4,), (1,))}, {"0": b"\0" * 8}),
-        "past_end": ({"w": tensor(Storage("FloatStorage", "0", 2), 1, (2,), (1,))}, {"0": b"\0" * 8}),
+        "short_storage": (
+            {"w": tensor(Storage("FloatStorage", "0", 4), 0, (4,), (1,))},
+            {"0": b"\0" * 8},
+        ),
+        "past_end": (
+            {"w": tensor(Storage("FloatStorage", "0", 2), 1, (2,), (1,))},
+            {"0": b"\0" * 8},
+        ),
         "bad_key": ({"w": tensor(Storage("FloatStorage", "../x", 2), 0, (2,), (1,))}, {}),
         "not_a_dict": ([1, 2], {}),
     }

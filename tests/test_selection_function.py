@@ -20,15 +20,22 @@ from jaxcomp.selection.inputs import PHOTOMETRIC_INPUTS, PHYSICAL_INPUTS, InputS
 from jaxcomp.selection.network import NetworkConfig, apply_network, init_network
 
 
-def make_selection_function(n_members=1, specs=PHYSICAL_INPUTS, policy="clip", widths=(32, 32), seed=0):
+def make_selection_function(
+    n_members=1, specs=PHYSICAL_INPUTS, policy="clip", widths=(32, 32), seed=0
+):
     config = NetworkConfig(len(specs), widths)
     members = [init_network(config, seed + m)[1] for m in range(n_members)]
     weights = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
     lows = np.array([s.domain[0] for s in specs])
     highs = np.array([s.domain[1] for s in specs])
     return SelectionFunction.from_weights(
-        input_specs=specs, mean=(lows + highs) / 2, scale=(highs - lows) / 3.5, network_config=config,
-        weights=weights, out_of_domain=policy, metadata={"provenance": {"test": True}},
+        input_specs=specs,
+        mean=(lows + highs) / 2,
+        scale=(highs - lows) / 3.5,
+        network_config=config,
+        weights=weights,
+        out_of_domain=policy,
+        metadata={"provenance": {"test": True}},
     )
 
 
@@ -59,7 +66,9 @@ def test_call_matches_the_network_applied_by_hand(sf):
 def test_jit_vmap_and_pytree_argument(sf):
     x = jnp.asarray(physical_points(64), jnp.float32)
     direct = sf(x)
-    np.testing.assert_allclose(jax.jit(lambda model, points: model(points))(sf, x), direct, atol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(lambda model, points: model(points))(sf, x), direct, atol=1e-6
+    )
     np.testing.assert_allclose(jax.vmap(sf)(x), direct, atol=1e-6)
     # the weights are leaves of the pytree, not static data
     leaves = jax.tree.leaves(sf)
@@ -91,7 +100,8 @@ def test_ensemble_mean_and_spread(ensemble):
     x = jnp.asarray(physical_points(100), jnp.float32)
     members = [
         SelectionFunction.from_weights(
-            input_specs=ensemble.input_specs, mean=np.array(ensemble.metadata["standardisation"]["mean"]),
+            input_specs=ensemble.input_specs,
+            mean=np.array(ensemble.metadata["standardisation"]["mean"]),
             scale=np.array(ensemble.metadata["standardisation"]["scale"]),
             network_config=ensemble.network_config,
             weights=jax.tree.map(lambda leaf, m=m: leaf[m : m + 1], ensemble.weights),
@@ -107,7 +117,9 @@ def test_ensemble_mean_and_spread(ensemble):
 
 def test_chunked_evaluation_equals_direct(sf):
     x = physical_points(10_007, seed=1).astype(np.float32)
-    chunked = evaluate_in_chunks(SelectionFunction.__call__, sf, x, chunk_size=512, points_per_call=2048)
+    chunked = evaluate_in_chunks(
+        SelectionFunction.__call__, sf, x, chunk_size=512, points_per_call=2048
+    )
     np.testing.assert_allclose(chunked, np.asarray(sf(jnp.asarray(x))), atol=1e-6)
     with pytest.raises(ValueError, match="no points"):
         evaluate_in_chunks(SelectionFunction.__call__, sf, np.zeros((0, 3)))
@@ -158,8 +170,17 @@ def test_save_then_load_is_bit_identical(tmp_path, ensemble):
 
 def test_header_documents_the_artefact(tmp_path, sf):
     header = artefact.read_header(sf.save(tmp_path / "sf.safetensors"))
-    for key in ("schema_version", "jaxcomp_version", "inputs", "out_of_domain", "network", "citation",
-                "tensors_sha256", "header_sha256", "provenance"):
+    for key in (
+        "schema_version",
+        "jaxcomp_version",
+        "inputs",
+        "out_of_domain",
+        "network",
+        "citation",
+        "tensors_sha256",
+        "header_sha256",
+        "provenance",
+    ):
         assert key in header, key
     first = header["inputs"][0]
     assert first["name"] == "log_mass" and first["unit"] == "dex(Msun)"
@@ -265,20 +286,29 @@ def test_extra_named_inputs_and_photometric_set():
     data = {"log_mass": x[:, 0], "log_age": x[:, 1], "av": x[:, 2], "r_eff_pc": np.full(5, 3.0)}
     assert model.predict(data).shape == (5,)
     photometric = make_selection_function(specs=PHOTOMETRIC_INPUTS)
-    assert photometric.input_names == ("mag_F275W", "mag_F336W", "mag_F435W", "mag_F555W", "mag_F814W")
+    assert photometric.input_names == (
+        "mag_F275W",
+        "mag_F336W",
+        "mag_F435W",
+        "mag_F555W",
+        "mag_F814W",
+    )
 
 
 def test_import_changes_no_global_jax_setting():
     code = (
         "import jax, json\n"
-        "names = ['jax_enable_x64', 'jax_default_matmul_precision', 'jax_platforms', 'jax_debug_nans',"
+        "names = ['jax_enable_x64', 'jax_default_matmul_precision', 'jax_platforms', "
+        "'jax_debug_nans',"
         " 'jax_disable_jit', 'jax_default_device']\n"
         "before = {n: str(getattr(jax.config, n)) for n in names}\n"
         "import jaxcomp, jaxcomp.selection.training, jaxcomp.cli\n"
         "after = {n: str(getattr(jax.config, n)) for n in names}\n"
         "print(json.dumps([before, after]))\n"
     )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     before, after = json.loads(output.stdout.strip().splitlines()[-1])
     assert before == after
 
@@ -287,11 +317,21 @@ def test_standardisation_errors():
     config = NetworkConfig(3, (4,))
     weights = jax.tree.map(lambda leaf: leaf[None], init_network(config, 0)[1])
     with pytest.raises(ValueError, match="scale finite and positive"):
-        SelectionFunction.from_weights(input_specs=PHYSICAL_INPUTS, mean=np.zeros(3), scale=np.zeros(3),
-                                       network_config=config, weights=weights)
+        SelectionFunction.from_weights(
+            input_specs=PHYSICAL_INPUTS,
+            mean=np.zeros(3),
+            scale=np.zeros(3),
+            network_config=config,
+            weights=weights,
+        )
     with pytest.raises(ValueError, match="network takes 3 inputs"):
-        SelectionFunction.from_weights(input_specs=PHOTOMETRIC_INPUTS, mean=np.zeros(5), scale=np.ones(5),
-                                       network_config=config, weights=weights)
+        SelectionFunction.from_weights(
+            input_specs=PHOTOMETRIC_INPUTS,
+            mean=np.zeros(5),
+            scale=np.ones(5),
+            network_config=config,
+            weights=weights,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="domain"):

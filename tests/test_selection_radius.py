@@ -39,7 +39,9 @@ def test_k19_weights_are_the_librarys_radius_frequencies(out_of_range, log_mass)
 
 
 def test_flat_weights_and_a_subset_of_radii_renormalise():
-    np.testing.assert_allclose(RadiusPrior().weights(jnp.zeros(3), RADII), np.full((3, 10), 0.1), atol=1e-7)
+    np.testing.assert_allclose(
+        RadiusPrior().weights(jnp.zeros(3), RADII), np.full((3, 10), 0.1), atol=1e-7
+    )
     w = np.asarray(RadiusPrior("K19").weights(4.0, [2.0, 5.0, 8.0]))
     full = np.asarray(RadiusPrior("K19").weights(4.0, RADII))
     np.testing.assert_allclose(w, full[[1, 4, 7]] / full[[1, 4, 7]].sum(), rtol=1e-5)
@@ -51,8 +53,15 @@ def test_marginal_is_the_weighted_average_over_radii(sf_r, model):
     rng = np.random.default_rng(0)
     lm, la, av = rng.uniform(2, 8, 40), rng.uniform(5, 10, 40), rng.uniform(0, 3, 40)
     w = np.asarray(RadiusPrior(model).weights(lm, RADII))
-    by_radius = np.stack([np.asarray(sf_r(jnp.asarray(np.column_stack([lm, np.full(40, r), la, av]), jnp.float32)))
-                          for r in RADII], axis=-1)
+    by_radius = np.stack(
+        [
+            np.asarray(
+                sf_r(jnp.asarray(np.column_stack([lm, np.full(40, r), la, av]), jnp.float32))
+            )
+            for r in RADII
+        ],
+        axis=-1,
+    )
     np.testing.assert_allclose(f(lm, la, av), (by_radius * w).sum(-1), rtol=1e-5, atol=1e-7)
     # broadcasting, as SelectionGrid evaluates it
     grid = np.asarray(f(lm[:5, None, None], la[None, :4, None], av[None, None, :3]))
@@ -64,17 +73,25 @@ def test_gradient_matches_finite_differences(sf_r):
     f = RadiusMarginalisedSelection(sf_r, RADII, RadiusPrior("K19"))
     point = (4.3, 7.1, 1.2)
     grad = jax.grad(lambda *v: f(*v), argnums=(0, 1, 2))(*(jnp.float32(v) for v in point))
-    fd = [(float(f(*[v + (h if i == k else 0.0) for i, v in enumerate(point)]))
-           - float(f(*[v - (h if i == k else 0.0) for i, v in enumerate(point)]))) / (2 * h)
-          for k, h in enumerate((1e-2, 1e-2, 1e-2))]
+    fd = [
+        (
+            float(f(*[v + (h if i == k else 0.0) for i, v in enumerate(point)]))
+            - float(f(*[v - (h if i == k else 0.0) for i, v in enumerate(point)]))
+        )
+        / (2 * h)
+        for k, h in enumerate((1e-2, 1e-2, 1e-2))
+    ]
     np.testing.assert_allclose(np.asarray(grad, float), fd, rtol=2e-2, atol=2e-4)
 
 
 def test_selection_grid_accepts_it(sf_r):
     f = RadiusMarginalisedSelection(sf_r, RADII)
     grid = SelectionGrid.from_selection(f, shape=(7, 6, 3))
-    expected = f(np.asarray(grid.log_mass)[:, None, None], np.asarray(grid.log_age)[None, :, None],
-                 np.asarray(grid.av)[None, None, :])
+    expected = f(
+        np.asarray(grid.log_mass)[:, None, None],
+        np.asarray(grid.log_age)[None, :, None],
+        np.asarray(grid.av)[None, None, :],
+    )
     np.testing.assert_allclose(grid.p_obs, expected, rtol=1e-6)
 
 

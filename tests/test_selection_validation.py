@@ -88,7 +88,9 @@ def test_p_true_matches_the_known_probability(labels, table):
     # binomial pulls of the clusters away from 0 and 1 are standard normal
     mid = (p > 0.05) & (p < 0.95)
     assert mid.sum() > 150
-    pull = (np.asarray(table["n_detected"])[mid] - REPEATS * p[mid]) / np.sqrt(REPEATS * p[mid] * (1 - p[mid]))
+    pull = (np.asarray(table["n_detected"])[mid] - REPEATS * p[mid]) / np.sqrt(
+        REPEATS * p[mid] * (1 - p[mid])
+    )
     assert abs(pull.mean()) < 4 / np.sqrt(mid.sum())
     assert 0.85 < pull.std() < 1.15
     # and every cluster is within 5 sigma (plus one recovery) of its probability
@@ -174,7 +176,11 @@ def test_validation_result_contents(labels, table, truth_result):
     assert r.name == "truth" and r.kind == "physical"
     assert r.n_clusters == N_CLUSTERS and r.n_injections == N_CLUSTERS * REPEATS
     assert np.allclose(r.abs_error, np.abs(r.p_hat - r.p_true))
-    assert r.paper_percentiles == PAPER_PERCENTILES["physical"] == {"p50": 0.007, "p90": 0.200, "p95": 0.356}
+    assert (
+        r.paper_percentiles
+        == PAPER_PERCENTILES["physical"]
+        == {"p50": 0.007, "p90": 0.200, "p95": 0.356}
+    )
     assert r.reference["photometric"] == {"p50": 0.006, "p90": 0.177, "p95": 0.321}
     assert set(r.binned) == {"log_mass", "log_age"}  # no magnitudes in the synthetic labels
     assert "mag_F555W" in r.skipped_columns
@@ -192,8 +198,8 @@ def test_validation_result_contents(labels, table, truth_result):
 
 
 def test_validate_a_selection_function(table):
-    import jax.numpy as jnp
     import jax
+    import jax.numpy as jnp
 
     from jaxcomp.selection import SelectionFunction
     from jaxcomp.selection.inputs import PHYSICAL_INPUTS
@@ -201,16 +207,22 @@ def test_validate_a_selection_function(table):
 
     config = NetworkConfig(3, (8,))
     _, weights = init_network(config, 0)
-    sf = SelectionFunction.from_weights(input_specs=PHYSICAL_INPUTS, mean=np.array([5.0, 7.6, 1.5]),
-                                        scale=np.array([1.7, 1.5, 0.9]), network_config=config,
-                                        weights=jax.tree.map(lambda w: jnp.asarray(w)[None], weights))
+    sf = SelectionFunction.from_weights(
+        input_specs=PHYSICAL_INPUTS,
+        mean=np.array([5.0, 7.6, 1.5]),
+        scale=np.array([1.7, 1.5, 0.9]),
+        network_config=config,
+        weights=jax.tree.map(lambda w: jnp.asarray(w)[None], weights),
+    )
     result = validate_selection(sf, table, min_count=40)
     assert result.kind == "physical" and result.input_names == PHYSICAL
     assert np.allclose(result.p_hat, sf.predict(table), atol=1e-6)
 
 
 def test_bins_with_fewer_than_min_count_clusters_are_omitted():
-    values = np.concatenate([np.full(100, 0.5), np.full(79, 1.5), np.full(80, 2.5), np.full(3, 34.5)])
+    values = np.concatenate(
+        [np.full(100, 0.5), np.full(79, 1.5), np.full(80, 2.5), np.full(3, 34.5)]
+    )
     p_true = np.linspace(0, 1, values.size)
     p_hat = p_true[::-1].copy()
     result = binned_comparison(values, p_true, p_hat, n_bins=35, range=(0, 35), column="x")
@@ -228,7 +240,9 @@ def test_bins_with_fewer_than_min_count_clusters_are_omitted():
 
 def test_min_count_is_configurable_in_validate_selection(table):
     strict = validate_selection(TRUTH, table, input_names=PHYSICAL, min_count=80)
-    loose = validate_selection(TRUTH, table, input_names=PHYSICAL, min_count=1, binned_columns=["log_mass"])
+    loose = validate_selection(
+        TRUTH, table, input_names=PHYSICAL, min_count=1, binned_columns=["log_mass"]
+    )
     counts = strict.binned["log_mass"].counts
     assert np.array_equal(strict.binned["log_mass"].kept, counts >= 80)
     assert not strict.binned["log_mass"].kept.all()  # ~57 clusters per bin: some are below 80
@@ -241,7 +255,9 @@ def test_validate_selection_errors(table):
     with pytest.raises(KeyError, match="mag_F555W"):
         validate_selection(lambda m: m, table, input_names=("mag_F555W",))
     with pytest.raises(KeyError, match="n_repeats"):
-        validate_selection(TRUTH, Table({"log_mass": [3.0], "log_age": [7.0], "av": [1.0]}), input_names=PHYSICAL)
+        validate_selection(
+            TRUTH, Table({"log_mass": [3.0], "log_age": [7.0], "av": [1.0]}), input_names=PHYSICAL
+        )
     edited = table.copy()
     edited["p_true"][0] = 0.123456
     with pytest.raises(ValueError, match="edited"):
@@ -250,7 +266,9 @@ def test_validate_selection_errors(table):
     holes["av"][:3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         validate_selection(TRUTH, holes, input_names=PHYSICAL)
-    dropped = validate_selection(TRUTH, holes, input_names=PHYSICAL, drop_nonfinite=True, min_count=40)
+    dropped = validate_selection(
+        TRUTH, holes, input_names=PHYSICAL, drop_nonfinite=True, min_count=40
+    )
     assert dropped.n_dropped == 3 and dropped.n_clusters == N_CLUSTERS - 3
     with pytest.raises(ValueError, match="outside"):
         validate_selection(lambda m, t, a: m, table, input_names=PHYSICAL)
@@ -289,13 +307,21 @@ def test_binomial_floor_of_certain_outcomes_is_zero():
 
 
 def test_binned_completeness_counts():
-    labels = Table({"log_age": [6.1, 6.2, 6.3, 8.5, 8.6, 9.9], "log_mass": [2.5, 2.6, 2.7, 3.0, 5.1, 6.9],
-                    "av": [0.1, 0.2, 2.5, 0.5, 2.9, 1.0], "C": [0, 1, 1, 1, 1, 0]})
+    labels = Table(
+        {
+            "log_age": [6.1, 6.2, 6.3, 8.5, 8.6, 9.9],
+            "log_mass": [2.5, 2.6, 2.7, 3.0, 5.1, 6.9],
+            "av": [0.1, 0.2, 2.5, 0.5, 2.9, 1.0],
+            "C": [0, 1, 1, 1, 1, 0],
+        }
+    )
     m = binned_completeness(labels, bins=(2, 2), range=((6, 10), (2, 7)))
     assert m.counts.tolist() == [[3, 0], [1, 2]]
     assert m.n_recovered.tolist() == [[2, 0], [1, 1]]
     assert m.completeness[0, 0] == pytest.approx(2 / 3) and np.isnan(m.completeness[0, 1])
-    low = binned_completeness(labels, bins=(2, 2), range=((6, 10), (2, 7)), mask=np.asarray(labels["av"]) < 1)
+    low = binned_completeness(
+        labels, bins=(2, 2), range=((6, 10), (2, 7)), mask=np.asarray(labels["av"]) < 1
+    )
     assert low.counts.sum() == 3
     with pytest.raises(KeyError):
         binned_completeness(labels, x="log_T")
@@ -329,7 +355,9 @@ def test_ssp_magnitude_function_follows_the_library():
 
     model = PopulationSynthesis()
     mag_v = ssp_magnitude_function("F555W", model=model, n_ages=1041, log_age_range=(5.0, 10.2))
-    per_msun = model.ssp_magnitudes([8.0], 0.0, distance_modulus=29.98)[0, model.bands.index("F555W")]
+    per_msun = model.ssp_magnitudes([8.0], 0.0, distance_modulus=29.98)[
+        0, model.bands.index("F555W")
+    ]
     assert mag_v(3.0, 8.0) == pytest.approx(per_msun - 7.5, abs=0.02)
     assert mag_v(4.0, 8.0) - mag_v(3.0, 8.0) == pytest.approx(-2.5)
     assert np.isfinite(mag_v(3.0, np.array([5.0, 10.18]))).all()  # clamped outside the isochrones
@@ -372,7 +400,13 @@ def test_dominant_loss_step_on_a_hand_table():
     assert loss.dominant[0, 1] == NO_LOSS
     assert loss.dominant[1, 1] == detected  # a tie goes to the earlier step
     assert loss.step_counts[ci, 0, 0] == 1 and loss.step_counts[detected, 0, 0] == 3
-    assert loss.totals() == {"detected": 4, "passes_err": 0, "passes_ci": 2, "passes_nband": 0, "passes_mv": 2}
+    assert loss.totals() == {
+        "detected": 4,
+        "passes_err": 0,
+        "passes_ci": 2,
+        "passes_nband": 0,
+        "passes_mv": 2,
+    }
     assert loss.dominant_fraction[0, 0] == pytest.approx(0.75)
     assert loss.dominant_names()[0, 1] == "none lost"
     sparse = dominant_loss_step(_loss_table(), bins=(4, 2), range=((6, 10), (2, 7)))
@@ -403,23 +437,34 @@ def test_figures_are_written_atomically(tmp_path, labels, truth_result, wrong_re
     def mag(log_mass, log_age):
         return 20.0 + 1.2 * np.asarray(log_age) - 2.5 * np.asarray(log_mass)
 
-    pairs = compare_completeness_maps(labels, TRUTH, av_edges=(0, 1.5, 3), input_names=PHYSICAL, n_grid=40,
-                                      n_av=3, bins=10)
+    pairs = compare_completeness_maps(
+        labels, TRUTH, av_edges=(0, 1.5, 3), input_names=PHYSICAL, n_grid=40, n_av=3, bins=10
+    )
     loss = dominant_loss_step(_loss_table(), bins=(2, 2), range=((6, 10), (2, 7)))
     written = [
-        plot_binned_comparison({"truth": truth_result, "wrong": wrong_result}, tmp_path / "binned.png"),
+        plot_binned_comparison(
+            {"truth": truth_result, "wrong": wrong_result}, tmp_path / "binned.png"
+        ),
         plot_z_hexbin(truth_result, tmp_path / "hexbin.png", mincnt=1),
         plot_z_hexbin(wrong_result, tmp_path / "hexbin_omit.png", extremes="omit", mincnt=1),
         plot_error_cdf([truth_result, wrong_result], tmp_path / "cdf.png"),
         plot_error_cdf(truth_result, tmp_path / "cdf_linear.pdf", xscale="linear"),
         plot_validation_reliability(truth_result, tmp_path / "reliability.png"),
         plot_completeness_maps(pairs, tmp_path / "maps.png"),
-        plot_network_vs_magnitude_limit(TRUTH, tmp_path / "mlim.png", mag_v=mag, input_names=PHYSICAL,
-                                        x_grid=np.linspace(6, 10, 30), y_grid=np.linspace(2, 7, 30)),
+        plot_network_vs_magnitude_limit(
+            TRUTH,
+            tmp_path / "mlim.png",
+            mag_v=mag,
+            input_names=PHYSICAL,
+            x_grid=np.linspace(6, 10, 30),
+            y_grid=np.linspace(2, 7, 30),
+        ),
         plot_dominant_loss_step(loss, tmp_path / "loss.png"),
         truth_result.write_json(tmp_path / "validation.json"),
     ]
     for path in written:
         assert path.exists() and path.stat().st_size > 0, path
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)  # no temporaries
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in written
+    )  # no temporaries
     assert json.loads((tmp_path / "validation.json").read_text())["n_clusters"] == N_CLUSTERS

@@ -28,8 +28,9 @@ TRUTH = LogisticSelection.linear()
 def trained():
     """A network trained on 500,000 labels drawn from a known logistic surface."""
     labels = simulate_labels(500_000, seed=11, selection=TRUTH)
-    config = TrainConfig(hidden_widths=(128, 128), epochs=20, learning_rates=(3e-3,), weight_decays=(1e-3,),
-                         seed=3)
+    config = TrainConfig(
+        hidden_widths=(128, 128), epochs=20, learning_rates=(3e-3,), weight_decays=(1e-3,), seed=3
+    )
     return train_selection_function(labels, "physical", config, progress=False)
 
 
@@ -50,8 +51,10 @@ def test_recovers_a_known_logistic_surface(trained):
     whole = domain_grid()
     error = np.abs(np.asarray(sf(whole.astype(np.float32))) - TRUTH(*whole.T))
     interior = np.all((whole > [2.3, 5.26, 0.15]) & (whole < [7.7, 9.91, 2.85]), axis=1)
-    print(f"whole domain: max {error.max():.4f}, 99th percentile {np.percentile(error, 99):.4f}, "
-          f"mean {error.mean():.4f}; interior max {error[interior].max():.4f}")
+    print(
+        f"whole domain: max {error.max():.4f}, 99th percentile {np.percentile(error, 99):.4f}, "
+        f"mean {error.mean():.4f}; interior max {error[interior].max():.4f}"
+    )
     assert np.percentile(error, 99) < 0.015
     assert error.mean() < 0.003
     assert error[interior].max() < 0.035
@@ -71,7 +74,9 @@ def test_calibrated_on_fresh_held_out_labels(trained):
 
 
 def test_artefact_records_training(trained, tmp_path):
-    header = SelectionFunction.load(trained.selection_function.save(tmp_path / "sf.safetensors")).header
+    header = SelectionFunction.load(
+        trained.selection_function.save(tmp_path / "sf.safetensors")
+    ).header
     training = header["training"]
     assert training["config"]["epochs"] == 20 and training["best_learning_rate"] == 3e-3
     assert len(training["labels_sha256"]) == 64 and len(training["config_sha256"]) == 64
@@ -82,8 +87,13 @@ def test_artefact_records_training(trained, tmp_path):
 
 def test_split_keeps_each_cluster_on_one_side_and_is_stratified():
     labels = simulate_labels(4000, repeats=7, seed=5)
-    masks = split_by_group(np.asarray(labels["cluster_id"]), np.asarray(labels["C"], float),
-                           validation_fraction=0.2, test_fraction=0.2, seed=0)
+    masks = split_by_group(
+        np.asarray(labels["cluster_id"]),
+        np.asarray(labels["C"], float),
+        validation_fraction=0.2,
+        test_fraction=0.2,
+        seed=0,
+    )
     groups = np.asarray(labels["cluster_id"])
     seen = [set(groups[mask]) for mask in masks.values()]
     assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
@@ -97,15 +107,28 @@ def test_split_keeps_each_cluster_on_one_side_and_is_stratified():
 def test_labels_stay_aligned_with_their_rows():
     rng = np.random.default_rng(0)
     log_mass = rng.uniform(2, 8, 500)
-    table = Table({"log_mass": log_mass, "log_age": rng.uniform(5, 10, 500), "av": rng.uniform(0, 3, 500),
-                   "C": (log_mass > 5).astype(int), "cluster_id": rng.permutation(500)})
+    table = Table(
+        {
+            "log_mass": log_mass,
+            "log_age": rng.uniform(5, 10, 500),
+            "av": rng.uniform(0, 3, 500),
+            "C": (log_mass > 5).astype(int),
+            "cluster_id": rng.permutation(500),
+        }
+    )
     prepared = prepare_labels(table[rng.permutation(500)])
     np.testing.assert_array_equal(prepared.labels, (prepared.inputs[:, 0] > 5).astype(np.float32))
 
 
 def small_config(**changes):
-    defaults = dict(hidden_widths=(16, 16), epochs=3, batch_size=256, learning_rates=(1e-2,),
-                    weight_decays=(1e-3,), seed=7)
+    defaults = dict(
+        hidden_widths=(16, 16),
+        epochs=3,
+        batch_size=256,
+        learning_rates=(1e-2,),
+        weight_decays=(1e-3,),
+        seed=7,
+    )
     return TrainConfig(**{**defaults, **changes})
 
 
@@ -113,11 +136,15 @@ def test_training_is_deterministic_for_a_seed():
     labels = simulate_labels(3000, seed=2)
     first = train_selection_function(labels, "physical", small_config(), progress=False)
     second = train_selection_function(labels, "physical", small_config(), progress=False)
-    for a, b in zip(jax.tree.leaves(first.selection_function), jax.tree.leaves(second.selection_function)):
+    for a, b in zip(
+        jax.tree.leaves(first.selection_function), jax.tree.leaves(second.selection_function)
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     other = train_selection_function(labels, "physical", small_config(seed=8), progress=False)
-    assert not np.array_equal(np.asarray(jax.tree.leaves(other.selection_function.weights)[0]),
-                              np.asarray(jax.tree.leaves(first.selection_function.weights)[0]))
+    assert not np.array_equal(
+        np.asarray(jax.tree.leaves(other.selection_function.weights)[0]),
+        np.asarray(jax.tree.leaves(first.selection_function.weights)[0]),
+    )
 
 
 def test_grid_search_keeps_the_lowest_validation_loss_and_ensembles(tmp_path):
@@ -127,7 +154,10 @@ def test_grid_search_keeps_the_lowest_validation_loss_and_ensembles(tmp_path):
     grid = result.grid()
     assert len(grid) == 4
     best = min(grid, key=lambda record: record["best_validation_loss"])
-    assert (result.best_learning_rate, result.best_weight_decay) == (best["learning_rate"], best["weight_decay"])
+    assert (result.best_learning_rate, result.best_weight_decay) == (
+        best["learning_rate"],
+        best["weight_decay"],
+    )
     assert result.best_learning_rate == 1e-2  # 1e-4 cannot learn in 3 epochs
     sf = result.selection_function
     assert sf.n_members == 2
@@ -156,7 +186,12 @@ def test_photometric_and_extra_inputs():
     [
         (lambda t: t.__setitem__("C", np.where(np.asarray(t["C"]) == 1, 2, 0)), "only 0 and 1"),
         (lambda t: t.__setitem__("C", np.zeros(len(t), int)), "all .* labels are 0"),
-        (lambda t: t.__setitem__("log_age", np.where(np.arange(len(t)) == 3, np.nan, t["log_age"])), "NaN"),
+        (
+            lambda t: t.__setitem__(
+                "log_age", np.where(np.arange(len(t)) == 3, np.nan, t["log_age"])
+            ),
+            "NaN",
+        ),
         (lambda t: t.remove_column("C"), "no label column"),
         (lambda t: t.remove_column("av"), "missing input column"),
         (lambda t: t.__setitem__("av", np.ones(len(t))), "constant"),
@@ -189,17 +224,52 @@ def test_cli_train_and_predict(tmp_path, capsys):
 
     write_table(labels, labels_path)
     out = tmp_path / "phys.safetensors"
-    assert main(["train", str(labels_path), "--out", str(out), "--hidden", "16,16", "--epochs", "3",
-                 "--batch-size", "256", "--learning-rates", "1e-2", "--weight-decays", "1e-3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(labels_path),
+                "--out",
+                str(out),
+                "--hidden",
+                "16,16",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "256",
+                "--learning-rates",
+                "1e-2",
+                "--weight-decays",
+                "1e-3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     for suffix in ("_loss.png", "_reliability.png", "_calibration.json"):
         assert (tmp_path / f"phys{suffix}").exists()
     assert json.loads((tmp_path / "phys_calibration.json").read_text())["n"] > 0
     predicted = tmp_path / "predicted.parquet"
-    assert main(["predict", str(out), str(labels_path), "--out", str(predicted), "--out-of-domain", "clip",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(out),
+                str(labels_path),
+                "--out",
+                str(predicted),
+                "--out-of-domain",
+                "clip",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     from jaxcomp._io import read_table
 
     table = read_table(predicted)
     assert {"p_obs", "p_obs_spread"} <= set(table.colnames) and len(table) == len(labels)
-    assert main(["predict", str(out), str(tmp_path / "missing.parquet"), "--out", str(predicted)]) == 2
+    assert (
+        main(["predict", str(out), str(tmp_path / "missing.parquet"), "--out", str(predicted)]) == 2
+    )
     assert "not found" in capsys.readouterr().err

@@ -14,14 +14,31 @@ TINY = {
     "run": {"name": "tiny", "seed": 3, "workers": 1},
     "field": {"kind": "mock", "size": "360x360"},
     "library": {"n_clusters": 1500},
-    "campaign": {"r_eff_pc": [3, 6], "clusters_per_frame": 80, "train_frames_per_reff": 3,
-                 "test_clusters_per_reff": 80, "test_repeats": 3},
-    "networks": {"inputs": ["physical", "photometric", "physical+r_eff_pc"], "hidden": [8], "epochs": 3, "batch_size": 256,
-                 "learning_rates": [1e-2], "weight_decays": [1e-3]},
+    "campaign": {
+        "r_eff_pc": [3, 6],
+        "clusters_per_frame": 80,
+        "train_frames_per_reff": 3,
+        "test_clusters_per_reff": 80,
+        "test_repeats": 3,
+    },
+    "networks": {
+        "inputs": ["physical", "photometric", "physical+r_eff_pc"],
+        "hidden": [8],
+        "epochs": 3,
+        "batch_size": 256,
+        "learning_rates": [1e-2],
+        "weight_decays": [1e-3],
+    },
     "validation": {"min_count": 2},
     "population": {"n_clusters": 320, "clusters_per_frame": 80},
     "correct": {"grid": [21, 19, 5]},
-    "fit": {"chains": 1, "warmup": 40, "samples": 40, "grid": [21, 19, 5], "selection": "physical+r_eff_pc"},
+    "fit": {
+        "chains": 1,
+        "warmup": 40,
+        "samples": 40,
+        "grid": [21, 19, 5],
+        "selection": "physical+r_eff_pc",
+    },
 }
 
 
@@ -34,27 +51,57 @@ def _with(**changes):
 
 
 # ------------------------------------------------------------------ configuration
-@pytest.mark.parametrize("data, message", [
-    ({"nonsense": {}}, r"unknown section\(s\) \[nonsense\]"),
-    (_with(networks__epoch=3), r"\[networks\] unknown key\(s\) \['epoch'\]"),
-    (_with(networks__epochs="many"), r"\[networks\] epochs must be an integer"),
-    (_with(library__n_clusters=2.5), r"\[library\] n_clusters must be an integer"),
-    (_with(campaign__r_eff_pc="3"), r"\[campaign\] r_eff_pc must be a list"),
-    (_with(fit__grid=[21, 19]), r"\[fit\] grid must have 3 entries"),
-    (_with(field__kind="jpeg"), r"\[field\] kind must be 'mock' or 'fits'"),
-    (_with(library__bands=["F555W", "F814W"]), r"\[networks\] inputs: a photometric network needs all five bands"),
-    (_with(networks__inputs=["photometric"]), r"\[correct\] selection = 'physical' needs that network"),
-    (_with(networks__inputs=["physical", "photometric"]), r"\[fit\] selection = 'physical\+r_eff_pc' needs that network"),
-    (_with(networks__inputs=["physical", "physical+radius"]), r"\[networks\] inputs must be a list of distinct"),
-    (_with(library__n_clusters=200), r"\[library\] n_clusters = 200 is too small .* use n_clusters >= \d+"),
-    (_with(population__log_mass_range=[1.0, 7.0]), r"\[population\] log_mass_range .* outside \[library\]"),
-    (_with(population__alpha_M=-3.5), r"\[population\] alpha_M must lie inside the fit's prior"),
-    (_with(campaign__test_repeats=1), r"\[campaign\] test_repeats must be >= 2"),
-    (_with(campaign__test_clusters_per_reff=20), r"\[campaign\] test_clusters_per_reff must be a multiple of clusters_per_frame"),
-    (_with(campaign__reprocess="windows"), r"\[campaign\] reprocess must be .full."),
-    (_with(campaign__edge_margin_px=-2), r"\[campaign\] edge_margin_px must be a finite number of pixels >= 0"),
-    (_with(run__seed=True), r"\[run\] seed must be an integer"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"nonsense": {}}, r"unknown section\(s\) \[nonsense\]"),
+        (_with(networks__epoch=3), r"\[networks\] unknown key\(s\) \['epoch'\]"),
+        (_with(networks__epochs="many"), r"\[networks\] epochs must be an integer"),
+        (_with(library__n_clusters=2.5), r"\[library\] n_clusters must be an integer"),
+        (_with(campaign__r_eff_pc="3"), r"\[campaign\] r_eff_pc must be a list"),
+        (_with(fit__grid=[21, 19]), r"\[fit\] grid must have 3 entries"),
+        (_with(field__kind="jpeg"), r"\[field\] kind must be 'mock' or 'fits'"),
+        (
+            _with(library__bands=["F555W", "F814W"]),
+            r"\[networks\] inputs: a photometric network needs all five bands",
+        ),
+        (
+            _with(networks__inputs=["photometric"]),
+            r"\[correct\] selection = 'physical' needs that network",
+        ),
+        (
+            _with(networks__inputs=["physical", "photometric"]),
+            r"\[fit\] selection = 'physical\+r_eff_pc' needs that network",
+        ),
+        (
+            _with(networks__inputs=["physical", "physical+radius"]),
+            r"\[networks\] inputs must be a list of distinct",
+        ),
+        (
+            _with(library__n_clusters=200),
+            r"\[library\] n_clusters = 200 is too small .* use n_clusters >= \d+",
+        ),
+        (
+            _with(population__log_mass_range=[1.0, 7.0]),
+            r"\[population\] log_mass_range .* outside \[library\]",
+        ),
+        (
+            _with(population__alpha_M=-3.5),
+            r"\[population\] alpha_M must lie inside the fit's prior",
+        ),
+        (_with(campaign__test_repeats=1), r"\[campaign\] test_repeats must be >= 2"),
+        (
+            _with(campaign__test_clusters_per_reff=20),
+            r"\[campaign\] test_clusters_per_reff must be a multiple of clusters_per_frame",
+        ),
+        (_with(campaign__reprocess="windows"), r"\[campaign\] reprocess must be .full."),
+        (
+            _with(campaign__edge_margin_px=-2),
+            r"\[campaign\] edge_margin_px must be a finite number of pixels >= 0",
+        ),
+        (_with(run__seed=True), r"\[run\] seed must be an integer"),
+    ],
+)
 def test_bad_configurations_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
@@ -72,11 +119,13 @@ def test_toml_round_trip_and_files(tmp_path):
 
 
 def test_embedded_demo_configurations_are_valid():
-    from jaxcomp.workflow.cli import demo_config_path
+    from jaxcomp.cli.workflow import demo_config_path
 
     full, quick = load_config(demo_config_path()), load_config(demo_config_path(quick=True))
     assert full.campaign.r_eff_pc == tuple(float(r) for r in range(1, 11))  # the paper's radii
-    assert {"physical", "photometric"} <= set(full.networks.inputs) and full.population.mass == "schechter"
+    assert {"physical", "photometric"} <= set(
+        full.networks.inputs
+    ) and full.population.mass == "schechter"
     # the paper's density of injected clusters: 500 per 7040 x 6400 px frame
     from jaxcomp.workflow.stages import load_field
 
@@ -84,7 +133,9 @@ def test_embedded_demo_configurations_are_valid():
     density = full.campaign.clusters_per_frame / (shape[0] * shape[1])
     assert 0.8 < density / (500 / (7040 * 6400)) < 1.25
     assert full.campaign.reprocess == "local"
-    assert full.campaign.edge_margin_px == quick.campaign.edge_margin_px == 5.0  # crops: aperture inside the image
+    assert (
+        full.campaign.edge_margin_px == quick.campaign.edge_margin_px == 5.0
+    )  # crops: aperture inside the image
     assert quick.run.name == "demo-quick"
 
 
@@ -99,7 +150,16 @@ def tiny_run(tmp_path_factory):
 
 def test_every_stage_runs_and_records_itself(tiny_run):
     run_dir, record, messages = tiny_run
-    expected = ["library", "ast_train", "ast_test", "train", "validate", "population", "correct", "fit"]
+    expected = [
+        "library",
+        "ast_train",
+        "ast_test",
+        "train",
+        "validate",
+        "population",
+        "correct",
+        "fit",
+    ]
     assert record["stages"] == expected
     for name in expected:
         stage = json.loads((run_dir / name / "stage.json").read_text())
@@ -117,7 +177,9 @@ def test_every_stage_runs_and_records_itself(tiny_run):
     from jaxcomp._io import file_sha256
 
     library = json.loads((run_dir / "library" / "stage.json").read_text())
-    assert library["output_sha256"] == {"library.parquet": file_sha256(run_dir / "library" / "library.parquet")}
+    assert library["output_sha256"] == {
+        "library.parquet": file_sha256(run_dir / "library" / "library.parquet")
+    }
     networks = json.loads((run_dir / "train" / "stage.json").read_text())["output_sha256"]
     assert "selection_physical.safetensors" in networks
     assert any(p.name.startswith("physical_r_eff_pc_") for p in (run_dir / "grids").iterdir())
@@ -151,22 +213,30 @@ def test_rerun_skips_and_changes_rerun_downstream_only(tiny_run):
 
     finer_correction = parse_config(_with(correct__grid=[21, 19, 6]))
     assert plan_stages(run_dir, finer_correction) == ["correct"]
-    with pytest.raises(RunError, match=r"different configuration \(section\(s\) \[correct\] differ.*--force"):
+    with pytest.raises(
+        RunError, match=r"different configuration \(section\(s\) \[correct\] differ.*--force"
+    ):
         run_workflow(finer_correction, run_dir, progress=False, report=False, log=messages.append)
     messages = []
-    run_workflow(finer_correction, run_dir, replace=True, progress=False, report=False, log=messages.append)
+    run_workflow(
+        finer_correction, run_dir, replace=True, progress=False, report=False, log=messages.append
+    )
     assert any("section(s) [correct]" in m for m in messages)
     assert any(m.startswith("[correct] running") for m in messages)
     assert sum("up to date" in m for m in messages) == 7
     stage = json.loads((run_dir / "correct" / "stage.json").read_text())
     assert stage["config"]["correct"]["grid"] == [21, 19, 6]
-    assert json.loads((run_dir / "train" / "stage.json").read_text())["started"] == before  # not re-run
+    assert (
+        json.loads((run_dir / "train" / "stage.json").read_text())["started"] == before
+    )  # not re-run
 
 
 def test_where_the_work_runs_does_not_change_fingerprints(tiny_run):
     run_dir = tiny_run[0]
     # (the last run of this directory used the finer correction grid)
-    elsewhere = parse_config(_with(correct__grid=[21, 19, 6], run__workers=2, run__scheduler="tcp://127.0.0.1:8786"))
+    elsewhere = parse_config(
+        _with(correct__grid=[21, 19, 6], run__workers=2, run__scheduler="tcp://127.0.0.1:8786")
+    )
     assert plan_stages(run_dir, elsewhere) == []  # up to date: labels do not depend on the executor
     with pytest.raises(ConfigError, match=r"\[run\] scheduler must be a scheduler address"):
         parse_config(_with(run__scheduler="localhost"))
@@ -185,7 +255,9 @@ def test_foreign_directories_and_failed_stages(tmp_path, tiny_run, monkeypatch):
     before = (run_dir / "correct" / "stage.json").read_text()
     missing = parse_config(_with(catalogue__source=str(tmp_path / "no_such_catalogue.parquet")))
     with pytest.raises(ConfigError, match="catalogue not found"):
-        run_workflow(missing, run_dir, replace=True, progress=False, report=False, log=lambda *a: None)
+        run_workflow(
+            missing, run_dir, replace=True, progress=False, report=False, log=lambda *a: None
+        )
     assert (run_dir / "correct" / "stage.json").read_text() == before
     # a stage that fails is recorded as failed, and reported as such
     import dataclasses
@@ -196,10 +268,16 @@ def test_foreign_directories_and_failed_stages(tmp_path, tiny_run, monkeypatch):
         raise RuntimeError("the correction broke")
 
     broken = parse_config(_with(correct__grid=[21, 19, 7]))
-    stages = tuple(dataclasses.replace(s, run=fail) if s.name == "correct" else s for s in runner.STAGES)
+    stages = tuple(
+        dataclasses.replace(s, run=fail) if s.name == "correct" else s for s in runner.STAGES
+    )
     monkeypatch.setattr(runner, "STAGES", stages)
-    with pytest.raises(RunError, match="stage 'correct' failed: RuntimeError: the correction broke"):
-        run_workflow(broken, run_dir, replace=True, progress=False, report=False, log=lambda *a: None)
+    with pytest.raises(
+        RunError, match="stage 'correct' failed: RuntimeError: the correction broke"
+    ):
+        run_workflow(
+            broken, run_dir, replace=True, progress=False, report=False, log=lambda *a: None
+        )
     assert json.loads((run_dir / "correct" / "stage.json").read_text())["status"] == "failed"
     assert stage_status(run_dir, broken)["correct"] == "failed"
 
@@ -219,7 +297,9 @@ def test_fits_field_directory_must_exist_before_anything_runs(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('[field]\nkind = "fits"\ndirectory = "no-such-images"\n')
     run_dir = tmp_path / "out"
-    with pytest.raises(ConfigError, match=r"\[field\] directory 'no-such-images' does not exist.*no-such-images"):
+    with pytest.raises(
+        ConfigError, match=r"\[field\] directory 'no-such-images' does not exist.*no-such-images"
+    ):
         run_workflow(config, run_dir, progress=False, log=lambda *a: None)
     assert not run_dir.exists()
     with pytest.raises(ConfigError, match=r"\[field\] directory"):
@@ -231,16 +311,30 @@ def test_fits_field_keys_are_checked_and_kept_out_of_mock_fingerprints(tmp_path)
     from jaxcomp.workflow.config import FieldSection
 
     mock = parse_config(TINY)
-    assert set(mock.to_dict()["field"]) == {"kind", "size", "directory"}  # a mock run's fingerprints are unchanged
-    fits_config = parse_config(_with(field__kind="fits", field__directory=str(tmp_path), field__psf="stars",
-                                     field__psf_min_stars=4, field__zeropoints=[22.0, 23.0, 25.0, 25.0, 25.0]))
+    assert set(mock.to_dict()["field"]) == {
+        "kind",
+        "size",
+        "directory",
+    }  # a mock run's fingerprints are unchanged
+    fits_config = parse_config(
+        _with(
+            field__kind="fits",
+            field__directory=str(tmp_path),
+            field__psf="stars",
+            field__psf_min_stars=4,
+            field__zeropoints=[22.0, 23.0, 25.0, 25.0, 25.0],
+        )
+    )
     assert parse_config(tomllib.loads(fits_config.to_toml())) == fits_config
     assert fits_config.to_dict()["field"]["psf_min_stars"] == 4
     # the [field] defaults are EPSFStarSelection's
     defaults = FieldSection(kind="fits", directory=str(tmp_path)).epsf_selection()
     assert EPSFStarSelection(**defaults) == EPSFStarSelection()
     for changes, message in [
-        ({"field__psf": "moffat"}, r"\[field\] psf must be one of 'auto', 'stars', 'gaussian', got 'moffat'"),
+        (
+            {"field__psf": "moffat"},
+            r"\[field\] psf must be one of 'auto', 'stars', 'gaussian', got 'moffat'",
+        ),
         ({"field__psf": "gaussian"}, r"\[field\] psf_fwhm_px must be five FWHMs"),
         ({"field__psf_cutout_px": 24}, r"\[field\] psf_cutout_px must be an odd number"),
         ({"field__psf_ci_range": [1.4, 0.0]}, r"\[field\] psf_ci_range must be \[low, high\]"),
@@ -251,7 +345,8 @@ def test_fits_field_keys_are_checked_and_kept_out_of_mock_fingerprints(tmp_path)
 
 
 def _star_grid_field(shape=(320, 320), spacing=40, seed=0):
-    """A flat field with a grid of bright isolated point sources (Gaussian FWHM 2.2 px), and a few clusters."""
+    """A flat field with a grid of bright isolated point sources (Gaussian FWHM 2.2 px), and a few
+    clusters."""
     import numpy as np
 
     from jaxcomp.ast import Field
@@ -265,7 +360,10 @@ def _star_grid_field(shape=(320, 320), spacing=40, seed=0):
     for b in BANDS:
         img = rng.normal(0.0, 0.003, shape)
         add_stamps(img, render_stamps(xs, ys, rng.uniform(5.0, 20.0, xs.size), 0.0, 2.2))
-        add_stamps(img, render_stamps(xs[:5] + spacing / 2, ys[:5] + spacing / 2, np.full(5, 10.0), 3.0, 2.2))
+        add_stamps(
+            img,
+            render_stamps(xs[:5] + spacing / 2, ys[:5] + spacing / 2, np.full(5, 10.0), 3.0, 2.2),
+        )
         images[b] = img.astype(np.float32)
     return Field(images, name="grid")
 
@@ -287,7 +385,9 @@ def test_fits_field_stage_writes_the_psfs_it_builds(tmp_path):
             hdul = fits.HDUList([h.copy() for h in hdul])
         del hdul[0].header["PSFFWHM"]
         hdul.writeto(path, overwrite=True)
-    config = parse_config(_with(field__kind="fits", field__directory=str(images), field__psf_iterations=4))
+    config = parse_config(
+        _with(field__kind="fits", field__directory=str(images), field__psf_iterations=4)
+    )
     run_dir = tmp_path / "run"
     run_workflow(config, run_dir, only=["field"], progress=False, report=False, log=lambda *a: None)
     stage = json.loads((run_dir / "field" / "stage.json").read_text())
@@ -301,7 +401,9 @@ def test_fits_field_stage_writes_the_psfs_it_builds(tmp_path):
     from jaxcomp.ast.epsf import psf_encircled_energy
 
     truth = psf_encircled_energy(2.2, (1.0, 2.0, 3.0, 4.0))
-    np.testing.assert_allclose(stage["metrics"]["psf"]["F555W"]["encircled_energy_1_2_3_4px"], truth, atol=0.01)
+    np.testing.assert_allclose(
+        stage["metrics"]["psf"]["F555W"]["encircled_energy_1_2_3_4px"], truth, atol=0.01
+    )
     # later stages inject with the PSFs the field stage wrote
     field = load_field(config, run_dir)
     with fits.open(run_dir / "field" / "psf_F814W.fits") as hdul:

@@ -29,6 +29,17 @@ Everything here is numpy/scipy/astropy/photutils; nothing imports JAX.
 photutils (>= 3.0) and scikit-image (for deblending) are needed by the pipeline.
 """
 
+from .campaign import (
+    CampaignConfig,
+    CampaignError,
+    p_true,
+    plot_recovery,
+    read_campaign,
+    run_campaign,
+)
+from .cuts import STAGES, apply_cuts
+from .detection import detect
+from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
 from .field import (
     BANDS,
     DISTANCE_MODULUS,
@@ -39,7 +50,26 @@ from .field import (
     read_field_fits,
     write_field_fits,
 )
-from .inject import FieldBaseline, draw_positions, inject, position_density, prepare_field, run_frame
+from .hst_psf import InstrumentPSF, hst_epsf
+from .inject import (
+    FieldBaseline,
+    draw_positions,
+    inject,
+    position_density,
+    prepare_field,
+    run_frame,
+)
+from .matching import match_injected
+from .mock import compare_with_truth, make_mock_field, mock_psfs, mock_truth
+from .photometry import aperture_corrections, aperture_photometry
+from .pipeline import run_pipeline
+from .profiles import (
+    PSFModel,
+    eff_core_radius,
+    eff_enclosed_fraction,
+    render_multiband,
+    render_stamps,
+)
 from .settings import (
     DEFAULT_CONFIG,
     LEGUS_SEXTRACTOR,
@@ -50,19 +80,9 @@ from .settings import (
     PipelineConfig,
     SExtractorConfig,
 )
-from .white_light import white_light
-from .detection import detect
-from .photometry import aperture_corrections, aperture_photometry
-from .cuts import STAGES, apply_cuts
-from .matching import match_injected
-from .pipeline import run_pipeline
-from .profiles import PSFModel, eff_core_radius, eff_enclosed_fraction, render_multiband, render_stamps
-from .synthetic import synthetic_field
-from .mock import make_mock_field, mock_truth, compare_with_truth, mock_psfs
-from .hst_psf import InstrumentPSF, hst_epsf
-from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
-from .campaign import CampaignConfig, CampaignError, p_true, plot_recovery, read_campaign, run_campaign
 from .single_band import fit_m50, mock_m50
+from .synthetic import synthetic_field
+from .white_light import white_light
 
 __all__ = [
     "BANDS",

@@ -299,15 +299,16 @@ def mesh_statistics(
 
     def do(rs, cs, hb: int, wb: int):
         block, mask = data[rs, cs], bad[rs, cs]
-        k, l = block.shape[0] // hb, block.shape[1] // wb
+        n_rows, n_cols = block.shape[0] // hb, block.shape[1] // wb
         v = np.where(mask, np.nan, block).astype(np.float32)
-        v = v.reshape(k, hb, l, wb).transpose(0, 2, 1, 3).reshape(k * l, hb * wb)
+        v = v.reshape(n_rows, hb, n_cols, wb).transpose(0, 2, 1, 3)
+        v = v.reshape(n_rows * n_cols, hb * wb)
         mean, med, sd, cnt = clipped_stats_rows(v, sigma, maxiters)
-        good = (~mask).reshape(k, hb, l, wb).sum(axis=(1, 3))
+        good = (~mask).reshape(n_rows, hb, n_cols, wb).sum(axis=(1, 3))
         return (
-            _sextractor_mode(mean, med, sd).reshape(k, l),
-            sd.reshape(k, l),
-            cnt.reshape(k, l),
+            _sextractor_mode(mean, med, sd).reshape(n_rows, n_cols),
+            sd.reshape(n_rows, n_cols),
+            cnt.reshape(n_rows, n_cols),
             good,
         )
 
@@ -407,7 +408,8 @@ def interpolate_mesh(
 def interpolate_mesh_windows(
     mesh: np.ndarray, shape: tuple[int, int], box_size: int, windows
 ) -> list[np.ndarray]:
-    """:func:`interpolate_mesh` on several ``(y0, y1, x0, x1)`` windows (the spline coefficients once)."""
+    """:func:`interpolate_mesh` on several ``(y0, y1, x0, x1)`` windows (the spline coefficients
+    once)."""
     my, mx = mesh.shape
     lo, hi = float(np.min(mesh)), float(np.max(mesh))
     if hi == lo:
@@ -473,7 +475,8 @@ def background_maps(
     filter_size: int = 1,
     rms: bool = True,
 ):
-    """The background and RMS maps (float32, ``shape``) of :func:`mesh_background` from its mesh statistics.
+    """The background and RMS maps (float32, ``shape``) of :func:`mesh_background` from its mesh
+    statistics.
 
     ``rms=False`` skips the RMS map (returned as None), for a frame thresholded at a global RMS.
     """

@@ -26,8 +26,11 @@ def benchmark_field(shape=(2000, 2000), density: float = 300.0, seed: int = 0):
     """A synthetic field with ``density`` pre-existing sources per 10^6 px."""
     rng = np.random.default_rng(seed)
     n = int(density * shape[0] * shape[1] / 1e6)
-    src = {"x": rng.uniform(0, shape[1] - 1, n), "y": rng.uniform(0, shape[0] - 1, n),
-           "r_eff_px": np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.3, 4.0, n))}
+    src = {
+        "x": rng.uniform(0, shape[1] - 1, n),
+        "y": rng.uniform(0, shape[0] - 1, n),
+        "r_eff_px": np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.3, 4.0, n)),
+    }
     mv = rng.uniform(19.0, 27.0, n)
     for b in BANDS:
         src[f"mag_{b}"] = mv + rng.uniform(-1.0, 1.0, n)
@@ -44,8 +47,13 @@ def fake_library(n: int, seed: int = 0) -> Table:
     return t
 
 
-def benchmark_frame(shape=(2000, 2000), n_clusters: int = 500, r_eff_pc: float = 5.0,
-                    density: float = 300.0, seed: int = 0) -> dict:
+def benchmark_frame(
+    shape=(2000, 2000),
+    n_clusters: int = 500,
+    r_eff_pc: float = 5.0,
+    density: float = 300.0,
+    seed: int = 0,
+) -> dict:
     """Build a field, its baseline and one frame; return per-step wall and CPU times."""
     t0, c0 = time.perf_counter(), time.process_time()
     field = benchmark_field(shape, density, seed)
@@ -57,11 +65,18 @@ def benchmark_frame(shape=(2000, 2000), n_clusters: int = 500, r_eff_pc: float =
     labels = run_frame(field, fake_library(n_clusters, seed), r_eff_pc, seed=seed)
     frame_t = (time.perf_counter() - t0, time.process_time() - c0)
     return {
-        "shape": list(shape), "n_clusters": n_clusters, "r_eff_pc": r_eff_pc,
-        "n_sources_pre": len(base.catalogue), "n_final_pre": int(np.sum(base.catalogue["C"])),
-        "n_sources_post": labels.meta["n_sources_post"], "recovered": int(np.sum(labels["C"])),
-        "field_build_s": build, "baseline_s": base_t, "frame_wall_cpu_s": frame_t,
-        "frame_steps": labels.meta["timings"], "baseline_steps": base.timings,
+        "shape": list(shape),
+        "n_clusters": n_clusters,
+        "r_eff_pc": r_eff_pc,
+        "n_sources_pre": len(base.catalogue),
+        "n_final_pre": int(np.sum(base.catalogue["C"])),
+        "n_sources_post": labels.meta["n_sources_post"],
+        "recovered": int(np.sum(labels["C"])),
+        "field_build_s": build,
+        "baseline_s": base_t,
+        "frame_wall_cpu_s": frame_t,
+        "frame_steps": labels.meta["timings"],
+        "baseline_steps": base.timings,
     }
 
 

@@ -40,7 +40,8 @@ Executors
     ``"spawn"`` start method (safe with threads and JAX). The workers are started without
     re-running the caller's ``__main__`` (they need nothing from it), so a plain script
     works with or without the ``if __name__ == "__main__":`` guard, as do notebooks and
-    ``python -c``. Each worker receives the field once and runs with single-threaded BLAS. ``"serial"``: in this process. A ``dask.distributed``
+    ``python -c``. Each worker receives the field once and runs with single-threaded BLAS.
+    ``"serial"``: in this process. A ``dask.distributed``
     cluster: ``scheduler="tcp://host:port"`` (or a ``distributed.Client``); the field
     and baseline are scattered to every worker, frames are tasks, and a frame whose
     worker dies is rerun elsewhere by the scheduler. Results come back to the caller,
@@ -58,7 +59,8 @@ import math
 import os
 import sys
 import uuid
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -66,10 +68,10 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import JaxcompError
-from ..catalogues import BANDS
+from ..survey import BANDS, NGC628_DISTANCE_MODULUS
+from .cuts import STAGES
 from .field import Field
 from .inject import MIN_SPACING_REFF, POSITION_SMOOTHING_PC, FieldBaseline, prepare_field, run_frame
-from .cuts import STAGES
 from .settings import DEFAULT_CONFIG, PipelineConfig
 
 __all__ = [
@@ -175,18 +177,32 @@ class CampaignConfig:
         if self.clusters_per_reff is not None:
             v = self.clusters_per_reff
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise CampaignError(f"clusters_per_reff must be a positive integer or None, got {v!r}")
+                raise CampaignError(
+                    f"clusters_per_reff must be a positive integer or None, got {v!r}"
+                )
             if self.design != "test":
-                raise CampaignError("clusters_per_reff is for the test design (training frames never reuse a cluster)")
+                raise CampaignError(
+                    "clusters_per_reff is for the test design (training frames never reuse a "
+                    "cluster)"
+                )
             object.__setattr__(self, "clusters_per_reff", int(v))
         if self.reprocess not in ("full", "local"):
             raise CampaignError(f"reprocess must be 'full' or 'local', got {self.reprocess!r}")
         margin = self.edge_margin_px
-        if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
-                or not (math.isfinite(margin) and margin >= 0):
-            raise CampaignError(f"edge_margin_px must be a finite number of pixels >= 0, got {margin!r}")
+        if (
+            isinstance(margin, bool)
+            or not isinstance(margin, (int, float, np.integer, np.floating))
+            or not (math.isfinite(margin) and margin >= 0)
+        ):
+            raise CampaignError(
+                f"edge_margin_px must be a finite number of pixels >= 0, got {margin!r}"
+            )
         object.__setattr__(self, "edge_margin_px", float(margin))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
             raise CampaignError(f"seed must be a non-negative integer, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
         if not isinstance(self.pipeline, PipelineConfig):
@@ -224,7 +240,7 @@ class FrameSpec:
     frame: int
     r_eff_pc: float
     repeat: int
-    rows: np.ndarray   # positional indices into the library
+    rows: np.ndarray  # positional indices into the library
 
 
 # ---------------------------------------------------------------------------------------
@@ -246,7 +262,9 @@ def _as_dataframe(library):
     try:
         return pd.DataFrame(library)
     except Exception as error:  # noqa: BLE001
-        raise CampaignError(f"library must be a table (pandas, astropy, path), got {type(library).__name__}") from error
+        raise CampaignError(
+            f"library must be a table (pandas, astropy, path), got {type(library).__name__}"
+        ) from error
 
 
 def validate_library(library, config: CampaignConfig | None = None):
@@ -261,8 +279,11 @@ def validate_library(library, config: CampaignConfig | None = None):
     need = list(REQUIRED_LIBRARY_COLUMNS) + (["r_eff_pc"] if config.match_library_reff else [])
     missing = [c for c in need if c not in df.columns]
     if missing:
-        hint = (" (or set match_library_reff=False to give every cluster the frame's radius)"
-                if missing == ["r_eff_pc"] else "")
+        hint = (
+            " (or set match_library_reff=False to give every cluster the frame's radius)"
+            if missing == ["r_eff_pc"]
+            else ""
+        )
         raise CampaignError(f"the library lacks column(s) {missing}; a campaign needs {need}{hint}")
     if len(df) == 0:
         raise CampaignError("the library is empty")
@@ -290,15 +311,20 @@ PLAUSIBLE_FRACTION: float = 0.9
 def _check_magnitudes(column: str, values: np.ndarray) -> None:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        raise CampaignError(f"library column {column!r} has no finite magnitude (all NaN or infinite): every "
-                            "injected cluster would be invisible; regenerate or fix the library")
+        raise CampaignError(
+            f"library column {column!r} has no finite magnitude (all NaN or infinite): every "
+            "injected cluster would be invisible; regenerate or fix the library"
+        )
     low, high = PLAUSIBLE_MAGNITUDES
     outside = int(np.count_nonzero((finite < low) | (finite > high)))
     if outside > (1.0 - PLAUSIBLE_FRACTION) * finite.size:
         raise CampaignError(
-            f"library column {column!r} does not look like apparent Vega magnitudes: {outside} of {finite.size} "
-            f"values lie outside {low:g} to {high:g} mag (median {np.median(finite):.4g}); fluxes or count rates "
-            "must be converted first (mag = zeropoint - 2.5 log10(flux))")
+            f"library column {column!r} does not look like apparent Vega magnitudes: {outside} of "
+            f"{finite.size} "
+            f"values lie outside {low:g} to {high:g} mag (median {np.median(finite):.4g}); fluxes "
+            "or count rates "
+            "must be converted first (mag = zeropoint - 2.5 log10(flux))"
+        )
 
 
 def check_field_capacity(field: Field, config: CampaignConfig) -> None:
@@ -315,18 +341,25 @@ def check_field_capacity(field: Field, config: CampaignConfig) -> None:
     n_max = RSA_JAMMING_FRACTION * area / (math.pi * sep * sep / 4.0)
     if config.clusters_per_frame > n_max:
         raise CampaignError(
-            f"the field is too small for {config.clusters_per_frame} clusters per frame at r_eff = {r_max:g} pc: "
-            f"they must be {sep:.1f} px apart (3 r_eff) and random placement fills at most ~{int(n_max)} in its "
-            f"{area} px footprint; use fewer clusters per frame, smaller radii or a larger field")
+            f"the field is too small for {config.clusters_per_frame} clusters per frame at r_eff = "
+            f"{r_max:g} pc: "
+            f"they must be {sep:.1f} px apart (3 r_eff) and random placement fills at most "
+            f"~{int(n_max)} in its "
+            f"{area} px footprint; use fewer clusters per frame, smaller radii or a larger field"
+        )
 
 
-def plan_campaign(library, config: CampaignConfig, exclude: Sequence[int] | None = None) -> list[FrameSpec]:
+def plan_campaign(
+    library, config: CampaignConfig, exclude: Sequence[int] | None = None
+) -> list[FrameSpec]:
     """The frames of a campaign (deterministic in the library, config and ``exclude``)."""
     df = validate_library(library, config)
     ids = df["cluster_id"].to_numpy()
     usable = np.ones(len(df), bool)
     if exclude is not None:
-        usable &= ~np.isin(ids, np.asarray(list(exclude) if not isinstance(exclude, np.ndarray) else exclude))
+        usable &= ~np.isin(
+            ids, np.asarray(list(exclude) if not isinstance(exclude, np.ndarray) else exclude)
+        )
     per_frame = config.clusters_per_frame
     need = per_frame * config.frames_per_reff if config.design == "train" else config.test_clusters
     frames: list[FrameSpec] = []
@@ -335,8 +368,10 @@ def plan_campaign(library, config: CampaignConfig, exclude: Sequence[int] | None
         pool = rng.permutation(np.nonzero(usable)[0])
         total = need * len(config.r_eff_pc)
         if pool.size < total:
-            raise CampaignError(f"the library has {pool.size} usable clusters but the campaign needs {total} "
-                                f"({len(config.r_eff_pc)} radii x {need}) without reuse")
+            raise CampaignError(
+                f"the library has {pool.size} usable clusters but the campaign needs {total} "
+                f"({len(config.r_eff_pc)} radii x {need}) without reuse"
+            )
     for i, r in enumerate(config.r_eff_pc):
         if config.match_library_reff:
             radius = df["r_eff_pc"].to_numpy(dtype=np.float64)
@@ -344,20 +379,33 @@ def plan_campaign(library, config: CampaignConfig, exclude: Sequence[int] | None
             rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0, i)))
             chosen = rng.permutation(subset)
             if chosen.size < need:
+                what = (
+                    "frames_per_reff x clusters_per_frame"
+                    if config.design == "train"
+                    else "test clusters"
+                )
                 raise CampaignError(
-                    f"the library has {chosen.size} usable clusters with r_eff_pc = {r:g} but the {config.design} "
-                    f"design needs {need} ({'frames_per_reff x clusters_per_frame' if config.design == 'train' else 'test clusters'}"
-                    f") without reuse; generate a larger library or use fewer frames")
+                    f"the library has {chosen.size} usable clusters with r_eff_pc = {r:g} but the "
+                    f"{config.design} "
+                    f"design needs {need} "
+                    f"({what}) without reuse; generate a larger library or use fewer frames"
+                )
         else:
-            chosen = pool[i * need:(i + 1) * need]
+            chosen = pool[i * need : (i + 1) * need]
         for j in range(config.frames_per_reff):
             if config.design == "train":
-                parts = [chosen[j * per_frame:(j + 1) * per_frame]]
+                parts = [chosen[j * per_frame : (j + 1) * per_frame]]
             else:
-                parts = [chosen[c:min(c + per_frame, need)] for c in range(0, need, per_frame)]
+                parts = [chosen[c : min(c + per_frame, need)] for c in range(0, need, per_frame)]
             for rows in parts:
-                frames.append(FrameSpec(frame=len(frames), r_eff_pc=float(r),
-                                        repeat=j if config.design == "test" else 0, rows=np.sort(rows)))
+                frames.append(
+                    FrameSpec(
+                        frame=len(frames),
+                        r_eff_pc=float(r),
+                        repeat=j if config.design == "test" else 0,
+                        rows=np.sort(rows),
+                    )
+                )
     return frames
 
 
@@ -382,9 +430,13 @@ def field_digest(field: Field) -> str:
     """SHA-256 over a field's pixels, footprint, calibration, PSFs and distance."""
     from .._io import array_digest
 
-    meta = {"zeropoints": dict(field.zeropoints), "exptimes": dict(field.exptimes),
-            "psf": {b: field.psf[b].describe() for b in BANDS}, "pixel_scale": field.pixel_scale_arcsec,
-            "distance_modulus": field.distance_modulus}
+    meta = {
+        "zeropoints": dict(field.zeropoints),
+        "exptimes": dict(field.exptimes),
+        "psf": {b: field.psf[b].describe() for b in BANDS},
+        "pixel_scale": field.pixel_scale_arcsec,
+        "distance_modulus": field.distance_modulus,
+    }
     arrays = [field.images[b] for b in BANDS] + [np.asarray(field.footprint)]
     arrays += [np.asarray(field.psf[b].image) for b in BANDS if not field.psf[b].is_gaussian]
     h = hashlib.sha256(array_digest(*arrays).encode())
@@ -405,14 +457,26 @@ def _frame_seed(seed: int, frame: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(int(seed), spawn_key=(1, int(frame)))
 
 
-def _run_frame_payload(field: Field, baseline: FieldBaseline, spec: FrameSpec, rows, config: CampaignConfig):
-    """Run one frame (single-threaded BLAS: campaigns parallelise over frames); return (frame, labels, info)."""
+def _run_frame_payload(
+    field: Field, baseline: FieldBaseline, spec: FrameSpec, rows, config: CampaignConfig
+):
+    """Run one frame (single-threaded BLAS: campaigns parallelise over frames); return (frame,
+    labels, info)."""
     from ._threads import single_threaded_blas
 
     with single_threaded_blas():
-        labels = run_frame(field, rows, spec.r_eff_pc, seed=_frame_seed(config.seed, spec.frame), frame=spec.frame,
-                           config=config.pipeline, baseline=baseline, noise=config.noise,
-                           reprocess=config.reprocess, edge_margin_px=config.edge_margin_px)
+        labels = run_frame(
+            field,
+            rows,
+            spec.r_eff_pc,
+            seed=_frame_seed(config.seed, spec.frame),
+            frame=spec.frame,
+            config=config.pipeline,
+            baseline=baseline,
+            noise=config.noise,
+            reprocess=config.reprocess,
+            edge_margin_px=config.edge_margin_px,
+        )
     timings = labels.meta.get("timings", {})
     n_post = labels.meta.get("n_sources_post")
     fallback = bool(labels.meta.get("fallback", False))
@@ -420,8 +484,11 @@ def _run_frame_payload(field: Field, baseline: FieldBaseline, spec: FrameSpec, r
     df = labels.to_pandas()
     df.insert(df.columns.get_loc("frame") + 1, "repeat", np.full(len(df), spec.repeat, np.int64))
     df["design"] = config.design
-    return spec.frame, df, {"timings": timings, "n_sources_post": n_post, "pid": os.getpid(),
-                            "fallback": fallback}
+    return (
+        spec.frame,
+        df,
+        {"timings": timings, "n_sources_post": n_post, "pid": os.getpid(), "fallback": fallback},
+    )
 
 
 _WORKER: dict = {}
@@ -543,8 +610,10 @@ def _lock(directory: Path):
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise CampaignError(f"{directory} is in use by another campaign runner (lock held on "
-                                f"{directory / '.lock'})") from None
+            raise CampaignError(
+                f"{directory} is in use by another campaign runner (lock held on "
+                f"{directory / '.lock'})"
+            ) from None
         yield
     finally:
         handle.close()
@@ -580,7 +649,9 @@ def _check_manifest(directory: Path, new: dict) -> None:
     path = directory / _MANIFEST
     if not path.exists():
         if any((directory / "frames").glob("frame_*.parquet")):
-            raise CampaignError(f"{directory} holds frame files but no {_MANIFEST}; use an empty directory")
+            raise CampaignError(
+                f"{directory} holds frame files but no {_MANIFEST}; use an empty directory"
+            )
         atomic_write_text(path, json.dumps(new, indent=1) + "\n")
         return
     try:
@@ -594,16 +665,24 @@ def _check_manifest(directory: Path, new: dict) -> None:
         diffs = _dict_diff(old.get("config", {}), new["config"])
         problems.append("the configuration differs (" + "; ".join(diffs[:8]) + ")")
     if old.get("field", {}).get("digest") != new["field"]["digest"]:
-        problems.append(f"the field differs (was {old.get('field', {}).get('name')!r} "
-                        f"{old.get('field', {}).get('shape')}, now {new['field']['name']!r} {new['field']['shape']})")
+        problems.append(
+            f"the field differs (was {old.get('field', {}).get('name')!r} "
+            f"{old.get('field', {}).get('shape')}, now {new['field']['name']!r} "
+            f"{new['field']['shape']})"
+        )
     if old.get("library", {}).get("digest") != new["library"]["digest"]:
-        problems.append(f"the library differs (was {old.get('library', {}).get('n_rows')} rows, now "
-                        f"{new['library']['n_rows']})")
+        problems.append(
+            f"the library differs (was {old.get('library', {}).get('n_rows')} rows, now "
+            f"{new['library']['n_rows']})"
+        )
     if not problems and old.get("plan", {}).get("digest") != new["plan"]["digest"]:
         problems.append("the frame plan differs (another 'exclude' set?)")
     if problems:
-        raise CampaignError(f"{directory} was made for a different campaign: " + "; ".join(problems)
-                            + ". Use a new directory (or delete this one) to run this campaign.")
+        raise CampaignError(
+            f"{directory} was made for a different campaign: "
+            + "; ".join(problems)
+            + ". Use a new directory (or delete this one) to run this campaign."
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -620,14 +699,20 @@ def _resolve_executor(executor, scheduler):
             Client = ()
         if isinstance(executor, Client):
             return "dask"
-        raise CampaignError(f"executor must be 'process', 'serial' or a distributed.Client, got {executor!r}")
+        raise CampaignError(
+            f"executor must be 'process', 'serial' or a distributed.Client, got {executor!r}"
+        )
     if "://" in executor:
         return "dask"
     if executor == "dask":
-        raise CampaignError("the dask executor needs scheduler='tcp://host:port' (or a distributed.Client)")
+        raise CampaignError(
+            "the dask executor needs scheduler='tcp://host:port' (or a distributed.Client)"
+        )
     if executor not in ("process", "serial"):
-        raise CampaignError(f"executor must be 'process', 'serial', a scheduler address or a distributed.Client, "
-                            f"got {executor!r}")
+        raise CampaignError(
+            f"executor must be 'process', 'serial', a scheduler address or a distributed.Client, "
+            f"got {executor!r}"
+        )
     return executor
 
 
@@ -642,10 +727,16 @@ def _iter_process(field, baseline, todo, rows_of, config, n_workers, start_metho
 
     ctx = mp.get_context(start_method)
     n_workers = max(1, min(int(n_workers), len(todo)))
-    threads = {} if blas_threads is None else {k: blas_threads for k in (
-        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_pool_init,
-                               initargs=(field, baseline))
+    threads = (
+        {}
+        if blas_threads is None
+        else {
+            k: blas_threads for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        }
+    )
+    pool = ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=ctx, initializer=_pool_init, initargs=(field, baseline)
+    )
     try:
         pending = set()
         queue = list(todo)
@@ -676,17 +767,31 @@ def _iter_dask(field, baseline, todo, rows_of, config, executor, scheduler):
     else:
         address = scheduler if scheduler is not None else executor
         if not isinstance(address, str) or address == "dask":
-            raise CampaignError("the dask executor needs scheduler='tcp://host:port' or a distributed.Client")
+            raise CampaignError(
+                "the dask executor needs scheduler='tcp://host:port' or a distributed.Client"
+            )
         client = Client(address)
         owned = True
     try:
         field_f = client.scatter(field, broadcast=True, hash=False)
         base_f = client.scatter(baseline, broadcast=True, hash=False)
         nonce = uuid.uuid4().hex[:8]
-        futures = [client.submit(_dask_task, field_f, base_f, spec, rows_of(spec), config, pure=False,
-                                 key=f"jaxcomp-ast-frame-{spec.frame:06d}-{nonce}") for spec in todo]
+        futures = [
+            client.submit(
+                _dask_task,
+                field_f,
+                base_f,
+                spec,
+                rows_of(spec),
+                config,
+                pure=False,
+                key=f"jaxcomp-ast-frame-{spec.frame:06d}-{nonce}",
+            )
+            for spec in todo
+        ]
         try:
-            # as_completed defaults to the *default* client's event loop; with several clients in one
+            # as_completed defaults to the *default* client's event loop; with several clients in
+            # one
             # process (a user's own Client beside ours) that is the wrong loop, so name ours
             for fut in as_completed(futures, loop=client.loop):
                 result = fut.result()
@@ -704,10 +809,21 @@ def _iter_dask(field, baseline, todo, rows_of, config, executor, scheduler):
 # the public entry point
 
 
-def run_campaign(field: Field, library, config: CampaignConfig, directory, *, executor="process",
-                 n_workers: int | None = None, scheduler=None, exclude: Sequence[int] | None = None,
-                 progress: bool = True, callback: Callable[[int, int, int], None] | None = None,
-                 start_method: str = "spawn", blas_threads: int | None = 1):
+def run_campaign(
+    field: Field,
+    library,
+    config: CampaignConfig,
+    directory,
+    *,
+    executor="process",
+    n_workers: int | None = None,
+    scheduler=None,
+    exclude: Sequence[int] | None = None,
+    progress: bool = True,
+    callback: Callable[[int, int, int], None] | None = None,
+    start_method: Literal["spawn", "fork", "forkserver"] = "spawn",
+    blas_threads: int | None = 1,
+):
     """Run (or resume) an artificial cluster test campaign; return its labels table.
 
     Parameters
@@ -755,14 +871,18 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
     if not isinstance(config, CampaignConfig):
         raise CampaignError(f"config must be a CampaignConfig, got {type(config).__name__}")
     if not isinstance(field, Field):
-        raise CampaignError(f"field must be a jaxcomp.ast.Field (build one with Field(...), read_field_fits or "
-                            f"make_mock_field), got {type(field).__name__}")
+        raise CampaignError(
+            f"field must be a jaxcomp.ast.Field (build one with Field(...), read_field_fits or "
+            f"make_mock_field), got {type(field).__name__}"
+        )
     kind = _resolve_executor(executor, scheduler)
     df = validate_library(library, config)
     frames = plan_campaign(df, config, exclude)
     check_field_capacity(field, config)
     if kind == "process":
-        n_workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+        n_workers = n_workers or (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "frames").mkdir(exist_ok=True)
@@ -775,7 +895,9 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
         timings = []
         fallbacks = 0
         if todo:
-            baseline = _slim_baseline(prepare_field(field, config.pipeline, smoothing_pc=config.smoothing_pc))
+            baseline = _slim_baseline(
+                prepare_field(field, config.pipeline, smoothing_pc=config.smoothing_pc)
+            )
             if not config.match_library_reff:
                 df = df.drop(columns=["r_eff_pc"], errors="ignore")
 
@@ -785,8 +907,9 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
             if kind == "serial":
                 results = _iter_serial(field, baseline, todo, rows_of, config)
             elif kind == "process":
-                results = _iter_process(field, baseline, todo, rows_of, config, n_workers, start_method,
-                                        blas_threads)
+                results = _iter_process(
+                    field, baseline, todo, rows_of, config, n_workers, start_method, blas_threads
+                )
             else:
                 results = _iter_dask(field, baseline, todo, rows_of, config, executor, scheduler)
             bar = _progress_bar(n_total, len(done), progress)
@@ -802,7 +925,8 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
                         callback(frame, n_done, n_total)
             finally:
                 bar.close()
-                results.close()  # stop the workers / cancel the tasks now, not at garbage collection
+                # stop the workers / cancel the tasks now, not at garbage collection
+                results.close()
         labels = _assemble(directory, frames)
         _write_summary(directory, config, frames, timings, fallbacks)
     return labels
@@ -811,8 +935,15 @@ def run_campaign(field: Field, library, config: CampaignConfig, directory, *, ex
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="frame", desc="AST campaign", disable=not enabled,
-                dynamic_ncols=True, smoothing=0.1)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="frame",
+        desc="AST campaign",
+        disable=not enabled,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
 
 
 def _assemble(directory: Path, frames: list[FrameSpec]):
@@ -829,8 +960,13 @@ def _assemble(directory: Path, frames: list[FrameSpec]):
     tables = [t.replace_schema_metadata(None) for t in tables]
     table = pa.concat_tables(tables, promote_options="default")
     manifest = json.loads((directory / _MANIFEST).read_text())
-    table = table.replace_schema_metadata({b"jaxcomp_campaign": json.dumps(
-        {k: manifest[k] for k in ("config", "config_hash", "field", "library", "plan")}).encode()})
+    table = table.replace_schema_metadata(
+        {
+            b"jaxcomp_campaign": json.dumps(
+                {k: manifest[k] for k in ("config", "config_hash", "field", "library", "plan")}
+            ).encode()
+        }
+    )
     path = directory / "labels.parquet"
     tmp = _temporary_beside(path)
     try:
@@ -844,18 +980,24 @@ def _assemble(directory: Path, frames: list[FrameSpec]):
     return out
 
 
-def _write_summary(directory: Path, config: CampaignConfig, frames, timings: list[dict], fallbacks: int = 0) -> None:
+def _write_summary(
+    directory: Path, config: CampaignConfig, frames, timings: list[dict], fallbacks: int = 0
+) -> None:
     from .._io import atomic_write_text
 
     steps: dict[str, list[float]] = {}
     for t in timings:
         for step, v in t.items():
             steps.setdefault(step, []).append(float(v.get("wall_s", 0.0)))
-    summary = {"n_frames": len(frames), "n_clusters": int(sum(len(f.rows) for f in frames)),
-               "frames_run_this_time": len(timings), "reprocess": config.reprocess,
-               "local_frames_rerun_in_full": int(fallbacks),
-               "mean_wall_s_per_step": {k: float(np.mean(v)) for k, v in steps.items()},
-               "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    summary = {
+        "n_frames": len(frames),
+        "n_clusters": int(sum(len(f.rows) for f in frames)),
+        "frames_run_this_time": len(timings),
+        "reprocess": config.reprocess,
+        "local_frames_rerun_in_full": int(fallbacks),
+        "mean_wall_s_per_step": {k: float(np.mean(v)) for k, v in steps.items()},
+        "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=1) + "\n")
 
 
@@ -865,7 +1007,9 @@ def read_campaign(directory):
 
     path = Path(directory) / "labels.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: the campaign has not finished (rerun run_campaign)")
+        raise FileNotFoundError(
+            f"{path} does not exist: the campaign has not finished (rerun run_campaign)"
+        )
     return read_table(path)
 
 
@@ -874,8 +1018,12 @@ def campaign_status(directory) -> dict:
     directory = Path(directory)
     manifest = json.loads((directory / _MANIFEST).read_text())
     done = _done_frames(directory)
-    return {"n_frames": manifest["plan"]["n_frames"], "n_done": len(done),
-            "finished": (directory / "labels.parquet").exists(), "config_hash": manifest["config_hash"]}
+    return {
+        "n_frames": manifest["plan"]["n_frames"],
+        "n_done": len(done),
+        "finished": (directory / "labels.parquet").exists(),
+        "config_hash": manifest["config_hash"],
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -895,8 +1043,13 @@ def p_true(labels, group: Sequence[str] = ("cluster_id", "r_eff_pc")):
     out = g["C"].agg(n_injections="size", n_recovered="sum").reset_index()
     out["p_true"] = out["n_recovered"] / out["n_injections"]
     first = g.first().reset_index()
-    keep = [c for c in first.columns if c not in out.columns and not c.endswith("_meas")
-            and c not in ("frame", "repeat", "x", "y", "sep_px", "design", *STAGES, "C")]
+    keep = [
+        c
+        for c in first.columns
+        if c not in out.columns
+        and not c.endswith("_meas")
+        and c not in ("frame", "repeat", "x", "y", "sep_px", "design", *STAGES, "C")
+    ]
     for c in keep:
         out[c] = first[c].to_numpy()
     return Table.from_pandas(out)
@@ -923,7 +1076,9 @@ def plot_recovery(labels, path, *, band: str = "F555W", title: str | None = None
     if col not in df.columns or "C" not in df.columns:
         raise ValueError(f"labels need {col!r} and 'C' columns")
     has_phys = "log_mass" in df.columns and "log_age" in df.columns
-    fig, axes = plt.subplots(1, 2 if has_phys else 1, figsize=(12 if has_phys else 6.5, 4.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_phys else 1, figsize=(12 if has_phys else 6.5, 4.6), squeeze=False
+    )
     ax = axes[0, 0]
     m = df[col].to_numpy(float)
     c = df["C"].to_numpy(bool)
@@ -935,15 +1090,22 @@ def plot_recovery(labels, path, *, band: str = "F555W", title: str | None = None
     for r in radii:
         sel = ok & ((df["r_eff_pc"].to_numpy() == r) if r is not None else True)
         idx = np.digitize(m[sel], edges) - 1
-        n = np.bincount(idx, minlength=edges.size)[:edges.size - 1]
-        k = np.bincount(idx, weights=c[sel], minlength=edges.size)[:edges.size - 1]
+        n = np.bincount(idx, minlength=edges.size)[: edges.size - 1]
+        k = np.bincount(idx, weights=c[sel], minlength=edges.size)[: edges.size - 1]
         good = n > 0
         frac = np.divide(k, n, out=np.zeros_like(k), where=good)
         err = np.sqrt(np.maximum(frac * (1 - frac), 0.25 / np.maximum(n, 1)) / np.maximum(n, 1))
         centres = 0.5 * (edges[1:] + edges[:-1])
-        ax.errorbar(centres[good], frac[good], err[good], ms=3, fmt="o-", lw=1,
-                    label=f"r_eff = {r:g} pc" if r is not None else None)
-    dm = 29.98
+        ax.errorbar(
+            centres[good],
+            frac[good],
+            err[good],
+            ms=3,
+            fmt="o-",
+            lw=1,
+            label=f"r_eff = {r:g} pc" if r is not None else None,
+        )
+    dm = NGC628_DISTANCE_MODULUS
     ax.axvline(dm - 6.0, color="k", ls=":", lw=0.8, label="M_V = -6")
     ax.set_xlabel(f"injected {band} [Vega mag]")
     ax.set_ylabel("recovered fraction (C = 1)")

@@ -58,7 +58,9 @@ def passes_mv(table, distance_modulus: float, cfg: CutsConfig = DEFAULT_CONFIG.c
 STAGES: tuple[str, ...] = ("detected", "passes_err", "passes_ci", "passes_nband", "passes_mv")
 
 
-def apply_cuts(table: Table, distance_modulus: float, cfg: CutsConfig = DEFAULT_CONFIG.cuts) -> Table:
+def apply_cuts(
+    table: Table, distance_modulus: float, cfg: CutsConfig = DEFAULT_CONFIG.cuts
+) -> Table:
     """Add the flag columns ``detected, passes_err, passes_ci, passes_nband, passes_mv, C``.
 
     Each cut is evaluated independently on every source (so a source that fails only

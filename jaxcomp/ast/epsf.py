@@ -27,7 +27,8 @@ the table). The steps, per band:
    ``isolation_radius_px``), ``roundness`` (both roundness1 and roundness2 in
    ``roundness_range``), ``ci`` (CI in ``ci_range``, then within
    ``ci_clip_mag`` of the stellar locus, the most concentrated well-populated
-   peak of the CIs of the stars passing so far: clusters and blends are broader), ``max_stars`` (the brightest
+   peak of the CIs of the stars passing so far: clusters and blends are broader), ``max_stars`` (the
+   brightest
    ``max_stars`` are kept).
 5. *Build*: cutouts of ``cutout_px`` px, background-subtracted, go to
    :class:`~photutils.psf.EPSFBuilder` (``oversampling``, ``iterations``); the
@@ -58,8 +59,17 @@ __all__ = [
 ]
 
 #: The reasons a candidate star is rejected, in the order the cuts are applied.
-REJECTION_REASONS: tuple[str, ...] = ("edge", "saturated", "magnitude", "snr", "isolation", "roundness", "ci",
-                                      "max_stars", "builder")
+REJECTION_REASONS: tuple[str, ...] = (
+    "edge",
+    "saturated",
+    "magnitude",
+    "snr",
+    "isolation",
+    "roundness",
+    "ci",
+    "max_stars",
+    "builder",
+)
 
 
 class EPSFError(InputError):
@@ -109,7 +119,8 @@ class EPSFStarSelection:
         12 and 15 px, and an ePSF normalised inside a smaller box over-states the light in
         the 1-4 px apertures by 4-7%).
     oversampling : int
-        ePSF samples per image pixel per axis; default 3 (2 biases the CI of a 2 px FWHM core by up to 0.02 mag).
+        ePSF samples per image pixel per axis; default 3 (2 biases the CI of a 2 px FWHM core by up
+        to 0.02 mag).
     iterations : int
         Maximum EPSFBuilder iterations; default 10.
     detection_fwhm_px : float
@@ -152,7 +163,9 @@ class EPSFStarSelection:
             try:
                 lo, hi = (float(x) for x in v)
             except (TypeError, ValueError):
-                raise ValueError(f"EPSFStarSelection.{name} must be a pair (low, high), got {v!r}") from None
+                raise ValueError(
+                    f"EPSFStarSelection.{name} must be a pair (low, high), got {v!r}"
+                ) from None
             if not lo < hi:
                 raise ValueError(f"EPSFStarSelection.{name} must have low < high, got {v!r}")
             object.__setattr__(self, name, (lo, hi))
@@ -161,12 +174,22 @@ class EPSFStarSelection:
             pair(name)
         for name in ("min_snr", "ci_clip_mag", "detection_threshold_sigma", "wing_snr"):
             if not float(getattr(self, name)) >= 0:
-                raise ValueError(f"EPSFStarSelection.{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"EPSFStarSelection.{name} must be >= 0, got {getattr(self, name)!r}"
+                )
         for name in ("isolation_radius_px", "detection_fwhm_px"):
             if not (math.isfinite(float(getattr(self, name))) and float(getattr(self, name)) > 0):
-                raise ValueError(f"EPSFStarSelection.{name} must be > 0 [px], got {getattr(self, name)!r}")
-        for name, low in (("max_stars", 1), ("min_stars", 1), ("oversampling", 1), ("iterations", 1),
-                          ("background_box_px", 8), ("cutout_px", 5)):
+                raise ValueError(
+                    f"EPSFStarSelection.{name} must be > 0 [px], got {getattr(self, name)!r}"
+                )
+        for name, low in (
+            ("max_stars", 1),
+            ("min_stars", 1),
+            ("oversampling", 1),
+            ("iterations", 1),
+            ("background_box_px", 8),
+            ("cutout_px", 5),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < low:
                 raise ValueError(f"EPSFStarSelection.{name} must be an integer >= {low}, got {v!r}")
@@ -174,12 +197,19 @@ class EPSFStarSelection:
         if self.cutout_px % 2 == 0:
             raise ValueError(f"EPSFStarSelection.cutout_px must be odd, got {self.cutout_px}")
         if self.min_stars > self.max_stars:
-            raise ValueError(f"EPSFStarSelection.min_stars ({self.min_stars}) exceeds max_stars ({self.max_stars})")
+            raise ValueError(
+                f"EPSFStarSelection.min_stars ({self.min_stars}) exceeds max_stars "
+                f"({self.max_stars})"
+            )
         if self.peak_max is not None and not float(self.peak_max) > 0:
-            raise ValueError(f"EPSFStarSelection.peak_max must be > 0 or None, got {self.peak_max!r}")
+            raise ValueError(
+                f"EPSFStarSelection.peak_max must be > 0 or None, got {self.peak_max!r}"
+            )
         if self.smoothing_kernel not in (None, "quartic", "quadratic"):
-            raise ValueError("EPSFStarSelection.smoothing_kernel must be 'quartic', 'quadratic' or None, "
-                             f"got {self.smoothing_kernel!r}")
+            raise ValueError(
+                "EPSFStarSelection.smoothing_kernel must be 'quartic', 'quadratic' or None, "
+                f"got {self.smoothing_kernel!r}"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> EPSFStarSelection:
@@ -221,12 +251,15 @@ def _aperture_sum(data: np.ndarray, x: float, y: float, r: float) -> float:
 
     i0, i1 = math.floor(x - r + 0.5), math.floor(x + r + 0.5) + 1
     j0, j1 = math.floor(y - r + 0.5), math.floor(y + r + 0.5) + 1
-    w = circular_overlap_grid(i0 - 0.5 - x, i1 - 0.5 - x, j0 - 0.5 - y, j1 - 0.5 - y, i1 - i0, j1 - j0, r, 1, 1)
+    w = circular_overlap_grid(
+        i0 - 0.5 - x, i1 - 0.5 - x, j0 - 0.5 - y, j1 - 0.5 - y, i1 - i0, j1 - j0, r, 1, 1
+    )
     return float((w * data[j0:j1, i0:i1]).sum())
 
 
 def _plane_background(box: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Plane a + b x + c y fitted (3-sigma clipped) to the ``ring`` pixels of ``box``; evaluated on the box."""
+    """Plane a + b x + c y fitted (3-sigma clipped) to the ``ring`` pixels of ``box``; evaluated on
+    the box."""
     ny, nx = box.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     good = ring & np.isfinite(box)
@@ -262,14 +295,18 @@ def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndar
     """
     n = img.shape[0]
     c = (n - 1) / 2.0
-    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
     rr = np.hypot(xx - (img.shape[1] - 1) / 2.0, yy - c)
     k = np.rint(rr).astype(int)
     counts = np.bincount(k.ravel())
     prof = np.bincount(k.ravel(), img.ravel()) / np.maximum(counts, 1)
     resid = img - prof[k]
     outer = rr >= 0.5 * min(img.shape) / 2.0
-    s = 1.4826 * float(np.median(np.abs(resid[outer] - np.median(resid[outer])))) if outer.any() else 0.0
+    s = (
+        1.4826 * float(np.median(np.abs(resid[outer] - np.median(resid[outer]))))
+        if outer.any()
+        else 0.0
+    )
     if not s > 0:
         return img
     rmax = min(img.shape) // 2
@@ -277,13 +314,14 @@ def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndar
     faint = np.nonzero((prof < wing_snr * s) & (radii > oversampling))[0]
     r_core = int(faint[0]) if faint.size else rmax
     wing = np.clip(prof, 0.0, None)
-    wing[rmax + 1:] = 0.0  # the corners beyond the inscribed circle
+    wing[rmax + 1 :] = 0.0  # the corners beyond the inscribed circle
     out = np.where(k < r_core, img, wing[k])
     return np.clip(out, 0.0, None)
 
 
 def _ci_locus(ci: np.ndarray, width: float, min_count: int) -> float:
-    """The CI of the stellar locus: the most concentrated peak of the CI distribution holding ``min_count`` stars.
+    """The CI of the stellar locus: the most concentrated peak of the CI distribution holding
+    ``min_count`` stars.
 
     Point sources pile up at one CI (the PSF's, spread by noise and pixel phase) and
     nothing real is more concentrated; clusters spread to larger CIs and, in a crowded
@@ -314,8 +352,16 @@ def _counts(reasons: list[str], n_candidates: int) -> str:
     return "; ".join(parts)
 
 
-def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = None,
-               selection: EPSFStarSelection | None = None, mask=None, source: str = "") -> EPSFResult:
+def build_epsf(
+    image,
+    band: str,
+    zeropoint: float,
+    *,
+    exptime: float | None = None,
+    selection: EPSFStarSelection | None = None,
+    mask=None,
+    source: str = "",
+) -> EPSFResult:
     """Build one band's effective PSF from the image's isolated, unsaturated point sources.
 
     Parameters
@@ -363,18 +409,37 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
         raise EPSFError(f"{band}{where}: no valid pixels to build a PSF from")
 
     box = int(min(sel.background_box_px, max(8, min(data.shape) // 4)))
-    bkg = Background2D(np.where(bad, 0.0, data), box, mask=bad, filter_size=(3, 3),
-                       sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=MedianBackground())
+    bkg = Background2D(
+        np.where(bad, 0.0, data),
+        box,
+        mask=bad,
+        filter_size=(3, 3),
+        sigma_clip=SigmaClip(sigma=3.0),
+        bkg_estimator=MedianBackground(),
+    )
     sub = np.where(bad, 0.0, data - bkg.background)
-    rms = float(np.median(bkg.background_rms[~bad])) if (~bad).any() else float(bkg.background_rms_median)
+    rms = (
+        float(np.median(bkg.background_rms[~bad]))
+        if (~bad).any()
+        else float(bkg.background_rms_median)
+    )
     rms = max(rms, 1e-30)
 
-    finder = DAOStarFinder(threshold=sel.detection_threshold_sigma * rms, fwhm=sel.detection_fwhm_px,
-                           exclude_border=False, sharpness_range=None, roundness_range=None)
+    finder = DAOStarFinder(
+        threshold=sel.detection_threshold_sigma * rms,
+        fwhm=sel.detection_fwhm_px,
+        exclude_border=False,
+        sharpness_range=None,
+        roundness_range=None,
+    )
     found = finder(sub, mask=bad)
     if found is not None and len(found):
-        xs = np.asarray(found["x_centroid"] if "x_centroid" in found.colnames else found["xcentroid"], float)
-        ys = np.asarray(found["y_centroid"] if "y_centroid" in found.colnames else found["ycentroid"], float)
+        xs = np.asarray(
+            found["x_centroid"] if "x_centroid" in found.colnames else found["xcentroid"], float
+        )
+        ys = np.asarray(
+            found["y_centroid"] if "y_centroid" in found.colnames else found["ycentroid"], float
+        )
         r1 = np.asarray(found["roundness1"], float)
         r2 = np.asarray(found["roundness2"], float)
         peak = np.asarray(found["peak"], float)
@@ -398,7 +463,7 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
     f1 = np.full(n, np.nan)
     f3 = np.full(n, np.nan)
     cutouts: dict[int, tuple[np.ndarray, int, int]] = {}
-    yy, xx = np.mgrid[-H:H + 1, -H:H + 1]
+    yy, xx = np.mgrid[-H : H + 1, -H : H + 1]
     ring = np.hypot(xx, yy) > h + 0.5
     edge = ~inside
     for k in np.nonzero(inside)[0]:
@@ -408,8 +473,12 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
             continue
         big = data[sl]
         stamp = big - _plane_background(big, ring)
-        cutouts[k] = (stamp[H - h:H + h + 1, H - h:H + h + 1], ix[k] - h, iy[k] - h)
-    for k, (stamp, x0, y0) in cutouts.items():  # aperture fluxes on the local-background-subtracted cutouts
+        cutouts[k] = (stamp[H - h : H + h + 1, H - h : H + h + 1], ix[k] - h, iy[k] - h)
+    for k, (
+        stamp,
+        x0,
+        y0,
+    ) in cutouts.items():  # aperture fluxes on the local-background-subtracted cutouts
         f1[k] = _aperture_sum(stamp, xs[k] - x0, ys[k] - y0, 1.0)
         f3[k] = _aperture_sum(stamp, xs[k] - x0, ys[k] - y0, 3.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -439,34 +508,70 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
     ok = np.nonzero(reason == "used")[0]
     if ok.size > sel.max_stars:
         order = ok[np.argsort(mag[ok])]
-        reason[order[sel.max_stars:]] = "max_stars"
+        reason[order[sel.max_stars :]] = "max_stars"
 
     def table():
-        t = Table({"x": xs, "y": ys, "mag": mag, "snr": snr, "ci": ci, "roundness1": r1, "roundness2": r2,
-                   "peak": peak, "nearest_px": nearest, "used": reason == "used",
-                   "reason": np.asarray(reason, dtype=str) if n else np.zeros(0, dtype="U10")},
-                  meta={"band": band, "zeropoint": float(zeropoint), "background_rms": rms})
-        for col, unit in (("x", "pix"), ("y", "pix"), ("mag", "mag"), ("ci", "mag"), ("nearest_px", "pix")):
+        t = Table(
+            {
+                "x": xs,
+                "y": ys,
+                "mag": mag,
+                "snr": snr,
+                "ci": ci,
+                "roundness1": r1,
+                "roundness2": r2,
+                "peak": peak,
+                "nearest_px": nearest,
+                "used": reason == "used",
+                "reason": np.asarray(reason, dtype=str) if n else np.zeros(0, dtype="U10"),
+            },
+            meta={"band": band, "zeropoint": float(zeropoint), "background_rms": rms},
+        )
+        for col, unit in (
+            ("x", "pix"),
+            ("y", "pix"),
+            ("mag", "mag"),
+            ("ci", "mag"),
+            ("nearest_px", "pix"),
+        ):
             t[col].unit = unit
         return t
 
     def fail(why: str):
         raise EPSFError(
             f"{band}{where}: cannot build the effective PSF from the frame's stars: {why}. "
-            f"{_counts(list(reason), n)}. Loosen the star selection (EPSFStarSelection: e.g. min_snr, "
-            "isolation_radius_px, ci_range, mag_range, min_stars), or supply the PSF: the psf= argument of "
-            "read_field_fits (a Gaussian FWHM in px, an ePSF image or a PSFModel, per band), a 'PSF' image "
-            "extension (or a PSFFWHM keyword [px]) in the band's FITS file, or in a workflow [field] "
-            "psf = 'gaussian' with psf_fwhm_px = [five FWHMs] (the selection there: the psf_* keys)")
+            f"{_counts(list(reason), n)}. Loosen the star selection (EPSFStarSelection: e.g. "
+            "min_snr, "
+            "isolation_radius_px, ci_range, mag_range, min_stars), or supply the PSF: the psf= "
+            "argument of "
+            "read_field_fits (a Gaussian FWHM in px, an ePSF image or a PSFModel, per band), a "
+            "'PSF' image "
+            "extension (or a PSFFWHM keyword [px]) in the band's FITS file, or in a workflow "
+            "[field] "
+            "psf = 'gaussian' with psf_fwhm_px = [five FWHMs] (the selection there: the psf_* keys)"
+        )
 
     use = np.nonzero(reason == "used")[0]
     if use.size < sel.min_stars:
         fail(f"only {use.size} usable star(s), at least {sel.min_stars} needed")
 
-    stars = EPSFStars([EPSFStar(cutouts[k][0], cutout_center=(xs[k] - cutouts[k][1], ys[k] - cutouts[k][2]),
-                                origin=(cutouts[k][1], cutouts[k][2]), id_label=int(k)) for k in use])
-    builder = EPSFBuilder(oversampling=sel.oversampling, maxiters=sel.iterations, progress_bar=False,
-                          smoothing_kernel=sel.smoothing_kernel)
+    stars = EPSFStars(
+        [
+            EPSFStar(
+                cutouts[k][0],
+                cutout_center=(xs[k] - cutouts[k][1], ys[k] - cutouts[k][2]),
+                origin=(cutouts[k][1], cutouts[k][2]),
+                id_label=int(k),
+            )
+            for k in use
+        ]
+    )
+    builder = EPSFBuilder(
+        oversampling=sel.oversampling,
+        maxiters=sel.iterations,
+        progress_bar=False,
+        smoothing_kernel=sel.smoothing_kernel,
+    )
     import warnings
 
     with warnings.catch_warnings():
@@ -477,7 +582,10 @@ def build_epsf(image, band: str, zeropoint: float, *, exptime: float | None = No
     reason[np.asarray(excluded, int)] = "builder"
     use = np.nonzero(reason == "used")[0]
     if use.size < sel.min_stars:
-        fail(f"the ePSF builder rejected {len(excluded)} star(s), leaving {use.size} (< {sel.min_stars})")
+        fail(
+            f"the ePSF builder rejected {len(excluded)} star(s), leaving {use.size} (< "
+            f"{sel.min_stars})"
+        )
     img = np.asarray(epsf.data, dtype=np.float64)
     if not (np.all(np.isfinite(img)) and img.sum() > 0):
         fail("the ePSF builder returned an empty or non-finite image")
@@ -502,13 +610,17 @@ def psf_encircled_energy(psf, radii_px=(1.0, 2.0, 3.0, 4.0)) -> np.ndarray:
     stamps = render_stamps([0.0], [0.0], [1.0], 0.0, psf)[0]
     stamp, c = stamps.data[0], float(stamps.half_size)
     radii = np.atleast_1d(np.asarray(radii_px, float))
-    ph = aperture_photometry(stamp, [CircularAperture((c, c), r=float(r)) for r in radii],
-                             method="exact")
-    return np.array([float(ph[f"aperture_sum_{i}"][0]) for i in range(radii.size)]) / float(stamp.sum())
+    ph = aperture_photometry(
+        stamp, [CircularAperture((c, c), r=float(r)) for r in radii], method="exact"
+    )
+    return np.array([float(ph[f"aperture_sum_{i}"][0]) for i in range(radii.size)]) / float(
+        stamp.sum()
+    )
 
 
 def plot_epsf(results: Mapping[str, EPSFResult], path, *, title: str = "") -> str:
-    """Figure of each band's ePSF (log image) and encircled energy against radius (matplotlib Agg)."""
+    """Figure of each band's ePSF (log image) and encircled energy against radius (matplotlib
+    Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -521,14 +633,22 @@ def plot_epsf(results: Mapping[str, EPSFResult], path, *, title: str = "") -> st
         r = results[b]
         img = r.psf.image
         ax = axes[0, j]
-        ax.imshow(np.log10(np.clip(img / img.max(), 1e-4, None)), origin="lower", cmap="viridis", vmin=-4, vmax=0)
+        ax.imshow(
+            np.log10(np.clip(img / img.max(), 1e-4, None)),
+            origin="lower",
+            cmap="viridis",
+            vmin=-4,
+            vmax=0,
+        )
         ax.set_title(f"{b}: {r.n_used} stars")
         ax.set_xticks([])
         ax.set_yticks([])
         ee = psf_encircled_energy(r.psf, radii)
         ax = axes[1, j]
         ax.plot(radii, ee, "k-")
-        ci = -2.5 * math.log10(psf_encircled_energy(r.psf, (1.0,))[0] / psf_encircled_energy(r.psf, (3.0,))[0])
+        ci = -2.5 * math.log10(
+            psf_encircled_energy(r.psf, (1.0,))[0] / psf_encircled_energy(r.psf, (3.0,))[0]
+        )
         ax.set_xlabel("radius [px]")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)

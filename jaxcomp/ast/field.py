@@ -23,14 +23,16 @@ from __future__ import annotations
 import math
 import os
 import types
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from .. import survey as _survey
 from .._io import atomic_write_bytes
-from ..catalogues import BANDS
+from ..survey import BANDS
 from .profiles import PSFModel, as_psf, check_psf_image, pc_per_pixel
 
 __all__ = [
@@ -49,18 +51,25 @@ __all__ = [
 
 #: Vega zeropoints [mag for 1 count/s] of the LEGUS NGC 628C images.
 NGC628C_ZEROPOINTS: dict[str, float] = {
-    "F275W": 22.6322, "F336W": 23.4836, "F435W": 25.784, "F555W": 25.731, "F814W": 25.53,
+    "F275W": 22.6322,
+    "F336W": 23.4836,
+    "F435W": 25.784,
+    "F555W": 25.731,
+    "F814W": 25.53,
 }
 #: Exposure times [s] of the LEGUS NGC 628C images.
 NGC628C_EXPTIMES: dict[str, float] = {
-    "F275W": 2481.0, "F336W": 2361.0, "F435W": 1358.0, "F555W": 858.0, "F814W": 922.0,
+    "F275W": 2481.0,
+    "F336W": 2361.0,
+    "F435W": 1358.0,
+    "F555W": 858.0,
+    "F814W": 922.0,
 }
 #: Approximate centre of the NGC 628C pointing (RA, Dec) [deg], for the default WCS.
 NGC628C_CENTRE_DEG: tuple[float, float] = (24.1739, 15.7836)
-#: Drizzled pixel scale [arcsec/px].
-PIXEL_SCALE_ARCSEC: float = 0.0396
-#: Distance modulus of NGC 628 [mag] (9.9 Mpc).
-DISTANCE_MODULUS: float = 29.98
+#: Drizzled pixel scale [arcsec/px] and distance modulus of NGC 628 [mag] (:mod:`jaxcomp.survey`).
+PIXEL_SCALE_ARCSEC: float = _survey.PIXEL_SCALE_ARCSEC
+DISTANCE_MODULUS: float = _survey.NGC628_DISTANCE_MODULUS
 #: Default Gaussian PSF FWHM [px] (HST resolution, ~0.08 arcsec).
 DEFAULT_PSF_FWHM_PX: float = 2.0
 
@@ -76,8 +85,11 @@ _FITS_KEYS = {
 }
 
 
-def default_wcs(shape: tuple[int, int], pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
-                centre_deg: tuple[float, float] = NGC628C_CENTRE_DEG):
+def default_wcs(
+    shape: tuple[int, int],
+    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
+    centre_deg: tuple[float, float] = NGC628C_CENTRE_DEG,
+):
     """A north-up TAN WCS centred on ``centre_deg`` with the given pixel scale."""
     from astropy.wcs import WCS
 
@@ -152,10 +164,14 @@ class Field:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         images = self.images
         if not isinstance(images, Mapping):
-            raise ValueError(f"images must be a mapping band -> 2D array, got {type(images).__name__}")
+            raise ValueError(
+                f"images must be a mapping band -> 2D array, got {type(images).__name__}"
+            )
         missing = [b for b in BANDS if b not in images]
         if missing:
-            raise ValueError(f"images: missing band(s) {missing}; a Field needs all of {list(BANDS)}")
+            raise ValueError(
+                f"images: missing band(s) {missing}; a Field needs all of {list(BANDS)}"
+            )
         extra = sorted(set(images) - set(BANDS))
         if extra:
             raise ValueError(f"images: unknown band(s) {extra}; the bands are {list(BANDS)}")
@@ -172,7 +188,8 @@ class Field:
             elif arr.shape != shape:
                 raise ValueError(
                     f"images[{b!r}] has shape {arr.shape} but {BANDS[0]} has {shape}; "
-                    "resample all bands onto one pixel grid first")
+                    "resample all bands onto one pixel grid first"
+                )
             if arr.dtype != np.float32 or arr.flags.writeable:
                 arr = np.array(arr, dtype=np.float32)
             arr.setflags(write=False)
@@ -200,7 +217,8 @@ class Field:
                     j, i = np.argwhere(bad)[0]
                     raise ValueError(
                         f"images[{b!r}] has {int(bad.sum())} NaN/inf pixel(s) inside the footprint "
-                        f"(first at x={i}, y={j}); fill them or exclude them from the footprint")
+                        f"(first at x={i}, y={j}); fill them or exclude them from the footprint"
+                    )
         if not fp.any():
             raise ValueError("the footprint is empty: no pixel has finite data in all five bands")
         fp.setflags(write=False)
@@ -214,12 +232,17 @@ class Field:
         if isinstance(psf, Mapping):
             missing = [b for b in BANDS if b not in psf]
             if missing:
-                raise ValueError(f"psf: missing band(s) {missing}; give one PSF per band or a single PSF")
+                raise ValueError(
+                    f"psf: missing band(s) {missing}; give one PSF per band or a single PSF"
+                )
             raw = {b: psf[b] for b in BANDS}
         else:
             raw = {b: psf for b in BANDS}
         for b, p in raw.items():
-            if not isinstance(p, (PSFModel, int, float, np.integer, np.floating)) and np.ndim(p) == 2:
+            if (
+                not isinstance(p, (PSFModel, int, float, np.integer, np.floating))
+                and np.ndim(p) == 2
+            ):
                 check_psf_image(p, 1, b)  # a bare array is an ePSF at pixel sampling
             elif isinstance(p, PSFModel) and not p.is_gaussian:
                 check_psf_image(p.image, p.oversampling, b)
@@ -228,7 +251,8 @@ class Field:
             if p.extent_px >= min(shape) / 2:
                 raise ValueError(
                     f"psf[{b!r}] ({p.describe()}) is not narrower than the frame {shape}: it needs "
-                    f"{p.extent_px:.1f} px; use a larger frame or a narrower PSF")
+                    f"{p.extent_px:.1f} px; use a larger frame or a narrower PSF"
+                )
         set_("psf", _readonly(psfs))
 
         for key in ("pixel_scale_arcsec", "distance_modulus"):
@@ -251,7 +275,8 @@ class Field:
                     if b in wcs and wcs[b] is not None and not _wcs_equal(ws[0], wcs[b], shape):
                         raise ValueError(
                             f"the WCS of {b} differs from the others (corners move by > 1e-3 px); "
-                            "register all bands onto one pixel grid first")
+                            "register all bands onto one pixel grid first"
+                        )
                 wcs = ws[0]
         if not getattr(wcs, "has_celestial", False):
             raise ValueError("wcs must be a celestial astropy WCS (or None for the default)")
@@ -283,10 +308,15 @@ class Field:
         The read-only mappings a Field holds cannot be pickled themselves.
         """
         state = {
-            "images": dict(self.images), "wcs": self.wcs, "zeropoints": dict(self.zeropoints),
-            "exptimes": dict(self.exptimes), "psf": dict(self.psf),
-            "pixel_scale_arcsec": self.pixel_scale_arcsec, "distance_modulus": self.distance_modulus,
-            "footprint": np.asarray(self.footprint), "name": self.name,
+            "images": dict(self.images),
+            "wcs": self.wcs,
+            "zeropoints": dict(self.zeropoints),
+            "exptimes": dict(self.exptimes),
+            "psf": dict(self.psf),
+            "pixel_scale_arcsec": self.pixel_scale_arcsec,
+            "distance_modulus": self.distance_modulus,
+            "footprint": np.asarray(self.footprint),
+            "name": self.name,
         }
         return (_field_from_state, (state,))
 
@@ -324,15 +354,24 @@ class Field:
         """The sub-field of pixels ``[y0:y1, x0:x1]`` (WCS shifted accordingly)."""
         sl = (slice(y0, y1), slice(x0, x1))
         wcs = self.wcs.slice(sl) if hasattr(self.wcs, "slice") else None
-        return Field(images={b: self.images[b][sl] for b in BANDS}, wcs=wcs,
-                     zeropoints=self.zeropoints, exptimes=self.exptimes, psf=dict(self.psf),
-                     pixel_scale_arcsec=self.pixel_scale_arcsec,
-                     distance_modulus=self.distance_modulus, footprint=self.footprint[sl],
-                     name=name or f"{self.name}[{y0}:{y1},{x0}:{x1}]")
+        return Field(
+            images={b: self.images[b][sl] for b in BANDS},
+            wcs=wcs,
+            zeropoints=self.zeropoints,
+            exptimes=self.exptimes,
+            psf=dict(self.psf),
+            pixel_scale_arcsec=self.pixel_scale_arcsec,
+            distance_modulus=self.distance_modulus,
+            footprint=self.footprint[sl],
+            name=name or f"{self.name}[{y0}:{y1},{x0}:{x1}]",
+        )
 
     def __repr__(self) -> str:
-        return (f"Field(name={self.name!r}, shape={self.shape}, footprint={int(self.footprint.sum())} px, "
-                f"psf={{{', '.join(f'{b}: {p.describe()}' for b, p in self.psf.items())}}})")
+        return (
+            f"Field(name={self.name!r}, shape={self.shape}, footprint={int(self.footprint.sum())} "
+            "px, "
+            f"psf={{{', '.join(f'{b}: {p.describe()}' for b, p in self.psf.items())}}})"
+        )
 
 
 def _field_from_state(state: dict) -> "Field":
@@ -343,8 +382,13 @@ def _field_from_state(state: dict) -> "Field":
 # FITS I/O
 
 
-def write_field_fits(field: Field, directory: str | os.PathLike, *, prefix: str | None = None,
-                     overwrite: bool = False) -> dict[str, Path]:
+def write_field_fits(
+    field: Field,
+    directory: str | os.PathLike,
+    *,
+    prefix: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Path]:
     """Write one FITS file per band, ``<directory>/<prefix>_<band>.fits`` (atomic writes).
 
     Each primary HDU holds the image (float32, NaN outside the footprint) and a header
@@ -378,7 +422,9 @@ def write_field_fits(field: Field, directory: str | os.PathLike, *, prefix: str 
         if not psf.is_gaussian:
             ph = fits.Header()
             ph[_FITS_KEYS["psf_oversampling"]] = (psf.oversampling, "PSF samples per image pixel")
-            hdus.append(fits.ImageHDU(data=np.asarray(psf.image, dtype=np.float64), header=ph, name="PSF"))
+            hdus.append(
+                fits.ImageHDU(data=np.asarray(psf.image, dtype=np.float64), header=ph, name="PSF")
+            )
         import io
 
         buffer = io.BytesIO()
@@ -398,12 +444,15 @@ def _band_from_header(header) -> str | None:
 
 def _unreadable(path, error: Exception, caught=()) -> ValueError:
     notes = "".join(f"; astropy: {m}" for m in dict.fromkeys(str(w.message) for w in caught))
-    return ValueError(f"{path}: cannot read this FITS file ({type(error).__name__}: {error}{notes}); it is "
-                      "truncated, corrupt or not FITS: copy or download it again")
+    return ValueError(
+        f"{path}: cannot read this FITS file ({type(error).__name__}: {error}{notes}); it is "
+        "truncated, corrupt or not FITS: copy or download it again"
+    )
 
 
 def _read_one(path: Path) -> dict:
-    """Everything read_field_fits needs from one band's file, read fully: a truncated file fails here.
+    """Everything read_field_fits needs from one band's file, read fully: a truncated file fails
+    here.
 
     astropy's warnings while reading go into the error message if the file cannot be read
     (and are re-issued if it can).
@@ -429,7 +478,9 @@ def _read_hdus(path: Path) -> dict:
     from astropy.io import fits
 
     with fits.open(path, memmap=False) as hdul:
-        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None)
+        hdu = next(
+            (h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None
+        )
         if hdu is None:
             raise ValueError(f"{path}: no 2D image HDU")
         out = {"header": hdu.header.copy(), "data": np.asarray(hdu.data, dtype=np.float32)}
@@ -439,10 +490,19 @@ def _read_hdus(path: Path) -> dict:
     return out
 
 
-def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
-                    exptimes: Mapping[str, float] | None = None, psf=None, wcs=None,
-                    pixel_scale_arcsec: float | None = None, distance_modulus: float | None = None,
-                    name: str | None = None, epsf_selection=None, return_epsf: bool = False):
+def read_field_fits(
+    paths,
+    *,
+    zeropoints: Mapping[str, float] | None = None,
+    exptimes: Mapping[str, float] | None = None,
+    psf=None,
+    wcs=None,
+    pixel_scale_arcsec: float | None = None,
+    distance_modulus: float | None = None,
+    name: str | None = None,
+    epsf_selection=None,
+    return_epsf: bool = False,
+):
     """Read a Field from five FITS images.
 
     Parameters
@@ -499,20 +559,27 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
 
     if isinstance(paths, (str, os.PathLike)) and Path(paths).is_dir():
         directory = Path(paths)
-        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".fits", ".fit") or
-                       p.name.lower().endswith(".fits.gz"))
+        files = sorted(
+            p
+            for p in directory.iterdir()
+            if p.suffix.lower() in (".fits", ".fit") or p.name.lower().endswith(".fits.gz")
+        )
         mapping = {}
         for b in BANDS:
             hits = [p for p in files if b.lower() in p.name.lower()]
             if len(hits) != 1:
-                raise ValueError(f"{directory}: expected exactly one FITS file naming {b}, found "
-                                 f"{[p.name for p in hits]}")
+                raise ValueError(
+                    f"{directory}: expected exactly one FITS file naming {b}, found "
+                    f"{[p.name for p in hits]}"
+                )
             mapping[b] = hits[0]
     elif isinstance(paths, Mapping):
         mapping = {b: Path(p) for b, p in paths.items()}
     elif isinstance(paths, (str, os.PathLike)):
-        raise FileNotFoundError(f"{paths} is not a directory; give a directory, a mapping band -> path "
-                                "or a sequence of five paths")
+        raise FileNotFoundError(
+            f"{paths} is not a directory; give a directory, a mapping band -> path "
+            "or a sequence of five paths"
+        )
     else:
         mapping = {}
         for p in map(Path, paths):
@@ -528,7 +595,9 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
                 hits = [b for b in BANDS if b.lower() in p.name.lower()]
                 band = hits[0] if len(hits) == 1 else None
             if band is None:
-                raise ValueError(f"{p}: cannot tell its band (no FILTER keyword or band in the name)")
+                raise ValueError(
+                    f"{p}: cannot tell its band (no FILTER keyword or band in the name)"
+                )
             if band in mapping:
                 raise ValueError(f"two files for {band}: {mapping[band]} and {p}")
             mapping[band] = p
@@ -546,8 +615,10 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
     zp_arg, exp_arg = given(zeropoints, "zeropoints"), given(exptimes, "exptimes")
     from_stars = isinstance(psf, str) and psf == "stars"
     if isinstance(psf, str) and not from_stars:
-        raise ValueError(f"psf must be a FWHM, an image, a PSFModel, a mapping band -> one of those, None or "
-                         f"'stars', got {psf!r}")
+        raise ValueError(
+            f"psf must be a FWHM, an image, a PSFModel, a mapping band -> one of those, None or "
+            f"'stars', got {psf!r}"
+        )
     if from_stars:
         psf_arg = {}
     elif isinstance(psf, Mapping):
@@ -564,22 +635,28 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
         header = content["header"]
         bunit = str(header.get("BUNIT", "")).strip().lower().replace(" ", "")
         if bunit and not any(t in bunit for t in ("/s", "s-1", "s**-1", "/sec", "cps")):
-            raise ValueError(f"{path}: BUNIT = {header['BUNIT']!r} is not a count rate; "
-                             "divide by the exposure time to get counts/s")
+            raise ValueError(
+                f"{path}: BUNIT = {header['BUNIT']!r} is not a count rate; "
+                "divide by the exposure time to get counts/s"
+            )
         data = content["data"]
         finite = np.isfinite(data)
         if not finite.any():
             raise ValueError(f"{path} (band {b}): every pixel is NaN/inf; the image holds no data")
         if not (data[finite] > 0).any():
             what = "zero" if not (data[finite] != 0).any() else "zero or negative"
-            raise ValueError(f"{path} (band {b}): every pixel is {what}; a count-rate image of a field needs "
-                             "positive sources (wrong sign, an empty exposure or a mask written as the image?)")
+            raise ValueError(
+                f"{path} (band {b}): every pixel is {what}; a count-rate image of a field needs "
+                "positive sources (wrong sign, an empty exposure or a mask written as the image?)"
+            )
         images[b] = data
         if wcs is None:
             w = WCS(header)
             if not w.has_celestial:
-                raise ValueError(f"{path} (band {b}): no celestial WCS in the header (CTYPE1/CTYPE2 'RA---TAN'/"
-                                 "'DEC--TAN', CRVAL, CRPIX, CD or CDELT); add it, or give wcs= explicitly")
+                raise ValueError(
+                    f"{path} (band {b}): no celestial WCS in the header (CTYPE1/CTYPE2 'RA---TAN'/"
+                    "'DEC--TAN', CRVAL, CRPIX, CD or CDELT); add it, or give wcs= explicitly"
+                )
             wcss[b] = w.celestial
         for key, store, arg in (("zeropoint", zps, zp_arg), ("exptime", exps, exp_arg)):
             if b in arg:
@@ -588,9 +665,14 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
                 store[b] = float(header[_FITS_KEYS[key]])
             else:
                 what = "zeropoints" if key == "zeropoint" else "exptimes"
-                raise ValueError(f"{path} (band {b}): no {_FITS_KEYS[key]} keyword "
-                                 f"({'Vega zeropoint [mag of 1 count/s]' if key == 'zeropoint' else 'exposure time [s]'}); "
-                                 f"add it to the header or give {what}={{'{b}': ...}} explicitly")
+                meaning = "exposure time [s]"
+                if key == "zeropoint":
+                    meaning = "Vega zeropoint [mag of 1 count/s]"
+                raise ValueError(
+                    f"{path} (band {b}): no {_FITS_KEYS[key]} keyword "
+                    f"({meaning}); "
+                    f"add it to the header or give {what}={{'{b}': ...}} explicitly"
+                )
         if from_stars:
             pass
         elif b in psf_arg:
@@ -606,8 +688,11 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
 
     if distance_modulus is None:
         if "distance_modulus" not in meta:
-            raise ValueError(f"no {_FITS_KEYS['distance_modulus']} keyword in {[str(mapping[b]) for b in BANDS]}: "
-                             "give distance_modulus= explicitly (NGC 628: 29.98 mag)")
+            raise ValueError(
+                f"no {_FITS_KEYS['distance_modulus']} keyword in "
+                f"{[str(mapping[b]) for b in BANDS]}: "
+                "give distance_modulus= explicitly (NGC 628: 29.98 mag)"
+            )
         distance_modulus = float(meta["distance_modulus"])
     the_wcs = wcs if wcs is not None else wcss
     if pixel_scale_arcsec is None:
@@ -617,7 +702,9 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
             from astropy.wcs.utils import proj_plane_pixel_scales
 
             w0 = wcs if wcs is not None else wcss[BANDS[0]]
-            pixel_scale_arcsec = float(np.sqrt(np.prod(proj_plane_pixel_scales(w0.celestial)))) * 3600.0
+            pixel_scale_arcsec = (
+                float(np.sqrt(np.prod(proj_plane_pixel_scales(w0.celestial)))) * 3600.0
+            )
 
     built = {}
     todo = [b for b in BANDS if b not in psfs]
@@ -628,21 +715,36 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
             selections = {b: EPSFStarSelection() for b in BANDS}
         elif isinstance(epsf_selection, EPSFStarSelection):
             selections = {b: epsf_selection for b in BANDS}
-        elif isinstance(epsf_selection, Mapping) and epsf_selection and set(epsf_selection) <= set(BANDS):
+        elif (
+            isinstance(epsf_selection, Mapping)
+            and epsf_selection
+            and set(epsf_selection) <= set(BANDS)
+        ):
             selections = {b: epsf_selection.get(b, EPSFStarSelection()) for b in BANDS}
-            selections = {b: v if isinstance(v, EPSFStarSelection) else EPSFStarSelection.from_mapping(v)
-                          for b, v in selections.items()}
+            selections = {
+                b: v if isinstance(v, EPSFStarSelection) else EPSFStarSelection.from_mapping(v)
+                for b, v in selections.items()
+            }
         elif isinstance(epsf_selection, Mapping):
             one = EPSFStarSelection.from_mapping(epsf_selection)
             selections = {b: one for b in BANDS}
         else:
-            raise ValueError("epsf_selection must be an EPSFStarSelection, a mapping of its options or a mapping "
-                             f"band -> EPSFStarSelection, got {type(epsf_selection).__name__}")
+            raise ValueError(
+                "epsf_selection must be an EPSFStarSelection, a mapping of its options or a "
+                "mapping "
+                f"band -> EPSFStarSelection, got {type(epsf_selection).__name__}"
+            )
         errors = []
         for b in todo:
             try:
-                built[b] = build_epsf(images[b], b, zps[b], exptime=exps[b], selection=selections[b],
-                                      source=str(mapping[b]))
+                built[b] = build_epsf(
+                    images[b],
+                    b,
+                    zps[b],
+                    exptime=exps[b],
+                    selection=selections[b],
+                    source=str(mapping[b]),
+                )
             except EPSFError as error:
                 errors.append(str(error))
                 continue
@@ -651,8 +753,13 @@ def read_field_fits(paths, *, zeropoints: Mapping[str, float] | None = None,
             raise EPSFError("\n".join(errors))
 
     field = Field(
-        images=images, wcs=the_wcs, zeropoints=zps, exptimes=exps, psf=psfs,
-        pixel_scale_arcsec=pixel_scale_arcsec, distance_modulus=distance_modulus,
+        images=images,
+        wcs=the_wcs,
+        zeropoints=zps,
+        exptimes=exps,
+        psf=psfs,
+        pixel_scale_arcsec=pixel_scale_arcsec,
+        distance_modulus=distance_modulus,
         name=name if name is not None else str(meta.get("name", "field")),
     )
     return (field, built) if return_epsf else field

@@ -20,7 +20,7 @@ import math
 import time
 import weakref
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
@@ -147,7 +147,8 @@ def draw_positions(
         raise ValueError(f"edge_margin_px must be a finite number >= 0, got {edge_margin_px!r}")
     if 2 * margin >= min(density.shape):
         raise ValueError(
-            f"edge_margin_px = {margin:g} leaves no room in a {density.shape[0]} x {density.shape[1]} "
+            f"edge_margin_px = {margin:g} leaves no room in a {density.shape[0]} x "
+            f"{density.shape[1]} "
             "px image; use a margin below half the image's smaller side"
         )
     if n == 0:
@@ -177,7 +178,8 @@ def draw_positions(
         if attempts >= max_attempts:
             raise ValueError(
                 f"placed only {k} of {n} clusters after {attempts} candidate positions (minimum "
-                f"spacing {min_sep_px:.1f} px, footprint {area} px); inject fewer clusters per frame "
+                f"spacing {min_sep_px:.1f} px, footprint {area} px); inject fewer clusters per "
+                "frame "
                 "or use a larger field"
             )
         u = rng.random((batch, 3))
@@ -361,7 +363,7 @@ def run_frame(
     noise: bool = True,
     positions: tuple[np.ndarray, np.ndarray] | None = None,
     return_images: bool = False,
-    reprocess: str = "full",
+    reprocess: Literal["full", "local"] = "full",
     edge_margin_px: float = 0.0,
 ):
     """One artificial-cluster frame: inject ``clusters``, rerun the pipeline, label them.

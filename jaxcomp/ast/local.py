@@ -379,7 +379,7 @@ def _stamp_meshes(iy, ix, half_size, b: int, shape: tuple[int, int], windows, or
 
 
 def _frame_boxes(segm, wid: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Bounding boxes ``(y_min, y_max, x_min, x_max)`` [frame px, inclusive] of the mosaic's segments.
+    """Bounding boxes ``(y_min, y_max, x_min, x_max)`` [frame px, inclusive] of the segments.
 
     A segment lies in one window (the windows are separated by masked gaps), and so does
     its bounding box, whose corner then tells the window.

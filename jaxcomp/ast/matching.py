@@ -52,8 +52,9 @@ def _claimed(post_xy: np.ndarray, pre_xy: np.ndarray, radius: float) -> np.ndarr
     return claimed
 
 
-def match_injected(x, y, post: Table, pre: Table | None = None,
-                   radius_px: float = CutsConfig.match_radius_px) -> Table:
+def match_injected(
+    x, y, post: Table, pre: Table | None = None, radius_px: float = CutsConfig.match_radius_px
+) -> Table:
     """Recovery flags of injected clusters at (x, y).
 
     For each stage k of :data:`STAGES`, the sources of the injected frame that passed
@@ -78,7 +79,11 @@ def match_injected(x, y, post: Table, pre: Table | None = None,
     y = np.asarray(y, dtype=np.float64)
     n = x.size
     inj = np.column_stack([x, y])
-    post_xy = np.column_stack([np.asarray(post["x"], float), np.asarray(post["y"], float)]) if len(post) else np.zeros((0, 2))
+    post_xy = (
+        np.column_stack([np.asarray(post["x"], float), np.asarray(post["y"], float)])
+        if len(post)
+        else np.zeros((0, 2))
+    )
     cum_post = _cumulative(post) if len(post) else {s: np.zeros(0, bool) for s in STAGES}
     if pre is not None and len(pre):
         pre_xy = np.column_stack([np.asarray(pre["x"], float), np.asarray(pre["y"], float)])
@@ -121,8 +126,14 @@ def match_injected(x, y, post: Table, pre: Table | None = None,
     for col in ("x_meas", "y_meas", "sep_px"):
         out[col].unit = "pix"
     for b in BANDS:
-        out[f"mag_{b}_meas"] = pick(f"mag_{b}") if len(post) and f"mag_{b}" in post.colnames else np.full(n, np.nan)
-        out[f"magerr_{b}_meas"] = pick(f"magerr_{b}") if len(post) and f"magerr_{b}" in post.colnames else np.full(n, np.nan)
+        out[f"mag_{b}_meas"] = (
+            pick(f"mag_{b}") if len(post) and f"mag_{b}" in post.colnames else np.full(n, np.nan)
+        )
+        out[f"magerr_{b}_meas"] = (
+            pick(f"magerr_{b}")
+            if len(post) and f"magerr_{b}" in post.colnames
+            else np.full(n, np.nan)
+        )
         out[f"mag_{b}_meas"].unit = out[f"magerr_{b}_meas"].unit = "mag"
     out["ci_meas"] = pick("ci") if len(post) and "ci" in post.colnames else np.full(n, np.nan)
     out["ci_meas"].unit = "mag"

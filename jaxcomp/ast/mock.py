@@ -105,6 +105,7 @@ import numpy as np
 
 from .._data import data_path
 from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS
+from ._threads import single_threaded_blas
 from .field import (
     DISTANCE_MODULUS,
     NGC628C_EXPTIMES,
@@ -112,7 +113,6 @@ from .field import (
     PIXEL_SCALE_ARCSEC,
     Field,
 )
-from ._threads import single_threaded_blas
 from .profiles import PSFModel, add_stamps, pc_per_pixel, point_source_stamps, render_multiband
 
 __all__ = [
@@ -150,7 +150,8 @@ _PSF_FILE = ("mock", "ngc628c_mock_psf.fits")
 MOCK_READ_NOISE_E: float = 5.0
 #: Nucleus of NGC 628 (RA 01:36:41.745, Dec +15:47:01.18) in mock pixels (x, y), 0-based.
 NUCLEUS_PX: tuple[float, float] = (2450.3, 4204.3)
-#: TAN WCS fitted to the catalogue (x-1, y-1) -> (RA, Dec): CRPIX (1-based FITS), CRVAL, CD [deg/px].
+#: TAN WCS fitted to the catalogue (x-1, y-1) -> (RA, Dec): CRPIX (1-based FITS), CRVAL, CD
+# [deg/px].
 _WCS_CRPIX = (3158.28732423, 3578.45615088)
 _WCS_CRVAL = (24.16585156, 15.77676286)
 _WCS_CD = ((-1.10056386e-05, 2.30018222e-10), (1.70545543e-10, 1.10055166e-05))
@@ -158,13 +159,13 @@ _WCS_CD = ((-1.10056386e-05, 2.30018222e-10), (1.70545543e-10, 1.10055166e-05))
 #: Number of field stars in the full frame (m_F555W in [20.5, 28]).
 N_STARS: int = 20000
 _STAR_MAG_RANGE = (20.5, 28.0)
-_STAR_LF_SLOPE = 0.35           # dlog10 N / dm
+_STAR_LF_SLOPE = 0.35  # dlog10 N / dm
 _STAR_YOUNG_FRACTION = 0.7
 #: colours relative to F555W, blue to red: m_b - m_F555W
-_YOUNG_STAR_COLOURS = {"F275W": -1.3, "F336W": -1.0, "F435W": -0.1, "F555W": 0.0}   # V-I drawn
-_RED_STAR_COLOURS = {"F275W": 5.2, "F336W": 2.7, "F435W": 1.5, "F555W": 0.0}        # V-I drawn
+_YOUNG_STAR_COLOURS = {"F275W": -1.3, "F336W": -1.0, "F435W": -0.1, "F555W": 0.0}  # V-I drawn
+_RED_STAR_COLOURS = {"F275W": 5.2, "F336W": 2.7, "F435W": 1.5, "F555W": 0.0}  # V-I drawn
 
-_ARCSEC2_PX = PIXEL_SCALE_ARCSEC ** 2   # arcsec^2 per pixel
+_ARCSEC2_PX = PIXEL_SCALE_ARCSEC**2  # arcsec^2 per pixel
 _DISK_MU0_V = 21.0
 _DISK_SCALE_PX = 70.0 / PIXEL_SCALE_ARCSEC
 _BULGE_MU_E_V = 20.0
@@ -172,10 +173,22 @@ _BULGE_RE_PX = 12.0 / PIXEL_SCALE_ARCSEC
 _BULGE_N = 2.0
 _YOUNG_PEAK_MU_V = 21.5
 _YOUNG_SMOOTH_PC = 200.0
-_DIFFUSE_CELL = 8                 # px per cell of the young-light map
+_DIFFUSE_CELL = 8  # px per cell of the young-light map
 # colours m_b - m_F555W of the diffuse components (Vega)
-_OLD_COLOURS = {"F275W": 1.5 + 0.3 + 0.8, "F336W": 0.3 + 0.8, "F435W": 0.8, "F555W": 0.0, "F814W": -1.1}
-_YOUNG_COLOURS = {"F275W": 0.0 - 0.9 + 0.0, "F336W": -0.9, "F435W": 0.0, "F555W": 0.0, "F814W": -0.3}
+_OLD_COLOURS = {
+    "F275W": 1.5 + 0.3 + 0.8,
+    "F336W": 0.3 + 0.8,
+    "F435W": 0.8,
+    "F555W": 0.0,
+    "F814W": -1.1,
+}
+_YOUNG_COLOURS = {
+    "F275W": 0.0 - 0.9 + 0.0,
+    "F336W": -0.9,
+    "F435W": 0.0,
+    "F555W": 0.0,
+    "F814W": -0.3,
+}
 
 _TILE = 256
 _CI_GRID_PX = np.geomspace(0.2, 12.0, 40)
@@ -185,7 +198,8 @@ _NAME_RE = re.compile(r"^ngc628c-mock:seed=(\d+):window=(\d+),(\d+),(\d+),(\d+)$
 
 @dataclass(frozen=True)
 class MockSpec:
-    """What identifies a mock field: the seed and the window ``[y0:y1, x0:x1]`` of the full frame."""
+    """What identifies a mock field: the seed and the window ``[y0:y1, x0:x1]`` of the full
+    frame."""
 
     seed: int
     window: tuple[int, int, int, int]
@@ -255,7 +269,8 @@ def _busy_centre(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int]:
 
 
 def small_window(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int, int, int]:
-    """The ``shape`` crop centred on the busiest region (most class 1-3 clusters in 1500 x 1500 px)."""
+    """The ``shape`` crop centred on the busiest region (most class 1-3 clusters in 1500 x 1500
+    px)."""
     cy, cx = _busy_centre()
     h, w = (int(shape[0]), int(shape[1]))
     ny, nx = MOCK_SHAPE
@@ -292,7 +307,8 @@ def _noise_file_payload() -> dict:
     path = data_path(*_NOISE_FILE)
     if not path.is_file():
         raise FileNotFoundError(
-            f"the mock noise calibration {path} is missing; run scripts/calibrate_mock_noise.py")
+            f"the mock noise calibration {path} is missing; run scripts/calibrate_mock_noise.py"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -307,14 +323,20 @@ def _psf_images() -> dict[str, np.ndarray]:
         images = {b: np.array(hdul[b].data, dtype=np.float64) for b in BANDS}
         ov = int(hdul[0].header["PSFOVERS"])
     if ov != MOCK_PSF_OVERSAMPLING:
-        raise ValueError(f"{path} is sampled {ov}x, expected {MOCK_PSF_OVERSAMPLING}x; run scripts/build_mock_psfs.py")
+        raise ValueError(
+            f"{path} is sampled {ov}x, expected {MOCK_PSF_OVERSAMPLING}x; run "
+            "scripts/build_mock_psfs.py"
+        )
     return images
 
 
 @lru_cache(maxsize=1)
 def mock_psfs() -> dict[str, PSFModel]:
     """The mock field's effective PSF of each band (``data/mock/ngc628c_mock_psf.fits``)."""
-    return {b: PSFModel(image=img, oversampling=MOCK_PSF_OVERSAMPLING) for b, img in _psf_images().items()}
+    return {
+        b: PSFModel(image=img, oversampling=MOCK_PSF_OVERSAMPLING)
+        for b, img in _psf_images().items()
+    }
 
 
 @lru_cache(maxsize=1)
@@ -333,7 +355,8 @@ def mock_noise_calibration() -> dict:
     """The calibrated noise constants and their provenance (``data/mock/ngc628c_mock_noise.json``).
 
     Keys: ``background_rate`` (band -> effective background B [counts/s/px]),
-    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017), ``m50_mock``
+    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017),
+    ``m50_mock``
     (measured on the calibrated mock), ``recipe`` (the single-band test) and
     ``provenance``.
     """
@@ -344,8 +367,11 @@ def _background_rates() -> dict[str, float]:
     payload = _noise_file_payload()
     rates = payload["background_rate"]
     if payload.get("psf_sha256") != mock_psf_digest():
-        raise ValueError("the mock noise calibration was made with other PSFs than data/mock/ngc628c_mock_psf.fits; "
-                         "rerun scripts/calibrate_mock_noise.py")
+        raise ValueError(
+            "the mock noise calibration was made with other PSFs than "
+            "data/mock/ngc628c_mock_psf.fits; "
+            "rerun scripts/calibrate_mock_noise.py"
+        )
     return {b: float(rates[b]) for b in BANDS}
 
 
@@ -396,12 +422,15 @@ def _ci_table_impl() -> tuple[np.ndarray, np.ndarray]:
     xs = (np.arange(n) + 0.5) * cell
     for j, o in enumerate(offs):
         for k, r in enumerate(_CI_GRID_PX):
-            st = render_multiband([xs[k] + o], [(j + 0.5) * cell - o], {"b": [1.0]}, float(r), {"b": psf})["b"]
+            st = render_multiband(
+                [xs[k] + o], [(j + 0.5) * cell - o], {"b": [1.0]}, float(r), {"b": psf}
+            )["b"]
             add_stamps(img, st)
     xx = np.concatenate([xs + o for o in offs])
     yy = np.concatenate([np.full(n, (j + 0.5) * cell - o) for j, o in enumerate(offs)])
-    ph = aperture_photometry({b: img for b in BANDS}, xx, yy, {b: 0.0 for b in BANDS},
-                             {b: 1.0 for b in BANDS}, cfg)
+    ph = aperture_photometry(
+        {b: img for b in BANDS}, xx, yy, {b: 0.0 for b in BANDS}, {b: 1.0 for b in BANDS}, cfg
+    )
     ci = np.asarray(ph["ci"], float).reshape(offs.size, n).mean(axis=0)
     return _CI_GRID_PX.copy(), ci
 
@@ -412,7 +441,11 @@ def _reff_from_ci(ci: np.ndarray) -> np.ndarray:
         raise RuntimeError("CI(r_eff) is not monotonic on the grid")
     r = np.interp(ci, table, grid, left=grid[0], right=grid[-1])
     # snap to the grid (nearest in log) so that the sources fall into few radius groups
-    k = np.clip(np.rint(np.interp(np.log(r), np.log(grid), np.arange(grid.size))).astype(int), 0, grid.size - 1)
+    k = np.clip(
+        np.rint(np.interp(np.log(r), np.log(grid), np.arange(grid.size))).astype(int),
+        0,
+        grid.size - 1,
+    )
     return grid[k]
 
 
@@ -431,7 +464,9 @@ def _sources_arrays() -> dict:
             colour = float(np.median(m[both] - mv[both]))
             fill = mv + colour
             undetected = miss & cat[f"in_footprint_{b}"] & ~cat[f"detected_{b}"]
-            fill = np.where(undetected, np.maximum(fill, ADAMO17_PUBLISHED_50PCT_NGC628C[b] + 0.5), fill)
+            fill = np.where(
+                undetected, np.maximum(fill, ADAMO17_PUBLISHED_50PCT_NGC628C[b] + 0.5), fill
+            )
             m[miss] = fill[miss]
         mags[b] = m
         filled[b] = miss
@@ -452,7 +487,9 @@ def mock_sources(window: tuple[int, int, int, int] | None = None):
 
     cat = _catalogue_arrays()
     src = _sources_arrays()
-    y0, y1, x0, x1 = (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1]) if window is None else _check_window(window)
+    y0, y1, x0, x1 = (
+        (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1]) if window is None else _check_window(window)
+    )
     x, y = cat["x"], cat["y"]
     keep = (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5)
     t = Table()
@@ -463,12 +500,16 @@ def mock_sources(window: tuple[int, int, int, int] | None = None):
     t["ra_deg"] = Column(cat["ra_deg"][keep], unit="deg")
     t["dec_deg"] = Column(cat["dec_deg"][keep], unit="deg")
     for b in BANDS:
-        t[f"mag_{b}"] = Column(src["mags"][b][keep], unit="mag", description="rendered total Vega magnitude")
+        t[f"mag_{b}"] = Column(
+            src["mags"][b][keep], unit="mag", description="rendered total Vega magnitude"
+        )
         t[f"filled_{b}"] = src["filled"][b][keep]
         t[f"mag_{b}_cat"] = Column(cat[f"mag_{b}_cat"][keep], unit="mag")
     t["ci_F555W"] = Column(cat["ci_F555W"][keep], unit="mag")
     t["r_eff_px"] = Column(src["r_eff_px"][keep], unit="pix")
-    t["r_eff_pc"] = Column(src["r_eff_px"][keep] * pc_per_pixel(PIXEL_SCALE_ARCSEC, DISTANCE_MODULUS), unit="pc")
+    t["r_eff_pc"] = Column(
+        src["r_eff_px"][keep] * pc_per_pixel(PIXEL_SCALE_ARCSEC, DISTANCE_MODULUS), unit="pc"
+    )
     t.meta["window"] = [int(v) for v in (y0, y1, x0, x1)]
     return t
 
@@ -506,12 +547,15 @@ def _old_light(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     r = np.hypot(xx - NUCLEUS_PX[0], yy - NUCLEUS_PX[1])
     disk = float(_mu_to_rate(_DISK_MU0_V)) * np.exp(-r / _DISK_SCALE_PX)
     bn = 2.0 * _BULGE_N - 1.0 / 3.0
-    bulge = float(_mu_to_rate(_BULGE_MU_E_V)) * np.exp(-bn * ((r / _BULGE_RE_PX) ** (1.0 / _BULGE_N) - 1.0))
+    bulge = float(_mu_to_rate(_BULGE_MU_E_V)) * np.exp(
+        -bn * ((r / _BULGE_RE_PX) ** (1.0 / _BULGE_N) - 1.0)
+    )
     return disk + bulge
 
 
 def _lerp_axis(values: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
-    """Linear interpolation of ``values`` along ``axis`` at fractional indices (clamped at the ends)."""
+    """Linear interpolation of ``values`` along ``axis`` at fractional indices (clamped at the
+    ends)."""
     n = values.shape[axis]
     c = np.clip(coords, 0.0, n - 1.0)
     i0 = np.minimum(np.floor(c).astype(np.int64), n - 1)
@@ -531,7 +575,7 @@ def _diffuse_window(y0, y1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
     xx = np.arange(x0, x1, dtype=np.float64)[None, :]
     old = _old_light(yy, xx)
     c = _DIFFUSE_CELL
-    gy = (np.arange(y0, y1) + 0.5) / c - 0.5   # cell-centre coordinates of the pixel centres
+    gy = (np.arange(y0, y1) + 0.5) / c - 0.5  # cell-centre coordinates of the pixel centres
     gx = (np.arange(x0, x1) + 0.5) / c - 0.5
     young = _lerp_axis(_lerp_axis(_young_map(), gy, 0), gx, 1)
     return old, young
@@ -569,7 +613,12 @@ def _stars_arrays(seed: int) -> dict:
     for b in ("F275W", "F336W", "F435W"):
         mags[b] = mv + np.where(young, _YOUNG_STAR_COLOURS[b], _RED_STAR_COLOURS[b])
     inside = (x > -0.5) & (x < MOCK_SHAPE[1] - 0.5) & (y > -0.5) & (y < MOCK_SHAPE[0] - 0.5)
-    return {"x": x[inside], "y": y[inside], "young": young[inside], "mags": {b: mags[b][inside] for b in BANDS}}
+    return {
+        "x": x[inside],
+        "y": y[inside],
+        "young": young[inside],
+        "mags": {b: mags[b][inside] for b in BANDS},
+    }
 
 
 def mock_field_stars(seed: int = 0, window: tuple[int, int, int, int] | None = None):
@@ -577,7 +626,9 @@ def mock_field_stars(seed: int = 0, window: tuple[int, int, int, int] | None = N
     from astropy.table import Table
 
     s = _stars_arrays(int(seed))
-    y0, y1, x0, x1 = (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1]) if window is None else _check_window(window)
+    y0, y1, x0, x1 = (
+        (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1]) if window is None else _check_window(window)
+    )
     keep = (s["x"] >= x0 - 0.5) & (s["x"] < x1 - 0.5) & (s["y"] >= y0 - 0.5) & (s["y"] < y1 - 0.5)
     t = Table({"x": s["x"][keep] - x0, "y": s["y"][keep] - y0, "young": s["young"][keep]})
     for b in BANDS:
@@ -596,26 +647,40 @@ def _add_point_sources(images: dict, x, y, rates: dict, psfs: dict, origin: tupl
     y0, x0 = origin
     for b, img in images.items():
         st = point_source_stamps(x, y, psfs[b])
-        add_stamps(img, [replace(st, data=st.data * rates[b][:, None, None], ix=st.ix - x0, iy=st.iy - y0)])
+        add_stamps(
+            img, [replace(st, data=st.data * rates[b][:, None, None], ix=st.ix - x0, iy=st.iy - y0)]
+        )
 
 
-def _add_eff_sources(images: dict, x, y, rates: dict, r_eff_px, psfs: dict, origin: tuple[int, int],
-                     chunk: int = 64):
+def _add_eff_sources(
+    images: dict, x, y, rates: dict, r_eff_px, psfs: dict, origin: tuple[int, int], chunk: int = 64
+):
     """Add PSF-convolved EFF clusters, radius group by radius group (sorted), in index order."""
     y0, x0 = origin
     psfs = {b: psfs[b] for b in images}
     for r in np.unique(r_eff_px):
         idx = np.nonzero(r_eff_px == r)[0]
         for k in range(0, idx.size, chunk):
-            sel = idx[k:k + chunk]
-            stamps = render_multiband(x[sel], y[sel], {b: rates[b][sel] for b in images}, float(r), psfs)
+            sel = idx[k : k + chunk]
+            stamps = render_multiband(
+                x[sel], y[sel], {b: rates[b][sel] for b in images}, float(r), psfs
+            )
             for b, img in images.items():
                 add_stamps(img, [replace(s, ix=s.ix - x0, iy=s.iy - y0) for s in stamps[b]])
 
 
-def render_mock(window: tuple[int, int, int, int], seed: int = 0, bands=BANDS, *,
-                background_rate: dict | None = None, noise: bool = True, sources: bool = True,
-                stars: bool = True, diffuse: bool = True, margin: int = 140) -> dict[str, np.ndarray]:
+def render_mock(
+    window: tuple[int, int, int, int],
+    seed: int = 0,
+    bands=BANDS,
+    *,
+    background_rate: dict | None = None,
+    noise: bool = True,
+    sources: bool = True,
+    stars: bool = True,
+    diffuse: bool = True,
+    margin: int = 140,
+) -> dict[str, np.ndarray]:
     """Render bands of the mock on ``window = (y0, y1, x0, x1)`` of the full frame.
 
     Returns ``{band: float32 image}`` in counts/s (sky-subtracted). ``background_rate``
@@ -625,8 +690,17 @@ def render_mock(window: tuple[int, int, int, int], seed: int = 0, bands=BANDS, *
     rendered whole and added in a fixed order, the noise is drawn per fixed tile).
     """
     with single_threaded_blas():
-        return _render_mock(window, seed, bands, background_rate=background_rate, noise=noise,
-                            sources=sources, stars=stars, diffuse=diffuse, margin=margin)
+        return _render_mock(
+            window,
+            seed,
+            bands,
+            background_rate=background_rate,
+            noise=noise,
+            sources=sources,
+            stars=stars,
+            diffuse=diffuse,
+            margin=margin,
+        )
 
 
 def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars, diffuse, margin):
@@ -644,8 +718,9 @@ def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars,
             old, young = _diffuse_window(ya, yb, x0, x1)
             for b in bands:
                 dz = NGC628C_ZEROPOINTS[b] - NGC628C_ZEROPOINTS["F555W"]
-                model[b][ya - y0:yb - y0] += (old * 10.0 ** (-0.4 * (_OLD_COLOURS[b] - dz))
-                                              + young * 10.0 ** (-0.4 * (_YOUNG_COLOURS[b] - dz)))
+                model[b][ya - y0 : yb - y0] += old * 10.0 ** (
+                    -0.4 * (_OLD_COLOURS[b] - dz)
+                ) + young * 10.0 ** (-0.4 * (_YOUNG_COLOURS[b] - dz))
     psfs = mock_psfs()
     if sources:
         cat = _catalogue_arrays()
@@ -653,13 +728,17 @@ def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars,
         x, y = cat["x"], cat["y"]
         near = (x > x0 - margin) & (x < x1 + margin) & (y > y0 - margin) & (y < y1 + margin)
         if near.any():
-            rates = {b: 10.0 ** (-0.4 * (src["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands}
+            rates = {
+                b: 10.0 ** (-0.4 * (src["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands
+            }
             _add_eff_sources(model, x[near], y[near], rates, src["r_eff_px"][near], psfs, (y0, x0))
     if stars:
         s = _stars_arrays(int(seed))
         near = (s["x"] > x0 - 20) & (s["x"] < x1 + 20) & (s["y"] > y0 - 20) & (s["y"] < y1 + 20)
         if near.any():
-            rates = {b: 10.0 ** (-0.4 * (s["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands}
+            rates = {
+                b: 10.0 ** (-0.4 * (s["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands
+            }
             _add_point_sources(model, s["x"][near], s["y"][near], rates, psfs, (y0, x0))
     if noise:
         bkg = _background_rates() if background_rate is None else background_rate
@@ -668,7 +747,7 @@ def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars,
             floor = np.float32(float(bkg[b]) / t + (MOCK_READ_NOISE_E / t) ** 2)
             img = model[b]
             for ya, yb, z in _tile_normals(seed, BANDS.index(b), y0, y1, x0, x1):
-                strip = img[ya - y0:yb - y0]
+                strip = img[ya - y0 : yb - y0]
                 strip += np.sqrt(np.maximum(strip, 0) * np.float32(1.0 / t) + floor) * z
     return model
 
@@ -680,10 +759,14 @@ def _tile_normals(seed: int, band_index: int, y0: int, y1: int, x0: int, x1: int
         ya, yb = max(y0, ty * _TILE), min(y1, (ty + 1) * _TILE)
         out = np.empty((yb - ya, x1 - x0), np.float32)
         for tx in range(x0 // _TILE, (x1 - 1) // _TILE + 1):
-            rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(2, band_index, ty, tx)))
+            rng = np.random.default_rng(
+                np.random.SeedSequence(int(seed), spawn_key=(2, band_index, ty, tx))
+            )
             tile = rng.standard_normal((_TILE, _TILE), dtype=np.float32)
             xa, xb = max(x0, tx * _TILE), min(x1, (tx + 1) * _TILE)
-            out[:, xa - x0:xb - x0] = tile[ya - ty * _TILE:yb - ty * _TILE, xa - tx * _TILE:xb - tx * _TILE]
+            out[:, xa - x0 : xb - x0] = tile[
+                ya - ty * _TILE : yb - ty * _TILE, xa - tx * _TILE : xb - tx * _TILE
+            ]
         yield ya, yb, out
 
 
@@ -693,7 +776,9 @@ def _tile_normals(seed: int, band_index: int, y0: int, y1: int, x0: int, x1: int
 _SPECS: "weakref.WeakKeyDictionary[Field, MockSpec]" = weakref.WeakKeyDictionary()
 
 
-def make_mock_field(size="small", seed: int = 0, *, window: tuple[int, int, int, int] | None = None) -> Field:
+def make_mock_field(
+    size="small", seed: int = 0, *, window: tuple[int, int, int, int] | None = None
+) -> Field:
     """The mock NGC 628C field (see the module docstring for the recipe).
 
     Parameters
@@ -720,9 +805,16 @@ def make_mock_field(size="small", seed: int = 0, *, window: tuple[int, int, int,
     win = _resolve_size(size, window)
     spec = MockSpec(int(seed), win)
     images = render_mock(win, spec.seed)
-    field = Field(images=images, wcs=mock_wcs(win), zeropoints=dict(NGC628C_ZEROPOINTS),
-                  exptimes=dict(NGC628C_EXPTIMES), psf=dict(mock_psfs()),
-                  pixel_scale_arcsec=PIXEL_SCALE_ARCSEC, distance_modulus=DISTANCE_MODULUS, name=spec.name)
+    field = Field(
+        images=images,
+        wcs=mock_wcs(win),
+        zeropoints=dict(NGC628C_ZEROPOINTS),
+        exptimes=dict(NGC628C_EXPTIMES),
+        psf=dict(mock_psfs()),
+        pixel_scale_arcsec=PIXEL_SCALE_ARCSEC,
+        distance_modulus=DISTANCE_MODULUS,
+        name=spec.name,
+    )
     _SPECS[field] = spec
     return field
 
@@ -751,7 +843,9 @@ def mock_truth(field: Field, *, include_stars: bool = False):
     """
     spec = mock_spec(field)
     if spec is None:
-        raise ValueError(f"field {field.name!r} is not a jaxcomp mock field (make it with make_mock_field)")
+        raise ValueError(
+            f"field {field.name!r} is not a jaxcomp mock field (make it with make_mock_field)"
+        )
     t = mock_sources(spec.window)
     t["kind"] = np.full(len(t), "source", dtype="U6")
     t.meta["seed"] = spec.seed
@@ -789,7 +883,9 @@ def compare_with_truth(catalogue, truth, radius_px: float = 3.0) -> dict:
         used = np.zeros(len(cat_xy), bool)
         if len(cat_xy) == 0 or len(tru_xy) == 0:
             return hit, used
-        sdm = cKDTree(tru_xy).sparse_distance_matrix(cKDTree(cat_xy), radius_px, output_type="ndarray")
+        sdm = cKDTree(tru_xy).sparse_distance_matrix(
+            cKDTree(cat_xy), radius_px, output_type="ndarray"
+        )
         order = np.argsort(sdm["v"], kind="stable")
         for i, j in zip(sdm["i"][order], sdm["j"][order]):
             if not hit[i] and not used[j]:
@@ -815,8 +911,11 @@ def compare_with_truth(catalogue, truth, radius_px: float = 3.0) -> dict:
     }
     for c in sorted(set(cls.tolist())):
         s = cls == c
-        out["by_class"][int(c)] = {"n": int(s.sum()), "completeness_detected": float(hit_det[s].mean()),
-                                   "completeness_final": float(hit_fin[s].mean())}
+        out["by_class"][int(c)] = {
+            "n": int(s.sum()),
+            "completeness_detected": float(hit_det[s].mean()),
+            "completeness_final": float(hit_fin[s].mean()),
+        }
     s = np.isin(cls, (1, 2, 3, 4))
     out["completeness_final_class1to4"] = float(hit_fin[s].mean()) if s.any() else float("nan")
     s = np.isin(cls, (1, 2, 3))

@@ -141,7 +141,8 @@ def aperture_photometry(
     ``mag_r3_<ci>`` (no correction) and ``ci`` = m(1 px) - m(3 px) in ``cfg.ci_band``.
 
     Errors (IRAF ``phot``): var[counts/s]^2 = F/t + A s^2 + A^2 s^2 / n_sky with F the
-    aperture flux, t the exposure time, A the aperture area (see ``cfg.aperture_weights``), s the clipped sky scatter per pixel
+    aperture flux, t the exposure time, A the aperture area (see ``cfg.aperture_weights``),
+    s the clipped sky scatter per pixel
     and n_sky the number of sky pixels; err = 1.0857 sqrt(var) / F. A source with
     F <= 0, a pixel of its aperture outside the image/footprint, or fewer than
     ``min_sky_pixels`` sky pixels gets mag NaN and err inf (it fails every err cut).

@@ -138,8 +138,13 @@ class PipelineResult:
     mesh_statistics: object = None  # the white light's background meshes (background_impl="fast")
 
 
-def run_pipeline(field: Field, images: Mapping[str, np.ndarray] | None = None,
-                 config: PipelineConfig = DEFAULT_CONFIG, *, keep_images: bool = False) -> PipelineResult:
+def run_pipeline(
+    field: Field,
+    images: Mapping[str, np.ndarray] | None = None,
+    config: PipelineConfig = DEFAULT_CONFIG,
+    *,
+    keep_images: bool = False,
+) -> PipelineResult:
     """Run white light -> detection -> photometry -> cuts on ``field`` (or on ``images``).
 
     ``images`` (e.g. an injected frame) replace the field's images but share its
@@ -161,8 +166,16 @@ def run_pipeline(field: Field, images: Mapping[str, np.ndarray] | None = None,
     with timer("aperture_corrections"):
         apcor = aperture_corrections(field, config.photometry)
     with timer("photometry"):
-        phot = aperture_photometry(images, det["x"], det["y"], field.zeropoints, field.exptimes,
-                                   config.photometry, apcor, fp)
+        phot = aperture_photometry(
+            images,
+            det["x"],
+            det["y"],
+            field.zeropoints,
+            field.exptimes,
+            config.photometry,
+            apcor,
+            fp,
+        )
         for col in phot.colnames:
             if col not in ("x", "y"):
                 det[col] = phot[col]
@@ -170,8 +183,14 @@ def run_pipeline(field: Field, images: Mapping[str, np.ndarray] | None = None,
         apply_cuts(det, field.distance_modulus, config.cuts)
     det.meta["field"] = field.name
     det.meta["aperture_corrections"] = apcor
-    return PipelineResult(catalogue=det, white_light=wl, background=bkg if keep_images else None,
-                          background_rms=rms if keep_images else None,
-                          segmentation=segm if keep_images else None,
-                          aperture_corrections=apcor, timings=timer.times,
-                          band_medians={b: float(v) for b, v in medians.items()}, mesh_statistics=mesh)
+    return PipelineResult(
+        catalogue=det,
+        white_light=wl,
+        background=bkg if keep_images else None,
+        background_rms=rms if keep_images else None,
+        segmentation=segm if keep_images else None,
+        aperture_corrections=apcor,
+        timings=timer.times,
+        band_medians={b: float(v) for b, v in medians.items()},
+        mesh_statistics=mesh,
+    )

@@ -56,6 +56,8 @@ from typing import Sequence
 import numpy as np
 from scipy.special import ndtr
 
+from ..survey import NGC628_DISTANCE_MODULUS, PIXEL_SCALE_ARCSEC
+
 __all__ = [
     "FWHM_TO_SIGMA",
     "PSFModel",
@@ -113,7 +115,8 @@ class PSFModel:
         img = np.array(self.image, dtype=np.float64)
         if img.ndim != 2 or img.shape[0] % 2 == 0 or img.shape[1] % 2 == 0:
             raise ValueError(
-                f"a PSF image must be 2D with odd sides (centred on the middle pixel), got shape {img.shape}"
+                "a PSF image must be 2D with odd sides (centred on the middle pixel), got shape "
+                f"{img.shape}"
             )
         if not np.all(np.isfinite(img)):
             raise ValueError(
@@ -196,14 +199,16 @@ def check_psf_image(image, oversampling: int = 1, band: str = "") -> None:
     ov = int(oversampling)
     if img.ndim != 2 or img.shape[0] % 2 == 0 or img.shape[1] % 2 == 0:
         raise ValueError(
-            f"{name} must be 2D with odd sides (centred on the middle sample), got shape {img.shape}"
+            f"{name} must be 2D with odd sides (centred on the middle sample), got shape "
+            f"{img.shape}"
         )
     if not np.all(np.isfinite(img)):
         raise ValueError(f"{name} contains NaN or inf; clean it (e.g. set those samples to 0)")
     total = img.sum() / (ov * ov)
     if not abs(total - 1.0) <= 0.01:
         raise ValueError(
-            f"{name} is not normalised: its samples sum to {total:.4g} x oversampling^2 (expected 1); "
+            f"{name} is not normalised: its samples sum to {total:.4g} x oversampling^2 (expected "
+            "1); "
             "divide it by its sum and multiply by oversampling**2"
         )
     peak = img.max()
@@ -219,7 +224,8 @@ def check_psf_image(image, oversampling: int = 1, band: str = "") -> None:
     cx = ((xx - nx // 2) * w).sum() / w.sum() / ov
     if math.hypot(cx, cy) > 0.1:
         raise ValueError(
-            f"{name} is not centred: its centroid is ({cx:+.2f}, {cy:+.2f}) px from the middle sample; "
+            f"{name} is not centred: its centroid is ({cx:+.2f}, {cy:+.2f}) px from the middle "
+            "sample; "
             "recentre it (e.g. shift by the centroid and resample)"
         )
 
@@ -242,7 +248,11 @@ def pc_per_pixel(pixel_scale_arcsec: float, distance_modulus: float) -> float:
     return distance_pc * pixel_scale_arcsec / _ARCSEC_PER_RAD
 
 
-def reff_pc_to_px(r_eff_pc, pixel_scale_arcsec: float = 0.0396, distance_modulus: float = 29.98):
+def reff_pc_to_px(
+    r_eff_pc,
+    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
+    distance_modulus: float = NGC628_DISTANCE_MODULUS,
+):
     """Convert an effective radius from pc to pixels (NGC 628C: 1.902 pc/px)."""
     return np.asarray(r_eff_pc, dtype=np.float64) / pc_per_pixel(
         pixel_scale_arcsec, distance_modulus
@@ -250,7 +260,8 @@ def reff_pc_to_px(r_eff_pc, pixel_scale_arcsec: float = 0.0396, distance_modulus
 
 
 def eff_core_radius(r_eff):
-    """Core radius ``a`` of the gamma=3 EFF profile with half-light radius ``r_eff`` (a = r_eff/sqrt 3)."""
+    """Core radius ``a`` of the gamma=3 EFF profile with half-light radius ``r_eff`` (a = r_eff/sqrt
+    3)."""
     return np.asarray(r_eff, dtype=np.float64) / math.sqrt(3.0)
 
 
@@ -543,7 +554,8 @@ def _epsf_kernel(psf: PSFModel, k: int) -> np.ndarray:
 
 
 def _bspline3_weights(t: np.ndarray) -> np.ndarray:
-    """Cubic B-spline weights of the 4 samples floor(u)-1 .. floor(u)+2 for fractional parts ``t``."""
+    """Cubic B-spline weights of the 4 samples floor(u)-1 .. floor(u)+2 for fractional parts
+    ``t``."""
     t = t[:, None]
     return np.concatenate(
         [

@@ -79,7 +79,8 @@ SEXTRACTOR_TO_PHOTUTILS: dict[str, tuple[str, str, object, str]] = {
         f"{_LEGUS['DETECT_THRESH']:g} * global background RMS",
         (
             "in sigmas of SExtractor's *global* background RMS (THRESH_TYPE RELATIVE, "
-            f"WEIGHT_TYPE NONE: the median over the {_LEGUS['BACK_SIZE']} px meshes of the clipped RMS), one "
+            f"WEIGHT_TYPE NONE: the median over the {_LEGUS['BACK_SIZE']} px meshes of the clipped "
+            "RMS), one "
             "constant threshold on the background-subtracted white light (pixels must be "
             "strictly above); see SExtractorConfig.thresh_rms"
         ),
@@ -162,7 +163,8 @@ class SExtractorConfig:
     meshes of the per-mesh clipped RMS (SExtractor ``back.c``/``filterback``; its
     interpolated RMS map is only a check image). ``"map"`` thresholds every pixel at
     ``DETECT_THRESH x`` the interpolated RMS map, as SExtractor does only with
-    WEIGHT_TYPE BACKGROUND; jaxcomp used it before 2026-12 (see :func:`~jaxcomp.ast.background.estimate_background`
+    WEIGHT_TYPE BACKGROUND; jaxcomp used it before 2026-12 (see
+    :func:`~jaxcomp.ast.background.estimate_background`
     for why it mattered).
 
     Speed switches that do not change the result: ``background_impl="fast"`` (a
@@ -172,13 +174,16 @@ class SExtractorConfig:
 
     Ports of SExtractor itself (opt-in; :data:`SEXTRACTOR_PORT` switches all three on):
     ``background_impl="sextractor"`` is SExtractor 2.x's own background
-    (:func:`~jaxcomp.ast.sextractor.sextractor_background`: quantised-histogram mode per mesh, bicubic spline
+    (:func:`~jaxcomp.ast.sextractor.sextractor_background`: quantised-histogram mode per mesh,
+    bicubic spline
     without clipping, ``backsig``); ``deblend_impl="sextractor"`` its multi-threshold
-    tree deblending (:func:`~jaxcomp.ast.sextractor.sextractor_deblend`: levels between the detection threshold
+    tree deblending (:func:`~jaxcomp.ast.sextractor.sextractor_deblend`: levels between the
+    detection threshold
     and the peak, a branch counts if its flux *above its level* exceeds DEBLEND_MINCONT x
     the object's flux, branches of >= min(DETECT_MINAREA, 3) pixels, deblended objects
     placed at the barycentre of their branch); ``clean=True`` its CLEAN with
-    ``clean_param`` (CLEAN_PARAM; :func:`~jaxcomp.ast.sextractor.sextractor_clean`; SExtractor's defaults are CLEAN Y,
+    ``clean_param`` (CLEAN_PARAM; :func:`~jaxcomp.ast.sextractor.sextractor_clean`; SExtractor's
+    defaults are CLEAN Y,
     1.0, and the LEGUS configuration does not change them). With all three, jaxcomp's
     detection list is SExtractor 2.25's on the mock's white light, source for source
     (CLEAN N: identical; CLEAN Y: to within a few of ~700 sources per frame, where
@@ -199,12 +204,12 @@ class SExtractorConfig:
     gain: float = _LEGUS["GAIN"]
     deblend: bool = True
     deblend_prefilter: bool = True
-    background_impl: str = "fast"
+    background_impl: Literal["fast", "photutils", "sextractor"] = "fast"
     exclude_percentile: float = 50.0
     clip_sigma: float = 3.0
     clip_maxiters: int = 10
-    thresh_rms: str = "global"
-    deblend_impl: str = "photutils"
+    thresh_rms: Literal["global", "map"] = "global"
+    deblend_impl: Literal["photutils", "sextractor"] = "photutils"
     clean: bool = False
     clean_param: float = 1.0
 
@@ -336,8 +341,10 @@ class PipelineConfig:
 DEFAULT_CONFIG = PipelineConfig()
 
 #: The pipeline with SExtractor's own background and deblending (ports, see
-#: :func:`~jaxcomp.ast.sextractor.sextractor_background` and :func:`~jaxcomp.ast.sextractor.sextractor_deblend`) instead of photutils'.
-#: CLEAN Y with CLEAN_PARAM 1.0 (:func:`~jaxcomp.ast.sextractor.sextractor_clean`): SExtractor's defaults, which the
+#: :func:`~jaxcomp.ast.sextractor.sextractor_background` and
+#:func:`~jaxcomp.ast.sextractor.sextractor_deblend`) instead of photutils'.
+#: CLEAN Y with CLEAN_PARAM 1.0 (:func:`~jaxcomp.ast.sextractor.sextractor_clean`): SExtractor's
+# defaults, which the
 #: LEGUS configuration does not override.
 SEXTRACTOR_PORT = PipelineConfig(
     sextractor=SExtractorConfig(background_impl="sextractor", deblend_impl="sextractor", clean=True)

@@ -33,10 +33,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS
+from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C
+from ..survey import BANDS, NGC628_DISTANCE_MODULUS, PIXEL_SCALE_ARCSEC
 
-__all__ = ["SingleBandRecipe", "ADAMO17_RECIPE", "fit_m50", "single_band_windows", "mock_single_band_test",
-           "mock_m50"]
+__all__ = [
+    "SingleBandRecipe",
+    "ADAMO17_RECIPE",
+    "fit_m50",
+    "single_band_windows",
+    "mock_single_band_test",
+    "mock_m50",
+]
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,9 @@ def fit_m50(mags, recovered) -> dict:
     run = np.convolve(k[order], np.ones(15) / 15, mode="same")
     i = int(np.argmin(np.abs(run - 0.5)))
     start = np.array([m[order][i], math.log(0.15), 4.0])
-    res = minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000})
+    res = minimize(
+        nll, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000}
+    )
     m0, logw, lp = res.x
     w = math.exp(logw)
     pmax = float(expit(lp))
@@ -98,8 +107,12 @@ def fit_m50(mags, recovered) -> dict:
     return {"m50": float(m50), "m0": float(m0), "width": w, "p_max": pmax, "n": int(m.size)}
 
 
-def single_band_windows(n_windows: int, seed, recipe: SingleBandRecipe = ADAMO17_RECIPE,
-                        frame_shape: tuple[int, int] | None = None) -> np.ndarray:
+def single_band_windows(
+    n_windows: int,
+    seed,
+    recipe: SingleBandRecipe = ADAMO17_RECIPE,
+    frame_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """``n_windows`` windows (y0, y1, x0, x1), uniform over the frame (default: the full mock)."""
     from .mock import MOCK_SHAPE
 
@@ -119,7 +132,7 @@ def _positions(rng, n, size, edge, min_sep):
         if tries > 10000:
             raise ValueError(f"cannot place {n} clusters {min_sep} px apart in a {size} px window")
         x, y = rng.uniform(edge, size - 1 - edge, 2)
-        if all((x - a) ** 2 + (y - b) ** 2 >= min_sep ** 2 for a, b in zip(xs, ys)):
+        if all((x - a) ** 2 + (y - b) ** 2 >= min_sep**2 for a, b in zip(xs, ys)):
             xs.append(x)
             ys.append(y)
     return np.array(xs), np.array(ys)
@@ -129,15 +142,25 @@ def _detect(image: np.ndarray, recipe: SingleBandRecipe):
     from .detection import detect
     from .settings import SExtractorConfig
 
-    cfg = SExtractorConfig(detect_thresh=recipe.detect_nsigma, detect_minarea=recipe.detect_npixels,
-                           back_size=recipe.back_size)
+    cfg = SExtractorConfig(
+        detect_thresh=recipe.detect_nsigma,
+        detect_minarea=recipe.detect_npixels,
+        back_size=recipe.back_size,
+    )
     table, _ = detect(image, None, cfg)
     return np.column_stack([np.asarray(table["x"], float), np.asarray(table["y"], float)])
 
 
-def mock_single_band_test(band: str, n_windows: int, seed: int = 0, *, target_m50: float | None = None,
-                          background_rate: float | None = None, field_seed: int = 0,
-                          recipe: SingleBandRecipe = ADAMO17_RECIPE):
+def mock_single_band_test(
+    band: str,
+    n_windows: int,
+    seed: int = 0,
+    *,
+    target_m50: float | None = None,
+    background_rate: float | None = None,
+    field_seed: int = 0,
+    recipe: SingleBandRecipe = ADAMO17_RECIPE,
+):
     """Run single-band artificial cluster tests in ``band`` on windows of the full mock.
 
     ``target_m50`` (default Adamo+2017) centres the magnitude range
@@ -150,11 +173,20 @@ def mock_single_band_test(band: str, n_windows: int, seed: int = 0, *, target_m5
     from ._threads import single_threaded_blas
 
     with single_threaded_blas():
-        return _mock_single_band_test(band, n_windows, seed, target_m50=target_m50, background_rate=background_rate,
-                                      field_seed=field_seed, recipe=recipe)
+        return _mock_single_band_test(
+            band,
+            n_windows,
+            seed,
+            target_m50=target_m50,
+            background_rate=background_rate,
+            field_seed=field_seed,
+            recipe=recipe,
+        )
 
 
-def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate, field_seed, recipe):
+def _mock_single_band_test(
+    band, n_windows, seed, *, target_m50, background_rate, field_seed, recipe
+):
     from astropy.table import Table
     from scipy.spatial import cKDTree
 
@@ -175,26 +207,43 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
     rng = np.random.default_rng(cl_ss)
     zp, t = NGC628C_ZEROPOINTS[band], NGC628C_EXPTIMES[band]
     psf = mock_psfs()[band]
-    pcpx = pc_per_pixel(0.0396, 29.98)
+    pcpx = pc_per_pixel(PIXEL_SCALE_ARCSEC, NGC628_DISTANCE_MODULUS)
     phot_cfg = PhotometryConfig()
-    rows = {k: [] for k in ("window", "x", "y", "mag", "r_eff_pc", "detected", "magerr", "recovered")}
+    rows = {
+        k: [] for k in ("window", "x", "y", "mag", "r_eff_pc", "detected", "magerr", "recovered")
+    }
     n = recipe.clusters_per_window
     for w, win in enumerate(windows):
         x, y = _positions(rng, n, recipe.window_px, recipe.edge_px, recipe.min_sep_px)
         mags = target + rng.uniform(*recipe.mag_range, n)
         reff = rng.choice(np.asarray(recipe.r_eff_pc, float), n)
         noise_rng = np.random.default_rng(rng.integers(0, 2**63))
-        img0 = render_mock(tuple(int(v) for v in win), field_seed, (band,), background_rate=bkg)[band]
+        img0 = render_mock(tuple(int(v) for v in win), field_seed, (band,), background_rate=bkg)[
+            band
+        ]
         pre = _detect(img0, recipe)
         img = img0.astype(np.float64)
         rates = 10.0 ** (-0.4 * (mags - zp))
         for r in np.unique(reff):
             sel = np.nonzero(reff == r)[0]
-            stamps = render_multiband(x[sel], y[sel], {band: rates[sel]}, r / pcpx, {band: psf})[band]
+            stamps = render_multiband(x[sel], y[sel], {band: rates[sel]}, r / pcpx, {band: psf})[
+                band
+            ]
             for st in stamps:
                 data = noise_rng.poisson(np.maximum(st.data, 0.0) * t) / t
-                add_stamps(img, [type(st)(data=data, index=st.index, ix=st.ix, iy=st.iy, half_size=st.half_size,
-                                          outside_fraction=st.outside_fraction)])
+                add_stamps(
+                    img,
+                    [
+                        type(st)(
+                            data=data,
+                            index=st.index,
+                            ix=st.ix,
+                            iy=st.iy,
+                            half_size=st.half_size,
+                            outside_fraction=st.outside_fraction,
+                        )
+                    ],
+                )
         img = img.astype(np.float32)
         post = _detect(img, recipe)
         claimed = _claimed(post, pre, recipe.match_radius_px) if len(post) else np.zeros(0, bool)
@@ -202,12 +251,20 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
         det = np.zeros(n, bool)
         err = np.full(n, np.inf)
         if len(fresh):
-            d, k = cKDTree(fresh).query(np.column_stack([x, y]), k=1, distance_upper_bound=recipe.match_radius_px)
+            d, k = cKDTree(fresh).query(
+                np.column_stack([x, y]), k=1, distance_upper_bound=recipe.match_radius_px
+            )
             det = np.isfinite(d)
             if det.any():
                 src = fresh[k[det]]
-                ph = aperture_photometry({b: img for b in BANDS}, src[:, 0], src[:, 1],
-                                         {b: zp for b in BANDS}, {b: t for b in BANDS}, phot_cfg)
+                ph = aperture_photometry(
+                    {b: img for b in BANDS},
+                    src[:, 0],
+                    src[:, 1],
+                    {b: zp for b in BANDS},
+                    {b: t for b in BANDS},
+                    phot_cfg,
+                )
                 err[det] = np.asarray(ph[f"magerr_{band}"], float)
         rows["window"].append(np.full(n, w))
         rows["x"].append(x + win[2])
@@ -218,13 +275,22 @@ def _mock_single_band_test(band, n_windows, seed, *, target_m50, background_rate
         rows["magerr"].append(err)
         rows["recovered"].append(det & (err <= recipe.max_err))
     out = Table({k: np.concatenate(v) for k, v in rows.items()})
-    out.meta.update({"band": band, "seed": int(seed), "field_seed": int(field_seed), "target_m50": target,
-                     "background_rate": background_rate, "recipe": recipe.to_dict()})
+    out.meta.update(
+        {
+            "band": band,
+            "seed": int(seed),
+            "field_seed": int(field_seed),
+            "target_m50": target,
+            "background_rate": background_rate,
+            "recipe": recipe.to_dict(),
+        }
+    )
     return out
 
 
 def mock_m50(band: str, n_windows: int = 60, seed: int = 0, **kwargs) -> dict:
-    """50% recovery magnitude of single-band tests on the mock (see :func:`mock_single_band_test`)."""
+    """50% recovery magnitude of single-band tests on the mock (see
+    :func:`mock_single_band_test`)."""
     t = mock_single_band_test(band, n_windows, seed, **kwargs)
     fit = fit_m50(t["mag"], t["recovered"])
     fit["band"] = band

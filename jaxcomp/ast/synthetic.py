@@ -16,15 +16,28 @@ __all__ = ["DEFAULT_SKY_RATES", "DEFAULT_READ_NOISE_E", "synthetic_field"]
 
 #: Rough sky levels [counts/s/px] of drizzled 0.0396" LEGUS pixels (order of magnitude).
 DEFAULT_SKY_RATES: dict[str, float] = {
-    "F275W": 0.002, "F336W": 0.004, "F435W": 0.03, "F555W": 0.05, "F814W": 0.06,
+    "F275W": 0.002,
+    "F336W": 0.004,
+    "F435W": 0.03,
+    "F555W": 0.05,
+    "F814W": 0.06,
 }
 #: Effective read noise per pixel of the combined exposures [e-].
 DEFAULT_READ_NOISE_E: float = 5.0
 
 
-def synthetic_field(shape=(600, 600), seed=0, *, sky: dict | None = None, noise: bool = True,
-                    read_noise_e: float = DEFAULT_READ_NOISE_E, sources=None, psf=2.0,
-                    name: str = "synthetic", **field_kwargs) -> Field:
+def synthetic_field(
+    shape=(600, 600),
+    seed=0,
+    *,
+    sky: dict | None = None,
+    noise: bool = True,
+    read_noise_e: float = DEFAULT_READ_NOISE_E,
+    sources=None,
+    psf=2.0,
+    name: str = "synthetic",
+    **field_kwargs,
+) -> Field:
     """A flat-sky five-band field with Gaussian sky + read noise and optional sources.
 
     ``sources``: a mapping/table with ``x, y, r_eff_px`` and ``mag_<band>`` columns,
@@ -45,8 +58,13 @@ def synthetic_field(shape=(600, 600), seed=0, *, sky: dict | None = None, noise:
     if sources is None or len(sources["x"]) == 0:
         return field
     rates = {b: field.mag_to_rate(b, np.asarray(sources[f"mag_{b}"], float)) for b in BANDS}
-    stamps = render_multiband(np.asarray(sources["x"], float), np.asarray(sources["y"], float), rates,
-                              np.asarray(sources["r_eff_px"], float), dict(field.psf))
+    stamps = render_multiband(
+        np.asarray(sources["x"], float),
+        np.asarray(sources["y"], float),
+        rates,
+        np.asarray(sources["r_eff_px"], float),
+        dict(field.psf),
+    )
     for b in BANDS:
         add_stamps(images[b], stamps[b])
     return Field(images=images, exptimes=exptimes, psf=psf, name=name, **field_kwargs)

@@ -53,17 +53,26 @@ def fast_median(values: np.ndarray) -> float:
     return vals.mean(dtype=a.dtype) if ranks[0] != ranks[1] else vals[0]
 
 
-def band_medians(images: Mapping[str, np.ndarray], footprint: np.ndarray | None = None,
-                 bands=BANDS) -> dict[str, np.float32]:
+def band_medians(
+    images: Mapping[str, np.ndarray], footprint: np.ndarray | None = None, bands=BANDS
+) -> dict[str, np.float32]:
     """Median of each band's image over the footprint (what :func:`white_light` subtracts)."""
     full = footprint is None or bool(footprint.all())
-    return {b: np.float32(fast_median(images[b]) if full else fast_median(np.asarray(images[b])[footprint]))
-            for b in bands}
+    return {
+        b: np.float32(
+            fast_median(images[b]) if full else fast_median(np.asarray(images[b])[footprint])
+        )
+        for b in bands
+    }
 
 
-def white_light(images: Mapping[str, np.ndarray], footprint: np.ndarray | None = None,
-                scales: Mapping[str, Mapping[str, float]] = WHITE_LIGHT_SCALES, *,
-                medians: Mapping[str, float] | None = None) -> np.ndarray:
+def white_light(
+    images: Mapping[str, np.ndarray],
+    footprint: np.ndarray | None = None,
+    scales: Mapping[str, Mapping[str, float]] = WHITE_LIGHT_SCALES,
+    *,
+    medians: Mapping[str, float] | None = None,
+) -> np.ndarray:
     """The LEGUS white-light image (paper appendix A, eq. 19), float32.
 
     For each band ``f' = max(f - median(f), 0)`` with the median over the footprint
@@ -85,8 +94,12 @@ def white_light(images: Mapping[str, np.ndarray], footprint: np.ndarray | None =
         meds = {b: np.float32(medians[b]) for b in bands}
     names = list(scales)
     coef = {name: {b: np.float32(1.0 / scales[name][b] ** 2) for b in bands} for name in names}
-    norm = {name: np.float32(1.0 / (math.sqrt(sum(1.0 / scales[name][b] ** 2 for b in bands)) * len(names)))
-            for name in names}
+    norm = {
+        name: np.float32(
+            1.0 / (math.sqrt(sum(1.0 / scales[name][b] ** 2 for b in bands)) * len(names))
+        )
+        for name in names
+    }
     out = np.empty(shape, np.float32)
     ny = shape[0]
     rows = max(1, 262_144 // max(shape[1], 1))  # ~1 MB float32 chunks stay in cache

@@ -1,4 +1,5 @@
-"""Stage 4-5 of the pipeline: population distributions, marginalised completeness, corrected CMF/CAF.
+"""Stage 4-5 of the pipeline: population distributions, marginalised completeness, corrected
+CMF/CAF.
 
 * :mod:`~jaxcomp.demographics.distributions`: NumPyro distributions of log_mass,
   log_age and av (power law, Schechter, broken power law, piecewise constant).
@@ -7,6 +8,9 @@
   (Tang et al. 2026, eq. 14-16), and the p(A_V) estimate of section 4.4.1.
 * :mod:`~jaxcomp.demographics.corrections`: completeness-corrected CMF and CAF
   (eq. 17-18) as astropy tables, and their plot.
+* :mod:`~jaxcomp.demographics.correct`: :func:`correct_catalogue`, the one correction
+  recipe (float64 marginals, per-cluster interpolation, eq. 17-18) of the command line,
+  the workflow, ``inference/`` and the notebooks.
 * :mod:`~jaxcomp.demographics.models`: :class:`PopulationModel`, the hierarchical
   population model (functional forms, supports, priors, likelihood options).
 * :mod:`~jaxcomp.demographics.likelihood`: the selection-normalised likelihood
@@ -20,6 +24,7 @@
 """
 
 from .catalogue import load_catalogue, validate_catalogue
+from .correct import CorrectionResult, correct_catalogue, marginal_completeness
 from .corrections import (
     AGE_CLIP,
     AGE_MIN_MEAN,
@@ -57,10 +62,10 @@ from .marginalise import (
     SelectionGrid,
     estimate_av_distribution,
     interpolate_marginal,
+    normalised_quadrature,
     p_corr_log_age,
     p_corr_log_mass,
     p_obs_mass_age,
-    normalised_quadrature,
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel
@@ -81,6 +86,9 @@ from .sensitivity import (
 from .simulate import sample_population, simulate_catalogue, smoothed_selection
 
 __all__ = [
+    "CorrectionResult",
+    "correct_catalogue",
+    "marginal_completeness",
     "load_catalogue",
     "validate_catalogue",
     "AGE_CLIP",

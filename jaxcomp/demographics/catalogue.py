@@ -5,7 +5,8 @@ A catalogue needs ``log_mass`` [log10 Msun], ``log_age`` [log10 yr] and ``av`` [
 are mapped with ``columns``).  :func:`validate_catalogue` refuses, with one message wherever it
 is called from:
 
-* missing, duplicated (see :func:`jaxcomp._io.read_table`) or non-numeric columns, and an empty table;
+* missing, duplicated (see :func:`jaxcomp._io.read_table`) or non-numeric columns, and an empty
+table;
 * a column in the wrong units: more than half of its values outside the plausible range
   (``log_age`` in log10 Myr, a linear mass, a mass in log10 of grams, ...), even with
   ``drop_invalid`` (dropping most of a catalogue would hide the mistake);
@@ -22,7 +23,13 @@ import numpy as np
 from .._io import file_sha256, read_table
 from ..errors import InputError
 
-__all__ = ["NEEDED_COLUMNS", "PLAUSIBLE_RANGE", "check_units", "load_catalogue", "validate_catalogue"]
+__all__ = [
+    "NEEDED_COLUMNS",
+    "PLAUSIBLE_RANGE",
+    "check_units",
+    "load_catalogue",
+    "validate_catalogue",
+]
 
 #: Columns every catalogue must provide (after renaming).
 NEEDED_COLUMNS: tuple[str, str, str] = ("log_mass", "log_age", "av")
@@ -31,9 +38,11 @@ NEEDED_COLUMNS: tuple[str, str, str] = ("log_mass", "log_age", "av")
 #: older than 30 Gyr, or behind more than 30 mag of extinction.
 PLAUSIBLE_RANGE = {"log_mass": (0.0, 9.0), "log_age": (4.0, 10.5), "av": (-1.0, 30.0)}
 UNITS = {"log_mass": "log10 Msun", "log_age": "log10 yr", "av": "mag"}
-_UNIT_HINTS = {"log_age": "is it log10 of the age in Myr (add 6) or a linear age?",
-               "log_mass": "is it log10 of the mass in Msun, not a linear mass or another unit?",
-               "av": "is it A_V in magnitudes?"}
+_UNIT_HINTS = {
+    "log_age": "is it log10 of the age in Myr (add 6) or a linear age?",
+    "log_mass": "is it log10 of the mass in Msun, not a linear mass or another unit?",
+    "av": "is it A_V in magnitudes?",
+}
 
 
 def _values(column) -> np.ndarray:
@@ -42,7 +51,8 @@ def _values(column) -> np.ndarray:
 
 
 def check_units(name: str, values: np.ndarray, label: str = "catalogue") -> None:
-    """Refuse a ``log_mass``, ``log_age`` or ``av`` column with most values outside its plausible range."""
+    """Refuse a ``log_mass``, ``log_age`` or ``av`` column with most values outside its plausible
+    range."""
     low, high = PLAUSIBLE_RANGE[name]
     finite = np.isfinite(values)
     outside = finite & ((values < low) | (values > high))
@@ -50,11 +60,18 @@ def check_units(name: str, values: np.ndarray, label: str = "catalogue") -> None
         raise InputError(
             f"{label}: column {name} does not look like {UNITS[name]}: {int(outside.sum())} of "
             f"{int(finite.sum())} values lie outside the plausible [{low:g}, {high:g}] (median "
-            f"{np.median(values[finite]):.3g}); {_UNIT_HINTS[name]} Convert the column first")
+            f"{np.median(values[finite]):.3g}); {_UNIT_HINTS[name]} Convert the column first"
+        )
 
 
-def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None = None, drop_invalid: bool = False,
-                       say=print):
+def validate_catalogue(
+    table,
+    *,
+    label: str = "catalogue",
+    columns: dict | None = None,
+    drop_invalid: bool = False,
+    say=print,
+):
     """Check a catalogue's ``log_mass``, ``log_age`` and ``av``; return ``(table, n_dropped)``.
 
     Parameters
@@ -81,13 +98,17 @@ def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None 
         try:
             table = Table(table)
         except Exception as error:  # any non-table
-            raise InputError(f"{label}: expected a table with columns {', '.join(NEEDED_COLUMNS)}, "
-                             f"got {type(table).__name__}") from error
+            raise InputError(
+                f"{label}: expected a table with columns {', '.join(NEEDED_COLUMNS)}, "
+                f"got {type(table).__name__}"
+            ) from error
     table = table.copy(copy_data=False)
     renames = dict(columns or {})
     for needed, given in renames.items():
         if given not in table.colnames:
-            raise InputError(f"{label}: --columns maps {needed} to {given!r}, which is not a column")
+            raise InputError(
+                f"{label}: --columns maps {needed} to {given!r}, which is not a column"
+            )
         if needed in table.colnames and needed != given:
             table.remove_column(needed)
         table.rename_column(given, needed)
@@ -97,7 +118,8 @@ def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None 
         raise InputError(
             f"{label} lacks column(s) {', '.join(missing)} (needs log_mass [log10 Msun], "
             f"log_age [log10 yr], av [mag]; it has: {shown}); map other names with --columns "
-            f"{missing[0]}=NAME")
+            f"{missing[0]}=NAME"
+        )
     if len(table) == 0:
         raise InputError(f"{label} has no rows")
     bad = np.zeros(len(table), bool)
@@ -106,7 +128,9 @@ def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None 
         try:
             values = _values(table[name])
         except (TypeError, ValueError):
-            raise InputError(f"{label}: column {name} is not numeric (dtype {table[name].dtype})") from None
+            raise InputError(
+                f"{label}: column {name} is not numeric (dtype {table[name].dtype})"
+            ) from None
         check_units(name, values, label)
         low, high = PLAUSIBLE_RANGE[name]
         finite = np.isfinite(values)
@@ -116,7 +140,9 @@ def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None 
         if (~finite).any():
             parts.append(f"{int((~finite).sum())} NaN/masked")
         if sentinel.any():
-            parts.append(f"{int(sentinel.sum())} outside [{low:g}, {high:g}] (e.g. {values[sentinel][0]:g})")
+            parts.append(
+                f"{int(sentinel.sum())} outside [{low:g}, {high:g}] (e.g. {values[sentinel][0]:g})"
+            )
         if parts:
             problems.append(f"{name}: {' and '.join(parts)}")
     n_invalid = int(bad.sum())
@@ -124,29 +150,46 @@ def validate_catalogue(table, *, label: str = "catalogue", columns: dict | None 
         if not drop_invalid:
             hint = ""
             if n_invalid == len(table):
-                hint = " (every row: are the columns log10 mass [Msun], log10 age [yr] and A_V [mag]?)"
+                hint = (
+                    " (every row: are the columns log10 mass [Msun], log10 age [yr] and A_V [mag]?)"
+                )
             raise InputError(
-                f"{label}: {n_invalid} of {len(table)} row(s) have NaN, masked or sentinel values in "
-                f"the needed columns ({'; '.join(problems)}){hint}; pass --drop-invalid to drop those rows")
+                f"{label}: {n_invalid} of {len(table)} row(s) have NaN, masked or sentinel values "
+                "in "
+                f"the needed columns ({'; '.join(problems)}){hint}; pass --drop-invalid to drop "
+                "those rows"
+            )
         if n_invalid == len(table):
             raise InputError(f"{label}: every row is invalid ({'; '.join(problems)})")
-        say(f"dropped {n_invalid} of {len(table)} catalogue rows with NaN, masked or sentinel values "
-            f"({'; '.join(problems)})")
+        say(
+            f"dropped {n_invalid} of {len(table)} catalogue rows with NaN, masked or sentinel "
+            "values "
+            f"({'; '.join(problems)})"
+        )
         table = table[~bad]
     for name in NEEDED_COLUMNS:  # plain float columns from here on
         table[name] = _values(table[name])
     return table, n_invalid
 
 
-def load_catalogue(source: str | os.PathLike | None = None, *, legus: str | None = None, classes=(1, 2, 3),
-                   columns: dict | None = None, drop_invalid: bool = False, say=print):
+def load_catalogue(
+    source: str | os.PathLike | None = None,
+    *,
+    legus: str | None = None,
+    classes=(1, 2, 3),
+    columns: dict | None = None,
+    drop_invalid: bool = False,
+    say=print,
+):
     """Read a catalogue file (or a shipped LEGUS catalogue) and :func:`validate_catalogue` it.
 
     Returns ``(table, info)``; ``info`` records the label, the file's path and sha256, the rows
     read and dropped, and the options.  A missing file is a ``FileNotFoundError``.
     """
     if (source is None) == (legus is None):
-        raise InputError("give either a catalogue file or --legus NAME (e.g. --legus ngc628c), not both")
+        raise InputError(
+            "give either a catalogue file or --legus NAME (e.g. --legus ngc628c), not both"
+        )
     if legus is not None:
         from ..catalogues import read_legus
 
@@ -162,8 +205,17 @@ def load_catalogue(source: str | os.PathLike | None = None, *, legus: str | None
         table = read_table(path)
         label = f"catalogue {path}"
     n_read = len(table)
-    table, n_invalid = validate_catalogue(table, label=label, columns=columns, drop_invalid=drop_invalid, say=say)
-    info = {"label": label.removeprefix("catalogue "), "path": str(path.resolve()), "sha256": file_sha256(path),
-            "n_rows_read": int(n_read), "n_invalid_dropped": n_invalid, "legus": legus,
-            "classes": list(classes) if legus is not None else None, "columns": dict(columns or {})}
+    table, n_invalid = validate_catalogue(
+        table, label=label, columns=columns, drop_invalid=drop_invalid, say=say
+    )
+    info = {
+        "label": label.removeprefix("catalogue "),
+        "path": str(path.resolve()),
+        "sha256": file_sha256(path),
+        "n_rows_read": int(n_read),
+        "n_invalid_dropped": n_invalid,
+        "legus": legus,
+        "classes": list(classes) if legus is not None else None,
+        "columns": dict(columns or {}),
+    }
     return table, info

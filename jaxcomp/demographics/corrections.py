@@ -1,4 +1,5 @@
-"""Completeness-corrected cluster mass and age functions (Tang et al. 2026, section 4.4.2, eq. 17-18).
+"""Completeness-corrected cluster mass and age functions (Tang et al. 2026, section 4.4.2, eq.
+17-18).
 
 For each observed cluster ``i`` take its marginal completeness ``p_corr,i``
 (``p_corr(log_age_i)`` for the age function, ``p_corr(log_mass_i)`` for the mass
@@ -24,6 +25,7 @@ selection-normalised likelihood (see ``docs/architecture.md``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import astropy.units as u
 import numpy as np
@@ -68,7 +70,7 @@ def corrected_counts(
     p_corr,
     bins,
     *,
-    quantity: str = "log_age",
+    quantity: Literal["log_age", "log_mass"] = "log_age",
     clip: float = AGE_CLIP,
     min_mean: float | None = AGE_MIN_MEAN,
 ) -> Table:
@@ -148,7 +150,9 @@ def corrected_counts(
     table = Table()
     table[f"{quantity}_lo"] = MaskedColumn(bins[:-1], unit=unit, description="lower bin edge")
     table[f"{quantity}_hi"] = MaskedColumn(bins[1:], unit=unit, description="upper bin edge")
-    table[f"{quantity}_centre"] = MaskedColumn(0.5 * (bins[1:] + bins[:-1]), unit=unit, description="bin centre")
+    table[f"{quantity}_centre"] = MaskedColumn(
+        0.5 * (bins[1:] + bins[:-1]), unit=unit, description="bin centre"
+    )
     table["width"] = MaskedColumn(width, description=f"bin width in {quantity} (dex or mag)")
     table["n_raw"] = MaskedColumn(n_raw, description="observed clusters in the bin")
     table["n_raw_err"] = MaskedColumn(np.sqrt(n_raw), description="Poisson error sqrt(n_raw)")
@@ -167,26 +171,36 @@ def corrected_counts(
     }
     for name, (data, desc) in corrected.items():
         table[name] = MaskedColumn(data, mask=masked, description=desc, fill_value=np.nan)
-    table["dn_raw"] = MaskedColumn(n_raw / width, description=f"dN/d{quantity} of the raw counts [per unit]")
+    table["dn_raw"] = MaskedColumn(
+        n_raw / width, description=f"dN/d{quantity} of the raw counts [per unit]"
+    )
     for name in ("n_corr", "n_corr_lo", "n_corr_hi", "n_corr_err"):
         table["d" + name] = MaskedColumn(
-            corrected[name][0] / width, mask=masked, fill_value=np.nan,
+            corrected[name][0] / width,
+            mask=masked,
+            fill_value=np.nan,
             description=f"{name} per unit {quantity} (dN/d{quantity})",
         )
-    table["masked"] = MaskedColumn(masked, description=f"mean p_corr below {min_mean}: no correction")
-    table.meta.update({
-        "quantity": quantity,
-        "clip": float(clip),
-        "min_mean": None if min_mean is None else float(min_mean),
-        "n_clusters": int(x.shape[0]),
-        "n_clipped": int(np.sum(p <= clip)),
-        "estimator": "N_corr = N_raw / mean(p_corr,i); band N_raw/p84 .. N_raw/p16 (Tang+2026 eq. 17-18)",
-    })
+    table["masked"] = MaskedColumn(
+        masked, description=f"mean p_corr below {min_mean}: no correction"
+    )
+    table.meta.update(
+        {
+            "quantity": quantity,
+            "clip": float(clip),
+            "min_mean": None if min_mean is None else float(min_mean),
+            "n_clusters": int(x.shape[0]),
+            "n_clipped": int(np.sum(p <= clip)),
+            "estimator": "N_corr = N_raw / mean(p_corr,i); band N_raw/p84 .. N_raw/p16 (Tang+2026 "
+            "eq. 17-18)",
+        }
+    )
     return table
 
 
-def corrected_age_function(log_age, p_corr, bins, *, clip: float = AGE_CLIP,
-                           min_mean: float | None = AGE_MIN_MEAN) -> Table:
+def corrected_age_function(
+    log_age, p_corr, bins, *, clip: float = AGE_CLIP, min_mean: float | None = AGE_MIN_MEAN
+) -> Table:
     """Completeness-corrected cluster age function dN/dlog_age (CAF).
 
     :func:`corrected_counts` with the paper's age settings: ``p_corr,i =
@@ -205,8 +219,9 @@ def corrected_age_function(log_age, p_corr, bins, *, clip: float = AGE_CLIP,
     return corrected_counts(log_age, p_corr, bins, quantity="log_age", clip=clip, min_mean=min_mean)
 
 
-def corrected_mass_function(log_mass, p_corr, bins, *, clip: float = MASS_CLIP,
-                            min_mean: float | None = None) -> Table:
+def corrected_mass_function(
+    log_mass, p_corr, bins, *, clip: float = MASS_CLIP, min_mean: float | None = None
+) -> Table:
     """Completeness-corrected cluster mass function dN/dlog_mass (CMF).
 
     :func:`corrected_counts` with the paper's mass settings: ``p_corr,i =
@@ -222,7 +237,9 @@ def corrected_mass_function(log_mass, p_corr, bins, *, clip: float = MASS_CLIP,
     bins : array
         Bin edges in log10 mass [Msun].
     """
-    return corrected_counts(log_mass, p_corr, bins, quantity="log_mass", clip=clip, min_mean=min_mean)
+    return corrected_counts(
+        log_mass, p_corr, bins, quantity="log_mass", clip=clip, min_mean=min_mean
+    )
 
 
 def _unmasked(column) -> np.ndarray:
@@ -278,7 +295,11 @@ def plot_corrected_distribution(
     quantity = first.meta.get("quantity", "log_age")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.0, 4.5))
-    colors = list(colors) if colors is not None else ["tab:orange", "tab:green", "tab:blue", "tab:red", "tab:purple"]
+    colors = (
+        list(colors)
+        if colors is not None
+        else ["tab:orange", "tab:green", "tab:blue", "tab:red", "tab:purple"]
+    )
     edges = np.append(_unmasked(first[f"{quantity}_lo"]), _unmasked(first[f"{quantity}_hi"])[-1])
     centre = _unmasked(first[f"{quantity}_centre"])
     if shade is not None:
@@ -292,13 +313,20 @@ def plot_corrected_distribution(
         hi = _unmasked(table["dn_corr_hi"])
         good = np.isfinite(dn) & (dn > 0)
         ax.plot(centre[good], dn[good], "o-", color=color, ms=3.5, lw=1.5, label=label)
-        ax.fill_between(centre, np.where(good, lo, np.nan), np.where(good, hi, np.nan), color=color,
-                        alpha=band_alpha, lw=0)
+        ax.fill_between(
+            centre,
+            np.where(good, lo, np.nan),
+            np.where(good, hi, np.nan),
+            color=color,
+            alpha=band_alpha,
+            lw=0,
+        )
     ax.set_yscale("log")
     ax.set_xlabel(_LABELS.get(quantity, quantity))
-    ax.set_ylabel(rf"$\mathrm{{d}}N/\mathrm{{d}}\,${_LABELS.get(quantity, quantity)} [dex$^{{-1}}$]")
+    ax.set_ylabel(
+        rf"$\mathrm{{d}}N/\mathrm{{d}}\,${_LABELS.get(quantity, quantity)} [dex$^{{-1}}$]"
+    )
     if title:
         ax.set_title(title)
     ax.legend(frameon=False, fontsize="small")
     return ax
-

@@ -212,7 +212,10 @@ class _LogDensity(Distribution):
 
     def _check_interval(self) -> None:
         if self._validate_args:
-            _check(self.low < self.high, f"{type(self).__name__}: the lower support edge must be below the upper one")
+            _check(
+                self.low < self.high,
+                f"{type(self).__name__}: the lower support edge must be below the upper one",
+            )
 
 
 # --------------------------------------------------------------- power laws
@@ -258,7 +261,9 @@ class _TruncatedLogPowerLaw(_LogDensity):
     def mean(self):
         beta = self._beta()
         # E[x] = d/dbeta log Z
-        return jax.grad(lambda b: jnp.sum(_log_int_exp(b, self.low, self.high)))(beta * jnp.ones_like(self.low))
+        return jax.grad(lambda b: jnp.sum(_log_int_exp(b, self.low, self.high)))(
+            beta * jnp.ones_like(self.low)
+        )
 
 
 class PowerLawLogMass(_TruncatedLogPowerLaw):
@@ -284,10 +289,20 @@ class PowerLawLogMass(_TruncatedLogPowerLaw):
     }
     reparametrized_params = ["alpha", "log_mass_min", "log_mass_max"]
 
-    def __init__(self, alpha=-2.0, log_mass_min=LOG_MASS_RANGE[0], log_mass_max=LOG_MASS_RANGE[1], *,
-                 validate_args=None):
-        self.alpha, self.log_mass_min, self.log_mass_max = promote_shapes(alpha, log_mass_min, log_mass_max)
-        batch_shape = lax.broadcast_shapes(jnp.shape(alpha), jnp.shape(log_mass_min), jnp.shape(log_mass_max))
+    def __init__(
+        self,
+        alpha=-2.0,
+        log_mass_min=LOG_MASS_RANGE[0],
+        log_mass_max=LOG_MASS_RANGE[1],
+        *,
+        validate_args=None,
+    ):
+        self.alpha, self.log_mass_min, self.log_mass_max = promote_shapes(
+            alpha, log_mass_min, log_mass_max
+        )
+        batch_shape = lax.broadcast_shapes(
+            jnp.shape(alpha), jnp.shape(log_mass_min), jnp.shape(log_mass_max)
+        )
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
         self._check_interval()
 
@@ -325,8 +340,12 @@ class PowerLawLogAge(_TruncatedLogPowerLaw):
     reparametrized_params = ["alpha", "log_age_min", "log_age_max"]
 
     def __init__(self, alpha=-0.8, log_age_min=6.0, log_age_max=8.3, *, validate_args=None):
-        self.alpha, self.log_age_min, self.log_age_max = promote_shapes(alpha, log_age_min, log_age_max)
-        batch_shape = lax.broadcast_shapes(jnp.shape(alpha), jnp.shape(log_age_min), jnp.shape(log_age_max))
+        self.alpha, self.log_age_min, self.log_age_max = promote_shapes(
+            alpha, log_age_min, log_age_max
+        )
+        batch_shape = lax.broadcast_shapes(
+            jnp.shape(alpha), jnp.shape(log_age_min), jnp.shape(log_age_max)
+        )
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
         self._check_interval()
 
@@ -373,12 +392,22 @@ class BrokenPowerLawLogAge(_LogDensity):
     }
     reparametrized_params = ["alpha", "log_age_break", "alpha_young", "log_age_min", "log_age_max"]
 
-    def __init__(self, alpha=-1.41, log_age_break=8.22, alpha_young=0.0, log_age_min=LOG_AGE_RANGE[0],
-                 log_age_max=LOG_AGE_RANGE[1], *, validate_args=None):
-        (self.alpha, self.log_age_break, self.alpha_young, self.log_age_min,
-         self.log_age_max) = promote_shapes(alpha, log_age_break, alpha_young, log_age_min, log_age_max)
-        batch_shape = lax.broadcast_shapes(*(jnp.shape(v) for v in (alpha, log_age_break, alpha_young,
-                                                                     log_age_min, log_age_max)))
+    def __init__(
+        self,
+        alpha=-1.41,
+        log_age_break=8.22,
+        alpha_young=0.0,
+        log_age_min=LOG_AGE_RANGE[0],
+        log_age_max=LOG_AGE_RANGE[1],
+        *,
+        validate_args=None,
+    ):
+        (self.alpha, self.log_age_break, self.alpha_young, self.log_age_min, self.log_age_max) = (
+            promote_shapes(alpha, log_age_break, alpha_young, log_age_min, log_age_max)
+        )
+        batch_shape = lax.broadcast_shapes(
+            *(jnp.shape(v) for v in (alpha, log_age_break, alpha_young, log_age_min, log_age_max))
+        )
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
         self._check_interval()
 
@@ -401,11 +430,16 @@ class BrokenPowerLawLogAge(_LogDensity):
         return jnp.where(dx < 0, beta_young * dx, beta_old * dx)
 
     def _segments(self):
-        """Natural-log slopes, clipped break and log masses of the two segments (x measured from the break)."""
+        """Natural-log slopes, clipped break and log masses of the two segments (x measured from the
+        break)."""
         beta_young, beta_old = self._slopes()
         x_break = jnp.clip(self.log_age_break, self.low, self.high)
-        log_z_young = _log_int_exp(beta_young, self.low - self.log_age_break, x_break - self.log_age_break)
-        log_z_old = _log_int_exp(beta_old, x_break - self.log_age_break, self.high - self.log_age_break)
+        log_z_young = _log_int_exp(
+            beta_young, self.low - self.log_age_break, x_break - self.log_age_break
+        )
+        log_z_old = _log_int_exp(
+            beta_old, x_break - self.log_age_break, self.high - self.log_age_break
+        )
         return beta_young, beta_old, x_break, log_z_young, log_z_old
 
     def log_normaliser(self):
@@ -422,9 +456,13 @@ class BrokenPowerLawLogAge(_LogDensity):
     def _log_unnormalised(self, value):
         value = jnp.asarray(value)
         x_break = jnp.clip(self.log_age_break, self.low, self.high)
-        peak = jnp.maximum(jnp.maximum(self._log_kinked(self.low), self._log_kinked(self.high)),
-                           self._log_kinked(x_break))
-        return jnp.where(self._inside(value), self._log_kinked(value) - lax.stop_gradient(peak), -jnp.inf)
+        peak = jnp.maximum(
+            jnp.maximum(self._log_kinked(self.low), self._log_kinked(self.high)),
+            self._log_kinked(x_break),
+        )
+        return jnp.where(
+            self._inside(value), self._log_kinked(value) - lax.stop_gradient(peak), -jnp.inf
+        )
 
     def _young_fraction(self):
         *_, log_z_young, log_z_old = self._segments()
@@ -447,7 +485,9 @@ class BrokenPowerLawLogAge(_LogDensity):
         safe_young = jnp.where(f_young > 0, f_young, 1.0)
         safe_old = jnp.where(f_young < 1, 1.0 - f_young, 1.0)
         young = _power_law_icdf(beta_young, self.low, x_break, jnp.clip(q / safe_young, 0.0, 1.0))
-        old = _power_law_icdf(beta_old, x_break, self.high, jnp.clip((q - f_young) / safe_old, 0.0, 1.0))
+        old = _power_law_icdf(
+            beta_old, x_break, self.high, jnp.clip((q - f_young) / safe_old, 0.0, 1.0)
+        )
         return jnp.where(q < f_young, young, old)
 
     def _sample(self, key, sample_shape=()):
@@ -503,12 +543,21 @@ class SchechterLogMass(_LogDensity):
     }
     reparametrized_params = ["alpha", "log_mass_break", "log_mass_min", "log_mass_max"]
 
-    def __init__(self, alpha=-2.0, log_mass_break=5.0, log_mass_min=LOG_MASS_RANGE[0],
-                 log_mass_max=LOG_MASS_RANGE[1], *, validate_args=None):
-        (self.alpha, self.log_mass_break, self.log_mass_min,
-         self.log_mass_max) = promote_shapes(alpha, log_mass_break, log_mass_min, log_mass_max)
-        batch_shape = lax.broadcast_shapes(*(jnp.shape(v) for v in (alpha, log_mass_break, log_mass_min,
-                                                                     log_mass_max)))
+    def __init__(
+        self,
+        alpha=-2.0,
+        log_mass_break=5.0,
+        log_mass_min=LOG_MASS_RANGE[0],
+        log_mass_max=LOG_MASS_RANGE[1],
+        *,
+        validate_args=None,
+    ):
+        (self.alpha, self.log_mass_break, self.log_mass_min, self.log_mass_max) = promote_shapes(
+            alpha, log_mass_break, log_mass_min, log_mass_max
+        )
+        batch_shape = lax.broadcast_shapes(
+            *(jnp.shape(v) for v in (alpha, log_mass_break, log_mass_min, log_mass_max))
+        )
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
         self._check_interval()
 
@@ -532,8 +581,10 @@ class SchechterLogMass(_LogDensity):
         nodes, weights = _gauss_legendre(_SCHECHTER_NODES)
         dtype = _float_dtype(self.alpha, self.log_mass_break)
         panel = jnp.linspace(0.0, 1.0, _SCHECHTER_PANELS + 1, dtype=dtype)
-        t = (0.5 * (panel[:-1, None] + panel[1:, None]) + 0.5 * (panel[1:, None] - panel[:-1, None])
-             * jnp.asarray(nodes, dtype)).reshape(-1)  # (P*G,) in [0, 1]
+        t = (
+            0.5 * (panel[:-1, None] + panel[1:, None])
+            + 0.5 * (panel[1:, None] - panel[:-1, None]) * jnp.asarray(nodes, dtype)
+        ).reshape(-1)  # (P*G,) in [0, 1]
         w = (0.5 * (panel[1:, None] - panel[:-1, None]) * jnp.asarray(weights, dtype)).reshape(-1)
         low = jnp.asarray(self.low)[..., None]
         high = jnp.asarray(self._effective_high())[..., None]
@@ -541,7 +592,8 @@ class SchechterLogMass(_LogDensity):
         alpha = jnp.asarray(self.alpha)[..., None]
         log_mass_break = jnp.asarray(self.log_mass_break)[..., None]
         log_f = self._unnormalised(x, alpha, log_mass_break)
-        # Shifted by the integrand's maximum, known analytically: one reduction instead of logsumexp's two.
+        # Shifted by the integrand's maximum, known analytically: one reduction instead of
+        # logsumexp's two.
         shift = self._log_peak(alpha, log_mass_break, low, high)
         total = jnp.sum(w * jnp.exp(log_f - shift), axis=-1)
         return jnp.log(total) + shift[..., 0] + jnp.log(high[..., 0] - low[..., 0])
@@ -551,8 +603,12 @@ class SchechterLogMass(_LogDensity):
 
         The density peaks at M = (alpha + 1) M_break for alpha > -1, else at the lower edge.
         """
-        peak = jnp.where(alpha > -1.0, log_mass_break + jnp.log10(jnp.maximum(alpha + 1.0, 1e-300)), low)
-        return lax.stop_gradient(self._unnormalised(jnp.clip(peak, low, high), alpha, log_mass_break))
+        peak = jnp.where(
+            alpha > -1.0, log_mass_break + jnp.log10(jnp.maximum(alpha + 1.0, 1e-300)), low
+        )
+        return lax.stop_gradient(
+            self._unnormalised(jnp.clip(peak, low, high), alpha, log_mass_break)
+        )
 
     def _log_unnormalised(self, value):
         value = jnp.asarray(value)
@@ -572,7 +628,9 @@ class SchechterLogMass(_LogDensity):
         low = jnp.asarray(self.low)[..., None]
         high = jnp.asarray(self._effective_high())[..., None]
         x = low + (high - low) * t
-        log_f = self._unnormalised(x, jnp.asarray(self.alpha)[..., None], jnp.asarray(self.log_mass_break)[..., None])
+        log_f = self._unnormalised(
+            x, jnp.asarray(self.alpha)[..., None], jnp.asarray(self.log_mass_break)[..., None]
+        )
         h = (high - low) / n_cells
         slope = (log_f[..., 1:] - log_f[..., :-1]) / h
         # log mass of a cell with density exp(log_f_i + slope (x - x_i)) over width h
@@ -586,7 +644,9 @@ class SchechterLogMass(_LogDensity):
         x, slope, h, cumulative = self._grid()
 
         def one(q, x, slope, h, cumulative):
-            index = jnp.clip(jnp.searchsorted(cumulative, q, side="right"), 0, cumulative.shape[0] - 1)
+            index = jnp.clip(
+                jnp.searchsorted(cumulative, q, side="right"), 0, cumulative.shape[0] - 1
+            )
             before = jnp.where(index > 0, cumulative[index - 1], 0.0)
             r = jnp.clip((q - before) / (cumulative[index] - before), 0.0, 1.0)
             return x[index] + _power_law_icdf(slope[index], 0.0, h, r)
@@ -606,10 +666,16 @@ class SchechterLogMass(_LogDensity):
         low = jnp.asarray(self.low)[..., None]
         t = 0.5 * (jnp.asarray(nodes, dtype) + 1.0)
         x = low + (upper - low) * t
-        log_f = self._unnormalised(x, jnp.asarray(self.alpha)[..., None], jnp.asarray(self.log_mass_break)[..., None])
+        log_f = self._unnormalised(
+            x, jnp.asarray(self.alpha)[..., None], jnp.asarray(self.log_mass_break)[..., None]
+        )
         safe = jnp.maximum(upper - low, jnp.finfo(dtype).tiny)
-        log_int = jax.nn.logsumexp(log_f + jnp.log(0.5 * jnp.asarray(weights, dtype)), axis=-1) + jnp.log(safe[..., 0])
-        return jnp.where(value > self.low, jnp.clip(jnp.exp(log_int - self.log_normaliser()), 0.0, 1.0), 0.0)
+        log_int = jax.nn.logsumexp(
+            log_f + jnp.log(0.5 * jnp.asarray(weights, dtype)), axis=-1
+        ) + jnp.log(safe[..., 0])
+        return jnp.where(
+            value > self.low, jnp.clip(jnp.exp(log_int - self.log_normaliser()), 0.0, 1.0), 0.0
+        )
 
     def _sample(self, key, sample_shape=()):
         """Inverse-CDF samples, shape ``sample_shape + batch_shape``."""
@@ -652,20 +718,26 @@ class PiecewiseConstantAV(_LogDensity):
     def __init__(self, edges=(0.0, 0.75, 1.5, 2.25, 3.0), weights=None, *, validate_args=None):
         edges = jnp.asarray(edges, dtype=_float_dtype(edges))
         if edges.ndim != 1 or edges.shape[0] < 2:
-            raise ValueError(f"edges must be one-dimensional with at least 2 entries, got shape {edges.shape}")
+            raise ValueError(
+                f"edges must be one-dimensional with at least 2 entries, got shape {edges.shape}"
+            )
         if weights is None:
             weights = jnp.ones(edges.shape[0] - 1, dtype=edges.dtype)
         weights = jnp.asarray(weights, dtype=_float_dtype(weights))
         if weights.ndim < 1 or weights.shape[-1] != edges.shape[0] - 1:
             raise ValueError(
-                f"weights must have {edges.shape[0] - 1} entries along the last axis (one per bin), "
+                f"weights must have {edges.shape[0] - 1} entries along the last axis (one per "
+                "bin), "
                 f"got shape {weights.shape}"
             )
         self.edges = edges
         self.weights = weights
         super().__init__(batch_shape=weights.shape[:-1], validate_args=validate_args)
         if self._validate_args:
-            _check(jnp.sum(weights, axis=-1) > 0, "PiecewiseConstantAV: the weights must have a positive sum")
+            _check(
+                jnp.sum(weights, axis=-1) > 0,
+                "PiecewiseConstantAV: the weights must have a positive sum",
+            )
 
     @property
     def low(self):
@@ -699,7 +771,9 @@ class PiecewiseConstantAV(_LogDensity):
         log_densities = jnp.log(self.densities)
         shape = jnp.broadcast_shapes(value.shape, self.batch_shape)
         log_densities = jnp.broadcast_to(log_densities, shape + (self.n_bins,))
-        log_p = jnp.take_along_axis(log_densities, jnp.broadcast_to(index, shape)[..., None], axis=-1)[..., 0]
+        log_p = jnp.take_along_axis(
+            log_densities, jnp.broadcast_to(index, shape)[..., None], axis=-1
+        )[..., 0]
         return jnp.where(self._inside(value), log_p, -jnp.inf)
 
     def _cdf(self, value):
@@ -713,13 +787,16 @@ class PiecewiseConstantAV(_LogDensity):
     def _icdf(self, q):
         """Quantile function (exact)."""
         q = jnp.asarray(q)
-        probabilities = jnp.broadcast_to(self.probabilities, jnp.broadcast_shapes(q.shape, self.batch_shape)
-                                         + (self.n_bins,))
+        probabilities = jnp.broadcast_to(
+            self.probabilities, jnp.broadcast_shapes(q.shape, self.batch_shape) + (self.n_bins,)
+        )
         cumulative = jnp.cumsum(probabilities, axis=-1)
         # first bin whose cumulative probability exceeds q (this skips empty bins)
         index = jnp.clip(jnp.sum(cumulative <= q[..., None], axis=-1), 0, self.n_bins - 1)
-        before = jnp.take_along_axis(cumulative, index[..., None], axis=-1)[..., 0] - jnp.take_along_axis(
-            probabilities, index[..., None], axis=-1)[..., 0]
+        before = (
+            jnp.take_along_axis(cumulative, index[..., None], axis=-1)[..., 0]
+            - jnp.take_along_axis(probabilities, index[..., None], axis=-1)[..., 0]
+        )
         p_bin = jnp.take_along_axis(probabilities, index[..., None], axis=-1)[..., 0]
         r = jnp.clip((q - before) / jnp.where(p_bin > 0, p_bin, 1.0), 0.0, 1.0)
         return self.edges[index] + r * (self.edges[index + 1] - self.edges[index])

@@ -1,4 +1,5 @@
-"""Marginalised completeness: p_obs on a cached 3-D grid, integrated against population distributions.
+"""Marginalised completeness: p_obs on a cached 3-D grid, integrated against population
+distributions.
 
 Tang et al. (2026, section 4.4.1, eq. 14-16) reduce the 3-D selection function
 p_obs(log_mass, log_age, av) to one- and two-dimensional completeness functions
@@ -30,6 +31,7 @@ import dataclasses
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -37,7 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..selection.evaluate import DEFAULT_CHUNK_SIZE, DEFAULT_POINTS_PER_CALL, evaluate_in_chunks
+from ..selection.evaluate import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_POINTS_PER_CALL,
+    evaluate_in_chunks,
+)
 from ..selection.function import SelectionFunction
 from .distributions import AV_RANGE, LOG_AGE_RANGE, LOG_MASS_RANGE, PiecewiseConstantAV
 
@@ -70,7 +76,9 @@ def _p_obs(selection: SelectionFunction, points: jax.Array) -> jax.Array:
 def _check_axis(name: str, values) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.shape[0] < 2:
-        raise ValueError(f"grid axis {name!r} must be one-dimensional with >= 2 points, got shape {values.shape}")
+        raise ValueError(
+            f"grid axis {name!r} must be one-dimensional with >= 2 points, got shape {values.shape}"
+        )
     if not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
         raise ValueError(f"grid axis {name!r} must be finite and strictly increasing")
     return values
@@ -107,11 +115,16 @@ class SelectionGrid(eqx.Module):
     @classmethod
     def from_arrays(cls, log_mass, log_age, av, p_obs) -> SelectionGrid:
         """Validate and wrap precomputed axes and p_obs values (float32)."""
-        axes = [_check_axis(name, values) for name, values in zip(PHYSICAL_AXES, (log_mass, log_age, av))]
+        axes = [
+            _check_axis(name, values)
+            for name, values in zip(PHYSICAL_AXES, (log_mass, log_age, av))
+        ]
         p_obs = np.asarray(p_obs, dtype=np.float32)
         shape = tuple(a.shape[0] for a in axes)
         if p_obs.shape != shape:
-            raise ValueError(f"p_obs has shape {p_obs.shape}, expected {shape} (log_mass, log_age, av)")
+            raise ValueError(
+                f"p_obs has shape {p_obs.shape}, expected {shape} (log_mass, log_age, av)"
+            )
         if not np.all(np.isfinite(p_obs)):
             raise ValueError(
                 "p_obs has NaN or infinite values; use a selection function with the 'clip' domain "
@@ -166,7 +179,8 @@ class SelectionGrid(eqx.Module):
             names = selection.input_names
             if sorted(names) != sorted(PHYSICAL_AXES):
                 raise ValueError(
-                    f"the selection function takes {names}; a SelectionGrid needs the physical inputs "
+                    f"the selection function takes {names}; a SelectionGrid needs the physical "
+                    "inputs "
                     f"{PHYSICAL_AXES} (use the physical network, not the photometric one)"
                 )
             domain = selection.domain
@@ -174,7 +188,10 @@ class SelectionGrid(eqx.Module):
         elif callable(selection):
             ranges = [LOG_MASS_RANGE, LOG_AGE_RANGE, AV_RANGE]
         else:
-            raise TypeError(f"selection must be a SelectionFunction or a callable, got {type(selection).__name__}")
+            raise TypeError(
+                "selection must be a SelectionFunction or a callable, got "
+                f"{type(selection).__name__}"
+            )
         given = (log_mass, log_age, av)
         axes = [
             _check_axis(name, np.linspace(*limits, n) if values is None else values)
@@ -194,8 +211,14 @@ class SelectionGrid(eqx.Module):
                 i, j, k = np.unravel_index(flat, (n_mass, n_age, n_av))
                 columns = (axes[0][i], axes[1][j], axes[2][k])
                 points = np.stack([columns[o] for o in order], axis=-1).astype(np.float32)
-                values = evaluate_in_chunks(_p_obs, selection, points, chunk_size=chunk_size,
-                                            points_per_call=block, progress=False)
+                values = evaluate_in_chunks(
+                    _p_obs,
+                    selection,
+                    points,
+                    chunk_size=chunk_size,
+                    points_per_call=block,
+                    progress=False,
+                )
                 stop = min(start + block, total)
                 out[start:stop] = values[: stop - start]
             p_obs = out.reshape(n_mass, n_age, n_av)
@@ -205,8 +228,13 @@ class SelectionGrid(eqx.Module):
             for start in range(0, n_mass, rows):
                 stop = min(start + rows, n_mass)
                 p_obs[start:stop] = np.broadcast_to(
-                    np.asarray(selection(axes[0][start:stop, None, None], axes[1][None, :, None],
-                                         axes[2][None, None, :])),
+                    np.asarray(
+                        selection(
+                            axes[0][start:stop, None, None],
+                            axes[1][None, :, None],
+                            axes[2][None, None, :],
+                        )
+                    ),
                     (stop - start, n_age, n_av),
                 )
         return cls.from_arrays(*axes, p_obs)
@@ -218,17 +246,21 @@ class SelectionGrid(eqx.Module):
         return tuple(int(n) for n in self.p_obs.shape)
 
     def at_av(self, av: float) -> jax.Array:
-        """p_obs(log_mass, log_age) at fixed A_V [mag], linear in A_V between nodes; shape (n_mass, n_age)."""
+        """p_obs(log_mass, log_age) at fixed A_V [mag], linear in A_V between nodes; shape (n_mass,
+        n_age)."""
         av = jnp.clip(jnp.asarray(av, self.av.dtype), self.av[0], self.av[-1])
         k = jnp.clip(jnp.searchsorted(self.av, av, side="right") - 1, 0, self.av.shape[0] - 2)
         t = (av - self.av[k]) / (self.av[k + 1] - self.av[k])
         return (1 - t) * self.p_obs[:, :, k] + t * self.p_obs[:, :, k + 1]
 
     def interpolate(self, log_mass, log_age, av) -> jax.Array:
-        """Trilinear interpolation of p_obs (clamped to the grid edges); broadcasts its arguments."""
+        """Trilinear interpolation of p_obs (clamped to the grid edges); broadcasts its
+        arguments."""
         values = []
         weights = []
-        coordinates = jnp.broadcast_arrays(jnp.asarray(log_mass), jnp.asarray(log_age), jnp.asarray(av))
+        coordinates = jnp.broadcast_arrays(
+            jnp.asarray(log_mass), jnp.asarray(log_age), jnp.asarray(av)
+        )
         for axis, x in zip((self.log_mass, self.log_age, self.av), coordinates):
             x = jnp.clip(x, axis[0], axis[-1])
             i = jnp.clip(jnp.searchsorted(axis, x, side="right") - 1, 0, axis.shape[0] - 2)
@@ -244,14 +276,20 @@ class SelectionGrid(eqx.Module):
 
     # ------------------------------------------------------------------ I/O
     def save(self, path) -> Path:
-        """Write the axes and p_obs to an ``.npz`` file (no pickle), atomically (temporary file and rename)."""
+        """Write the axes and p_obs to an ``.npz`` file (no pickle), atomically (temporary file and
+        rename)."""
         import io
 
         from .._io import atomic_write_bytes
 
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, log_mass=np.asarray(self.log_mass), log_age=np.asarray(self.log_age),
-                            av=np.asarray(self.av), p_obs=np.asarray(self.p_obs))
+        np.savez_compressed(
+            buffer,
+            log_mass=np.asarray(self.log_mass),
+            log_age=np.asarray(self.log_age),
+            av=np.asarray(self.av),
+            p_obs=np.asarray(self.p_obs),
+        )
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -276,7 +314,8 @@ def _density_parts(distribution):
     upper = getattr(support, "upper_bound", None)
     if lower is None or upper is None:
         raise TypeError(
-            f"{type(distribution).__name__} has support {support}; marginalisation needs a bounded interval"
+            f"{type(distribution).__name__} has support {support}; marginalisation needs a bounded "
+            "interval"
         )
 
     def log_density(x):
@@ -315,12 +354,16 @@ def quadrature_weights(distribution, nodes: jax.Array, *, n_gauss: int = 8) -> j
         Non-negative weights; their sum is the quadrature of ``∫ p dx``
         (1 to rounding for the normalised distributions of this package).
     """
-    nodes, breakpoints, log_density, dtype = _quadrature_inputs(distribution, nodes, "quadrature_weights")
+    nodes, breakpoints, log_density, dtype = _quadrature_inputs(
+        distribution, nodes, "quadrature_weights"
+    )
     return _cell_weights(log_density, breakpoints, nodes, n_gauss, dtype)
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
-def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -> tuple[jax.Array, jax.Array]:
+def normalised_quadrature(
+    distribution, nodes: jax.Array, *, n_gauss: int = 8
+) -> tuple[jax.Array, jax.Array]:
     """Quadrature weights normalised to sum to 1, and the log normaliser they imply.
 
     The same rule as :func:`quadrature_weights`, applied to the distribution's
@@ -336,7 +379,9 @@ def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -
     weights : jax.Array, shape (n,)
     log_norm : jax.Array, shape ()
     """
-    nodes, breakpoints, log_density, dtype = _quadrature_inputs(distribution, nodes, "normalised_quadrature")
+    nodes, breakpoints, log_density, dtype = _quadrature_inputs(
+        distribution, nodes, "normalised_quadrature"
+    )
     log_f = getattr(distribution, "_log_unnormalised", log_density)
     weights = _cell_weights(log_f, breakpoints, nodes, n_gauss, dtype)
     total = jnp.sum(weights)
@@ -345,26 +390,45 @@ def normalised_quadrature(distribution, nodes: jax.Array, *, n_gauss: int = 8) -
 
 def _quadrature_inputs(distribution, nodes, caller: str):
     if distribution.batch_shape != ():
-        raise ValueError(f"{caller} needs a scalar distribution, got batch shape {distribution.batch_shape}")
+        raise ValueError(
+            f"{caller} needs a scalar distribution, got batch shape {distribution.batch_shape}"
+        )
     nodes = jnp.asarray(nodes)
     if nodes.ndim != 1 or nodes.shape[0] < 2:
         raise ValueError(f"{caller} needs at least 2 nodes in a 1-D array, got shape {nodes.shape}")
-    dtype = jnp.result_type(nodes.dtype, *(jnp.asarray(leaf).dtype for leaf in jax.tree.leaves(distribution)))
+    dtype = jnp.result_type(
+        nodes.dtype, *(jnp.asarray(leaf).dtype for leaf in jax.tree.leaves(distribution))
+    )
     breakpoints, log_density = _density_parts(distribution)
-    return nodes.astype(dtype), breakpoints.astype(dtype), log_density, dtype  # breakpoints increasing
+    return (
+        nodes.astype(dtype),
+        breakpoints.astype(dtype),
+        log_density,
+        dtype,
+    )  # breakpoints increasing
 
 
 def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
-    """Weights of ``exp(log_density)`` against the hat functions of ``nodes`` (tails to the end nodes)."""
+    """Weights of ``exp(log_density)`` against the hat functions of ``nodes`` (tails to the end
+    nodes)."""
     t, gw = (jnp.asarray(v, dtype) for v in np.polynomial.legendre.leggauss(n_gauss))
     n = nodes.shape[0]
-    # Every sub-interval between consecutive points of {nodes, breakpoints}, plus the stretches of the
+    # Every sub-interval between consecutive points of {nodes, breakpoints}, plus the stretches of
+    # the
     # support below the first and above the last node: n + m + 1 sub-intervals for m breakpoints (a
     # breakpoint on a node or outside the support only adds an empty one), each integrated with an
     # n_gauss-point Gauss-Legendre rule.  One sort and one fused pass keep the number of XLA kernels
     # small, which is what a single gradient evaluation inside NUTS pays for on a CPU.
-    edges = jnp.sort(jnp.concatenate([jnp.minimum(breakpoints[:1], nodes[:1]), nodes, breakpoints,
-                                      jnp.maximum(breakpoints[-1:], nodes[-1:])]))
+    edges = jnp.sort(
+        jnp.concatenate(
+            [
+                jnp.minimum(breakpoints[:1], nodes[:1]),
+                nodes,
+                breakpoints,
+                jnp.maximum(breakpoints[-1:], nodes[-1:]),
+            ]
+        )
+    )
     left, right = edges[:-1], edges[1:]
     half, mid = 0.5 * (right - left), 0.5 * (right + left)
     x = mid[:, None] + half[:, None] * t  # (n + m + 1, G)
@@ -380,12 +444,16 @@ def _cell_weights(log_density, breakpoints, nodes, n_gauss: int, dtype):
 
 
 def _grid_dtype(grid: SelectionGrid, *distributions):
-    return jnp.result_type(grid.p_obs.dtype, *(jnp.asarray(leaf).dtype for d in distributions
-                                               for leaf in jax.tree.leaves(d)))
+    return jnp.result_type(
+        grid.p_obs.dtype,
+        *(jnp.asarray(leaf).dtype for d in distributions for leaf in jax.tree.leaves(d)),
+    )
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
-def p_corr_log_age(grid: SelectionGrid, mass_distribution, av_distribution, *, n_gauss: int = 8) -> jax.Array:
+def p_corr_log_age(
+    grid: SelectionGrid, mass_distribution, av_distribution, *, n_gauss: int = 8
+) -> jax.Array:
     """Completeness marginalised over mass and extinction, on the grid's log_age nodes (eq. 16).
 
     ``p_corr(log_age) = ∬ p_obs(log_mass, log_age, av) p(log_mass) p(av) d log_mass d av``.
@@ -418,7 +486,9 @@ def p_corr_log_age(grid: SelectionGrid, mass_distribution, av_distribution, *, n
 
 
 @partial(jax.jit, static_argnames=("n_gauss",))
-def p_corr_log_mass(grid: SelectionGrid, age_distribution, av_distribution, *, n_gauss: int = 8) -> jax.Array:
+def p_corr_log_mass(
+    grid: SelectionGrid, age_distribution, av_distribution, *, n_gauss: int = 8
+) -> jax.Array:
     """Completeness marginalised over age and extinction, on the grid's log_mass nodes.
 
     ``p_corr(log_mass) = ∬ p_obs(log_mass, log_age, av) p(log_age) p(av) d log_age d av``
@@ -526,10 +596,11 @@ def estimate_av_distribution(
     edges=None,
     n_bins: int = 4,
     av_range: tuple[float, float] = AV_RANGE,
-    out_of_range: str = "drop",
+    out_of_range: Literal["drop", "clip"] = "drop",
     return_details: bool = False,
 ):
-    """p(A_V) from the catalogue clusters in the high-completeness region (Tang et al. 2026, sec. 4.4.1).
+    """p(A_V) from the catalogue clusters in the high-completeness region (Tang et al. 2026, sec.
+    4.4.1).
 
     The region is the inside of the contour ``p_obs(log_mass, log_age,
     A_V = av_reference) = level`` in the (log_mass, log_age) plane; a cluster
@@ -578,7 +649,9 @@ def estimate_av_distribution(
         raise ValueError(f"out_of_range must be 'drop' or 'clip', got {out_of_range!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    edges = np.linspace(*av_range, n_bins + 1) if edges is None else np.asarray(edges, dtype=np.float64)
+    edges = (
+        np.linspace(*av_range, n_bins + 1) if edges is None else np.asarray(edges, dtype=np.float64)
+    )
     if edges.ndim != 1 or edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("edges must be a strictly increasing 1-d array with at least 2 entries")
     log_mass, log_age, av = (_column(catalogue, name) for name in PHYSICAL_AXES)
@@ -603,7 +676,10 @@ def estimate_av_distribution(
     elif callable(selection):
         p_ref[finite] = np.asarray(selection(m, t, a), dtype=np.float64)
     else:
-        raise TypeError(f"selection must be a SelectionFunction, SelectionGrid or callable, got {type(selection)}")
+        raise TypeError(
+            "selection must be a SelectionFunction, SelectionGrid or callable, got "
+            f"{type(selection)}"
+        )
     selected = finite & (np.nan_to_num(p_ref, nan=-1.0) >= level)
     values = av[selected]
     outside = (values < edges[0]) | (values > edges[-1])
@@ -612,12 +688,18 @@ def estimate_av_distribution(
     counts, _ = np.histogram(values, bins=edges)
     if counts.sum() == 0:
         raise ValueError(
-            f"no catalogue cluster (of {int(finite.sum())}) lies inside p_obs(A_V={av_reference}) >= {level} "
+            f"no catalogue cluster (of {int(finite.sum())}) lies inside p_obs(A_V={av_reference}) "
+            f">= {level} "
             "with A_V inside the bin edges; p(A_V) cannot be estimated"
         )
     distribution = PiecewiseConstantAV(edges, counts.astype(np.float64))
     if not return_details:
         return distribution
-    return AVEstimate(distribution=distribution, edges=edges, counts=counts, selected=selected,
-                      p_obs_reference=p_ref, n_outside_range=int(outside.sum()))
-
+    return AVEstimate(
+        distribution=distribution,
+        edges=edges,
+        counts=counts,
+        selected=selected,
+        p_obs_reference=p_ref,
+        n_outside_range=int(outside.sum()),
+    )

@@ -3,14 +3,16 @@
 A :class:`PopulationModel` fixes the functional forms and the priors of the
 population ("hyper") parameters Λ of the inhomogeneous Poisson intensity
 
-    dN/dθ(Λ) = N · p(log M | Λ_M) · p(log T | Λ_T [, log M]) · p(A_V | Λ_A),   θ = (log M, log T, A_V),
+    dN/dθ(Λ) = N · p(log M | Λ_M) · p(log T | Λ_T [, log M]) · p(A_V | Λ_A),   θ = (log M, log T,
+    A_V),
 
 and how the likelihood treats the data (see :mod:`jaxcomp.demographics.likelihood`).
 
 Functional forms (densities in ``log_mass`` [log10 Msun], ``log_age`` [log10 yr], ``av`` [mag]):
 
 * mass: ``"schechter"`` (:class:`SchechterLogMass`, parameters ``alpha_M``, ``log_M_break``)
-  or ``"power_law"`` (:class:`PowerLawLogMass`, ``alpha_M``); ``dN/dM ∝ M^alpha_M [exp(-M/M_break)]``;
+  or ``"power_law"`` (:class:`PowerLawLogMass`, ``alpha_M``); ``dN/dM ∝ M^alpha_M
+  [exp(-M/M_break)]``;
 * age: ``"power_law"`` (:class:`PowerLawLogAge`, ``alpha_T``) or ``"broken_power_law"``
   (:class:`BrokenPowerLawLogAge`: ``alpha_T_young`` below ``log_T_break``, ``alpha_T`` above,
   continuous); ``dN/dT ∝ T^alpha_T``;
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -78,11 +81,17 @@ DEFAULT_PRIORS: dict[str, tuple[float, float]] = {
     "log10_N": (0.0, 9.0),
 }
 
-_MASS_FORMS = ("schechter", "power_law")
-_AGE_FORMS = ("power_law", "broken_power_law")
-_AV_FORMS = ("piecewise", "fixed")
-_LIKELIHOODS = ("marginal", "poisson")
-_ERRORS = ("none", "latent", "samples")
+#: The string switches of :class:`PopulationModel` (the tuples below are derived from them).
+MassForm = Literal["schechter", "power_law"]
+AgeForm = Literal["power_law", "broken_power_law"]
+AVForm = Literal["piecewise", "fixed"]
+LikelihoodForm = Literal["marginal", "poisson"]
+MeasurementErrorModel = Literal["none", "latent", "samples"]
+_MASS_FORMS = get_args(MassForm)
+_AGE_FORMS = get_args(AgeForm)
+_AV_FORMS = get_args(AVForm)
+_LIKELIHOODS = get_args(LikelihoodForm)
+_ERRORS = get_args(MeasurementErrorModel)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +105,8 @@ class PopulationModel:
     age : {"power_law", "broken_power_law"}
         Form of the age distribution.
     av : {"piecewise", "fixed"}
-        Piecewise-constant p(A_V) with Dirichlet-distributed bin probabilities, or a fixed histogram.
+        Piecewise-constant p(A_V) with Dirichlet-distributed bin probabilities, or a fixed
+        histogram.
     av_edges : tuple of float
         A_V bin edges [mag] (support of p(A_V)).
     av_weights : tuple of float, optional
@@ -137,9 +147,9 @@ class PopulationModel:
         Uniform bounds overriding :data:`DEFAULT_PRIORS`.
     """
 
-    mass: str = "schechter"
-    age: str = "power_law"
-    av: str = "piecewise"
+    mass: MassForm = "schechter"
+    age: AgeForm = "power_law"
+    av: AVForm = "piecewise"
     av_edges: tuple[float, ...] = DEFAULT_AV_EDGES
     av_weights: tuple[float, ...] | None = None
     av_concentration: float = 1.0
@@ -147,8 +157,8 @@ class PopulationModel:
     pivot_log_mass: float = 4.0
     log_mass_range: tuple[float, float] = LOG_MASS_RANGE
     log_age_range: tuple[float, float] = (6.0, LOG_AGE_RANGE[1])
-    likelihood: str = "marginal"
-    measurement_error: str = "none"
+    likelihood: LikelihoodForm = "marginal"
+    measurement_error: MeasurementErrorModel = "none"
     error_columns: tuple[str, ...] = THETA_COLUMNS
     asymmetric_errors: bool = False
     sigma_floor: tuple[float, float, float] = (0.05, 0.1, 0.05)
@@ -156,24 +166,34 @@ class PopulationModel:
     priors: tuple[tuple[str, tuple[float, float]], ...] = ()
 
     def __post_init__(self):
-        for name, value, allowed in (("mass", self.mass, _MASS_FORMS), ("age", self.age, _AGE_FORMS),
-                                     ("av", self.av, _AV_FORMS), ("likelihood", self.likelihood, _LIKELIHOODS),
-                                     ("measurement_error", self.measurement_error, _ERRORS)):
+        for name, value, allowed in (
+            ("mass", self.mass, _MASS_FORMS),
+            ("age", self.age, _AGE_FORMS),
+            ("av", self.av, _AV_FORMS),
+            ("likelihood", self.likelihood, _LIKELIHOODS),
+            ("measurement_error", self.measurement_error, _ERRORS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         edges = tuple(float(e) for e in self.av_edges)
         if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-            raise ValueError(f"av_edges must be strictly increasing with >= 2 entries, got {self.av_edges}")
+            raise ValueError(
+                f"av_edges must be strictly increasing with >= 2 entries, got {self.av_edges}"
+            )
         object.__setattr__(self, "av_edges", edges)
         if self.av_weights is not None:
             weights = tuple(float(w) for w in self.av_weights)
             if len(weights) != len(edges) - 1 or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError("av_weights needs one non-negative weight per A_V bin with a positive sum")
+                raise ValueError(
+                    "av_weights needs one non-negative weight per A_V bin with a positive sum"
+                )
             object.__setattr__(self, "av_weights", weights)
         unknown = set(self.error_columns) - set(THETA_COLUMNS)
         if unknown:
             raise ValueError(f"error_columns must be among {THETA_COLUMNS}, got {sorted(unknown)}")
-        object.__setattr__(self, "error_columns", tuple(c for c in THETA_COLUMNS if c in self.error_columns))
+        object.__setattr__(
+            self, "error_columns", tuple(c for c in THETA_COLUMNS if c in self.error_columns)
+        )
         priors = dict(self.priors.items() if isinstance(self.priors, Mapping) else self.priors)
         bad = set(priors) - set(DEFAULT_PRIORS)
         if bad:
@@ -181,7 +201,11 @@ class PopulationModel:
         for name, (low, high) in priors.items():
             if not high > low:
                 raise ValueError(f"prior {name}: upper bound must exceed the lower one")
-        object.__setattr__(self, "priors", tuple(sorted((k, (float(v[0]), float(v[1]))) for k, v in priors.items())))
+        object.__setattr__(
+            self,
+            "priors",
+            tuple(sorted((k, (float(v[0]), float(v[1]))) for k, v in priors.items())),
+        )
         for name in ("log_mass_range", "log_age_range"):
             low, high = getattr(self, name)
             if not high > low:
@@ -224,8 +248,11 @@ class PopulationModel:
 
     def support(self, column: str) -> tuple[float, float]:
         """Support of the population distribution of ``column``."""
-        return {"log_mass": self.log_mass_range, "log_age": self.log_age_range,
-                "av": (self.av_edges[0], self.av_edges[-1])}[column]
+        return {
+            "log_mass": self.log_mass_range,
+            "log_age": self.log_age_range,
+            "av": (self.av_edges[0], self.av_edges[-1]),
+        }[column]
 
     def sample_hyperparameters(self) -> dict:
         """NumPyro ``sample`` statements of the hyperparameters; returns them in a dict.
@@ -238,7 +265,8 @@ class PopulationModel:
             params[name] = numpyro.sample(name, dist.Uniform(low, high))
         if self.av == "piecewise":
             params["av_weights"] = numpyro.sample(
-                "av_weights", dist.Dirichlet(jnp.full(self.n_av_bins, float(self.av_concentration))))
+                "av_weights", dist.Dirichlet(jnp.full(self.n_av_bins, float(self.av_concentration)))
+            )
         return params
 
     def sample_prior(self, seed: int | jax.Array) -> dict[str, np.ndarray]:
@@ -253,7 +281,9 @@ class PopulationModel:
         """p(log_mass | Λ_M) as a NumPyro distribution."""
         low, high = self.log_mass_range
         if self.mass == "schechter":
-            return SchechterLogMass(params["alpha_M"], params["log_M_break"], low, high, validate_args=False)
+            return SchechterLogMass(
+                params["alpha_M"], params["log_M_break"], low, high, validate_args=False
+            )
         return PowerLawLogMass(params["alpha_M"], low, high, validate_args=False)
 
     def age_slope(self, params: Mapping, log_mass=None):
@@ -270,8 +300,14 @@ class PopulationModel:
         low, high = self.log_age_range
         alpha = self.age_slope(params, log_mass)
         if self.age == "broken_power_law":
-            return BrokenPowerLawLogAge(alpha, params["log_T_break"], params["alpha_T_young"], low, high,
-                                        validate_args=False)
+            return BrokenPowerLawLogAge(
+                alpha,
+                params["log_T_break"],
+                params["alpha_T_young"],
+                low,
+                high,
+                validate_args=False,
+            )
         return PowerLawLogAge(alpha, low, high, validate_args=False)
 
     def av_probabilities(self, params: Mapping) -> jax.Array:
@@ -279,20 +315,27 @@ class PopulationModel:
         if self.av == "piecewise":
             weights = params["av_weights"]
         else:
-            weights = jnp.asarray(self.av_weights if self.av_weights is not None else np.ones(self.n_av_bins))
+            weights = jnp.asarray(
+                self.av_weights if self.av_weights is not None else np.ones(self.n_av_bins)
+            )
         return weights / jnp.sum(weights)
 
     def av_log_density(self, params: Mapping, av) -> jax.Array:
         """ln p(A_V | Λ_A) (piecewise constant; -inf outside the edges)."""
         edges = jnp.asarray(self.av_edges)
         av = jnp.asarray(av)
-        index = jnp.clip(jnp.searchsorted(edges, av, side="right", method="compare_all") - 1, 0, self.n_av_bins - 1)
+        index = jnp.clip(
+            jnp.searchsorted(edges, av, side="right", method="compare_all") - 1,
+            0,
+            self.n_av_bins - 1,
+        )
         log_density = jnp.log(self.av_probabilities(params)) - jnp.log(jnp.diff(edges))
         inside = (av >= edges[0]) & (av <= edges[-1])
         return jnp.where(inside, log_density[index], -jnp.inf)
 
     def log_density(self, params: Mapping, theta) -> jax.Array:
-        """ln p(θ | Λ) for ``theta[..., (log_mass, log_age, av)]`` (``-inf`` outside the support)."""
+        """ln p(θ | Λ) for ``theta[..., (log_mass, log_age, av)]`` (``-inf`` outside the
+        support)."""
         theta = jnp.asarray(theta)
         log_mass, log_age, av = theta[..., 0], theta[..., 1], theta[..., 2]
         mass_term = self.mass_distribution(params)._log_density(log_mass)
@@ -307,5 +350,9 @@ class PopulationModel:
         age = {"power_law": "power-law CAF", "broken_power_law": "broken-power-law CAF"}[self.age]
         mass = {"schechter": "Schechter CMF", "power_law": "power-law CMF"}[self.mass]
         extra = ", mass-dependent age slope" if self.mass_dependent_age else ""
-        errors = "" if self.measurement_error == "none" else f", measurement errors ({self.measurement_error})"
+        errors = (
+            ""
+            if self.measurement_error == "none"
+            else f", measurement errors ({self.measurement_error})"
+        )
         return f"{mass}, {age}, {self.av} p(A_V){extra}{errors}, {self.likelihood} likelihood"

@@ -53,8 +53,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import equinox as eqx
 import jax
@@ -82,7 +82,8 @@ __all__ = [
 ]
 
 _ZERO_SHIFT = (0.0, 0.0, 0.0)
-#: Fraction of a node spacing by which derivatives are taken off a quadrature tie (see ``_weights``).
+#: Fraction of a node spacing by which derivatives are taken off a quadrature tie (see
+# ``_weights``).
 _TIE_OFFSET = 0.6180339887e-3
 
 
@@ -96,8 +97,10 @@ def depth_shift(delta_mag) -> jax.Array:
 def _shift(shift) -> jax.Array:
     shift = jnp.asarray(shift)
     if shift.shape != (3,):
-        raise ValueError(f"shift must have shape (3,) for (log_mass [dex], log_age [dex], av [mag]), "
-                         f"got {shift.shape}")
+        raise ValueError(
+            f"shift must have shape (3,) for (log_mass [dex], log_age [dex], av [mag]), "
+            f"got {shift.shape}"
+        )
     return shift
 
 
@@ -144,7 +147,9 @@ class ParameterSpace:
                 raise KeyError("parameter 'av_weights' missing (the model has a piecewise p(A_V))")
             weights = jnp.asarray(params["av_weights"], jnp.result_type(float))
             if weights.shape != (self.model.n_av_bins,):
-                raise ValueError(f"av_weights must have {self.model.n_av_bins} entries, got {weights.shape}")
+                raise ValueError(
+                    f"av_weights must have {self.model.n_av_bins} entries, got {weights.shape}"
+                )
             weights = weights / jnp.sum(weights)
             values += list(weights[:-1])
         return jnp.stack(values)
@@ -153,18 +158,22 @@ class ParameterSpace:
         """Inverse of :meth:`to_vector`."""
         vector = jnp.asarray(vector)
         if vector.shape != (self.size,):
-            raise ValueError(f"parameter vector must have shape ({self.size},) for {self.names}, got {vector.shape}")
+            raise ValueError(
+                f"parameter vector must have shape ({self.size},) for {self.names}, got "
+                f"{vector.shape}"
+            )
         scalars = self._scalars()
         params = {n: vector[i] for i, n in enumerate(scalars)}
         if self.model.av == "piecewise":
-            free = vector[len(scalars):]
+            free = vector[len(scalars) :]
             params["av_weights"] = jnp.concatenate([free, 1.0 - jnp.sum(free, keepdims=True)])
         return params
 
 
 # ---------------------------------------------------------- shifted integrals
 class _GeometricMean(eqx.Module):
-    """Unnormalised density sqrt(p1 p2) of two distributions of one variable, for quadrature_weights."""
+    """Unnormalised density sqrt(p1 p2) of two distributions of one variable, for
+    quadrature_weights."""
 
     first: object
     second: object
@@ -180,7 +189,9 @@ class _GeometricMean(eqx.Module):
         return 0.5 * (self.first._log_density(x) + self.second._log_density(x))
 
 
-def _weights(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift, n_gauss: int, params2=None):
+def _weights(
+    model: PopulationModel, params: Mapping, grid: SelectionGrid, shift, n_gauss: int, params2=None
+):
     """Quadrature weights on the mass, age and A_V nodes moved by ``-shift``.
 
     With ``params2`` the weights integrate sqrt(p(θ|params) p(θ|params2)) instead of p(θ|params).
@@ -190,7 +201,9 @@ def _weights(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift
     leaves = jax.tree.leaves(params) + ([] if params2 is None else jax.tree.leaves(params2))
     dtype = jnp.result_type(grid.log_mass.dtype, shift.dtype, *leaves)
     axes = [axis.astype(dtype) for axis in (grid.log_mass, grid.log_age, grid.av)]
-    exact = _weights_at(model, params, params2, [a - s for a, s in zip(axes, shift)], n_gauss, dtype)
+    exact = _weights_at(
+        model, params, params2, [a - s for a, s in zip(axes, shift)], n_gauss, dtype
+    )
     # The weights are continuously differentiable in the shift, but where a distribution's
     # breakpoint (a support edge, an A_V bin edge) falls exactly on a moved node -- as it does
     # at δ = 0 on the usual grids -- automatic differentiation through the clipping of the
@@ -199,15 +212,19 @@ def _weights(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift
     # and the values at the exact shift: sg(w(δ)) + [w(δ + ε) - sg(w(δ + ε))], sg = stop_gradient.
     # The derivative error is O(ε · second derivative), ~1e-4 relative.
     offset = [_TIE_OFFSET * jnp.min(jnp.diff(a)) for a in axes]
-    nudged = _weights_at(model, params, params2, [a - s - e for a, s, e in zip(axes, shift, offset)], n_gauss,
-                         dtype)
+    nudged = _weights_at(
+        model, params, params2, [a - s - e for a, s, e in zip(axes, shift, offset)], n_gauss, dtype
+    )
     sg = jax.lax.stop_gradient
     return tuple(sg(w) + (v - sg(v)) for w, v in zip(exact, nudged))
 
 
 def _av_distribution(model, params, dtype):
-    return PiecewiseConstantAV(jnp.asarray(model.av_edges, dtype), model.av_probabilities(params).astype(dtype),
-                               validate_args=False)
+    return PiecewiseConstantAV(
+        jnp.asarray(model.av_edges, dtype),
+        model.av_probabilities(params).astype(dtype),
+        validate_args=False,
+    )
 
 
 def _weights_at(model: PopulationModel, params: Mapping, params2, nodes, n_gauss: int, dtype):
@@ -219,11 +236,16 @@ def _weights_at(model: PopulationModel, params: Mapping, params2, nodes, n_gauss
     w_mass = quadrature_weights(combine(model.mass_distribution), mass_nodes, n_gauss=n_gauss)
     if model.mass_dependent_age:
         # the age distribution of a cluster whose (shifted) mass is the node's
-        w_age = jax.vmap(lambda m: quadrature_weights(combine(lambda p: model.age_distribution(p, m)), age_nodes,
-                                                      n_gauss=n_gauss))(mass_nodes)
+        w_age = jax.vmap(
+            lambda m: quadrature_weights(
+                combine(lambda p: model.age_distribution(p, m)), age_nodes, n_gauss=n_gauss
+            )
+        )(mass_nodes)
     else:
         w_age = quadrature_weights(combine(model.age_distribution), age_nodes, n_gauss=n_gauss)
-    w_av = quadrature_weights(combine(lambda p: _av_distribution(model, p, dtype)), av_nodes, n_gauss=n_gauss)
+    w_av = quadrature_weights(
+        combine(lambda p: _av_distribution(model, p, dtype)), av_nodes, n_gauss=n_gauss
+    )
     return w_mass, w_age, w_av
 
 
@@ -233,8 +255,14 @@ def _contract(p_obs, w_mass, w_age, w_av):
     return jnp.einsum("ijk,i,j,k->", p_obs, w_mass, w_age, w_av)
 
 
-def detection_fraction_shifted(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift=_ZERO_SHIFT, *,
-                               n_gauss: int = 8) -> jax.Array:
+def detection_fraction_shifted(
+    model: PopulationModel,
+    params: Mapping,
+    grid: SelectionGrid,
+    shift=_ZERO_SHIFT,
+    *,
+    n_gauss: int = 8,
+) -> jax.Array:
     """α(Λ, δ) = ∫ p_obs(θ + δ) p(θ | Λ) dθ on the full 3-D selection grid.
 
     Parameters
@@ -258,18 +286,34 @@ def detection_fraction_shifted(model: PopulationModel, params: Mapping, grid: Se
     return _contract(grid.p_obs.astype(w_mass.dtype), w_mass, w_age, w_av)
 
 
-def expected_detected(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift=_ZERO_SHIFT, *,
-                      n_total=None, n_gauss: int = 8) -> jax.Array:
+def expected_detected(
+    model: PopulationModel,
+    params: Mapping,
+    grid: SelectionGrid,
+    shift=_ZERO_SHIFT,
+    *,
+    n_total=None,
+    n_gauss: int = 8,
+) -> jax.Array:
     """N_exp(Λ, δ) = N · α(Λ, δ); ``n_total`` defaults to ``10 ** params["log10_N"]``."""
     if n_total is None:
         if "log10_N" not in params:
-            raise KeyError("give n_total or params['log10_N'] (the total number of clusters in the population)")
+            raise KeyError(
+                "give n_total or params['log10_N'] (the total number of clusters in the population)"
+            )
         n_total = 10.0 ** params["log10_N"]
     return n_total * detection_fraction_shifted(model, params, grid, shift, n_gauss=n_gauss)
 
 
-def intensity_grid(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift=_ZERO_SHIFT, *,
-                   n_total=None, n_gauss: int = 8) -> jax.Array:
+def intensity_grid(
+    model: PopulationModel,
+    params: Mapping,
+    grid: SelectionGrid,
+    shift=_ZERO_SHIFT,
+    *,
+    n_total=None,
+    n_gauss: int = 8,
+) -> jax.Array:
     """Expected number of detected clusters attached to each grid node, shape (n_mass, n_age, n_av).
 
     ``λ_ijk = N p_obs,ijk w^M_i w^T_j w^A_k``; its sum is :func:`expected_detected`.
@@ -286,10 +330,20 @@ def intensity_grid(model: PopulationModel, params: Mapping, grid: SelectionGrid,
     return n_total * p_obs * w_mass[:, None, None] * w_age[None, :, None] * w_av[None, None, :]
 
 
-def corrected_bin_counts(model: PopulationModel, params: Mapping, grid: SelectionGrid, values, bins, *,
-                         quantity: str = "log_mass", shift=_ZERO_SHIFT, clip: float | None = None,
-                         n_gauss: int = 8) -> jax.Array:
-    """Completeness-corrected counts per bin, ``n_raw / mean_{i in bin} max(p_corr(x_i), clip)``, differentiable.
+def corrected_bin_counts(
+    model: PopulationModel,
+    params: Mapping,
+    grid: SelectionGrid,
+    values,
+    bins,
+    *,
+    quantity: str = "log_mass",
+    shift=_ZERO_SHIFT,
+    clip: float | None = None,
+    n_gauss: int = 8,
+) -> jax.Array:
+    """Completeness-corrected counts per bin, ``n_raw / mean_{i in bin} max(p_corr(x_i), clip)``,
+    differentiable.
 
     The ``n_corr`` column of :func:`~jaxcomp.demographics.corrected_counts` (eq. 17-18)
     as a function of Λ and δ.  For the mass function
@@ -341,7 +395,7 @@ def corrected_bin_counts(model: PopulationModel, params: Mapping, grid: Selectio
     n_raw = np.bincount(index[inside], minlength=bins.shape[0] - 1).astype(np.float64)
     p_sum = jnp.zeros(bins.shape[0] - 1, p.dtype).at[index].add(jnp.where(inside, p, 0.0))
     # n_corr = n_raw / mean(p) = n_raw² / Σ p in each occupied bin, 0 in empty ones
-    return jnp.where(n_raw > 0, n_raw ** 2 / jnp.where(n_raw > 0, p_sum, 1.0), 0.0)
+    return jnp.where(n_raw > 0, n_raw**2 / jnp.where(n_raw > 0, p_sum, 1.0), 0.0)
 
 
 # -------------------------------------------------------------------- Fisher
@@ -389,12 +443,23 @@ def _fisher_matrix_function(model: PopulationModel, grid64: SelectionGrid, n_gau
         weights = _weights(model, p1, grid64, shift, n_gauss, params2=p2)
         return 10.0 ** (0.5 * (p1["log10_N"] + p2["log10_N"])) * _contract(p_obs, *weights)
 
-    return jax.jit(lambda vector, shift: 4.0 * jax.jacfwd(jax.grad(overlap, argnums=1), argnums=0)(
-        vector, vector, shift))
+    return jax.jit(
+        lambda vector, shift: (
+            4.0 * jax.jacfwd(jax.grad(overlap, argnums=1), argnums=0)(vector, vector, shift)
+        )
+    )
 
 
-def fisher_information(model: PopulationModel, params: Mapping, grid: SelectionGrid, shift=_ZERO_SHIFT, *,
-                       n_total=None, n_gauss: int = 8, _matrix_function=None) -> FisherResult:
+def fisher_information(
+    model: PopulationModel,
+    params: Mapping,
+    grid: SelectionGrid,
+    shift=_ZERO_SHIFT,
+    *,
+    n_total=None,
+    n_gauss: int = 8,
+    _matrix_function=None,
+) -> FisherResult:
     """Fisher matrix of the inhomogeneous Poisson likelihood of a catalogue selected by ``grid``.
 
     For intensity ``λ(θ) = N p_obs(θ + δ) p(θ | Λ)`` the Fisher information is
@@ -435,9 +500,13 @@ def fisher_information(model: PopulationModel, params: Mapping, grid: SelectionG
         matrix_function = _matrix_function or _fisher_matrix_function(model, grid64, n_gauss)
         matrix = np.asarray(matrix_function(vector, shift64))
         matrix = 0.5 * (matrix + matrix.T)
-        n_expected = float(expected_detected(model, space.to_params(vector), grid64, shift64, n_gauss=n_gauss))
+        n_expected = float(
+            expected_detected(model, space.to_params(vector), grid64, shift64, n_gauss=n_gauss)
+        )
     covariance = _inverse(matrix, space.names)
-    return FisherResult(space.names, matrix, covariance, n_expected, tuple(float(x) for x in np.asarray(shift)))
+    return FisherResult(
+        space.names, matrix, covariance, n_expected, tuple(float(x) for x in np.asarray(shift))
+    )
 
 
 def _inverse(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -445,13 +514,23 @@ def _inverse(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
     if eigenvalues[0] <= eigenvalues[-1] * 1e-13:
         raise np.linalg.LinAlgError(
             f"the Fisher matrix of {tuple(names)} is singular (eigenvalues {eigenvalues[0]:.3g} .. "
-            f"{eigenvalues[-1]:.3g}): a parameter is not constrained by this population and selection "
-            "(e.g. a Schechter break far above the mass range)")
+            f"{eigenvalues[-1]:.3g}): a parameter is not constrained by this population and "
+            "selection "
+            "(e.g. a Schechter break far above the mass range)"
+        )
     return np.linalg.inv(matrix)
 
 
-def fisher_forecast(model: PopulationModel, params: Mapping, grid: SelectionGrid, depth_offsets_mag, *,
-                    n_total=None, parameters: Sequence[str] | None = None, n_gauss: int = 8) -> Table:
+def fisher_forecast(
+    model: PopulationModel,
+    params: Mapping,
+    grid: SelectionGrid,
+    depth_offsets_mag,
+    *,
+    n_total=None,
+    parameters: Sequence[str] | None = None,
+    n_gauss: int = 8,
+) -> Table:
     """Forecast σ of the hyperparameters against survey depth.
 
     Parameters
@@ -473,9 +552,20 @@ def fisher_forecast(model: PopulationModel, params: Mapping, grid: SelectionGrid
     with jax.enable_x64(True):  # one compiled Fisher matrix for every depth
         matrix_function = _fisher_matrix_function(model, _as_float64(grid), n_gauss)
     for delta in np.atleast_1d(np.asarray(depth_offsets_mag, np.float64)):
-        result = fisher_information(model, params, grid, depth_shift(float(delta)), n_total=n_total,
-                                    n_gauss=n_gauss, _matrix_function=matrix_function)
-        row = {"delta_mag": float(delta), "log_mass_shift": 0.4 * float(delta), "n_expected": result.n_expected}
+        result = fisher_information(
+            model,
+            params,
+            grid,
+            depth_shift(float(delta)),
+            n_total=n_total,
+            n_gauss=n_gauss,
+            _matrix_function=matrix_function,
+        )
+        row = {
+            "delta_mag": float(delta),
+            "log_mass_shift": 0.4 * float(delta),
+            "n_expected": result.n_expected,
+        }
         for name in parameters:
             row[f"sigma_{name}"] = result.sigma(name)
             row[f"sigma_fixed_{name}"] = result.sigma_fixed(name)
@@ -483,8 +573,13 @@ def fisher_forecast(model: PopulationModel, params: Mapping, grid: SelectionGrid
     table = Table(rows=rows)
     table["delta_mag"].unit = "mag"
     table["log_mass_shift"].unit = "dex"
-    table.meta.update({"model": model.describe(), "fiducial": {k: np.asarray(v).tolist() for k, v in params.items()},
-                       "n_total": None if n_total is None else float(n_total)})
+    table.meta.update(
+        {
+            "model": model.describe(),
+            "fiducial": {k: np.asarray(v).tolist() for k, v in params.items()},
+            "n_total": None if n_total is None else float(n_total),
+        }
+    )
     return table
 
 
@@ -528,9 +623,15 @@ class MaximumLikelihood:
 
 
 def _catalogue_theta(model: PopulationModel, catalogue) -> np.ndarray:
-    if model.measurement_error != "none" or model.per_object_p_obs or model.likelihood != "marginal":
-        raise ValueError("maximum_likelihood supports the default likelihood (marginal, no measurement errors, "
-                         "no per-object p_obs)")
+    if (
+        model.measurement_error != "none"
+        or model.per_object_p_obs
+        or model.likelihood != "marginal"
+    ):
+        raise ValueError(
+            "maximum_likelihood supports the default likelihood (marginal, no measurement errors, "
+            "no per-object p_obs)"
+        )
     from .likelihood import prepare_data
 
     return np.asarray(prepare_data(catalogue, model).theta, np.float64)
@@ -544,7 +645,8 @@ def _negative_log_likelihood(vector, shift, theta, grid, model: PopulationModel,
 
 
 def _search_to_vector(z, n_scalars: int, n_bins: int):
-    """Search coordinates -> parameter vector: A_V probabilities from softmax logits (last fixed at 0)."""
+    """Search coordinates -> parameter vector: A_V probabilities from softmax logits (last fixed at
+    0)."""
     head = z[:n_scalars]
     if n_bins:
         logits = jnp.concatenate([z[n_scalars:], jnp.zeros(1, z.dtype)])
@@ -557,8 +659,11 @@ def _search_objective(z, shift, theta, grid, model, n_gauss):
     space = ParameterSpace(model, include_log10_n=False)
     n_scalars = len(space._scalars())
     n_bins = model.n_av_bins if model.av == "piecewise" else 0
-    return jax.value_and_grad(lambda x: _negative_log_likelihood(_search_to_vector(x, n_scalars, n_bins), shift,
-                                                                 theta, grid, model, n_gauss))(z)
+    return jax.value_and_grad(
+        lambda x: _negative_log_likelihood(
+            _search_to_vector(x, n_scalars, n_bins), shift, theta, grid, model, n_gauss
+        )
+    )(z)
 
 
 @partial(jax.jit, static_argnames=("model", "n_gauss"))
@@ -569,16 +674,25 @@ def _hessian(vector, shift, theta, grid, model, n_gauss):
 @partial(jax.jit, static_argnames=("model", "n_gauss"))
 def _mixed_derivative(vector, shift, theta, grid, model, n_gauss):
     """∂²(-ln L)/∂Λ∂δ, shape (p, 3)."""
-    return jax.jacfwd(jax.grad(_negative_log_likelihood, argnums=0), argnums=1)(vector, shift, theta, grid, model,
-                                                                                 n_gauss)
+    return jax.jacfwd(jax.grad(_negative_log_likelihood, argnums=0), argnums=1)(
+        vector, shift, theta, grid, model, n_gauss
+    )
 
 
 def _as_float64(grid: SelectionGrid) -> SelectionGrid:
     return jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), grid)
 
 
-def maximum_likelihood(model: PopulationModel, catalogue, grid: SelectionGrid, shift=_ZERO_SHIFT, *,
-                       init: Mapping | None = None, n_gauss: int = 8, max_iterations: int = 500) -> MaximumLikelihood:
+def maximum_likelihood(
+    model: PopulationModel,
+    catalogue,
+    grid: SelectionGrid,
+    shift=_ZERO_SHIFT,
+    *,
+    init: Mapping | None = None,
+    n_gauss: int = 8,
+    max_iterations: int = 500,
+) -> MaximumLikelihood:
     """Maximise the selection-normalised likelihood (marginalised over N) of a catalogue.
 
     ``ln L(Λ) = Σ_i ln p(θ_i | Λ) - N_obs ln α(Λ, δ)``, in float64, with
@@ -611,8 +725,11 @@ def maximum_likelihood(model: PopulationModel, catalogue, grid: SelectionGrid, s
         start.update({k: float(v) for k, v in init.items() if k in scalars})
     z0 = [start[name] for name in scalars]
     if n_bins:
-        weights = np.full(n_bins, 1.0 / n_bins) if init is None or "av_weights" not in init else \
-            np.asarray(init["av_weights"], np.float64) / np.sum(init["av_weights"])
+        weights = (
+            np.full(n_bins, 1.0 / n_bins)
+            if init is None or "av_weights" not in init
+            else np.asarray(init["av_weights"], np.float64) / np.sum(init["av_weights"])
+        )
         z0 += list(np.log(np.maximum(weights[:-1], 1e-9)) - math.log(max(weights[-1], 1e-9)))
     bounds = [model.prior_bounds(name) for name in scalars] + [(-20.0, 20.0)] * max(n_bins - 1, 0)
     with jax.enable_x64(True):
@@ -624,21 +741,45 @@ def maximum_likelihood(model: PopulationModel, catalogue, grid: SelectionGrid, s
             value, grad = _search_objective(jnp.asarray(z), shift64, theta, grid64, model, n_gauss)
             return float(value), np.asarray(grad, np.float64)
 
-        result = minimize(fun, np.asarray(z0, np.float64), jac=True, method="L-BFGS-B", bounds=bounds,
-                          options={"maxiter": max_iterations, "gtol": 1e-8})
+        result = minimize(
+            fun,
+            np.asarray(z0, np.float64),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": max_iterations, "gtol": 1e-8},
+        )
         vector = _search_to_vector(jnp.asarray(result.x), len(scalars), n_bins)
         hessian = np.asarray(_hessian(vector, shift64, theta, grid64, model, n_gauss))
         params = {k: np.asarray(v) for k, v in space.to_params(vector).items()}
-    at_bound = [name for name, x, (lo, hi) in zip(scalars, result.x, bounds) if min(x - lo, hi - x) < 1e-6]
+    at_bound = [
+        name for name, x, (lo, hi) in zip(scalars, result.x, bounds) if min(x - lo, hi - x) < 1e-6
+    ]
     if at_bound:
-        raise RuntimeError(f"the maximum-likelihood {at_bound} sit on their prior bounds; the Laplace "
-                           "approximation does not apply (widen the priors or use a simpler model)")
-    return MaximumLikelihood(space.names, np.asarray(vector), params, hessian, _inverse(hessian, space.names),
-                             -float(result.fun), tuple(float(x) for x in np.asarray(shift64)), bool(result.success))
+        raise RuntimeError(
+            f"the maximum-likelihood {at_bound} sit on their prior bounds; the Laplace "
+            "approximation does not apply (widen the priors or use a simpler model)"
+        )
+    return MaximumLikelihood(
+        space.names,
+        np.asarray(vector),
+        params,
+        hessian,
+        _inverse(hessian, space.names),
+        -float(result.fun),
+        tuple(float(x) for x in np.asarray(shift64)),
+        bool(result.success),
+    )
 
 
-def shift_sensitivity(model: PopulationModel, catalogue, grid: SelectionGrid, estimate: MaximumLikelihood, *,
-                      n_gauss: int = 8) -> dict[str, np.ndarray]:
+def shift_sensitivity(
+    model: PopulationModel,
+    catalogue,
+    grid: SelectionGrid,
+    estimate: MaximumLikelihood,
+    *,
+    n_gauss: int = 8,
+) -> dict[str, np.ndarray]:
     """dΛ̂/dδ: how the maximum-likelihood hyperparameters move when the assumed selection shifts.
 
     By the implicit function theorem at the optimum, ``dΛ̂/dδ = -H_ΛΛ⁻¹ ∂²(-ln L)/∂Λ∂δ``.
@@ -655,7 +796,15 @@ def shift_sensitivity(model: PopulationModel, catalogue, grid: SelectionGrid, es
     if tuple(estimate.names) != space.names:
         raise ValueError(f"the estimate has parameters {estimate.names}, the model {space.names}")
     with jax.enable_x64(True):
-        mixed = np.asarray(_mixed_derivative(jnp.asarray(estimate.vector), jnp.asarray(estimate.shift),
-                                             jnp.asarray(theta_np), _as_float64(grid), model, n_gauss))
+        mixed = np.asarray(
+            _mixed_derivative(
+                jnp.asarray(estimate.vector),
+                jnp.asarray(estimate.shift),
+                jnp.asarray(theta_np),
+                _as_float64(grid),
+                model,
+                n_gauss,
+            )
+        )
     derivative = -np.linalg.solve(estimate.hessian, mixed)
     return {name: derivative[i] for i, name in enumerate(space.names)}

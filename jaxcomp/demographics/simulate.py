@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,13 @@ from .distributions import PiecewiseConstantAV
 from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
 
-__all__ = ["sample_population", "simulate_catalogue", "smoothed_selection", "selection_probability",
-           "SmoothedSelection"]
+__all__ = [
+    "sample_population",
+    "simulate_catalogue",
+    "smoothed_selection",
+    "selection_probability",
+    "SmoothedSelection",
+]
 
 
 def _key(seed) -> jax.Array:
@@ -53,7 +59,9 @@ def sample_population(model: PopulationModel, params: Mapping, n: int, seed=0) -
             log_age = model.age_distribution(params, log_mass).sample(k_age)
         else:
             log_age = model.age_distribution(params).sample(k_age, (n,))
-        av = PiecewiseConstantAV(jnp.asarray(model.av_edges), model.av_probabilities(params)).sample(k_av, (n,))
+        av = PiecewiseConstantAV(
+            jnp.asarray(model.av_edges), model.av_probabilities(params)
+        ).sample(k_av, (n,))
         return np.stack([np.asarray(log_mass), np.asarray(log_age), np.asarray(av)], axis=-1)
 
 
@@ -61,10 +69,15 @@ def selection_probability(selection, theta) -> np.ndarray:
     """p_obs at ``theta[..., (log_mass, log_age, av)]`` for any supported selection."""
     theta = np.asarray(theta, np.float64)
     if isinstance(selection, SelectionGrid):
-        return np.asarray(selection.interpolate(*(jnp.asarray(theta[..., j], jnp.float32) for j in range(3))),
-                          np.float64)
+        return np.asarray(
+            selection.interpolate(*(jnp.asarray(theta[..., j], jnp.float32) for j in range(3))),
+            np.float64,
+        )
     if isinstance(selection, SelectionFunction):
-        table = {name: theta[..., THETA_COLUMNS.index(name)].reshape(-1) for name in selection.input_names}
+        table = {
+            name: theta[..., THETA_COLUMNS.index(name)].reshape(-1)
+            for name in selection.input_names
+        }
         return selection.predict(table, out_of_domain="clip").reshape(theta.shape[:-1])
     if callable(selection):
         return np.asarray(selection(theta[..., 0], theta[..., 1], theta[..., 2]), np.float64)
@@ -73,14 +86,17 @@ def selection_probability(selection, theta) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SmoothedSelection:
-    """p_obs(θ) = E_ε[p_sel(θ + ε)], ε ~ N(0, diag(sigma²)); a callable ``f(log_mass, log_age, av)``."""
+    """p_obs(θ) = E_ε[p_sel(θ + ε)], ε ~ N(0, diag(sigma²)); a callable ``f(log_mass, log_age,
+    av)``."""
 
     selection: object
     sigma: tuple[float, float, float]
     n_nodes: int = 16
 
     def __call__(self, log_mass, log_age, av):
-        x, w = np.polynomial.hermite_e.hermegauss(self.n_nodes)  # probabilists' Hermite: weight exp(-x²/2)
+        x, w = np.polynomial.hermite_e.hermegauss(
+            self.n_nodes
+        )  # probabilists' Hermite: weight exp(-x²/2)
         w = w / w.sum()
         noisy = [j for j in range(3) if self.sigma[j] > 0]
         base = [np.asarray(v, np.float64) for v in (log_mass, log_age, av)]
@@ -91,8 +107,9 @@ class SmoothedSelection:
             for j, k in zip(noisy, index):
                 shifted[j] = base[j] + self.sigma[j] * x[k]
                 weight *= w[k]
-            total = total + weight * selection_probability(self.selection, np.stack(np.broadcast_arrays(*shifted),
-                                                                                    axis=-1))
+            total = total + weight * selection_probability(
+                self.selection, np.stack(np.broadcast_arrays(*shifted), axis=-1)
+            )
         return total
 
 
@@ -111,9 +128,19 @@ def _jsonable(params: Mapping) -> dict:
     return {k: np.asarray(v).tolist() for k, v in params.items()}
 
 
-def simulate_catalogue(model: PopulationModel, params: Mapping, selection, *, n_obs: int | None = None,
-                       n_total: int | None = None, seed: int = 0, measurement_sigma=None,
-                       select_on: str = "truth", batch_size: int = 65536, max_total: int = 10**9) -> Table:
+def simulate_catalogue(
+    model: PopulationModel,
+    params: Mapping,
+    selection,
+    *,
+    n_obs: int | None = None,
+    n_total: int | None = None,
+    seed: int = 0,
+    measurement_sigma=None,
+    select_on: Literal["truth", "data"] = "truth",
+    batch_size: int = 65536,
+    max_total: int = 10**9,
+) -> Table:
     """A catalogue of detected clusters from a known population and selection.
 
     Parameters
@@ -148,7 +175,11 @@ def simulate_catalogue(model: PopulationModel, params: Mapping, selection, *, n_
         raise ValueError("give exactly one of n_obs or n_total")
     if select_on not in ("truth", "data"):
         raise ValueError(f"select_on must be 'truth' or 'data', got {select_on!r}")
-    sigma = None if measurement_sigma is None else np.broadcast_to(np.asarray(measurement_sigma, np.float64), (3,))
+    sigma = (
+        None
+        if measurement_sigma is None
+        else np.broadcast_to(np.asarray(measurement_sigma, np.float64), (3,))
+    )
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
     kept_true, kept_obs, kept_p = [], [], []
@@ -171,7 +202,9 @@ def simulate_catalogue(model: PopulationModel, params: Mapping, selection, *, n_
         if n_kept >= n_obs:
             excess = n_kept - n_obs
             last = np.flatnonzero(detected)
-            n_drawn -= size - 1 - last[len(last) - 1 - excess]  # clusters drawn up to the n_obs-th detection
+            n_drawn -= (
+                size - 1 - last[len(last) - 1 - excess]
+            )  # clusters drawn up to the n_obs-th detection
             break
         if n_drawn >= max_total:
             raise RuntimeError(f"only {n_kept} of {n_obs} detected after {n_drawn} draws")
@@ -188,14 +221,17 @@ def simulate_catalogue(model: PopulationModel, params: Mapping, selection, *, n_
             table[f"{name}_hi"] = observed[:, j] + sigma[j]
             table[f"true_{name}"] = truth[:, j]
     table["p_sel"] = p
-    table.meta.update({
-        "truth": _jsonable(params),
-        "seed": int(seed),
-        "n_drawn": int(n_drawn),
-        "select_on": select_on,
-        "measurement_sigma": None if sigma is None else sigma.tolist(),
-        "model": json.dumps(dataclasses.asdict(model)),
-        "selection": repr(selection) if not isinstance(selection, (SelectionGrid, SelectionFunction))
-        else type(selection).__name__,
-    })
+    table.meta.update(
+        {
+            "truth": _jsonable(params),
+            "seed": int(seed),
+            "n_drawn": int(n_drawn),
+            "select_on": select_on,
+            "measurement_sigma": None if sigma is None else sigma.tolist(),
+            "model": json.dumps(dataclasses.asdict(model)),
+            "selection": repr(selection)
+            if not isinstance(selection, (SelectionGrid, SelectionFunction))
+            else type(selection).__name__,
+        }
+    )
     return table

@@ -17,7 +17,7 @@ F435W, F555W and F814W, computed offline from shipped compact tables.
 - :func:`read_library_table`, :func:`read_slug_library`, :func:`validate_library_table`,
   :func:`write_library_fits` - libraries made elsewhere (SLUG FITS outputs, any table
   with the library columns) and FITS output (:mod:`jaxcomp.library.external`).
-- :mod:`jaxcomp.library.cli` - the ``jaxcomp library`` subcommand;
+- :mod:`jaxcomp.cli.library` - the ``jaxcomp library`` subcommand;
   :mod:`jaxcomp.library.validation` - the comparison with the LEGUS NGC 628 catalogue.
 
 - :class:`NebularEmission`, :func:`nebular_band_table` - nebular lines and continuum
@@ -29,7 +29,12 @@ here is numpy (the library is stochastic, not differentiable) and holds no globa
 """
 
 from .bands import DEFAULT_BANDS, SEDPY_FILTER_NAMES
-from .external import read_library_table, read_slug_library, validate_library_table, write_library_fits
+from .external import (
+    read_library_table,
+    read_slug_library,
+    validate_library_table,
+    write_library_fits,
+)
 from .imf import IMF, chabrier2005, kroupa2001, sample_imf
 from .library import (
     LIBRARY_COLUMNS,

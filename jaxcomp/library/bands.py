@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = ["DEFAULT_BANDS", "SEDPY_FILTER_NAMES", "sedpy_filter_name", "normalise_bands"]
 
-DEFAULT_BANDS: tuple[str, ...] = ("F275W", "F336W", "F435W", "F555W", "F814W")
+from ..survey import BANDS as DEFAULT_BANDS  # noqa: E402
 
 #: Short band name -> sedpy filter name (instrument + filter of the LEGUS NGC 628C data).
 SEDPY_FILTER_NAMES: dict[str, str] = {

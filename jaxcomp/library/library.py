@@ -40,6 +40,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -48,7 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import multiprocessing as mp
 import numpy as np
 
 from .._version import __version__
@@ -339,7 +339,6 @@ def generate_library(
         ``attrs["jaxcomp_library"]`` holds the seed, configuration, units, versions and
         stellar-data provenance.
     """
-    import pandas as pd
 
     config = LibraryConfig() if config is None else config
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:

@@ -36,7 +36,12 @@ import numpy as np
 from .._data import data_path
 from .._io import array_digest
 from .bands import normalise_bands
-from .stellar_grid import BandGrid, evaluate_extinction_polynomial, extinction_polynomial, star_photometry_from_band_grid
+from .stellar_grid import (
+    BandGrid,
+    evaluate_extinction_polynomial,
+    extinction_polynomial,
+    star_photometry_from_band_grid,
+)
 
 __all__ = ["StarPhotometry", "ISOCHRONE_SETS", "DEFAULT_ISOCHRONES", "MAX_AV", "IONISING_BAND", "IONISING_REFERENCE_RATE"]
 

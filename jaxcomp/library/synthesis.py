@@ -93,8 +93,8 @@ __all__ = [
     "cluster_magnitudes",
 ]
 
-#: Distance modulus of NGC 628 [mag] (9.9 Mpc; Calzetti et al. 2015).
-NGC628_DISTANCE_MODULUS = 29.98
+from ..survey import NGC628_DISTANCE_MODULUS  # noqa: E402  (re-exported)
+
 AGE_POLICIES = ("raise", "clamp")
 
 _LN10 = math.log(10.0)

@@ -57,14 +57,18 @@ def _to_pandas(table, what: str = "table"):
         return pd.DataFrame.from_records(table)
     if isinstance(table, Mapping):
         return pd.DataFrame({str(k): np.asarray(v) for k, v in table.items()})
-    raise TypeError(f"{what} must be an astropy Table, pandas DataFrame, structured array or mapping of "
-                    f"columns, got {type(table).__name__}")
+    raise TypeError(
+        f"{what} must be an astropy Table, pandas DataFrame, structured array or mapping of "
+        f"columns, got {type(table).__name__}"
+    )
 
 
 def _require(df, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise KeyError(f"the {what} lacks column(s) {missing}; it has {sorted(map(str, df.columns))}")
+        raise KeyError(
+            f"the {what} lacks column(s) {missing}; it has {sorted(map(str, df.columns))}"
+        )
 
 
 def _binary(values, name: str) -> np.ndarray:
@@ -77,11 +81,16 @@ def _binary(values, name: str) -> np.ndarray:
     except (TypeError, ValueError) as error:
         raise ValueError(f"column {name!r} must hold 0/1 or booleans ({error})") from error
     if np.isnan(numeric).any():
-        raise ValueError(f"column {name!r} has {int(np.isnan(numeric).sum())} NaN value(s); every injection "
-                         "needs a 0/1 outcome")
+        raise ValueError(
+            f"column {name!r} has {int(np.isnan(numeric).sum())} NaN value(s); every injection "
+            "needs a 0/1 outcome"
+        )
     bad = ~np.isin(numeric, (0.0, 1.0))
     if bad.any():
-        raise ValueError(f"column {name!r} must hold only 0 and 1 (or booleans); found {np.unique(numeric[bad])[:5]}")
+        raise ValueError(
+            f"column {name!r} must hold only 0 and 1 (or booleans); found "
+            f"{np.unique(numeric[bad])[:5]}"
+        )
     return numeric.astype(np.int64)
 
 
@@ -123,14 +132,18 @@ class CallableSelection:
             raise ValueError("input_names must name at least one column")
         object.__setattr__(self, "input_names", names)
 
-    def predict(self, data, *, out_of_domain: str | None = None) -> np.ndarray:  # same API as SelectionFunction.predict
+    def predict(
+        self, data, *, out_of_domain: str | None = None
+    ) -> np.ndarray:  # same API as SelectionFunction.predict
         """Probabilities for a table holding the named columns."""
         from .function import columns_to_array
 
         values = columns_to_array(data, self.input_names)
         p = np.asarray(self.function(*values.T), dtype=np.float64).reshape(-1)
         if p.shape[0] != values.shape[0]:
-            raise ValueError(f"{self.name}: the function returned {p.shape[0]} values for {values.shape[0]} rows")
+            raise ValueError(
+                f"{self.name}: the function returned {p.shape[0]} values for {values.shape[0]} rows"
+            )
         return p
 
 
@@ -138,26 +151,33 @@ def _as_predictor(sf, input_names: Sequence[str] | None):
     """A SelectionFunction / object with ``predict`` and ``input_names``, or a wrapped callable."""
     if hasattr(sf, "predict") and hasattr(sf, "input_names"):
         if input_names is not None and tuple(input_names) != tuple(sf.input_names):
-            raise ValueError(f"input_names {tuple(input_names)} differ from the selection function's "
-                             f"{tuple(sf.input_names)}; omit input_names for a SelectionFunction")
+            raise ValueError(
+                f"input_names {tuple(input_names)} differ from the selection function's "
+                f"{tuple(sf.input_names)}; omit input_names for a SelectionFunction"
+            )
         return sf
     if callable(sf):
         if input_names is None:
-            raise ValueError("a plain callable needs input_names (the columns it takes, in order), or wrap it "
-                             "in CallableSelection")
+            raise ValueError(
+                "a plain callable needs input_names (the columns it takes, in order), or wrap it "
+                "in CallableSelection"
+            )
         return CallableSelection(sf, tuple(input_names), getattr(sf, "__name__", type(sf).__name__))
-    raise TypeError(f"expected a SelectionFunction, an object with predict() and input_names, or a callable; "
-                    f"got {type(sf).__name__}")
+    raise TypeError(
+        f"expected a SelectionFunction, an object with predict() and input_names, or a callable; "
+        f"got {type(sf).__name__}"
+    )
 
 
 def _predict(predictor, data, out_of_domain: str | None) -> np.ndarray:
     kwargs = {} if out_of_domain is None else {"out_of_domain": out_of_domain}
     p = np.asarray(predictor.predict(data, **kwargs), dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(p)):
-        raise ValueError(f"the selection function returned {int((~np.isfinite(p)).sum())} non-finite "
-                         "probabilities (inputs outside its domain under the 'nan' policy?); pass "
-                         "out_of_domain='clip' or restrict the test clusters")
+        raise ValueError(
+            f"the selection function returned {int((~np.isfinite(p)).sum())} non-finite "
+            "probabilities (inputs outside its domain under the 'nan' policy?); pass "
+            "out_of_domain='clip' or restrict the test clusters"
+        )
     if np.any((p < 0) | (p > 1)):
         raise ValueError("the selection function returned probabilities outside [0, 1]")
     return p
-

@@ -109,9 +109,7 @@ class UnsafePickleError(JaxcompError, ValueError):
         The file being read.
     """
 
-    def __init__(
-        self, global_name: str, path: str | None = None, context: str = ""
-    ) -> None:
+    def __init__(self, global_name: str, path: str | None = None, context: str = "") -> None:
         self.global_name = global_name
         self.path = path
         where = f" in {path!r}" if path is not None else ""
@@ -145,9 +143,7 @@ class _NoBuild:
     __slots__ = ()
 
     def __setstate__(self, state: object) -> NoReturn:
-        raise pickle.UnpicklingError(
-            f"BUILD is not allowed on {type(self).__name__} objects"
-        )
+        raise pickle.UnpicklingError(f"BUILD is not allowed on {type(self).__name__} objects")
 
 
 class _SafeCallable(_NoBuild):
@@ -185,7 +181,9 @@ class _Marker(_NoBuild):
 
 _NDARRAY = _Marker("numpy.ndarray")
 
-_DTYPE_STR = re.compile(r"^[<>|=]?[?bBhHiIlLqQpPefdgFDGSaUVOMmuic][0-9]{0,6}(\[[0-9a-zA-Z]{1,4}\])?$")
+_DTYPE_STR = re.compile(
+    r"^[<>|=]?[?bBhHiIlLqQpPefdgFDGSaUVOMmuic][0-9]{0,6}(\[[0-9a-zA-Z]{1,4}\])?$"
+)
 
 
 def _safe_dtype(obj: object, align: object = False, copy: object = True) -> np.dtype:
@@ -228,8 +226,7 @@ def _check_shape(shape: object) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0
-        for s in shape
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in shape
     ):
         raise pickle.UnpicklingError(f"invalid array shape {shape!r}")
     return tuple(int(s) for s in shape)
@@ -282,7 +279,9 @@ class _NDArrayStandIn(_NoBuild):
         self.array = _native(flat.reshape(shape, order="F" if fortran else "C"))
 
 
-def _safe_reconstruct(subtype: object, shape: object = (0,), dtype: object = b"b") -> _NDArrayStandIn:
+def _safe_reconstruct(
+    subtype: object, shape: object = (0,), dtype: object = b"b"
+) -> _NDArrayStandIn:
     """Stand-in for ``numpy._core.multiarray._reconstruct`` (plain ndarray only)."""
     if subtype is not _NDARRAY:
         raise pickle.UnpicklingError("only plain numpy.ndarray can be reconstructed")
@@ -472,7 +471,9 @@ def _rebuild_tensor_v2(
     return np.array(view, order="C", copy=True)
 
 
-def _rebuild_parameter(data: object, requires_grad: object = False, backward_hooks: object = None) -> object:
+def _rebuild_parameter(
+    data: object, requires_grad: object = False, backward_hooks: object = None
+) -> object:
     """Stand-in for ``torch._utils._rebuild_parameter``: the parameter's data."""
     if not isinstance(data, np.ndarray):
         raise pickle.UnpicklingError("parameter data must be a tensor")
@@ -560,8 +561,7 @@ class _TorchUnpickler(pickle.Unpickler):
 def _find_data_pkl(names: list[str]) -> str:
     """Return the archive prefix (``'<name>/'``) of the single ``data.pkl``."""
     candidates = [
-        n for n in names
-        if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)
+        n for n in names if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)
     ]
     if len(candidates) != 1:
         raise LookupError(
@@ -614,11 +614,26 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         head = fh.read(4)
         fh.seek(0)
         if head == b"\x80\x02\x8a\x0a":  # PROTO 2, LONG1 <torch's magic number>
-            _fail(spath, "is a legacy (pre-1.6, non-zip) torch file; only the zip checkpoint format is supported")
+            _fail(
+                spath,
+                "is a legacy (pre-1.6, non-zip) torch file; only the zip checkpoint format is "
+                "supported",
+            )
         try:
             archive = zipfile.ZipFile(fh)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, struct.error) as exc:
-            _fail(spath, "is not a readable torch zip checkpoint (truncated or corrupt zip archive?)", exc)
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            EOFError,
+            OSError,
+            ValueError,
+            struct.error,
+        ) as exc:
+            _fail(
+                spath,
+                "is not a readable torch zip checkpoint (truncated or corrupt zip archive?)",
+                exc,
+            )
         with archive:
             try:
                 prefix = _find_data_pkl(archive.namelist())
@@ -627,7 +642,9 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             try:
                 byteorder = "little"
                 if f"{prefix}byteorder" in archive.NameToInfo:
-                    byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
+                    byteorder = (
+                        archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
+                    )
                 if byteorder not in ("little", "big"):
                     _fail(spath, f"has an unknown storage byte order {byteorder!r}")
                 data_pkl = archive.read(f"{prefix}data.pkl")
@@ -643,11 +660,26 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             except (UnsafePickleError, _FileError):
                 raise
             except (
-                pickle.UnpicklingError, zipfile.BadZipFile, zlib.error, EOFError,
-                ValueError, TypeError, KeyError, IndexError, AttributeError,
-                OverflowError, struct.error, RecursionError, NotImplementedError, MemoryError,
+                pickle.UnpicklingError,
+                zipfile.BadZipFile,
+                zlib.error,
+                EOFError,
+                ValueError,
+                TypeError,
+                KeyError,
+                IndexError,
+                AttributeError,
+                OverflowError,
+                struct.error,
+                RecursionError,
+                NotImplementedError,
+                MemoryError,
             ) as exc:
-                _fail(spath, "could not be read as a torch checkpoint (corrupt or unsupported content)", exc)
+                _fail(
+                    spath,
+                    "could not be read as a torch checkpoint (corrupt or unsupported content)",
+                    exc,
+                )
     if not isinstance(result, dict):
         _fail(spath, f"holds a {type(result).__name__}, expected a dict checkpoint")
     return result
@@ -888,8 +920,17 @@ def read_joblib_standard_scaler(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (UnsafePickleError, _FileError):
         raise
     except (
-        pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
-        IndexError, AttributeError, OverflowError, struct.error, RecursionError, MemoryError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        struct.error,
+        RecursionError,
+        MemoryError,
         NotImplementedError,
     ) as exc:
         _fail(spath, "could not be read as a joblib-pickled StandardScaler", exc)

@@ -71,7 +71,9 @@ def write_artefact(path: str | os.PathLike, header: dict, tensors: dict[str, np.
     header["schema_version"] = SCHEMA_VERSION
     header["tensors_sha256"] = tensor_digest(tensors)
     header["header_sha256"] = header_digest(header)
-    payload = save_safetensors_bytes(tensors, metadata={_METADATA_KEY: json.dumps(header, indent=1)})
+    payload = save_safetensors_bytes(
+        tensors, metadata={_METADATA_KEY: json.dumps(header, indent=1)}
+    )
     return atomic_write_bytes(path, payload)
 
 
@@ -79,7 +81,9 @@ def _parse(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.exists():
         raise FileNotFoundError(f"selection-function artefact not found: {path}")
     if path.is_dir():
-        raise ArtefactError(f"{path} is a directory; give the artefact file (.safetensors) inside it")
+        raise ArtefactError(
+            f"{path} is a directory; give the artefact file (.safetensors) inside it"
+        )
     raw = path.read_bytes()
     if len(raw) < 8:
         raise ArtefactError(f"{path} is not a jaxcomp artefact: only {len(raw)} bytes (truncated?)")
@@ -155,6 +159,7 @@ def _check_finite(path: Path, tensors: dict[str, np.ndarray], action: str) -> No
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             bad = int(np.count_nonzero(~np.isfinite(values)))
             raise ArtefactError(
-                f"{path}: tensor {name!r} has {bad} NaN or infinite value(s) of {values.size}; the network "
+                f"{path}: tensor {name!r} has {bad} NaN or infinite value(s) of {values.size}; the "
+                "network "
                 f"would predict NaN, so the file {action} (retrain or re-export it)"
             )

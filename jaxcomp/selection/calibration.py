@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -57,15 +58,22 @@ class CalibrationReport:
 
     def summary(self) -> dict:
         """Scalar metrics as a JSON-serialisable dictionary."""
-        return {"brier": self.brier, "ece": self.ece, "log_loss": self.log_loss, "n": self.n,
-                "base_rate": self.base_rate}
+        return {
+            "brier": self.brier,
+            "ece": self.ece,
+            "log_loss": self.log_loss,
+            "n": self.n,
+            "base_rate": self.base_rate,
+        }
 
     def to_json(self) -> dict:
         """Everything, JSON-serialisable (NaN for empty bins becomes None)."""
         record = asdict(self)
         for key, value in record.items():
             if isinstance(value, np.ndarray):
-                record[key] = [None if not np.isfinite(v) else float(v) for v in value.astype(float)]
+                record[key] = [
+                    None if not np.isfinite(v) else float(v) for v in value.astype(float)
+                ]
         return record
 
 
@@ -84,7 +92,7 @@ def _check_probabilities_and_labels(probabilities, labels) -> tuple[np.ndarray, 
 
 
 def calibration_report(
-    probabilities, labels, *, n_bins: int = 15, strategy: str = "uniform"
+    probabilities, labels, *, n_bins: int = 15, strategy: Literal["uniform", "quantile"] = "uniform"
 ) -> CalibrationReport:
     """Reliability curve, Brier score, ECE and log loss.
 
@@ -146,8 +154,13 @@ def plot_reliability(report: CalibrationReport, path: str | Path, *, title: str 
     )
     filled = report.counts > 0
     top.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect calibration")
-    top.plot(report.mean_predicted[filled], report.observed_fraction[filled], "o-", color="C0",
-             label=f"ECE {report.ece:.4f}, Brier {report.brier:.4f}")
+    top.plot(
+        report.mean_predicted[filled],
+        report.observed_fraction[filled],
+        "o-",
+        color="C0",
+        label=f"ECE {report.ece:.4f}, Brier {report.brier:.4f}",
+    )
     top.set_ylabel("observed recovered fraction")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)

@@ -53,7 +53,9 @@ def _standardise(values, specs: tuple[InputSpec, ...], mean, scale, xp):
     for index, spec in enumerate(specs):
         column = values[..., index]
         if spec.transform == "pow10":
-            columns.append(xp.power(10.0, column - xp.log10(scale[index])) - mean[index] / scale[index])
+            columns.append(
+                xp.power(10.0, column - xp.log10(scale[index])) - mean[index] / scale[index]
+            )
         else:
             columns.append((column - mean[index]) / scale[index])
     return xp.stack(columns, axis=-1)
@@ -78,7 +80,9 @@ def _weights_to_tensors(weights: nnx.State) -> dict[str, np.ndarray]:
     return {name: np.asarray(leaf) for name, leaf in _flatten_weights(weights).items()}
 
 
-def _tensors_to_weights(abstract_weights: nnx.State, tensors: Mapping[str, np.ndarray]) -> nnx.State:
+def _tensors_to_weights(
+    abstract_weights: nnx.State, tensors: Mapping[str, np.ndarray]
+) -> nnx.State:
     pure: dict = {}
     for name, value in tensors.items():
         node = pure
@@ -91,7 +95,9 @@ def _tensors_to_weights(abstract_weights: nnx.State, tensors: Mapping[str, np.nd
     return weights
 
 
-def columns_to_array(data, names: tuple[str, ...], units: Mapping[str, str] | None = None) -> np.ndarray:
+def columns_to_array(
+    data, names: tuple[str, ...], units: Mapping[str, str] | None = None
+) -> np.ndarray:
     """Stack named columns of a table into a float64 array ``(n, len(names))``.
 
     Parameters
@@ -157,7 +163,8 @@ def _column_names(data) -> set[str]:
     if isinstance(data, Mapping):
         return {str(k) for k in data}
     raise TypeError(
-        f"expected an astropy Table, pandas DataFrame, mapping or structured array, got {type(data).__name__}"
+        "expected an astropy Table, pandas DataFrame, mapping or structured array, got "
+        f"{type(data).__name__}"
     )
 
 
@@ -229,9 +236,13 @@ class SelectionFunction(eqx.Module):
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError("standardisation mean must be finite and scale finite and positive")
         if network_config.n_inputs != n_inputs:
-            raise ValueError(f"network takes {network_config.n_inputs} inputs, specs name {n_inputs}")
+            raise ValueError(
+                f"network takes {network_config.n_inputs} inputs, specs name {n_inputs}"
+            )
         if out_of_domain not in OUT_OF_DOMAIN_POLICIES:
-            raise ValueError(f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}, got {out_of_domain!r}")
+            raise ValueError(
+                f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}, got {out_of_domain!r}"
+            )
         graphdef, _ = abstract_network(network_config)
         return cls(
             graphdef=graphdef,
@@ -244,7 +255,10 @@ class SelectionFunction(eqx.Module):
             network_config=network_config,
             out_of_domain=out_of_domain,
             metadata_json=json.dumps(
-                {"standardisation": {"mean": mean.tolist(), "scale": scale.tolist()}, **dict(metadata or {})},
+                {
+                    "standardisation": {"mean": mean.tolist(), "scale": scale.tolist()},
+                    **dict(metadata or {}),
+                },
                 sort_keys=True,
             ),
         )
@@ -291,7 +305,8 @@ class SelectionFunction(eqx.Module):
             ],
             "out_of_domain": self.out_of_domain,
             "network": {**self.network_config.to_json(), "n_members": self.n_members},
-            "ensemble": "probability = mean over members of sigmoid(logit); spread = their standard deviation",
+            "ensemble": "probability = mean over members of sigmoid(logit); spread = their "
+            "standard deviation",
             "citation": metadata.pop("citation", CITATION),
             **{k: v for k, v in metadata.items() if k != "standardisation"},
         }
@@ -310,17 +325,25 @@ class SelectionFunction(eqx.Module):
         dtype = x.dtype if isinstance(x, jax.Array) else np.asarray(x).dtype
         if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
             raise InputTypeError(
-                f"SelectionFunction input x must be numbers (columns {self.input_names}), got an array of dtype "
+                f"SelectionFunction input x must be numbers (columns {self.input_names}), got an "
+                "array of dtype "
                 f"{dtype}; convert it with np.asarray(x, dtype=float), or pass a table to predict()"
             )
         x = jnp.asarray(x)
         self._check_last_axis(x)
         if self.checked:
-            x = eqx.error_if(x, ~jnp.isfinite(x), f"SelectionFunction input x has NaN or infinite values "
-                             f"(columns {self.input_names}); remove or fill them")
+            x = eqx.error_if(
+                x,
+                ~jnp.isfinite(x),
+                f"SelectionFunction input x has NaN or infinite values "
+                f"(columns {self.input_names}); remove or fill them",
+            )
             if self.out_of_domain == "error":
-                x = eqx.error_if(x, self._outside(x), f"SelectionFunction input x lies outside the valid "
-                                 f"domain {self.domain}")
+                x = eqx.error_if(
+                    x,
+                    self._outside(x),
+                    f"SelectionFunction input x lies outside the valid domain {self.domain}",
+                )
         return x
 
     def with_checks(self, enabled: bool = True) -> SelectionFunction:
@@ -395,7 +418,9 @@ class SelectionFunction(eqx.Module):
         """
         policy = out_of_domain or self.out_of_domain
         if policy not in OUT_OF_DOMAIN_POLICIES:
-            raise ValueError(f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}, got {policy!r}")
+            raise ValueError(
+                f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}, got {policy!r}"
+            )
         values = columns_to_array(data, self.input_names, self.input_units)
         if values.shape[0] == 0:
             raise ValueError("the table has no rows")
@@ -411,9 +436,7 @@ class SelectionFunction(eqx.Module):
         upper = np.array([s.domain[1] for s in self.input_specs])
         outside = (values < lower) | (values > upper)
         if outside.any():
-            counts = {
-                name: int(n) for name, n in zip(self.input_names, outside.sum(axis=0)) if n
-            }
+            counts = {name: int(n) for name, n in zip(self.input_names, outside.sum(axis=0)) if n}
             message = (
                 f"{int(outside.any(axis=1).sum())} row(s) lie outside the valid domain "
                 f"({counts}; domain {self.domain})"
@@ -424,8 +447,11 @@ class SelectionFunction(eqx.Module):
                 )
             if policy == "clip":
                 if out_of_domain is None:  # an explicit out_of_domain="clip" silences the warning
-                    warnings.warn(message + "; clipped to the domain edge (pass out_of_domain='clip' "
-                                  "to silence this)", stacklevel=3)
+                    warnings.warn(
+                        message + "; clipped to the domain edge (pass out_of_domain='clip' "
+                        "to silence this)",
+                        stacklevel=3,
+                    )
                 values = np.clip(values, lower, upper)
         return values
 
@@ -489,7 +515,9 @@ class SelectionFunction(eqx.Module):
     def with_out_of_domain(self, policy: str) -> SelectionFunction:
         """A copy with another domain policy (``"clip"``, ``"nan"`` or ``"error"``)."""
         if policy not in OUT_OF_DOMAIN_POLICIES:
-            raise ValueError(f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}, got {policy!r}")
+            raise ValueError(
+                f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}, got {policy!r}"
+            )
         return dataclasses.replace(self, out_of_domain=policy)
 
     # ------------------------------------------------------------------- I/O
@@ -507,8 +535,12 @@ class SelectionFunction(eqx.Module):
         header, tensors = read_artefact(path)
         try:
             specs = tuple(InputSpec.from_json(record) for record in header["inputs"])
-            mean = np.array([r["standardisation"]["mean"] for r in header["inputs"]], dtype=np.float64)
-            scale = np.array([r["standardisation"]["scale"] for r in header["inputs"]], dtype=np.float64)
+            mean = np.array(
+                [r["standardisation"]["mean"] for r in header["inputs"]], dtype=np.float64
+            )
+            scale = np.array(
+                [r["standardisation"]["scale"] for r in header["inputs"]], dtype=np.float64
+            )
             network = header["network"]
             config = NetworkConfig(
                 n_inputs=int(network["n_inputs"]),
@@ -522,9 +554,20 @@ class SelectionFunction(eqx.Module):
         expected = {name: tuple(leaf.shape) for name, leaf in _flatten_weights(abstract).items()}
         given = {name: tuple(value.shape[1:]) for name, value in tensors.items()}
         if given != expected:
-            raise ArtefactError(f"{path}: weights {given} do not match the declared network {expected}")
-        reserved = {"inputs", "jaxcomp_version", "out_of_domain", "network", "format", "schema_version",
-                    "tensors_sha256", "header_sha256", "ensemble"}
+            raise ArtefactError(
+                f"{path}: weights {given} do not match the declared network {expected}"
+            )
+        reserved = {
+            "inputs",
+            "jaxcomp_version",
+            "out_of_domain",
+            "network",
+            "format",
+            "schema_version",
+            "tensors_sha256",
+            "header_sha256",
+            "ensemble",
+        }
         metadata = {key: value for key, value in header.items() if key not in reserved}
         return cls.from_weights(
             input_specs=specs,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..survey import BANDS
+
 __all__ = [
     "InputSpec",
     "TRANSFORMS",
@@ -36,7 +38,7 @@ TRANSFORMS = ("identity", "pow10")
 OUT_OF_DOMAIN_POLICIES = ("clip", "nan", "error")
 
 #: The five LEGUS NGC 628 bands, blue to red.
-LEGUS_BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
+LEGUS_BANDS = BANDS
 
 #: Paper library ranges (Tang et al. 2026, section 3.2): log M in [2, 8],
 #: age in [1e5, 1.5e10] yr, A_V in [0, 3] mag.
@@ -79,7 +81,8 @@ class InputSpec:
         lower, upper = (float(v) for v in self.domain)
         if not (np.isfinite(lower) and np.isfinite(upper) and lower < upper):
             raise ValueError(
-                f"input {self.name!r}: domain must be finite with lower < upper, got {self.domain!r}"
+                f"input {self.name!r}: domain must be finite with lower < upper, got "
+                f"{self.domain!r}"
             )
         object.__setattr__(self, "domain", (lower, upper))
 

@@ -53,7 +53,8 @@ _MV_CUT = CutsConfig.mv_max
 _MV_CUT_APPARENT = round(DISTANCE_MODULUS + _MV_CUT, 2)
 _V50_ADAMO17 = ADAMO17_PUBLISHED_50PCT_NGC628C["F555W"]
 
-#: Default V-band (F555W) limits drawn by :func:`jaxcomp.selection.plots.plot_network_vs_magnitude_limit`:
+#: Default V-band (F555W) limits drawn by
+#:func:`jaxcomp.selection.plots.plot_network_vs_magnitude_limit`:
 #: the catalogue's M_V <= -6 cut (:attr:`jaxcomp.ast.settings.CutsConfig.mv_max`) at the NGC 628
 #: distance modulus 29.98 (m_V = 23.98), and the 50% recovery magnitude of the Adamo+2017
 #: single-band tests in NGC628C (25.58).
@@ -114,15 +115,28 @@ def _xy_edges(x, y, bins, range):
         range = ((np.nanmin(x), np.nanmax(x)), (np.nanmin(y), np.nanmax(y)))
     edges = []
     for b, r in zip(bins, range):
-        edges.append(np.linspace(float(r[0]), float(r[1]), int(b) + 1) if np.ndim(b) == 0 else np.asarray(b, float))
+        edges.append(
+            np.linspace(float(r[0]), float(r[1]), int(b) + 1)
+            if np.ndim(b) == 0
+            else np.asarray(b, float)
+        )
     for e in edges:
         if e.size < 2 or np.any(np.diff(e) <= 0) or not np.all(np.isfinite(e)):
             raise ValueError("bin edges must be finite and increasing (give bins and a range)")
     return edges
 
 
-def binned_completeness(labels, x: str = "log_age", y: str = "log_mass", bins=30, *,
-                        range=None, label_column: str = "C", mask=None, selection: str = "all rows") -> BinnedMap:
+def binned_completeness(
+    labels,
+    x: str = "log_age",
+    y: str = "log_mass",
+    bins=30,
+    *,
+    range=None,
+    label_column: str = "C",
+    mask=None,
+    selection: str = "all rows",
+) -> BinnedMap:
     """AST completeness in 2-D bins: recovered fraction of the injections per bin.
 
     Paper section 4.2 (Fig. 8, left) uses the training campaign in 30 x 30 bins over
@@ -169,8 +183,16 @@ def binned_completeness(labels, x: str = "log_age", y: str = "log_mass", bins=30
     hits, _, _ = np.histogram2d(xv[use], yv[use], [x_edges, y_edges], weights=label[use])
     with np.errstate(invalid="ignore", divide="ignore"):
         completeness = np.where(counts > 0, hits / counts, np.nan)
-    return BinnedMap(x, y, x_edges, y_edges, counts.astype(np.int64), hits.astype(np.int64), completeness,
-                     selection)
+    return BinnedMap(
+        x,
+        y,
+        x_edges,
+        y_edges,
+        counts.astype(np.int64),
+        hits.astype(np.int64),
+        completeness,
+        selection,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,9 +229,18 @@ class NetworkMap:
         return ", ".join(parts)
 
 
-def network_map(sf, x_grid=None, y_grid=None, *, x: str = "log_age", y: str = "log_mass",
-                fixed: Mapping[str, float] | None = None, average: Mapping[str, Sequence[float]] | None = None,
-                input_names: Sequence[str] | None = None, out_of_domain: str | None = "clip") -> NetworkMap:
+def network_map(
+    sf,
+    x_grid=None,
+    y_grid=None,
+    *,
+    x: str = "log_age",
+    y: str = "log_mass",
+    fixed: Mapping[str, float] | None = None,
+    average: Mapping[str, Sequence[float]] | None = None,
+    input_names: Sequence[str] | None = None,
+    out_of_domain: str | None = "clip",
+) -> NetworkMap:
     """Evaluate a selection function on a fine (x, y) grid at fixed (or averaged) other inputs.
 
     Parameters
@@ -251,18 +282,27 @@ def network_map(sf, x_grid=None, y_grid=None, *, x: str = "log_age", y: str = "l
     x_grid = np.asarray(x_grid, dtype=np.float64).reshape(-1)
     y_grid = np.asarray(y_grid, dtype=np.float64).reshape(-1)
     average = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in (average or {}).items()}
-    fixed = dict(fixed) if fixed is not None else ({"av": 0.0} if "av" in names and x != "av" and y != "av"
-                                                    and "av" not in average else {})
+    fixed = (
+        dict(fixed)
+        if fixed is not None
+        else (
+            {"av": 0.0} if "av" in names and x != "av" and y != "av" and "av" not in average else {}
+        )
+    )
     for name in (x, y):
         if name not in names:
             raise ValueError(f"{name!r} is not an input of the selection function {names}")
     given = [x, y, *fixed, *average]
     if len(set(given)) != len(given):
-        raise ValueError(f"an input is given more than once among the axes, fixed and averaged: {given}")
+        raise ValueError(
+            f"an input is given more than once among the axes, fixed and averaged: {given}"
+        )
     missing = [n for n in names if n not in given]
     unknown = [n for n in given if n not in names]
     if missing or unknown:
-        raise ValueError(f"every input must be an axis, fixed or averaged: missing {missing}, unknown {unknown}")
+        raise ValueError(
+            f"every input must be an axis, fixed or averaged: missing {missing}, unknown {unknown}"
+        )
     axes = [x_grid, y_grid, *average.values()]
     mesh = np.meshgrid(*axes, indexing="ij")
     columns = {x: mesh[0].ravel(), y: mesh[1].ravel()}
@@ -273,15 +313,33 @@ def network_map(sf, x_grid=None, y_grid=None, *, x: str = "log_age", y: str = "l
     p = _predict(predictor, columns, out_of_domain).reshape(mesh[0].shape)
     if average:
         p = p.reshape(x_grid.size, y_grid.size, -1).mean(axis=-1)
-    return NetworkMap(x, y, x_grid, y_grid, p, {k: float(v) for k, v in fixed.items()},
-                      {k: v.tolist() for k, v in average.items()})
+    return NetworkMap(
+        x,
+        y,
+        x_grid,
+        y_grid,
+        p,
+        {k: float(v) for k, v in fixed.items()},
+        {k: v.tolist() for k, v in average.items()},
+    )
 
 
-def compare_completeness_maps(labels, sf, *, av_edges: Sequence[float] = (0.0, 3.0), av_column: str = "av",
-                              x: str = "log_age", y: str = "log_mass", bins=30,
-                              x_range: tuple[float, float] = (6.0, 10.0), y_range: tuple[float, float] = (2.0, 7.0),
-                              n_grid: int = 200, n_av: int = 10, label_column: str = "C",
-                              input_names: Sequence[str] | None = None) -> list[tuple[BinnedMap, NetworkMap]]:
+def compare_completeness_maps(
+    labels,
+    sf,
+    *,
+    av_edges: Sequence[float] = (0.0, 3.0),
+    av_column: str = "av",
+    x: str = "log_age",
+    y: str = "log_mass",
+    bins=30,
+    x_range: tuple[float, float] = (6.0, 10.0),
+    y_range: tuple[float, float] = (2.0, 7.0),
+    n_grid: int = 200,
+    n_av: int = 10,
+    label_column: str = "C",
+    input_names: Sequence[str] | None = None,
+) -> list[tuple[BinnedMap, NetworkMap]]:
     """AST completeness and the network, side by side, in slices of A_V (paper Fig. 8).
 
     For each A_V slice ``[a, b)`` (the last one closed), the AST injections with A_V in
@@ -305,16 +363,39 @@ def compare_completeness_maps(labels, sf, *, av_edges: Sequence[float] = (0.0, 3
         last = i == av_edges.size - 2
         mask = (av >= lo) & ((av <= hi) if last else (av < hi))
         text = f"{lo:g} <= A_V {'<=' if last else '<'} {hi:g}"
-        binned = binned_completeness(df, x, y, bins, range=(x_range, y_range), label_column=label_column,
-                                     mask=mask, selection=text)
-        grid = network_map(sf, np.linspace(*x_range, n_grid), np.linspace(*y_range, n_grid), x=x, y=y,
-                           fixed={}, average={av_column: np.linspace(lo, hi, n_av)}, input_names=input_names)
+        binned = binned_completeness(
+            df,
+            x,
+            y,
+            bins,
+            range=(x_range, y_range),
+            label_column=label_column,
+            mask=mask,
+            selection=text,
+        )
+        grid = network_map(
+            sf,
+            np.linspace(*x_range, n_grid),
+            np.linspace(*y_range, n_grid),
+            x=x,
+            y=y,
+            fixed={},
+            average={av_column: np.linspace(lo, hi, n_av)},
+            input_names=input_names,
+        )
         pairs.append((binned, grid))
     return pairs
 
 
-def ssp_magnitude_function(band: str = "F555W", *, av: float = 0.0, distance_modulus: float | None = None,
-                           model=None, n_ages: int = 600, log_age_range: tuple[float, float] = (5.0, 10.2)):
+def ssp_magnitude_function(
+    band: str = "F555W",
+    *,
+    av: float = 0.0,
+    distance_modulus: float | None = None,
+    model=None,
+    n_ages: int = 600,
+    log_age_range: tuple[float, float] = (5.0, 10.2),
+):
     """Apparent magnitude of a fully sampled cluster, ``mag(log_mass, log_age)``, from the library.
 
     Uses :meth:`jaxcomp.library.PopulationSynthesis.ssp_magnitudes` (Padova 2007 +
@@ -356,15 +437,23 @@ def ssp_magnitude_function(band: str = "F555W", *, av: float = 0.0, distance_mod
 
     def mag(log_mass, log_age):
         """Apparent Vega magnitude of a fully sampled cluster of given log mass and log age."""
-        log_mass, log_age = np.broadcast_arrays(np.asarray(log_mass, float), np.asarray(log_age, float))
+        log_mass, log_age = np.broadcast_arrays(
+            np.asarray(log_mass, float), np.asarray(log_age, float)
+        )
         return np.interp(log_age, ages, per_msun) - 2.5 * log_mass
 
     mag.band, mag.av, mag.distance_modulus = band, float(av), dm
     return mag
 
 
-def magnitude_limit_locus(mag_fn: Callable, limit: float, log_age, *,
-                          log_mass_range: tuple[float, float] = (0.0, 10.0), n_mass: int = 2001) -> np.ndarray:
+def magnitude_limit_locus(
+    mag_fn: Callable,
+    limit: float,
+    log_age,
+    *,
+    log_mass_range: tuple[float, float] = (0.0, 10.0),
+    n_mass: int = 2001,
+) -> np.ndarray:
     """log mass at which ``mag_fn(log_mass, log_age)`` equals ``limit``, per log age.
 
     The magnitude is evaluated on ``n_mass`` log masses at each age and the first
@@ -439,16 +528,29 @@ class LossStepMap:
     def dominant_names(self) -> np.ndarray:
         """``dominant`` as names: the step, ``"none lost"`` or ``""`` (empty bin)."""
         names = np.array([*self.steps, "none lost", ""], dtype=object)
-        return names[np.where(self.dominant >= 0, self.dominant,
-                              np.where(self.dominant == NO_LOSS, len(self.steps), len(self.steps) + 1))]
+        return names[
+            np.where(
+                self.dominant >= 0,
+                self.dominant,
+                np.where(self.dominant == NO_LOSS, len(self.steps), len(self.steps) + 1),
+            )
+        ]
 
     def totals(self) -> dict[str, int]:
         """Lost injections per first failing step over the whole map."""
         return {s: int(c) for s, c in zip(self.steps, self.step_counts.sum(axis=(1, 2)))}
 
 
-def dominant_loss_step(labels, bins=30, *, x: str = "log_age", y: str = "log_mass", range=None,
-                       steps: Sequence[str] = PIPELINE_STEPS, label_column: str = "C") -> LossStepMap:
+def dominant_loss_step(
+    labels,
+    bins=30,
+    *,
+    x: str = "log_age",
+    y: str = "log_mass",
+    range=None,
+    steps: Sequence[str] = PIPELINE_STEPS,
+    label_column: str = "C",
+) -> LossStepMap:
     """Which pipeline step removes most of the lost clusters, in each (x, y) bin.
 
     The step flags of a campaign's labels are cumulative: the flag of step k is True
@@ -498,8 +600,10 @@ def dominant_loss_step(labels, bins=30, *, x: str = "log_age", y: str = "log_mas
     lost = label == 0
     inconsistent = lost & flags.all(axis=1)
     if inconsistent.any():
-        raise ValueError(f"{int(inconsistent.sum())} injection(s) have {label_column} = 0 but pass every step "
-                         f"{list(steps)}; the flags and the label disagree")
+        raise ValueError(
+            f"{int(inconsistent.sum())} injection(s) have {label_column} = 0 but pass every step "
+            f"{list(steps)}; the flags and the label disagree"
+        )
     first_fail = np.argmax(~flags, axis=1)  # first False; meaningful for lost rows
     use = np.isfinite(xv) & np.isfinite(yv)
     if not use.any():
@@ -512,7 +616,17 @@ def dominant_loss_step(labels, bins=30, *, x: str = "log_age", y: str = "log_mas
         rows = use & lost & (first_fail == k)
         step_counts[k] = np.histogram2d(xv[rows], yv[rows], [x_edges, y_edges])[0].astype(np.int64)
     dominant = np.argmax(step_counts, axis=0)  # ties -> earliest step
-    dominant = np.where(n_lost > 0, dominant, np.where(counts > 0, NO_LOSS, EMPTY_BIN)).astype(np.int64)
-    return LossStepMap(x, y, x_edges, y_edges, steps, counts.astype(np.int64), n_lost.astype(np.int64),
-                       step_counts, dominant)
-
+    dominant = np.where(n_lost > 0, dominant, np.where(counts > 0, NO_LOSS, EMPTY_BIN)).astype(
+        np.int64
+    )
+    return LossStepMap(
+        x,
+        y,
+        x_edges,
+        y_edges,
+        steps,
+        counts.astype(np.int64),
+        n_lost.astype(np.int64),
+        step_counts,
+        dominant,
+    )

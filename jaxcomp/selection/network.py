@@ -45,7 +45,9 @@ class NetworkConfig:
         if any(w < 1 for w in widths):
             raise ValueError(f"hidden widths must be positive, got {self.hidden_widths}")
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; choose one of {_ACTIVATIONS}")
+            raise ValueError(
+                f"unknown activation {self.activation!r}; choose one of {_ACTIVATIONS}"
+            )
         object.__setattr__(self, "hidden_widths", widths)
 
     def to_json(self) -> dict:
@@ -81,7 +83,9 @@ def _exact_gelu(values: jax.Array) -> jax.Array:
     Written out with ``lax.erf``: the same function as ``jax.nn.gelu(approximate=False)``
     (within float32 rounding) and about 1.16x faster on CPU (benchmarks/README.md).
     """
-    return 0.5 * values * (1.0 + jax.lax.erf(values * jnp.asarray(0.7071067811865476, values.dtype)))
+    return (
+        0.5 * values * (1.0 + jax.lax.erf(values * jnp.asarray(0.7071067811865476, values.dtype)))
+    )
 
 
 def init_network(config: NetworkConfig, seed: int) -> tuple[nnx.GraphDef, nnx.State]:

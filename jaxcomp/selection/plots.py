@@ -104,8 +104,12 @@ def inverse_z_transform(z) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(np.asarray(z, dtype=np.float64)))
 
 
-_AXIS_LABELS = {"log_mass": "log mass [Msun]", "log_age": "log age [yr]", "av": "A_V [mag]",
-                **{f"mag_{b}": f"{b} [Vega mag]" for b in LEGUS_BANDS}}
+_AXIS_LABELS = {
+    "log_mass": "log mass [Msun]",
+    "log_age": "log age [yr]",
+    "av": "A_V [mag]",
+    **{f"mag_{b}": f"{b} [Vega mag]" for b in LEGUS_BANDS},
+}
 _KIND_COLOURS = {"physical": "C0", "photometric": "C1"}
 
 
@@ -129,7 +133,8 @@ def _named_results(results) -> list[tuple[str, ValidationResult]]:
 
 
 def _colours(items: Sequence[tuple[str, ValidationResult]]) -> list[str]:
-    """Physical blue and photometric orange (as in the paper) for the first of each kind, then C2, C3..."""
+    """Physical blue and photometric orange (as in the paper) for the first of each kind, then C2,
+    C3..."""
     used, out, spare = set(), [], iter(f"C{k}" for k in range(2, 10))
     for _, result in items:
         colour = _KIND_COLOURS.get(result.kind)
@@ -140,7 +145,9 @@ def _colours(items: Sequence[tuple[str, ValidationResult]]) -> list[str]:
     return out
 
 
-def plot_binned_comparison(results, path, *, columns: Sequence[str] | None = None, title: str = "") -> Path:
+def plot_binned_comparison(
+    results, path, *, columns: Sequence[str] | None = None, title: str = ""
+) -> Path:
     """Mean p_true (black) and mean p_hat of each network per bin (paper Figs. 3-5).
 
     Parameters
@@ -176,32 +183,64 @@ def plot_binned_comparison(results, path, *, columns: Sequence[str] | None = Non
             raise KeyError(f"no binned comparison for {column!r}; have {list(first.binned)}")
         reference = first.binned[column]
         keep = reference.kept
-        axis.errorbar(reference.centres[keep], reference.mean_true[keep], reference.sem_true[keep], fmt="o",
-                      color="k", ms=3.5, lw=0.8, label="p_true (measured)", zorder=3)
+        axis.errorbar(
+            reference.centres[keep],
+            reference.mean_true[keep],
+            reference.sem_true[keep],
+            fmt="o",
+            color="k",
+            ms=3.5,
+            lw=0.8,
+            label="p_true (measured)",
+            zorder=3,
+        )
         for colour, (label, result) in zip(_colours(items), items):
             comparison = result.binned.get(column)
             if comparison is None:
                 continue
             k = comparison.kept
-            axis.plot(comparison.centres[k], comparison.mean_predicted[k], "o", ms=3, color=colour,
-                      label=f"p_hat {label}", zorder=4, alpha=0.85)
+            axis.plot(
+                comparison.centres[k],
+                comparison.mean_predicted[k],
+                "o",
+                ms=3,
+                color=colour,
+                label=f"p_hat {label}",
+                zorder=4,
+                alpha=0.85,
+            )
         axis.set_xlabel(_AXIS_LABELS.get(column, column))
         axis.set_ylabel("mean completeness")
         axis.set_ylim(-0.03, 1.03)
         omitted = int((~keep & (reference.counts > 0)).sum())
-        axis.set_title(f"{column}: {int(keep.sum())} bins shown, {omitted} with < {reference.min_count} "
-                       "clusters omitted", fontsize=8)
+        axis.set_title(
+            f"{column}: {int(keep.sum())} bins shown, {omitted} with < {reference.min_count} "
+            "clusters omitted",
+            fontsize=8,
+        )
     for axis in axes.ravel()[n:]:
         axis.set_visible(False)
     axes.ravel()[0].legend(fontsize=7, loc="best")
-    figure.suptitle(title or f"binned comparison on {first.n_clusters} test clusters "
-                             f"({first.n_injections} injections)", fontsize=10)
+    figure.suptitle(
+        title
+        or f"binned comparison on {first.n_clusters} test clusters "
+        f"({first.n_injections} injections)",
+        fontsize=10,
+    )
     figure.tight_layout()
     return atomic_savefig(figure, path)
 
 
-def plot_z_hexbin(result: ValidationResult, path, *, eps: float | None = None, extremes: str = "clip",
-                  gridsize: int = 40, mincnt: int = 30, title: str = "") -> Path:
+def plot_z_hexbin(
+    result: ValidationResult,
+    path,
+    *,
+    eps: float | None = None,
+    extremes: str = "clip",
+    gridsize: int = 40,
+    mincnt: int = 30,
+    title: str = "",
+) -> Path:
     """Hexbin of z(p_true) against z(p_hat), ``z = atanh(2p - 1)`` (paper Fig. 6).
 
     Parameters
@@ -240,7 +279,9 @@ def plot_z_hexbin(result: ValidationResult, path, *, eps: float | None = None, e
     if extremes == "omit":
         keep = (p_true > 0) & (p_true < 1) & (p_hat > 0) & (p_hat < 1)
         if not keep.any():
-            raise ValueError("every cluster has p_true or p_hat exactly 0 or 1; use extremes='clip'")
+            raise ValueError(
+                "every cluster has p_true or p_hat exactly 0 or 1; use extremes='clip'"
+            )
         z_true, z_hat = z_transform(p_true[keep]), z_transform(p_hat[keep])
         edge = None
         note = f"{int((~keep).sum())} clusters with p = 0 or 1 omitted"
@@ -248,11 +289,20 @@ def plot_z_hexbin(result: ValidationResult, path, *, eps: float | None = None, e
         eps = default_z_eps(result.n_repeats) if eps is None else float(eps)
         z_true, z_hat = z_transform(p_true, eps), z_transform(p_hat, eps)
         edge = float(np.arctanh(1.0 - 2.0 * eps))
-        note = f"p clipped to [{eps:g}, {1 - eps:g}]: p = 0 / 1 on the dashed edges z = -/+{edge:.2f}"
+        note = (
+            f"p clipped to [{eps:g}, {1 - eps:g}]: p = 0 / 1 on the dashed edges z = -/+{edge:.2f}"
+        )
     figure, axis = plt.subplots(figsize=(5.8, 5.2))
     limit = float(max(np.max(np.abs(z_true)), np.max(np.abs(z_hat)))) * 1.05 + 1e-9
-    hexes = axis.hexbin(z_hat, z_true, gridsize=int(gridsize), mincnt=int(mincnt), norm=LogNorm(),
-                        cmap="viridis", extent=(-limit, limit, -limit, limit))
+    hexes = axis.hexbin(
+        z_hat,
+        z_true,
+        gridsize=int(gridsize),
+        mincnt=int(mincnt),
+        norm=LogNorm(),
+        cmap="viridis",
+        extent=(-limit, limit, -limit, limit),
+    )
     figure.colorbar(hexes, ax=axis, label="test clusters per hexagon", pad=0.14)
     axis.plot([-limit, limit], [-limit, limit], ls="--", color="0.25", lw=1.0, label="one-to-one")
     if edge is not None:
@@ -275,14 +325,26 @@ def plot_z_hexbin(result: ValidationResult, path, *, eps: float | None = None, e
         secondary.tick_params(labelsize=7)
     top.set_xlabel("p_hat", fontsize=8)
     right.set_ylabel("p_true", fontsize=8)
-    axis.set_title(title or f"{result.name}: {result.n_clusters} test clusters; hexagons with < {mincnt} hidden\n"
-                   f"{note}", fontsize=8)
+    axis.set_title(
+        title
+        or f"{result.name}: {result.n_clusters} test clusters; hexagons with < {mincnt} hidden\n"
+        f"{note}",
+        fontsize=8,
+    )
     figure.tight_layout()
     return atomic_savefig(figure, path)
 
 
-def plot_error_cdf(results, path, *, show_reference: bool = True, show_floor: bool = True,
-                   xscale: str = "log", xmin: float = 1e-4, title: str = "") -> Path:
+def plot_error_cdf(
+    results,
+    path,
+    *,
+    show_reference: bool = True,
+    show_floor: bool = True,
+    xscale: str = "log",
+    xmin: float = 1e-4,
+    title: str = "",
+) -> Path:
     """Cumulative distribution of ``|p_hat - p_true|`` with percentiles marked (paper Fig. 7).
 
     Parameters
@@ -321,13 +383,27 @@ def plot_error_cdf(results, path, *, show_reference: bool = True, show_floor: bo
             errors = np.maximum(errors, xmin)
         fraction = np.arange(1, errors.size + 1) / errors.size
         p = result.percentiles
-        axis.step(errors, fraction, where="post", color=colour, lw=1.5,
-                  label=f"{label}: {p['p50']:.3f} / {p['p90']:.3f} / {p['p95']:.3f}")
+        axis.step(
+            errors,
+            fraction,
+            where="post",
+            color=colour,
+            lw=1.5,
+            label=f"{label}: {p['p50']:.3f} / {p['p90']:.3f} / {p['p95']:.3f}",
+        )
         for key, level in zip(("p50", "p90", "p95"), levels):
-            axis.plot(max(p[key], xmin) if xscale == "log" else p[key], level, markers[key], color=colour, ms=5)
+            axis.plot(
+                max(p[key], xmin) if xscale == "log" else p[key],
+                level,
+                markers[key],
+                color=colour,
+                ms=5,
+            )
             if show_floor:
                 f = result.binomial_floor[key]
-                axis.plot(max(f, xmin) if xscale == "log" else f, level, "x", color=colour, ms=6, mew=1.2)
+                axis.plot(
+                    max(f, xmin) if xscale == "log" else f, level, "x", color=colour, ms=6, mew=1.2
+                )
     handles, texts = axis.get_legend_handles_labels()
     from matplotlib.lines import Line2D
 
@@ -336,17 +412,34 @@ def plot_error_cdf(results, path, *, show_reference: bool = True, show_floor: bo
         texts.append("binomial-noise floor (network = truth)")
     if show_reference:
         reference_colours = {"physical": "k", "photometric": "0.55"}
-        for kind in dict.fromkeys(r.kind for _, r in items):  # each kind once, in order of appearance
+        for kind in dict.fromkeys(
+            r.kind for _, r in items
+        ):  # each kind once, in order of appearance
             reference = PAPER_PERCENTILES.get(kind)
             if not reference:
                 continue
             for key, level in zip(("p50", "p90", "p95"), levels):
-                axis.plot(reference[key], level, markers[key], mfc="none", mec=reference_colours[kind], ms=9,
-                          mew=1.1)
-            handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec=reference_colours[kind]))
+                axis.plot(
+                    reference[key],
+                    level,
+                    markers[key],
+                    mfc="none",
+                    mec=reference_colours[kind],
+                    ms=9,
+                    mew=1.1,
+                )
+            handles.append(
+                Line2D([], [], ls="", marker="o", mfc="none", mec=reference_colours[kind])
+            )
             texts.append(f"Tang+2026 {kind} network (100 repeats)")
-    axis.legend(handles, texts, fontsize=7, loc="lower right", title="50th / 90th / 95th percentiles",
-                title_fontsize=7)
+    axis.legend(
+        handles,
+        texts,
+        fontsize=7,
+        loc="lower right",
+        title="50th / 90th / 95th percentiles",
+        title_fontsize=7,
+    )
     axis.set_xscale(xscale)
     if xscale == "log":
         axis.set_xlim(xmin, 1.0)
@@ -355,8 +448,12 @@ def plot_error_cdf(results, path, *, show_reference: bool = True, show_floor: bo
     axis.set_ylim(0, 1.01)
     axis.set_xlabel("|p_hat - p_true|")
     axis.set_ylabel("cumulative fraction of test clusters")
-    axis.set_title(title or f"{items[0][1].n_clusters} test clusters, median "
-                   f"{int(np.median(items[0][1].n_repeats))} repeats", fontsize=9)
+    axis.set_title(
+        title
+        or f"{items[0][1].n_clusters} test clusters, median "
+        f"{int(np.median(items[0][1].n_repeats))} repeats",
+        fontsize=9,
+    )
     figure.tight_layout()
     return atomic_savefig(figure, path)
 
@@ -365,12 +462,21 @@ def plot_validation_reliability(result: ValidationResult, path, *, title: str = 
     """Reliability diagram of p_hat against the per-repeat labels (see :mod:`.calibration`)."""
     from .calibration import plot_reliability
 
-    return plot_reliability(result.calibration, path, title=title or
-                            f"{result.name}: {result.n_injections} test injections")
+    return plot_reliability(
+        result.calibration,
+        path,
+        title=title or f"{result.name}: {result.n_injections} test injections",
+    )
 
 
-def plot_completeness_maps(pairs: Sequence[tuple[BinnedMap, NetworkMap]], path, *, min_count: int = 1,
-                           contours: Sequence[float] = (0.1, 0.5, 0.9), title: str = "") -> Path:
+def plot_completeness_maps(
+    pairs: Sequence[tuple[BinnedMap, NetworkMap]],
+    path,
+    *,
+    min_count: int = 1,
+    contours: Sequence[float] = (0.1, 0.5, 0.9),
+    title: str = "",
+) -> Path:
     """AST binned completeness (left) and the network (right), one row per A_V slice (paper Fig. 8).
 
     Parameters
@@ -395,19 +501,25 @@ def plot_completeness_maps(pairs: Sequence[tuple[BinnedMap, NetworkMap]], path, 
 
     if not pairs:
         raise ValueError("no maps to draw")
-    figure, axes = plt.subplots(len(pairs), 2, figsize=(10.5, 4.0 * len(pairs)), squeeze=False,
-                                layout="constrained")
+    figure, axes = plt.subplots(
+        len(pairs), 2, figsize=(10.5, 4.0 * len(pairs)), squeeze=False, layout="constrained"
+    )
     mesh = None
     for row, (binned, grid) in zip(axes, pairs):
         values = np.where(binned.counts >= min_count, binned.completeness, np.nan)
-        mesh = row[0].pcolormesh(binned.x_edges, binned.y_edges, values.T, vmin=0, vmax=1, cmap="viridis",
-                                 shading="flat")
-        row[0].set_title(f"AST binned ({binned.selection}; {int(binned.counts.sum())} injections)", fontsize=8)
+        mesh = row[0].pcolormesh(
+            binned.x_edges, binned.y_edges, values.T, vmin=0, vmax=1, cmap="viridis", shading="flat"
+        )
+        row[0].set_title(
+            f"AST binned ({binned.selection}; {int(binned.counts.sum())} injections)", fontsize=8
+        )
         row[1].pcolormesh(grid.x, grid.y, grid.p.T, vmin=0, vmax=1, cmap="viridis", shading="auto")
         row[1].set_title(f"network ({grid.describe()})", fontsize=8)
         for axis in row:
             if len(contours):
-                axis.contour(grid.x, grid.y, grid.p.T, levels=list(contours), colors="r", linewidths=0.8)
+                axis.contour(
+                    grid.x, grid.y, grid.p.T, levels=list(contours), colors="r", linewidths=0.8
+                )
             axis.set_xlabel(_AXIS_LABELS.get(binned.x_name, binned.x_name))
             axis.set_ylabel(_AXIS_LABELS.get(binned.y_name, binned.y_name))
             axis.set_xlim(binned.x_edges[0], binned.x_edges[-1])
@@ -418,10 +530,19 @@ def plot_completeness_maps(pairs: Sequence[tuple[BinnedMap, NetworkMap]], path, 
     return atomic_savefig(figure, path)
 
 
-def plot_network_vs_magnitude_limit(sf, path, *, mag_v: Callable | None = None,
-                                    limits: Mapping[str, float] | None = None, av: float = 0.0,
-                                    x_grid=None, y_grid=None, input_names: Sequence[str] | None = None,
-                                    contours: Sequence[float] = (0.1, 0.5, 0.9), title: str = "") -> Path:
+def plot_network_vs_magnitude_limit(
+    sf,
+    path,
+    *,
+    mag_v: Callable | None = None,
+    limits: Mapping[str, float] | None = None,
+    av: float = 0.0,
+    x_grid=None,
+    y_grid=None,
+    input_names: Sequence[str] | None = None,
+    contours: Sequence[float] = (0.1, 0.5, 0.9),
+    title: str = "",
+) -> Path:
     """The network at fixed A_V with loci of constant V magnitude (paper Fig. 9).
 
     Parameters
@@ -457,15 +578,24 @@ def plot_network_vs_magnitude_limit(sf, path, *, mag_v: Callable | None = None,
     plt = _pyplot()
     from .._io import atomic_savefig
 
-    grid = network_map(sf, x_grid, y_grid, x="log_age", y="log_mass", fixed={"av": float(av)},
-                       input_names=input_names)
+    grid = network_map(
+        sf,
+        x_grid,
+        y_grid,
+        x="log_age",
+        y="log_mass",
+        fixed={"av": float(av)},
+        input_names=input_names,
+    )
     mag_v = mag_v if mag_v is not None else ssp_magnitude_function("F555W", av=av)
     limits = dict(DEFAULT_V_LIMITS if limits is None else limits)
     figure, axis = plt.subplots(figsize=(6.6, 5.0))
     mesh = axis.pcolormesh(grid.x, grid.y, grid.p.T, vmin=0, vmax=1, cmap="viridis", shading="auto")
     figure.colorbar(mesh, ax=axis, label=f"p_obs (A_V = {av:g})")
     if len(contours):
-        lines = axis.contour(grid.x, grid.y, grid.p.T, levels=list(contours), colors="w", linewidths=0.7)
+        lines = axis.contour(
+            grid.x, grid.y, grid.p.T, levels=list(contours), colors="w", linewidths=0.7
+        )
         axis.clabel(lines, fontsize=6, fmt="%.1f")
     styles = [("r", "-"), ("orange", "--"), ("m", ":"), ("c", "-.")]
     for i, (label, value) in enumerate(limits.items()):
@@ -477,13 +607,16 @@ def plot_network_vs_magnitude_limit(sf, path, *, mag_v: Callable | None = None,
     axis.set_xlabel(_AXIS_LABELS["log_age"])
     axis.set_ylabel(_AXIS_LABELS["log_mass"])
     axis.legend(fontsize=7, loc="upper left")
-    axis.set_title(title or f"network at A_V = {av:g} and constant-V loci (fully sampled SSP)", fontsize=9)
+    axis.set_title(
+        title or f"network at A_V = {av:g} and constant-V loci (fully sampled SSP)", fontsize=9
+    )
     figure.tight_layout()
     return atomic_savefig(figure, path)
 
 
-def plot_dominant_loss_step(loss: LossStepMap, path, *, min_count: int = 1, show_completeness: bool = True,
-                            title: str = "") -> Path:
+def plot_dominant_loss_step(
+    loss: LossStepMap, path, *, min_count: int = 1, show_completeness: bool = True, title: str = ""
+) -> Path:
     """Map of the step that removes most lost clusters per bin (categorical colours).
 
     Parameters
@@ -510,9 +643,20 @@ def plot_dominant_loss_step(loss: LossStepMap, path, *, min_count: int = 1, show
     from .._io import atomic_savefig
 
     n_steps = len(loss.steps)
-    palette = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+    palette = [
+        "#1b9e77",
+        "#d95f02",
+        "#7570b3",
+        "#e7298a",
+        "#66a61e",
+        "#e6ab02",
+        "#a6761d",
+        "#666666",
+    ]
     colours = [palette[k % len(palette)] for k in range(n_steps)] + ["#e8e8e8"]  # last: no loss
-    codes = np.where(loss.dominant >= 0, loss.dominant, np.where(loss.dominant == NO_LOSS, n_steps, -1)).astype(float)
+    codes = np.where(
+        loss.dominant >= 0, loss.dominant, np.where(loss.dominant == NO_LOSS, n_steps, -1)
+    ).astype(float)
     codes[(loss.counts < max(int(min_count), 1)) | (codes < 0)] = np.nan
     figure, axis = plt.subplots(figsize=(10.2, 5.2))
     cmap = ListedColormap(colours)
@@ -520,23 +664,50 @@ def plot_dominant_loss_step(loss: LossStepMap, path, *, min_count: int = 1, show
     axis.pcolormesh(loss.x_edges, loss.y_edges, codes.T, cmap=cmap, norm=norm, shading="flat")
     totals = loss.totals()
     n_bins = {k: int(np.sum(codes == k)) for k in range(n_steps + 1)}
-    handles = [Patch(facecolor=colours[k], edgecolor="0.4",
-                     label=f"{s} ({totals[s]} lost, dominant in {n_bins[k]} bins)") for k, s in enumerate(loss.steps)]
-    handles.append(Patch(facecolor=colours[-1], edgecolor="0.4", label=f"none lost ({n_bins[n_steps]} bins)"))
+    handles = [
+        Patch(
+            facecolor=colours[k],
+            edgecolor="0.4",
+            label=f"{s} ({totals[s]} lost, dominant in {n_bins[k]} bins)",
+        )
+        for k, s in enumerate(loss.steps)
+    ]
+    handles.append(
+        Patch(facecolor=colours[-1], edgecolor="0.4", label=f"none lost ({n_bins[n_steps]} bins)")
+    )
     if show_completeness:
         with np.errstate(invalid="ignore", divide="ignore"):
             completeness = np.where(loss.counts > 0, 1 - loss.n_lost / loss.counts, np.nan)
         xc = 0.5 * (loss.x_edges[1:] + loss.x_edges[:-1])
         yc = 0.5 * (loss.y_edges[1:] + loss.y_edges[:-1])
-        if np.isfinite(completeness).sum() > 3 and np.nanmax(completeness) > np.nanmin(completeness):
-            lines = axis.contour(xc, yc, np.ma.masked_invalid(completeness).T, levels=[0.1, 0.5, 0.9],
-                                 colors="k", linewidths=0.8)
+        if np.isfinite(completeness).sum() > 3 and np.nanmax(completeness) > np.nanmin(
+            completeness
+        ):
+            lines = axis.contour(
+                xc,
+                yc,
+                np.ma.masked_invalid(completeness).T,
+                levels=[0.1, 0.5, 0.9],
+                colors="k",
+                linewidths=0.8,
+            )
             axis.clabel(lines, fontsize=6, fmt="%.1f")
-    axis.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                title="first failing step (most frequent)", title_fontsize=7)
+    axis.legend(
+        handles=handles,
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        title="first failing step (most frequent)",
+        title_fontsize=7,
+    )
     axis.set_xlabel(_AXIS_LABELS.get(loss.x_name, loss.x_name))
     axis.set_ylabel(_AXIS_LABELS.get(loss.y_name, loss.y_name))
-    axis.set_title(title or f"{int(loss.counts.sum())} injections, {int(loss.n_lost.sum())} lost; "
-                   "contours: recovered fraction", fontsize=9)
+    axis.set_title(
+        title
+        or f"{int(loss.counts.sum())} injections, {int(loss.n_lost.sum())} lost; "
+        "contours: recovered fraction",
+        fontsize=9,
+    )
     figure.tight_layout()
     return atomic_savefig(figure, path)

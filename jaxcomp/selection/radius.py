@@ -64,12 +64,15 @@ class RadiusPrior:
         if self.model not in ("flat", "K19"):
             raise ValueError(f"model must be 'flat' or 'K19', got {self.model!r}")
         if self.k19_out_of_range not in ("clip", "redraw"):
-            raise ValueError(f"k19_out_of_range must be 'clip' or 'redraw', got {self.k19_out_of_range!r}")
+            raise ValueError(
+                f"k19_out_of_range must be 'clip' or 'redraw', got {self.k19_out_of_range!r}"
+            )
         if not (math.isfinite(self.k19_scatter_dex) and self.k19_scatter_dex > 0):
             raise ValueError(f"k19_scatter_dex must be > 0, got {self.k19_scatter_dex}")
 
     def weights(self, log_mass, radii_pc) -> jax.Array:
-        """Weights of ``radii_pc`` (whole pc in 1..10) at ``log_mass``, shape ``(..., n_radii)``, summing to 1.
+        """Weights of ``radii_pc`` (whole pc in 1..10) at ``log_mass``, shape ``(..., n_radii)``,
+        summing to 1.
 
         With K19, a radius outside ``radii_pc`` (a campaign that injected only some
         radii) loses its weight and the rest are renormalised.
@@ -85,7 +88,9 @@ class RadiusPrior:
             if self.k19_out_of_range == "clip":
                 lower = jnp.where(radii <= 1.0, -jnp.inf, lower)
                 upper = jnp.where(radii >= 10.0, jnp.inf, upper)
-            w = ndtr((upper - mean) / self.k19_scatter_dex) - ndtr((lower - mean) / self.k19_scatter_dex)
+            w = ndtr((upper - mean) / self.k19_scatter_dex) - ndtr(
+                (lower - mean) / self.k19_scatter_dex
+            )
         return w / jnp.sum(w, axis=-1, keepdims=True)
 
 
@@ -114,18 +119,29 @@ class RadiusMarginalisedSelection(eqx.Module):
 
     def __init__(self, selection: SelectionFunction, radii_pc, prior: RadiusPrior | None = None):
         if not isinstance(selection, SelectionFunction):
-            raise TypeError(f"selection must be a SelectionFunction, got {type(selection).__name__}")
+            raise TypeError(
+                f"selection must be a SelectionFunction, got {type(selection).__name__}"
+            )
         names = tuple(selection.input_names)
         if sorted(names) != sorted(_PHYSICAL + ("r_eff_pc",)):
-            raise ValueError(f"the selection function takes {names}; a radius-marginalised selection needs "
-                             f"{_PHYSICAL + ('r_eff_pc',)} (train it on 'physical+r_eff_pc')")
+            raise ValueError(
+                f"the selection function takes {names}; a radius-marginalised selection needs "
+                f"{_PHYSICAL + ('r_eff_pc',)} (train it on 'physical+r_eff_pc')"
+            )
         radii = np.asarray(radii_pc, dtype=np.float64).ravel()
-        if radii.size == 0 or np.any(~np.isfinite(radii)) or np.any(radii <= 0) or len(np.unique(radii)) != radii.size:
+        if (
+            radii.size == 0
+            or np.any(~np.isfinite(radii))
+            or np.any(radii <= 0)
+            or len(np.unique(radii)) != radii.size
+        ):
             raise ValueError(f"radii_pc must be distinct positive radii [pc], got {radii_pc!r}")
         low, high = selection.domain["r_eff_pc"]
         if radii.min() < low - 1e-6 or radii.max() > high + 1e-6:
-            raise ValueError(f"radii_pc {radii.tolist()} reach outside the radii the network was trained on "
-                             f"[{low:g}, {high:g}] pc")
+            raise ValueError(
+                f"radii_pc {radii.tolist()} reach outside the radii the network was trained on "
+                f"[{low:g}, {high:g}] pc"
+            )
         self.selection = selection
         self.radii_pc = jnp.asarray(radii, jnp.float32)
         self.prior = RadiusPrior() if prior is None else prior
@@ -143,7 +159,9 @@ class RadiusMarginalisedSelection(eqx.Module):
 
     @eqx.filter_jit
     def __call__(self, log_mass, log_age, av) -> jax.Array:
-        lm, la, a = jnp.broadcast_arrays(*(jnp.asarray(v, jnp.float32) for v in (log_mass, log_age, av)))
+        lm, la, a = jnp.broadcast_arrays(
+            *(jnp.asarray(v, jnp.float32) for v in (log_mass, log_age, av))
+        )
         physical = (lm, la, a)
         n_r = self.radii_pc.shape[0]
         columns = []
@@ -152,6 +170,8 @@ class RadiusMarginalisedSelection(eqx.Module):
             if position == self.radius_column:
                 columns.append(jnp.broadcast_to(self.radii_pc, lm.shape + (n_r,)))
             else:
-                columns.append(jnp.broadcast_to(physical[next(physical_iter)][..., None], lm.shape + (n_r,)))
+                columns.append(
+                    jnp.broadcast_to(physical[next(physical_iter)][..., None], lm.shape + (n_r,))
+                )
         p = self.selection(jnp.stack(columns, axis=-1))
         return jnp.sum(p * self.prior.weights(lm, self.radii_pc), axis=-1)

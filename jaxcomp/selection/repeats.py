@@ -26,13 +26,30 @@ from ._common import (
 __all__ = ["p_true_table"]
 
 #: Columns of a labels table that vary between the repeats of one injected cluster.
-_PER_INJECTION = frozenset({"frame", "repeat", "x", "y", "x_meas", "y_meas", "sep_px", "ci_meas", "design",
-                            *PIPELINE_STEPS})
+_PER_INJECTION = frozenset(
+    {
+        "frame",
+        "repeat",
+        "x",
+        "y",
+        "x_meas",
+        "y_meas",
+        "sep_px",
+        "ci_meas",
+        "design",
+        *PIPELINE_STEPS,
+    }
+)
 _OUTPUT = ("n_repeats", "n_detected", "p_true")
 
 
-def p_true_table(labels, id_column: str | Sequence[str] = "cluster_id", label_column: str = "C", *,
-                 min_repeats: int = 2):
+def p_true_table(
+    labels,
+    id_column: str | Sequence[str] = "cluster_id",
+    label_column: str = "C",
+    *,
+    min_repeats: int = 2,
+):
     """One row per re-injected test cluster with its measured recovery probability.
 
     Implements paper eq. 10, ``p_true = (1/N_rep) sum_n C_n``, on the labels of a
@@ -99,7 +116,8 @@ def p_true_table(labels, id_column: str | Sequence[str] = "cluster_id", label_co
             raise ValueError(f"id column {name!r} has {int(column.isna().sum())} missing value(s)")
     y = _binary(df[label_column].to_numpy(), label_column)
 
-    # order: group, then repeat, then frame, then row  -> the first row of a group is its first repeat
+    # order: group, then repeat, then frame, then row  -> the first row of a group is its first
+    # repeat
     keys = [np.arange(len(df))]
     for name in ("frame", "repeat"):
         if name in df.columns and name not in ids:
@@ -111,7 +129,9 @@ def p_true_table(labels, id_column: str | Sequence[str] = "cluster_id", label_co
     order = np.lexsort(keys)
     df = df.iloc[order].reset_index(drop=True)
     y = y[order]
-    group_matrix = np.stack([np.unique(df[name].to_numpy(), return_inverse=True)[1].reshape(-1) for name in ids], 1)
+    group_matrix = np.stack(
+        [np.unique(df[name].to_numpy(), return_inverse=True)[1].reshape(-1) for name in ids], 1
+    )
     new_group = np.ones(len(df), bool)
     new_group[1:] = np.any(group_matrix[1:] != group_matrix[:-1], axis=1)
     starts = np.flatnonzero(new_group)
@@ -122,32 +142,52 @@ def p_true_table(labels, id_column: str | Sequence[str] = "cluster_id", label_co
     few = n_repeats < int(min_repeats)
     if few.any():
         if np.all(n_repeats == 1):
-            design = f" (design column: {sorted(set(map(str, df['design'])))})" if "design" in df.columns else ""
+            design = (
+                f" (design column: {sorted(set(map(str, df['design'])))})"
+                if "design" in df.columns
+                else ""
+            )
             raise ValueError(
-                f"every cluster of the {len(df)}-row labels table was injected once{design}: this looks like a "
-                "training-design campaign, which has no repeats; p_true needs a test-design campaign "
-                "(CampaignConfig(design='test'), each cluster re-injected frames_per_reff times)")
-        raise ValueError(f"{int(few.sum())} of {starts.size} clusters have fewer than {min_repeats} injections "
-                         f"(smallest: {int(n_repeats.min())}); pass min_repeats to accept them")
+                f"every cluster of the {len(df)}-row labels table was injected once{design}: this "
+                "looks like a "
+                "training-design campaign, which has no repeats; p_true needs a test-design "
+                "campaign "
+                "(CampaignConfig(design='test'), each cluster re-injected frames_per_reff times)"
+            )
+        raise ValueError(
+            f"{int(few.sum())} of {starts.size} clusters have fewer than {min_repeats} injections "
+            f"(smallest: {int(n_repeats.min())}); pass min_repeats to accept them"
+        )
 
-    carried = [c for c in df.columns
-               if c not in ids and c != label_column and c not in _PER_INJECTION
-               and not str(c).endswith("_meas") and not str(c).startswith("magerr_")]
+    carried = [
+        c
+        for c in df.columns
+        if c not in ids
+        and c != label_column
+        and c not in _PER_INJECTION
+        and not str(c).endswith("_meas")
+        and not str(c).startswith("magerr_")
+    ]
     identity = [c for c in carried if c in (*_PHYSICAL_NAMES, "r_eff_pc", *_MAGNITUDE_COLUMNS)]
     varying = []
     for name in identity:
         values = df[name].to_numpy()
         first = values[starts][group]
         try:
-            same = (values == first) | (np.isnan(values.astype(float)) & np.isnan(first.astype(float)))
+            same = (values == first) | (
+                np.isnan(values.astype(float)) & np.isnan(first.astype(float))
+            )
         except (TypeError, ValueError):
             same = values == first
         if not np.all(same):
             varying.append(name)
     if varying:
         raise ValueError(
-            f"column(s) {varying} differ between rows with the same {list(ids)}: the id does not identify one "
-            "injected cluster (concatenated campaigns? pass id_column=('cluster_id', 'r_eff_pc') or a unique id)")
+            f"column(s) {varying} differ between rows with the same {list(ids)}: the id does not "
+            "identify one "
+            "injected cluster (concatenated campaigns? pass id_column=('cluster_id', 'r_eff_pc') "
+            "or a unique id)"
+        )
 
     out = Table()
     for name in ids:
@@ -158,13 +198,16 @@ def p_true_table(labels, id_column: str | Sequence[str] = "cluster_id", label_co
     out["n_repeats"] = n_repeats.astype(np.int64)
     out["n_detected"] = n_detected
     out["p_true"] = n_detected / n_repeats
-    out.meta.update({
-        "id_columns": list(ids),
-        "label_column": label_column,
-        "n_clusters": int(starts.size),
-        "n_injections": len(df),
-        "p_true_definition": "fraction of a cluster's repeated injections recovered (label = 1); Tang+2026 eq. 10",
-    })
+    out.meta.update(
+        {
+            "id_columns": list(ids),
+            "label_column": label_column,
+            "n_clusters": int(starts.size),
+            "n_injections": len(df),
+            "p_true_definition": "fraction of a cluster's repeated injections recovered (label = "
+            "1); Tang+2026 eq. 10",
+        }
+    )
     source_meta = getattr(labels, "meta", None) or {}
     for key in ("campaign", "config_hash"):
         if key in source_meta:

@@ -55,15 +55,25 @@ class LogisticSelection:
         per dex of age over the whole age range (the softplus knee is moved far below
         the domain, where it is exactly linear to double precision).
         """
-        return cls(log_mass_50_young=3.0 - 0.8 * 6.75, age_slope=0.8, log_age_knee=0.0,
-                   extinction_slope=0.4, knee_softness=0.3, width=width)
+        return cls(
+            log_mass_50_young=3.0 - 0.8 * 6.75,
+            age_slope=0.8,
+            log_age_knee=0.0,
+            extinction_slope=0.4,
+            knee_softness=0.3,
+            width=width,
+        )
 
     def log_mass_50(self, log_age, av):
         """log10 mass [Msun] at which p_obs = 0.5."""
         above_knee = self.knee_softness * np.logaddexp(
             0.0, (np.asarray(log_age) - self.log_age_knee) / self.knee_softness
         )
-        return self.log_mass_50_young + self.age_slope * above_knee + self.extinction_slope * np.asarray(av)
+        return (
+            self.log_mass_50_young
+            + self.age_slope * above_knee
+            + self.extinction_slope * np.asarray(av)
+        )
 
     def __call__(self, log_mass, log_age, av):
         """p_obs at the given log10 mass [Msun], log10 age [yr] and A_V [mag]."""
@@ -71,8 +81,9 @@ class LogisticSelection:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def simulate_labels(n_clusters: int, *, repeats: int = 1, seed: int = 0,
-                    selection: LogisticSelection | None = None) -> Table:
+def simulate_labels(
+    n_clusters: int, *, repeats: int = 1, seed: int = 0, selection: LogisticSelection | None = None
+) -> Table:
     """Labels from a known selection surface over the paper's library domain.
 
     Each of ``n_clusters`` clusters (log M uniform on [2, 8], log age uniform on

@@ -128,7 +128,8 @@ def _percentile_dict(values: np.ndarray, qs: Sequence[int] = PERCENTILES) -> dic
 
 
 def default_min_count(n_test_clusters: int) -> int:
-    """The paper's "omit bins with fewer than 80 of 5000 test clusters", scaled to ``n_test_clusters`` (>= 10)."""
+    """The paper's "omit bins with fewer than 80 of 5000 test clusters", scaled to
+    ``n_test_clusters`` (>= 10)."""
     return max(10, round(80 * n_test_clusters / 5000))
 
 
@@ -215,16 +216,34 @@ class BinnedComparison:
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (omitted bins as None)."""
-        return _json_safe({
-            "column": self.column, "edges": self.edges, "counts": self.counts, "kept": self.kept,
-            "mean_true": self.mean_true, "mean_predicted": self.mean_predicted, "sem_true": self.sem_true,
-            "sem_predicted": self.sem_predicted, "min_count": self.min_count, "n_excluded": self.n_excluded,
-            "n_kept_bins": int(self.kept.sum()), "max_abs_difference": self.max_abs_difference,
-        })
+        return _json_safe(
+            {
+                "column": self.column,
+                "edges": self.edges,
+                "counts": self.counts,
+                "kept": self.kept,
+                "mean_true": self.mean_true,
+                "mean_predicted": self.mean_predicted,
+                "sem_true": self.sem_true,
+                "sem_predicted": self.sem_predicted,
+                "min_count": self.min_count,
+                "n_excluded": self.n_excluded,
+                "n_kept_bins": int(self.kept.sum()),
+                "max_abs_difference": self.max_abs_difference,
+            }
+        )
 
 
-def binned_comparison(values, p_true, p_hat, *, n_bins: int, range: tuple[float, float] | None = None,
-                      min_count: int = 80, column: str = "") -> BinnedComparison:
+def binned_comparison(
+    values,
+    p_true,
+    p_hat,
+    *,
+    n_bins: int,
+    range: tuple[float, float] | None = None,
+    min_count: int = 80,
+    column: str = "",
+) -> BinnedComparison:
     """Mean true and predicted completeness in ``n_bins`` uniform bins of ``values``.
 
     Parameters
@@ -251,7 +270,9 @@ def binned_comparison(values, p_true, p_hat, *, n_bins: int, range: tuple[float,
     p_true = np.asarray(p_true, dtype=np.float64).reshape(-1)
     p_hat = np.asarray(p_hat, dtype=np.float64).reshape(-1)
     if not (values.shape == p_true.shape == p_hat.shape):
-        raise ValueError(f"values, p_true and p_hat differ in length: {values.size}, {p_true.size}, {p_hat.size}")
+        raise ValueError(
+            f"values, p_true and p_hat differ in length: {values.size}, {p_true.size}, {p_hat.size}"
+        )
     if int(n_bins) < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     if int(min_count) < 1:
@@ -260,7 +281,9 @@ def binned_comparison(values, p_true, p_hat, *, n_bins: int, range: tuple[float,
     if not finite.any():
         raise ValueError(f"column {column or 'values'!r} has no finite value to bin")
     v, t, h = values[finite], p_true[finite], p_hat[finite]
-    lo, hi = (float(v.min()), float(v.max())) if range is None else (float(range[0]), float(range[1]))
+    lo, hi = (
+        (float(v.min()), float(v.max())) if range is None else (float(range[0]), float(range[1]))
+    )
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"range must be finite, got {(lo, hi)}")
     if hi <= lo:
@@ -275,20 +298,29 @@ def binned_comparison(values, p_true, p_hat, *, n_bins: int, range: tuple[float,
         s2 = np.bincount(index, weights=x[inside] ** 2, minlength=int(n_bins))
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = s1 / counts
-            var = np.maximum(s2 / counts - mean ** 2, 0.0) * counts / np.maximum(counts - 1, 1)
+            var = np.maximum(s2 / counts - mean**2, 0.0) * counts / np.maximum(counts - 1, 1)
             sem = np.sqrt(var / counts)
         shown = counts >= int(min_count)
         return np.where(shown, mean, np.nan), np.where(shown, sem, np.nan)
 
     mean_true, sem_true = mean_and_sem(t)
     mean_pred, sem_pred = mean_and_sem(h)
-    return BinnedComparison(column=column, edges=edges, counts=counts, mean_true=mean_true,
-                            mean_predicted=mean_pred, sem_true=sem_true, sem_predicted=sem_pred,
-                            min_count=int(min_count), n_excluded=int((~finite).sum() + (~inside).sum()))
+    return BinnedComparison(
+        column=column,
+        edges=edges,
+        counts=counts,
+        mean_true=mean_true,
+        mean_predicted=mean_pred,
+        sem_true=sem_true,
+        sem_predicted=sem_pred,
+        min_count=int(min_count),
+        n_excluded=int((~finite).sum() + (~inside).sum()),
+    )
 
 
-def binomial_floor(p, n_repeats, *, qs: Sequence[int] = PERCENTILES, n_draws: int = 200,
-                   seed: int = 0) -> dict[str, float]:
+def binomial_floor(
+    p, n_repeats, *, qs: Sequence[int] = PERCENTILES, n_draws: int = 200, seed: int = 0
+) -> dict[str, float]:
     """Percentiles of ``|p_true - p|`` expected from binomial noise alone.
 
     If a network predicted every test cluster's exact recovery probability ``p``,
@@ -398,16 +430,27 @@ class ValidationResult:
         """Astropy Table ``cluster_id, n_repeats, p_true, p_hat, abs_error``."""
         from astropy.table import Table
 
-        return Table({"cluster_id": self.cluster_id, "n_repeats": self.n_repeats, "p_true": self.p_true,
-                      "p_hat": self.p_hat, "abs_error": self.abs_error})
+        return Table(
+            {
+                "cluster_id": self.cluster_id,
+                "n_repeats": self.n_repeats,
+                "p_true": self.p_true,
+                "p_hat": self.p_hat,
+                "abs_error": self.abs_error,
+            }
+        )
 
     def summary(self) -> str:
         """One paragraph for logs."""
         p, f = self.percentiles, self.binomial_floor
         ref = self.paper_percentiles
-        text = (f"{self.name} network on {self.n_clusters} test clusters ({self.n_injections} injections): "
-                f"|p_hat - p_true| 50/90/95th percentiles {p['p50']:.3f} / {p['p90']:.3f} / {p['p95']:.3f} "
-                f"(binomial-noise floor {f['p50']:.3f} / {f['p90']:.3f} / {f['p95']:.3f}")
+        text = (
+            f"{self.name} network on {self.n_clusters} test clusters ({self.n_injections} "
+            "injections): "
+            f"|p_hat - p_true| 50/90/95th percentiles {p['p50']:.3f} / {p['p90']:.3f} / "
+            f"{p['p95']:.3f} "
+            f"(binomial-noise floor {f['p50']:.3f} / {f['p90']:.3f} / {f['p95']:.3f}"
+        )
         if ref:
             text += f"; paper {ref['p50']:.3f} / {ref['p90']:.3f} / {ref['p95']:.3f}"
         return text + f"); ECE {self.calibration.ece:.4f}, Brier {self.calibration.brier:.4f}"
@@ -421,7 +464,11 @@ class ValidationResult:
             "input_names": list(self.input_names),
             "n_clusters": self.n_clusters,
             "n_injections": self.n_injections,
-            "n_repeats": {"min": int(repeats.min()), "median": float(np.median(repeats)), "max": int(repeats.max())},
+            "n_repeats": {
+                "min": int(repeats.min()),
+                "median": float(np.median(repeats)),
+                "max": int(repeats.max()),
+            },
             "n_dropped": self.n_dropped,
             "abs_p_hat_minus_p_true": self.percentiles,
             "binomial_floor": self.binomial_floor,
@@ -434,15 +481,21 @@ class ValidationResult:
             "skipped_columns": list(self.skipped_columns),
         }
         if per_cluster:
-            record["per_cluster"] = {"cluster_id": self.cluster_id, "n_repeats": self.n_repeats,
-                                     "p_true": self.p_true, "p_hat": self.p_hat}
+            record["per_cluster"] = {
+                "cluster_id": self.cluster_id,
+                "n_repeats": self.n_repeats,
+                "p_true": self.p_true,
+                "p_hat": self.p_hat,
+            }
         return _json_safe(record)
 
     def write_json(self, path, *, per_cluster: bool = False) -> Path:
         """Write :meth:`to_dict` as JSON, atomically."""
         from .._io import atomic_write_text
 
-        return atomic_write_text(path, json.dumps(self.to_dict(per_cluster=per_cluster), indent=1) + "\n")
+        return atomic_write_text(
+            path, json.dumps(self.to_dict(per_cluster=per_cluster), indent=1) + "\n"
+        )
 
 
 def _default_n_bins(column: str) -> int:
@@ -551,8 +604,11 @@ def validate_selection(
     if bad.any():
         columns = sorted({names[j] for j in np.nonzero(~np.isfinite(inputs))[1]})
         if not drop_nonfinite:
-            raise ValueError(f"{int(bad.sum())} test cluster(s) have NaN or infinite values in {columns}; remove "
-                             "them or pass drop_nonfinite=True")
+            raise ValueError(
+                f"{int(bad.sum())} test cluster(s) have NaN or infinite values in {columns}; "
+                "remove "
+                "them or pass drop_nonfinite=True"
+            )
         n_dropped = int(bad.sum())
         if n_dropped == len(df):
             raise ValueError(f"every test cluster has non-finite values in {columns}")
@@ -565,11 +621,15 @@ def validate_selection(
     if kind not in ("physical", "photometric", "custom"):
         raise ValueError(f"kind must be 'physical', 'photometric' or 'custom', got {kind!r}")
 
-    # per-repeat labels: cluster i has n_det[i] ones and n_rep[i] - n_det[i] zeros, all predicted p_hat[i]
+    # per-repeat labels: cluster i has n_det[i] ones and n_rep[i] - n_det[i] zeros, all predicted
+    # p_hat[i]
     row_p = np.repeat(p_hat, n_rep)
-    row_y = (np.arange(n_rep.sum()) - np.repeat(np.cumsum(n_rep) - n_rep, n_rep) < np.repeat(n_det, n_rep))
-    calibration = calibration_report(row_p, row_y.astype(np.int8), n_bins=n_calibration_bins,
-                                     strategy=calibration_strategy)
+    row_y = np.arange(n_rep.sum()) - np.repeat(np.cumsum(n_rep) - n_rep, n_rep) < np.repeat(
+        n_det, n_rep
+    )
+    calibration = calibration_report(
+        row_p, row_y.astype(np.int8), n_bins=n_calibration_bins, strategy=calibration_strategy
+    )
 
     if binned_columns is None:
         wanted = ("log_mass", "log_age", *_MAGNITUDE_COLUMNS)
@@ -582,17 +642,36 @@ def validate_selection(
     binned = {}
     for column in columns:
         binned[column] = binned_comparison(
-            df[column].to_numpy(dtype=np.float64), p_true, p_hat,
+            df[column].to_numpy(dtype=np.float64),
+            p_true,
+            p_hat,
             n_bins=int((n_bins or {}).get(column, _default_n_bins(column))),
-            range=(ranges or {}).get(column), min_count=min_count, column=column)
+            range=(ranges or {}).get(column),
+            min_count=min_count,
+            column=column,
+        )
 
-    id_name = (p_true_table.meta.get("id_columns", ["cluster_id"])[0]
-               if hasattr(p_true_table, "meta") and p_true_table.meta else "cluster_id")
+    id_name = (
+        p_true_table.meta.get("id_columns", ["cluster_id"])[0]
+        if hasattr(p_true_table, "meta") and p_true_table.meta
+        else "cluster_id"
+    )
     cluster_id = df[id_name].to_numpy() if id_name in df.columns else np.arange(len(df))
     return ValidationResult(
-        name=name or getattr(predictor, "name", None) or kind, kind=kind, input_names=names,
-        cluster_id=cluster_id, p_hat=p_hat, p_true=p_true, n_repeats=n_rep, abs_error=abs_error, percentiles=_percentile_dict(abs_error),
+        name=name or getattr(predictor, "name", None) or kind,
+        kind=kind,
+        input_names=names,
+        cluster_id=cluster_id,
+        p_hat=p_hat,
+        p_true=p_true,
+        n_repeats=n_rep,
+        abs_error=abs_error,
+        percentiles=_percentile_dict(abs_error),
         binomial_floor=binomial_floor(p_hat, n_rep, n_draws=floor_draws, seed=seed),
-        reference={k: dict(v) for k, v in PAPER_PERCENTILES.items()}, calibration=calibration,
-        binned=binned, min_count=int(min_count), n_dropped=n_dropped, skipped_columns=skipped)
-
+        reference={k: dict(v) for k, v in PAPER_PERCENTILES.items()},
+        calibration=calibration,
+        binned=binned,
+        min_count=int(min_count),
+        n_dropped=n_dropped,
+        skipped_columns=skipped,
+    )

@@ -13,5 +13,14 @@ from .config import ConfigError, RunConfig, load_config, parse_config
 from .report import write_report
 from .runner import RunError, plan_stages, run_workflow, stage_status
 
-__all__ = ["ConfigError", "RunConfig", "RunError", "load_config", "parse_config", "plan_stages", "run_workflow",
-           "stage_status", "write_report"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "RunError",
+    "load_config",
+    "parse_config",
+    "plan_stages",
+    "run_workflow",
+    "stage_status",
+    "write_report",
+]

@@ -55,6 +55,7 @@ from pathlib import Path
 
 from ..ast.epsf import EPSFStarSelection
 from ..errors import JaxcompError
+from ..survey import BANDS
 
 #: The star selection's defaults, the one home of the ``[field] psf_*`` defaults.
 _EPSF_DEFAULTS = EPSFStarSelection()
@@ -82,9 +83,6 @@ class ConfigError(JaxcompError, ValueError):
     """A configuration that cannot run; the message names the offending key."""
 
 
-BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
-
-
 # ------------------------------------------------------------------ sections
 @dataclasses.dataclass(frozen=True)
 class RunSection:
@@ -104,8 +102,12 @@ class RunSection:
     def check(self):
         _require(self.seed >= 0, "run", "seed", "must be >= 0")
         _require(self.workers >= 0, "run", "workers", "must be >= 0 (0 = all cores)")
-        _require(not self.scheduler or "://" in self.scheduler, "run", "scheduler",
-                 f"must be a scheduler address such as 'tcp://host:8786', got {self.scheduler!r}")
+        _require(
+            not self.scheduler or "://" in self.scheduler,
+            "run",
+            "scheduler",
+            f"must be a scheduler address such as 'tcp://host:8786', got {self.scheduler!r}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +135,8 @@ class FieldSection:
     ``psf_fwhm_px``
         Five Gaussian FWHMs [px] in band order, for ``psf = "gaussian"``.
     ``psf_mag_range``, ``psf_min_snr``, ``psf_isolation_px``, ``psf_ci_range``, ``psf_ci_clip_mag``,
-    ``psf_roundness_range``, ``psf_peak_max``, ``psf_max_stars``, ``psf_min_stars``, ``psf_cutout_px``,
+    ``psf_roundness_range``, ``psf_peak_max``, ``psf_max_stars``, ``psf_min_stars``,
+    ``psf_cutout_px``,
     ``psf_oversampling``, ``psf_iterations``
         The star selection of :class:`jaxcomp.ast.epsf.EPSFStarSelection` (``mag_range``
         [Vega mag of the 3 px aperture], ``min_snr``, ``isolation_radius_px`` [px],
@@ -164,42 +167,94 @@ class FieldSection:
 
     #: The keys that only a FITS field reads.
     FITS_KEYS: typing.ClassVar[tuple[str, ...]] = (
-        "zeropoints", "distance_modulus", "psf", "psf_fwhm_px", "psf_mag_range", "psf_min_snr", "psf_isolation_px",
-        "psf_ci_range", "psf_ci_clip_mag", "psf_roundness_range", "psf_peak_max", "psf_max_stars", "psf_min_stars",
-        "psf_cutout_px", "psf_oversampling", "psf_iterations")
+        "zeropoints",
+        "distance_modulus",
+        "psf",
+        "psf_fwhm_px",
+        "psf_mag_range",
+        "psf_min_snr",
+        "psf_isolation_px",
+        "psf_ci_range",
+        "psf_ci_clip_mag",
+        "psf_roundness_range",
+        "psf_peak_max",
+        "psf_max_stars",
+        "psf_min_stars",
+        "psf_cutout_px",
+        "psf_oversampling",
+        "psf_iterations",
+    )
 
     def check(self):
-        _require(self.kind in ("mock", "fits"), "field", "kind", f"must be 'mock' or 'fits', got {self.kind!r}")
+        _require(
+            self.kind in ("mock", "fits"),
+            "field",
+            "kind",
+            f"must be 'mock' or 'fits', got {self.kind!r}",
+        )
         if self.kind == "mock":
             ok = self.size in ("small", "legus") or _parse_size(self.size) is not None
-            _require(ok, "field", "size", f"must be 'small', 'legus' or 'NYxNX' (e.g. '2000x2000'), got {self.size!r}")
+            _require(
+                ok,
+                "field",
+                "size",
+                f"must be 'small', 'legus' or 'NYxNX' (e.g. '2000x2000'), got {self.size!r}",
+            )
             return
         _require(bool(self.directory), "field", "directory", "is needed for kind = 'fits'")
-        _require(len(self.zeropoints) in (0, len(BANDS)) and all(math.isfinite(z) for z in self.zeropoints),
-                 "field", "zeropoints", f"must be empty (from the FITS headers) or five finite Vega zeropoints "
-                 f"in the order {list(BANDS)}, got {list(self.zeropoints)}")
-        _require(math.isfinite(self.distance_modulus) and self.distance_modulus >= 0, "field", "distance_modulus",
-                 "must be a distance modulus [mag] (0: from the DISTMOD keywords)")
+        _require(
+            len(self.zeropoints) in (0, len(BANDS))
+            and all(math.isfinite(z) for z in self.zeropoints),
+            "field",
+            "zeropoints",
+            f"must be empty (from the FITS headers) or five finite Vega zeropoints "
+            f"in the order {list(BANDS)}, got {list(self.zeropoints)}",
+        )
+        _require(
+            math.isfinite(self.distance_modulus) and self.distance_modulus >= 0,
+            "field",
+            "distance_modulus",
+            "must be a distance modulus [mag] (0: from the DISTMOD keywords)",
+        )
         if self.psf == "gaussian":
-            _require(len(self.psf_fwhm_px) == len(BANDS) and all(math.isfinite(v) and v > 0 for v in self.psf_fwhm_px),
-                     "field", "psf_fwhm_px", f"must be five FWHMs > 0 [px] in the order {list(BANDS)} for "
-                     f"psf = 'gaussian', got {list(self.psf_fwhm_px)}")
+            _require(
+                len(self.psf_fwhm_px) == len(BANDS)
+                and all(math.isfinite(v) and v > 0 for v in self.psf_fwhm_px),
+                "field",
+                "psf_fwhm_px",
+                f"must be five FWHMs > 0 [px] in the order {list(BANDS)} for "
+                f"psf = 'gaussian', got {list(self.psf_fwhm_px)}",
+            )
         else:
-            _require(not self.psf_fwhm_px, "field", "psf_fwhm_px", "is only read with psf = 'gaussian'")
+            _require(
+                not self.psf_fwhm_px, "field", "psf_fwhm_px", "is only read with psf = 'gaussian'"
+            )
         for key in ("psf_mag_range", "psf_ci_range", "psf_roundness_range"):
             low, high = getattr(self, key)
-            _require(low < high, "field", key, f"must be [low, high] with low < high, got {[low, high]}")
+            _require(
+                low < high, "field", key, f"must be [low, high] with low < high, got {[low, high]}"
+            )
         for key in ("psf_min_snr", "psf_ci_clip_mag", "psf_peak_max"):
             _require(getattr(self, key) >= 0, "field", key, "must be >= 0")
         _require(self.psf_isolation_px > 0, "field", "psf_isolation_px", "must be > 0 [px]")
         for key in ("psf_max_stars", "psf_min_stars", "psf_oversampling", "psf_iterations"):
             _require(getattr(self, key) >= 1, "field", key, "must be >= 1")
-        _require(self.psf_min_stars <= self.psf_max_stars, "field", "psf_min_stars", "must be <= psf_max_stars")
-        _require(self.psf_cutout_px >= 5 and self.psf_cutout_px % 2 == 1, "field", "psf_cutout_px",
-                 "must be an odd number of pixels >= 5")
+        _require(
+            self.psf_min_stars <= self.psf_max_stars,
+            "field",
+            "psf_min_stars",
+            "must be <= psf_max_stars",
+        )
+        _require(
+            self.psf_cutout_px >= 5 and self.psf_cutout_px % 2 == 1,
+            "field",
+            "psf_cutout_px",
+            "must be an odd number of pixels >= 5",
+        )
 
     def plain(self) -> dict:
-        """The resolved values; a mock field leaves out the FITS-only keys (so its fingerprints do not see them)."""
+        """The resolved values; a mock field leaves out the FITS-only keys (so its fingerprints do
+        not see them)."""
         values = dataclasses.asdict(self)
         if self.kind == "mock":
             values = {k: v for k, v in values.items() if k not in self.FITS_KEYS}
@@ -207,12 +262,20 @@ class FieldSection:
 
     def epsf_selection(self) -> dict:
         """The star selection as :class:`jaxcomp.ast.epsf.EPSFStarSelection` keyword arguments."""
-        return {"mag_range": tuple(self.psf_mag_range), "min_snr": self.psf_min_snr,
-                "isolation_radius_px": self.psf_isolation_px, "ci_range": tuple(self.psf_ci_range),
-                "ci_clip_mag": self.psf_ci_clip_mag, "roundness_range": tuple(self.psf_roundness_range),
-                "peak_max": self.psf_peak_max or None, "max_stars": self.psf_max_stars,
-                "min_stars": self.psf_min_stars, "cutout_px": self.psf_cutout_px,
-                "oversampling": self.psf_oversampling, "iterations": self.psf_iterations}
+        return {
+            "mag_range": tuple(self.psf_mag_range),
+            "min_snr": self.psf_min_snr,
+            "isolation_radius_px": self.psf_isolation_px,
+            "ci_range": tuple(self.psf_ci_range),
+            "ci_clip_mag": self.psf_ci_clip_mag,
+            "roundness_range": tuple(self.psf_roundness_range),
+            "peak_max": self.psf_peak_max or None,
+            "max_stars": self.psf_max_stars,
+            "min_stars": self.psf_min_stars,
+            "cutout_px": self.psf_cutout_px,
+            "oversampling": self.psf_oversampling,
+            "iterations": self.psf_iterations,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,21 +298,47 @@ class LibrarySection:
         from ..library.nebular import NE_RANGE_CM3, TE_RANGE_K
 
         _require(self.n_clusters >= 1, "library", "n_clusters", "must be >= 1")
-        _require(0.0 <= self.nebular_covering_fraction <= 1.0, "library", "nebular_covering_fraction",
-                 "must lie in [0, 1] (fraction of ionising photons turned into nebular light)")
-        _require(TE_RANGE_K[0] <= self.nebular_te_k <= TE_RANGE_K[1], "library", "nebular_te_k",
-                 f"must lie in [{TE_RANGE_K[0]:.0f}, {TE_RANGE_K[1]:.0f}] K (pyneb's emissivity tables)")
-        _require(NE_RANGE_CM3[0] <= self.nebular_ne_cm3 <= NE_RANGE_CM3[1], "library", "nebular_ne_cm3",
-                 f"must lie in [{NE_RANGE_CM3[0]:.0f}, {NE_RANGE_CM3[1]:.0f}] cm^-3")
-        _require(1.0 <= self.nebular_av_factor <= 3.0, "library", "nebular_av_factor",
-                 "must lie in [1, 3] (nebular over stellar A_V)")
+        _require(
+            0.0 <= self.nebular_covering_fraction <= 1.0,
+            "library",
+            "nebular_covering_fraction",
+            "must lie in [0, 1] (fraction of ionising photons turned into nebular light)",
+        )
+        _require(
+            TE_RANGE_K[0] <= self.nebular_te_k <= TE_RANGE_K[1],
+            "library",
+            "nebular_te_k",
+            f"must lie in [{TE_RANGE_K[0]:.0f}, {TE_RANGE_K[1]:.0f}] K (pyneb's emissivity tables)",
+        )
+        _require(
+            NE_RANGE_CM3[0] <= self.nebular_ne_cm3 <= NE_RANGE_CM3[1],
+            "library",
+            "nebular_ne_cm3",
+            f"must lie in [{NE_RANGE_CM3[0]:.0f}, {NE_RANGE_CM3[1]:.0f}] cm^-3",
+        )
+        _require(
+            1.0 <= self.nebular_av_factor <= 3.0,
+            "library",
+            "nebular_av_factor",
+            "must lie in [1, 3] (nebular over stellar A_V)",
+        )
         for key in ("log_mass_range", "log_age_range", "av_range"):
             low, high = getattr(self, key)
             _require(high > low, "library", key, "must be [low, high] with high > low")
         _require(self.av_range[0] >= 0, "library", "av_range", "A_V must be >= 0")
-        _require(self.radius_model in ("flat", "K19"), "library", "radius_model", "must be 'flat' or 'K19'")
+        _require(
+            self.radius_model in ("flat", "K19"),
+            "library",
+            "radius_model",
+            "must be 'flat' or 'K19'",
+        )
         unknown = set(self.bands) - set(BANDS)
-        _require(not unknown, "library", "bands", f"unknown band(s) {sorted(unknown)}; known: {list(BANDS)}")
+        _require(
+            not unknown,
+            "library",
+            "bands",
+            f"unknown band(s) {sorted(unknown)}; known: {list(BANDS)}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,22 +354,57 @@ class CampaignSection:
     edge_margin_px: float = 0.0
 
     def check(self):
-        _require(len(self.r_eff_pc) > 0 and min(self.r_eff_pc) > 0, "campaign", "r_eff_pc",
-                 "must be a non-empty list of positive radii [pc]")
+        _require(
+            len(self.r_eff_pc) > 0 and min(self.r_eff_pc) > 0,
+            "campaign",
+            "r_eff_pc",
+            "must be a non-empty list of positive radii [pc]",
+        )
         _require(self.clusters_per_frame >= 1, "campaign", "clusters_per_frame", "must be >= 1")
-        _require(self.train_frames_per_reff >= 1, "campaign", "train_frames_per_reff", "must be >= 1")
-        _require(self.test_clusters_per_reff >= self.clusters_per_frame
-                 and self.test_clusters_per_reff % self.clusters_per_frame == 0, "campaign", "test_clusters_per_reff",
-                 f"must be a multiple of clusters_per_frame ({self.clusters_per_frame}): each repeat spreads a "
-                 "radius' test clusters over full frames, so that test and training frames are equally crowded "
-                 "(fewer injected clusters per frame raise the recovery the test measures above what the networks "
-                 "learned)")
-        _require(self.test_repeats >= 2, "campaign", "test_repeats", "must be >= 2 (p_true needs repeats)")
-        _require(self.reprocess in ("full", "local"), "campaign", "reprocess",
-                 "must be 'full' (rerun the pipeline on the whole injected frame) or 'local' (only on windows "
-                 "around the injected clusters; see jaxcomp.ast.local)")
-        _require(self.edge_margin_px >= 0 and math.isfinite(self.edge_margin_px), "campaign", "edge_margin_px",
-                 "must be a finite number of pixels >= 0 (how far from the image's edges clusters are injected)")
+        _require(
+            self.train_frames_per_reff >= 1, "campaign", "train_frames_per_reff", "must be >= 1"
+        )
+        _require(
+            self.test_clusters_per_reff >= self.clusters_per_frame
+            and self.test_clusters_per_reff % self.clusters_per_frame == 0,
+            "campaign",
+            "test_clusters_per_reff",
+            f"must be a multiple of clusters_per_frame ({self.clusters_per_frame}): each repeat "
+            "spreads a "
+            "radius' test clusters over full frames, so that test and training frames are equally "
+            "crowded "
+            "(fewer injected clusters per frame raise the recovery the test measures above what "
+            "the networks "
+            "learned)",
+        )
+        _require(
+            self.test_repeats >= 2,
+            "campaign",
+            "test_repeats",
+            "must be >= 2 (p_true needs repeats)",
+        )
+        _require(
+            self.reprocess in ("full", "local"),
+            "campaign",
+            "reprocess",
+            "must be 'full' (rerun the pipeline on the whole injected frame) or 'local' (only on "
+            "windows "
+            "around the injected clusters; see jaxcomp.ast.local)",
+        )
+        _require(
+            self.edge_margin_px >= 0 and math.isfinite(self.edge_margin_px),
+            "campaign",
+            "edge_margin_px",
+            "must be a finite number of pixels >= 0 (how far from the image's edges clusters are "
+            "injected)",
+        )
+
+
+def _train_default(name: str):
+    """The default of ``TrainConfig.<name>`` (:class:`jaxcomp.selection.training.TrainConfig`)."""
+    from ..selection.training import TrainConfig
+
+    return getattr(TrainConfig(), name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,30 +412,56 @@ class NetworksSection:
     """``[networks]``: which selection functions to train, and how (paper section 3.3)."""
 
     inputs: tuple[str, ...] = ("physical", "photometric")
-    hidden: tuple[int, ...] = (512, 512)
-    epochs: int = 100
-    batch_size: int = 4096
-    learning_rates: tuple[float, ...] = (5e-3, 1e-2, 5e-2, 1e-1)
-    weight_decays: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 3e-2, 5e-2, 1e-1)
-    members: int = 1
+    # the training defaults are TrainConfig's (read when a section is made: no JAX import here)
+    hidden: tuple[int, ...] = dataclasses.field(
+        default_factory=lambda: _train_default("hidden_widths")
+    )
+    epochs: int = dataclasses.field(default_factory=lambda: _train_default("epochs"))
+    batch_size: int = dataclasses.field(default_factory=lambda: _train_default("batch_size"))
+    learning_rates: tuple[float, ...] = dataclasses.field(
+        default_factory=lambda: _train_default("learning_rates")
+    )
+    weight_decays: tuple[float, ...] = dataclasses.field(
+        default_factory=lambda: _train_default("weight_decays")
+    )
+    members: int = dataclasses.field(default_factory=lambda: _train_default("n_members"))
 
     def check(self):
-        _require(len(self.inputs) > 0 and set(self.inputs) <= set(NETWORK_KINDS)
-                 and len(set(self.inputs)) == len(self.inputs),
-                 "networks", "inputs", f"must be a list of distinct entries from {list(NETWORK_KINDS)}")
-        _require(len(self.hidden) > 0 and min(self.hidden) >= 1, "networks", "hidden", "must list positive widths")
+        _require(
+            len(self.inputs) > 0
+            and set(self.inputs) <= set(NETWORK_KINDS)
+            and len(set(self.inputs)) == len(self.inputs),
+            "networks",
+            "inputs",
+            f"must be a list of distinct entries from {list(NETWORK_KINDS)}",
+        )
+        _require(
+            len(self.hidden) > 0 and min(self.hidden) >= 1,
+            "networks",
+            "hidden",
+            "must list positive widths",
+        )
         _require(self.epochs >= 1, "networks", "epochs", "must be >= 1")
         _require(self.batch_size >= 1, "networks", "batch_size", "must be >= 1")
-        _require(len(self.learning_rates) > 0 and min(self.learning_rates) > 0, "networks", "learning_rates",
-                 "must be positive")
-        _require(len(self.weight_decays) > 0 and min(self.weight_decays) >= 0, "networks", "weight_decays",
-                 "must be >= 0")
+        _require(
+            len(self.learning_rates) > 0 and min(self.learning_rates) > 0,
+            "networks",
+            "learning_rates",
+            "must be positive",
+        )
+        _require(
+            len(self.weight_decays) > 0 and min(self.weight_decays) >= 0,
+            "networks",
+            "weight_decays",
+            "must be >= 0",
+        )
         _require(self.members >= 1, "networks", "members", "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
 class ValidationSection:
-    """``[validation]``: bins with fewer than ``min_count`` test clusters are omitted (paper: 80 of 5000).
+    """``[validation]``: bins with fewer than ``min_count`` test clusters are omitted (paper: 80 of
+    5000).
 
     ``min_count = 0`` scales the paper's 80 to the size of the test set (at least 10).
     """
@@ -324,7 +474,8 @@ class ValidationSection:
 
 @dataclasses.dataclass(frozen=True)
 class PopulationSection:
-    """``[population]``: a known population passed through the same pipeline (the simulated catalogue).
+    """``[population]``: a known population passed through the same pipeline (the simulated
+    catalogue).
 
     Masses from a Schechter (or power-law) mass function, ages from a power law in T,
     A_V uniform; ``n_clusters`` are injected, ``clusters_per_frame`` at a time, into
@@ -345,17 +496,36 @@ class PopulationSection:
     clusters_per_frame: int = 500
 
     def check(self):
-        _require(self.mass in ("schechter", "power_law"), "population", "mass", "must be 'schechter' or 'power_law'")
+        _require(
+            self.mass in ("schechter", "power_law"),
+            "population",
+            "mass",
+            "must be 'schechter' or 'power_law'",
+        )
         _require(self.age == "power_law", "population", "age", "must be 'power_law'")
         for key in ("log_mass_range", "log_age_range", "av_range"):
             low, high = getattr(self, key)
             _require(high > low, "population", key, "must be [low, high] with high > low")
         _require(self.n_clusters >= 1, "population", "n_clusters", "must be >= 1")
         _require(self.clusters_per_frame >= 1, "population", "clusters_per_frame", "must be >= 1")
-        _require(-3.0 < self.alpha_M < -1.0, "population", "alpha_M", "must lie inside the fit's prior (-3, -1)")
-        _require(-3.0 < self.alpha_T < 1.0, "population", "alpha_T", "must lie inside the fit's prior (-3, 1)")
-        _require(3.5 < self.log_M_break < 7.5, "population", "log_M_break",
-                 "must lie inside the fit's prior (3.5, 7.5)")
+        _require(
+            -3.0 < self.alpha_M < -1.0,
+            "population",
+            "alpha_M",
+            "must lie inside the fit's prior (-3, -1)",
+        )
+        _require(
+            -3.0 < self.alpha_T < 1.0,
+            "population",
+            "alpha_T",
+            "must lie inside the fit's prior (-3, 1)",
+        )
+        _require(
+            3.5 < self.log_M_break < 7.5,
+            "population",
+            "log_M_break",
+            "must lie inside the fit's prior (3.5, 7.5)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,7 +547,9 @@ class CatalogueSection:
 #: Networks a run can train: the paper's two, and the same with the effective radius as
 #: an input (validated per cluster; marginalised over the radius prescription for the
 #: correction and the fit, see :mod:`jaxcomp.selection.radius`).
-NETWORK_KINDS = ("physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc")
+#: The selection functions a run can train (``[networks] inputs``).
+NetworkKind = typing.Literal["physical", "photometric", "physical+r_eff_pc", "photometric+r_eff_pc"]
+NETWORK_KINDS = typing.get_args(NetworkKind)
 #: Networks the correction and the fit can use (they need p_obs(log M, log T, A_V)).
 DEMOGRAPHICS_SELECTIONS = ("physical", "physical+r_eff_pc")
 
@@ -401,14 +573,27 @@ class CorrectSection:
     selection: str = "physical"
 
     def check(self):
-        _require(self.selection in DEMOGRAPHICS_SELECTIONS, "correct", "selection",
-                 f"must be one of {list(DEMOGRAPHICS_SELECTIONS)}")
-        _require(len(self.grid) == 3 and min(self.grid) >= 5, "correct", "grid",
-                 "must be three node counts >= 5 (log_mass, log_age, av)")
+        _require(
+            self.selection in DEMOGRAPHICS_SELECTIONS,
+            "correct",
+            "selection",
+            f"must be one of {list(DEMOGRAPHICS_SELECTIONS)}",
+        )
+        _require(
+            len(self.grid) == 3 and min(self.grid) >= 5,
+            "correct",
+            "grid",
+            "must be three node counts >= 5 (log_mass, log_age, av)",
+        )
         for key in ("age_bins", "mass_bins"):
             edges = getattr(self, key)
-            _require(len(edges) == 0 or (len(edges) >= 2 and all(b > a for a, b in zip(edges, edges[1:]))),
-                     "correct", key, "must be empty (automatic) or increasing edges")
+            _require(
+                len(edges) == 0
+                or (len(edges) >= 2 and all(b > a for a, b in zip(edges, edges[1:]))),
+                "correct",
+                key,
+                "must be empty (automatic) or increasing edges",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,14 +613,32 @@ class FitSection:
     selection: str = "physical"
 
     def check(self):
-        _require(self.selection in DEMOGRAPHICS_SELECTIONS, "fit", "selection",
-                 f"must be one of {list(DEMOGRAPHICS_SELECTIONS)}")
-        _require(self.mass in ("schechter", "power_law"), "fit", "mass", "must be 'schechter' or 'power_law'")
-        _require(self.age in ("power_law", "broken_power_law"), "fit", "age",
-                 "must be 'power_law' or 'broken_power_law'")
+        _require(
+            self.selection in DEMOGRAPHICS_SELECTIONS,
+            "fit",
+            "selection",
+            f"must be one of {list(DEMOGRAPHICS_SELECTIONS)}",
+        )
+        _require(
+            self.mass in ("schechter", "power_law"),
+            "fit",
+            "mass",
+            "must be 'schechter' or 'power_law'",
+        )
+        _require(
+            self.age in ("power_law", "broken_power_law"),
+            "fit",
+            "age",
+            "must be 'power_law' or 'broken_power_law'",
+        )
         for key in ("chains", "warmup", "samples"):
             _require(getattr(self, key) >= 1, "fit", key, "must be >= 1")
-        _require(len(self.grid) == 3 and min(self.grid) >= 5, "fit", "grid", "must be three node counts >= 5")
+        _require(
+            len(self.grid) == 3 and min(self.grid) >= 5,
+            "fit",
+            "grid",
+            "must be three node counts >= 5",
+        )
 
 
 _SECTIONS: dict[str, type] = {
@@ -454,7 +657,8 @@ _SECTIONS: dict[str, type] = {
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A whole run (see the module docstring); build it with :func:`load_config` or :func:`parse_config`."""
+    """A whole run (see the module docstring); build it with :func:`load_config` or
+    :func:`parse_config`."""
 
     run: RunSection = RunSection()
     field: FieldSection = FieldSection()
@@ -469,8 +673,14 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The resolved configuration (defaults filled in) as plain JSON-able values."""
-        return {name: (getattr(self, name).plain() if hasattr(getattr(self, name), "plain")
-                       else _plain(dataclasses.asdict(getattr(self, name)))) for name in _SECTIONS}
+        return {
+            name: (
+                getattr(self, name).plain()
+                if hasattr(getattr(self, name), "plain")
+                else _plain(dataclasses.asdict(getattr(self, name)))
+            )
+            for name in _SECTIONS
+        }
 
     def section_hash(self, *names: str) -> str:
         """SHA-256 of the named sections' resolved values."""
@@ -515,7 +725,9 @@ def check_inputs(config: RunConfig) -> None:
     FITS files.  Raises :class:`ConfigError` naming the key.
     """
     source = config.catalogue.source
-    if source not in ("population", "legus:ngc628c") and (config.correct.enabled or config.fit.enabled):
+    if source not in ("population", "legus:ngc628c") and (
+        config.correct.enabled or config.fit.enabled
+    ):
         from ..demographics.catalogue import load_catalogue
 
         try:
@@ -527,12 +739,17 @@ def check_inputs(config: RunConfig) -> None:
         if not directory.is_dir():
             raise ConfigError(f"[field] directory = {config.field.directory!r} is not a directory")
         if not fits_files(directory):
-            raise ConfigError(f"[field] directory = {config.field.directory!r} holds no FITS files (*.fits, *.fits.gz)")
+            raise ConfigError(
+                f"[field] directory = {config.field.directory!r} holds no FITS files (*.fits, "
+                "*.fits.gz)"
+            )
 
 
 def fits_files(directory: Path) -> list[Path]:
     """The FITS files of a field directory, sorted by name."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and ".fit" in "".join(p.suffixes).lower())
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and ".fit" in "".join(p.suffixes).lower()
+    )
 
 
 def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:
@@ -541,8 +758,10 @@ def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:
         raise ConfigError("the configuration must be a table of sections")
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section(s) {', '.join(f'[{u}]' for u in unknown)}; "
-                          f"known: {', '.join(f'[{s}]' for s in _SECTIONS)}")
+        raise ConfigError(
+            f"unknown section(s) {', '.join(f'[{u}]' for u in unknown)}; "
+            f"known: {', '.join(f'[{s}]' for s in _SECTIONS)}"
+        )
     sections = {}
     for name, cls in _SECTIONS.items():
         values = data.get(name, {})
@@ -556,8 +775,10 @@ def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:
             directory = (base / directory).resolve()
             sections["field"] = dataclasses.replace(sections["field"], directory=str(directory))
         if not directory.is_dir():
-            raise ConfigError(f"[field] directory {given!r} does not exist or is not a directory"
-                              + (f" (looked for {str(directory)!r})" if str(directory) != given else ""))
+            raise ConfigError(
+                f"[field] directory {given!r} does not exist or is not a directory"
+                + (f" (looked for {str(directory)!r})" if str(directory) != given else "")
+            )
     config = RunConfig(**sections)
     _check_consistency(config)
     return config
@@ -597,8 +818,11 @@ def _coerce(section: str, key: str, value, hint):
     if origin is typing.Literal:
         options = typing.get_args(hint)
         if value not in options:
-            listed = " or ".join(repr(o) for o in options) if len(options) <= 2 else \
-                "one of " + ", ".join(repr(o) for o in options)
+            listed = (
+                " or ".join(repr(o) for o in options)
+                if len(options) <= 2
+                else "one of " + ", ".join(repr(o) for o in options)
+            )
             raise ConfigError(f"{where} must be {listed}, got {value!r}")
         return value
     if origin is tuple:
@@ -609,43 +833,66 @@ def _coerce(section: str, key: str, value, hint):
             return tuple(_coerce(section, f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}")
-        return tuple(_coerce(section, f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _coerce(section, f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))
+        )
     raise TypeError(f"unsupported configuration type {hint} for {where}")  # pragma: no cover
 
 
 def _check_consistency(config: RunConfig) -> None:
     """Cross-section checks: every stage must be able to run with what the others produce."""
     networks, library = config.networks, config.library
-    if any(k.startswith("photometric") for k in networks.inputs) and set(library.bands) != set(BANDS):
-        raise ConfigError(f"[networks] inputs: a photometric network needs all five bands {list(BANDS)}, but "
-                          f"[library] bands = {list(library.bands)}")
-    needs_physical = (config.correct.enabled or config.fit.enabled)
+    if any(k.startswith("photometric") for k in networks.inputs) and set(library.bands) != set(
+        BANDS
+    ):
+        raise ConfigError(
+            f"[networks] inputs: a photometric network needs all five bands {list(BANDS)}, but "
+            f"[library] bands = {list(library.bands)}"
+        )
+    needs_physical = config.correct.enabled or config.fit.enabled
     for name, section in (("correct", config.correct), ("fit", config.fit)):
         if section.enabled and section.selection not in networks.inputs:
-            raise ConfigError(f"[networks] inputs: [{name}] selection = {section.selection!r} needs that network; "
-                              f"add {section.selection!r} to inputs or set enabled = false in [{name}]")
+            raise ConfigError(
+                f"[networks] inputs: [{name}] selection = {section.selection!r} needs that "
+                "network; "
+                f"add {section.selection!r} to inputs or set enabled = false in [{name}]"
+            )
     if config.catalogue.source == "population" and not config.population.enabled and needs_physical:
         raise ConfigError("[catalogue] source = 'population' but [population] enabled = false")
     campaign = config.campaign
     if any(abs(r - round(r)) > 1e-9 for r in campaign.r_eff_pc):
-        raise ConfigError("[campaign] r_eff_pc: the library stores integer radii [pc]; use whole numbers")
+        raise ConfigError(
+            "[campaign] r_eff_pc: the library stores integer radii [pc]; use whole numbers"
+        )
     if library.radius_model == "flat":
-        need = campaign.train_frames_per_reff * campaign.clusters_per_frame + campaign.test_clusters_per_reff
+        need = (
+            campaign.train_frames_per_reff * campaign.clusters_per_frame
+            + campaign.test_clusters_per_reff
+        )
         expected = library.n_clusters / len(campaign.r_eff_pc)
-        if expected - 4.0 * expected ** 0.5 < need:
-            minimum = int(len(campaign.r_eff_pc) * (need + 4.0 * need ** 0.5 + 8.0)) + 1
-            raise ConfigError(f"[library] n_clusters = {library.n_clusters} is too small for the campaigns: each of "
-                              f"the {len(campaign.r_eff_pc)} radii needs {need} distinct clusters (training frames "
-                              f"x clusters per frame + test clusters); use n_clusters >= {minimum}")
+        if expected - 4.0 * expected**0.5 < need:
+            minimum = int(len(campaign.r_eff_pc) * (need + 4.0 * need**0.5 + 8.0)) + 1
+            raise ConfigError(
+                f"[library] n_clusters = {library.n_clusters} is too small for the campaigns: each "
+                "of "
+                f"the {len(campaign.r_eff_pc)} radii needs {need} distinct clusters (training "
+                "frames "
+                f"x clusters per frame + test clusters); use n_clusters >= {minimum}"
+            )
     population = config.population
     if population.enabled:
-        for key, lib_key in (("log_mass_range", "log_mass_range"), ("log_age_range", "log_age_range"),
-                             ("av_range", "av_range")):
+        for key, lib_key in (
+            ("log_mass_range", "log_mass_range"),
+            ("log_age_range", "log_age_range"),
+            ("av_range", "av_range"),
+        ):
             low, high = getattr(population, key)
             lib_low, lib_high = getattr(library, lib_key)
             if low < lib_low or high > lib_high:
-                raise ConfigError(f"[population] {key} = [{low}, {high}] reaches outside [library] {lib_key} = "
-                                  f"[{lib_low}, {lib_high}], where the selection function was never trained")
+                raise ConfigError(
+                    f"[population] {key} = [{low}, {high}] reaches outside [library] {lib_key} = "
+                    f"[{lib_low}, {lib_high}], where the selection function was never trained"
+                )
     if config.field.kind == "mock":
         size = _parse_size(config.field.size)
         if size is not None and min(size) < 200:

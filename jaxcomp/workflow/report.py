@@ -27,7 +27,6 @@ instead).  All text from the run directory is HTML-escaped.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -38,7 +37,7 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
 
-__all__ = ["write_report", "render_report", "add_report_parser", "ECE_THRESHOLD", "REPORT_NAME"]
+__all__ = ["write_report", "render_report", "ECE_THRESHOLD", "REPORT_NAME"]
 
 #: An expected calibration error below this passes.
 ECE_THRESHOLD = 0.02
@@ -59,19 +58,23 @@ _MAX_LIST_ITEMS = 12
 _CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg-alt: #f6f8fa; --accent: #0b5cad; }
 * { box-sizing: border-box; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+       sans-serif;
        color: var(--fg); background: #fff; line-height: 1.5; margin: 0; padding: 0 1.5rem 3rem; }
 main { max-width: 1100px; margin: 0 auto; }
 h1 { font-size: 1.8rem; margin: 1.5rem 0 0.25rem; }
-h2 { font-size: 1.4rem; border-bottom: 1px solid var(--line); padding-bottom: 0.3rem; margin-top: 2.5rem; }
+h2 { font-size: 1.4rem; border-bottom: 1px solid var(--line); padding-bottom: 0.3rem;
+     margin-top: 2.5rem; }
 h3 { font-size: 1.1rem; margin: 1.5rem 0 0.5rem; }
 a { color: var(--accent); }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.88em; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+            font-size: 0.88em; }
 pre { background: var(--bg-alt); border: 1px solid var(--line); border-radius: 6px; padding: 0.8rem;
       overflow-x: auto; white-space: pre; }
 .subtitle { color: var(--muted); margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }
-th, td { border: 1px solid var(--line); padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+th, td { border: 1px solid var(--line); padding: 0.25rem 0.6rem; text-align: left;
+         vertical-align: top; }
 th { background: var(--bg-alt); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.kv th { width: 16rem; }
@@ -79,18 +82,23 @@ table.kv th { width: 16rem; }
 .caption { color: var(--muted); font-size: 0.92rem; margin: 0.2rem 0 0.4rem; }
 .rows-note { color: var(--muted); font-size: 0.85rem; margin-top: -0.6rem; }
 figure { margin: 1rem 0 1.5rem; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px;
+             background: #fff; }
 figcaption { color: var(--muted); font-size: 0.92rem; margin-top: 0.3rem; }
-.badge { display: inline-block; padding: 0 0.55rem; border-radius: 1rem; font-size: 0.85rem; font-weight: 600;
+.badge { display: inline-block; padding: 0 0.55rem; border-radius: 1rem; font-size: 0.85rem;
+         font-weight: 600;
          border: 1px solid transparent; }
 .status-done { background: #dafbe1; color: #116329; border-color: #aceebb; }
 .status-failed, .status-unreadable { background: #ffebe9; color: #a40e26; border-color: #ffcecb; }
-.status-not-run, .status-other { background: var(--bg-alt); color: var(--muted); border-color: var(--line); }
+.status-not-run, .status-other { background: var(--bg-alt); color: var(--muted);
+                                 border-color: var(--line); }
 .meta { color: var(--muted); font-size: 0.92rem; }
 .meta span { margin-right: 1.2rem; }
-.note { background: #fff8c5; border: 1px solid #eed888; border-left: 4px solid #d4a72c; border-radius: 4px;
+.note { background: #fff8c5; border: 1px solid #eed888; border-left: 4px solid #d4a72c;
+        border-radius: 4px;
         padding: 0.5rem 0.8rem; margin: 0.5rem 0; }
-.problem { background: #ffebe9; border: 1px solid #ffcecb; border-left: 4px solid #cf222e; border-radius: 4px;
+.problem { background: #ffebe9; border: 1px solid #ffcecb; border-left: 4px solid #cf222e;
+           border-radius: 4px;
            padding: 0.5rem 0.8rem; margin: 0.5rem 0; color: #82071e; font-weight: 600; }
 .mark { font-weight: 600; white-space: nowrap; }
 .mark.pass { color: #116329; }
@@ -100,7 +108,8 @@ nav ol { padding-left: 1.5rem; }
 nav li { margin: 0.15rem 0; }
 details { margin: 0.6rem 0; }
 summary { cursor: pointer; font-weight: 600; }
-footer { margin-top: 3rem; color: var(--muted); font-size: 0.85rem; border-top: 1px solid var(--line);
+footer { margin-top: 3rem; color: var(--muted); font-size: 0.85rem;
+         border-top: 1px solid var(--line);
          padding-top: 0.6rem; }
 """
 
@@ -160,8 +169,12 @@ def _fmt_value(value) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)):
-        items = [_fmt_value(v) if not isinstance(v, (Mapping, list, tuple)) else json.dumps(v, default=str)
-                 for v in value[:_MAX_LIST_ITEMS]]
+        items = [
+            _fmt_value(v)
+            if not isinstance(v, (Mapping, list, tuple))
+            else json.dumps(v, default=str)
+            for v in value[:_MAX_LIST_ITEMS]
+        ]
         more = f", … ({len(value)} items)" if len(value) > _MAX_LIST_ITEMS else ""
         return "[" + ", ".join(items) + more + "]"
     if isinstance(value, Mapping):
@@ -252,8 +265,11 @@ def _comparison_table(metrics: Mapping) -> tuple[str, set[str]]:
         used.add("ece")
     else:
         ece_g = {}
-    kinds = list(paper_g) + [k for k in ours_g if k not in paper_g] + [k for k in ece_g
-                                                                         if k not in paper_g and k not in ours_g]
+    kinds = (
+        list(paper_g)
+        + [k for k in ours_g if k not in paper_g]
+        + [k for k in ece_g if k not in paper_g and k not in ours_g]
+    )
     rows, n_pass, n_checked = [], 0, 0
     for kind in kinds:
         mine, theirs = ours_g.get(kind, {}), paper_g.get(kind, {})
@@ -262,33 +278,53 @@ def _comparison_table(metrics: Mapping) -> tuple[str, set[str]]:
         for name in list(theirs) + [k for k in mine if k not in theirs]:
             a, b = mine.get(name), theirs.get(name)
             ok = None
-            if _is_number(a) and _is_number(b) and math.isfinite(float(a)) and math.isfinite(float(b)):
+            if (
+                _is_number(a)
+                and _is_number(b)
+                and math.isfinite(float(a))
+                and math.isfinite(float(b))
+            ):
                 ok = float(a) <= float(b)
             elif _is_number(b) and _is_number(a):  # NaN / inf of ours: a failure
                 ok = False
             if ok is not None:
                 n_checked += 1
                 n_pass += ok
-            rows.append(f"<tr><td>{_esc(kind or '—')}</td><td>{_esc(name)}</td>"
-                        f'<td class="num">{_esc(_fmt_fixed(a))}</td><td class="num">{_esc(_fmt_fixed(b))}</td>'
-                        f"<td>{_mark(ok)}</td></tr>")
+            rows.append(
+                f"<tr><td>{_esc(kind or '—')}</td><td>{_esc(name)}</td>"
+                f'<td class="num">{_esc(_fmt_fixed(a))}</td><td '
+                f'class="num">{_esc(_fmt_fixed(b))}</td>'
+                f"<td>{_mark(ok)}</td></tr>"
+            )
         if kind in ece_g:
             value = ece_g[kind]
-            ok = float(value) < ECE_THRESHOLD if _is_number(value) and math.isfinite(float(value)) else (
-                False if _is_number(value) else None)
+            ok = (
+                float(value) < ECE_THRESHOLD
+                if _is_number(value) and math.isfinite(float(value))
+                else (False if _is_number(value) else None)
+            )
             if ok is not None:
                 n_checked += 1
                 n_pass += ok
-            rows.append(f"<tr><td>{_esc(kind or '—')}</td><td>ECE</td>"
-                        f'<td class="num">{_esc(_fmt_fixed(value))}</td>'
-                        f'<td class="num">&lt; {_esc(_fmt_fixed(ECE_THRESHOLD))}</td><td>{_mark(ok)}</td></tr>')
+            rows.append(
+                f"<tr><td>{_esc(kind or '—')}</td><td>ECE</td>"
+                f'<td class="num">{_esc(_fmt_fixed(value))}</td>'
+                '<td class="num">&lt; '
+                f"{_esc(_fmt_fixed(ECE_THRESHOLD))}</td><td>{_mark(ok)}</td></tr>"
+            )
     if not rows:
         return "", set()
-    head = ("<tr><th>Inputs</th><th>Quantity</th><th>Ours</th><th>Paper</th><th>Check</th></tr>")
-    caption = (f"Comparison with the paper: {n_pass} of {n_checked} checks pass (a percentile passes where ours "
-               f"&le; the paper's; the expected calibration error passes below {_esc(_fmt_fixed(ECE_THRESHOLD))}).")
-    html_text = (f'<h3>Comparison with the paper</h3>\n<p class="caption">{caption}</p>\n'
-                 f'<div class="table-wrap"><table class="comparison">{head}{"".join(rows)}</table></div>')
+    head = "<tr><th>Inputs</th><th>Quantity</th><th>Ours</th><th>Paper</th><th>Check</th></tr>"
+    caption = (
+        f"Comparison with the paper: {n_pass} of {n_checked} checks pass (a percentile passes "
+        "where ours "
+        "&le; the paper's; the expected calibration error passes below "
+        f"{_esc(_fmt_fixed(ECE_THRESHOLD))})."
+    )
+    html_text = (
+        f'<h3>Comparison with the paper</h3>\n<p class="caption">{caption}</p>\n'
+        f'<div class="table-wrap"><table class="comparison">{head}{"".join(rows)}</table></div>'
+    )
     return html_text, used
 
 
@@ -297,8 +333,11 @@ _RECOVERY_FIELDS = ("truth", "median", "low95", "high95")
 
 def _recovery_table(metrics: Mapping) -> tuple[str, set[str]]:
     recovery = metrics.get("recovery")
-    if not (isinstance(recovery, Mapping) and recovery
-            and all(isinstance(v, Mapping) for v in recovery.values())):
+    if not (
+        isinstance(recovery, Mapping)
+        and recovery
+        and all(isinstance(v, Mapping) for v in recovery.values())
+    ):
         return "", set()
     rows, n_inside, n_checked = [], 0, 0
     for param, entry in recovery.items():
@@ -308,13 +347,23 @@ def _recovery_table(metrics: Mapping) -> tuple[str, set[str]]:
             ok = float(low) <= float(truth) <= float(high)
             n_checked += 1
             n_inside += ok
-        cells = "".join(f'<td class="num">{_esc(_fmt_value(entry.get(f)))}</td>' for f in _RECOVERY_FIELDS)
-        rows.append(f"<tr><td>{_esc(param)}</td>{cells}<td>{_mark(ok, 'inside', 'outside')}</td></tr>")
-    head = ("<tr><th>Parameter</th><th>Truth</th><th>Median</th><th>95% low</th><th>95% high</th>"
-            "<th>Truth inside the 95% interval</th></tr>")
-    caption = f"Parameter recovery: {n_inside} of {n_checked} true values lie inside their 95% intervals."
-    html_text = (f'<h3>Parameter recovery</h3>\n<p class="caption">{_esc(caption)}</p>\n'
-                 f'<div class="table-wrap"><table class="recovery">{head}{"".join(rows)}</table></div>')
+        cells = "".join(
+            f'<td class="num">{_esc(_fmt_value(entry.get(f)))}</td>' for f in _RECOVERY_FIELDS
+        )
+        rows.append(
+            f"<tr><td>{_esc(param)}</td>{cells}<td>{_mark(ok, 'inside', 'outside')}</td></tr>"
+        )
+    head = (
+        "<tr><th>Parameter</th><th>Truth</th><th>Median</th><th>95% low</th><th>95% high</th>"
+        "<th>Truth inside the 95% interval</th></tr>"
+    )
+    caption = (
+        f"Parameter recovery: {n_inside} of {n_checked} true values lie inside their 95% intervals."
+    )
+    html_text = (
+        f'<h3>Parameter recovery</h3>\n<p class="caption">{_esc(caption)}</p>\n'
+        f'<div class="table-wrap"><table class="recovery">{head}{"".join(rows)}</table></div>'
+    )
     return html_text, {"recovery"}
 
 
@@ -348,7 +397,8 @@ class _Problems:
 
 
 def _inside(run_dir: Path, stage_dir: Path, relative) -> Path | None:
-    """The file ``relative`` names inside the stage directory; None if it leaves the run directory."""
+    """The file ``relative`` names inside the stage directory; None if it leaves the run
+    directory."""
     if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
         return None
     full = Path(os.path.normpath(os.path.join(os.path.abspath(stage_dir), relative)))
@@ -377,8 +427,10 @@ def _figure_html(entry, run_dir: Path, stage_dir: Path, problems: _Problems) -> 
         return problems.bad_file(path, f"unsupported figure format {path.suffix or '(none)'}")
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     caption_html = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img src="data:{mime};base64,{data}" alt="{_esc(caption or path.name)}">'
-            f"{caption_html}</figure>")
+    return (
+        f'<figure><img src="data:{mime};base64,{data}" alt="{_esc(caption or path.name)}">'
+        f"{caption_html}</figure>"
+    )
 
 
 def _table_cell(value) -> str:
@@ -393,7 +445,9 @@ def _table_cell(value) -> str:
             value = value.item()
         else:
             flat = value.ravel()
-            text = ", ".join(_fmt_value(v.item()) for v in flat[:6]) + (", …" if flat.size > 6 else "")
+            text = ", ".join(_fmt_value(v.item()) for v in flat[:6]) + (
+                ", …" if flat.size > 6 else ""
+            )
             return f"<td>[{_esc(text)}]</td>"
     if isinstance(value, np.generic):
         value = value.item()
@@ -433,14 +487,20 @@ def _table_html(entry, run_dir: Path, stage_dir: Path, problems: _Problems) -> s
     else:
         rows_note = f"All {n_rows} rows ({len(table.colnames)} columns)."
     caption_html = f'<p class="caption">{_esc(caption)}</p>' if caption else ""
-    return (f"{caption_html}<div class=\"table-wrap\"><table class=\"data\"><tr>{''.join(header)}</tr>"
-            f"{''.join(body)}</table></div>\n<p class=\"rows-note\">{_esc(rows_note)} "
-            f"File: <code>{_esc(problems.rel(path))}</code></p>")
+    return (
+        f'{caption_html}<div class="table-wrap"><table class="data"><tr>{"".join(header)}</tr>'
+        f'{"".join(body)}</table></div>\n<p class="rows-note">{_esc(rows_note)} '
+        f"File: <code>{_esc(problems.rel(path))}</code></p>"
+    )
 
 
 def _status_badge(status: str) -> str:
-    cls = {"done": "status-done", "failed": "status-failed", "not run": "status-not-run",
-           "unreadable": "status-unreadable"}.get(status, "status-other")
+    cls = {
+        "done": "status-done",
+        "failed": "status-failed",
+        "not run": "status-not-run",
+        "unreadable": "status-unreadable",
+    }.get(status, "status-other")
     return f'<span class="badge {cls}">{_esc(status)}</span>'
 
 
@@ -464,18 +524,25 @@ def _read_stage(run_dir: Path, name: str, problems: _Problems) -> tuple[dict | N
     return stage, ""
 
 
-def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_dir: Path,
-                   problems: _Problems) -> str:
+def _stage_section(
+    index: int, name: str, stage: dict | None, warning: str, run_dir: Path, problems: _Problems
+) -> str:
     anchor = _anchor(index, name)
     if stage is None:
-        return (f'<section class="stage" id="{_esc(anchor)}">\n<h2>{index}. {_esc(name)}</h2>\n'
-                f'<p class="meta"><span>{_status_badge("not run")}</span><span>stage <code>{_esc(name)}</code>'
-                f"</span></p>\n{warning}<p>This stage has not run yet.</p>\n</section>")
+        return (
+            f'<section class="stage" id="{_esc(anchor)}">\n<h2>{index}. {_esc(name)}</h2>\n'
+            f'<p class="meta"><span>{_status_badge("not run")}</span><span>stage '
+            f"<code>{_esc(name)}</code>"
+            f"</span></p>\n{warning}<p>This stage has not run yet.</p>\n</section>"
+        )
     stage_dir = run_dir / name
     title = stage.get("title") or name
     status = str(stage.get("status") or "unknown")
     parts = [f'<section class="stage" id="{_esc(anchor)}">', f"<h2>{index}. {_esc(title)}</h2>"]
-    meta = [f"<span>{_status_badge(status)}</span>", f"<span>stage <code>{_esc(name)}</code></span>"]
+    meta = [
+        f"<span>{_status_badge(status)}</span>",
+        f"<span>stage <code>{_esc(name)}</code></span>",
+    ]
     if "seconds" in stage:
         meta.append(f"<span>time {_esc(_fmt_seconds(stage.get('seconds')))}</span>")
     if "started" in stage:
@@ -488,8 +555,10 @@ def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_
     parts.append(f'<p class="meta">{"".join(meta)}</p>')
     parts.append(warning)
     if stage.get("stage") not in (None, name):
-        parts.append(f'<div class="note">⚠ stage.json names stage {_esc(stage["stage"])}, '
-                     f"not {_esc(name)}.</div>")
+        parts.append(
+            f'<div class="note">⚠ stage.json names stage {_esc(stage["stage"])}, '
+            f"not {_esc(name)}.</div>"
+        )
     parts.append(_description_html(stage.get("description")))
     if stage.get("error"):
         parts.append(f"<h3>Error</h3><pre>{_esc(stage['error'])}</pre>")
@@ -505,9 +574,13 @@ def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_
         parts.extend(p for p in (comparison, recovery) if p)
         rest = {k: v for k, v in metrics.items() if k not in used_c | used_r}
         if rest:
-            rows = "".join(f"<tr><td>{_esc(key)}</td>{_cell(value)}</tr>" for key, value in _flatten(rest))
-            parts.append(f'<h3>Metrics</h3>\n<div class="table-wrap"><table class="metrics">'
-                         f"<tr><th>Metric</th><th>Value</th></tr>{rows}</table></div>")
+            rows = "".join(
+                f"<tr><td>{_esc(key)}</td>{_cell(value)}</tr>" for key, value in _flatten(rest)
+            )
+            parts.append(
+                f'<h3>Metrics</h3>\n<div class="table-wrap"><table class="metrics">'
+                f"<tr><th>Metric</th><th>Value</th></tr>{rows}</table></div>"
+            )
 
     figures = stage.get("figures") or []
     if figures:
@@ -519,14 +592,17 @@ def _stage_section(index: int, name: str, stage: dict | None, warning: str, run_
         parts.extend(_table_html(entry, run_dir, stage_dir, problems) for entry in tables)
     config = stage.get("config")
     if config:
-        parts.append(f"<details><summary>Stage configuration</summary><pre>"
-                     f"{_esc(json.dumps(config, indent=2, default=str))}</pre></details>")
+        parts.append(
+            f"<details><summary>Stage configuration</summary><pre>"
+            f"{_esc(json.dumps(config, indent=2, default=str))}</pre></details>"
+        )
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
 
 def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]]:
-    """The report's HTML, the missing files and the unusable files (paths relative to ``run_dir``)."""
+    """The report's HTML, the missing files and the unusable files (paths relative to
+    ``run_dir``)."""
     run_dir = Path(run_dir)
     run_json = run_dir / "run.json"
     if not run_json.is_file():
@@ -542,30 +618,45 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
     name = run.get("name") or run_dir.name
 
     loaded = [(s, *_read_stage(run_dir, s, problems)) for s in stages]
-    total = sum(float(st["seconds"]) for _, st, _ in loaded
-                if st is not None and _is_number(st.get("seconds")) and math.isfinite(float(st["seconds"])))
+    total = sum(
+        float(st["seconds"])
+        for _, st, _ in loaded
+        if st is not None and _is_number(st.get("seconds")) and math.isfinite(float(st["seconds"]))
+    )
     counts: dict[str, int] = {}
     for _, st, _ in loaded:
         status = "not run" if st is None else str(st.get("status") or "unknown")
         counts[status] = counts.get(status, 0) + 1
 
-    summary = [("Run", name), ("jaxcomp", run.get("jaxcomp_version", "—")),
-               ("Configuration hash", run.get("config_hash", "—")), ("Seed", run.get("seed", "—")),
-               ("Created", run.get("created", "—")), ("Updated", run.get("updated", "—")),
-               ("Total stage time", _fmt_seconds(total)),
-               ("Stages", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"),
-               ("Platform", run.get("platform", "—"))]
+    summary = [
+        ("Run", name),
+        ("jaxcomp", run.get("jaxcomp_version", "—")),
+        ("Configuration hash", run.get("config_hash", "—")),
+        ("Seed", run.get("seed", "—")),
+        ("Created", run.get("created", "—")),
+        ("Updated", run.get("updated", "—")),
+        ("Total stage time", _fmt_seconds(total)),
+        ("Stages", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"),
+        ("Platform", run.get("platform", "—")),
+    ]
     summary_rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary)
     versions = run.get("versions") or {}
     versions_html = ""
     if isinstance(versions, Mapping) and versions:
-        rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in versions.items())
-        versions_html = (f"<details><summary>Package versions ({len(versions)})</summary><table>"
-                         f"<tr><th>Package</th><th>Version</th></tr>{rows}</table></details>")
+        rows = "".join(
+            f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in versions.items()
+        )
+        versions_html = (
+            f"<details><summary>Package versions ({len(versions)})</summary><table>"
+            f"<tr><th>Package</th><th>Version</th></tr>{rows}</table></details>"
+        )
     config_path = run_dir / "config.toml"
     if config_path.is_file():
-        config_html = (f"<details><summary>Configuration (config.toml)</summary>"
-                       f"<pre>{_esc(config_path.read_text(encoding='utf-8', errors='replace'))}</pre></details>")
+        config_html = (
+            f"<details><summary>Configuration (config.toml)</summary>"
+            f"<pre>{_esc(config_path.read_text(encoding='utf-8', errors='replace'))}</pre>"
+            "</details>"
+        )
     else:
         config_html = problems.missing_file(config_path)
 
@@ -574,17 +665,25 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
         sections.append(_stage_section(index, stage_name, stage, warning, run_dir, problems))
         status = "not run" if stage is None else str(stage.get("status") or "unknown")
         title = stage_name if stage is None else (stage.get("title") or stage_name)
-        time_text = "" if stage is None or "seconds" not in stage else f", {_fmt_seconds(stage.get('seconds'))}"
-        toc.append(f'<li><a href="#{_esc(_anchor(index, stage_name))}">{_esc(title)}</a> '
-                   f'<span class="meta">({_esc(status)}{_esc(time_text)})</span></li>')
+        time_text = (
+            ""
+            if stage is None or "seconds" not in stage
+            else f", {_fmt_seconds(stage.get('seconds'))}"
+        )
+        toc.append(
+            f'<li><a href="#{_esc(_anchor(index, stage_name))}">{_esc(title)}</a> '
+            f'<span class="meta">({_esc(status)}{_esc(time_text)})</span></li>'
+        )
 
     problem_html = ""
     if problems.missing or problems.unreadable:
         listed = "".join(f"<li>missing file: {_esc(p)}</li>" for p in problems.missing)
         listed += "".join(f"<li>{_esc(p)}</li>" for p in problems.unreadable)
-        problem_html = (f'<div class="problem">⚠ This report is incomplete: '
-                        f"{len(problems.missing) + len(problems.unreadable)} file(s) could not be shown."
-                        f"<ul>{listed}</ul></div>")
+        problem_html = (
+            f'<div class="problem">⚠ This report is incomplete: '
+            f"{len(problems.missing) + len(problems.unreadable)} file(s) could not be shown."
+            f"<ul>{listed}</ul></div>"
+        )
     from .._version import __version__
 
     page = f"""<!DOCTYPE html>
@@ -622,8 +721,9 @@ def render_report(run_dir: str | os.PathLike) -> tuple[str, list[str], list[str]
     return page, problems.missing, problems.unreadable
 
 
-def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, *,
-                 strict: bool = False) -> Path:
+def write_report(
+    run_dir: str | os.PathLike, path: str | os.PathLike | None = None, *, strict: bool = False
+) -> Path:
     """Write the run's self-contained HTML report; returns its path.
 
     ``path`` defaults to ``RUN_DIR/report.html``; the file is written atomically.  Missing
@@ -637,27 +737,12 @@ def write_report(run_dir: str | os.PathLike, path: str | os.PathLike | None = No
     page, missing, unreadable = render_report(run_dir)
     if strict and missing:
         extra = f"; also unusable: {', '.join(unreadable)}" if unreadable else ""
-        raise FileNotFoundError(f"report of {run_dir}: missing file(s): {', '.join(missing)}{extra}")
+        raise FileNotFoundError(
+            f"report of {run_dir}: missing file(s): {', '.join(missing)}{extra}"
+        )
     if strict and unreadable:
-        raise ValueError(f"report of {run_dir}: file(s) that cannot be shown: {', '.join(unreadable)}")
+        raise ValueError(
+            f"report of {run_dir}: file(s) that cannot be shown: {', '.join(unreadable)}"
+        )
     out = Path(path) if path is not None else run_dir / REPORT_NAME
     return atomic_write_text(out, page)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    out = write_report(args.run_dir, args.out, strict=args.strict)
-    print(f"wrote {out}")
-    return 0
-
-
-def add_report_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``report`` (the HTML report of a workflow run) to a ``jaxcomp`` subparsers object."""
-    p = subparsers.add_parser("report", help="write the self-contained HTML report of a workflow run",
-                              description="Write one self-contained HTML file (figures embedded, no external "
-                                          "resources) describing a jaxcomp run directory.")
-    p.add_argument("run_dir", help="run directory (with run.json)")
-    p.add_argument("--out", help=f"output file (default: RUN_DIR/{REPORT_NAME})")
-    p.add_argument("--strict", action="store_true",
-                   help="fail (exit status 2) if a figure, table or config file is missing")
-    p.set_defaults(func=_cmd_report)
-    return p

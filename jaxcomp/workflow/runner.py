@@ -34,21 +34,19 @@ import platform
 import shutil
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 
 from .._io import atomic_write_text
 from .._version import __version__
 from ..errors import JaxcompError
+from ..provenance import json_default, package_versions
 from .config import RunConfig, check_inputs, load_config
-from .stages import STAGES, Stage, StageContext, json_default, n_workers, stage_depends, stage_seed
+from .stages import STAGES, Stage, StageContext, n_workers, stage_depends, stage_seed
 
 __all__ = ["RunError", "input_digests", "plan_stages", "run_workflow", "stage_status"]
 
 RUN_FILE = "run.json"
 STAGE_FILE = "stage.json"
-_VERSIONED = ("jax", "jaxlib", "flax", "optax", "equinox", "numpyro", "numpy", "scipy", "astropy", "photutils",
-              "arviz")
 
 
 class RunError(JaxcompError, RuntimeError):
@@ -57,16 +55,6 @@ class RunError(JaxcompError, RuntimeError):
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "jaxcomp": __version__}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def _enabled_stages(config: RunConfig) -> list[Stage]:
@@ -106,8 +94,10 @@ def input_digests(config: RunConfig) -> dict[str, dict]:
     if source not in ("population", "legus:ngc628c") and Path(source).is_file():
         digests["catalogue"] = {"sha256": file_sha256(source)}
     if config.field.kind == "fits" and Path(config.field.directory).is_dir():
-        digests["field"] = {p.name: [p.stat().st_size, p.stat().st_mtime_ns, file_sha256(p, limit=FITS_HEAD_BYTES)]
-                            for p in fits_files(Path(config.field.directory))}
+        digests["field"] = {
+            p.name: [p.stat().st_size, p.stat().st_mtime_ns, file_sha256(p, limit=FITS_HEAD_BYTES)]
+            for p in fits_files(Path(config.field.directory))
+        }
     return digests
 
 
@@ -116,11 +106,17 @@ def _fingerprints(config: RunConfig) -> dict[str, str]:
     inputs = input_digests(config)
     result: dict[str, str] = {}
     for stage in _enabled_stages(config):
-        payload = {"stage": stage.name, "jaxcomp": __version__, "seed": stage_seed(config.run.seed, stage.name),
-                   "sections": {name: values[name] for name in stage.sections},
-                   "inputs": {name: inputs[name] for name in stage.sections if name in inputs},
-                   "upstream": {d: result.get(d) for d in stage_depends(stage, config)}}
-        result[stage.name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        payload = {
+            "stage": stage.name,
+            "jaxcomp": __version__,
+            "seed": stage_seed(config.run.seed, stage.name),
+            "sections": {name: values[name] for name in stage.sections},
+            "inputs": {name: inputs[name] for name in stage.sections if name in inputs},
+            "upstream": {d: result.get(d) for d in stage_depends(stage, config)},
+        }
+        result[stage.name] = hashlib.sha256(
+            json.dumps(payload, sort_keys=True).encode()
+        ).hexdigest()
     return result
 
 
@@ -151,8 +147,10 @@ def _outputs_intact(directory: Path, record: dict) -> bool:
 
 
 def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str]:
-    """``{stage: "up to date" | "to run" | "changed" | "outputs changed" | "failed"}`` for a run directory
-    and configuration.  ``"outputs changed"``: an output file (library, labels, network, catalogue) was
+    """``{stage: "up to date" | "to run" | "changed" | "outputs changed" | "failed"}`` for a run
+    directory
+    and configuration.  ``"outputs changed"``: an output file (library, labels, network, catalogue)
+    was
     modified or removed after the stage ran, so it and the stages downstream of it re-run."""
     run_dir = Path(run_dir)
     fingerprints = _fingerprints(config)
@@ -172,8 +170,9 @@ def stage_status(run_dir: str | os.PathLike, config: RunConfig) -> dict[str, str
     return status
 
 
-def plan_stages(run_dir, config: RunConfig, only=None, force=(), *, status: dict[str, str] | None = None
-                ) -> list[str]:
+def plan_stages(
+    run_dir, config: RunConfig, only=None, force=(), *, status: dict[str, str] | None = None
+) -> list[str]:
     """The stages that will run (in order): out of date, forced, or downstream of one that runs.
 
     ``status`` is :func:`stage_status` of ``run_dir`` if already known.
@@ -186,7 +185,9 @@ def plan_stages(run_dir, config: RunConfig, only=None, force=(), *, status: dict
         raise RunError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in STAGES]}")
     disabled = selected - {s.name for s in enabled}
     if disabled:
-        raise RunError(f"stage(s) {sorted(disabled)} are disabled by the configuration (enabled = false)")
+        raise RunError(
+            f"stage(s) {sorted(disabled)} are disabled by the configuration (enabled = false)"
+        )
     # an explicitly selected stage needs its upstream stages
     by_name = {s.name: s for s in enabled}
     pending = list(selected)
@@ -209,8 +210,10 @@ def _check_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_FILE).is_file():
-        raise RunError(f"{run_dir} is not empty and was not made by 'jaxcomp run' (no {RUN_FILE}); "
-                       "choose another directory")
+        raise RunError(
+            f"{run_dir} is not empty and was not made by 'jaxcomp run' (no {RUN_FILE}); "
+            "choose another directory"
+        )
 
 
 def _changed_sections(previous: dict, config: RunConfig) -> list[str]:
@@ -219,12 +222,23 @@ def _changed_sections(previous: dict, config: RunConfig) -> list[str]:
         return []
     recorded = dict(previous["config"])
     for section, keys in _EXECUTION_KEYS.items():
-        recorded[section] = {k: v for k, v in (recorded.get(section) or {}).items() if k not in keys}
+        recorded[section] = {
+            k: v for k, v in (recorded.get(section) or {}).items() if k not in keys
+        }
     return sorted(k for k, v in _computed_values(config).items() if recorded.get(k) != v)
 
 
-def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLike, *, only=None, force=(),
-                 replace: bool = False, progress: bool = True, report: bool = True, log=print) -> dict:
+def run_workflow(
+    config: RunConfig | str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    only=None,
+    force=(),
+    replace: bool = False,
+    progress: bool = True,
+    report: bool = True,
+    log=print,
+) -> dict:
     """Execute the out-of-date stages of a configuration into ``run_dir``.
 
     Parameters
@@ -262,22 +276,28 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
     values = config.to_dict()
     changed = _changed_sections(previous, config)
     if changed and not replace:
-        raise RunError(f"{run_dir} holds a run of a different configuration (section(s) "
-                       f"{', '.join(f'[{c}]' for c in changed)} differ from {run_dir / RUN_FILE}); pass --force "
-                       "to re-run the stages that read them there (their outputs are replaced), or choose a new --out")
+        raise RunError(
+            f"{run_dir} holds a run of a different configuration (section(s) "
+            f"{', '.join(f'[{c}]' for c in changed)} differ from {run_dir / RUN_FILE}); pass "
+            "--force "
+            "to re-run the stages that read them there (their outputs are replaced), or choose a "
+            "new --out"
+        )
     status_before = stage_status(run_dir, config)
     plan = plan_stages(run_dir, config, only=only, force=tuple(force), status=status_before)
     run_dir.mkdir(parents=True, exist_ok=True)
     if changed:
-        log(f"configuration differs from the one recorded in {run_dir / RUN_FILE} in section(s) "
-            f"{', '.join(f'[{c}]' for c in changed)}: re-running the stages that read them")
+        log(
+            f"configuration differs from the one recorded in {run_dir / RUN_FILE} in section(s) "
+            f"{', '.join(f'[{c}]' for c in changed)}: re-running the stages that read them"
+        )
     fingerprints = _fingerprints(config)
     record = {
         "name": config.run.name,
         "config_hash": config.hash(),
         "config": values,
         "jaxcomp_version": __version__,
-        "versions": _versions(),
+        "versions": package_versions(),
         "platform": f"{platform.platform()} ({platform.machine()}, {os.cpu_count()} cpus)",
         "created": previous.get("created", _now()),
         "updated": _now(),
@@ -293,47 +313,91 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
             log(f"[{name}] up to date, skipped")
     for name in plan:
         stage = next(s for s in STAGES if s.name == name)
-        reason = {"to run": "not run yet", "changed": "configuration, input files or upstream changed",
-                  "outputs changed": "an output file was modified or removed since it ran",
-                  "failed": "failed last time", "up to date": "forced or upstream re-ran"}[status_before[name]]
+        reason = {
+            "to run": "not run yet",
+            "changed": "configuration, input files or upstream changed",
+            "outputs changed": "an output file was modified or removed since it ran",
+            "failed": "failed last time",
+            "up to date": "forced or upstream re-ran",
+        }[status_before[name]]
         log(f"[{name}] running ({reason})")
         directory = run_dir / name
         if status_before[name] in ("changed", "outputs changed") and directory.is_dir():
             shutil.rmtree(directory)  # results of another configuration must not leak into this one
         directory.mkdir(parents=True, exist_ok=True)
         seed = stage_seed(config.run.seed, name)
-        context = StageContext(config=config, run_dir=run_dir, directory=directory, seed=seed, progress=progress,
-                               workers=workers)
+        context = StageContext(
+            config=config,
+            run_dir=run_dir,
+            directory=directory,
+            seed=seed,
+            progress=progress,
+            workers=workers,
+        )
         started, start = _now(), time.perf_counter()
-        base = {"stage": name, "title": stage.title, "fingerprint": fingerprints[name], "started": started,
-                "seed": seed, "config": {s: values[s] for s in stage.sections},
-                "depends": list(stage_depends(stage, config))}
+        base = {
+            "stage": name,
+            "title": stage.title,
+            "fingerprint": fingerprints[name],
+            "started": started,
+            "seed": seed,
+            "config": {s: values[s] for s in stage.sections},
+            "depends": list(stage_depends(stage, config)),
+        }
         try:
             result = stage.run(context)
         except BaseException as error:
             seconds = round(time.perf_counter() - start, 2)
-            failure = {**base, "status": "failed", "seconds": seconds, "description": "",
-                       "metrics": {}, "figures": [], "tables": [],
-                       "notes": [f"failed: {type(error).__name__}: {error}"],
-                       "traceback": traceback.format_exc(limit=8)}
-            atomic_write_text(directory / STAGE_FILE, json.dumps(failure, indent=1, default=str) + "\n")
-            record["stage_records"][name] = {"status": "failed", "seconds": seconds, "seed": seed,
-                                             "fingerprint": fingerprints[name]}
+            failure = {
+                **base,
+                "status": "failed",
+                "seconds": seconds,
+                "description": "",
+                "metrics": {},
+                "figures": [],
+                "tables": [],
+                "notes": [f"failed: {type(error).__name__}: {error}"],
+                "traceback": traceback.format_exc(limit=8),
+            }
+            atomic_write_text(
+                directory / STAGE_FILE, json.dumps(failure, indent=1, default=str) + "\n"
+            )
+            record["stage_records"][name] = {
+                "status": "failed",
+                "seconds": seconds,
+                "seed": seed,
+                "fingerprint": fingerprints[name],
+            }
             record["updated"] = _now()
             atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1) + "\n")
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
-            raise RunError(f"stage '{name}' failed: {type(error).__name__}: {error} (details in "
-                           f"{directory / STAGE_FILE}; rerun to resume)") from error
+            raise RunError(
+                f"stage '{name}' failed: {type(error).__name__}: {error} (details in "
+                f"{directory / STAGE_FILE}; rerun to resume)"
+            ) from error
         seconds = round(time.perf_counter() - start, 2)
-        stage_record = {**base, "status": "done", "seconds": seconds, "description": result.get("description", ""),
-                        "metrics": result.get("metrics", {}), "figures": result.get("figures", []),
-                        "tables": result.get("tables", []), "notes": result.get("notes", []),
-                        "outputs": result.get("outputs", {}),
-                        "output_sha256": _output_digests(directory, result.get("outputs", {}))}
-        atomic_write_text(directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=json_default) + "\n")
-        record["stage_records"][name] = {"status": "done", "seconds": seconds, "seed": seed,
-                                         "fingerprint": fingerprints[name]}
+        stage_record = {
+            **base,
+            "status": "done",
+            "seconds": seconds,
+            "description": result.get("description", ""),
+            "metrics": result.get("metrics", {}),
+            "figures": result.get("figures", []),
+            "tables": result.get("tables", []),
+            "notes": result.get("notes", []),
+            "outputs": result.get("outputs", {}),
+            "output_sha256": _output_digests(directory, result.get("outputs", {})),
+        }
+        atomic_write_text(
+            directory / STAGE_FILE, json.dumps(stage_record, indent=1, default=json_default) + "\n"
+        )
+        record["stage_records"][name] = {
+            "status": "done",
+            "seconds": seconds,
+            "seed": seed,
+            "fingerprint": fingerprints[name],
+        }
         record["updated"] = _now()
         atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1) + "\n")
         log(f"[{name}] done in {seconds:.1f} s")
@@ -343,4 +407,3 @@ def run_workflow(config: RunConfig | str | os.PathLike, run_dir: str | os.PathLi
         path = write_report(run_dir)
         log(f"report: {path}")
     return record
-

@@ -1,4 +1,5 @@
-"""The stages of a jaxcomp run, each a function of the configuration and the outputs of earlier stages.
+"""The stages of a jaxcomp run, each a function of the configuration and the outputs of earlier
+stages.
 
 A stage writes into its own directory ``RUN_DIR/<stage>/`` and returns what the
 report needs (title, description, metrics, figures, tables); the runner
@@ -13,7 +14,8 @@ stage          does                                                             
                stars used, ``psf.png``)
 ``library``    the cluster library (uniform in log M, log T, A_V; stochastic IMF)   -
 ``ast_train``  training-design AST campaign (no cluster injected twice)             library
-``ast_test``   test-design campaign (other clusters, re-injected: p_true)           library, ast_train
+``ast_test``   test-design campaign (other clusters, re-injected: p_true)           library,
+ast_train
 ``train``      physical and/or photometric selection functions                     ast_train
 ``validate``   the paper's section 4.1-4.3 validation on the test campaign         train, ast_test
 ``population`` a known population injected through the same pipeline (catalogue)   -
@@ -37,15 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import BANDS, RunConfig
+from ..provenance import json_default
+from .config import BANDS, NetworkKind, RunConfig
 
 __all__ = ["STAGES", "Stage", "StageContext", "stage_seed"]
-
-#: The paper's |p_hat - p_true| percentiles (Tang et al. 2026, section 4.1.2).
-PAPER_PERCENTILES = {
-    "physical": {"p50": 0.007, "p90": 0.200, "p95": 0.356},
-    "photometric": {"p50": 0.006, "p90": 0.177, "p95": 0.321},
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +62,8 @@ class StageContext:
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One stage: its name, the configuration sections it reads, its upstream stages, its function."""
+    """One stage: its name, the configuration sections it reads, its upstream stages, its
+    function."""
 
     name: str
     title: str
@@ -83,17 +81,6 @@ def stage_seed(run_seed: int, stage: str) -> int:
 
 def _figure(path: Path, caption: str) -> dict:
     return {"path": path.name if path.parent.name else str(path), "caption": caption}
-
-
-def json_default(value):
-    """``json.dumps(default=...)`` for numpy scalars and arrays and paths (anything else: its str)."""
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 # ------------------------------------------------------------------ field
@@ -157,7 +144,8 @@ def _read_fits_field(section, run_dir=None, *, rebuild: bool = False):
 
 
 def run_field(ctx: StageContext) -> dict:
-    """The FITS field: read and checked once, its PSFs built from the stars where the files give none."""
+    """The FITS field: read and checked once, its PSFs built from the stars where the files give
+    none."""
     from astropy.io import fits
 
     from ..ast.epsf import plot_epsf, psf_encircled_energy
@@ -210,7 +198,8 @@ def run_field(ctx: StageContext) -> dict:
         )
     described = ", ".join(f"{b} {'from the stars' if b in built else 'given'}" for b in BANDS)
     return {
-        "description": f"Five FITS images from {section.directory} ({field.shape[1]} x {field.shape[0]} px); "
+        "description": f"Five FITS images from {section.directory} ({field.shape[1]} x "
+        f"{field.shape[0]} px); "
         f"PSFs: {described}.",
         "metrics": metrics,
         "figures": figures,
@@ -322,7 +311,8 @@ def _read_library(ctx: StageContext):
 
 # ------------------------------------------------------------------ campaigns
 def _campaign_settings(ctx: StageContext) -> dict:
-    """The ``CampaignConfig`` settings every campaign of the run shares (training, test, population)."""
+    """The ``CampaignConfig`` settings every campaign of the run shares (training, test,
+    population)."""
     section = ctx.config.campaign
     return {
         "seed": ctx.seed,
@@ -440,7 +430,7 @@ def run_ast_test(ctx: StageContext) -> dict:
 
 
 # ------------------------------------------------------------------ networks
-def _network_path(ctx: StageContext, kind: str) -> Path:
+def _network_path(ctx: StageContext, kind: NetworkKind) -> Path:
     return ctx.stage_dir("train") / f"selection_{kind.replace('+', '_')}.safetensors"
 
 
@@ -514,7 +504,7 @@ def _base_kind(kind: str) -> str:
     return kind.split("+")[0]
 
 
-def _load_network(ctx: StageContext, kind: str):
+def _load_network(ctx: StageContext, kind: NetworkKind):
     from ..selection import SelectionFunction
 
     return SelectionFunction.load(_network_path(ctx, kind))
@@ -546,12 +536,14 @@ def run_validate(ctx: StageContext) -> dict:
     figures = [
         _figure(
             V.plot_error_cdf(results, ctx.directory / "error_cdf.png"),
-            "Cumulative distribution of |p_hat - p_true| with the 50th/90th/95th percentiles, the paper's "
+            "Cumulative distribution of |p_hat - p_true| with the 50th/90th/95th percentiles, the "
+            "paper's "
             "values and the binomial floor of the repeats.",
         ),
         _figure(
             V.plot_binned_comparison(results, ctx.directory / "binned_comparison.png"),
-            f"Mean p_true (points) and mean predicted p (lines) in bins of log mass, log age (35 bins) and "
+            "Mean p_true (points) and mean predicted p (lines) in bins of log mass, log age (35 "
+            "bins) and "
             f"each magnitude (60 bins); bins with fewer than {min_count} test clusters omitted.",
         ),
     ]
@@ -602,7 +594,7 @@ def run_validate(ctx: StageContext) -> dict:
         "repeats_median": float(np.median(np.asarray(table["n_repeats"]))),
         "min_count": min_count,
         "percentiles": {k: r.percentiles for k, r in results.items()},
-        "paper": {k: PAPER_PERCENTILES[_base_kind(k)] for k in results},
+        "paper": {k: V.PAPER_PERCENTILES[_base_kind(k)] for k in results},
         "binomial_floor": {k: r.binomial_floor for k, r in results.items()},
         "ece": {k: r.calibration.ece for k, r in results.items()},
         "brier": {k: r.calibration.brier for k, r in results.items()},
@@ -622,7 +614,8 @@ def run_validate(ctx: StageContext) -> dict:
 
 # ------------------------------------------------------------------ population
 def population_model(config: RunConfig):
-    """The :class:`~jaxcomp.demographics.PopulationModel` of ``[population]`` (A_V uniform, 4 bins)."""
+    """The :class:`~jaxcomp.demographics.PopulationModel` of ``[population]`` (A_V uniform, 4
+    bins)."""
     from ..demographics import PopulationModel
 
     pop = config.population
@@ -707,11 +700,13 @@ def run_population(ctx: StageContext) -> dict:
     )
     return {
         "description": (
-            f"{n} clusters drawn from a known population ({pop.mass} CMF with alpha_M = {pop.alpha_M}"
+            f"{n} clusters drawn from a known population ({pop.mass} CMF with alpha_M = "
+            f"{pop.alpha_M}"
             + (f", log M_break = {pop.log_M_break}" if pop.mass == "schechter" else "")
             + f" on log M in {list(pop.log_mass_range)}; power-law CAF dN/dT ∝ T^{pop.alpha_T} on "
             f"log T in {list(pop.log_age_range)}; A_V uniform on {list(pop.av_range)}), given "
-            f"photometry by the library code, injected {per_frame} per frame into {config.n_frames} "
+            f"photometry by the library code, injected {per_frame} per frame into "
+            f"{config.n_frames} "
             "frames of the field and passed through the same pipeline; the catalogue is the "
             "recovered clusters with their true log M, log T and A_V (SED-fitting errors are not "
             "modelled)."
@@ -749,7 +744,7 @@ def load_catalogue(ctx: StageContext):
     return load_checked(source)[0]
 
 
-def demographics_selection(ctx: StageContext, kind: str):
+def demographics_selection(ctx: StageContext, kind: NetworkKind):
     """The p_obs(log M, log T, A_V) of ``kind``: the physical network, or the radius-aware one
     averaged over the campaign's radii with the library's radius prescription."""
     from ..selection import RadiusMarginalisedSelection, RadiusPrior
@@ -761,7 +756,7 @@ def demographics_selection(ctx: StageContext, kind: str):
     return RadiusMarginalisedSelection(network, ctx.config.campaign.r_eff_pc, prior)
 
 
-def selection_grid(ctx: StageContext, shape, kind: str = "physical") -> object:
+def selection_grid(ctx: StageContext, shape, kind: NetworkKind = "physical") -> object:
     """p_obs of ``kind`` (:func:`demographics_selection`) on a grid, cached in ``RUN_DIR/grids`` by
     network hash, radius prior and shape."""
     from ..demographics import SelectionGrid
@@ -795,7 +790,10 @@ def _bins(low, high, width):
 def _selection_words(kind: str) -> str:
     if kind == "physical":
         return "physical network"
-    return "radius-aware physical network averaged over the campaign's radii (library radius prescription)"
+    return (
+        "radius-aware physical network averaged over the campaign's radii "
+        "(library radius prescription)"
+    )
 
 
 # ------------------------------------------------------------------ correction
@@ -806,25 +804,13 @@ def run_correct(ctx: StageContext) -> dict:
     import matplotlib.pyplot as plt
 
     from .._io import atomic_savefig, read_table, write_table
-    from ..demographics import (
-        PiecewiseConstantAV,
-        corrected_age_function,
-        corrected_mass_function,
-        interpolate_marginal,
-        p_corr_log_age,
-        p_corr_log_mass,
-        plot_corrected_distribution,
-    )
+    from ..demographics import PiecewiseConstantAV, correct_catalogue, plot_corrected_distribution
 
     catalogue = load_catalogue(ctx)
     grid = selection_grid(ctx, ctx.config.correct.grid, ctx.config.correct.selection)
     model = population_model(ctx.config)
     truth = population_truth(ctx.config)
     av = PiecewiseConstantAV(np.asarray(model.av_edges), np.asarray(truth["av_weights"]))
-    p_age = p_corr_log_age(grid, model.mass_distribution(truth), av)
-    p_mass = p_corr_log_mass(grid, model.age_distribution(truth), av)
-    log_age = np.asarray(catalogue["log_age"], float)
-    log_mass = np.asarray(catalogue["log_mass"], float)
     pop = ctx.config.population
     age_bins = (
         np.asarray(ctx.config.correct.age_bins)
@@ -836,12 +822,16 @@ def run_correct(ctx: StageContext) -> dict:
         if ctx.config.correct.mass_bins
         else _bins(pop.log_mass_range[0], pop.log_mass_range[1], 0.25)
     )
-    caf = corrected_age_function(
-        log_age, lambda x: interpolate_marginal(grid.log_age, p_age, x), age_bins
+    result = correct_catalogue(
+        catalogue,
+        grid,
+        mass_distribution=model.mass_distribution(truth),
+        age_distribution=model.age_distribution(truth),
+        av_distribution=av,
+        age_bins=age_bins,
+        mass_bins=mass_bins,
     )
-    cmf = corrected_mass_function(
-        log_mass, lambda x: interpolate_marginal(grid.log_mass, p_mass, x), mass_bins
-    )
+    caf, cmf = result.caf, result.cmf
     metrics = {"clusters": len(catalogue)}
     injected_path = ctx.stage_dir("population") / "injected.parquet"
     comparison = {}
@@ -898,7 +888,8 @@ def run_correct(ctx: StageContext) -> dict:
     return {
         "description": (
             f"Completeness-corrected age and mass functions (eq. 17-18) with the "
-            f"{_selection_words(ctx.config.correct.selection)}, marginalised over the population's mass (for the CAF) or age (for the CMF) "
+            f"{_selection_words(ctx.config.correct.selection)}, marginalised over the population's "
+            "mass (for the CAF) or age (for the CMF) "
             "distribution and p(A_V)."
         ),
         "metrics": metrics,

@@ -196,8 +196,11 @@ def main() -> None:
             ckpt_dir, "model0", device=device
         )
     pickled_by = sorted(
-        {str(w.message.original_sklearn_version) for w in caught
-         if hasattr(w.message, "original_sklearn_version")}
+        {
+            str(w.message.original_sklearn_version)
+            for w in caught
+            if hasattr(w.message, "original_sklearn_version")
+        }
     )
 
     def run(model: torch.nn.Module, scaler: object, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,9 +218,13 @@ def main() -> None:
     av = rng.uniform(0.0, 3.0, N_POINTS)
     x_phys = np.column_stack([10.0**log_mass, 10.0**log_age, av])
     logit, prob = run(model_phys, scaler_phys, x_phys)
-    api_prob = ngc628_completeness_predict(phys=(x_phys[:, 0], x_phys[:, 1], av), model_dir=ckpt_dir)
+    api_prob = ngc628_completeness_predict(
+        phys=(x_phys[:, 0], x_phys[:, 1], av), model_dir=ckpt_dir
+    )
     np.testing.assert_array_equal(api_prob, prob)
-    out.update(phys_log_mass=log_mass, phys_log_age=log_age, phys_av=av, phys_logit=logit, phys_prob=prob)
+    out.update(
+        phys_log_mass=log_mass, phys_log_age=log_age, phys_av=av, phys_logit=logit, phys_prob=prob
+    )
 
     rng = np.random.default_rng(SEED_PHOT)
     lo = scaler_phot.mean_ - 3.0 * scaler_phot.scale_
@@ -234,7 +241,9 @@ def main() -> None:
         pkl = ckpt_dir / f"scaler_{kind}_model0.pkl"
         ckpt = torch.load(pt, map_location="cpu", weights_only=True)
         cfg = ckpt["model_config"]
-        out[f"{kind}_model_config"] = np.array([cfg["input_dim"], cfg["hidden_dim"], cfg["n_hidden"]])
+        out[f"{kind}_model_config"] = np.array(
+            [cfg["input_dim"], cfg["hidden_dim"], cfg["n_hidden"]]
+        )
         for name, tensor in ckpt["model_state_dict"].items():
             out[f"{kind}_{name}"] = tensor.numpy().copy()
         scaler = joblib.load(pkl)

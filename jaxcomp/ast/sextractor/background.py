@@ -23,10 +23,10 @@ __all__ = ["sextractor_background"]
 
 # --- SExtractor 2.x background, ported (back.c: backstat, backhisto, backguess,
 # filterback, makebackspline, backline; constants from define.h / back.h).
-_SEX_QUANTIF_NSIGMA = 5          # histogram spans mean +- 5 sigma
-_SEX_QUANTIF_NMAXLEVELS = 4096   # at most 4096 bins
-_SEX_QUANTIF_AMIN = 4            # min number of "mode pixels" per bin
-_SEX_BACK_MINGOODFRAC = 0.5      # a mesh needs half of its pixels valid
+_SEX_QUANTIF_NSIGMA = 5  # histogram spans mean +- 5 sigma
+_SEX_QUANTIF_NMAXLEVELS = 4096  # at most 4096 bins
+_SEX_QUANTIF_AMIN = 4  # min number of "mode pixels" per bin
+_SEX_BACK_MINGOODFRAC = 0.5  # a mesh needs half of its pixels valid
 _SEX_EPS = 1e-4
 
 
@@ -53,9 +53,14 @@ def _sex_mesh_stats(v, valid, area):
     nlev = np.minimum((step * n2 + 1).astype(np.int64), _SEX_QUANTIF_NMAXLEVELS)
     mean2 = mean2.astype(np.float32)
     sig2 = sig2.astype(np.float32)
-    qscale = np.where(sig2 > 0, (2 * _SEX_QUANTIF_NSIGMA * sig2.astype(np.float64) / nlev).astype(np.float32),
-                      np.float32(1.0))
-    qzero = (mean2.astype(np.float64) - _SEX_QUANTIF_NSIGMA * sig2.astype(np.float64)).astype(np.float32)
+    qscale = np.where(
+        sig2 > 0,
+        (2 * _SEX_QUANTIF_NSIGMA * sig2.astype(np.float64) / nlev).astype(np.float32),
+        np.float32(1.0),
+    )
+    qzero = (mean2.astype(np.float64) - _SEX_QUANTIF_NSIGMA * sig2.astype(np.float64)).astype(
+        np.float32
+    )
     return bad, mean2, sig2, nlev, qscale, qzero
 
 
@@ -71,7 +76,8 @@ def _sex_histograms(v, valid, nlev, qscale, qzero):
 
 
 def _row_first_ge(p, t, lo, hi):
-    """Per row, the first index i in [lo, hi] with p[row, i] >= t[row] (rows nondecreasing), else hi + 1."""
+    """Per row, the first index i in [lo, hi] with p[row, i] >= t[row] (rows nondecreasing), else hi
+    + 1."""
     rows = np.arange(p.shape[0])
     a, b = lo.copy(), hi + 1
     while True:
@@ -97,7 +103,7 @@ def _sex_backguess(h, nlev, mean, qscale, qzero):
     hf = h.astype(np.float64)
     idx = np.arange(width, dtype=np.float64)
     z = np.zeros((m, 1))
-    c0 = np.concatenate([z, np.cumsum(hf, 1)], 1)        # c0[:, i + 1] = counts in bins 0..i
+    c0 = np.concatenate([z, np.cumsum(hf, 1)], 1)  # c0[:, i + 1] = counts in bins 0..i
     c1 = np.concatenate([z, np.cumsum(hf * idx, 1)], 1)
     c2 = np.concatenate([z, np.cumsum(hf * idx * idx, 1)], 1)
     pair = c0[:, :-1] + c0[:, 1:]
@@ -122,22 +128,29 @@ def _sex_backguess(h, nlev, mean, qscale, qzero):
         hih = lc + k - 1
         lows = c0[act, lc + k] - c0[act, lc]
         highs = c0[act, hc + 1] - c0[act, lc + k]
-        den = 2.0 * np.maximum(h[act, np.clip(hih + 1, 0, width - 1)], h[act, np.clip(hih, 0, width - 1)])
+        den = 2.0 * np.maximum(
+            h[act, np.clip(hih + 1, 0, width - 1)], h[act, np.clip(hih, 0, width - 1)]
+        )
         frac = np.where(den > 0, (highs - lows) / np.where(den > 0, den, 1.0), 0.0)
         med_a = np.where(hih >= 0, hih + 0.5 + frac, 0.0)
         sig_a = np.where(var > 0, np.sqrt(np.maximum(var, 0)), 0.0)
         lo = med_a - 3.0 * sig_a
         lcut[act] = np.where(lo > 0, np.floor(lo + 0.5), 0).astype(np.int64)
         hi = med_a + 3.0 * sig_a
-        hcut[act] = np.where(hi < nlm1[act], np.where(hi > 0, np.floor(hi + 0.5), np.ceil(hi - 0.5)),
-                             nlm1[act]).astype(np.int64)
+        hcut[act] = np.where(
+            hi < nlm1[act], np.where(hi > 0, np.floor(hi + 0.5), np.ceil(hi - 0.5)), nlm1[act]
+        ).astype(np.int64)
         mea[act], med[act], sig[act] = mea_a, med_a, sig_a
     qs = qscale.astype(np.float64)
     qz = qzero.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mode = np.where(np.abs(sig) > 0,
-                        np.where(np.abs((mea - med) / sig) < 0.3, qz + (2.5 * med - 1.5 * mea) * qs, qz + med * qs),
-                        qz + mea * qs)
+        mode = np.where(
+            np.abs(sig) > 0,
+            np.where(
+                np.abs((mea - med) / sig) < 0.3, qz + (2.5 * med - 1.5 * mea) * qs, qz + med * qs
+            ),
+            qz + mea * qs,
+        )
     return mode.astype(np.float32), (sig * qs).astype(np.float32)
 
 
@@ -177,8 +190,12 @@ def _sex_interpolate(mesh: np.ndarray, shape: tuple[int, int], bw: int, bh: int)
         yl = np.where(top, nby - 2, yl)
         dy = np.where(top, dy + 1.0, dy)
         cdy = 1.0 - dy
-        node = (cdy[:, None] * mv[yl] + dy[:, None] * mv[yl + 1] + (cdy ** 3 - cdy)[:, None] * dmap[yl]
-                + (dy ** 3 - dy)[:, None] * dmap[yl + 1])
+        node = (
+            cdy[:, None] * mv[yl]
+            + dy[:, None] * mv[yl + 1]
+            + (cdy**3 - cdy)[:, None] * dmap[yl]
+            + (dy**3 - dy)[:, None] * dmap[yl + 1]
+        )
         dnode = _sex_spline_d(node, 1)
     else:
         node = np.repeat(mv, h, axis=0)
@@ -193,8 +210,9 @@ def _sex_interpolate(mesh: np.ndarray, shape: tuple[int, int], bw: int, bh: int)
         rows = max(1, 2_000_000 // max(w, 1))
         for r0 in range(0, h, rows):
             sl = slice(r0, min(h, r0 + rows))
-            out[sl] = (cdx * (node[sl][:, lo] + a * dnode[sl][:, lo])
-                       + dx * (node[sl][:, lo + 1] + b * dnode[sl][:, lo + 1]))
+            out[sl] = cdx * (node[sl][:, lo] + a * dnode[sl][:, lo]) + dx * (
+                node[sl][:, lo + 1] + b * dnode[sl][:, lo + 1]
+            )
     else:
         out[:] = node[:, :1]
     return out
@@ -238,8 +256,14 @@ def _sex_fill_and_filter(back, sigma, bad, filter_size):
     return back, sigma
 
 
-def sextractor_background(wl: np.ndarray, footprint: np.ndarray | None, back_size: int = 30,
-                          filter_size: int = 1, *, chunk: int = 4096) -> dict:
+def sextractor_background(
+    wl: np.ndarray,
+    footprint: np.ndarray | None,
+    back_size: int = 30,
+    filter_size: int = 1,
+    *,
+    chunk: int = 4096,
+) -> dict:
     """SExtractor 2.x's background of an image, ported (BACK_TYPE AUTO, no weight map).
 
     Meshes of ``back_size`` px (the last row/column partial, as SExtractor lays them
@@ -302,15 +326,23 @@ def sextractor_background(wl: np.ndarray, footprint: np.ndarray | None, back_siz
         hist = np.zeros((c1 - c0, width), np.int32)
         for j in range(c0 // nbx, (c1 - 1) // nbx + 1):
             r0, r1 = max(c0, j * nbx), min(c1, (j + 1) * nbx)
-            part = hists[j][r0 - j * nbx:r1 - j * nbx]
-            hist[r0 - c0:r1 - c0, :min(width, part.shape[1])] = part[:, :width]
-        back[c0:c1], sigma[c0:c1] = _sex_backguess(hist, nlev[c0:c1], mean[c0:c1], qs[c0:c1], qz[c0:c1])
+            part = hists[j][r0 - j * nbx : r1 - j * nbx]
+            hist[r0 - c0 : r1 - c0, : min(width, part.shape[1])] = part[:, :width]
+        back[c0:c1], sigma[c0:c1] = _sex_backguess(
+            hist, nlev[c0:c1], mean[c0:c1], qs[c0:c1], qz[c0:c1]
+        )
     del hists
-    back, sigma = _sex_fill_and_filter(back.reshape(nby, nbx), sigma.reshape(nby, nbx),
-                                       bad.reshape(nby, nbx), filter_size)
+    back, sigma = _sex_fill_and_filter(
+        back.reshape(nby, nbx), sigma.reshape(nby, nbx), bad.reshape(nby, nbx), filter_size
+    )
     backsig = float(np.median(sigma))
     if backsig <= 0:
         pos = sigma[sigma > 0]
         backsig = float(np.median(pos)) if pos.size else 1.0
-    return {"background": _sex_interpolate(back, (h, w), b, b), "backsig": backsig,
-            "backmean": float(np.median(back)), "mesh": back, "mesh_rms": sigma}
+    return {
+        "background": _sex_interpolate(back, (h, w), b, b),
+        "backsig": backsig,
+        "backmean": float(np.median(back)),
+        "mesh": back,
+        "mesh_rms": sigma,
+    }

@@ -43,7 +43,7 @@ def _lutz_order(mask: np.ndarray) -> list:
     result = []
     m = mask.tolist()
     for yl in range(h + 1):
-        ps, cs = 0, 0          # COMPLETE, NONOBJECT ; OBJECT = 1 ; INCOMPLETE = 2
+        ps, cs = 0, 0  # COMPLETE, NONOBJECT ; OBJECT = 1 ; INCOMPLETE = 2
         row = m[yl] if yl < h else None
         for xl in range(w + 1):
             newmarker = marker[xl]
@@ -53,19 +53,19 @@ def _lutz_order(mask: np.ndarray) -> list:
                 cs = 1
                 if ps == 1:
                     if start[co] == UNKNOWN:
-                        marker[xl] = 'S'
+                        marker[xl] = "S"
                         start[co] = xl
                     else:
-                        marker[xl] = 's'
+                        marker[xl] = "s"
                 else:
                     psstack.append(ps)
-                    marker[xl] = 'S'
+                    marker[xl] = "S"
                     co += 1
                     start[co] = xl
                     ps = 0
                     info[co] = []
             if newmarker:
-                if newmarker == 'S':
+                if newmarker == "S":
                     psstack.append(ps)
                     if cs == 0:
                         psstack.append(0)
@@ -75,7 +75,7 @@ def _lutz_order(mask: np.ndarray) -> list:
                     else:
                         info[co] = info[co] + store[xl]
                     ps = 1
-                elif newmarker == 's':
+                elif newmarker == "s":
                     if cs == 1 and ps == 0:
                         psstack.pop()
                         xl2 = start[co]
@@ -84,17 +84,17 @@ def _lutz_order(mask: np.ndarray) -> list:
                         if start[co] == UNKNOWN:
                             start[co] = xl2
                         else:
-                            marker[xl2] = 's'
+                            marker[xl2] = "s"
                     ps = 1
-                elif newmarker == 'f':
+                elif newmarker == "f":
                     ps = 2
-                elif newmarker == 'F':
+                elif newmarker == "F":
                     ps = psstack.pop()
                     if cs == 0 and ps == 0:
                         if start[co] == UNKNOWN:
                             result.extend(info[co])
                         else:
-                            marker[end[co]] = 'F'
+                            marker[end[co]] = "F"
                             store[start[co]] = info[co]
                         co -= 1
                         ps = psstack.pop()
@@ -103,11 +103,11 @@ def _lutz_order(mask: np.ndarray) -> list:
             elif cs == 1:
                 cs = 0
                 if ps != 0:
-                    marker[xl] = 'f'
+                    marker[xl] = "f"
                     end[co] = xl
                 else:
                     ps = psstack.pop()
-                    marker[xl] = 'F'
+                    marker[xl] = "F"
                     store[start[co]] = info[co]
                     co -= 1
     return result
@@ -152,8 +152,15 @@ def _sex_mthresh(tpix, minarea: int) -> float:
     return float(heap[0])
 
 
-def _sex_object_params(data: np.ndarray, segm_data: np.ndarray, labels: np.ndarray, x: np.ndarray,
-                       y: np.ndarray, t0: float, minarea: int) -> dict:
+def _sex_object_params(
+    data: np.ndarray,
+    segm_data: np.ndarray,
+    labels: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    t0: float,
+    minarea: int,
+) -> dict:
     """Per object what SExtractor's CLEAN uses (``preanalyse`` FULL|ROBUST, ``analyse_iso``):
     flux, pixel count, second moments about the object's position, ``a``, ``cxx, cyy, cxy``,
     ``abcor`` and ``mthresh`` (the ``minarea``-th brightest pixel above ``t0``)."""
@@ -190,7 +197,9 @@ def _sex_object_params(data: np.ndarray, segm_data: np.ndarray, labels: np.ndarr
     t1t2 = t0 / thresh2[labels]
     darea = area2 - dnpix
     with np.errstate(divide="ignore", invalid="ignore"):
-        abcor = np.where(darea < 0, darea, -1.0) / (2 * math.pi * np.log(np.where(t1t2 < 1, t1t2, 0.99)) * a * b)
+        abcor = np.where(darea < 0, darea, -1.0) / (
+            2 * math.pi * np.log(np.where(t1t2 < 1, t1t2, 0.99)) * a * b
+        )
     abcor = np.where((t1t2 > 0) & np.isfinite(abcor), np.minimum(abcor, 1.0), 1.0)
     # mthresh: SExtractor's heap over the pixel list (exact lutz order for objects of up to
     # 64 pixels, the faint ones CLEAN can remove; for larger ones the minarea-th largest)
@@ -211,15 +220,27 @@ def _sex_object_params(data: np.ndarray, segm_data: np.ndarray, labels: np.ndarr
             seq = _lutz_order(m)
             cut = data[sl]
             mth[i] = _sex_mthresh([float(cut[yy, xx]) - t0 for yy, xx in seq], k)
-    return {"flux": rv, "npix": npix.astype(np.float64), "a": a, "b": b,
-            "cxx": (ym2 / temp2).astype(np.float32).astype(np.float64),
-            "cyy": (xm2 / temp2).astype(np.float32).astype(np.float64),
-            "cxy": (-2 * xym / temp2).astype(np.float32).astype(np.float64),
-            "abcor": abcor, "mthresh": mth.astype(np.float32)}
+    return {
+        "flux": rv,
+        "npix": npix.astype(np.float64),
+        "a": a,
+        "b": b,
+        "cxx": (ym2 / temp2).astype(np.float32).astype(np.float64),
+        "cyy": (xm2 / temp2).astype(np.float32).astype(np.float64),
+        "cxy": (-2 * xym / temp2).astype(np.float32).astype(np.float64),
+        "abcor": abcor,
+        "mthresh": mth.astype(np.float32),
+    }
 
 
-def sextractor_clean(x: np.ndarray, y: np.ndarray, params: dict, order: np.ndarray, t0: float,
-                     clean_param: float = 1.0) -> np.ndarray:
+def sextractor_clean(
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict,
+    order: np.ndarray,
+    t0: float,
+    clean_param: float = 1.0,
+) -> np.ndarray:
     """SExtractor's CLEAN (``clean.c``), ported: which object each one is merged into.
 
     Objects are taken in SExtractor's order (``order``: the scan order in which they are
@@ -262,14 +283,16 @@ def sextractor_clean(x: np.ndarray, y: np.ndarray, params: dict, order: np.ndarr
         return val, pr.astype(np.float32)
 
     for i in order:
-        cand = np.asarray(tree.query_ball_point([x[i], y[i]], _SEX_CLEAN_ZONE * (a[i] + amax)), np.int64)
+        cand = np.asarray(
+            tree.query_ball_point([x[i], y[i]], _SEX_CLEAN_ZONE * (a[i] + amax)), np.int64
+        )
         cand = cand[listed[cand]]
         if cand.size:
             cand = cand[np.argsort(rank[cand], kind="stable")]
             dx = x[i] - x[cand]
             dy = y[i] - y[cand]
             rlim = (a[i] + a[cand]) ** 2
-            cand_in = dx * dx + dy * dy < rlim * _SEX_CLEAN_ZONE ** 2
+            cand_in = dx * dx + dy * dy < rlim * _SEX_CLEAN_ZONE**2
             cand, dx, dy = cand[cand_in], dx[cand_in], dy[cand_in]
         eaten_by = -1
         victims = np.zeros(0, np.int64)
@@ -306,8 +329,9 @@ def sextractor_clean(x: np.ndarray, y: np.ndarray, params: dict, order: np.ndarr
         owner = nxt
 
 
-def _scan_order(segm_data: np.ndarray, labels: np.ndarray, roots_data: np.ndarray | None,
-                branch_index: dict) -> np.ndarray:
+def _scan_order(
+    segm_data: np.ndarray, labels: np.ndarray, roots_data: np.ndarray | None, branch_index: dict
+) -> np.ndarray:
     """The order in which SExtractor's scan completes the objects: by the last row of the
     (undeblended) detection, then the end of its last segment along that row; the pieces
     of a deblended detection follow each other in the deblender's output order."""
@@ -330,8 +354,15 @@ def _scan_order(segm_data: np.ndarray, labels: np.ndarray, roots_data: np.ndarra
     return np.lexsort((rank, root, xend[root], ymax[root]))
 
 
-def _apply_clean(table: Table, segm, roots, branch_index: dict, data: np.ndarray, t0: float,
-                 cfg: SExtractorConfig):
+def _apply_clean(
+    table: Table,
+    segm,
+    roots,
+    branch_index: dict,
+    data: np.ndarray,
+    t0: float,
+    cfg: SExtractorConfig,
+):
     """Run :func:`sextractor_clean` on a detection table; merge the CLEANed objects."""
     from photutils.segmentation import SegmentationImage
 

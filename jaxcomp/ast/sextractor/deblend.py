@@ -18,7 +18,9 @@ import numpy as np
 __all__ = ["sextractor_deblend"]
 
 
-def _sex_branches(d: np.ndarray, mask: np.ndarray, t0: float, nthresh: int, mincont: float, minarea: int):
+def _sex_branches(
+    d: np.ndarray, mask: np.ndarray, t0: float, nthresh: int, mincont: float, minarea: int
+):
     """SExtractor's multi-threshold tree (``deblend_parcelout``) on one object.
 
     ``d``: background-subtracted cutout, ``mask``: the object's pixels (above ``t0``).
@@ -119,8 +121,11 @@ def _sex_gatherup_weights(d, branches, t0, fy, fx):
         darea = int(np.sum(val > thresh2)) - int(np.sum(val > t_lev))
         t1t2 = t_lev / thresh2
         if t1t2 > 0 and a > 0 and b > 0:
-            abcor = min((darea if darea < 0 else -1.0) / (2 * math.pi * math.log(t1t2 if t1t2 < 1 else 0.99) * a * b),
-                        1.0)
+            abcor = min(
+                (darea if darea < 0 else -1.0)
+                / (2 * math.pi * math.log(t1t2 if t1t2 < 1 else 0.99) * a * b),
+                1.0,
+            )
         else:
             abcor = 1.0
         e = val.size / (2 * math.pi * abcor * a * b) if a > 0 and b > 0 else 70.0
@@ -131,8 +136,15 @@ def _sex_gatherup_weights(d, branches, t0, fy, fx):
     return w, np.argmin(dist, axis=0)
 
 
-def sextractor_deblend(data: np.ndarray, segm_data: np.ndarray, labels, threshold: float,
-                       nthresh: int = 32, mincont: float = 0.005, minarea: int = 10):
+def sextractor_deblend(
+    data: np.ndarray,
+    segm_data: np.ndarray,
+    labels,
+    threshold: float,
+    nthresh: int = 32,
+    mincont: float = 0.005,
+    minarea: int = 10,
+):
     """SExtractor 2.x deblending (``deblend.c``), ported, of the segments ``labels``.
 
     For each object: ``nthresh - 1`` levels ``t0 (peak / t0)^(k / nthresh)`` between the
@@ -187,7 +199,9 @@ def sextractor_deblend(data: np.ndarray, segm_data: np.ndarray, labels, threshol
             sub[own == i] = new
             yy, xx = np.nonzero(bm)
             val = d[yy, xx]
-            positions[new] = (float((val * xx).sum() / val.sum()) + sl[1].start,
-                              float((val * yy).sum() / val.sum()) + sl[0].start)
+            positions[new] = (
+                float((val * xx).sum() / val.sum()) + sl[1].start,
+                float((val * yy).sum() / val.sum()) + sl[0].start,
+            )
             branch_index[new] = (int(lab), i - 1)
     return out, positions, branch_index
