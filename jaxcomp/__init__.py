@@ -62,6 +62,11 @@ _EXPORTS = {
         "fisher_information",
         "maximum_likelihood",
         "shift_sensitivity",
+        "MultiFieldModel",
+        "MultiFieldFitter",
+        "MultiFieldResult",
+        "fit_fields",
+        "compare_pooling",
     ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -108,6 +113,11 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysis only
         fisher_information,
         maximum_likelihood,
         shift_sensitivity,
+        MultiFieldModel,
+        MultiFieldFitter,
+        MultiFieldResult,
+        fit_fields,
+        compare_pooling,
     )
     from .workflow import RunConfig, load_config, run_workflow, write_report
     from .selection import (
