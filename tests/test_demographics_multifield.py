@@ -1,5 +1,6 @@
 """Many fields in one hierarchical demographics model (issue 17)."""
 
+import functools
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from jaxcomp.selection.synthetic import LogisticSelection
 INFERENCE = Path(__file__).resolve().parents[1] / "inference"
 POPULATION = PopulationModel(log_age_range=(6.0, 9.5))
 TRUE = {"alpha_M": -2.0, "log_M_break": 5.3, "alpha_T": -0.8, "av_weights": np.array([0.3, 0.3, 0.2, 0.2])}
+
+
+_single_field = jax.jit(functools.partial(log_likelihood, POPULATION))
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +63,8 @@ def test_stacked_log_density_is_the_sum_of_single_field_likelihoods(fields):
         for f, (catalogue, selection_grid) in enumerate(zip(catalogues, grids)):
             single = LikelihoodGrid.build(selection_grid, POPULATION.av_edges, log_mass_range=POPULATION.log_mass_range,
                                           log_age_range=POPULATION.log_age_range)
-            reference += float(log_likelihood(POPULATION, {k: v[f] for k, v in params.items()},
-                                              prepare_data(catalogue, POPULATION), single))
+            reference += float(_single_field({k: v[f] for k, v in params.items()},
+                                             prepare_data(catalogue, POPULATION), single))
         assert float(total(params)) == pytest.approx(reference, rel=1e-12)
         gradient = jax.jit(jax.grad(total))(params)
         step = 1e-5
@@ -121,3 +125,55 @@ def test_simulation_script_recovers_the_population_quickly(tmp_path):
     assert fit["alpha_M_rms_error"] < 0.2
     assert len(fit["alpha_M_field_means"]) == 3 and np.isfinite(fit["elpd_loo"])
     assert (tmp_path / "multifield_simulation.json").exists()
+
+
+def test_partial_pooling_log_joint_with_covariate_matches_a_hand_written_reference(fields):
+    """Non-centred per-field values, the covariate and the A_V logistic normal, against scipy priors
+    plus the single-field likelihoods."""
+    from numpyro.infer.util import log_density
+    from scipy import stats
+
+    catalogues, grids = fields
+    model = MultiFieldModel(POPULATION, "partial", covariate_parameter="log_M_break",
+                            scatter_scales={"alpha_M": 0.2})
+    covariate = np.array([-1.0, 0.0, 2.0])
+    with jax.enable_x64(True):
+        data, grid = stack_fields(["a", "b", "c"], catalogues, grids, model, covariate=covariate)
+        values = {"alpha_M_mean": -2.0, "alpha_M_scatter": 0.1, "alpha_M_z": np.array([0.5, -1.0, 0.2]),
+                  "log_M_break_mean": 5.2, "log_M_break_slope": 0.3, "log_M_break_scatter": 0.2,
+                  "log_M_break_z": np.array([1.0, 0.0, -0.5]), "alpha_T_mean": -0.8, "alpha_T_scatter": 0.05,
+                  "alpha_T_z": np.array([0.0, 1.0, -1.0]), "av_logit_mean": np.array([0.2, -0.1, 0.3]),
+                  "av_logit_scatter": 0.4, "av_logit_z": np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5],
+                                                                   [0.0, -0.3, 0.2]])}
+        values = {k: jnp.asarray(v, jnp.float64) for k, v in values.items()}
+        from jaxcomp.demographics import multifield_model as mf
+
+        @jax.jit
+        def joint(values, data, grid):
+            total, trace = log_density(mf.multifield_model, (model, data, grid), {}, values)
+            return total, trace["log_M_break"]["value"], trace["av_weights"]["value"]
+
+        total, field_log_m_break, field_weights = joint(values, data, grid)
+        alpha_m = -2.0 + 0.1 * np.array([0.5, -1.0, 0.2])
+        log_m_break = 5.2 + 0.3 * covariate + 0.2 * np.array([1.0, 0.0, -0.5])
+        alpha_t = -0.8 + 0.05 * np.array([0.0, 1.0, -1.0])
+        logits = np.concatenate([np.array([0.2, -0.1, 0.3]) + 0.4 * np.asarray(values["av_logit_z"]),
+                                 np.zeros((3, 1))], axis=1)
+        weights = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(np.asarray(field_log_m_break), log_m_break, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(field_weights), weights, rtol=1e-12)
+        prior = (stats.uniform(-3, 2).logpdf(-2.0) + stats.halfnorm(scale=0.2).logpdf(0.1)
+                 + stats.uniform(3.5, 4).logpdf(5.2) + stats.uniform(-3, 6).logpdf(0.3)
+                 + stats.halfnorm(scale=0.5).logpdf(0.2) + stats.uniform(-3, 4).logpdf(-0.8)
+                 + stats.halfnorm(scale=0.3).logpdf(0.05) + stats.norm(0, 1.5).logpdf([0.2, -0.1, 0.3]).sum()
+                 + stats.halfnorm(scale=1.0).logpdf(0.4)
+                 + sum(stats.norm().logpdf(np.asarray(values[k])).sum()
+                       for k in ("alpha_M_z", "log_M_break_z", "alpha_T_z", "av_logit_z")))
+        likelihood = 0.0
+        for f, (catalogue, selection_grid) in enumerate(zip(catalogues, grids)):
+            single = LikelihoodGrid.build(selection_grid, POPULATION.av_edges, log_mass_range=POPULATION.log_mass_range,
+                                          log_age_range=POPULATION.log_age_range)
+            params = {"alpha_M": alpha_m[f], "log_M_break": log_m_break[f], "alpha_T": alpha_t[f],
+                      "av_weights": jnp.asarray(weights[f])}
+            likelihood += float(_single_field(params, prepare_data(catalogue, POPULATION), single))
+        assert float(total) == pytest.approx(prior + likelihood, rel=1e-10)
