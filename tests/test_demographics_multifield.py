@@ -177,3 +177,34 @@ def test_partial_pooling_log_joint_with_covariate_matches_a_hand_written_referen
                       "av_weights": jnp.asarray(weights[f])}
             likelihood += float(_single_field(params, prepare_data(catalogue, POPULATION), single))
         assert float(total) == pytest.approx(prior + likelihood, rel=1e-10)
+
+
+def test_shrinkage_plot_orders_fields_and_marks_the_population_mean():
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from jaxcomp.demographics import MultiFieldResult, plot_shrinkage
+
+    rng = np.random.default_rng(0)
+    names = ("a", "b", "c")
+
+    def result(pooling, centres, spread):
+        posterior = {"alpha_M": centres + spread * rng.standard_normal((2, 50, 3))}
+        if pooling == "partial":
+            posterior["alpha_M_mean"] = -2.0 + 0.01 * rng.standard_normal((2, 50))
+        idata = az.from_dict(posterior=posterior, dims={"alpha_M": ["field"]}, coords={"field": list(names)})
+        return MultiFieldResult(idata=idata, summary=None, num_divergences=0, runtime_s=0.0,
+                                model=MultiFieldModel(POPULATION, pooling), field_names=names,
+                                n_objects=np.array([10, 10, 10]), seed=0)
+
+    results = {"none": result("none", np.array([-1.7, -2.4, -2.0]), 0.2),
+               "partial": result("partial", np.array([-1.9, -2.1, -2.0]), 0.05)}
+    fig = plot_shrinkage(results, truth=[-1.8, -2.2, -2.0])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["b", "c", "a"]  # by the no-pooling median
+    assert any(np.allclose(line.get_ydata(), -2.0, atol=0.01) for line in ax.get_lines() if line.get_ls() == "--")
+    with pytest.raises(InputError, match="different fields"):
+        other = result("partial", np.zeros(3), 0.1)
+        other.field_names = ("x", "y", "z")
+        plot_shrinkage({"none": results["none"], "partial": other})

@@ -68,7 +68,7 @@ from .marginalise import (
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel
-from .multifield import MultiFieldFitter, MultiFieldResult, compare_pooling, fit_fields
+from .multifield import MultiFieldFitter, MultiFieldResult, compare_pooling, fit_fields, plot_shrinkage
 from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
 from .sensitivity import (
     FisherResult,
@@ -152,5 +152,6 @@ __all__ = [
     "MultiFieldResult",
     "compare_pooling",
     "fit_fields",
+    "plot_shrinkage",
     "stack_fields",
 ]
