@@ -20,7 +20,7 @@ priors, all in one program) and complete pooling; PSIS-LOO comparison of the thr
 Output ``<output-dir>/multifield_simulation.json``: the truth and seed, population
 posteriors (mean, sd, 95% interval, inside?), divergences, r_hat, ESS, per-field
 alpha_M and log_M_break errors (RMS against the truth) of partial vs no pooling and
-their ratio, the LOO table, runtimes.
+their ratio, the LOO table, runtimes; ``multifield_shrinkage_<parameter>.png``.
 
 Usage::
 
@@ -157,6 +157,7 @@ def main(argv=None) -> dict:
         for name in ("alpha_M", "log_M_break", "alpha_T"):
             estimate = np.mean(result.draws(name), axis=0)
             fit[f"{name}_field_means"] = estimate.tolist()
+            fit[f"{name}_field_sd"] = np.std(result.draws(name), axis=0).tolist()
             fit[f"{name}_rms_error"] = float(np.sqrt(np.mean((estimate - field_truth[name]) ** 2)))
         fit["elpd_loo"] = float(result.loo().elpd_loo)
         summary["fits"][pooling] = fit
@@ -174,6 +175,15 @@ def main(argv=None) -> dict:
                                                .to_json(orient="index"))
     summary["runtime_s"] = round(time.perf_counter() - t_start, 1)
     _write_json(args.output_dir / "multifield_simulation.json", summary)
+    if len(results) > 1:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from jaxcomp.demographics import plot_shrinkage
+
+        for name in ("alpha_M", "log_M_break"):
+            figure = plot_shrinkage(results, name, truth=field_truth[name])
+            figure.savefig(args.output_dir / f"multifield_shrinkage_{name}.png", dpi=120)
     if not args.quiet:
         for pooling, fit in summary["fits"].items():
             print(f"{pooling}: divergences {fit['divergences']}, max r_hat {fit['max_r_hat']:.3f}, "
