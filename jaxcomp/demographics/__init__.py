@@ -17,6 +17,10 @@ CMF/CAF.
   (Mandel, Farr & Gair 2019) with p_obs on a quadrature grid, and the NumPyro model.
 * :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS, ArviZ
   InferenceData, r_hat / ESS / divergences, posterior predictive checks).
+* :mod:`~jaxcomp.demographics.multifield_model` / :mod:`~jaxcomp.demographics.multifield`:
+  several fields, each with its own selection grid, in one hierarchical model
+  (:class:`MultiFieldModel`: complete, partial or no pooling), :func:`fit_fields`,
+  and PSIS-LOO comparison of the pooling forms (:func:`compare_pooling`).
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
 * :mod:`~jaxcomp.demographics.sensitivity`: derivatives of N_exp, corrected counts and
   maximum-likelihood hyperparameters with respect to Λ and to a shift of the
@@ -69,6 +73,14 @@ from .marginalise import (
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel
+from .multifield import (
+    MultiFieldFitter,
+    MultiFieldResult,
+    compare_pooling,
+    fit_fields,
+    plot_shrinkage,
+)
+from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
 from .sensitivity import (
     FisherResult,
     MaximumLikelihood,
@@ -147,4 +159,13 @@ __all__ = [
     "intensity_grid",
     "maximum_likelihood",
     "shift_sensitivity",
+    "POOLING_FORMS",
+    "MultiFieldData",
+    "MultiFieldFitter",
+    "MultiFieldModel",
+    "MultiFieldResult",
+    "compare_pooling",
+    "fit_fields",
+    "plot_shrinkage",
+    "stack_fields",
 ]

@@ -1,0 +1,477 @@
+"""The hierarchical population model of several fields, each with its own selection function.
+
+Each field ``f`` (a galaxy or a pointing) has its own catalogue and its own
+:class:`~jaxcomp.demographics.SelectionGrid` (its own depth, extinction and
+distance), and its own hyperparameters Λ_f (``alpha_M``, ``log_M_break``,
+``alpha_T`` ... and the A_V bin probabilities) in the single-field
+:class:`~jaxcomp.demographics.PopulationModel`.  The fields' likelihoods are the
+single-field selection-normalised likelihood
+(:func:`~jaxcomp.demographics.likelihood.log_likelihood`, marginalised-N form),
+evaluated for all fields at once with ``jax.vmap`` over per-field grids stacked
+into arrays and catalogues padded to a common length with a mask: one jitted log
+density for any number of fields.
+
+Pooling (``MultiFieldModel.pooling``), the limits of one model:
+
+* ``"partial"``: ``θ_f = mean + scatter z_f``, ``z_f ~ N(0, 1)`` (non-centred),
+  ``mean ~ U(single-field prior bounds)``, ``scatter ~ HalfNormal(scale)``;
+  A_V bin probabilities ``softmax([μ + τ z_f, 0])`` (logistic normal,
+  ``μ ~ N(0, 1.5)``, ``τ ~ HalfNormal(scale)``);
+* ``"complete"``: one shared value (``scatter = 0``), the single-field priors;
+* ``"none"``: independent per-field values with the single-field priors
+  (``scatter → ∞``).
+
+Optional covariate of one parameter (e.g. ``log_M_break`` against a star-formation
+rate surface density): ``mean_f = a + b covariate_f`` with ``a`` the parameter's
+``*_mean`` site and ``b ~ U(covariate_slope_prior)`` its ``*_slope`` site.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from ..errors import InputError
+from .likelihood import (
+    LikelihoodGrid,
+    PopulationData,
+    _terms_and_fraction,
+    prepare_data,
+)
+from .marginalise import SelectionGrid
+from .models import THETA_COLUMNS, PopulationModel
+
+__all__ = [
+    "DEFAULT_SCATTER_SCALES",
+    "POOLING_FORMS",
+    "MultiFieldData",
+    "MultiFieldModel",
+    "field_log_terms",
+    "multifield_model",
+    "stack_fields",
+]
+
+Pooling = Literal["complete", "partial", "none"]
+#: The pooling forms, from one shared value to independent fields.
+POOLING_FORMS: tuple[str, ...] = ("complete", "partial", "none")
+
+#: HalfNormal scales of the population scatters (same units as the parameters; ``av_logit``
+#: is the scatter of the A_V bin log-odds).
+DEFAULT_SCATTER_SCALES: dict[str, float] = {
+    "alpha_M": 0.3,
+    "log_M_break": 0.5,
+    "alpha_T": 0.3,
+    "alpha_T_young": 0.3,
+    "log_T_break": 0.3,
+    "beta_T": 0.2,
+    "av_logit": 1.0,
+}
+#: σ of the Normal prior on the population mean of the A_V bin log-odds.
+AV_LOGIT_PRIOR_SIGMA = 1.5
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiFieldModel:
+    """A :class:`PopulationModel` applied to several fields with pooled hyperparameters.
+
+    Parameters
+    ----------
+    population : PopulationModel
+        Functional forms, supports and (single-field) prior bounds of every field.
+        Marginalised-N likelihood only; measurement errors ``"none"`` or ``"samples"``.
+    pooling : {"complete", "partial", "none"}
+        Shared values, population mean + scatter (non-centred), or independent fields.
+    scatter_scales : mapping, optional
+        HalfNormal scales of the population scatters overriding :data:`DEFAULT_SCATTER_SCALES`.
+    covariate_parameter : str, optional
+        The parameter whose population mean depends linearly on the per-field covariate
+        (``"complete"`` or ``"partial"`` pooling).
+    covariate_slope_prior : (float, float)
+        Uniform bounds of the covariate slope.
+    """
+
+    population: PopulationModel = dataclasses.field(default_factory=PopulationModel)
+    pooling: Pooling = "partial"
+    scatter_scales: tuple[tuple[str, float], ...] = ()
+    covariate_parameter: str | None = None
+    covariate_slope_prior: tuple[float, float] = (-3.0, 3.0)
+
+    def __post_init__(self):
+        if self.pooling not in POOLING_FORMS:
+            raise InputError(f"pooling must be one of {POOLING_FORMS}, got {self.pooling!r}")
+        if self.population.likelihood != "marginal":
+            raise InputError(
+                "the multi-field model uses the marginalised-N likelihood; "
+                "set PopulationModel(likelihood='marginal')"
+            )
+        if self.population.measurement_error == "latent":
+            raise InputError(
+                "the multi-field model takes measurement_error 'none' or 'samples', not 'latent'"
+            )
+        scales = dict(
+            self.scatter_scales.items()
+            if isinstance(self.scatter_scales, Mapping)
+            else self.scatter_scales
+        )
+        unknown = set(scales) - set(DEFAULT_SCATTER_SCALES)
+        if unknown:
+            raise InputError(
+                f"unknown scatter scale(s) {sorted(unknown)}; known: {sorted(DEFAULT_SCATTER_SCALES)}"
+            )
+        if any(float(v) <= 0 for v in scales.values()):
+            raise InputError("scatter scales must be positive")
+        object.__setattr__(
+            self, "scatter_scales", tuple(sorted((k, float(v)) for k, v in scales.items()))
+        )
+        if self.covariate_parameter is not None:
+            if self.covariate_parameter not in self.field_parameters:
+                raise InputError(
+                    f"covariate_parameter must be one of {self.field_parameters}, "
+                    f"got {self.covariate_parameter!r}"
+                )
+            if self.pooling == "none":
+                raise InputError(
+                    "a covariate needs a population mean: use pooling 'complete' or 'partial'"
+                )
+        low, high = (float(v) for v in self.covariate_slope_prior)
+        if not high > low:
+            raise InputError("covariate_slope_prior must be (low, high) with high > low")
+        object.__setattr__(self, "covariate_slope_prior", (low, high))
+
+    @property
+    def field_parameters(self) -> tuple[str, ...]:
+        """Scalar hyperparameters every field has (the population model's, in its order)."""
+        return self.population.scalar_parameters
+
+    @property
+    def has_av_weights(self) -> bool:
+        return self.population.av == "piecewise"
+
+    def scatter_scale(self, name: str) -> float:
+        return dict(self.scatter_scales).get(name, DEFAULT_SCATTER_SCALES[name])
+
+    @property
+    def population_parameters(self) -> tuple[str, ...]:
+        """Scalar population-level sites (``*_mean``, ``*_scatter``, ``*_slope``)."""
+        if self.pooling == "none":
+            return ()
+        names = []
+        for name in self.field_parameters:
+            names.append(f"{name}_mean")
+            if name == self.covariate_parameter:
+                names.append(f"{name}_slope")
+            if self.pooling == "partial":
+                names.append(f"{name}_scatter")
+        if self.has_av_weights and self.pooling == "partial":
+            names.append("av_logit_scatter")
+        return tuple(names)
+
+    def describe(self) -> str:
+        extra = (
+            f", {self.covariate_parameter} mean linear in the covariate"
+            if self.covariate_parameter
+            else ""
+        )
+        return f"{self.pooling} pooling over fields{extra}; per field: {self.population.describe()}"
+
+    # ------------------------------------------------------------- priors
+    def sample_field_parameters(self, n_fields: int, covariate=None) -> dict:
+        """NumPyro sites of the population and per-field hyperparameters.
+
+        Returns ``{name: (n_fields,)}`` and ``av_weights`` ``(n_fields, n_bins)``.
+        """
+        population = self.population
+        params = {}
+        for name in self.field_parameters:
+            low, high = population.prior_bounds(name)
+            if self.pooling == "none":
+                with numpyro.plate("field", n_fields):
+                    params[name] = numpyro.sample(name, dist.Uniform(low, high))
+                continue
+            centre = numpyro.sample(f"{name}_mean", dist.Uniform(low, high))
+            if name == self.covariate_parameter:
+                s_low, s_high = self.covariate_slope_prior
+                centre = (
+                    centre
+                    + numpyro.sample(f"{name}_slope", dist.Uniform(s_low, s_high)) * covariate
+                )
+            centre = jnp.broadcast_to(centre, (n_fields,))
+            if self.pooling == "partial":
+                scatter = numpyro.sample(
+                    f"{name}_scatter", dist.HalfNormal(self.scatter_scale(name))
+                )
+                with numpyro.plate("field", n_fields):
+                    z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
+                centre = centre + scatter * z
+            params[name] = numpyro.deterministic(name, centre)
+        if self.has_av_weights:
+            n_bins = population.n_av_bins
+            concentration = jnp.full(n_bins, float(population.av_concentration))
+            if self.pooling == "none":
+                with numpyro.plate("field", n_fields):
+                    params["av_weights"] = numpyro.sample(
+                        "av_weights", dist.Dirichlet(concentration)
+                    )
+            elif self.pooling == "complete":
+                shared = numpyro.sample("av_weights_mean", dist.Dirichlet(concentration))
+                params["av_weights"] = numpyro.deterministic(
+                    "av_weights", jnp.broadcast_to(shared, (n_fields, n_bins))
+                )
+            else:
+                mean = numpyro.sample(
+                    "av_logit_mean",
+                    dist.Normal(0.0, AV_LOGIT_PRIOR_SIGMA).expand([n_bins - 1]).to_event(1),
+                )
+                scatter = numpyro.sample(
+                    "av_logit_scatter", dist.HalfNormal(self.scatter_scale("av_logit"))
+                )
+                with numpyro.plate("field", n_fields):
+                    z = numpyro.sample(
+                        "av_logit_z", dist.Normal(0.0, 1.0).expand([n_bins - 1]).to_event(1)
+                    )
+                logits = jnp.concatenate(
+                    [mean + scatter * z, jnp.zeros((n_fields, 1), z.dtype)], axis=-1
+                )
+                params["av_weights"] = numpyro.deterministic(
+                    "av_weights", jax.nn.softmax(logits, axis=-1)
+                )
+        return params
+
+
+# ------------------------------------------------------------------- data
+class MultiFieldData(eqx.Module):
+    """Catalogues of several fields padded to a common length (a pytree).
+
+    Attributes
+    ----------
+    objects : PopulationData
+        Every array with a leading field axis: ``theta`` (n_fields, n_max, 3), ...;
+        padded rows repeat the field's first cluster and are masked.
+    mask : jax.Array, shape (n_fields, n_max)
+        True for real clusters.
+    covariate : jax.Array, shape (n_fields,)
+        Per-field covariate (zeros if none).
+    """
+
+    objects: PopulationData
+    mask: jax.Array
+    covariate: jax.Array
+
+    @property
+    def n_fields(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def n_objects(self) -> np.ndarray:
+        return np.asarray(self.mask).sum(axis=1)
+
+
+def _pad(values: np.ndarray, n_max: int) -> np.ndarray:
+    pad = np.repeat(values[:1], n_max - values.shape[0], axis=0)
+    return np.concatenate([values, pad], axis=0)
+
+
+def _check_grid(name: str, grid, model: PopulationModel) -> None:
+    """The field's grid covers the model's supports and has its A_V bins."""
+    if isinstance(grid, LikelihoodGrid):
+        edges = np.asarray(grid.av_edges, np.float64)
+        if edges.shape != (len(model.av_edges),) or not np.allclose(edges, model.av_edges):
+            raise InputError(
+                f"field {name!r}: its likelihood grid has A_V edges {edges.tolist()}, the model asks "
+                f"for {list(model.av_edges)}; build it with LikelihoodGrid.build(grid, "
+                "model.av_edges) or pass the SelectionGrid"
+            )
+        grid = grid.selection
+    if not isinstance(grid, SelectionGrid):
+        raise InputError(f"field {name!r}: expected a SelectionGrid, got {type(grid).__name__}")
+    tolerance = 1e-4
+    for axis, (low, high) in (
+        ("log_mass", model.log_mass_range),
+        ("log_age", model.log_age_range),
+        ("av", (model.av_edges[0], model.av_edges[-1])),
+    ):
+        nodes = np.asarray(getattr(grid, axis), np.float64)
+        if nodes[0] > low + tolerance or nodes[-1] < high - tolerance:
+            raise InputError(
+                f"field {name!r}: its selection grid covers {axis} [{nodes[0]:g}, {nodes[-1]:g}] but "
+                f"the model asks for [{low:g}, {high:g}]; rebuild the grid over the model's range "
+                "(SelectionGrid.from_selection(..., log_mass=, log_age=, av=)) or narrow the model"
+            )
+
+
+def _check_inside_grid(name: str, theta: np.ndarray, grid) -> None:
+    """Catalogue values inside the grid on which the field's p_obs is known."""
+    selection = grid.selection if isinstance(grid, LikelihoodGrid) else grid
+    for j, axis in enumerate(THETA_COLUMNS):
+        nodes = np.asarray(getattr(selection, axis), np.float64)
+        outside = (theta[:, j] < nodes[0] - 1e-6) | (theta[:, j] > nodes[-1] + 1e-6)
+        if outside.any():
+            raise InputError(
+                f"field {name!r}: {int(outside.sum())} cluster(s) have {axis} outside its selection "
+                f"grid [{nodes[0]:g}, {nodes[-1]:g}]; drop them or extend the grid"
+            )
+
+
+def stack_fields(
+    names,
+    catalogues,
+    grids,
+    model: MultiFieldModel,
+    *,
+    covariate=None,
+    x64: bool = True,
+    n_gauss_grid: int = 8,
+    seed: int = 0,
+    **prepare_kwargs,
+) -> tuple[MultiFieldData, LikelihoodGrid]:
+    """Validate the fields and stack their data and likelihood grids.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Unique field names.
+    catalogues : sequence of astropy.table.Table, mapping or PopulationData
+    grids : sequence of SelectionGrid or LikelihoodGrid
+        One per field; all must reduce to likelihood grids of the same shape (build them
+        with the same ``shape=``).
+    model : MultiFieldModel
+    covariate : sequence of float, optional
+        Per-field covariate (needed when ``model.covariate_parameter`` is set).
+    seed : int
+        Base seed of :func:`prepare_data`'s per-object samples (field ``f`` uses ``seed + f``).
+    **prepare_kwargs
+        Passed to :func:`~jaxcomp.demographics.prepare_data`.
+
+    Returns
+    -------
+    (MultiFieldData, LikelihoodGrid)
+        The grid's arrays have a leading field axis.
+    """
+    names = [str(n) for n in names]
+    catalogues, grids = list(catalogues), list(grids)
+    if not names:
+        raise InputError("no fields given")
+    if len(catalogues) != len(names) or len(grids) != len(names):
+        raise InputError(
+            f"{len(names)} field names, {len(catalogues)} catalogues and {len(grids)} selection grids: "
+            "give one catalogue and one grid per field"
+        )
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(
+                f"field name {name!r} is given more than once; field names must be unique"
+            )
+        seen.add(name)
+    population = model.population
+    if model.covariate_parameter is not None:
+        if covariate is None:
+            raise InputError(
+                f"the model's {model.covariate_parameter} depends on a covariate: pass covariate="
+            )
+        covariate = np.asarray(covariate, np.float64)
+        if covariate.shape != (len(names),) or not np.all(np.isfinite(covariate)):
+            raise InputError(
+                f"covariate must hold one finite value per field ({len(names)}), got {covariate}"
+            )
+    else:
+        covariate = np.zeros(len(names))
+    datas, likelihood_grids = [], []
+    with jax.enable_x64(x64):
+        for f, (name, catalogue, grid) in enumerate(zip(names, catalogues, grids)):
+            _check_grid(name, grid, population)
+            if isinstance(catalogue, PopulationData):
+                data = catalogue
+            else:
+                if len(catalogue[THETA_COLUMNS[0]]) == 0:
+                    raise InputError(f"field {name!r} has no clusters; drop the field")
+                try:
+                    data = prepare_data(catalogue, population, seed=seed + f, **prepare_kwargs)
+                except (ValueError, KeyError) as error:
+                    raise InputError(f"field {name!r}: {error}") from error
+            if data.n_objects == 0:
+                raise InputError(f"field {name!r} has no clusters; drop the field")
+            _check_inside_grid(name, np.asarray(data.theta, np.float64), grid)
+            datas.append(data)
+            if isinstance(grid, LikelihoodGrid):
+                likelihood_grids.append(grid)
+            else:
+                likelihood_grids.append(
+                    LikelihoodGrid.build(
+                        grid,
+                        population.av_edges,
+                        log_mass_range=population.log_mass_range,
+                        log_age_range=population.log_age_range,
+                        n_gauss=n_gauss_grid,
+                    )
+                )
+        reference = jax.tree.map(np.shape, likelihood_grids[0])
+        for name, grid in zip(names[1:], likelihood_grids[1:]):
+            if jax.tree.map(np.shape, grid) != reference:
+                raise InputError(
+                    f"field {name!r}: its grid has shapes {jax.tree.map(np.shape, grid)} but field "
+                    f"{names[0]!r} has {reference}; build every field's SelectionGrid with the same "
+                    "shape= (node counts) so that the fields can be stacked"
+                )
+        stacked_grid = jax.tree.map(lambda *x: jnp.stack(x), *likelihood_grids)
+        n_max = max(d.n_objects for d in datas)
+        mask = np.zeros((len(names), n_max), bool)
+        for f, d in enumerate(datas):
+            mask[f, : d.n_objects] = True
+        objects = jax.tree.map(
+            lambda *x: jnp.asarray(np.stack([_pad(np.asarray(v), n_max) for v in x])), *datas
+        )
+        stacked = MultiFieldData(
+            objects=objects, mask=jnp.asarray(mask), covariate=jnp.asarray(covariate)
+        )
+    return stacked, stacked_grid
+
+
+# ----------------------------------------------------------- likelihood
+def field_log_terms(
+    model: MultiFieldModel,
+    params: Mapping,
+    data: MultiFieldData,
+    grid: LikelihoodGrid,
+    n_gauss: int = 8,
+):
+    """Per-cluster terms ``ln p(θ_i|Λ_f)`` (n_fields, n_max; 0 on padding) and α_f (n_fields,).
+
+    The single-field terms (:func:`~jaxcomp.demographics.likelihood.log_likelihood`'s) vmapped
+    over the fields' data and grids.
+    """
+    population = model.population
+
+    def one_field(field_params, objects, field_grid):
+        return _terms_and_fraction(population, field_params, objects, field_grid, n_gauss=n_gauss)
+
+    names = list(model.field_parameters) + (["av_weights"] if model.has_av_weights else [])
+    field_params = {name: params[name] for name in names}
+    terms, alpha = jax.vmap(one_field)(field_params, data.objects, grid)
+    return jnp.where(data.mask, terms, 0.0), alpha
+
+
+def multifield_model(
+    model: MultiFieldModel, data: MultiFieldData, grid: LikelihoodGrid, n_gauss: int = 8
+):
+    """NumPyro model of several fields: population and per-field priors, summed field likelihoods.
+
+    ``model`` is static (bind it with ``functools.partial``); ``data`` and ``grid`` (stacked,
+    see :func:`stack_fields`) are traced.  Deterministic sites: the per-field parameters
+    and ``detected_fraction`` (n_fields,).
+    """
+    params = model.sample_field_parameters(data.mask.shape[0], data.covariate)
+    terms, alpha = field_log_terms(model, params, data, grid, n_gauss=n_gauss)
+    numpyro.deterministic("detected_fraction", alpha)
+    n_obs = jnp.sum(data.mask, axis=1).astype(alpha.dtype)
+    numpyro.factor(
+        "selection_normalised_likelihood", jnp.sum(terms) - jnp.sum(n_obs * jnp.log(alpha))
+    )
