@@ -1,8 +1,10 @@
-"""ESS per second of the many-field hierarchical NUTS fit versus emcee on the same log density (issue 17).
+"""ESS per second of the many-field hierarchical NUTS fit versus emcee on the same log density
+(issue 17).
 
 Usage::
 
-    python benchmarks/bench_multifield.py                 # 30 fields x ~1000 clusters, 4 x (1000 + 1000)
+    # 30 fields x ~1000 clusters, 4 x (1000 + 1000):
+    python benchmarks/bench_multifield.py
     python benchmarks/bench_multifield.py --quick         # smoke run (4 fields x 200, short chains)
     python benchmarks/bench_multifield.py --json out.json
 
@@ -52,12 +54,11 @@ import time
 import warnings
 from pathlib import Path
 
+import _common  # benchmarks/ (the script's own folder, or pytest's pythonpath)
 import numpy as np
+from bench_nuts import EmceeLogDensity
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import _common
-from bench_nuts import EmceeLogDensity
 
 INFERENCE = HERE.parent / "inference"
 TARGET_RATIO = 20.0
@@ -65,7 +66,8 @@ TARGET_NUTS_S = 300.0
 
 
 class FiniteLogDensity(EmceeLogDensity):
-    """``EmceeLogDensity`` with NaN (far-out proposals, e.g. a scatter of 1e3) mapped to -inf: rejected."""
+    """``EmceeLogDensity`` with NaN (far-out proposals, e.g. a scatter of 1e3) mapped to
+    -inf: rejected."""
 
     def __call__(self, z):
         value = super().__call__(z)
@@ -82,7 +84,8 @@ def _simulate_fields():
 
 
 def build_problem(args) -> dict:
-    """Fields, fitter, stacked data and the shared flat log density (call inside ``jax.enable_x64``)."""
+    """Fields, fitter, stacked data and the shared flat log density (call inside
+    ``jax.enable_x64``)."""
     import jax
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import potential_energy
@@ -217,7 +220,8 @@ def run_emcee(
         capped["steps"] = steps
         if not quiet:
             print(
-                f"[capped] emcee: {capped['requested_steps']} steps would take ~{capped['estimated_minutes']:.0f} "
+                f"[capped] emcee: {capped['requested_steps']} steps would take "
+                f"~{capped['estimated_minutes']:.0f} "
                 f"min ({per_step * 1e3:.0f} ms/step); running {steps}"
             )
     sampler.run_mcmc(state, steps - probe_steps, progress=False)
@@ -319,8 +323,10 @@ def main(argv=None) -> dict:
         }
         if not args.quiet:
             print(
-                f"machine: {info['cpu']}, {info['cores']} cores, load {info.get('load_average_at_start')}; "
-                f"{args.n_fields} fields, {int(problem['n_obs'].sum())} clusters, {problem['dim']} coordinates"
+                f"machine: {info['cpu']}, {info['cores']} cores, load "
+                f"{info.get('load_average_at_start')}; "
+                f"{args.n_fields} fields, {int(problem['n_obs'].sum())} clusters, "
+                f"{problem['dim']} coordinates"
             )
         # same target: the emcee callable against the fitter's potential
         from numpyro.infer.util import potential_energy
@@ -389,8 +395,10 @@ def main(argv=None) -> dict:
     _common.write_json(args.json, payload)
     if not args.quiet:
         print(
-            f"emcee: {walkers} walkers x {baseline['steps']} steps, {baseline['wall_s']:.1f} s, acceptance "
-            f"{baseline['acceptance_fraction']:.2f}, burn-in {baseline['burn_in_steps']}, tau reliable "
+            f"emcee: {walkers} walkers x {baseline['steps']} steps, {baseline['wall_s']:.1f} "
+            "s, acceptance "
+            f"{baseline['acceptance_fraction']:.2f}, burn-in {baseline['burn_in_steps']}, tau "
+            "reliable "
             f"{baseline['tau_reliable']} (max tau {max(baseline['tau'].values()):.0f} steps)"
         )
         print(
@@ -408,7 +416,8 @@ def main(argv=None) -> dict:
             )
         )
         print(
-            f"min ratio {payload['min_ratio']:.0f}x (target {TARGET_RATIO:.0f}x); NUTS {nuts['wall_s']:.0f} s "
+            f"min ratio {payload['min_ratio']:.0f}x (target {TARGET_RATIO:.0f}x); NUTS "
+            f"{nuts['wall_s']:.0f} s "
             f"(target < {TARGET_NUTS_S:.0f} s)"
         )
     return payload

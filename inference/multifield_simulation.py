@@ -25,7 +25,8 @@ their ratio, the LOO table, runtimes; ``multifield_shrinkage_<parameter>.png``.
 Usage::
 
     python inference/multifield_simulation.py                   # 20 fields, 4 x (500 + 500)
-    python inference/multifield_simulation.py --n-fields 3 --n-min 100 --n-max 200 --num-warmup 150 \\
+    python inference/multifield_simulation.py --n-fields 3 --n-min 100 --n-max 200 \\
+        --num-warmup 150 \\
         --num-samples 150 --num-chains 2 -o /tmp/mf
 """
 
@@ -248,7 +249,8 @@ def main(argv=None) -> dict:
             )
             for name, entry in fit["population"].items():
                 print(
-                    f"  {name}: {entry['mean']:.3f} ± {entry['sd']:.3f}, 95% {entry['interval_95']}, "
+                    f"  {name}: {entry['mean']:.3f} ± {entry['sd']:.3f}, 95% "
+                    f"{entry['interval_95']}, "
                     f"truth {entry.get('truth')}"
                 )
         print("RMS ratio (none / partial):", summary.get("rms_ratio_none_over_partial"))

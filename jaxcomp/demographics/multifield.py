@@ -205,7 +205,8 @@ class MultiFieldFitter(PopulationFitter):
         return data
 
     def compile(self, data: MultiFieldData) -> float:
-        """Compile the NUTS program for data and grids of these shapes; returns the compile time [s]."""
+        """Compile the NUTS program for data and grids of these shapes; returns the compile
+        time [s]."""
         elapsed = super().compile(data)
         self._shape = _tree_shapes(data, self.grid)
         return elapsed
@@ -271,7 +272,8 @@ class MultiFieldFitter(PopulationFitter):
             runtime = time.perf_counter() - start
             if self.progress:
                 print(
-                    f"NUTS: {chains} chain(s) x ({s['num_warmup']} + {draws}) steps, {data.n_fields} fields, "
+                    f"NUTS: {chains} chain(s) x ({s['num_warmup']} + {draws}) steps, "
+                    f"{data.n_fields} fields, "
                     f"{int(data.n_objects.sum())} clusters, {runtime:.1f} s",
                     flush=True,
                 )
@@ -373,7 +375,8 @@ class MultiFieldFitter(PopulationFitter):
         if n_div:
             chains, draws = sample_stats["diverging"].shape
             warnings.warn(
-                f"{n_div} divergent transition(s) in {chains} x {draws} NUTS draws of {model.describe()}: "
+                f"{n_div} divergent transition(s) in {chains} x {draws} NUTS draws of "
+                f"{model.describe()}: "
                 "the posterior may be biased; raise target_accept_prob",
                 RuntimeWarning,
                 stacklevel=3,

@@ -124,7 +124,8 @@ class MultiFieldModel:
         unknown = set(scales) - set(DEFAULT_SCATTER_SCALES)
         if unknown:
             raise InputError(
-                f"unknown scatter scale(s) {sorted(unknown)}; known: {sorted(DEFAULT_SCATTER_SCALES)}"
+                f"unknown scatter scale(s) {sorted(unknown)}; known: "
+                f"{sorted(DEFAULT_SCATTER_SCALES)}"
             )
         if any(float(v) <= 0 for v in scales.values()):
             raise InputError("scatter scales must be positive")
@@ -285,7 +286,8 @@ def _check_grid(name: str, grid, model: PopulationModel) -> None:
         edges = np.asarray(grid.av_edges, np.float64)
         if edges.shape != (len(model.av_edges),) or not np.allclose(edges, model.av_edges):
             raise InputError(
-                f"field {name!r}: its likelihood grid has A_V edges {edges.tolist()}, the model asks "
+                f"field {name!r}: its likelihood grid has A_V edges {edges.tolist()}, the "
+                "model asks "
                 f"for {list(model.av_edges)}; build it with LikelihoodGrid.build(grid, "
                 "model.av_edges) or pass the SelectionGrid"
             )
@@ -301,7 +303,8 @@ def _check_grid(name: str, grid, model: PopulationModel) -> None:
         nodes = np.asarray(getattr(grid, axis), np.float64)
         if nodes[0] > low + tolerance or nodes[-1] < high - tolerance:
             raise InputError(
-                f"field {name!r}: its selection grid covers {axis} [{nodes[0]:g}, {nodes[-1]:g}] but "
+                f"field {name!r}: its selection grid covers {axis} [{nodes[0]:g}, "
+                f"{nodes[-1]:g}] but "
                 f"the model asks for [{low:g}, {high:g}]; rebuild the grid over the model's range "
                 "(SelectionGrid.from_selection(..., log_mass=, log_age=, av=)) or narrow the model"
             )
@@ -315,7 +318,8 @@ def _check_inside_grid(name: str, theta: np.ndarray, grid) -> None:
         outside = (theta[:, j] < nodes[0] - 1e-6) | (theta[:, j] > nodes[-1] + 1e-6)
         if outside.any():
             raise InputError(
-                f"field {name!r}: {int(outside.sum())} cluster(s) have {axis} outside its selection "
+                f"field {name!r}: {int(outside.sum())} cluster(s) have {axis} outside its "
+                "selection "
                 f"grid [{nodes[0]:g}, {nodes[-1]:g}]; drop them or extend the grid"
             )
 
@@ -361,7 +365,8 @@ def stack_fields(
         raise InputError("no fields given")
     if len(catalogues) != len(names) or len(grids) != len(names):
         raise InputError(
-            f"{len(names)} field names, {len(catalogues)} catalogues and {len(grids)} selection grids: "
+            f"{len(names)} field names, {len(catalogues)} catalogues and {len(grids)} "
+            "selection grids: "
             "give one catalogue and one grid per field"
         )
     seen = set()
@@ -418,7 +423,8 @@ def stack_fields(
             if jax.tree.map(np.shape, grid) != reference:
                 raise InputError(
                     f"field {name!r}: its grid has shapes {jax.tree.map(np.shape, grid)} but field "
-                    f"{names[0]!r} has {reference}; build every field's SelectionGrid with the same "
+                    f"{names[0]!r} has {reference}; build every field's SelectionGrid with "
+                    "the same "
                     "shape= (node counts) so that the fields can be stacked"
                 )
         stacked_grid = jax.tree.map(lambda *x: jnp.stack(x), *likelihood_grids)
