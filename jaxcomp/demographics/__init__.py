@@ -13,6 +13,8 @@
   (Mandel, Farr & Gair 2019) with p_obs on a quadrature grid, and the NumPyro model.
 * :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS, ArviZ
   InferenceData, r_hat / ESS / divergences, posterior predictive checks).
+* :mod:`~jaxcomp.demographics.selection_uncertainty`: p_obs of every ensemble member on
+  one grid, the likelihood averaged over them and the diagnostics of every fit.
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
 * :mod:`~jaxcomp.demographics.sensitivity`: derivatives of N_exp, corrected counts and
   maximum-likelihood hyperparameters with respect to Λ and to a shift of the
@@ -64,6 +66,18 @@ from .marginalise import (
     quadrature_weights,
 )
 from .models import DEFAULT_PRIORS, PopulationModel
+from .selection_uncertainty import (
+    SELECTION_UNCERTAINTY,
+    TALBOT_GOLOMB_VARIANCE,
+    ensemble_log_likelihood,
+    mean_member_grid,
+    member_likelihood_grid,
+    member_log_likelihoods,
+    member_selection_grid,
+    over_members,
+    selection_diagnostics,
+    stack_member_grids,
+)
 from .sensitivity import (
     FisherResult,
     MaximumLikelihood,
@@ -139,4 +153,14 @@ __all__ = [
     "intensity_grid",
     "maximum_likelihood",
     "shift_sensitivity",
+    "SELECTION_UNCERTAINTY",
+    "TALBOT_GOLOMB_VARIANCE",
+    "ensemble_log_likelihood",
+    "mean_member_grid",
+    "member_likelihood_grid",
+    "member_log_likelihoods",
+    "member_selection_grid",
+    "over_members",
+    "selection_diagnostics",
+    "stack_member_grids",
 ]
