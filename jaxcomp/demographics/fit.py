@@ -711,40 +711,47 @@ class PopulationFitter:
                          selection_uncertainty=self.selection_uncertainty, selection_diagnostics=diagnostics)
 
     def _selection_diagnostics(self, samples, data, median) -> dict:
-        """:func:`selection_diagnostics` from the draws (ln L of every member at every draw, in blocks)."""
+        """:func:`selection_diagnostics` from the draws (ln L of every member at every draw, in blocks).
+
+        The posterior median is evaluated with the draws (one extra row), and the last
+        block is padded, so one program shape is compiled.
+        """
         model = self.model
         names = model.parameter_names
         first = np.asarray(samples[names[0]])
         n_draws = first.shape[0] * first.shape[1]
         flat = {k: np.asarray(samples[k]).reshape((n_draws,) + np.shape(samples[k])[2:]) for k in samples}
+        rows = {k: np.concatenate([flat[k], np.asarray(median[k], flat[k].dtype)[None]]) for k in names}
         theta = latent_theta(model, data, flat)
+        if theta is not None:
+            theta = np.concatenate([theta, np.median(theta, axis=0)[None]])
+        n_rows = n_draws + 1
         block = max(1, int(2e7 // max(1, data.n_objects * (1 if data.samples is None else data.samples.shape[1])
                                       * len(self.member_grid.p_obs_binned))))
+        block = min(block, n_rows)
         member_log_l, fit_log_l = [], []
-        for start in range(0, n_draws, block):
-            part = {k: jnp.asarray(flat[k][start:start + block]) for k in names}
+        for start in range(0, n_rows, block):
+            index = np.minimum(np.arange(start, start + block), n_rows - 1)  # the last block padded
+            part = {k: jnp.asarray(rows[k][index]) for k in names}
             if theta is None:
                 member = np.asarray(self._member_log_l_exact(part, data, self.member_grid))
                 single = None if self.selection_uncertainty == "ensemble" else np.asarray(
                     self._log_l_exact(part, data, self.grid))
             else:
-                th = jnp.asarray(theta[start:start + block])
+                th = jnp.asarray(theta[index])
                 member = np.asarray(self._member_log_l(part, th, data, self.member_grid))
                 single = None if self.selection_uncertainty == "ensemble" else np.asarray(
                     self._log_l(part, th, data, self.grid))
-            member_log_l.append(member)
             if single is None:  # the ensemble fit's own likelihood: log-mean-exp over members
                 single = np.logaddexp.reduce(member, axis=1) - np.log(member.shape[1])
-            fit_log_l.append(single)
-        member_log_l = np.concatenate(member_log_l)
-        at_median = {k: jnp.asarray(v)[None] for k, v in median.items()}
-        if theta is None:
-            median_log_l = np.asarray(self._member_log_l_exact(at_median, data, self.member_grid))[0]
-        else:
-            th = jnp.asarray(np.median(theta, axis=0))[None]
-            median_log_l = np.asarray(self._member_log_l(at_median, th, data, self.member_grid))[0]
+            keep = min(block, n_rows - start)
+            member_log_l.append(member[:keep])
+            fit_log_l.append(single[:keep])
+        member_log_l, fit_log_l = np.concatenate(member_log_l), np.concatenate(fit_log_l)
+        median_log_l = member_log_l[-1]
+        member_log_l, fit_log_l = member_log_l[:-1], fit_log_l[:-1]
         draws = {k: flat[k] for k in model.scalar_parameters}
-        return selection_diagnostics(member_log_l, np.concatenate(fit_log_l), draws, median_log_l)
+        return selection_diagnostics(member_log_l, fit_log_l, draws, median_log_l)
 
 
 def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationModel | None = None, *,
