@@ -183,11 +183,45 @@ def summarise(output_dir: Path) -> dict:
             for level in ("0.68", "0.95")}
         summary["coverage"][f"none_{size}"]["mean_abs_error_boundary"] = float(
             np.mean([e["mean_abs_error_boundary"] for e in entries]))
+    summary["planning"] = plan(records, sizes)
     summary["total_divergences"] = int(sum(r["exact"]["divergences"] + sum(
         e[k]["divergences"] for e in r["sizes"].values() for k in ("none", "ensemble")) for r in records))
     summary["max_r_hat"] = float(max(max([r["exact"]["max_r_hat"]] + [
         e[k]["max_r_hat"] for e in r["sizes"].values() for k in ("none", "ensemble")]) for r in records))
     return summary
+
+
+def plan(records, sizes) -> dict:
+    """Injections needed for α_M's posterior sd to be at most 1.1x / 1.5x the exact-selection one.
+
+    The selection-induced variance at each size is the variance over replicates of the
+    "none" posterior mean minus that of the exact-selection fit (same catalogues), fitted
+    as ``c / N`` (:func:`jaxcomp.demographics.plan_campaign_size`).
+    """
+    from jaxcomp.demographics import plan_campaign_size
+    from jaxcomp.errors import InputError
+
+    if len(records) < 3:
+        return {"note": "fewer than 3 replicates: no variance estimate"}
+    exact = np.array([r["exact"]["params"]["alpha_M"]["mean"] for r in records])
+    statistical_sd = float(np.mean([r["exact"]["params"]["alpha_M"]["sd"] for r in records]))
+    variances = []
+    for size in sizes:
+        pairs = [(r["sizes"][str(size)]["none"]["params"]["alpha_M"]["mean"], r["exact"]["params"]["alpha_M"]["mean"])
+                 for r in records if str(size) in r["sizes"]]
+        none, ref = (np.array(v) for v in zip(*pairs))
+        variances.append(float(np.var(none - ref, ddof=1)))  # paired: same catalogue, the selection's part
+    out = {"sizes": list(sizes), "selection_variance_alpha_M": variances, "statistical_sd_alpha_M": statistical_sd,
+           "exact_mean_scatter_sd": float(np.std(exact, ddof=1)),
+           "method": "Var over replicates of (posterior mean with the campaign's ensemble-mean selection - "
+                     "posterior mean with the exact selection), fitted as c / N_labels"}
+    for factor in (1.1, 1.5):
+        try:
+            out[f"target_{factor:g}x_statistical"] = plan_campaign_size(
+                sizes, variances, target_sd=factor * statistical_sd, statistical_sd=statistical_sd)
+        except InputError as error:
+            out[f"target_{factor:g}x_statistical"] = {"error": str(error)}
+    return out
 
 
 def main(argv=None) -> dict:

@@ -153,17 +153,20 @@ def test_variance_share_by_the_law_of_total_variance():
 
 
 def test_ensemble_fit_reports_and_warns(member_setup):
-    model, _, grids, members, catalogue = member_setup
+    _, selections, grids, members, _ = member_setup
     with pytest.raises(InputError, match="member_selection_grid"):
-        PopulationFitter(model, grids[1], selection_uncertainty="ensemble")
+        PopulationFitter(PopulationModel(), grids[1], selection_uncertainty="ensemble")
     with pytest.raises(ValueError, match="selection_uncertainty must be one of"):
-        PopulationFitter(model, members, selection_uncertainty="mean")
+        PopulationFitter(PopulationModel(), members, selection_uncertainty="mean")
+    # a small model (2 hyperparameters) keeps the NUTS compilation short
+    model = PopulationModel(mass="power_law", age="power_law", av="fixed", av_weights=(0.4, 0.3, 0.2, 0.1))
+    catalogue = simulate_catalogue(model, {"alpha_M": -2.0, "alpha_T": -0.8}, selections[1], n_obs=150, seed=3)
     with pytest.warns(RuntimeWarning, match="variance over the 3 selection members of ln L"):
         result = fit_population(catalogue, members, model, num_warmup=60, num_samples=60, num_chains=1, seed=2,
-                                selection_uncertainty="ensemble", chain_method="sequential")
+                                selection_uncertainty="ensemble", chain_method="sequential", dense_mass=False)
     diagnostics = result.selection_diagnostics
     assert result.log_likelihood_variance > 1 and result.selection_uncertainty == "ensemble"
-    assert set(diagnostics["variance_share"]) == {"alpha_M", "log_M_break", "alpha_T"}
+    assert set(diagnostics["variance_share"]) == {"alpha_M", "alpha_T"}
     assert all(0 <= v <= 1 for v in diagnostics["variance_share"].values())
     assert sum(diagnostics["member_weights"]) == pytest.approx(1.0)
     assert "log_likelihood" not in result.idata.groups() and "Var_members ln L" in result.report()
@@ -191,3 +194,18 @@ def test_corrections_carry_the_selection_spread():
                                np.hypot(table["n_corr_err"], expected), rtol=1e-10)
     with pytest.raises(ValueError, match="n_members >= 2"):
         corrected_age_function(log_age, p_mean, bins, p_corr_members=members[:1])
+
+
+def test_campaign_planning_inverts_a_known_scaling():
+    from jaxcomp.demographics import plan_campaign_size
+
+    sizes = np.array([3000.0, 10000.0, 30000.0])
+    variances = 0.6 / sizes  # V = c / N with c = 0.6
+    plan = plan_campaign_size(sizes, variances, target_sd=0.05, statistical_sd=0.03)
+    assert plan["coefficient"] == pytest.approx(0.6) and plan["exponent"] == 1.0
+    assert plan["n_injections"] == pytest.approx(0.6 / (0.05**2 - 0.03**2))
+    fitted = plan_campaign_size(sizes, 2.0 * sizes**-0.7, target_sd=0.05, statistical_sd=0.03, fit_exponent=True)
+    assert fitted["exponent"] == pytest.approx(0.7) and fitted["coefficient"] == pytest.approx(2.0)
+    assert plan_campaign_size(sizes, variances, target_sd=0.03, statistical_sd=0.03)["n_injections"] == np.inf
+    with pytest.raises(InputError, match="positive measured"):
+        plan_campaign_size(sizes, np.zeros(3), target_sd=0.05, statistical_sd=0.03)

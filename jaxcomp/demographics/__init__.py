@@ -75,6 +75,7 @@ from .selection_uncertainty import (
     member_log_likelihoods,
     member_selection_grid,
     over_members,
+    plan_campaign_size,
     selection_diagnostics,
     stack_member_grids,
 )
@@ -161,6 +162,7 @@ __all__ = [
     "member_log_likelihoods",
     "member_selection_grid",
     "over_members",
+    "plan_campaign_size",
     "selection_diagnostics",
     "stack_member_grids",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "member_selection_grid",
     "n_members",
     "over_members",
+    "plan_campaign_size",
     "selection_diagnostics",
     "stack_member_grids",
 ]
@@ -271,3 +272,59 @@ def latent_theta(model: PopulationModel, data: PopulationData, samples: dict):
     for name in model.latent_columns:
         theta[:, :, THETA_COLUMNS.index(name)] = np.asarray(samples[f"{name}_true"])
     return theta
+
+
+# ---------------------------------------------------------------- planning
+def plan_campaign_size(campaign_sizes, selection_variances, *, target_sd: float, statistical_sd: float,
+                       fit_exponent: bool = False) -> dict:
+    """Injections needed for a target posterior width of a hyperparameter (e.g. α_M).
+
+    A selection function learned from ``N`` injections adds a variance ``V(N)`` to a
+    hyperparameter's error; for an estimator whose sampling error is ``O(N^-1/2)``,
+    ``V = c / N``.  Given ``V`` measured at several campaign sizes (e.g. the variance
+    over replicates of the posterior mean with the campaign's selection minus the same
+    with the exact selection, ``inference/selection_uncertainty_coverage.py``, or a
+    bootstrap ensemble's between-member variance), fit ``c`` (and, with
+    ``fit_exponent``, the power ``V = c N^-k``) by least squares in ``ln V``, and solve
+    ``statistical_sd² + V(N) = target_sd²`` for ``N``.
+
+    Parameters
+    ----------
+    campaign_sizes : array
+        Number of injections (labels) of each measured campaign.
+    selection_variances : array
+        Selection-induced variance of the hyperparameter at each size (> 0 entries used).
+    target_sd : float
+        Wanted total posterior standard deviation.
+    statistical_sd : float
+        The standard deviation with an exact selection (the catalogue's own limit).
+    fit_exponent : bool
+        Fit the power ``k`` too (needs >= 2 sizes), instead of fixing ``k = 1``.
+
+    Returns
+    -------
+    dict
+        ``coefficient`` c, ``exponent`` k, ``n_injections`` (inf when ``target_sd <=
+        statistical_sd``: no campaign reaches it), ``used_sizes``.
+    """
+    sizes = np.asarray(campaign_sizes, np.float64)
+    variances = np.asarray(selection_variances, np.float64)
+    if sizes.shape != variances.shape or sizes.ndim != 1:
+        raise InputError("campaign_sizes and selection_variances must be 1-d arrays of the same length")
+    use = np.isfinite(variances) & (variances > 0) & (sizes > 0)
+    if use.sum() < (2 if fit_exponent else 1):
+        raise InputError(f"need {'2' if fit_exponent else '1'} or more campaign sizes with a positive measured "
+                         "selection variance; run the coverage study with more replicates")
+    if target_sd <= 0 or statistical_sd < 0:
+        raise InputError("target_sd must be > 0 and statistical_sd >= 0")
+    log_n, log_v = np.log(sizes[use]), np.log(variances[use])
+    if fit_exponent:
+        slope, intercept = np.polyfit(log_n, log_v, 1)
+        exponent = -float(slope)
+    else:
+        exponent, intercept = 1.0, float(np.mean(log_v + log_n))
+    coefficient = float(np.exp(intercept))
+    budget = target_sd ** 2 - statistical_sd ** 2
+    needed = float("inf") if budget <= 0 or exponent <= 0 else float((coefficient / budget) ** (1.0 / exponent))
+    return {"coefficient": coefficient, "exponent": exponent, "n_injections": needed,
+            "used_sizes": sizes[use].tolist()}
