@@ -61,6 +61,9 @@ def test_bootstrap_config_is_checked_and_recorded():
     assert training["ensemble_resampling"] == "bootstrap" and len(training["bootstrap_rows_sha256"]) == 2
     assert training["config"]["ensemble_resampling"] == "bootstrap"
     assert [m["member"] for m in training["members"]] == [1, 2]
+    coverage = training["test_spread_coverage"]  # the test split's repeated injections
+    assert coverage == trained.test_spread_coverage and coverage["n_members"] == 2
+    assert all(0 <= v <= 1 for v in coverage["predictive_coverage"].values())
     selection = trained.selection_function
     assert selection.n_members == 2
     members = member_selection_grid(selection, shape=(9, 7, 3))
@@ -163,7 +166,8 @@ def test_ensemble_fit_reports_and_warns(member_setup):
     catalogue = simulate_catalogue(model, {"alpha_M": -2.0, "alpha_T": -0.8}, selections[1], n_obs=150, seed=3)
     with pytest.warns(RuntimeWarning, match="variance over the 3 selection members of ln L"):
         result = fit_population(catalogue, members, model, num_warmup=60, num_samples=60, num_chains=1, seed=2,
-                                selection_uncertainty="ensemble", chain_method="sequential", dense_mass=False)
+                                selection_uncertainty="ensemble", chain_method="sequential", dense_mass=False,
+                                quadrature_tolerance=0.05)
     diagnostics = result.selection_diagnostics
     assert result.log_likelihood_variance > 1 and result.selection_uncertainty == "ensemble"
     assert set(diagnostics["variance_share"]) == {"alpha_M", "alpha_T"}

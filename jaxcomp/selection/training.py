@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from .._io import array_digest
 from .._version import __version__
 from ..errors import MissingColumnError
-from .calibration import CalibrationReport, calibration_report
+from .calibration import CalibrationReport, calibration_report, ensemble_coverage, member_probabilities
 from .function import SelectionFunction, columns_to_array
 from .inputs import OUT_OF_DOMAIN_POLICIES, default_input_spec, resolve_inputs
 from .network import NetworkConfig, apply_network, init_network
@@ -457,6 +457,7 @@ class TrainingResult:
     test_calibration: CalibrationReport
     split: dict[str, np.ndarray] = field(repr=False)
     labels: LabelSet = field(repr=False)
+    test_spread_coverage: dict | None = None
 
     def grid(self) -> list[dict]:
         """Best validation loss of each grid point (member 0)."""
@@ -546,6 +547,7 @@ def train_selection_function(table, inputs="physical", config: TrainConfig | Non
     test_rows = labels.inputs[split["test"]]
     test_p = unrecorded.predict(dict(zip(labels.input_names, test_rows.T)), out_of_domain="clip")
     test_report = calibration_report(test_p, labels.labels[split["test"]])
+    spread_coverage = _test_spread_coverage(unrecorded, labels, split["test"], config.seed)
     chosen = [h for h in histories if h.member > 0 or (not bootstrap and (h.learning_rate, h.weight_decay)
                                                         == (best_lr, best_wd))]
     metadata = {
@@ -570,11 +572,27 @@ def train_selection_function(table, inputs="physical", config: TrainConfig | Non
                 "member)) and its own seed, after the grid search on the full training split"),
             **({"bootstrap_rows_sha256": [array_digest(r) for r in resampled_rows]} if bootstrap else {}),
             "test_metrics": test_report.summary(),
+            "test_spread_coverage": spread_coverage,
         },
         "provenance": dict(provenance or {}),
     }
     return TrainingResult(selection_function(metadata), config, tuple(histories), best_lr, best_wd,
-                          test_report, split, labels)
+                          test_report, split, labels, spread_coverage)
+
+
+def _test_spread_coverage(selection: SelectionFunction, labels: LabelSet, test: np.ndarray,
+                          seed: int) -> dict | None:
+    """:func:`ensemble_coverage` of the test split's repeated injections (None: one member or no repeats)."""
+    if selection.n_members < 2:
+        return None
+    groups = labels.groups[test]
+    distinct, first, repeats = np.unique(groups, return_index=True, return_counts=True)
+    if repeats.max() < 2:
+        return None
+    detected = np.bincount(np.searchsorted(distinct, groups), weights=labels.labels[test]).astype(np.int64)
+    rows = labels.inputs[test][first]
+    member_p = member_probabilities(selection.with_out_of_domain("clip"), dict(zip(labels.input_names, rows.T)))
+    return ensemble_coverage(member_p, n_detected=detected, n_repeats=repeats, seed=seed).summary()
 
 
 def plot_loss_curves(result: TrainingResult, path: str | Path) -> Path:
