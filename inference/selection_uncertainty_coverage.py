@@ -16,10 +16,12 @@ For each replicate ``r`` and each campaign size ``n_labels`` (default 3,000, 10,
    (Schechter CMF α_M = -2, log M_break = 5; power-law CAF α_T = -1 on log T in [6, 9.5];
    equal A_V weights on 4 bins) through the **known** selection, evaluated exactly.  The same
    catalogue is used for every campaign size of one replicate (a paired comparison).
-4. **Fits**: NUTS with the selection grid of the ensemble mean (``"none"``) and with the
-   likelihood averaged over the members (``"ensemble"``); plus, once per replicate, a
-   control fit with the true selection tabulated on the same grid (``"exact"``), which
-   measures the coverage of the fit itself.
+4. **Fits**: NUTS with the selection grid of the ensemble mean (``"none"``), with the
+   likelihood averaged over the members (``"ensemble"``), and one fit per member pooled
+   with equal weights (``"cut"``, :func:`~jaxcomp.demographics.fit_members`; replicates run
+   before this mode was added lack it, and the summary counts each mode's own ``n``);
+   plus, once per replicate, a control fit with the true selection tabulated on the same
+   grid (``"exact"``), which measures the coverage of the fit itself.
 
 Recorded per replicate (``rep_XXXX.json``, written atomically, so the study can be stopped
 and resumed: finished replicates are skipped): for α_M, log M_break and α_T the truth,
@@ -68,13 +70,18 @@ def _record_fit(result, truth: dict) -> dict:
     if result.selection_diagnostics is not None:
         out["variance_share"] = result.selection_diagnostics["variance_share"]
         out["member_weights"] = result.selection_diagnostics["member_weights"]
+    out["params"] = _record_draws(result.draws, truth)
+    return out
+
+
+def _record_draws(draws_of, truth: dict) -> dict:
+    out = {}
     for name in PARAMETERS:
-        draws = result.draws(name)
+        draws = draws_of(name)
         q = np.quantile(draws, [0.025, 0.16, 0.5, 0.84, 0.975])
         true = float(truth[name])
-        out["params"][name] = {"truth": true, "mean": float(draws.mean()), "sd": float(draws.std()),
-                               "q": q.tolist(), "in68": bool(q[1] <= true <= q[3]),
-                               "in95": bool(q[0] <= true <= q[4])}
+        out[name] = {"truth": true, "mean": float(draws.mean()), "sd": float(draws.std()), "q": q.tolist(),
+                     "in68": bool(q[1] <= true <= q[3]), "in95": bool(q[0] <= true <= q[4])}
     return out
 
 
@@ -87,6 +94,7 @@ def run_replicate(rep: int, *, sizes, n_obs: int, n_members: int, grid_shape, nu
         PopulationFitter,
         PopulationModel,
         SelectionGrid,
+        fit_members,
         member_selection_grid,
         simulate_catalogue,
     )
@@ -134,12 +142,22 @@ def run_replicate(rep: int, *, sizes, n_obs: int, n_members: int, grid_shape, nu
             for kind in ("none", "ensemble"):
                 result = fitter(kind, member_grid).fit(catalogue, seed=rep_seed)
                 entry[kind] = _record_fit(result, truth)
+            # the "cut" posterior: one fit per member, pooled with equal weights (reuses the exact fitter)
+            t1 = time.perf_counter()
+            members = fit_members(catalogue, member_grid, fitter=fitters["exact"], seed=rep_seed)
+            entry["cut"] = {"fit_s": round(time.perf_counter() - t1, 2),
+                            "params": _record_draws(members.pooled, truth),
+                            "variance_share": members.variance_share,
+                            "divergences": int(sum(f.num_divergences for f in members.fits)),
+                            "max_r_hat": float(max(np.nanmax(np.asarray(f.summary["r_hat"], float))
+                                                   for f in members.fits))}
             record["sizes"][str(n_labels)] = entry
             if verbose:
-                p = {k: entry[k]["params"]["alpha_M"] for k in ("none", "ensemble")}
+                p = {k: entry[k]["params"]["alpha_M"] for k in ("none", "ensemble", "cut")}
                 print(f"  rep {rep} n_labels {n_labels}: train {train_s:.0f} s, Var lnL "
                       f"{entry['none']['log_likelihood_variance']:.3g}; alpha_M none {p['none']['mean']:.3f}"
-                      f"±{p['none']['sd']:.3f}, ensemble {p['ensemble']['mean']:.3f}±{p['ensemble']['sd']:.3f}",
+                      f"±{p['none']['sd']:.3f}, ensemble {p['ensemble']['mean']:.3f}±{p['ensemble']['sd']:.3f}, "
+                      f"cut {p['cut']['mean']:.3f}±{p['cut']['sd']:.3f}",
                       flush=True)
     return record
 
@@ -171,8 +189,10 @@ def summarise(output_dir: Path) -> dict:
     sizes = sorted({int(s) for r in records for s in r["sizes"]})
     for size in sizes:
         entries = [r["sizes"][str(size)] for r in records if str(size) in r["sizes"]]
-        for kind in ("none", "ensemble"):
-            summary["coverage"][f"{kind}_{size}"] = cover([e[kind] for e in entries])
+        for kind in ("none", "ensemble", "cut"):
+            chosen = [e[kind] for e in entries if kind in e]
+            if chosen:
+                summary["coverage"][f"{kind}_{size}"] = cover(chosen)
         summary["coverage"][f"none_{size}"]["median_log_likelihood_variance"] = float(
             np.median([e["none"]["log_likelihood_variance"] for e in entries]))
         summary["coverage"][f"ensemble_{size}"]["median_variance_share"] = {

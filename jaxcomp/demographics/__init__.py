@@ -69,7 +69,9 @@ from .models import DEFAULT_PRIORS, PopulationModel
 from .selection_uncertainty import (
     SELECTION_UNCERTAINTY,
     TALBOT_GOLOMB_VARIANCE,
+    MemberFits,
     ensemble_log_likelihood,
+    fit_members,
     mean_member_grid,
     member_likelihood_grid,
     member_log_likelihoods,
@@ -164,5 +166,7 @@ __all__ = [
     "over_members",
     "plan_campaign_size",
     "selection_diagnostics",
+    "MemberFits",
+    "fit_members",
     "stack_member_grids",
 ]
