@@ -12,6 +12,7 @@ from jaxcomp.demographics import (
     PopulationModel,
     SelectionGrid,
     ensemble_log_likelihood,
+    fit_members,
     fit_population,
     log_likelihood,
     member_likelihood_grid,
@@ -175,6 +176,17 @@ def test_ensemble_fit_reports_and_warns(member_setup):
     assert sum(diagnostics["member_weights"]) == pytest.approx(1.0)
     assert "log_likelihood" not in result.idata.groups() and "Var_members ln L" in result.report()
     assert np.all(np.isfinite(result.draws("alpha_M")))
+    # one fit per member (one compiled sampler), pooled with equal weights: the "cut" posterior
+    fitter = PopulationFitter(model, grids[0], num_warmup=60, num_samples=60, num_chains=1,
+                              chain_method="sequential", dense_mass=False)
+    members_fit = fit_members(catalogue, members, fitter=fitter, seed=2)
+    means = members_fit.draws["alpha_M"].mean(axis=1)
+    assert members_fit.draws["alpha_M"].shape == (3, 60) and members_fit.pooled("alpha_M").shape == (180,)
+    assert np.ptp(means) > 3 * members_fit.draws["alpha_M"].std(axis=1).mean() / np.sqrt(20)
+    between, within = np.var(means), np.mean(members_fit.draws["alpha_M"].var(axis=1))
+    assert members_fit.variance_share["alpha_M"] == pytest.approx(between / (between + within))
+    lo, hi = members_fit.interval("alpha_M", 0.95)
+    assert lo < means.min() and hi > means.max()
 
 
 # ------------------------------------------------------------ corrections
