@@ -129,13 +129,16 @@ def test_ensemble_likelihood_is_the_mean_of_member_likelihoods(member_setup):
         singles = [LikelihoodGrid.build(g, model.av_edges) for g in grids]
         params = {k: jax.numpy.asarray(v) for k, v in TRUTH.items()}
         single = jax.jit(lambda p, d, g: log_likelihood(model, p, d, g))
+        singles = dict(zip(map(id, grids), singles))
         ensemble = jax.jit(lambda p, d, g: ensemble_log_likelihood(model, p, d, g))
-        per_member = np.array([float(single(params, data, g)) for g in singles])
+        # ln L_m keeps the detected objects' ln p_obs,m(θ_i): constant in Λ, not across members
+        per_member = np.array([float(single(params, data, singles[id(g)])) + float(np.sum(np.log(np.maximum(
+            np.asarray(g.interpolate(*np.asarray(data.theta).T)), 1e-30)))) for g in grids])
         expected = np.log(np.mean(np.exp(per_member - per_member.max()))) + per_member.max()
-        assert float(ensemble(params, data, stacked)) == pytest.approx(expected, abs=1e-9)
+        assert float(ensemble(params, data, stacked)) == pytest.approx(expected, abs=1e-6)
         assert np.ptp(per_member) > 1  # the members disagree: the test is not trivial
         same = member_likelihood_grid(stack_member_grids([grids[1]] * 3), model.av_edges)
-        assert float(ensemble(params, data, same)) == pytest.approx(per_member[1], abs=1e-9)
+        assert float(ensemble(params, data, same)) == pytest.approx(per_member[1], abs=1e-6)
         # over_members maps any grid function: the marginal completeness of every member
         mass = SchechterLogMass(-2.0, 5.0, 2.0, 8.0)
         av = PiecewiseConstantAV(jax.numpy.asarray([0.0, 1.5, 3.0]))

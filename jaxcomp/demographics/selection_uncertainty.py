@@ -23,8 +23,15 @@ The likelihood of the catalogue given the population Λ, with the selection
 function unknown, is ``p(d|Λ) = ∫ p(d|Λ, s) p(s|injections) ds``.  With the
 members as draws from p(s|injections) (the bootstrap approximation) and equal
 weights this is ``(1/M) Σ_m L_m(Λ)``, i.e. ``ln L = logsumexp_m ln L_m - ln M``
-of the **full per-member selection-normalised log-likelihood** ``ln L_m`` (per-
-object terms and ``-N_obs ln α_m(Λ)``, or ``-N α_m(Λ)`` in the Poisson form).
+of the **full per-member selection-normalised log-likelihood**
+``ln L_m = Σ_i ln p_obs,m(θ_i) + Σ_i ln p(θ_i|Λ) - N_obs ln α_m(Λ)`` (Poisson form:
+``Σ_i ln [N p_obs,m(θ_i) p(θ_i|Λ)] - N α_m(Λ)``).  The detected objects' own
+``Σ_i ln p_obs,m(θ_i)``, dropped by a single-selection fit because it is constant in
+Λ, is **not** constant across members and must stay: without it the average favours
+the most pessimistic member (the smallest α_m), which biases α_M low (we measured this
+in the coverage study before including the term).  With measurement errors the term is
+evaluated at the catalogue values (the selection acted on the data); models with
+``per_object_p_obs`` already carry it.
 Averaging p_obs instead (one grid of the ensemble mean, ``"none"``) plugs a
 point estimate into a likelihood that is strongly non-linear in α (``α^-N_obs``),
 so it ignores the uncertainty; averaging ``ln L_m`` would be a geometric mean of
@@ -191,12 +198,16 @@ def member_log_likelihoods(model: PopulationModel, params, data: PopulationData,
                            theta=None, *, n_gauss: int = 8):
     """ln L_m(Λ) of every member (shape (M,)) and α_m(Λ) (shape (M,)).
 
+    ``ln L_m`` includes the detected objects' ``Σ_i ln p_obs,m(θ_i)`` (module docstring).
     Selection-independent per-object terms are computed once (``vmap`` batches only
     what depends on the member's p_obs).
     """
     def one(member_grid):
         terms, alpha = _terms_and_fraction(model, params, data, member_grid, theta, n_gauss=n_gauss)
-        return _combine(model, params, terms, alpha), alpha
+        log_l = _combine(model, params, terms, alpha)
+        if not model.per_object_p_obs:
+            log_l = log_l + jnp.sum(member_grid.log_p_obs(data.theta))
+        return log_l, alpha
 
     return over_members(one, grid)
 
