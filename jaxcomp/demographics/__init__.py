@@ -21,6 +21,8 @@ CMF/CAF.
   several fields, each with its own selection grid, in one hierarchical model
   (:class:`MultiFieldModel`: complete, partial or no pooling), :func:`fit_fields`,
   and PSIS-LOO comparison of the pooling forms (:func:`compare_pooling`).
+* :mod:`~jaxcomp.demographics.selection_uncertainty`: p_obs of every ensemble member on
+  one grid, the likelihood averaged over them and the diagnostics of every fit.
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
 * :mod:`~jaxcomp.demographics.sensitivity`: derivatives of N_exp, corrected counts and
   maximum-likelihood hyperparameters with respect to Λ and to a shift of the
@@ -81,6 +83,21 @@ from .multifield import (
     plot_shrinkage,
 )
 from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
+from .selection_uncertainty import (
+    SELECTION_UNCERTAINTY,
+    TALBOT_GOLOMB_VARIANCE,
+    MemberFits,
+    ensemble_log_likelihood,
+    fit_members,
+    mean_member_grid,
+    member_likelihood_grid,
+    member_log_likelihoods,
+    member_selection_grid,
+    over_members,
+    plan_campaign_size,
+    selection_diagnostics,
+    stack_member_grids,
+)
 from .sensitivity import (
     FisherResult,
     MaximumLikelihood,
@@ -168,4 +185,17 @@ __all__ = [
     "fit_fields",
     "plot_shrinkage",
     "stack_fields",
+    "SELECTION_UNCERTAINTY",
+    "TALBOT_GOLOMB_VARIANCE",
+    "ensemble_log_likelihood",
+    "mean_member_grid",
+    "member_likelihood_grid",
+    "member_log_likelihoods",
+    "member_selection_grid",
+    "over_members",
+    "plan_campaign_size",
+    "selection_diagnostics",
+    "MemberFits",
+    "fit_members",
+    "stack_member_grids",
 ]

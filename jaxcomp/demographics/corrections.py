@@ -10,6 +10,16 @@ function; see :mod:`jaxcomp.demographics.marginalise`).  In every bin,
   16th and 84th percentiles of the ``p_corr,i`` in the bin (eq. 18: a rough
   band from the spread of corrections, not a formal error).
 
+With an ensemble selection function (``p_corr_members``: each member's marginal
+completeness per cluster), every member gives its own correction
+``N_corr,m = N_raw / mean_i(p_corr,i,m)``; their standard deviation over members
+(``n_corr_sel_err``) is the selection's uncertainty of the correction, reported next
+to the Poisson error and the paper's p16-p84 envelope, and combined with the
+Poisson error in quadrature (``n_corr_total_err``; independent sources).  Compute
+the members' completeness with
+:func:`~jaxcomp.demographics.selection_uncertainty.over_members`, e.g.
+``over_members(p_corr_log_age, member_grid, mass, av)``.
+
 The per-object values are clipped from below first: at 1e-10 for the age
 function, whose bins with mean completeness < 1e-3 are then masked, and at
 1e-3 for the mass function (the paper's choices, the defaults of
@@ -73,6 +83,7 @@ def corrected_counts(
     quantity: Literal["log_age", "log_mass"] = "log_age",
     clip: float = AGE_CLIP,
     min_mean: float | None = AGE_MIN_MEAN,
+    p_corr_members=None,
 ) -> Table:
     """Raw and completeness-corrected histogram of one quantity (eq. 17-18).
 
@@ -94,6 +105,12 @@ def corrected_counts(
         Lower clip applied to each ``p_corr,i`` before averaging.
     min_mean : float or None
         Mask bins whose mean clipped completeness is below this (``None``: no masking).
+    p_corr_members : array of shape (n_members, n) or callable, optional
+        The marginal completeness of every member of an ensemble selection function
+        (a callable returns it for ``values``); adds the selection's uncertainty of the
+        correction (``n_corr_sel_err``, ``n_corr_total_err`` and their ``dn_`` forms).
+        ``p_corr`` stays the completeness the correction uses (normally the ensemble
+        mean, i.e. the mean over members).
 
     Returns
     -------
@@ -107,6 +124,10 @@ def corrected_counts(
         ``dn_raw``, ``dn_corr``, ``dn_corr_lo``, ``dn_corr_hi``, ``dn_corr_err``
         (the same per unit of the quantity, i.e. dN/dlogT or dN/dlogM [per dex]),
         and ``masked`` (bins below ``min_mean``; their corrected columns are masked).
+        With ``p_corr_members`` also ``n_corr_sel_err`` (standard deviation over
+        members, ddof 1, of ``N_raw / p_mean,m``), ``n_corr_total_err``
+        (``sqrt(n_corr_err² + n_corr_sel_err²)``) and ``dn_corr_sel_err``,
+        ``dn_corr_total_err``.
         Empty bins have ``n_corr = 0``.  ``meta`` records the options.
     """
     x = _as_values(values, "values")
@@ -125,9 +146,28 @@ def corrected_counts(
     bad = keep & ~(np.isfinite(p) & (p >= 0) & (p <= 1))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} p_corr value(s) are NaN or outside [0, 1]")
+    members = None
+    if p_corr_members is not None:
+        if callable(p_corr_members):
+            members = np.asarray(p_corr_members(np.where(np.isfinite(x), x, 0.0)), np.float64)
+        else:
+            members = np.asarray(p_corr_members, np.float64)
+        if members.ndim != 2 or members.shape[1] != x.shape[0] or members.shape[0] < 2:
+            raise ValueError(
+                f"p_corr_members must have shape (n_members >= 2, {x.shape[0]}), got "
+                f"{members.shape}"
+            )
+        bad_members = keep & ~np.all(np.isfinite(members) & (members >= 0) & (members <= 1), axis=0)
+        if bad_members.any():
+            raise ValueError(
+                f"{int(bad_members.sum())} cluster(s) have member p_corr NaN or outside [0, 1]"
+            )
+        members = np.clip(members[:, keep], clip, 1.0)
     x, p = x[keep], np.clip(p[keep], clip, 1.0)
     inside = (x >= bins[0]) & (x <= bins[-1])
     x, p = x[inside], p[inside]
+    if members is not None:
+        members = members[:, inside]
     index = np.clip(np.searchsorted(bins, x, side="right") - 1, 0, bins.shape[0] - 2)
     n_bins = bins.shape[0] - 1
     n_raw = np.bincount(index, minlength=n_bins)
@@ -181,6 +221,32 @@ def corrected_counts(
             fill_value=np.nan,
             description=f"{name} per unit {quantity} (dN/d{quantity})",
         )
+    if members is not None:
+        member_mean = np.full((members.shape[0], n_bins), np.nan)
+        for b in np.nonzero(n_raw)[0]:
+            member_mean[:, b] = members[:, index == b].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sel_err = np.where(occupied, np.std(n_raw / member_mean, axis=0, ddof=1), 0.0)
+        total_err = np.hypot(n_err, sel_err)
+        for name, data, desc in (
+            (
+                "n_corr_sel_err",
+                sel_err,
+                "standard deviation over selection members of N_raw / p_mean,m",
+            ),
+            (
+                "n_corr_total_err",
+                total_err,
+                "sqrt(n_corr_err^2 + n_corr_sel_err^2): Poisson and selection",
+            ),
+        ):
+            table[name] = MaskedColumn(data, mask=masked, description=desc, fill_value=np.nan)
+            table["d" + name] = MaskedColumn(
+                data / width,
+                mask=masked,
+                fill_value=np.nan,
+                description=f"{name} per unit {quantity} (dN/d{quantity})",
+            )
     table["masked"] = MaskedColumn(
         masked, description=f"mean p_corr below {min_mean}: no correction"
     )
@@ -191,15 +257,22 @@ def corrected_counts(
             "min_mean": None if min_mean is None else float(min_mean),
             "n_clusters": int(x.shape[0]),
             "n_clipped": int(np.sum(p <= clip)),
-            "estimator": "N_corr = N_raw / mean(p_corr,i); band N_raw/p84 .. N_raw/p16 (Tang+2026 "
-            "eq. 17-18)",
+            "n_selection_members": None if members is None else int(members.shape[0]),
+            "estimator": "N_corr = N_raw / mean(p_corr,i); band N_raw/p84 .. N_raw/p16 "
+            "(Tang+2026 eq. 17-18)",
         }
     )
     return table
 
 
 def corrected_age_function(
-    log_age, p_corr, bins, *, clip: float = AGE_CLIP, min_mean: float | None = AGE_MIN_MEAN
+    log_age,
+    p_corr,
+    bins,
+    *,
+    clip: float = AGE_CLIP,
+    min_mean: float | None = AGE_MIN_MEAN,
+    p_corr_members=None,
 ) -> Table:
     """Completeness-corrected cluster age function dN/dlog_age (CAF).
 
@@ -215,12 +288,29 @@ def corrected_age_function(
         function and p(A_V)), or a function of log_age.
     bins : array
         Bin edges in log10 age [yr].
+    p_corr_members : array (n_members, n) or callable, optional
+        Each selection member's completeness: adds the selection's error bars
+        (see :func:`corrected_counts`).
     """
-    return corrected_counts(log_age, p_corr, bins, quantity="log_age", clip=clip, min_mean=min_mean)
+    return corrected_counts(
+        log_age,
+        p_corr,
+        bins,
+        quantity="log_age",
+        clip=clip,
+        min_mean=min_mean,
+        p_corr_members=p_corr_members,
+    )
 
 
 def corrected_mass_function(
-    log_mass, p_corr, bins, *, clip: float = MASS_CLIP, min_mean: float | None = None
+    log_mass,
+    p_corr,
+    bins,
+    *,
+    clip: float = MASS_CLIP,
+    min_mean: float | None = None,
+    p_corr_members=None,
 ) -> Table:
     """Completeness-corrected cluster mass function dN/dlog_mass (CMF).
 
@@ -236,9 +326,18 @@ def corrected_mass_function(
         distribution and p(A_V)), or a function of log_mass.
     bins : array
         Bin edges in log10 mass [Msun].
+    p_corr_members : array (n_members, n) or callable, optional
+        Each selection member's completeness: adds the selection's error bars
+        (see :func:`corrected_counts`).
     """
     return corrected_counts(
-        log_mass, p_corr, bins, quantity="log_mass", clip=clip, min_mean=min_mean
+        log_mass,
+        p_corr,
+        bins,
+        quantity="log_mass",
+        clip=clip,
+        min_mean=min_mean,
+        p_corr_members=p_corr_members,
     )
 
 
@@ -321,6 +420,18 @@ def plot_corrected_distribution(
             alpha=band_alpha,
             lw=0,
         )
+        if (
+            "dn_corr_sel_err" in table.colnames
+        ):  # the selection's uncertainty next to the p16-p84 band
+            ax.errorbar(
+                centre[good],
+                dn[good],
+                yerr=_unmasked(table["dn_corr_sel_err"])[good],
+                fmt="none",
+                ecolor=color,
+                elinewidth=1.0,
+                capsize=2.5,
+            )
     ax.set_yscale("log")
     ax.set_xlabel(_LABELS.get(quantity, quantity))
     ax.set_ylabel(

@@ -30,9 +30,11 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from .._version import __version__
+from ..errors import InputError
 from .likelihood import (
     LikelihoodGrid,
     PopulationData,
+    log_likelihood,
     pointwise_log_likelihood,
     population_model,
     prepare_data,
@@ -40,6 +42,16 @@ from .likelihood import (
 )
 from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
+from .selection_uncertainty import (
+    SELECTION_UNCERTAINTY,
+    TALBOT_GOLOMB_VARIANCE,
+    latent_theta,
+    mean_member_grid,
+    member_likelihood_grid,
+    member_log_likelihoods,
+    n_members,
+    selection_diagnostics,
+)
 from .simulate import sample_population
 
 __all__ = ["fit_population", "PopulationFitter", "FitResult", "plot_ppc", "plot_pair", "CHAIN_METHODS"]
@@ -83,6 +95,14 @@ class FitResult:
         Estimated relative error of the detected fraction α at the posterior median
         (:func:`~jaxcomp.demographics.likelihood.quadrature_error`); a warning is issued
         above the fitter's ``quadrature_tolerance``.
+    selection_uncertainty : {"none", "ensemble"}
+        How the selection's uncertainty entered the likelihood.
+    selection_diagnostics : dict or None
+        With a member grid (any ``selection_uncertainty``):
+        :func:`~jaxcomp.demographics.selection_uncertainty.selection_diagnostics`
+        (``log_likelihood_variance``: Var over members of ln L at the posterior median;
+        ``variance_share``: each hyperparameter's share of posterior variance from the
+        selection; ``member_weights``, ``member_ess``).  None for a single grid.
     """
 
     idata: object
@@ -94,6 +114,15 @@ class FitResult:
     grid: LikelihoodGrid
     seed: int
     quadrature_relative_error: float = float("nan")
+    selection_uncertainty: str = "none"
+    selection_diagnostics: dict | None = None
+
+    @property
+    def log_likelihood_variance(self) -> float:
+        """Var over the selection members of ln L at the posterior median (NaN without members)."""
+        if self.selection_diagnostics is None:
+            return float("nan")
+        return float(self.selection_diagnostics["log_likelihood_variance"])
 
     # ------------------------------------------------------------- access
     def draws(self, name: str) -> np.ndarray:
@@ -136,6 +165,11 @@ class FitResult:
                  f"divergences: {self.num_divergences}; max r_hat {_nanmax(self.summary['r_hat']):.3f}; "
                  f"min ESS bulk {np.nanmin(self.summary['ess_bulk']):.0f}; runtime {self.runtime_s:.1f} s; "
                  f"quadrature error of α {100 * self.quadrature_relative_error:.2g}%"]
+        if self.selection_diagnostics is not None:
+            share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in self.selection_diagnostics["variance_share"].items())
+            lines.append(f"selection uncertainty {self.selection_uncertainty!r}: Var_members ln L at the median "
+                         f"{self.log_likelihood_variance:.3g}; share of posterior variance from the selection: "
+                         f"{share}")
         return "\n".join(lines)
 
     # ---------------------------------------------------- predictive checks
@@ -335,6 +369,17 @@ class PopulationFitter:
         α_M and log M_break; 1.8-4x the effective samples per second of the diagonal one
         in ``benchmarks/bench_nuts.py``).  ``"auto"`` (default): dense unless the model has
         per-object latent values (then the matrix would be n_objects² in size).
+    selection_uncertainty : {"none", "ensemble"}
+        ``"none"`` (default): p_obs is taken as exact (the ensemble mean for a member
+        grid).  ``"ensemble"``: the likelihood is averaged over the members of a member
+        grid (:func:`~jaxcomp.demographics.selection_uncertainty.member_selection_grid`),
+        ``ln (1/M) Σ_m L_m(Λ)``, vectorised over members with ``vmap``; see
+        :mod:`jaxcomp.demographics.selection_uncertainty` for why the full per-member
+        likelihood is what is averaged.  No per-object log-likelihood (for LOO) is
+        stored for ``"ensemble"``: the log of an average does not split into objects.
+    selection_variance_tolerance : float
+        Warn when the variance over members of ln L at the posterior median exceeds
+        this (default 1, Talbot & Golomb 2023).
     """
 
     def __init__(self, model: PopulationModel, selection_grid: SelectionGrid, *, num_warmup: int = 500,
@@ -342,7 +387,8 @@ class PopulationFitter:
                  target_accept_prob: float = 0.8, max_tree_depth: int = 8, x64: bool = True,
                  mass_stride: int = 1, age_stride: int = 1, n_gauss: int = 8, keep_latent: bool = False,
                  progress: bool = False, quadrature_tolerance: float = 0.01, dense_mass="auto",
-                 num_workers: int | None = None):
+                 num_workers: int | None = None, selection_uncertainty: str = "none",
+                 selection_variance_tolerance: float = TALBOT_GOLOMB_VARIANCE):
         if not isinstance(selection_grid, (SelectionGrid, LikelihoodGrid)):
             raise TypeError("selection_grid must be a SelectionGrid (build one with SelectionGrid.from_selection)")
         if chain_method not in CHAIN_METHODS:
@@ -363,20 +409,70 @@ class PopulationFitter:
         self.keep_latent = keep_latent
         self.progress = progress
         self.quadrature_tolerance = float(quadrature_tolerance)
-        with jax.enable_x64(x64):
-            if isinstance(selection_grid, LikelihoodGrid):
-                self.grid = selection_grid
-            else:
-                self.grid = LikelihoodGrid.build(selection_grid, model.av_edges, mass_stride=mass_stride,
-                                                 age_stride=age_stride, log_mass_range=model.log_mass_range,
-                                                 log_age_range=model.log_age_range)
-        self._model_fn = functools.partial(population_model, model, n_gauss=int(n_gauss))
+        if selection_uncertainty not in SELECTION_UNCERTAINTY:
+            raise ValueError(f"selection_uncertainty must be one of {SELECTION_UNCERTAINTY}, got "
+                             f"{selection_uncertainty!r}")
+        self.selection_uncertainty = selection_uncertainty
+        self.selection_variance_tolerance = float(selection_variance_tolerance)
+        self._build = {"mass_stride": mass_stride, "age_stride": age_stride,
+                       "log_mass_range": model.log_mass_range, "log_age_range": model.log_age_range}
+        self._runner = None
+        self.use_selection_grid(selection_grid)
+        if selection_uncertainty == "ensemble":
+            self._model_fn = functools.partial(population_model, model, n_gauss=int(n_gauss),
+                                               selection_uncertainty="ensemble")
+        else:
+            self._model_fn = functools.partial(population_model, model, n_gauss=int(n_gauss))
+        self._member_log_l = jax.jit(jax.vmap(
+            lambda p, th, data, grid: member_log_likelihoods(model, p, data, grid, th, n_gauss=int(n_gauss))[0],
+            in_axes=(0, 0, None, None)))
+        self._member_log_l_exact = jax.jit(jax.vmap(
+            lambda p, data, grid: member_log_likelihoods(model, p, data, grid, None, n_gauss=int(n_gauss))[0],
+            in_axes=(0, None, None)))
+        self._log_l = jax.jit(jax.vmap(
+            lambda p, th, data, grid: log_likelihood(model, p, data, grid, th, n_gauss=int(n_gauss)),
+            in_axes=(0, 0, None, None)))
+        self._log_l_exact = jax.jit(jax.vmap(
+            lambda p, data, grid: log_likelihood(model, p, data, grid, None, n_gauss=int(n_gauss)),
+            in_axes=(0, None, None)))
         self._runner = None
         self._constrain = None
         self._shape = None
         self._pointwise = jax.jit(jax.vmap(
             lambda p, th, data, grid: pointwise_log_likelihood(model, p, data, grid, th, n_gauss=int(n_gauss)),
             in_axes=(0, 0, None, None)))
+
+    def use_selection_grid(self, selection_grid) -> PopulationFitter:
+        """Fit the next catalogues with another selection grid (in place; returns the fitter).
+
+        The compiled sampler is kept when the new grid has the same shape (and, for
+        ``"ensemble"``, the same number of members): the grid is a traced argument.
+        """
+        if not isinstance(selection_grid, (SelectionGrid, LikelihoodGrid)):
+            raise TypeError("selection_grid must be a SelectionGrid (build one with SelectionGrid.from_selection)")
+        members = n_members(selection_grid)
+        if self.selection_uncertainty == "ensemble" and members is None:
+            raise InputError(
+                "selection_uncertainty='ensemble' needs p_obs of every ensemble member: build the grid with "
+                "jaxcomp.demographics.member_selection_grid(selection) from a network trained with "
+                "TrainConfig(n_members=5, ensemble_resampling='bootstrap')")
+        self.member_grid = None
+        with jax.enable_x64(self.settings["x64"]):
+            if isinstance(selection_grid, LikelihoodGrid):
+                self.grid = selection_grid
+                if members is not None:
+                    self.member_grid, self.grid = selection_grid, mean_member_grid(selection_grid)
+            elif members is None:
+                self.grid = LikelihoodGrid.build(selection_grid, self.model.av_edges, **self._build)
+            else:
+                self.member_grid = member_likelihood_grid(selection_grid, self.model.av_edges, **self._build)
+                self.grid = mean_member_grid(self.member_grid)
+        # the grid the sampler sees: the member grid for "ensemble", the (mean) single grid otherwise
+        previous = getattr(self, "_sampler_grid", None)
+        self._sampler_grid = self.member_grid if self.selection_uncertainty == "ensemble" else self.grid
+        if previous is not None and _shapes(previous) != _shapes(self._sampler_grid):
+            self._runner = None  # compiled for other grid shapes
+        return self
 
     def _compile(self, data: PopulationData):
         """Potential, NUTS kernels and the jitted runner for catalogues shaped like ``data`` (once)."""
@@ -434,20 +530,20 @@ class PopulationFitter:
             init = jax.tree.map(lambda x: x[:n], self._init_params(data, 0))
             keys = jax.random.split(jax.random.PRNGKey(0), n)
             start = time.perf_counter()
-            self._runner = self._runner.lower(keys, init, data, self.grid).compile()
+            self._runner = self._runner.lower(keys, init, data, self._sampler_grid).compile()
             return time.perf_counter() - start
 
     def _run_chains(self, keys, init, data):
         """Run every chain: one program, or one task per chain on the worker threads."""
         s = self.settings
         if s["chain_method"] != "parallel":
-            return self._runner(keys, init, data, self.grid)
+            return self._runner(keys, init, data, self._sampler_grid)
 
         def one(c):
             # the x64 setting is thread-local: enter it in the worker thread too
             with jax.enable_x64(s["x64"]):
                 part = jax.tree.map(lambda x: x[c:c + 1], init)
-                return jax.block_until_ready(self._runner(keys[c:c + 1], part, data, self.grid))
+                return jax.block_until_ready(self._runner(keys[c:c + 1], part, data, self._sampler_grid))
 
         with ThreadPoolExecutor(max_workers=min(s["num_workers"], s["num_chains"])) as pool:
             outputs = list(pool.map(one, range(s["num_chains"])))
@@ -500,7 +596,7 @@ class PopulationFitter:
             z, stats = self._run_chains(keys, init, data)
             chains, draws = s["num_chains"], s["num_samples"]
             flat_z = jax.tree.map(lambda x: x.reshape((chains * draws,) + x.shape[2:]), z)
-            samples = self._constrain(flat_z, data, self.grid)
+            samples = self._constrain(flat_z, data, self._sampler_grid)
             samples = jax.device_get(jax.tree.map(lambda x: x.reshape((chains, draws) + x.shape[1:]), samples))
             stats = jax.device_get(stats)
             runtime = time.perf_counter() - start
@@ -508,7 +604,7 @@ class PopulationFitter:
                 print(f"NUTS: {s['num_chains']} chain(s) x ({s['num_warmup']} + {s['num_samples']}) steps, "
                       f"{data.n_objects} objects, {runtime:.1f} s", flush=True)
             pointwise = None
-            if log_likelihood and self.model.measurement_error != "latent":
+            if log_likelihood and self.model.measurement_error != "latent" and self.selection_uncertainty == "none":
                 pointwise = self._pointwise_log_likelihood(samples, data)
         return self._result(samples, stats, pointwise, data, seed, runtime)
 
@@ -595,13 +691,73 @@ class PopulationFitter:
                     f"{100 * relative_error:.2g}% (tolerance {100 * self.quadrature_tolerance:.2g}%); use more "
                     "grid nodes (SelectionGrid.from_selection(shape=...)) or a smaller mass/age stride",
                     RuntimeWarning, stacklevel=3)
+        diagnostics = None
+        if self.member_grid is not None:
+            with jax.enable_x64(self.settings["x64"]):
+                diagnostics = self._selection_diagnostics(samples, data, median)
+            idata.attrs["selection_uncertainty"] = self.selection_uncertainty
+            idata.attrs["selection_log_likelihood_variance"] = diagnostics["log_likelihood_variance"]
+            if diagnostics["log_likelihood_variance"] > self.selection_variance_tolerance:
+                warnings.warn(
+                    f"the selection function's uncertainty matters for this catalogue: the variance over the "
+                    f"{len(diagnostics['member_weights'])} selection members of ln L at the posterior median is "
+                    f"{diagnostics['log_likelihood_variance']:.3g} (tolerance "
+                    f"{self.selection_variance_tolerance:g}, Talbot & Golomb 2023); "
+                    + ("fit with selection_uncertainty='ensemble', and " if self.selection_uncertainty == "none"
+                       else "")
+                    + "run more injections (a larger campaign) to shrink it", RuntimeWarning, stacklevel=3)
         return FitResult(idata=idata, summary=summary, num_divergences=n_div, runtime_s=runtime, model=model,
-                         data=data, grid=self.grid, seed=int(seed), quadrature_relative_error=relative_error)
+                         data=data, grid=self.grid, seed=int(seed), quadrature_relative_error=relative_error,
+                         selection_uncertainty=self.selection_uncertainty, selection_diagnostics=diagnostics)
+
+    def _selection_diagnostics(self, samples, data, median) -> dict:
+        """:func:`selection_diagnostics` from the draws (ln L of every member at every draw, in blocks).
+
+        The posterior median is evaluated with the draws (one extra row), and the last
+        block is padded, so one program shape is compiled.
+        """
+        model = self.model
+        names = model.parameter_names
+        first = np.asarray(samples[names[0]])
+        n_draws = first.shape[0] * first.shape[1]
+        flat = {k: np.asarray(samples[k]).reshape((n_draws,) + np.shape(samples[k])[2:]) for k in samples}
+        rows = {k: np.concatenate([flat[k], np.asarray(median[k], flat[k].dtype)[None]]) for k in names}
+        theta = latent_theta(model, data, flat)
+        if theta is not None:
+            theta = np.concatenate([theta, np.median(theta, axis=0)[None]])
+        n_rows = n_draws + 1
+        block = max(1, int(2e7 // max(1, data.n_objects * (1 if data.samples is None else data.samples.shape[1])
+                                      * len(self.member_grid.p_obs_binned))))
+        block = min(block, n_rows)
+        member_log_l, fit_log_l = [], []
+        for start in range(0, n_rows, block):
+            index = np.minimum(np.arange(start, start + block), n_rows - 1)  # the last block padded
+            part = {k: jnp.asarray(rows[k][index]) for k in names}
+            if theta is None:
+                member = np.asarray(self._member_log_l_exact(part, data, self.member_grid))
+                single = None if self.selection_uncertainty == "ensemble" else np.asarray(
+                    self._log_l_exact(part, data, self.grid))
+            else:
+                th = jnp.asarray(theta[index])
+                member = np.asarray(self._member_log_l(part, th, data, self.member_grid))
+                single = None if self.selection_uncertainty == "ensemble" else np.asarray(
+                    self._log_l(part, th, data, self.grid))
+            if single is None:  # the ensemble fit's own likelihood: log-mean-exp over members
+                single = np.logaddexp.reduce(member, axis=1) - np.log(member.shape[1])
+            keep = min(block, n_rows - start)
+            member_log_l.append(member[:keep])
+            fit_log_l.append(single[:keep])
+        member_log_l, fit_log_l = np.concatenate(member_log_l), np.concatenate(fit_log_l)
+        median_log_l = member_log_l[-1]
+        member_log_l, fit_log_l = member_log_l[:-1], fit_log_l[:-1]
+        draws = {k: flat[k] for k in model.scalar_parameters}
+        return selection_diagnostics(member_log_l, fit_log_l, draws, median_log_l)
 
 
 def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationModel | None = None, *,
                    num_warmup: int = 500, num_samples: int = 500, num_chains: int = 4, seed: int = 0,
-                   progress: bool = False, chain_method: str = "parallel", **kwargs) -> FitResult:
+                   progress: bool = False, chain_method: str = "parallel", selection_uncertainty: str = "none",
+                   **kwargs) -> FitResult:
     """Fit a hierarchical population model to a catalogue with NUTS.
 
     Parameters
@@ -610,7 +766,12 @@ def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationMo
         ``log_mass`` [log10 Msun], ``log_age`` [log10 yr], ``av`` [mag] per cluster (and
         ``*_lo``/``*_hi`` 68% ranges when the model has measurement errors).
     selection_grid : SelectionGrid
-        p_obs precomputed on a grid (:meth:`SelectionGrid.from_selection`).
+        p_obs precomputed on a grid (:meth:`SelectionGrid.from_selection`), or p_obs of
+        every ensemble member (:func:`~jaxcomp.demographics.member_selection_grid`): then
+        every fit reports the variance of ln L over the members at the posterior median
+        (warning above ``selection_variance_tolerance``, default 1) and each
+        hyperparameter's share of posterior variance due to the selection
+        (``FitResult.selection_diagnostics``).
     model : PopulationModel, optional
         Default: Schechter CMF, power-law CAF, Dirichlet p(A_V) on 4 bins, marginalised N.
     num_warmup, num_samples, num_chains : int
@@ -621,6 +782,10 @@ def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationMo
         Print a line with the sampling time.
     chain_method : {"parallel", "sequential", "vectorized"}
         How the chains run (see :class:`PopulationFitter`): default one thread per CPU core.
+    selection_uncertainty : {"none", "ensemble"}
+        ``"none"``: p_obs exact (today's fit; the ensemble mean for a member grid).
+        ``"ensemble"``: the likelihood averaged over the selection members (equal-weight
+        model averaging; needs a member grid).  See :class:`PopulationFitter`.
     **kwargs
         Further :class:`PopulationFitter` options (``target_accept_prob``, ``max_tree_depth``,
         ``x64``, ``mass_stride``, ``age_stride``, ``keep_latent``) and :meth:`PopulationFitter.fit`
@@ -634,5 +799,5 @@ def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationMo
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
     fitter = PopulationFitter(model or PopulationModel(), selection_grid, num_warmup=num_warmup,
                               num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
-                              progress=progress, **kwargs)
+                              progress=progress, selection_uncertainty=selection_uncertainty, **kwargs)
     return fitter.fit(catalogue, seed=seed, **fit_kwargs)

@@ -465,7 +465,8 @@ def pointwise_log_likelihood(model: PopulationModel, params, data: PopulationDat
 
 
 # ------------------------------------------------------------ NumPyro model
-def population_model(model: PopulationModel, data: PopulationData, grid: LikelihoodGrid, n_gauss: int = 8):
+def population_model(model: PopulationModel, data: PopulationData, grid: LikelihoodGrid, n_gauss: int = 8,
+                     selection_uncertainty: str = "none"):
     """NumPyro model: hyperpriors of ``model``, latent true values if any, and the likelihood as a factor.
 
     ``model`` is static (bind it with ``functools.partial``); ``data`` and ``grid`` are
@@ -473,6 +474,12 @@ def population_model(model: PopulationModel, data: PopulationData, grid: Likelih
     :class:`~jaxcomp.demographics.PopulationFitter` runs NumPyro's NUTS kernel on it inside
     one jitted program that is reused for every catalogue of the same size.
     Deterministic sites: ``detected_fraction`` (α) and, for the Poisson form, ``n_exp``.
+
+    ``selection_uncertainty="ensemble"`` (static) takes a member grid
+    (:func:`~jaxcomp.demographics.selection_uncertainty.member_likelihood_grid`) and uses
+    the likelihood averaged over the members,
+    :func:`~jaxcomp.demographics.selection_uncertainty.ensemble_log_likelihood`;
+    ``detected_fraction`` is then ``Σ_m p(m|d, Λ) α_m(Λ)`` with ``p(m|d, Λ) ∝ L_m(Λ)``.
     """
     params = model.sample_hyperparameters()
     theta = None
@@ -484,6 +491,17 @@ def population_model(model: PopulationModel, data: PopulationData, grid: Likelih
             low, high = model.support(name)
             x = numpyro.sample(f"{name}_true", dist.Uniform(low, high).expand([n]).to_event(1))
             theta = theta.at[:, j].set(x)
+    if selection_uncertainty == "ensemble":
+        from .selection_uncertainty import member_log_likelihoods
+
+        member_log_l, member_alpha = member_log_likelihoods(model, params, data, grid, theta, n_gauss=n_gauss)
+        alpha = jnp.sum(jax.nn.softmax(member_log_l) * member_alpha)
+        numpyro.deterministic("detected_fraction", alpha)
+        if model.likelihood == "poisson":
+            numpyro.deterministic("n_exp", 10.0 ** params["log10_N"] * alpha)
+        numpyro.factor("selection_normalised_likelihood",
+                       jax.nn.logsumexp(member_log_l) - math.log(member_log_l.shape[0]))
+        return
     terms, alpha = _terms_and_fraction(model, params, data, grid, theta, n_gauss=n_gauss)
     numpyro.deterministic("detected_fraction", alpha)
     if model.likelihood == "poisson":

@@ -6,7 +6,13 @@ the portable artefact format, and import of the published C-4 networks.
 
 from .artefact import ArtefactError, read_header
 from .c4 import import_c4
-from .calibration import CalibrationReport, calibration_report
+from .calibration import (
+    CalibrationReport,
+    EnsembleCoverage,
+    calibration_report,
+    ensemble_coverage,
+    member_probabilities,
+)
 from .evaluate import evaluate_in_chunks
 from .function import InputDomainError, SelectionFunction
 from .inputs import LEGUS_BANDS, PHOTOMETRIC_INPUTS, PHYSICAL_INPUTS, InputSpec
@@ -16,25 +22,28 @@ from .training import TrainConfig, TrainingResult, train_selection_function
 from .validation import ValidationResult, p_true_table, validate_selection
 
 __all__ = [
-    "RadiusMarginalisedSelection",
-    "RadiusPrior",
-    "ArtefactError",
-    "CalibrationReport",
-    "TrainConfig",
-    "TrainingResult",
-    "calibration_report",
-    "import_c4",
-    "train_selection_function",
-    "InputDomainError",
-    "InputSpec",
     "LEGUS_BANDS",
-    "NetworkConfig",
     "PHOTOMETRIC_INPUTS",
     "PHYSICAL_INPUTS",
+    "ArtefactError",
+    "CalibrationReport",
+    "EnsembleCoverage",
+    "InputDomainError",
+    "InputSpec",
+    "NetworkConfig",
+    "RadiusMarginalisedSelection",
+    "RadiusPrior",
     "SelectionFunction",
-    "evaluate_in_chunks",
-    "read_header",
+    "TrainConfig",
+    "TrainingResult",
     "ValidationResult",
+    "calibration_report",
+    "ensemble_coverage",
+    "evaluate_in_chunks",
+    "import_c4",
+    "member_probabilities",
     "p_true_table",
+    "read_header",
+    "train_selection_function",
     "validate_selection",
 ]

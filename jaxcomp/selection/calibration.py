@@ -4,6 +4,10 @@ A selection function is used as a probability inside likelihoods, so it must be
 calibrated: among clusters given p = 0.3, 30% should be recovered.  This module
 computes the reliability curve, the Brier score, the expected calibration error
 (ECE) and the log loss on held-out labels, and draws the reliability diagram.
+
+:func:`ensemble_coverage` checks the other half of an ensemble's promise: that
+the spread of its members is as wide as the error of its mean, by the coverage
+of a known (synthetic) p_obs or of a test campaign's repeated-injection counts.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["CalibrationReport", "calibration_report", "plot_reliability"]
+__all__ = [
+    "CalibrationReport",
+    "EnsembleCoverage",
+    "calibration_report",
+    "ensemble_coverage",
+    "member_probabilities",
+    "plot_reliability",
+]
 
 _EPS = 1e-7
 
@@ -174,3 +185,197 @@ def plot_reliability(report: CalibrationReport, path: str | Path, *, title: str 
     bottom.set_ylabel("count")
     figure.tight_layout()
     return atomic_savefig(figure, path)
+
+
+# ------------------------------------------------------- ensemble spread coverage
+@dataclass(frozen=True)
+class EnsembleCoverage:
+    """How often the members' range covers the truth (:func:`ensemble_coverage`).
+
+    Attributes
+    ----------
+    levels : tuple of float
+        Nominal coverages (e.g. 0.68, 0.95).
+    n_clusters, n_members : int
+    interval_coverage : dict
+        ``{level: fraction}`` of clusters whose reference probability (the known
+        p_obs, or the measured ``n_detected / n_repeats``) lies within the
+        members' range ``mean ± t sd`` at that level.
+    predictive_coverage : dict or None
+        ``{level: fraction}`` of clusters whose detected count falls in the
+        central interval of the ensemble's predictive distribution of the count
+        (the mixture over members of Binomial(n_repeats, p_m); randomised PIT).
+        None without counts.
+    plugin_coverage : dict or None
+        The same for Binomial(n_repeats, ensemble mean): what one network (or a
+        spread ignored) promises.
+    mean_spread : float
+        Mean over clusters of the members' standard deviation (ddof 1).
+    seed : int
+        Seed of the PIT randomisation.
+    """
+
+    levels: tuple[float, ...]
+    n_clusters: int
+    n_members: int
+    interval_coverage: dict
+    predictive_coverage: dict | None
+    plugin_coverage: dict | None
+    mean_spread: float
+    seed: int
+
+    def summary(self) -> dict:
+        """JSON-serialisable record (levels as strings)."""
+
+        def keyed(values):
+            return None if values is None else {f"{k:g}": float(v) for k, v in values.items()}
+
+        return {
+            "levels": list(self.levels),
+            "n_clusters": self.n_clusters,
+            "n_members": self.n_members,
+            "interval_coverage": keyed(self.interval_coverage),
+            "predictive_coverage": keyed(self.predictive_coverage),
+            "plugin_coverage": keyed(self.plugin_coverage),
+            "mean_spread": self.mean_spread,
+            "seed": self.seed,
+        }
+
+
+def member_probabilities(selection, data) -> np.ndarray:
+    """p_obs of every ensemble member for a table, shape ``(n_members, n_rows)``.
+
+    ``selection`` is a :class:`~jaxcomp.SelectionFunction`; ``data`` any table with
+    its input columns (validated with :meth:`~jaxcomp.SelectionFunction.validate`,
+    so units and domain are checked; values outside the domain follow its policy).
+    """
+    import jax
+
+    values = selection.validate(data)
+    logits = selection.member_logits(np.asarray(values, np.float32))
+    return np.asarray(jax.nn.sigmoid(logits), np.float64)
+
+
+def _randomised_pit(cdf_below, cdf_at, rng) -> np.ndarray:
+    return cdf_below + rng.random(cdf_at.shape) * (cdf_at - cdf_below)
+
+
+def ensemble_coverage(
+    member_probabilities,
+    p_reference=None,
+    *,
+    n_detected=None,
+    n_repeats=None,
+    levels=(0.68, 0.95),
+    seed: int = 0,
+) -> EnsembleCoverage:
+    """Coverage of the truth by an ensemble's spread.
+
+    Two checks, for one set of clusters:
+
+    * **interval coverage**: is the reference probability inside the members'
+      range ``mean ± t_{M-1} sd`` (``sd`` with ddof 1 over the ``M`` members,
+      ``t`` the Student quantile for the level: the spread of a few members is
+      itself uncertain; clipped to [0, 1])?  The reference is ``p_reference``
+      (a known p_obs, e.g. :class:`~jaxcomp.selection.synthetic.LogisticSelection`)
+      or, if not given, a test campaign's ``p_true = n_detected / n_repeats``
+      (paper eq. 10).  A measured p_true carries its own binomial noise, so its
+      coverage by a correct spread is *below* nominal; for test campaigns read
+    * **predictive coverage**: the randomised probability integral transform of
+      each ``n_detected`` under the ensemble's predictive distribution, the
+      mixture over members of Binomial(n_repeats, p_m), falls in the central
+      interval of each level.  For a correct ensemble this is nominal whatever
+      the number of repeats; ``plugin_coverage``, the same under
+      Binomial(n_repeats, mean p), shows what ignoring the spread promises.
+      (With one repeat per cluster the two coincide: a mixture of Bernoullis is a
+      Bernoulli.)
+
+    Parameters
+    ----------
+    member_probabilities : array, shape (n_members, n_clusters)
+        p_obs of each member (:func:`member_probabilities`); ``n_members >= 2``.
+    p_reference : array, shape (n_clusters,), optional
+        Known true p_obs.
+    n_detected, n_repeats : array of int, shape (n_clusters,), optional
+        Repeated-injection counts of a test campaign (``p_true_table`` columns).
+    levels : sequence of float
+        Nominal coverages in (0, 1).
+    seed : int
+        Seed of the PIT randomisation (recorded).
+
+    Returns
+    -------
+    EnsembleCoverage
+    """
+    from scipy import stats
+
+    p = np.asarray(member_probabilities, np.float64)
+    if p.ndim != 2 or p.shape[0] < 2:
+        raise ValueError(
+            f"member_probabilities must have shape (n_members >= 2, n_clusters), got {p.shape}; "
+            "train with TrainConfig(n_members=5, ensemble_resampling='bootstrap')"
+        )
+    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("member probabilities must be finite and within [0, 1]")
+    levels = tuple(float(level) for level in levels)
+    if not levels or any(not 0 < level < 1 for level in levels):
+        raise ValueError(f"levels must lie in (0, 1), got {levels}")
+    n_members, n_clusters = p.shape
+    counts = n_detected is not None or n_repeats is not None
+    if counts:
+        if n_detected is None or n_repeats is None:
+            raise ValueError("give both n_detected and n_repeats (columns of p_true_table)")
+        k = np.asarray(n_detected, np.float64)
+        r = np.asarray(n_repeats, np.float64)
+        if k.shape != (n_clusters,) or r.shape != (n_clusters,):
+            raise ValueError(f"n_detected and n_repeats must have shape ({n_clusters},)")
+        if (
+            np.any(r < 1)
+            or np.any(k < 0)
+            or np.any(k > r)
+            or np.any(k != np.round(k))
+            or np.any(r != np.round(r))
+        ):
+            raise ValueError(
+                "n_detected and n_repeats must be integers with 0 <= n_detected <= n_repeats >= 1"
+            )
+    if p_reference is None:
+        if not counts:
+            raise ValueError(
+                "give p_reference (a known p_obs) or the counts n_detected and n_repeats"
+            )
+        reference = k / r
+    else:
+        reference = np.asarray(p_reference, np.float64)
+        if reference.shape != (n_clusters,):
+            raise ValueError(f"p_reference must have shape ({n_clusters},), got {reference.shape}")
+    mean = p.mean(axis=0)
+    sd = p.std(axis=0, ddof=1)
+    interval = {}
+    for level in levels:
+        half = stats.t.ppf(0.5 + level / 2, n_members - 1) * sd
+        inside = (reference >= np.clip(mean - half, 0, 1)) & (
+            reference <= np.clip(mean + half, 0, 1)
+        )
+        interval[level] = float(inside.mean())
+    predictive = plugin = None
+    if counts:
+        rng = np.random.default_rng(seed)
+        u = rng.random(n_clusters)
+        mix_at = stats.binom.cdf(k, r, p).mean(axis=0)
+        mix_below = stats.binom.cdf(k - 1, r, p).mean(axis=0)
+        one_at, one_below = stats.binom.cdf(k, r, mean), stats.binom.cdf(k - 1, r, mean)
+        pit_mix = mix_below + u * (mix_at - mix_below)
+        pit_one = one_below + u * (one_at - one_below)
+        predictive = {level: float(np.mean(np.abs(pit_mix - 0.5) <= level / 2)) for level in levels}
+        plugin = {level: float(np.mean(np.abs(pit_one - 0.5) <= level / 2)) for level in levels}
+    return EnsembleCoverage(
+        levels=levels,
+        n_clusters=int(n_clusters),
+        n_members=int(n_members),
+        interval_coverage=interval,
+        predictive_coverage=predictive,
+        plugin_coverage=plugin,
+        mean_spread=float(sd.mean()),
+        seed=int(seed),
+    )

@@ -12,7 +12,12 @@ and fixes its pitfalls:
 * AdamW with linear warm-up over the first 10% of steps then cosine decay,
   batch 4096, best epoch chosen on validation loss, and a grid search over the
   peak learning rate and weight decay chosen by validation loss;
-* an ensemble of members trained from different seeds gives a mean and a spread.
+* an ensemble of members trained from different seeds gives a mean and a spread;
+  with ``ensemble_resampling="bootstrap"`` every member is also trained on a
+  bootstrap resample of the training clusters (all repeats of a cluster drawn
+  together), so the spread measures the finite-campaign uncertainty of p_obs
+  (Efron & Tibshirani 1993, ch. 6; bagging, Breiman 1996), not only the
+  optimiser's.
 
 One epoch is a single compiled ``lax.scan`` over mini-batches; the learning rate
 and weight decay are traced values, so the whole grid search compiles once.
@@ -27,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -38,29 +44,39 @@ from tqdm.auto import tqdm
 from .._io import array_digest
 from .._version import __version__
 from ..errors import MissingColumnError
-from .calibration import CalibrationReport, calibration_report
+from .calibration import (
+    CalibrationReport,
+    calibration_report,
+    ensemble_coverage,
+    member_probabilities,
+)
 from .function import SelectionFunction, columns_to_array
 from .inputs import OUT_OF_DOMAIN_POLICIES, default_input_spec, resolve_inputs
 from .network import NetworkConfig, apply_network, init_network
 
 __all__ = [
+    "ENSEMBLE_RESAMPLING",
+    "LABEL_DEFINITION",
     "PAPER_LEARNING_RATES",
     "PAPER_WEIGHT_DECAYS",
-    "LABEL_DEFINITION",
+    "LabelSet",
     "TrainConfig",
     "TrainingHistory",
     "TrainingResult",
-    "LabelSet",
+    "bootstrap_rows",
+    "plot_loss_curves",
     "prepare_labels",
     "split_by_group",
     "train_selection_function",
-    "plot_loss_curves",
 ]
 
 #: Appendix D grid of peak learning rates.
 PAPER_LEARNING_RATES = (5e-3, 1e-2, 5e-2, 1e-1)
 #: Appendix D grid of AdamW weight decays.
 PAPER_WEIGHT_DECAYS = (1e-3, 5e-3, 1e-2, 3e-2, 5e-2, 1e-1)
+
+#: How the members of an ensemble differ (``TrainConfig.ensemble_resampling``).
+ENSEMBLE_RESAMPLING = ("seed", "bootstrap")
 
 LABEL_DEFINITION = (
     "C = 1 if the injected cluster has a source within 3 px of its injected position in the final "
@@ -92,6 +108,16 @@ class TrainConfig:
         calibration report.
     n_members : int
         Ensemble size; extra members reuse the chosen hyperparameters with new seeds.
+    ensemble_resampling : {"seed", "bootstrap"}
+        ``"seed"`` (default): member 0 is the grid search's best fit, the others
+        differ only in their initialisation and shuffling seeds.  ``"bootstrap"``:
+        after the grid search on the full training split, *all* ``n_members``
+        members are trained with the chosen hyperparameters, each on its own
+        bootstrap resample of the training clusters (drawn with replacement by
+        ``group_column``, so all repeats of a cluster go in together, as often as
+        the cluster is drawn) and its own seed; the validation split, used for
+        early stopping, is not resampled.  The member spread then estimates the
+        sampling uncertainty of p_obs from a campaign of this size.
     seed : int
         Seed of the split, initialisation and shuffling; recorded in the artefact.
     out_of_domain : str
@@ -109,6 +135,7 @@ class TrainConfig:
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     n_members: int = 1
+    ensemble_resampling: Literal["seed", "bootstrap"] = "seed"
     seed: int = 0
     out_of_domain: str = "clip"
     label_column: str = "C"
@@ -133,9 +160,18 @@ class TrainConfig:
             )
         if self.out_of_domain not in OUT_OF_DOMAIN_POLICIES:
             raise ValueError(f"out_of_domain must be one of {OUT_OF_DOMAIN_POLICIES}")
+        if self.ensemble_resampling not in ENSEMBLE_RESAMPLING:
+            raise ValueError(f"ensemble_resampling must be one of {ENSEMBLE_RESAMPLING}, got "
+                             f"{self.ensemble_resampling!r}")
+        if self.ensemble_resampling == "bootstrap" and self.n_members < 2:
+            raise ValueError("ensemble_resampling='bootstrap' needs n_members >= 2 (a spread needs several "
+                             "members; 5 or more is advisable)")
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        if record["ensemble_resampling"] == "seed":  # the default: same record (and digest) as before
+            del record["ensemble_resampling"]
+        return record
 
     def digest(self, input_names: tuple[str, ...]) -> str:
         """SHA-256 of the configuration and the input names."""
@@ -255,6 +291,38 @@ def split_by_group(groups: np.ndarray, labels: np.ndarray, *, validation_fractio
     return masks
 
 
+def bootstrap_rows(groups: np.ndarray, rows: np.ndarray, seed: int, member: int) -> np.ndarray:
+    """Row indices of one cluster bootstrap resample of ``rows``.
+
+    The distinct groups (injected clusters) among ``rows`` are drawn with
+    replacement, as many as there are; every row of a drawn group is included
+    once per draw, so the repeats of one cluster stay together and the resample
+    has the same number of clusters (and, when all clusters have the same number
+    of repeats, the same number of rows) as the original.
+
+    Parameters
+    ----------
+    groups : ndarray of int, shape (n_rows_total,)
+        Group (injected-cluster) index of every row of the labels table.
+    rows : ndarray of int
+        Indices of the rows to resample (e.g. the training split).
+    seed, member : int
+        The draw is a function of ``(seed, member)`` only.
+
+    Returns
+    -------
+    ndarray of int
+        Sorted row indices (with repetitions).
+    """
+    rows = np.asarray(rows)
+    row_groups = np.asarray(groups)[rows]
+    distinct = np.unique(row_groups)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(member), 0xB0075]))
+    drawn = rng.choice(distinct, size=distinct.size, replace=True)
+    multiplicity = np.bincount(drawn, minlength=int(row_groups.max()) + 1)
+    return np.repeat(rows, multiplicity[row_groups])
+
+
 # ----------------------------------------------------------------- optimisation
 def _optimizer(peak_learning_rate, weight_decay, total_steps: int, warmup_steps: int):
     """AdamW with linear warm-up then cosine decay; hyperparameters may be traced."""
@@ -320,7 +388,12 @@ def _chunked(features: np.ndarray, labels: np.ndarray, chunk: int = 4096):
 
 @dataclass(frozen=True)
 class TrainingHistory:
-    """Loss curves of one fit (one grid point or one ensemble member)."""
+    """Loss curves of one fit (one grid point or one ensemble member).
+
+    ``member`` is 0 for the grid-search fits (the first ensemble member with
+    ``ensemble_resampling="seed"``); the bootstrap members are numbered 1 to
+    ``n_members``.
+    """
 
     learning_rate: float
     weight_decay: float
@@ -389,6 +462,7 @@ class TrainingResult:
     test_calibration: CalibrationReport
     split: dict[str, np.ndarray] = field(repr=False)
     labels: LabelSet = field(repr=False)
+    test_spread_coverage: dict | None = None
 
     def grid(self) -> list[dict]:
         """Best validation loss of each grid point (member 0)."""
@@ -438,7 +512,11 @@ def train_selection_function(table, inputs="physical", config: TrainConfig | Non
     network_config = NetworkConfig(len(specs), config.hidden_widths)
 
     grid = [(lr, wd) for lr in config.learning_rates for wd in config.weight_decays]
-    total_epochs = config.epochs * (len(grid) + config.n_members - 1)
+    bootstrap = config.ensemble_resampling == "bootstrap"
+    extra_members = range(config.n_members) if bootstrap else range(1, config.n_members)
+    total_epochs = config.epochs * (len(grid) + len(extra_members))
+    train_rows = np.flatnonzero(split["train"])
+    resampled_rows = []
     histories, fits = [], []
     with tqdm(total=total_epochs, disable=not progress, desc="training", unit="epoch") as bar:
         graphdef, initial = init_network(network_config, config.seed)
@@ -449,11 +527,17 @@ def train_selection_function(table, inputs="physical", config: TrainConfig | Non
             fits.append(weights)
         best = int(np.argmin([h.best_validation_loss for h in histories]))
         best_lr, best_wd = grid[best]
-        members = [fits[best]]
-        for member in range(1, config.n_members):
+        members = [] if bootstrap else [fits[best]]
+        for member in extra_members:
             _, initial = init_network(network_config, config.seed + member)
-            weights, history = _fit(graphdef, initial, train, validation, learning_rate=best_lr,
-                                    weight_decay=best_wd, member=member, config=config, progress_bar=bar)
+            member_train = train
+            if bootstrap:
+                rows = bootstrap_rows(labels.groups, train_rows, config.seed, member)
+                resampled_rows.append(rows)
+                member_train = (((labels.inputs[rows] - mean) / scale).astype(np.float32), labels.labels[rows])
+            weights, history = _fit(graphdef, initial, member_train, validation, learning_rate=best_lr,
+                                    weight_decay=best_wd, member=member + int(bootstrap), config=config,
+                                    progress_bar=bar)
             histories.append(history)
             members.append(weights)
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
@@ -468,7 +552,9 @@ def train_selection_function(table, inputs="physical", config: TrainConfig | Non
     test_rows = labels.inputs[split["test"]]
     test_p = unrecorded.predict(dict(zip(labels.input_names, test_rows.T)), out_of_domain="clip")
     test_report = calibration_report(test_p, labels.labels[split["test"]])
-    chosen = [h for h in histories if h.member > 0 or (h.learning_rate, h.weight_decay) == (best_lr, best_wd)]
+    spread_coverage = _test_spread_coverage(unrecorded, labels, split["test"], config.seed)
+    chosen = [h for h in histories if h.member > 0 or (not bootstrap and (h.learning_rate, h.weight_decay)
+                                                        == (best_lr, best_wd))]
     metadata = {
         "label": {"column": config.label_column, "definition": LABEL_DEFINITION},
         "training": {
@@ -483,12 +569,35 @@ def train_selection_function(table, inputs="physical", config: TrainConfig | Non
             "best_weight_decay": best_wd,
             "grid": [h.to_json() for h in histories if h.member == 0],
             "members": [h.to_json() for h in chosen],
+            "ensemble_resampling": config.ensemble_resampling,
+            "ensemble_resampling_definition": (
+                "members trained from different seeds on the same training split" if not bootstrap else
+                "every member trained on its own bootstrap resample of the training clusters (drawn with "
+                "replacement by cluster identity, all repeats together; bootstrap_rows(groups, rows, seed, "
+                "member)) and its own seed, after the grid search on the full training split"),
+            **({"bootstrap_rows_sha256": [array_digest(r) for r in resampled_rows]} if bootstrap else {}),
             "test_metrics": test_report.summary(),
+            "test_spread_coverage": spread_coverage,
         },
         "provenance": dict(provenance or {}),
     }
     return TrainingResult(selection_function(metadata), config, tuple(histories), best_lr, best_wd,
-                          test_report, split, labels)
+                          test_report, split, labels, spread_coverage)
+
+
+def _test_spread_coverage(selection: SelectionFunction, labels: LabelSet, test: np.ndarray,
+                          seed: int) -> dict | None:
+    """:func:`ensemble_coverage` of the test split's repeated injections (None: one member or no repeats)."""
+    if selection.n_members < 2:
+        return None
+    groups = labels.groups[test]
+    distinct, first, repeats = np.unique(groups, return_index=True, return_counts=True)
+    if repeats.max() < 2:
+        return None
+    detected = np.bincount(np.searchsorted(distinct, groups), weights=labels.labels[test]).astype(np.int64)
+    rows = labels.inputs[test][first]
+    member_p = member_probabilities(selection.with_out_of_domain("clip"), dict(zip(labels.input_names, rows.T)))
+    return ensemble_coverage(member_p, n_detected=detected, n_repeats=repeats, seed=seed).summary()
 
 
 def plot_loss_curves(result: TrainingResult, path: str | Path) -> Path:
