@@ -176,6 +176,11 @@ class MultiFieldFitter(PopulationFitter):
         self.progress = progress
         self.keep_latent = False
         self.grid = None
+        # the single-field fitter's selection-uncertainty machinery, unused here (one grid per
+        # field; the ensemble over selection members is not part of the multi-field model yet)
+        self.selection_uncertainty = "none"
+        self.member_grid = None
+        self._sampler_grid = None
         self._model_fn = functools.partial(multifield_model, model, n_gauss=int(n_gauss))
         self._runner = None
         self._constrain = None
@@ -202,6 +207,7 @@ class MultiFieldFitter(PopulationFitter):
             **prepare_kwargs,
         )
         self.field_names = tuple(str(n) for n in names)
+        self._sampler_grid = self.grid
         return data
 
     def compile(self, data: MultiFieldData) -> float:
