@@ -167,6 +167,29 @@ def selection_grid(args, selection, selection_info, out: Path, *, progress: bool
     return grid, info
 
 
+def input_configuration(
+    command: str, args, catalogue_info: dict, selection_info: dict | None, options: dict
+) -> tuple[dict, str | None]:
+    """The run's configuration record (what ``prepare_output`` compares with an existing run)
+    and the SHA-256 of ``--grid-file`` (None without one)."""
+    grid_file_sha = file_sha256(Path(args.grid_file)) if args.grid_file else None
+    configuration = jsonable(
+        {
+            "command": command,
+            "catalogue_sha256": catalogue_info["sha256"],
+            "legus": args.legus,
+            "classes": catalogue_info["classes"],
+            "columns": catalogue_info["columns"],
+            "drop_invalid": bool(args.drop_invalid),
+            "selection_sha256": None if selection_info is None else selection_info["sha256"],
+            "grid_file_sha256": grid_file_sha,
+            "grid": None if args.grid_file else list(grid_shape(args)),
+            **options,
+        }
+    )
+    return configuration, grid_file_sha
+
+
 def _read_record(path: Path) -> dict | None:
     try:
         record = json.loads(path.read_text())

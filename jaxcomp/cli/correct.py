@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from ..demographics.catalogue import _values
-from ..provenance import file_sha256, jsonable, package_versions
+from ..provenance import package_versions
 from ._demographics import (
     add_common_arguments,
-    grid_shape,
+    input_configuration,
     load_catalogue,
     load_selection,
     prepare_output,
@@ -160,20 +160,8 @@ def _cmd_correct(args) -> int:
     age_bins, mass_bins = _bins(args.age_bins, "age-bins"), _bins(args.mass_bins, "mass-bins")
     selection, selection_info = load_selection(args, "correct")
     catalogue, catalogue_info = load_catalogue(args, say=say)
-    grid_file_sha = file_sha256(Path(args.grid_file)) if args.grid_file else None
-    configuration = jsonable(
-        {
-            "command": "correct",
-            "catalogue_sha256": catalogue_info["sha256"],
-            "legus": args.legus,
-            "classes": catalogue_info["classes"],
-            "columns": catalogue_info["columns"],
-            "drop_invalid": bool(args.drop_invalid),
-            "selection_sha256": None if selection_info is None else selection_info["sha256"],
-            "grid_file_sha256": grid_file_sha,
-            "grid": None if args.grid_file else list(grid_shape(args)),
-            **options,
-        }
+    configuration, grid_file_sha = input_configuration(
+        "correct", args, catalogue_info, selection_info, options
     )
     out = Path(args.out)
     prepare_output(out, "correct", configuration, args.overwrite)

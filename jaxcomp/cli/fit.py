@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..demographics.catalogue import NEEDED_COLUMNS
-from ..provenance import file_sha256, jsonable, package_versions
+from ..provenance import package_versions
 from ._demographics import (
     add_common_arguments,
-    grid_shape,
+    input_configuration,
     load_catalogue,
     load_selection,
     prepare_output,
@@ -226,7 +226,6 @@ def _cmd_fit(args) -> int:
     selection, selection_info = load_selection(args, "fit")
     catalogue, catalogue_info = load_catalogue(args, say=say)
     catalogue, restricted = _restrict(catalogue, model, args.av_out_of_range, say)
-    grid_file_sha = file_sha256(Path(args.grid_file)) if args.grid_file else None
     sampler = {
         "chains": args.chains,
         "warmup": args.warmup,
@@ -248,19 +247,8 @@ def _cmd_fit(args) -> int:
         "ppc_draws": args.ppc_draws,
         **sampler,
     }
-    configuration = jsonable(
-        {
-            "command": "fit",
-            "catalogue_sha256": catalogue_info["sha256"],
-            "legus": args.legus,
-            "classes": catalogue_info["classes"],
-            "columns": catalogue_info["columns"],
-            "drop_invalid": bool(args.drop_invalid),
-            "selection_sha256": None if selection_info is None else selection_info["sha256"],
-            "grid_file_sha256": grid_file_sha,
-            "grid": None if args.grid_file else list(grid_shape(args)),
-            **options,
-        }
+    configuration, grid_file_sha = input_configuration(
+        "fit", args, catalogue_info, selection_info, options
     )
     out = Path(args.out)
     prepare_output(out, "fit", configuration, args.overwrite)

@@ -69,8 +69,39 @@ def available_cores() -> int:
 
 
 
+class PosteriorAccess:
+    """Reading a posterior held as ``idata`` (arviz InferenceData) with its ``summary``
+    (``az.summary`` DataFrame): shared by the single- and many-field fit results."""
+
+    def draws(self, name: str) -> np.ndarray:
+        """All posterior draws of ``name``, chains concatenated: shape (n_draws, ...)."""
+        values = np.asarray(self.idata.posterior[name])
+        return values.reshape((-1,) + values.shape[2:])
+
+    def interval(self, name: str, prob: float = 0.95) -> tuple[float, float]:
+        """Equal-tailed credible interval of a scalar parameter."""
+        values = self.draws(name)
+        return tuple(float(v) for v in np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2]))
+
+    @property
+    def r_hat(self) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.summary["r_hat"].items()}
+
+    @property
+    def ess_bulk(self) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.summary["ess_bulk"].items()}
+
+    def loo(self, **kwargs):
+        """PSIS-LOO (``arviz.loo``) from the per-object log-likelihood."""
+        import arviz as az
+
+        if "log_likelihood" not in self.idata.groups():
+            raise ValueError("this fit has no per-object log-likelihood (latent measurement-error form)")
+        return az.loo(self.idata, **kwargs)
+
+
 @dataclasses.dataclass
-class FitResult:
+class FitResult(PosteriorAccess):
     """Posterior of a population fit.
 
     Attributes
@@ -125,38 +156,12 @@ class FitResult:
         return float(self.selection_diagnostics["log_likelihood_variance"])
 
     # ------------------------------------------------------------- access
-    def draws(self, name: str) -> np.ndarray:
-        """All posterior draws of ``name``, chains concatenated: shape (n_draws, ...)."""
-        values = np.asarray(self.idata.posterior[name])
-        return values.reshape((-1,) + values.shape[2:])
-
     def params(self) -> dict[str, np.ndarray]:
         """Hyperparameter draws keyed by name (chains concatenated)."""
         return {name: self.draws(name) for name in self.model.parameter_names}
 
-    def interval(self, name: str, prob: float = 0.95) -> tuple[float, float]:
-        """Equal-tailed credible interval of a scalar parameter."""
-        values = self.draws(name)
-        return tuple(float(v) for v in np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2]))
-
     def mean(self, name: str) -> float:
         return float(np.mean(self.draws(name)))
-
-    @property
-    def r_hat(self) -> dict[str, float]:
-        return {str(k): float(v) for k, v in self.summary["r_hat"].items()}
-
-    @property
-    def ess_bulk(self) -> dict[str, float]:
-        return {str(k): float(v) for k, v in self.summary["ess_bulk"].items()}
-
-    def loo(self, **kwargs):
-        """PSIS-LOO (``arviz.loo``) from the per-object log-likelihood."""
-        import arviz as az
-
-        if "log_likelihood" not in self.idata.groups():
-            raise ValueError("this fit has no per-object log-likelihood (latent measurement-error form)")
-        return az.loo(self.idata, **kwargs)
 
     def report(self) -> str:
         """The summary table with divergences and runtime."""

@@ -27,7 +27,7 @@ from numpyro.distributions.transforms import biject_to
 
 from .._version import __version__
 from ..errors import InputError
-from .fit import CHAIN_METHODS, PopulationFitter, available_cores
+from .fit import CHAIN_METHODS, PopulationFitter, PosteriorAccess, available_cores
 from .multifield_model import (
     POOLING_FORMS,
     MultiFieldData,
@@ -47,7 +47,7 @@ __all__ = [
 
 
 @dataclasses.dataclass
-class MultiFieldResult:
+class MultiFieldResult(PosteriorAccess):
     """Posterior of a multi-field fit.
 
     Attributes
@@ -80,33 +80,9 @@ class MultiFieldResult:
     n_objects: np.ndarray
     seed: int
 
-    def draws(self, name: str) -> np.ndarray:
-        """Posterior draws of ``name``, chains concatenated: shape (n_draws, ...)."""
-        values = np.asarray(self.idata.posterior[name])
-        return values.reshape((-1,) + values.shape[2:])
-
-    def interval(self, name: str, prob: float = 0.95) -> tuple[float, float]:
-        """Equal-tailed credible interval of a scalar site."""
-        values = self.draws(name)
-        return tuple(float(v) for v in np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2]))
-
     def field_means(self, name: str) -> dict[str, float]:
         """Posterior mean of a per-field parameter, keyed by field name."""
         return dict(zip(self.field_names, np.mean(self.draws(name), axis=0).tolist()))
-
-    @property
-    def r_hat(self) -> dict[str, float]:
-        return {str(k): float(v) for k, v in self.summary["r_hat"].items()}
-
-    @property
-    def ess_bulk(self) -> dict[str, float]:
-        return {str(k): float(v) for k, v in self.summary["ess_bulk"].items()}
-
-    def loo(self, **kwargs):
-        """PSIS-LOO (``arviz.loo``) from the per-cluster log-likelihood."""
-        import arviz as az
-
-        return az.loo(self.idata, **kwargs)
 
     def report(self) -> str:
         head = (
