@@ -22,7 +22,9 @@
    ``data/nebular/byler2017_fsps_padova_lines_z0_t3.16myr_logU-3.csv``, from
    github.com/cconroy20/fsps ``nebular/ZAU_ND_pdva.lines``): their lines put on jaxcomp's own
    continuum and Q(H0), so EW = (line photons per ionising photon) x (Q(H0) / continuum) and
-   the two factors are checked separately (the second by the Q(H0) comparison above).
+   the two factors are checked separately (the second by the Q(H0) comparison above); the
+   line factor is itemised by line group (``line_budget_per_ionising_photon``).  At 3 Myr also
+   jaxcomp's EW with the PARSEC Z = 0.014 isochrones (whose Q(H0) does not dip there).
 3. **LEGUS NGC 628C** class 1-3 clusters: median offset and robust scatter (model minus
    observed) per band for < 5 Myr, 1-2 Myr and 3-9 Myr, stellar only and with nebular
    emission (covering fraction 0.5 and 0.73).
@@ -123,6 +125,7 @@ def jaxcomp_equivalent_widths(
     covering_fraction: float,
     bands=("F555W", "F814W"),
     replacement_lines: tuple[np.ndarray, np.ndarray] | None = None,
+    isochrones: str = "padova2007_z0.0190",
 ) -> dict:
     """Band line EWs [Angstrom] of a fully sampled Kroupa SSP (Padova 2007) with nebular light.
 
@@ -130,7 +133,7 @@ def jaxcomp_equivalent_widths(
     swaps jaxcomp's lines for another table's, on the same stellar and nebular continuum,
     Q(H0) and covering fraction.
     """
-    model = kroupa_model("padova2007_z0.0190", covering_fraction)
+    model = kroupa_model(isochrones, covering_fraction)
     log_age = math.log10(age_myr * 1e6)
     q_per_msun = float(model.ssp_ionising_photon_rate(log_age)[0])
     spectrum = nebular_spectrum(model.nebular, q_per_msun)  # erg/s per Msun formed
@@ -196,6 +199,37 @@ def bagpipes_equivalent_widths(
         nebular_continuum = photon_counts(cont_wave, cont_lum, filt)
         counts = _line_counts(line_wave, line_lum, filt)
         out[band] = _band_entry(counts, stellar, nebular_continuum, q, filt)
+    return out
+
+
+def line_budget(bands=("F555W", "F814W")) -> dict:
+    """Band line photon counts per ionising photon (covering fraction 1), by line group.
+
+    jaxcomp's H I, He I and metal lines against the Byler et al. (2017) table, whose lines are
+    split into recombination lines (within 3 Angstrom of a jaxcomp H I / He I line) and the
+    rest; the five largest of the rest are listed.
+    """
+    byler_wave, byler_lum = byler_lines()
+    ours = nebular_spectrum(NebularEmission(covering_fraction=1.0), 1.0)
+    recombination = ours["line_wavelength"][ours["line_kind"] != "metal"]
+    is_rec = np.array([np.min(np.abs(recombination - w)) < 3.0 for w in byler_wave])
+    out = {}
+    for band in bands:
+        filt = load_filter(band)
+        entry = {}
+        for kind in ("H I", "He I", "metal"):
+            pick = ours["line_kind"] == kind
+            entry[f"jaxcomp {kind}"] = _line_counts(
+                ours["line_wavelength"][pick], ours["line_luminosity"][pick], filt
+            )
+        entry["byler2017 recombination"] = _line_counts(byler_wave[is_rec], byler_lum[is_rec], filt)
+        entry["byler2017 other"] = _line_counts(byler_wave[~is_rec], byler_lum[~is_rec], filt)
+        trans = np.interp(byler_wave, filt.wavelength, filt.transmission, left=0.0, right=0.0)
+        counts = np.where(is_rec, 0.0, byler_lum * byler_wave * trans)
+        entry["byler2017 largest other lines"] = {
+            f"{byler_wave[i]:.1f}": float(counts[i]) for i in np.argsort(-counts)[:5]
+        }
+        out[band] = entry
     return out
 
 
@@ -269,6 +303,10 @@ def main(argv=None) -> int:
             "jaxcomp_padova2007_phi1": jaxcomp_equivalent_widths(age, 1.0),
             "jaxcomp_padova2007_phi0.5": jaxcomp_equivalent_widths(age, 0.5),
         }
+        if age == 3.0:
+            entry["jaxcomp_parsec_z0.0140_phi0.5"] = jaxcomp_equivalent_widths(
+                age, 0.5, isochrones="parsec_z0.0140"
+            )
         if age == BYLER_AGE_MYR:
             entry["byler2017_lines_on_jaxcomp_continuum_phi1"] = jaxcomp_equivalent_widths(
                 age, 1.0, replacement_lines=byler
@@ -290,6 +328,9 @@ def main(argv=None) -> int:
                     f"line counts per photon {values['line_counts_per_ionising_photon']:.3e}, "
                     f"log Q/Msun {values['log_q_h0_per_msun']:.3f}"
                 )
+
+    report["line_budget_per_ionising_photon"] = line_budget()
+    print(json.dumps(report["line_budget_per_ionising_photon"], indent=1))
 
     report["legus_ngc628c"] = legus_offsets()
     for label, rows in report["legus_ngc628c"].items():

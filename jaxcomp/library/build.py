@@ -13,11 +13,12 @@ Method
    available gravity at that Teff (gravity clamping).  Outside 3500-50000 K the grid is
    extended with the edge model multiplied by the Planck ratio ``B_λ(T)/B_λ(T_edge)``
    and renormalised (cool TP-AGB stars down to 2000 K; hot post-AGB and Wolf-Rayet-like
-   stars up to 10^5.45 K).  The WM-basic hot-star spectra are *not* used: their column
-   layout (11 Teff x 3 log g, taken to be 3.5/4.0/4.5 as in FSPS) is undocumented here,
-   and at fixed bolometric flux their optical magnitudes scatter by up to ~0.2 mag
-   against the CK04 models with no monotonic trend in gravity; hot stars therefore use
-   the CK04 grid (clamped to its gravities) as the inputs' README allows.
+   stars up to 10^5.45 K).  The WM-basic hot-star spectra (Smith et al. 2002; layout as
+   FSPS reads it, see :mod:`jaxcomp.library.wmbasic`) are *not* used: at fixed bolometric
+   flux their optical magnitudes scatter by up to ~0.2 mag against the CK04 models with
+   no monotonic trend in gravity, and their hydrogen-ionising photon rates change a fully
+   sampled population's Q(H0) by at most 0.03 dex at 1-5 Myr (``scripts/decompose_q_h0.py``);
+   hot stars therefore use the CK04 grid (clamped to its gravities).
    :func:`jaxcomp.library.wmbasic.compare_wmbasic` measures the difference and the build
    records it.
 2. **Bands.**  For every grid node and band the photon-counting integral
