@@ -110,8 +110,9 @@ def test_wmbasic_atmospheres_barely_change_q_h0(decompose, padova):
 
 # ------------------------------------------------------------------ tracks
 def test_q_h0_offsets_come_from_the_massive_star_tracks(decompose, padova):
-    """3 Myr: the >70 Msun stars (Geneva models pasted into FSPS's Padova 2007 isochrones, cool
-    at log t 6.45-6.55) give 7% of Q(H0) against 24% in PARSEC, whose total is 0.20 dex higher;
+    """3 Myr: the >70 Msun stars (Geneva models pasted into FSPS's Padova 2007 isochrones,
+    17-35 kK at log t 6.45-6.50) give 7% of Q(H0) against 24% in PARSEC, whose total is 0.20 dex
+    higher;
     5 Myr: 72% of Padova's Q(H0) comes from stripped hot stars (current mass < 0.8 initial,
     Teff > 31.6 kK), the Wolf-Rayet-like phase whose length and spectra differ between track sets
     (jaxcomp is +0.24 dex above Starburst99's Geneva tracks there, +0.01 from BC03's Padova)."""
