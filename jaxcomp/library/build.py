@@ -13,12 +13,14 @@ Method
    available gravity at that Teff (gravity clamping).  Outside 3500-50000 K the grid is
    extended with the edge model multiplied by the Planck ratio ``B_λ(T)/B_λ(T_edge)``
    and renormalised (cool TP-AGB stars down to 2000 K; hot post-AGB and Wolf-Rayet-like
-   stars up to 10^5.45 K).  The WM-basic hot-star spectra are *not* used: their column
-   layout (11 Teff x 3 log g, taken to be 3.5/4.0/4.5 as in FSPS) is undocumented here,
-   and at fixed bolometric flux their optical magnitudes scatter by up to ~0.2 mag
-   against the CK04 models with no monotonic trend in gravity; hot stars therefore use
-   the CK04 grid (clamped to its gravities) as the inputs' README allows.
-   :func:`compare_wmbasic` measures the difference and the build records it.
+   stars up to 10^5.45 K).  The WM-basic hot-star spectra (Smith et al. 2002; layout as
+   FSPS reads it, see :mod:`jaxcomp.library.wmbasic`) are *not* used: at fixed bolometric
+   flux their optical magnitudes scatter by up to ~0.2 mag against the CK04 models with
+   no monotonic trend in gravity, and their hydrogen-ionising photon rates change a fully
+   sampled population's Q(H0) by at most 0.03 dex at 1-5 Myr (``scripts/decompose_q_h0.py``);
+   hot stars therefore use the CK04 grid (clamped to its gravities).
+   :func:`jaxcomp.library.wmbasic.compare_wmbasic` measures the difference and the build
+   records it.
 2. **Bands.**  For every grid node and band the photon-counting integral
    ``∫ λ S(λ) T(λ) dλ`` is evaluated on the union of the filter and spectrum
    wavelength grids (both linearly interpolated) and turned into
@@ -94,7 +96,6 @@ __all__ = [
     "extinction_polynomial",
     "evaluate_extinction_polynomial",
     "spectrum_magnitudes",
-    "compare_wmbasic",
     "build_star_photometry",
     "serialise_star_photometry",
 ]
@@ -496,59 +497,6 @@ def spectral_interpolation_magnitudes(grid: AtmosphereGrid, filters, log_luminos
     return spectrum_magnitudes(grid.wavelength, flux_10pc, filters)
 
 
-# ------------------------------------------------------------------------- WM-basic
-def compare_wmbasic(hot_directory: str | Path, band_grid: BandGrid, filters: Sequence[Filter]) -> dict:
-    """Compare WM-basic hot-star band magnitudes with the CK04 grid at equal Teff and gravity.
-
-    The WM-basic file is read as wavelength + 33 columns of F_ν, taken to be 3 gravity
-    blocks (log g 3.5, 4.0, 4.5) of 11 Teff each (``wmbasic.teff``), the FSPS layout.
-    Each spectrum is normalised to unit bolometric flux and projected like the CK04
-    models; the result is the difference of 1 L_sun magnitudes (WM-basic minus CK04)
-    where the atlas has that gravity.
-
-    Returns
-    -------
-    dict
-        ``{"max_abs_difference_mag": {band: float}, "median_difference_mag": {band: float},
-        "n_models": int, "layout_assumed": str}``.
-    """
-    hot_directory = Path(hot_directory)
-    spec_files = sorted(hot_directory.glob("wmbasic_*.spec"))
-    teff_file = hot_directory / "wmbasic.teff"
-    data = np.loadtxt(spec_files[0])
-    log_teff = np.loadtxt(teff_file)
-    wave = data[:, 0]
-    f_nu = data[:, 1:]
-    n_t = log_teff.size
-    gravities = (3.5, 4.0, 4.5)
-    if f_nu.shape[1] != n_t * len(gravities):
-        raise ValueError(f"WM-basic file has {f_nu.shape[1]} spectra, expected {n_t * len(gravities)}")
-    f_lam = f_nu * _C_ANGSTROM / wave[:, None] ** 2
-    keep = wave > 90.0
-    wave, f_lam = wave[keep], f_lam[keep]
-    f_lam = f_lam / np.trapezoid(f_lam, wave, axis=0)[None, :]
-    vega_wave, vega_flux, _ = _vega()
-    scale = L_SUN_ERG_S / (4.0 * math.pi * TEN_PARSEC_CM**2)
-    q_wmb = np.stack(
-        [-2.5 * np.log10(scale * photon_counts(wave, f_lam.T, f) / photon_counts(vega_wave, vega_flux, f)) for f in filters],
-        axis=-1,
-    )  # (33, n_bands)
-    diffs = []
-    for block, g in enumerate(gravities):
-        for it in range(n_t):
-            mags_ck, _ = star_photometry_from_band_grid(band_grid, 0.0, log_teff[it], g)
-            diffs.append(q_wmb[block * n_t + it] - mags_ck[0])
-    diffs = np.array(diffs)
-    return {
-        "max_abs_difference_mag": {b: float(np.max(np.abs(diffs[:, i]))) for i, b in enumerate(band_grid.bands)},
-        "median_difference_mag": {b: float(np.median(diffs[:, i])) for i, b in enumerate(band_grid.bands)},
-        "n_models": int(diffs.shape[0]),
-        "layout_assumed": "wavelength, then 3 blocks (log g 3.5, 4.0, 4.5) of 11 Teff (wmbasic.teff), F_nu",
-        "file_sha256": {p.name: sha256_file(p) for p in (*spec_files, teff_file)},
-        "used": False,
-    }
-
-
 # ------------------------------------------------------------------------------ build
 def _package_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -584,7 +532,8 @@ def build_star_photometry(
     r_v : float
         R_V of the law (default 3.1, the Milky Way average).
     hot_star_directory : str or Path, optional
-        WM-basic folder; if given, :func:`compare_wmbasic` is recorded in the provenance.
+        WM-basic folder; if given, :func:`jaxcomp.library.wmbasic.compare_wmbasic` is recorded
+        in the provenance.
     n_spectral_checks : int
         Number of random isochrone points re-computed by explicit spectral
         interpolation to verify the band-grid shortcut.
@@ -687,6 +636,8 @@ def build_star_photometry(
         },
     }
     if hot_star_directory is not None:
+        from .wmbasic import compare_wmbasic
+
         provenance["atmospheres"]["wmbasic_check"] = compare_wmbasic(hot_star_directory, band_grid, filters)
 
     return {
