@@ -368,6 +368,40 @@ def _star_grid_field(shape=(320, 320), spacing=40, seed=0):
     return Field(images, name="grid")
 
 
+def test_fits_field_whose_stars_cannot_give_a_psf_leaves_no_run_directory(tmp_path):
+    """Frames with three stars each and no PSF: the field stage's ePSF error, and no run dir."""
+    import numpy as np
+    from astropy.io import fits
+
+    from jaxcomp.ast import Field, write_field_fits
+    from jaxcomp.ast.field import BANDS
+    from jaxcomp.ast.profiles import add_stamps, render_stamps
+
+    rng = np.random.default_rng(5)
+    images = {}
+    for b in BANDS:
+        img = rng.normal(0.0, 0.01, (160, 160))
+        add_stamps(
+            img, render_stamps(rng.uniform(30, 130, 3), rng.uniform(30, 130, 3), 50.0, 0.0, 2.0)
+        )
+        images[b] = img.astype(np.float32)
+    directory = tmp_path / "images"
+    directory.mkdir()
+    for path in write_field_fits(Field(images), directory).values():
+        with fits.open(path) as hdul:
+            hdul = fits.HDUList([h.copy() for h in hdul])
+        del hdul[0].header["PSFFWHM"]
+        hdul.writeto(path, overwrite=True)
+    config = parse_config(_with(field__kind="fits", field__directory=str(directory)))
+    run_dir = tmp_path / "run"
+    with pytest.raises(
+        RunError, match=r"stage 'field' failed: EPSFError: F275W.*usable star"
+    ) as info:
+        run_workflow(config, run_dir, progress=False, report=False, log=lambda *a: None)
+    assert "psf_fwhm_px" in str(info.value) and "was not created" in str(info.value)
+    assert not run_dir.exists()
+
+
 def test_fits_field_stage_writes_the_psfs_it_builds(tmp_path):
     import numpy as np
     from astropy.io import fits

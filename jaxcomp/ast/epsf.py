@@ -17,9 +17,10 @@ the table). The steps, per band:
    ``detection_threshold_sigma`` x the median background rms (kernel FWHM
    ``detection_fwhm_px``) finds the candidates and every neighbour.
 3. *Measurement*: aperture photometry at 1 and 3 px (local background from a
-   plane fitted to the ring between the cutout and 1.5 x its half-size already
-   removed), giving ``mag = -2.5 log10(f(3 px)) + ZP`` [Vega mag, no aperture
-   correction], ``ci = m(1 px) - m(3 px)`` and the S/N of f(3 px); DAOStarFinder's
+   plane fitted to the pixels outside the cutout, out to 1.5 x its half-size, already
+   removed; also each star's local background rms), giving
+   ``mag = -2.5 log10(f(3 px)) + ZP`` [Vega mag, no aperture correction],
+   ``ci = m(1 px) - m(3 px)`` and the S/N of f(3 px); DAOStarFinder's
    ``roundness1``/``roundness2`` and ``peak``.
 4. *Cuts*, in this order (the first failed one is the reason): ``edge`` (the
    cutout leaves the image or touches missing data), ``saturated`` (peak >=
@@ -31,8 +32,11 @@ the table). The steps, per band:
    brightest
    ``max_stars`` are kept).
 5. *Build*: cutouts of ``cutout_px`` px, background-subtracted, go to
-   :class:`~photutils.psf.EPSFBuilder` (``oversampling``, ``iterations``); the
-   result is normalised and returned as a :class:`jaxcomp.ast.profiles.PSFModel`.
+   :class:`~photutils.psf.EPSFBuilder` (``oversampling``, ``iterations``), which
+   gives the core; beyond the radius where the stack becomes noise the wings are the
+   stars' inverse-variance weighted azimuthal profile (``wing_weighting``, see
+   :mod:`jaxcomp.ast.epsf_wings`), out to the ePSF's corners; the result is
+   normalised and returned as a :class:`jaxcomp.ast.profiles.PSFModel`.
 
 Fewer than ``min_stars`` usable stars raise :class:`EPSFError`, which says how
 many passed each cut and how to give the PSF instead.
@@ -43,10 +47,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Literal
 
 import numpy as np
 
 from ..errors import InputError
+from .epsf_wings import clean_wings, plane_background, weighted_wing_profile
 from .profiles import PSFModel
 
 __all__ = [
@@ -136,7 +142,18 @@ class EPSFStarSelection:
     wing_snr : float
         Beyond the radius where the azimuthal mean of the stacked ePSF falls below
         ``wing_snr`` times its per-sample noise, the ePSF is replaced by that mean
-        (noise-free, non-negative wings; see ``_clean_wings``); default 5.
+        (noise-free, non-negative wings; see :func:`jaxcomp.ast.epsf_wings.clean_wings`);
+        default 5.
+    wing_weighting : {"inverse_variance", "none"}
+        Where the wings come from. ``"inverse_variance"`` (default): the azimuthal mean of
+        the stars' own pixels, each star normalised by its ePSF-fitted flux and weighted by
+        (flux / local background rms)^2, pixels beyond 3 sigma rejected
+        (:func:`jaxcomp.ast.epsf_wings.weighted_wing_profile`). The wings' light is set by
+        each star's local background, uncertain by several per cent of a faint star's flux
+        over the cutout; the builder's unweighted median lets the faint stars count as much
+        as the bright ones (on the mock, 3 seeds x 5 bands: encircled-energy errors up to
+        13.5% unweighted, 3.8% weighted). ``"none"``: the azimuthal mean of the builder's
+        stack.
     """
 
     mag_range: tuple[float, float] = (15.0, 26.0)
@@ -156,6 +173,7 @@ class EPSFStarSelection:
     background_box_px: int = 64
     smoothing_kernel: str | None = None
     wing_snr: float = 5.0
+    wing_weighting: Literal["inverse_variance", "none"] = "inverse_variance"
 
     def __post_init__(self):
         def pair(name):
@@ -204,6 +222,11 @@ class EPSFStarSelection:
         if self.peak_max is not None and not float(self.peak_max) > 0:
             raise ValueError(
                 f"EPSFStarSelection.peak_max must be > 0 or None, got {self.peak_max!r}"
+            )
+        if self.wing_weighting not in ("inverse_variance", "none"):
+            raise ValueError(
+                "EPSFStarSelection.wing_weighting must be 'inverse_variance' or 'none', "
+                f"got {self.wing_weighting!r}"
             )
         if self.smoothing_kernel not in (None, "quartic", "quadratic"):
             raise ValueError(
@@ -255,68 +278,6 @@ def _aperture_sum(data: np.ndarray, x: float, y: float, r: float) -> float:
         i0 - 0.5 - x, i1 - 0.5 - x, j0 - 0.5 - y, j1 - 0.5 - y, i1 - i0, j1 - j0, r, 1, 1
     )
     return float((w * data[j0:j1, i0:i1]).sum())
-
-
-def _plane_background(box: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Plane a + b x + c y fitted (3-sigma clipped) to the ``ring`` pixels of ``box``; evaluated on
-    the box."""
-    ny, nx = box.shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    good = ring & np.isfinite(box)
-    A = np.column_stack([np.ones(good.sum()), xx[good], yy[good]])
-    v = box[good].astype(np.float64)
-    keep = np.ones(v.size, bool)
-    coef = np.array([np.median(v), 0.0, 0.0])
-    for _ in range(5):
-        if keep.sum() < 10:
-            break
-        coef, *_ = np.linalg.lstsq(A[keep], v[keep], rcond=None)
-        r = v - A @ coef
-        s = 1.4826 * np.median(np.abs(r[keep] - np.median(r[keep])))
-        new = np.abs(r) <= 3.0 * max(s, 1e-30)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    return coef[0] + coef[1] * xx + coef[2] * yy
-
-
-def _clean_wings(img: np.ndarray, oversampling: int, wing_snr: float) -> np.ndarray:
-    """Replace the noisy wings of a stacked ePSF by its azimuthal mean profile, >= 0 and truncated.
-
-    The renderer clips negative PSF samples to zero, so sample noise in the wings of a
-    stack of a few tens of stars would add a positive pedestal (~10% of the flux over a
-    25 px cutout). The sample noise ``s`` is estimated (MAD) from the residuals about
-    the azimuthal mean profile ``P(r)`` (annuli 1 sample wide) in the outer half of the
-    image; samples are kept as stacked inside the radius where ``P`` first falls below
-    ``wing_snr * s`` (the core, with its real structure), replaced by ``P(r)`` (clipped at
-    zero) outside, out to the inscribed circle. The azimuthal mean averages the sample
-    noise down, so it keeps the faint halo that a cut at "no longer significant" would
-    drop (and with it 1-7% of an HST PSF's light, measured on the mock).
-    """
-    n = img.shape[0]
-    c = (n - 1) / 2.0
-    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
-    rr = np.hypot(xx - (img.shape[1] - 1) / 2.0, yy - c)
-    k = np.rint(rr).astype(int)
-    counts = np.bincount(k.ravel())
-    prof = np.bincount(k.ravel(), img.ravel()) / np.maximum(counts, 1)
-    resid = img - prof[k]
-    outer = rr >= 0.5 * min(img.shape) / 2.0
-    s = (
-        1.4826 * float(np.median(np.abs(resid[outer] - np.median(resid[outer]))))
-        if outer.any()
-        else 0.0
-    )
-    if not s > 0:
-        return img
-    rmax = min(img.shape) // 2
-    radii = np.arange(prof.size)
-    faint = np.nonzero((prof < wing_snr * s) & (radii > oversampling))[0]
-    r_core = int(faint[0]) if faint.size else rmax
-    wing = np.clip(prof, 0.0, None)
-    wing[rmax + 1 :] = 0.0  # the corners beyond the inscribed circle
-    out = np.where(k < r_core, img, wing[k])
-    return np.clip(out, 0.0, None)
 
 
 def _ci_locus(ci: np.ndarray, width: float, min_count: int) -> float:
@@ -464,15 +425,17 @@ def build_epsf(
     f3 = np.full(n, np.nan)
     cutouts: dict[int, tuple[np.ndarray, int, int]] = {}
     yy, xx = np.mgrid[-H : H + 1, -H : H + 1]
-    ring = np.hypot(xx, yy) > h + 0.5
+    ring = (np.abs(xx) > h) | (np.abs(yy) > h)  # outside the cutout, whose corners hold PSF light
     edge = ~inside
+    local_rms = np.full(n, np.nan)
     for k in np.nonzero(inside)[0]:
         sl = (slice(iy[k] - H, iy[k] + H + 1), slice(ix[k] - H, ix[k] + H + 1))
         if bad[sl].any():
             edge[k] = True
             continue
         big = data[sl]
-        stamp = big - _plane_background(big, ring)
+        plane, local_rms[k] = plane_background(big, ring)
+        stamp = big - plane
         cutouts[k] = (stamp[H - h : H + h + 1, H - h : H + h + 1], ix[k] - h, iy[k] - h)
     for k, (
         stamp,
@@ -578,6 +541,7 @@ def build_epsf(
         warnings.simplefilter("ignore")
         built = builder(stars)
     epsf = built.epsf
+    use_before = use.copy()
     excluded = [int(use[i]) for i in getattr(built, "excluded_star_indices", [])]
     reason[np.asarray(excluded, int)] = "builder"
     use = np.nonzero(reason == "used")[0]
@@ -589,7 +553,20 @@ def build_epsf(
     img = np.asarray(epsf.data, dtype=np.float64)
     if not (np.all(np.isfinite(img)) and img.sum() > 0):
         fail("the ePSF builder returned an empty or non-finite image")
-    img = _clean_wings(img, sel.oversampling, sel.wing_snr)
+    profile = None
+    if sel.wing_weighting == "inverse_variance":
+        dropped = {int(i) for i in getattr(built, "excluded_star_indices", [])}
+        kept = [i for i in range(use_before.size) if i not in dropped]
+        fitted = [built.fitted_stars.all_stars[i] for i in kept]
+        profile = weighted_wing_profile(
+            [cutouts[int(use_before[i])][0] for i in kept],
+            [tuple(st.cutout_center) for st in fitted],
+            np.array([float(st.flux) for st in fitted]),
+            np.array([local_rms[int(use_before[i])] for i in kept]),
+            sel.oversampling,
+            int(math.ceil(math.hypot(*img.shape) / 2.0)) + 2,
+        )
+    img = clean_wings(img, sel.oversampling, sel.wing_snr, profile)
     psf = PSFModel(image=img, oversampling=sel.oversampling)
     return EPSFResult(band=band, psf=psf, stars=table(), selection=sel)
 

@@ -15,7 +15,9 @@ silently holds results of another configuration: one recorded with a different
 configuration is refused unless ``replace=True`` (``jaxcomp run --force``), which
 re-runs exactly the stages that read the changed sections (the runner says which
 and why); a directory that was not made by jaxcomp is refused.  The input files are
-checked (:func:`jaxcomp.workflow.config.check_inputs`) before any directory is made.
+checked (:func:`jaxcomp.workflow.config.check_inputs`) before any directory is made, and a
+bad input (:class:`jaxcomp.errors.InputError`) that stops the first stage of a new run
+removes the directory again (e.g. FITS frames whose stars cannot give a PSF).
 
 ``RUN_DIR/run.json`` records the name, the configuration hash, the versions of
 jaxcomp and its main dependencies, the platform, the stage order, and per stage
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from .._io import atomic_write_text
 from .._version import __version__
-from ..errors import JaxcompError
+from ..errors import InputError, JaxcompError
 from ..provenance import json_default, package_versions
 from .config import RunConfig, check_inputs, load_config
 from .stages import STAGES, Stage, StageContext, n_workers, stage_depends, stage_seed
@@ -285,6 +287,7 @@ def run_workflow(
         )
     status_before = stage_status(run_dir, config)
     plan = plan_stages(run_dir, config, only=only, force=tuple(force), status=status_before)
+    fresh = not run_dir.exists()  # made by this call: removed again if its inputs fail first
     run_dir.mkdir(parents=True, exist_ok=True)
     if changed:
         log(
@@ -311,7 +314,7 @@ def run_workflow(
     for name in record["stages"]:
         if name not in plan:
             log(f"[{name}] up to date, skipped")
-    for name in plan:
+    for n_done, name in enumerate(plan):
         stage = next(s for s in STAGES if s.name == name)
         reason = {
             "to run": "not run yet",
@@ -372,6 +375,14 @@ def run_workflow(
             atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1) + "\n")
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
+            if isinstance(error, InputError) and fresh and n_done == 0:
+                # a bad input (e.g. a FITS frame whose stars cannot give a PSF) stopped the
+                # first stage of a new run: nothing worth resuming, so no partial run directory
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise RunError(
+                    f"stage '{name}' failed: {type(error).__name__}: {error} (nothing was run; "
+                    f"{run_dir} was not created)"
+                ) from error
             raise RunError(
                 f"stage '{name}' failed: {type(error).__name__}: {error} (details in "
                 f"{directory / STAGE_FILE}; rerun to resume)"
