@@ -133,6 +133,17 @@ def test_workflow_and_cli_choose_the_pointing():
     assert "pointing" not in FieldSection(kind="mock").plain()  # C runs keep their fingerprints
     with pytest.raises(ConfigError, match="pointing"):
         FieldSection(kind="fits", directory="x", pointing="ngc628e").check()
+    import tomllib
+
+    from jaxcomp._data import data_path
+    from jaxcomp.workflow.config import parse_config
+
+    data = tomllib.loads(data_path("workflows", "demo_quick.toml").read_text())
+    data["field"]["pointing"] = "ngc628e"
+    assert parse_config(data).to_dict()["field"]["pointing"] == "ngc628e"
+    data["field"]["pointing"] = "m51"
+    with pytest.raises(ConfigError, match=r"\[field\] pointing must be"):
+        parse_config(data)
     f = load_field("mock:200x200:seed=1:pointing=ngc628e")
     assert f.name.startswith("ngc628e-mock:seed=1:")
     with pytest.raises(InputError, match="pointing"):
