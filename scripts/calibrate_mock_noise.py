@@ -1,4 +1,4 @@
-"""Calibrate the mock NGC 628C field's noise against the Adamo+2017 single-band recovery magnitudes.
+"""Calibrate a mock NGC 628 field's noise against the Adamo+2017 single-band recovery magnitudes.
 
 For each band, the effective background B (counts/s/px; see :mod:`jaxcomp.ast.mock`)
 is adjusted until classical single-band artificial cluster tests on the mock
@@ -9,10 +9,12 @@ scaling, later steps a secant in log B. All evaluations of a band use the same w
 clusters and noise (common random numbers), so m50(B) is smooth in B.
 
 Then an independent check with another seed measures m50 on the calibrated mock, and
-the constants are written with their provenance to ``data/mock/ngc628c_mock_noise.json``
-(read by ``jaxcomp.ast.mock``). Usage::
+the constants are written with their provenance to the pointing's file,
+``data/mock/ngc628c_mock_noise.json`` or ``data/mock/ngc628e_mock_noise.json`` (read by
+``jaxcomp.ast.pointing``). Usage::
 
-    OPENBLAS_NUM_THREADS=1 python scripts/calibrate_mock_noise.py [--windows 100] [--plot fig.png]
+    OPENBLAS_NUM_THREADS=1 python scripts/calibrate_mock_noise.py [--pointing ngc628e]
+        [--windows 100] [--plot fig.png]
 
 About 5-10 minutes on one core with the defaults.
 """
@@ -33,19 +35,27 @@ from jaxcomp._data import data_path
 from jaxcomp._io import atomic_write_text
 from jaxcomp._version import __version__
 from jaxcomp.ast import mock
+from jaxcomp.ast.pointing import MOCK_POINTINGS, mock_pointing, mock_psf_digest
 from jaxcomp.ast.single_band import ADAMO17_RECIPE, fit_m50, mock_single_band_test
-from jaxcomp.catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS, read_adamo17_completeness
+from jaxcomp.catalogues import BANDS, read_adamo17_completeness
 
 
 def calibrate_band(
-    band: str, start: float, n_windows: int, seed: int, iterations: int, tol: float, log=print
+    band: str,
+    start: float,
+    n_windows: int,
+    seed: int,
+    iterations: int,
+    tol: float,
+    log=print,
+    pointing: str = "ngc628c",
 ) -> tuple[float, list[dict]]:
-    target = ADAMO17_PUBLISHED_50PCT_NGC628C[band]
+    target = mock_pointing(pointing).m50_target[band]
     history = []
     b = float(start)
     for it in range(iterations):
         t0 = time.perf_counter()
-        tab = mock_single_band_test(band, n_windows, seed, background_rate=b)
+        tab = mock_single_band_test(band, n_windows, seed, background_rate=b, pointing=pointing)
         fit = fit_m50(tab["mag"], tab["recovered"])
         history.append(
             {
@@ -77,7 +87,7 @@ def calibrate_band(
     return best["background_rate"], history
 
 
-def plot_comparison(results: dict, path: Path):
+def plot_comparison(results: dict, path: Path, pointing: str = "ngc628c"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +95,8 @@ def plot_comparison(results: dict, path: Path):
 
     from jaxcomp._io import atomic_savefig
 
-    adamo = read_adamo17_completeness("ngc628c")
+    adamo = read_adamo17_completeness(pointing)
+    targets = mock_pointing(pointing).m50_target
     bands = [b for b in BANDS if b in results]  # the bands calibrated in this run
     fig, axes = plt.subplots(
         1, len(bands), figsize=(3.4 * len(bands), 3.4), sharey=True, squeeze=False
@@ -108,11 +119,10 @@ def plot_comparison(results: dict, path: Path):
         am, ap = adamo[b]
         ax.plot(am, ap, "k-", label="Adamo+2017")
         ax.axhline(0.5, color="0.7", lw=0.8)
-        ax.axvline(ADAMO17_PUBLISHED_50PCT_NGC628C[b], color="k", ls=":", lw=0.8)
+        ax.axvline(targets[b], color="k", ls=":", lw=0.8)
         ax.axvline(results[b]["m50_mock"], color="C0", ls="--", lw=0.8)
         ax.set_title(
-            f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo "
-            f"{ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}",
+            f"{b}\nmock {results[b]['m50_mock']:.2f}, Adamo {targets[b]:.2f}",
             fontsize=9,
         )
         ax.set_xlabel("injected magnitude [Vega]")
@@ -131,24 +141,44 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=7)
     p.add_argument("--tol", type=float, default=0.02, help="stop when |m50 - target| < tol [mag]")
     p.add_argument("--bands", default=",".join(BANDS))
-    p.add_argument("--out", default=str(data_path(*mock._NOISE_FILE)))
+    p.add_argument(
+        "--pointing",
+        choices=sorted(MOCK_POINTINGS),
+        default="ngc628c",
+        help="the mock pointing to calibrate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out", help="output (default: the pointing's data/mock/<pointing>_mock_noise.json)"
+    )
     p.add_argument("--plot", help="also save the recovery curves vs Adamo+2017 to this image")
     args = p.parse_args(argv)
     bands = [b.strip() for b in args.bands.split(",") if b.strip()]
-    out = Path(args.out)
+    pointing = mock_pointing(args.pointing)
+    targets = dict(pointing.m50_target)
+    out = Path(args.out) if args.out else data_path("mock") / pointing.noise_file
     try:
         previous = json.loads(out.read_text())
     except (OSError, ValueError):
         previous = {}
     start_rates = dict(previous.get("background_rate", {}))
+    if not start_rates and pointing.name != "ngc628c":  # a new pointing starts from C's values
+        start_rates = dict(mock.mock_noise_calibration("ngc628c")["background_rate"])
     results = {}
     t_start = time.perf_counter()
     for b in bands:
-        print(f"{b}: calibrating (target m50 {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f})", flush=True)
+        print(f"{b}: calibrating (target m50 {targets[b]:.2f})", flush=True)
         rate, history = calibrate_band(
-            b, start_rates.get(b, 0.3), args.windows, args.seed, args.iterations, args.tol
+            b,
+            start_rates.get(b, 0.3),
+            args.windows,
+            args.seed,
+            args.iterations,
+            args.tol,
+            pointing=pointing.name,
         )
-        check = mock_single_band_test(b, args.windows, args.check_seed, background_rate=rate)
+        check = mock_single_band_test(
+            b, args.windows, args.check_seed, background_rate=rate, pointing=pointing.name
+        )
         fit = fit_m50(check["mag"], check["recovered"])
         results[b] = {
             "background_rate": rate,
@@ -160,8 +190,7 @@ def main(argv=None) -> int:
         }
         print(
             f"{b}: B = {rate:.5g} counts/s/px; independent check m50 = {fit['m50']:.3f} "
-            f"(Adamo {ADAMO17_PUBLISHED_50PCT_NGC628C[b]:.2f}, diff "
-            f"{fit['m50'] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+.3f})",
+            f"(Adamo {targets[b]:.2f}, diff {fit['m50'] - targets[b]:+.3f})",
             flush=True,
         )
     rates = dict(start_rates)
@@ -173,15 +202,15 @@ def main(argv=None) -> int:
     m50_mock = dict(previous.get("m50_mock", {}))
     m50_mock.update({b: round(results[b]["m50_mock"], 4) for b in bands})
     payload = {
-        "description": "Effective background per band of the jaxcomp mock NGC 628C field, fitted "
-        "so that "
+        "description": f"Effective background per band of the jaxcomp mock {pointing.title} field, "
+        "fitted so that "
         "single-band artificial cluster tests reach the Adamo+2017 50% recovery magnitudes",
         "background_rate": {b: float(f"{rates[b]:.6g}") for b in BANDS},
         "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 "
         "arcsec pixels)",
         "read_noise_e": mock.MOCK_READ_NOISE_E,
-        "psf_sha256": mock.mock_psf_digest(),
-        "m50_target": dict(ADAMO17_PUBLISHED_50PCT_NGC628C),
+        "psf_sha256": mock_psf_digest(pointing),
+        "m50_target": targets,
         "m50_mock": m50_mock,
         "recipe": ADAMO17_RECIPE.to_dict(),
         "provenance": {
@@ -194,11 +223,15 @@ def main(argv=None) -> int:
             "check_seed": args.check_seed,
             "windows_per_evaluation": args.windows,
             "clusters_per_evaluation": args.windows * ADAMO17_RECIPE.clusters_per_window,
-            "mock": {"n_stars": mock.N_STARS, "shape": list(mock.MOCK_SHAPE)},
+            "mock": {
+                "pointing": pointing.name,
+                "n_stars": mock._n_stars(pointing.name),
+                "shape": list(pointing.shape),
+            },
             "history": {b: results[b]["history"] for b in bands},
             "seconds": round(time.perf_counter() - t_start, 1),
-            "targets": "Adamo et al. 2017, ApJ 841, 131 "
-            "(jaxcomp.catalogues.ADAMO17_PUBLISHED_50PCT_NGC628C)",
+            "targets": "Adamo et al. 2017, ApJ 841, 131 (the MockPointing.m50_target of "
+            f"jaxcomp.ast.pointing.MOCK_POINTINGS[{pointing.name!r}])",
         },
     }
     atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
@@ -208,11 +241,10 @@ def main(argv=None) -> int:
         if b in m50_mock:
             print(
                 f"{b:6s} {rates[b]:11.5g} {m50_mock[b]:9.3f} "
-                f"{ADAMO17_PUBLISHED_50PCT_NGC628C[b]:7.2f} "
-                f"{m50_mock[b] - ADAMO17_PUBLISHED_50PCT_NGC628C[b]:+6.3f}"
+                f"{targets[b]:7.2f} {m50_mock[b] - targets[b]:+6.3f}"
             )
     if args.plot:
-        plot_comparison(results, Path(args.plot))
+        plot_comparison(results, Path(args.plot), pointing.name)
         print(f"saved {args.plot}")
     return 0
 

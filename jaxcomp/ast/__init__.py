@@ -18,7 +18,8 @@
 * :mod:`jaxcomp.ast.inject` - position drawing, injection with shot noise, and
   :func:`run_frame` (one AST frame -> labels table).
 * :mod:`jaxcomp.ast.synthetic` - small flat synthetic fields for tests.
-* :mod:`jaxcomp.ast.mock` - the embedded default field: a seeded mock of NGC 628C
+* :mod:`jaxcomp.ast.mock` - the embedded default field: a seeded mock of NGC 628C (or of the
+  east pointing NGC 628E, :mod:`jaxcomp.ast.pointing`)
   (:func:`make_mock_field`, :func:`mock_truth`), noise calibrated against the
   Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`).
 * :mod:`jaxcomp.ast.campaign` - resumable, deterministic AST campaigns on a process
@@ -63,6 +64,7 @@ from .matching import match_injected
 from .mock import compare_with_truth, make_mock_field, mock_psfs, mock_truth
 from .photometry import aperture_corrections, aperture_photometry
 from .pipeline import run_pipeline
+from .pointing import MOCK_POINTINGS, MockPointing, mock_pointing
 from .profiles import (
     PSFModel,
     eff_core_radius,
@@ -122,6 +124,9 @@ __all__ = [
     "render_stamps",
     "synthetic_field",
     "make_mock_field",
+    "MockPointing",
+    "MOCK_POINTINGS",
+    "mock_pointing",
     "mock_truth",
     "compare_with_truth",
     "mock_psfs",

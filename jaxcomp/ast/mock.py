@@ -4,6 +4,16 @@ Its job is to make every stage of jaxcomp run, out of the box, on something that
 behaves like NGC 628C (``docs/architecture.md``, "The mock field"). It is *not* the real image;
 it reuses the real galaxy's structure through the LEGUS catalogue.
 
+Pointings
+    The recipe below is written for NGC 628C, the default; the east pointing NGC 628E is made
+    the same way (``pointing="ngc628e"`` everywhere): what differs between them - frame, WCS,
+    catalogue, nucleus position (the diffuse light is the galaxy's, so E gets the outer disc),
+    zeropoints, calibration file and targets, CI cut - is one frozen
+    :class:`~jaxcomp.ast.pointing.MockPointing` per pointing (:mod:`jaxcomp.ast.pointing`).
+    E's young diffuse light has C's surface brightness per unit source density, and its field
+    stars C's number per unit diffuse light (4242 in E's frame); its stars and noise are drawn
+    from seed streams of their own.
+
 Recipe (all numbers are module constants, documented where they are defined)
 -----------------------------------------------------------------------------
 Frame
@@ -94,7 +104,6 @@ global, as SExtractor's is without a weight map, only 45% of class 1-3 came thro
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import weakref
@@ -103,17 +112,23 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._data import data_path
-from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS
+from ..catalogues import BANDS
 from ._threads import single_threaded_blas
-from .field import (
-    DISTANCE_MODULUS,
-    NGC628C_EXPTIMES,
-    NGC628C_ZEROPOINTS,
-    PIXEL_SCALE_ARCSEC,
-    Field,
+from .field import DISTANCE_MODULUS, PIXEL_SCALE_ARCSEC, Field
+from .pointing import (
+    MOCK_POINTINGS,
+    MOCK_PSF_OVERSAMPLING,
+    MockPointing,
+    background_rates,
+    mock_pointing,
+    mock_psf_digest,
+    mock_psfs,
 )
-from .profiles import PSFModel, add_stamps, pc_per_pixel, point_source_stamps, render_multiband
+from .pointing import (
+    mock_noise_calibration as _noise_calibration,
+)
+from .profiles import add_stamps, pc_per_pixel, point_source_stamps, render_multiband
+from .truth import compare_with_truth
 
 __all__ = [
     "MOCK_SHAPE",
@@ -125,6 +140,9 @@ __all__ = [
     "NUCLEUS_PX",
     "N_STARS",
     "MockSpec",
+    "MockPointing",
+    "mock_pointing",
+    "mock_psf_digest",
     "mock_wcs",
     "small_window",
     "mock_noise_calibration",
@@ -137,24 +155,18 @@ __all__ = [
     "compare_with_truth",
 ]
 
-#: Shape (ny, nx) of the full ("legus") mock frame [px].
-MOCK_SHAPE: tuple[int, int] = (7040, 6400)
+_C = MOCK_POINTINGS["ngc628c"]
+#: Shape (ny, nx) of the full ("legus") NGC 628C mock frame [px] (other pointings:
+#: :attr:`MockPointing.shape`).
+MOCK_SHAPE: tuple[int, int] = _C.shape
 #: Shape of the small laptop crop [px].
 SMALL_SHAPE: tuple[int, int] = (1500, 1500)
-#: Samples per pixel of the mock's effective PSFs.
-MOCK_PSF_OVERSAMPLING: int = 4
 #: Half-size of the mock's effective PSF images [arcsec] (15 px).
 MOCK_PSF_RADIUS_ARCSEC: float = 0.6
-_PSF_FILE = ("mock", "ngc628c_mock_psf.fits")
 #: Read-noise floor per drizzled pixel [e-].
 MOCK_READ_NOISE_E: float = 5.0
-#: Nucleus of NGC 628 (RA 01:36:41.745, Dec +15:47:01.18) in mock pixels (x, y), 0-based.
-NUCLEUS_PX: tuple[float, float] = (2450.3, 4204.3)
-#: TAN WCS fitted to the catalogue (x-1, y-1) -> (RA, Dec): CRPIX (1-based FITS), CRVAL, CD
-# [deg/px].
-_WCS_CRPIX = (3158.28732423, 3578.45615088)
-_WCS_CRVAL = (24.16585156, 15.77676286)
-_WCS_CD = ((-1.10056386e-05, 2.30018222e-10), (1.70545543e-10, 1.10055166e-05))
+#: Nucleus of NGC 628 (RA 01:36:41.745, Dec +15:47:01.18) in NGC 628C mock pixels (x, y), 0-based.
+NUCLEUS_PX: tuple[float, float] = _C.nucleus_px
 
 #: Number of field stars in the full frame (m_F555W in [20.5, 28]).
 N_STARS: int = 20000
@@ -192,22 +204,23 @@ _YOUNG_COLOURS = {
 
 _TILE = 256
 _CI_GRID_PX = np.geomspace(0.2, 12.0, 40)
-_NOISE_FILE = ("mock", "ngc628c_mock_noise.json")
-_NAME_RE = re.compile(r"^ngc628c-mock:seed=(\d+):window=(\d+),(\d+),(\d+),(\d+)$")
+_NOISE_FILE = ("mock", _C.noise_file)
+_NAME_RE = re.compile(r"^(ngc628[ce])-mock:seed=(\d+):window=(\d+),(\d+),(\d+),(\d+)$")
 
 
 @dataclass(frozen=True)
 class MockSpec:
-    """What identifies a mock field: the seed and the window ``[y0:y1, x0:x1]`` of the full
-    frame."""
+    """What identifies a mock field: the seed, the window ``[y0:y1, x0:x1]`` of the full
+    frame and the pointing (:mod:`jaxcomp.ast.pointing`)."""
 
     seed: int
     window: tuple[int, int, int, int]
+    pointing: str = "ngc628c"
 
     @property
     def name(self) -> str:
         y0, y1, x0, x1 = self.window
-        return f"ngc628c-mock:seed={self.seed}:window={y0},{y1},{x0},{x1}"
+        return f"{self.pointing}-mock:seed={self.seed}:window={y0},{y1},{x0},{x1}"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -219,29 +232,17 @@ class MockSpec:
 # geometry
 
 
-def mock_wcs(window: tuple[int, int, int, int] | None = None):
+def mock_wcs(window: tuple[int, int, int, int] | None = None, pointing: str = "ngc628c"):
     """The TAN WCS of the full mock frame (fitted to the LEGUS catalogue), or of a window of it."""
-    from astropy.wcs import WCS
-
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = list(_WCS_CRVAL)
-    w.wcs.crpix = list(_WCS_CRPIX)
-    w.wcs.cd = np.array(_WCS_CD)
-    w.wcs.cunit = ["deg", "deg"]
-    w.wcs.set()
-    if window is None:
-        return w
-    y0, y1, x0, x1 = window
-    return w.slice((slice(y0, y1), slice(x0, x1)))
+    return mock_pointing(pointing).wcs(window)
 
 
-def _check_window(window) -> tuple[int, int, int, int]:
+def _check_window(window, pointing: str = "ngc628c") -> tuple[int, int, int, int]:
     try:
         y0, y1, x0, x1 = (int(v) for v in window)
     except (TypeError, ValueError):
         raise ValueError(f"window must be (y0, y1, x0, x1) integers, got {window!r}") from None
-    ny, nx = MOCK_SHAPE
+    ny, nx = mock_pointing(pointing).shape
     if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
         raise ValueError(f"window {window} is not inside the {ny} x {nx} mock frame")
     if min(y1 - y0, x1 - x0) < 64:
@@ -250,12 +251,14 @@ def _check_window(window) -> tuple[int, int, int, int]:
 
 
 @lru_cache(maxsize=None)
-def _busy_centre(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int]:
+def _busy_centre(
+    shape: tuple[int, int] = SMALL_SHAPE, pointing: str = "ngc628c"
+) -> tuple[int, int]:
     """Centre (y, x) of the ``shape`` window holding the most class 1-3 clusters (50 px grid)."""
-    src = _catalogue_arrays()
+    src = _catalogue_arrays(pointing)
     keep = np.isin(src["class_mode"], (1, 2, 3))
     x, y = src["x"][keep], src["y"][keep]
-    ny, nx = MOCK_SHAPE
+    ny, nx = mock_pointing(pointing).shape
     h, w = shape
     best = (-1, 0, 0)
     for y0 in range(0, ny - h + 1, 50):
@@ -268,12 +271,14 @@ def _busy_centre(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int]:
     return best[1] + h // 2, best[2] + w // 2
 
 
-def small_window(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int, int, int]:
+def small_window(
+    shape: tuple[int, int] = SMALL_SHAPE, pointing: str = "ngc628c"
+) -> tuple[int, int, int, int]:
     """The ``shape`` crop centred on the busiest region (most class 1-3 clusters in 1500 x 1500
-    px)."""
-    cy, cx = _busy_centre()
+    px) of a pointing's frame."""
+    cy, cx = _busy_centre(SMALL_SHAPE, mock_pointing(pointing).name)
     h, w = (int(shape[0]), int(shape[1]))
-    ny, nx = MOCK_SHAPE
+    ny, nx = mock_pointing(pointing).shape
     if h > ny or w > nx:
         raise ValueError(f"a {h} x {w} crop does not fit in the {ny} x {nx} mock frame")
     y0 = min(max(cy - h // 2, 0), ny - h)
@@ -281,109 +286,54 @@ def small_window(shape: tuple[int, int] = SMALL_SHAPE) -> tuple[int, int, int, i
     return (y0, y0 + h, x0, x0 + w)
 
 
-def _resolve_size(size, window) -> tuple[int, int, int, int]:
+def _resolve_size(size, window, pointing: str = "ngc628c") -> tuple[int, int, int, int]:
     if window is not None:
-        return _check_window(window)
+        return _check_window(window, pointing)
     if isinstance(size, str):
         key = size.lower()
         if key == "legus":
-            return (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1])
+            ny, nx = mock_pointing(pointing).shape
+            return (0, ny, 0, nx)
         if key == "small":
-            return small_window(SMALL_SHAPE)
+            return small_window(SMALL_SHAPE, pointing)
         raise ValueError(f"size must be 'small', 'legus' or (ny, nx), got {size!r}")
     try:
         h, w = (int(v) for v in size)
     except (TypeError, ValueError):
         raise ValueError(f"size must be 'small', 'legus' or (ny, nx), got {size!r}") from None
-    return _check_window(small_window((h, w)))
+    return _check_window(small_window((h, w), pointing), pointing)
 
 
 # ---------------------------------------------------------------------------------------
-# calibration constants
+# calibration constants (the files are the pointing's: :mod:`jaxcomp.ast.pointing`)
 
 
-@lru_cache(maxsize=1)
-def _noise_file_payload() -> dict:
-    path = data_path(*_NOISE_FILE)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the mock noise calibration {path} is missing; run scripts/calibrate_mock_noise.py"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
+def mock_noise_calibration(pointing: str = "ngc628c") -> dict:
+    """The calibrated noise constants and provenance (``data/mock/<pointing>_mock_noise.json``;
+    :func:`jaxcomp.ast.pointing.mock_noise_calibration`)."""
+    return _noise_calibration(pointing)
 
 
-@lru_cache(maxsize=1)
-def _psf_images() -> dict[str, np.ndarray]:
-    from astropy.io import fits
-
-    path = data_path(*_PSF_FILE)
-    if not path.is_file():
-        raise FileNotFoundError(f"the mock PSFs {path} are missing; run scripts/build_mock_psfs.py")
-    with fits.open(path, checksum=True) as hdul:
-        images = {b: np.array(hdul[b].data, dtype=np.float64) for b in BANDS}
-        ov = int(hdul[0].header["PSFOVERS"])
-    if ov != MOCK_PSF_OVERSAMPLING:
-        raise ValueError(
-            f"{path} is sampled {ov}x, expected {MOCK_PSF_OVERSAMPLING}x; run "
-            "scripts/build_mock_psfs.py"
-        )
-    return images
+def _background_rates(pointing: str = "ngc628c") -> dict[str, float]:
+    return background_rates(pointing)
 
 
-@lru_cache(maxsize=1)
-def mock_psfs() -> dict[str, PSFModel]:
-    """The mock field's effective PSF of each band (``data/mock/ngc628c_mock_psf.fits``)."""
-    return {
-        b: PSFModel(image=img, oversampling=MOCK_PSF_OVERSAMPLING)
-        for b, img in _psf_images().items()
-    }
+def _psf_images(pointing: str = "ngc628c") -> dict[str, np.ndarray]:
+    """The PSF images of a pointing's mock (``data/mock/<psf_file>``)."""
+    from .pointing import _psf_images as images
 
-
-@lru_cache(maxsize=1)
-def mock_psf_digest() -> str:
-    """sha256 of the mock PSF images (what the noise calibration records)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for b, img in _psf_images().items():
-        h.update(b.encode())
-        h.update(np.ascontiguousarray(img, dtype="<f8").tobytes())
-    return h.hexdigest()
-
-
-def mock_noise_calibration() -> dict:
-    """The calibrated noise constants and their provenance (``data/mock/ngc628c_mock_noise.json``).
-
-    Keys: ``background_rate`` (band -> effective background B [counts/s/px]),
-    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017),
-    ``m50_mock``
-    (measured on the calibrated mock), ``recipe`` (the single-band test) and
-    ``provenance``.
-    """
-    return json.loads(json.dumps(_noise_file_payload()))
-
-
-def _background_rates() -> dict[str, float]:
-    payload = _noise_file_payload()
-    rates = payload["background_rate"]
-    if payload.get("psf_sha256") != mock_psf_digest():
-        raise ValueError(
-            "the mock noise calibration was made with other PSFs than "
-            "data/mock/ngc628c_mock_psf.fits; "
-            "rerun scripts/calibrate_mock_noise.py"
-        )
-    return {b: float(rates[b]) for b in BANDS}
+    return images(mock_pointing(pointing).psf_file)
 
 
 # ---------------------------------------------------------------------------------------
 # real sources
 
 
-@lru_cache(maxsize=1)
-def _catalogue_arrays() -> dict:
+@lru_cache(maxsize=2)
+def _catalogue_arrays(pointing: str = "ngc628c") -> dict:
     from ..catalogues import read_legus
 
-    t = read_legus("ngc628c", classes=None)
+    t = read_legus(mock_pointing(pointing).name, classes=None)
     out = {
         "id": np.asarray(t["id"], np.int64),
         "class_mode": np.asarray(t["class_mode"], np.int64),
@@ -400,19 +350,19 @@ def _catalogue_arrays() -> dict:
     return out
 
 
-@lru_cache(maxsize=1)
-def _ci_table() -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=2)
+def _ci_table(pointing: str = "ngc628c") -> tuple[np.ndarray, np.ndarray]:
     """Noiseless pipeline CI (F555W, mock PSF) of EFF clusters on ``_CI_GRID_PX``."""
     with single_threaded_blas():
-        return _ci_table_impl()
+        return _ci_table_impl(pointing)
 
 
-def _ci_table_impl() -> tuple[np.ndarray, np.ndarray]:
+def _ci_table_impl(pointing: str = "ngc628c") -> tuple[np.ndarray, np.ndarray]:
     from .photometry import aperture_photometry
     from .settings import PhotometryConfig
 
     cfg = PhotometryConfig()
-    psf = mock_psfs()[cfg.ci_band]
+    psf = mock_psfs(pointing)[cfg.ci_band]
     # Only pixels within the 8 px sky annulus enter the CI; one cluster per 100 px cell, so
     # no stamp reaches a neighbour's annulus; two sub-pixel offsets per radius, averaged.
     offs = np.array([0.13, 0.37])
@@ -435,8 +385,8 @@ def _ci_table_impl() -> tuple[np.ndarray, np.ndarray]:
     return _CI_GRID_PX.copy(), ci
 
 
-def _reff_from_ci(ci: np.ndarray) -> np.ndarray:
-    grid, table = _ci_table()
+def _reff_from_ci(ci: np.ndarray, pointing: str = "ngc628c") -> np.ndarray:
+    grid, table = _ci_table(pointing)
     if np.any(np.diff(table) <= 0):  # pragma: no cover - a property of the EFF profile
         raise RuntimeError("CI(r_eff) is not monotonic on the grid")
     r = np.interp(ci, table, grid, left=grid[0], right=grid[-1])
@@ -449,9 +399,10 @@ def _reff_from_ci(ci: np.ndarray) -> np.ndarray:
     return grid[k]
 
 
-@lru_cache(maxsize=1)
-def _sources_arrays() -> dict:
-    cat = _catalogue_arrays()
+@lru_cache(maxsize=2)
+def _sources_arrays(pointing: str = "ngc628c") -> dict:
+    cat = _catalogue_arrays(pointing)
+    m50 = mock_pointing(pointing).m50_target
     n = cat["x"].size
     mags = {}
     filled = {}
@@ -464,18 +415,16 @@ def _sources_arrays() -> dict:
             colour = float(np.median(m[both] - mv[both]))
             fill = mv + colour
             undetected = miss & cat[f"in_footprint_{b}"] & ~cat[f"detected_{b}"]
-            fill = np.where(
-                undetected, np.maximum(fill, ADAMO17_PUBLISHED_50PCT_NGC628C[b] + 0.5), fill
-            )
+            fill = np.where(undetected, np.maximum(fill, m50[b] + 0.5), fill)
             m[miss] = fill[miss]
         mags[b] = m
         filled[b] = miss
-    r_px = _reff_from_ci(cat["ci_F555W"])
+    r_px = _reff_from_ci(cat["ci_F555W"], pointing)
     return {"n": n, "mags": mags, "filled": filled, "r_eff_px": r_px}
 
 
-def mock_sources(window: tuple[int, int, int, int] | None = None):
-    """The real LEGUS NGC628C sources as placed in the mock (astropy Table).
+def mock_sources(window: tuple[int, int, int, int] | None = None, pointing: str = "ngc628c"):
+    """The real LEGUS sources of a pointing (default NGC628C) as placed in its mock (astropy Table).
 
     Columns: ``id, class_mode, x, y`` (0-based px in the window), ``ra_deg, dec_deg``,
     ``mag_<band>`` (the magnitudes rendered), ``filled_<band>`` (True where the
@@ -485,11 +434,9 @@ def mock_sources(window: tuple[int, int, int, int] | None = None):
     """
     from astropy.table import Column, Table
 
-    cat = _catalogue_arrays()
-    src = _sources_arrays()
-    y0, y1, x0, x1 = (
-        (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1]) if window is None else _check_window(window)
-    )
+    cat = _catalogue_arrays(pointing)
+    src = _sources_arrays(pointing)
+    y0, y1, x0, x1 = _full_or_window(window, pointing)
     x, y = cat["x"], cat["y"]
     keep = (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5)
     t = Table()
@@ -511,43 +458,64 @@ def mock_sources(window: tuple[int, int, int, int] | None = None):
         src["r_eff_px"][keep] * pc_per_pixel(PIXEL_SCALE_ARCSEC, DISTANCE_MODULUS), unit="pc"
     )
     t.meta["window"] = [int(v) for v in (y0, y1, x0, x1)]
+    t.meta["pointing"] = mock_pointing(pointing).name
     return t
+
+
+def _full_or_window(window, pointing: str) -> tuple[int, int, int, int]:
+    if window is None:
+        ny, nx = mock_pointing(pointing).shape
+        return (0, ny, 0, nx)
+    return _check_window(window, pointing)
 
 
 # ---------------------------------------------------------------------------------------
 # diffuse light
 
 
-def _mu_to_rate(mu: float | np.ndarray, band: str = "F555W"):
+def _mu_to_rate(mu: float | np.ndarray, band: str = "F555W", pointing: str = "ngc628c"):
     """Surface brightness [mag/arcsec^2] -> counts/s per pixel."""
-    return np.power(10.0, -0.4 * (np.asarray(mu) - NGC628C_ZEROPOINTS[band])) * _ARCSEC2_PX
+    zp = mock_pointing(pointing).zeropoints[band]
+    return np.power(10.0, -0.4 * (np.asarray(mu) - zp)) * _ARCSEC2_PX
 
 
-@lru_cache(maxsize=1)
-def _young_map() -> np.ndarray:
-    """Young diffuse light in F555W [counts/s/px] on cells of ``_DIFFUSE_CELL`` px (full frame)."""
+@lru_cache(maxsize=2)
+def _young_map(pointing: str = "ngc628c") -> np.ndarray:
+    """Young diffuse light in F555W [counts/s/px] on cells of ``_DIFFUSE_CELL`` px (full frame).
+
+    The light follows the pointing's smoothed source density; one source density gives one surface
+    brightness in every pointing (NGC 628C's 99.5th percentile is mu_V = ``_YOUNG_PEAK_MU_V``).
+    """
+    s = _source_density(pointing)
+    peak = np.percentile(_source_density("ngc628c"), 99.5)
+    return s / peak * float(_mu_to_rate(_YOUNG_PEAK_MU_V, "F555W", pointing))
+
+
+@lru_cache(maxsize=2)
+def _source_density(pointing: str) -> np.ndarray:
+    """The catalogue's source counts per ``_DIFFUSE_CELL`` cell, smoothed by
+    ``_YOUNG_SMOOTH_PC``."""
     from scipy.ndimage import gaussian_filter
 
-    cat = _catalogue_arrays()
+    cat = _catalogue_arrays(pointing)
     c = _DIFFUSE_CELL
-    ny, nx = MOCK_SHAPE
+    ny, nx = mock_pointing(pointing).shape
     cy, cx = -(-ny // c), -(-nx // c)
     h = np.zeros((cy, cx))
     iy = np.clip((cat["y"] // c).astype(int), 0, cy - 1)
     ix = np.clip((cat["x"] // c).astype(int), 0, cx - 1)
     np.add.at(h, (iy, ix), 1.0)
     sigma_cells = _YOUNG_SMOOTH_PC / pc_per_pixel(PIXEL_SCALE_ARCSEC, DISTANCE_MODULUS) / c
-    s = gaussian_filter(h, sigma_cells, mode="constant")
-    peak = np.percentile(s, 99.5)
-    return s / peak * float(_mu_to_rate(_YOUNG_PEAK_MU_V))
+    return gaussian_filter(h, sigma_cells, mode="constant")
 
 
-def _old_light(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _old_light(yy: np.ndarray, xx: np.ndarray, pointing: str = "ngc628c") -> np.ndarray:
     """Old disk + bulge in F555W [counts/s/px] at pixel centres."""
-    r = np.hypot(xx - NUCLEUS_PX[0], yy - NUCLEUS_PX[1])
-    disk = float(_mu_to_rate(_DISK_MU0_V)) * np.exp(-r / _DISK_SCALE_PX)
+    nx0, ny0 = mock_pointing(pointing).nucleus_px
+    r = np.hypot(xx - nx0, yy - ny0)
+    disk = float(_mu_to_rate(_DISK_MU0_V, "F555W", pointing)) * np.exp(-r / _DISK_SCALE_PX)
     bn = 2.0 * _BULGE_N - 1.0 / 3.0
-    bulge = float(_mu_to_rate(_BULGE_MU_E_V)) * np.exp(
+    bulge = float(_mu_to_rate(_BULGE_MU_E_V, "F555W", pointing)) * np.exp(
         -bn * ((r / _BULGE_RE_PX) ** (1.0 / _BULGE_N) - 1.0)
     )
     return disk + bulge
@@ -569,15 +537,15 @@ def _lerp_axis(values: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
     return a * (1.0 - f) + b * f
 
 
-def _diffuse_window(y0, y1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
+def _diffuse_window(y0, y1, x0, x1, pointing: str = "ngc628c") -> tuple[np.ndarray, np.ndarray]:
     """(old, young) F555W diffuse light [counts/s/px] on the window's pixels."""
     yy = np.arange(y0, y1, dtype=np.float64)[:, None]
     xx = np.arange(x0, x1, dtype=np.float64)[None, :]
-    old = _old_light(yy, xx)
+    old = _old_light(yy, xx, pointing)
     c = _DIFFUSE_CELL
     gy = (np.arange(y0, y1) + 0.5) / c - 0.5  # cell-centre coordinates of the pixel centres
     gx = (np.arange(x0, x1) + 0.5) / c - 0.5
-    young = _lerp_axis(_lerp_axis(_young_map(), gy, 0), gx, 1)
+    young = _lerp_axis(_lerp_axis(_young_map(pointing), gy, 0), gx, 1)
     return old, young
 
 
@@ -585,10 +553,29 @@ def _diffuse_window(y0, y1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
 # field stars
 
 
+def _n_stars(pointing: str) -> int:
+    """``N_STARS`` in NGC 628C; elsewhere scaled by the pointing's young and old light (the same
+    stars per unit diffuse light as in C)."""
+    if pointing == "ngc628c":
+        return N_STARS
+    total = {}
+    for p in ("ngc628c", pointing):
+        ym = _young_map(p)
+        c = _DIFFUSE_CELL
+        gy = (np.arange(ym.shape[0]) + 0.5) * c - 0.5
+        gx = (np.arange(ym.shape[1]) + 0.5) * c - 0.5
+        total[p] = (ym.sum(), _old_light(gy[:, None], gx[None, :], p).sum())
+    f = _STAR_YOUNG_FRACTION
+    yc, oc = total["ngc628c"]
+    yp, op = total[pointing]
+    return int(round(N_STARS * (f * yp / yc + (1.0 - f) * op / oc)))
+
+
 @lru_cache(maxsize=8)
-def _stars_arrays(seed: int) -> dict:
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(3,)))
-    n = N_STARS
+def _stars_arrays(seed: int, pointing: str = "ngc628c") -> dict:
+    pt = mock_pointing(pointing)
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(3, *pt.seed_key)))
+    n = _n_stars(pt.name)
     lo, hi = _STAR_MAG_RANGE
     # inverse CDF of dN/dm ~ 10^(a m) on [lo, hi]
     a = _STAR_LF_SLOPE * math.log(10.0)
@@ -596,11 +583,11 @@ def _stars_arrays(seed: int) -> dict:
     mv = np.log(np.exp(a * lo) + u * (np.exp(a * hi) - np.exp(a * lo))) / a
     young = rng.random(n) < _STAR_YOUNG_FRACTION
     c = _DIFFUSE_CELL
-    ym = _young_map()
+    ym = _young_map(pt.name)
     cy, cx = ym.shape
     gy = (np.arange(cy) + 0.5) * c - 0.5
     gx = (np.arange(cx) + 0.5) * c - 0.5
-    om = _old_light(gy[:, None], gx[None, :])
+    om = _old_light(gy[:, None], gx[None, :], pt.name)
     x = np.empty(n)
     y = np.empty(n)
     for sel, dens in ((young, ym), (~young, om)):
@@ -612,7 +599,7 @@ def _stars_arrays(seed: int) -> dict:
     mags = {"F555W": mv, "F814W": mv - vi}
     for b in ("F275W", "F336W", "F435W"):
         mags[b] = mv + np.where(young, _YOUNG_STAR_COLOURS[b], _RED_STAR_COLOURS[b])
-    inside = (x > -0.5) & (x < MOCK_SHAPE[1] - 0.5) & (y > -0.5) & (y < MOCK_SHAPE[0] - 0.5)
+    inside = (x > -0.5) & (x < pt.shape[1] - 0.5) & (y > -0.5) & (y < pt.shape[0] - 0.5)
     return {
         "x": x[inside],
         "y": y[inside],
@@ -621,14 +608,14 @@ def _stars_arrays(seed: int) -> dict:
     }
 
 
-def mock_field_stars(seed: int = 0, window: tuple[int, int, int, int] | None = None):
+def mock_field_stars(
+    seed: int = 0, window: tuple[int, int, int, int] | None = None, pointing: str = "ngc628c"
+):
     """The field stars of the mock with ``seed`` (astropy Table: x, y, young, mag_<band>)."""
     from astropy.table import Table
 
-    s = _stars_arrays(int(seed))
-    y0, y1, x0, x1 = (
-        (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1]) if window is None else _check_window(window)
-    )
+    s = _stars_arrays(int(seed), mock_pointing(pointing).name)
+    y0, y1, x0, x1 = _full_or_window(window, pointing)
     keep = (s["x"] >= x0 - 0.5) & (s["x"] < x1 - 0.5) & (s["y"] >= y0 - 0.5) & (s["y"] < y1 - 0.5)
     t = Table({"x": s["x"][keep] - x0, "y": s["y"][keep] - y0, "young": s["young"][keep]})
     for b in BANDS:
@@ -680,6 +667,7 @@ def render_mock(
     stars: bool = True,
     diffuse: bool = True,
     margin: int = 140,
+    pointing: str = "ngc628c",
 ) -> dict[str, np.ndarray]:
     """Render bands of the mock on ``window = (y0, y1, x0, x1)`` of the full frame.
 
@@ -687,7 +675,8 @@ def render_mock(
     overrides the calibrated effective backgrounds (used by the calibration); the
     switches drop components (for tests and diagnostics). Any window gives the same
     pixels as the corresponding part of the full frame (bit for bit: every source is
-    rendered whole and added in a fixed order, the noise is drawn per fixed tile).
+    rendered whole and added in a fixed order, the noise is drawn per fixed tile). ``pointing``
+    chooses the frame (:mod:`jaxcomp.ast.pointing`).
     """
     with single_threaded_blas():
         return _render_mock(
@@ -700,11 +689,16 @@ def render_mock(
             stars=stars,
             diffuse=diffuse,
             margin=margin,
+            pointing=mock_pointing(pointing),
         )
 
 
-def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars, diffuse, margin):
-    y0, y1, x0, x1 = _check_window(window)
+def _render_mock(
+    window, seed, bands, *, background_rate, noise, sources, stars, diffuse, margin, pointing
+):
+    p: MockPointing = pointing
+    zp = p.zeropoints
+    y0, y1, x0, x1 = _check_window(window, p.name)
     bands = tuple(bands)
     unknown = [b for b in bands if b not in BANDS]
     if unknown:
@@ -715,44 +709,42 @@ def _render_mock(window, seed, bands, *, background_rate, noise, sources, stars,
     if diffuse:
         for ya in range(y0, y1, _TILE):
             yb = min(y1, ya + _TILE)
-            old, young = _diffuse_window(ya, yb, x0, x1)
+            old, young = _diffuse_window(ya, yb, x0, x1, p.name)
             for b in bands:
-                dz = NGC628C_ZEROPOINTS[b] - NGC628C_ZEROPOINTS["F555W"]
+                dz = zp[b] - zp["F555W"]
                 model[b][ya - y0 : yb - y0] += old * 10.0 ** (
                     -0.4 * (_OLD_COLOURS[b] - dz)
                 ) + young * 10.0 ** (-0.4 * (_YOUNG_COLOURS[b] - dz))
-    psfs = mock_psfs()
+    psfs = mock_psfs(p)
     if sources:
-        cat = _catalogue_arrays()
-        src = _sources_arrays()
+        cat = _catalogue_arrays(p.name)
+        src = _sources_arrays(p.name)
         x, y = cat["x"], cat["y"]
         near = (x > x0 - margin) & (x < x1 + margin) & (y > y0 - margin) & (y < y1 + margin)
         if near.any():
-            rates = {
-                b: 10.0 ** (-0.4 * (src["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands
-            }
+            rates = {b: 10.0 ** (-0.4 * (src["mags"][b][near] - zp[b])) for b in bands}
             _add_eff_sources(model, x[near], y[near], rates, src["r_eff_px"][near], psfs, (y0, x0))
     if stars:
-        s = _stars_arrays(int(seed))
+        s = _stars_arrays(int(seed), p.name)
         near = (s["x"] > x0 - 20) & (s["x"] < x1 + 20) & (s["y"] > y0 - 20) & (s["y"] < y1 + 20)
         if near.any():
-            rates = {
-                b: 10.0 ** (-0.4 * (s["mags"][b][near] - NGC628C_ZEROPOINTS[b])) for b in bands
-            }
+            rates = {b: 10.0 ** (-0.4 * (s["mags"][b][near] - zp[b])) for b in bands}
             _add_point_sources(model, s["x"][near], s["y"][near], rates, psfs, (y0, x0))
     if noise:
-        bkg = _background_rates() if background_rate is None else background_rate
+        bkg = background_rates(p) if background_rate is None else background_rate
         for b in bands:
-            t = NGC628C_EXPTIMES[b]
+            t = p.exptimes[b]
             floor = np.float32(float(bkg[b]) / t + (MOCK_READ_NOISE_E / t) ** 2)
             img = model[b]
-            for ya, yb, z in _tile_normals(seed, BANDS.index(b), y0, y1, x0, x1):
+            for ya, yb, z in _tile_normals(seed, BANDS.index(b), y0, y1, x0, x1, p.seed_key):
                 strip = img[ya - y0 : yb - y0]
                 strip += np.sqrt(np.maximum(strip, 0) * np.float32(1.0 / t) + floor) * z
     return model
 
 
-def _tile_normals(seed: int, band_index: int, y0: int, y1: int, x0: int, x1: int):
+def _tile_normals(
+    seed: int, band_index: int, y0: int, y1: int, x0: int, x1: int, key: tuple[int, ...] = ()
+):
     """Yield ``(ya, yb, z)``: standard normals of the window's rows ``[ya, yb)``, one strip of
     256 x 256 px tiles of the full frame at a time (each tile has its own seed)."""
     for ty in range(y0 // _TILE, (y1 - 1) // _TILE + 1):
@@ -760,7 +752,7 @@ def _tile_normals(seed: int, band_index: int, y0: int, y1: int, x0: int, x1: int
         out = np.empty((yb - ya, x1 - x0), np.float32)
         for tx in range(x0 // _TILE, (x1 - 1) // _TILE + 1):
             rng = np.random.default_rng(
-                np.random.SeedSequence(int(seed), spawn_key=(2, band_index, ty, tx))
+                np.random.SeedSequence(int(seed), spawn_key=(2, band_index, ty, tx, *key))
             )
             tile = rng.standard_normal((_TILE, _TILE), dtype=np.float32)
             xa, xb = max(x0, tx * _TILE), min(x1, (tx + 1) * _TILE)
@@ -777,40 +769,48 @@ _SPECS: "weakref.WeakKeyDictionary[Field, MockSpec]" = weakref.WeakKeyDictionary
 
 
 def make_mock_field(
-    size="small", seed: int = 0, *, window: tuple[int, int, int, int] | None = None
+    size="small",
+    seed: int = 0,
+    *,
+    window: tuple[int, int, int, int] | None = None,
+    pointing: str = "ngc628c",
 ) -> Field:
-    """The mock NGC 628C field (see the module docstring for the recipe).
+    """The mock field of a LEGUS NGC 628 pointing (see the module docstring for the recipe).
 
     Parameters
     ----------
     size : "small", "legus" or (ny, nx)
         "small": the 1500 x 1500 px crop of the busiest region (laptop demo, ~2 s);
-        "legus": the full 7040 x 6400 px frame (~0.9 GB, ~15 s); (ny, nx): a
-        crop of that size centred on the busy region.
+        "legus": the full frame (C: 7040 x 6400 px, ~0.9 GB, ~15 s; E: 6000 x 6000 px);
+        (ny, nx): a crop of that size centred on the busy region.
     seed : int
         Seeds the field stars and the noise (the real sources and the diffuse light do
         not depend on it).
     window : (y0, y1, x0, x1), optional
         An explicit crop of the full frame (overrides ``size``).
+    pointing : {"ngc628c", "ngc628e"}
+        The LEGUS pointing (:mod:`jaxcomp.ast.pointing`): its frame, catalogue, WCS, galaxy
+        geometry and calibrated noise.
 
     Returns
     -------
     Field
-        NGC 628C zeropoints and exposure times, the HST effective PSFs :func:`mock_psfs`, the
-        catalogue-fitted WCS, name ``"ngc628c-mock:seed=<s>:window=<y0>,<y1>,<x0>,<x1>"``
+        The pointing's zeropoints and exposure times, the HST effective PSFs :func:`mock_psfs`,
+        the catalogue-fitted WCS, name ``"<pointing>-mock:seed=<s>:window=<y0>,<y1>,<x0>,<x1>"``
         (kept through FITS, so :func:`mock_truth` works on a field read back).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    win = _resolve_size(size, window)
-    spec = MockSpec(int(seed), win)
-    images = render_mock(win, spec.seed)
+    p = mock_pointing(pointing)
+    win = _resolve_size(size, window, p.name)
+    spec = MockSpec(int(seed), win, p.name)
+    images = render_mock(win, spec.seed, pointing=p.name)
     field = Field(
         images=images,
-        wcs=mock_wcs(win),
-        zeropoints=dict(NGC628C_ZEROPOINTS),
-        exptimes=dict(NGC628C_EXPTIMES),
-        psf=dict(mock_psfs()),
+        wcs=mock_wcs(win, p.name),
+        zeropoints=dict(p.zeropoints),
+        exptimes=dict(p.exptimes),
+        psf=dict(mock_psfs(p)),
         pixel_scale_arcsec=PIXEL_SCALE_ARCSEC,
         distance_modulus=DISTANCE_MODULUS,
         name=spec.name,
@@ -827,8 +827,9 @@ def mock_spec(field: Field) -> MockSpec | None:
     m = _NAME_RE.match(str(getattr(field, "name", "")))
     if m is None:
         return None
-    seed, y0, y1, x0, x1 = (int(v) for v in m.groups())
-    spec = MockSpec(seed, (y0, y1, x0, x1))
+    pointing = m.group(1)
+    seed, y0, y1, x0, x1 = (int(v) for v in m.groups()[1:])
+    spec = MockSpec(seed, (y0, y1, x0, x1), pointing)
     if tuple(field.shape) != spec.shape:
         return None
     return spec
@@ -846,14 +847,14 @@ def mock_truth(field: Field, *, include_stars: bool = False):
         raise ValueError(
             f"field {field.name!r} is not a jaxcomp mock field (make it with make_mock_field)"
         )
-    t = mock_sources(spec.window)
+    t = mock_sources(spec.window, spec.pointing)
     t["kind"] = np.full(len(t), "source", dtype="U6")
     t.meta["seed"] = spec.seed
     if not include_stars:
         return t
     from astropy.table import vstack
 
-    s = mock_field_stars(spec.seed, spec.window)
+    s = mock_field_stars(spec.seed, spec.window, spec.pointing)
     s["kind"] = np.full(len(s), "star", dtype="U6")
     s["id"] = -1
     s["class_mode"] = -1
@@ -861,63 +862,3 @@ def mock_truth(field: Field, *, include_stars: bool = False):
     s["r_eff_pc"] = 0.0
     s.remove_column("young")
     return vstack([t, s], join_type="outer", metadata_conflicts="silent")
-
-
-def compare_with_truth(catalogue, truth, radius_px: float = 3.0) -> dict:
-    """Completeness and purity of a pipeline catalogue against the sources placed in a mock.
-
-    Matching is one-to-one, closest first, within ``radius_px`` (truth sources vs
-    catalogue rows). Returns counts and fractions for the detection list and the final
-    catalogue (``C``), overall and per class of the placed sources:
-
-    * ``completeness_detected`` / ``completeness_final``: fraction of placed sources
-      matched by a detection / a final-catalogue source (class 1-4: those LEGUS
-      visually inspected, i.e. that passed both stages on the real images);
-    * ``purity_final``: fraction of final-catalogue sources matched to a placed real
-      source (the rest are field stars, blends or noise).
-    """
-    from scipy.spatial import cKDTree
-
-    def match(cat_xy, tru_xy):
-        hit = np.zeros(len(tru_xy), bool)
-        used = np.zeros(len(cat_xy), bool)
-        if len(cat_xy) == 0 or len(tru_xy) == 0:
-            return hit, used
-        sdm = cKDTree(tru_xy).sparse_distance_matrix(
-            cKDTree(cat_xy), radius_px, output_type="ndarray"
-        )
-        order = np.argsort(sdm["v"], kind="stable")
-        for i, j in zip(sdm["i"][order], sdm["j"][order]):
-            if not hit[i] and not used[j]:
-                hit[i] = True
-                used[j] = True
-        return hit, used
-
-    truth = truth[truth["kind"] == "source"] if "kind" in truth.colnames else truth
-    txy = np.column_stack([np.asarray(truth["x"], float), np.asarray(truth["y"], float)])
-    cxy = np.column_stack([np.asarray(catalogue["x"], float), np.asarray(catalogue["y"], float)])
-    final = np.asarray(catalogue["C"], bool)
-    hit_det, _ = match(cxy, txy)
-    hit_fin, used_fin = match(cxy[final], txy)
-    cls = np.asarray(truth["class_mode"])
-    out = {
-        "n_placed": int(len(truth)),
-        "n_detected": int(len(catalogue)),
-        "n_final": int(final.sum()),
-        "completeness_detected": float(hit_det.mean()) if len(truth) else float("nan"),
-        "completeness_final": float(hit_fin.mean()) if len(truth) else float("nan"),
-        "purity_final": float(used_fin.mean()) if final.any() else float("nan"),
-        "by_class": {},
-    }
-    for c in sorted(set(cls.tolist())):
-        s = cls == c
-        out["by_class"][int(c)] = {
-            "n": int(s.sum()),
-            "completeness_detected": float(hit_det[s].mean()),
-            "completeness_final": float(hit_fin[s].mean()),
-        }
-    s = np.isin(cls, (1, 2, 3, 4))
-    out["completeness_final_class1to4"] = float(hit_fin[s].mean()) if s.any() else float("nan")
-    s = np.isin(cls, (1, 2, 3))
-    out["completeness_final_class1to3"] = float(hit_fin[s].mean()) if s.any() else float("nan")
-    return out

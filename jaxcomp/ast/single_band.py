@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C
 from ..survey import BANDS, NGC628_DISTANCE_MODULUS, PIXEL_SCALE_ARCSEC
 
 __all__ = [
@@ -113,7 +112,8 @@ def single_band_windows(
     recipe: SingleBandRecipe = ADAMO17_RECIPE,
     frame_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """``n_windows`` windows (y0, y1, x0, x1), uniform over the frame (default: the full mock)."""
+    """``n_windows`` windows (y0, y1, x0, x1), uniform over the frame (default: the full NGC 628C
+    mock)."""
     from .mock import MOCK_SHAPE
 
     ny, nx = frame_shape or MOCK_SHAPE
@@ -160,10 +160,11 @@ def mock_single_band_test(
     background_rate: float | None = None,
     field_seed: int = 0,
     recipe: SingleBandRecipe = ADAMO17_RECIPE,
+    pointing: str = "ngc628c",
 ):
-    """Run single-band artificial cluster tests in ``band`` on windows of the full mock.
+    """Run single-band artificial cluster tests in ``band`` on windows of a pointing's full mock.
 
-    ``target_m50`` (default Adamo+2017) centres the magnitude range
+    ``target_m50`` (default the pointing's Adamo+2017 value) centres the magnitude range
     ``target + recipe.mag_range``; ``background_rate`` overrides the band's
     calibrated effective background [counts/s/px]. Everything (windows, clusters,
     positions, shot noise) follows from ``seed``, so tests with different backgrounds
@@ -181,32 +182,34 @@ def mock_single_band_test(
             background_rate=background_rate,
             field_seed=field_seed,
             recipe=recipe,
+            pointing=pointing,
         )
 
 
 def _mock_single_band_test(
-    band, n_windows, seed, *, target_m50, background_rate, field_seed, recipe
+    band, n_windows, seed, *, target_m50, background_rate, field_seed, recipe, pointing
 ):
     from astropy.table import Table
     from scipy.spatial import cKDTree
 
-    from .field import NGC628C_EXPTIMES, NGC628C_ZEROPOINTS
     from .matching import _claimed
-    from .mock import mock_psfs, render_mock
+    from .mock import render_mock
     from .photometry import aperture_photometry
+    from .pointing import mock_pointing, mock_psfs
     from .profiles import add_stamps, pc_per_pixel, render_multiband
     from .settings import PhotometryConfig
 
     if band not in BANDS:
         raise ValueError(f"unknown band {band!r}")
-    target = ADAMO17_PUBLISHED_50PCT_NGC628C[band] if target_m50 is None else float(target_m50)
+    pt = mock_pointing(pointing)
+    target = pt.m50_target[band] if target_m50 is None else float(target_m50)
     bkg = None if background_rate is None else {band: float(background_rate)}
     ss = np.random.SeedSequence(int(seed), spawn_key=(BANDS.index(band),))
     win_ss, cl_ss = ss.spawn(2)
-    windows = single_band_windows(n_windows, win_ss, recipe)
+    windows = single_band_windows(n_windows, win_ss, recipe, pt.shape)
     rng = np.random.default_rng(cl_ss)
-    zp, t = NGC628C_ZEROPOINTS[band], NGC628C_EXPTIMES[band]
-    psf = mock_psfs()[band]
+    zp, t = pt.zeropoints[band], pt.exptimes[band]
+    psf = mock_psfs(pt)[band]
     pcpx = pc_per_pixel(PIXEL_SCALE_ARCSEC, NGC628_DISTANCE_MODULUS)
     phot_cfg = PhotometryConfig()
     rows = {
@@ -218,9 +221,9 @@ def _mock_single_band_test(
         mags = target + rng.uniform(*recipe.mag_range, n)
         reff = rng.choice(np.asarray(recipe.r_eff_pc, float), n)
         noise_rng = np.random.default_rng(rng.integers(0, 2**63))
-        img0 = render_mock(tuple(int(v) for v in win), field_seed, (band,), background_rate=bkg)[
-            band
-        ]
+        img0 = render_mock(
+            tuple(int(v) for v in win), field_seed, (band,), background_rate=bkg, pointing=pt.name
+        )[band]
         pre = _detect(img0, recipe)
         img = img0.astype(np.float64)
         rates = 10.0 ** (-0.4 * (mags - zp))
@@ -283,6 +286,7 @@ def _mock_single_band_test(
             "target_m50": target,
             "background_rate": background_rate,
             "recipe": recipe.to_dict(),
+            "pointing": pt.name,
         }
     )
     return out

@@ -114,8 +114,12 @@ class RunSection:
 class FieldSection:
     """``[field]``: the images to inject into.
 
-    ``kind = "mock"``: the embedded mock NGC 628C field, ``size`` "small" (1500 x 1500 px),
-    "legus" (7040 x 6400 px) or "NYxNX"; ``kind = "fits"``: five FITS images in
+    ``kind = "mock"``: the embedded mock field of the LEGUS NGC 628 ``pointing`` ("ngc628c",
+    default, or "ngc628e"; :mod:`jaxcomp.ast.pointing`), ``size`` "small" (1500 x 1500 px),
+    "legus" (the full frame: 7040 x 6400 px in C, 6000 x 6000 px in E) or "NYxNX"; a
+    ``pointing`` left at "ngc628c" is not written into the resolved configuration, so the
+    fingerprints of runs made before the pointings existed are unchanged.
+    ``kind = "fits"``: five FITS images in
     ``directory`` (see :func:`jaxcomp.ast.read_field_fits`), which must exist when the
     configuration is loaded.
 
@@ -147,6 +151,7 @@ class FieldSection:
 
     kind: str = "mock"
     size: str = "small"
+    pointing: typing.Literal["ngc628c", "ngc628e"] = "ngc628c"
     directory: str = ""
     zeropoints: tuple[float, ...] = ()
     distance_modulus: float = 0.0
@@ -203,6 +208,12 @@ class FieldSection:
             return
         _require(bool(self.directory), "field", "directory", "is needed for kind = 'fits'")
         _require(
+            self.pointing == "ngc628c",
+            "field",
+            "pointing",
+            "is only read with kind = 'mock' (a FITS field is what its files are)",
+        )
+        _require(
             len(self.zeropoints) in (0, len(BANDS))
             and all(math.isfinite(z) for z in self.zeropoints),
             "field",
@@ -258,6 +269,8 @@ class FieldSection:
         values = dataclasses.asdict(self)
         if self.kind == "mock":
             values = {k: v for k, v in values.items() if k not in self.FITS_KEYS}
+        if self.kind != "mock" or self.pointing == "ngc628c":
+            values.pop("pointing")
         return _plain(values)
 
     def epsf_selection(self) -> dict:

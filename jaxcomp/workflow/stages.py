@@ -103,7 +103,7 @@ def load_field(config: RunConfig, run_dir: str | os.PathLike | None = None):
     if size not in ("small", "legus"):
         ny, nx = (int(v) for v in size.lower().split("x"))
         size = (ny, nx)
-    return make_mock_field(size, seed=config.run.seed)
+    return make_mock_field(size, seed=config.run.seed, pointing=section.pointing)
 
 
 def _read_fits_field(section, run_dir=None, *, rebuild: bool = False):
