@@ -247,7 +247,8 @@ class MultiFieldFitter(PopulationFitter):
                 "ensemble_resampling='bootstrap')"
             )
         self.member_grid = grid if members is not None else None
-        self.grid = mean_field_member_grid(grid)
+        with jax.enable_x64(self.settings["x64"]):  # the stacked grids are float64
+            self.grid = mean_field_member_grid(grid)
         self._sampler_grid = grid if self.selection_uncertainty == "ensemble" else self.grid
         return data
 
