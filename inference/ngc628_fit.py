@@ -37,6 +37,14 @@ and ``idata_<model>.nc`` if netCDF writing is available.
 catalogue) to a domain, e.g. Adamo+2017's M > 5e3 Msun and T < 200 Myr; the age
 break prior is then kept inside the age support.
 
+``--selection`` takes a jaxcomp selection artefact instead of C-4 (a radius-aware
+network is averaged over ``--radii-pc``); for an ensemble (``TrainConfig(n_members=5,
+ensemble_resampling="bootstrap")``) the grid holds every member's p_obs, the fits report
+the variance over the members of ln L at the posterior median, and
+``--selection-uncertainty ensemble`` averages the likelihood over the members
+(``inference/ngc628_fit_selection_uncertainty.py`` trains such an ensemble on the demo's
+campaign and compares both fits).
+
 Usage::
 
     python inference/ngc628_fit.py -o out/ngc628_fit --c4-dir PATH/checkpoints --measurement-errors
@@ -85,12 +93,89 @@ def _values(column) -> np.ndarray:
     return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
 
 
+def jaxcomp_selection_grid(path: Path, shape, radii_pc=None, cache_dir: Path | None = None):
+    """p_obs of a jaxcomp selection artefact (``SelectionFunction.save``) on a grid.
+
+    A radius-aware network (inputs ``physical+r_eff_pc``) is averaged over ``radii_pc``
+    with equal weights (the demo's fits; default: the whole-pc radii of its training
+    domain).  An ensemble gives a member grid (p_obs of every member: the fit's
+    ``selection_uncertainty`` can then be ``"ensemble"``); each member's grid is cached in
+    ``cache_dir`` by the artefact's hash, the radii and the shape.
+    """
+    import hashlib
+
+    from jaxcomp.demographics import SelectionGrid, ensemble_members, stack_member_grids
+    from jaxcomp.selection import RadiusMarginalisedSelection, SelectionFunction
+
+    selection = SelectionFunction.load(path)
+    radius_aware = "r_eff_pc" in selection.input_names
+    if radius_aware and radii_pc is None:
+        low, high = selection.domain["r_eff_pc"]
+        radii_pc = np.arange(np.ceil(low - 1e-6), np.floor(high + 1e-6) + 1)
+    members = ensemble_members(selection) if selection.n_members > 1 else [selection]
+    if radius_aware:
+        members = [RadiusMarginalisedSelection(m, radii_pc) for m in members]
+    radii = [] if radii_pc is None else [float(r) for r in radii_pc]
+    key = hashlib.sha256(Path(path).read_bytes() + repr([radii, list(shape)]).encode())
+    grids = []
+    for m, member in enumerate(members):
+        cache = None if cache_dir is None else cache_dir / f"grid_{key.hexdigest()[:12]}_{m}.npz"
+        if cache is not None and cache.is_file():
+            grids.append(SelectionGrid.load(cache))
+            continue
+        print(f"p_obs of member {m + 1}/{len(members)} of {path} on a {shape} grid", flush=True)
+        # a radius-aware member evaluates the network at every radius: smaller blocks (memory)
+        block = {"points_per_call": 1 << 15} if radius_aware else {}
+        grid = SelectionGrid.from_selection(member, shape=tuple(shape), progress=True, **block)
+        if cache is not None:
+            grid.save(cache)
+        grids.append(grid)
+    return grids[0] if len(grids) == 1 else stack_member_grids(grids)
+
+
+def load_ngc628c(mass_range, age_range, say=print):
+    """The LEGUS NGC 628C class 1-3 clusters with an SED fit inside the population support, A_V
+    clipped to [0, 3] mag: (catalogue, clusters with a fit, number clipped)."""
+    from jaxcomp.demographics import load_catalogue
+
+    # the clusters with an SED fit (finite log_mass, log_age, av): the loader of `jaxcomp fit`
+    catalogue, _ = load_catalogue(
+        legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
+    )
+    n_all = len(catalogue)
+    inside = (
+        (_values(catalogue["log_mass"]) >= mass_range[0])
+        & (_values(catalogue["log_mass"]) <= mass_range[1])
+        & (_values(catalogue["log_age"]) >= age_range[0])
+        & (_values(catalogue["log_age"]) <= age_range[1])
+    )
+    catalogue = catalogue[inside]
+    say(f"{len(catalogue)} of {n_all} clusters inside log M in {mass_range}, log T in {age_range}")
+    n_av_clipped = int(np.sum(_values(catalogue["av"]) > 3.0))
+    catalogue["av"] = np.clip(_values(catalogue["av"]), 0.0, 3.0)
+    say(f"NGC 628C class 1-3 clusters: {len(catalogue)} ({n_av_clipped} with A_V > 3 clipped to 3)")
+    return catalogue, n_all, n_av_clipped
+
+
+def population_supports(mass_range, age_range) -> dict:
+    """``PopulationModel`` supports (and the age-break prior kept inside the age support)."""
+    supports = dict(log_mass_range=tuple(mass_range), log_age_range=tuple(age_range))
+    if age_range[1] - 0.3 < 9.5 or age_range[0] + 0.3 > 6.5:
+        supports["priors"] = {
+            "log_T_break": (max(6.5, age_range[0] + 0.3), min(9.5, age_range[1] - 0.3))
+        }
+    return supports
+
+
 def load_grid(args, out: Path):
     from jaxcomp.demographics import SelectionGrid
 
     if args.grid_file is not None:
         return SelectionGrid.load(args.grid_file), str(args.grid_file)
     shape = tuple(args.grid)
+    if args.selection is not None:
+        grid = jaxcomp_selection_grid(args.selection, shape, args.radii_pc, out)
+        return grid, str(args.selection)
     path = out / f"selection_grid_{shape[0]}x{shape[1]}x{shape[2]}.npz"
     if path.is_file():
         return SelectionGrid.load(path), str(path)
@@ -117,6 +202,27 @@ def main(argv=None) -> dict:
         "--grid-file", type=Path, default=None, help="a saved SelectionGrid (.npz) to reuse"
     )
     parser.add_argument("--grid", type=int, nargs=3, default=(500, 500, 50))
+    parser.add_argument(
+        "--selection",
+        type=Path,
+        default=None,
+        help="a jaxcomp SelectionFunction artefact (.safetensors) instead of C-4; an ensemble "
+        "gives a member grid (see --selection-uncertainty)",
+    )
+    parser.add_argument(
+        "--radii-pc",
+        type=float,
+        nargs="+",
+        default=None,
+        help="radii [pc] a radius-aware --selection is averaged over (default: its training "
+        "domain's whole-pc radii)",
+    )
+    parser.add_argument(
+        "--selection-uncertainty",
+        choices=("none", "ensemble"),
+        default="none",
+        help="'ensemble': average the likelihood over the members of an ensemble --selection",
+    )
     parser.add_argument(
         "--stride",
         type=int,
@@ -168,7 +274,7 @@ def main(argv=None) -> dict:
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from jaxcomp.demographics import PopulationFitter, PopulationModel, load_catalogue
+    from jaxcomp.demographics import PopulationFitter, PopulationModel
 
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -176,35 +282,9 @@ def main(argv=None) -> dict:
     grid, grid_source = load_grid(args, out)
     print(f"selection grid {grid.shape} from {grid_source}")
 
-    # the clusters with an SED fit (finite log_mass, log_age, av): the loader of `jaxcomp fit`
-    catalogue, _ = load_catalogue(
-        legus="ngc628c", classes=(1, 2, 3), drop_invalid=True, say=lambda *a: None
-    )
-    n_all = len(catalogue)
     mass_range, age_range = tuple(args.log_mass_range), tuple(args.log_age_range)
-    inside = (
-        (_values(catalogue["log_mass"]) >= mass_range[0])
-        & (_values(catalogue["log_mass"]) <= mass_range[1])
-        & (_values(catalogue["log_age"]) >= age_range[0])
-        & (_values(catalogue["log_age"]) <= age_range[1])
-    )
-    catalogue = catalogue[inside]
-    print(
-        f"{len(catalogue)} of {n_all} clusters inside log M in {mass_range}, log T in {age_range}"
-    )
-    n_av_clipped = int(np.sum(_values(catalogue["av"]) > 3.0))
-    catalogue["av"] = np.clip(_values(catalogue["av"]), 0.0, 3.0)
-    print(
-        f"NGC 628C class 1-3 clusters: {len(catalogue)} ({n_av_clipped} with A_V > 3 clipped to 3)"
-    )
-
-    supports = dict(log_mass_range=mass_range, log_age_range=age_range)
-    if (
-        age_range[1] - 0.3 < 9.5 or age_range[0] + 0.3 > 6.5
-    ):  # keep the age break inside the support
-        supports["priors"] = {
-            "log_T_break": (max(6.5, age_range[0] + 0.3), min(9.5, age_range[1] - 0.3))
-        }
+    catalogue, n_all, n_av_clipped = load_ngc628c(mass_range, age_range)
+    supports = population_supports(mass_range, age_range)
     runs = [(name, PopulationModel(**MODELS[name], **supports)) for name in args.models]
     if args.measurement_errors:
         first = args.models[0]
@@ -230,6 +310,7 @@ def main(argv=None) -> dict:
             num_chains=args.num_chains,
             mass_stride=args.stride[0],
             age_stride=args.stride[1],
+            selection_uncertainty=args.selection_uncertainty,
         )
         t0 = time.perf_counter()
         result = fitter.fit(catalogue, seed=args.seed, n_object_samples=64)
@@ -252,6 +333,10 @@ def main(argv=None) -> dict:
             row[f"av_weights[{k}]"] = np.quantile(
                 result.draws("av_weights")[:, k], [0.025, 0.16, 0.5, 0.84, 0.975]
             ).tolist()
+        if result.selection_diagnostics is not None:
+            row["selection_uncertainty"] = result.selection_uncertainty
+            row["log_likelihood_variance"] = result.log_likelihood_variance
+            row["selection_variance_share"] = result.selection_diagnostics["variance_share"]
         row["max_r_hat"] = float(np.nanmax(result.summary["r_hat"]))
         row["min_ess_bulk"] = float(np.nanmin(result.summary["ess_bulk"]))
         rows.append(row)
@@ -276,7 +361,11 @@ def main(argv=None) -> dict:
             print(f"(InferenceData not saved: {error})")
 
     # ----------------------------------------------------------- LOO comparison
-    exact = {name: results[name].idata for name, model in runs if model.measurement_error == "none"}
+    exact = {  # LOO needs the per-object log-likelihood (not stored for "ensemble" fits)
+        name: results[name].idata
+        for name, model in runs
+        if model.measurement_error == "none" and "log_likelihood" in results[name].idata.groups()
+    }
     compare = az.compare(exact, ic="loo") if len(exact) > 1 else None
     loo_rows = []
     if compare is not None:

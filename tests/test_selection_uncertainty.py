@@ -133,7 +133,8 @@ def test_predictive_coverage_of_repeated_injections():
 # ------------------------------------------------------------- likelihood
 @pytest.fixture(scope="module")
 def member_setup():
-    model = PopulationModel(mass="schechter", age="power_law", av="piecewise")
+    # a power-law CMF (the same likelihood code path as a Schechter's, faster to compile)
+    model = PopulationModel(mass="power_law", age="power_law", av="piecewise")
     selections = [LogisticSelection(log_mass_50_young=3.0 + d) for d in (-0.1, 0.0, 0.1)]
     grids = [SelectionGrid.from_selection(s, shape=SHAPE) for s in selections]
     catalogue = simulate_catalogue(model, TRUTH, selections[1], n_obs=150, seed=3)

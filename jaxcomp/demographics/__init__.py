@@ -20,7 +20,9 @@ CMF/CAF.
 * :mod:`~jaxcomp.demographics.multifield_model` / :mod:`~jaxcomp.demographics.multifield`:
   several fields, each with its own selection grid, in one hierarchical model
   (:class:`MultiFieldModel`: complete, partial or no pooling), :func:`fit_fields`,
-  and PSIS-LOO comparison of the pooling forms (:func:`compare_pooling`).
+  and PSIS-LOO comparison of the pooling forms (:func:`compare_pooling`);
+  :mod:`~jaxcomp.demographics.multifield_selection`: each field's likelihood averaged
+  over its own selection ensemble (``MultiFieldFitter(selection_uncertainty="ensemble")``).
 * :mod:`~jaxcomp.demographics.selection_uncertainty`: p_obs of every ensemble member on
   one grid, the likelihood averaged over them and the diagnostics of every fit.
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
@@ -83,11 +85,17 @@ from .multifield import (
     plot_shrinkage,
 )
 from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
+from .multifield_selection import (
+    field_ensemble_log_likelihoods,
+    field_member_log_likelihoods,
+    field_selection_diagnostics,
+)
 from .selection_uncertainty import (
     SELECTION_UNCERTAINTY,
     TALBOT_GOLOMB_VARIANCE,
     MemberFits,
     ensemble_log_likelihood,
+    ensemble_members,
     fit_members,
     mean_member_grid,
     member_likelihood_grid,
@@ -184,10 +192,14 @@ __all__ = [
     "compare_pooling",
     "fit_fields",
     "plot_shrinkage",
+    "field_ensemble_log_likelihoods",
+    "field_member_log_likelihoods",
+    "field_selection_diagnostics",
     "stack_fields",
     "SELECTION_UNCERTAINTY",
     "TALBOT_GOLOMB_VARIANCE",
     "ensemble_log_likelihood",
+    "ensemble_members",
     "mean_member_grid",
     "member_likelihood_grid",
     "member_log_likelihoods",

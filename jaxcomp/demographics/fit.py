@@ -51,6 +51,7 @@ from .selection_uncertainty import (
     member_log_likelihoods,
     n_members,
     selection_diagnostics,
+    warn_selection_variance,
 )
 from .simulate import sample_population
 
@@ -702,15 +703,9 @@ class PopulationFitter:
                 diagnostics = self._selection_diagnostics(samples, data, median)
             idata.attrs["selection_uncertainty"] = self.selection_uncertainty
             idata.attrs["selection_log_likelihood_variance"] = diagnostics["log_likelihood_variance"]
-            if diagnostics["log_likelihood_variance"] > self.selection_variance_tolerance:
-                warnings.warn(
-                    f"the selection function's uncertainty matters for this catalogue: the variance over the "
-                    f"{len(diagnostics['member_weights'])} selection members of ln L at the posterior median is "
-                    f"{diagnostics['log_likelihood_variance']:.3g} (tolerance "
-                    f"{self.selection_variance_tolerance:g}, Talbot & Golomb 2023); "
-                    + ("fit with selection_uncertainty='ensemble', and " if self.selection_uncertainty == "none"
-                       else "")
-                    + "run more injections (a larger campaign) to shrink it", RuntimeWarning, stacklevel=3)
+            warn_selection_variance({"": diagnostics["log_likelihood_variance"]},
+                                    len(diagnostics["member_weights"]), self.selection_variance_tolerance,
+                                    self.selection_uncertainty)
         return FitResult(idata=idata, summary=summary, num_divergences=n_div, runtime_s=runtime, model=model,
                          data=data, grid=self.grid, seed=int(seed), quadrature_relative_error=relative_error,
                          selection_uncertainty=self.selection_uncertainty, selection_diagnostics=diagnostics)

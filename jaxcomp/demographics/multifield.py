@@ -36,6 +36,13 @@ from .multifield_model import (
     multifield_model,
     stack_fields,
 )
+from .multifield_plots import plot_shrinkage
+from .multifield_selection import (
+    field_members,
+    field_selection_diagnostics,
+    mean_field_member_grid,
+)
+from .selection_uncertainty import SELECTION_UNCERTAINTY, TALBOT_GOLOMB_VARIANCE
 
 __all__ = [
     "MultiFieldFitter",
@@ -69,6 +76,15 @@ class MultiFieldResult(PosteriorAccess):
     n_objects : numpy.ndarray
         Clusters per field.
     seed : int
+    selection_uncertainty : {"none", "ensemble"}
+        How the fields' selection uncertainty entered the likelihood.
+    selection_diagnostics : dict or None
+        With member grids (any ``selection_uncertainty``), per field name
+        :func:`~jaxcomp.demographics.selection_diagnostics`
+        (:func:`~jaxcomp.demographics.multifield_selection.field_selection_diagnostics`):
+        ``log_likelihood_variance`` (Var over the field's members of ln L_f at the
+        posterior median), ``variance_share`` (of the field's and the population
+        parameters), ``member_weights``, ``member_ess``.  None for single grids.
     """
 
     idata: object
@@ -79,6 +95,19 @@ class MultiFieldResult(PosteriorAccess):
     field_names: tuple[str, ...]
     n_objects: np.ndarray
     seed: int
+    selection_uncertainty: str = "none"
+    selection_diagnostics: dict | None = None
+
+    @property
+    def log_likelihood_variance(self) -> dict[str, float]:
+        """Per field, Var over its selection members of ln L_f at the posterior median (empty
+        without members)."""
+        if self.selection_diagnostics is None:
+            return {}
+        return {
+            name: float(entry["log_likelihood_variance"])
+            for name, entry in self.selection_diagnostics.items()
+        }
 
     def field_means(self, name: str) -> dict[str, float]:
         """Posterior mean of a per-field parameter, keyed by field name."""
@@ -94,6 +123,12 @@ class MultiFieldResult(PosteriorAccess):
             self.summary.to_string(),
             f"divergences: {self.num_divergences}; runtime {self.runtime_s:.1f} s",
         ]
+        if self.selection_diagnostics is not None:
+            variances = ", ".join(f"{k} {v:.3g}" for k, v in self.log_likelihood_variance.items())
+            lines.append(
+                f"selection uncertainty {self.selection_uncertainty!r}: Var_members ln L at the "
+                f"median per field: {variances}"
+            )
         return "\n".join(lines)
 
 
@@ -109,6 +144,15 @@ class MultiFieldFitter(PopulationFitter):
     dense_mass : bool
         Dense mass matrix (default False: the non-centred per-field sites are close to
         independent a posteriori and a dense matrix over hundreds of sites adapts slowly).
+    selection_uncertainty : {"none", "ensemble"}
+        ``"none"`` (default): every field's p_obs taken as exact (the ensemble mean for
+        member grids).  ``"ensemble"``: each field's likelihood averaged over its own
+        selection members (member grids, :func:`~jaxcomp.demographics.member_selection_grid`,
+        for every field); see :mod:`jaxcomp.demographics.multifield_selection`.  No
+        per-cluster log-likelihood (for LOO) is stored for ``"ensemble"``.
+    selection_variance_tolerance : float
+        Warn when a field's variance over its members of ln L at the posterior median
+        exceeds this (default 1, Talbot & Golomb 2023).
     """
 
     def __init__(
@@ -126,6 +170,8 @@ class MultiFieldFitter(PopulationFitter):
         progress: bool = False,
         dense_mass: bool = False,
         num_workers: int | None = None,
+        selection_uncertainty: str = "none",
+        selection_variance_tolerance: float = TALBOT_GOLOMB_VARIANCE,
     ):
         if not isinstance(model, MultiFieldModel):
             raise InputError(f"model must be a MultiFieldModel, got {type(model).__name__}")
@@ -152,12 +198,21 @@ class MultiFieldFitter(PopulationFitter):
         self.progress = progress
         self.keep_latent = False
         self.grid = None
-        # the single-field fitter's selection-uncertainty machinery, unused here (one grid per
-        # field; the ensemble over selection members is not part of the multi-field model yet)
-        self.selection_uncertainty = "none"
-        self.member_grid = None
-        self._sampler_grid = None
-        self._model_fn = functools.partial(multifield_model, model, n_gauss=int(n_gauss))
+        if selection_uncertainty not in SELECTION_UNCERTAINTY:
+            raise InputError(
+                f"selection_uncertainty must be one of {SELECTION_UNCERTAINTY}, got "
+                f"{selection_uncertainty!r}"
+            )
+        self.selection_uncertainty = selection_uncertainty
+        self.selection_variance_tolerance = float(selection_variance_tolerance)
+        self.member_grid = None  # the stacked member grid, with member grids
+        self._sampler_grid = None  # the grid the sampler sees (the member grid for "ensemble")
+        self._model_fn = functools.partial(
+            multifield_model,
+            model,
+            n_gauss=int(n_gauss),
+            selection_uncertainty=selection_uncertainty,
+        )
         self._runner = None
         self._constrain = None
         self._shape = None
@@ -172,7 +227,7 @@ class MultiFieldFitter(PopulationFitter):
         self, names, catalogues, grids, *, covariate=None, seed: int = 0, **prepare_kwargs
     ) -> MultiFieldData:
         """Validate and stack the fields (see :func:`stack_fields`); sets the fitter's grid."""
-        data, self.grid = stack_fields(
+        data, grid = stack_fields(
             names,
             catalogues,
             grids,
@@ -183,14 +238,25 @@ class MultiFieldFitter(PopulationFitter):
             **prepare_kwargs,
         )
         self.field_names = tuple(str(n) for n in names)
-        self._sampler_grid = self.grid
+        members = field_members(grid)
+        if self.selection_uncertainty == "ensemble" and members is None:
+            raise InputError(
+                "selection_uncertainty='ensemble' needs p_obs of every ensemble member of every "
+                "field: build each field's grid with jaxcomp.demographics.member_selection_grid "
+                "from a network trained with TrainConfig(n_members=5, "
+                "ensemble_resampling='bootstrap')"
+            )
+        self.member_grid = grid if members is not None else None
+        with jax.enable_x64(self.settings["x64"]):  # the stacked grids are float64
+            self.grid = mean_field_member_grid(grid)
+        self._sampler_grid = grid if self.selection_uncertainty == "ensemble" else self.grid
         return data
 
     def compile(self, data: MultiFieldData) -> float:
         """Compile the NUTS program for data and grids of these shapes; returns the compile
         time [s]."""
         elapsed = super().compile(data)
-        self._shape = _tree_shapes(data, self.grid)
+        self._shape = _tree_shapes(data, self._sampler_grid)
         return elapsed
 
     def _init_params(self, data: MultiFieldData, seed: int) -> dict:
@@ -200,7 +266,7 @@ class MultiFieldFitter(PopulationFitter):
         rng = np.random.default_rng([int(seed), 7919])
         with numpyro.handlers.block():
             trace = numpyro.handlers.trace(numpyro.handlers.seed(self._model_fn, 0)).get_trace(
-                data, self.grid
+                data, self._sampler_grid
             )
         chains = []
         for _ in range(self.settings["num_chains"]):
@@ -238,7 +304,7 @@ class MultiFieldFitter(PopulationFitter):
             raise InputError("call MultiFieldFitter.prepare(names, catalogues, grids) first")
         s = self.settings
         with jax.enable_x64(s["x64"]):
-            if self._runner is None or _tree_shapes(data, self.grid) != self._shape:
+            if self._runner is None or _tree_shapes(data, self._sampler_grid) != self._shape:
                 self.compile(data)
             start = time.perf_counter()
             init = self._init_params(data, seed)
@@ -246,7 +312,7 @@ class MultiFieldFitter(PopulationFitter):
             z, stats = self._run_chains(keys, init, data)
             chains, draws = s["num_chains"], s["num_samples"]
             flat_z = jax.tree.map(lambda x: x.reshape((chains * draws,) + x.shape[2:]), z)
-            samples = self._constrain(flat_z, data, self.grid)
+            samples = self._constrain(flat_z, data, self._sampler_grid)
             samples = jax.device_get(
                 jax.tree.map(lambda x: x.reshape((chains, draws) + x.shape[1:]), samples)
             )
@@ -259,8 +325,23 @@ class MultiFieldFitter(PopulationFitter):
                     f"{int(data.n_objects.sum())} clusters, {runtime:.1f} s",
                     flush=True,
                 )
-            pointwise = self._pointwise_per_cluster(samples, data) if log_likelihood else None
-        return self._multifield_result(samples, stats, pointwise, data, seed, runtime)
+            pointwise = None
+            if log_likelihood and self.selection_uncertainty == "none":
+                pointwise = self._pointwise_per_cluster(samples, data)
+            diagnostics = None
+            if self.member_grid is not None:
+                diagnostics = field_selection_diagnostics(
+                    self.model,
+                    samples,
+                    data,
+                    self.member_grid,
+                    self.field_names,
+                    selection_uncertainty=self.selection_uncertainty,
+                    mean_grid=self.grid,
+                    n_gauss=s["n_gauss"],
+                    tolerance=self.selection_variance_tolerance,
+                )
+        return self._multifield_result(samples, stats, pointwise, data, seed, runtime, diagnostics)
 
     def _pointwise_per_cluster(self, samples, data: MultiFieldData) -> np.ndarray:
         """``ln p(θ_i|Λ_f) - ln α_f`` of every real cluster, shape (chains, draws, n_clusters)."""
@@ -288,7 +369,7 @@ class MultiFieldFitter(PopulationFitter):
         return np.concatenate(out).reshape(chains, draws, -1)
 
     def _multifield_result(
-        self, samples, stats, pointwise, data, seed, runtime
+        self, samples, stats, pointwise, data, seed, runtime, diagnostics=None
     ) -> MultiFieldResult:
         import arviz as az
 
@@ -337,6 +418,11 @@ class MultiFieldFitter(PopulationFitter):
             "numpyro_version": numpyro.__version__,
             "inference_library": "numpyro",
         }
+        if diagnostics is not None:
+            attrs["selection_uncertainty"] = self.selection_uncertainty
+            attrs["selection_log_likelihood_variance"] = json.dumps(
+                {k: v["log_likelihood_variance"] for k, v in diagnostics.items()}
+            )
         idata = az.from_dict(
             posterior=posterior,
             sample_stats=sample_stats,
@@ -372,6 +458,8 @@ class MultiFieldFitter(PopulationFitter):
             field_names=tuple(self.field_names),
             n_objects=mask.sum(axis=1),
             seed=int(seed),
+            selection_uncertainty=self.selection_uncertainty,
+            selection_diagnostics=diagnostics,
         )
 
 
@@ -415,7 +503,8 @@ def fit_fields(
     prepare_kwargs : dict, optional
         Passed to :func:`~jaxcomp.demographics.prepare_data` for every field.
     **kwargs
-        Further :class:`MultiFieldFitter` options.
+        Further :class:`MultiFieldFitter` options, e.g. ``selection_uncertainty="ensemble"``
+        with member grids (every field's likelihood averaged over its selection members).
 
     Returns
     -------
@@ -476,65 +565,3 @@ def compare_pooling(
         warnings.simplefilter("ignore")
         comparison = az.compare({k: r.idata for k, r in results.items()}, ic="loo")
     return results, comparison
-
-
-def plot_shrinkage(results, name: str = "alpha_M", *, truth=None, ax=None):
-    """Per-field posteriors of ``name`` under each pooling form, with the population mean.
-
-    Parameters
-    ----------
-    results : mapping of str to MultiFieldResult
-        E.g. the first output of :func:`compare_pooling`; the fields must be the same.
-    name : str
-        A per-field parameter.
-    truth : array, optional
-        True per-field values (simulations), drawn as crosses.
-    ax : matplotlib axes, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Posterior medians and 68% intervals per field (fields ordered by their
-        no-pooling or first result's median); the partial-pooling population mean as a line.
-    """
-    import matplotlib.pyplot as plt
-
-    results = dict(results)
-    if not results:
-        raise InputError("plot_shrinkage needs at least one result")
-    names = {r.field_names for r in results.values()}
-    if len(names) != 1:
-        raise InputError("the results cover different fields; compare fits of the same fields")
-    field_names = next(iter(names))
-    reference = results.get("none", next(iter(results.values())))
-    order = np.argsort(np.median(reference.draws(name), axis=0))
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(field_names) + 2.0), 3.8))
-    offsets = np.linspace(-0.2, 0.2, len(results)) if len(results) > 1 else [0.0]
-    x = np.arange(len(field_names))
-    for offset, (pooling, result) in zip(offsets, results.items()):
-        q = np.quantile(result.draws(name), [0.16, 0.5, 0.84], axis=0)[:, order]
-        ax.errorbar(
-            x + offset,
-            q[1],
-            yerr=[q[1] - q[0], q[2] - q[1]],
-            fmt="o",
-            ms=3,
-            lw=1,
-            label=f"{pooling} pooling",
-        )
-        if pooling == "partial" and f"{name}_mean" in result.idata.posterior:
-            ax.axhline(
-                float(np.median(result.draws(f"{name}_mean"))),
-                color="0.4",
-                lw=1,
-                ls="--",
-                label="population mean (partial)",
-            )
-    if truth is not None:
-        ax.plot(x, np.asarray(truth, np.float64)[order], "kx", ms=5, label="truth")
-    ax.set_xticks(x, [field_names[i] for i in order], rotation=90, fontsize="x-small")
-    ax.set_ylabel(name)
-    ax.legend(fontsize="small")
-    ax.figure.tight_layout()
-    return ax.figure

@@ -48,6 +48,7 @@ from .likelihood import (
 )
 from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
+from .selection_uncertainty import member_likelihood_grid, n_members
 
 __all__ = [
     "DEFAULT_SCATTER_SCALES",
@@ -345,7 +346,9 @@ def stack_fields(
     catalogues : sequence of astropy.table.Table, mapping or PopulationData
     grids : sequence of SelectionGrid or LikelihoodGrid
         One per field; all must reduce to likelihood grids of the same shape (build them
-        with the same ``shape=``).
+        with the same ``shape=``).  Member grids
+        (:func:`~jaxcomp.demographics.member_selection_grid`, the same number of members
+        in every field) give a grid whose p_obs arrays are (n_fields, M, ...).
     model : MultiFieldModel
     covariate : sequence of float, optional
         Per-field covariate (needed when ``model.covariate_parameter`` is set).
@@ -409,8 +412,9 @@ def stack_fields(
             if isinstance(grid, LikelihoodGrid):
                 likelihood_grids.append(grid)
             else:
+                build = member_likelihood_grid if n_members(grid) else LikelihoodGrid.build
                 likelihood_grids.append(
-                    LikelihoodGrid.build(
+                    build(
                         grid,
                         population.av_edges,
                         log_mass_range=population.log_mass_range,
@@ -418,6 +422,14 @@ def stack_fields(
                         n_gauss=n_gauss_grid,
                     )
                 )
+        counts = [n_members(g) for g in likelihood_grids]
+        if len(set(counts)) > 1:
+            raise InputError(
+                "the fields' grids have "
+                + ", ".join(f"{n}: {c or 'no'} members" for n, c in zip(names, counts))
+                + "; give every field a member grid with the same number of members "
+                "(member_selection_grid) or every field a single grid"
+            )
         reference = jax.tree.map(np.shape, likelihood_grids[0])
         for name, grid in zip(names[1:], likelihood_grids[1:]):
             if jax.tree.map(np.shape, grid) != reference:
@@ -466,15 +478,32 @@ def field_log_terms(
 
 
 def multifield_model(
-    model: MultiFieldModel, data: MultiFieldData, grid: LikelihoodGrid, n_gauss: int = 8
+    model: MultiFieldModel,
+    data: MultiFieldData,
+    grid: LikelihoodGrid,
+    n_gauss: int = 8,
+    selection_uncertainty: str = "none",
 ):
     """NumPyro model of several fields: population and per-field priors, summed field likelihoods.
 
     ``model`` is static (bind it with ``functools.partial``); ``data`` and ``grid`` (stacked,
     see :func:`stack_fields`) are traced.  Deterministic sites: the per-field parameters
     and ``detected_fraction`` (n_fields,).
+
+    ``selection_uncertainty="ensemble"`` (static) takes a stacked member grid (every field's
+    :func:`~jaxcomp.demographics.member_selection_grid`) and averages each field's likelihood
+    over its members
+    (:func:`~jaxcomp.demographics.multifield_selection.field_ensemble_log_likelihoods`);
+    ``detected_fraction`` is then ``Σ_m p(m|d_f, Λ_f) α_f,m``.
     """
     params = model.sample_field_parameters(data.mask.shape[0], data.covariate)
+    if selection_uncertainty == "ensemble":
+        from .multifield_selection import field_ensemble_log_likelihoods
+
+        log_l, alpha = field_ensemble_log_likelihoods(model, params, data, grid, n_gauss=n_gauss)
+        numpyro.deterministic("detected_fraction", alpha)
+        numpyro.factor("selection_normalised_likelihood", jnp.sum(log_l))
+        return
     terms, alpha = field_log_terms(model, params, data, grid, n_gauss=n_gauss)
     numpyro.deterministic("detected_fraction", alpha)
     n_obs = jnp.sum(data.mask, axis=1).astype(alpha.dtype)

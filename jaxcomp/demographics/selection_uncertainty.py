@@ -64,6 +64,7 @@ __all__ = [
     "TALBOT_GOLOMB_VARIANCE",
     "MemberFits",
     "ensemble_log_likelihood",
+    "ensemble_members",
     "fit_members",
     "mean_member_grid",
     "member_in_axes",
@@ -99,6 +100,37 @@ def _single_member(selection: SelectionFunction, member: int) -> SelectionFuncti
     return eqx.tree_at(lambda s: s.weights, selection, weights)
 
 
+def ensemble_members(selection) -> list:
+    """The members of an ensemble selection function, each a one-network selection function.
+
+    Parameters
+    ----------
+    selection : SelectionFunction or RadiusMarginalisedSelection
+        An ensemble network (``n_members >= 2``), or a radius-marginalised one around an
+        ensemble network (each member is then that member averaged over the same radii
+        with the same prior).
+    """
+    from ..selection.radius import RadiusMarginalisedSelection
+
+    if isinstance(selection, RadiusMarginalisedSelection):
+        return [
+            RadiusMarginalisedSelection(member, selection.radii_pc, selection.prior)
+            for member in ensemble_members(selection.selection)
+        ]
+    if not isinstance(selection, SelectionFunction):
+        raise InputError(
+            f"ensemble_members takes a SelectionFunction or RadiusMarginalisedSelection, got "
+            f"{type(selection).__name__}"
+        )
+    if selection.n_members < 2:
+        raise InputError(
+            "this selection function has one network: selection uncertainty needs an "
+            "ensemble; train with "
+            "TrainConfig(n_members=5, ensemble_resampling='bootstrap')"
+        )
+    return [_single_member(selection, m) for m in range(selection.n_members)]
+
+
 def member_selection_grid(
     selection: SelectionFunction | Sequence[Callable],
     log_mass=None,
@@ -114,21 +146,18 @@ def member_selection_grid(
 
     Parameters
     ----------
-    selection : SelectionFunction or sequence of callables
+    selection : SelectionFunction, RadiusMarginalisedSelection or sequence of callables
         An ensemble network (each member's sigmoid(logit) is tabulated; their mean
-        is the ensemble's p_obs), or several selection functions / callables
+        is the ensemble's p_obs), a radius-aware ensemble averaged over radii
+        (:func:`ensemble_members`), or several selection functions / callables
         ``f(log_mass, log_age, av)`` (e.g. networks trained on independent campaigns).
     log_mass, log_age, av, shape, progress, **kwargs
         As :meth:`SelectionGrid.from_selection` (same nodes for every member).
     """
-    if isinstance(selection, SelectionFunction):
-        if selection.n_members < 2:
-            raise InputError(
-                "this selection function has one network: selection uncertainty needs an "
-                "ensemble; train with "
-                "TrainConfig(n_members=5, ensemble_resampling='bootstrap')"
-            )
-        members = [_single_member(selection, m) for m in range(selection.n_members)]
+    from ..selection.radius import RadiusMarginalisedSelection
+
+    if isinstance(selection, (SelectionFunction, RadiusMarginalisedSelection)):
+        members = ensemble_members(selection)
     else:
         members = list(selection)
     grids = [
@@ -338,6 +367,42 @@ def selection_diagnostics(
         "member_ess": [_kish(ratio[:, m]) for m in range(ratio.shape[1])],
         "variance_share": share,
     }
+
+
+def warn_selection_variance(
+    variances: dict[str, float],
+    n_members: int,
+    tolerance: float,
+    selection_uncertainty: str,
+    *,
+    stacklevel: int = 4,
+) -> None:
+    """Warn when ``Var_m ln L_m`` at the posterior median exceeds ``tolerance`` (every fit's check).
+
+    ``variances``: ``{label: variance}``, one entry ``{"": v}`` for a single catalogue, or
+    one per field of a multi-field fit (the fields above the tolerance are named).
+    """
+    import warnings
+
+    high = {k: v for k, v in variances.items() if v > tolerance}
+    if not high:
+        return
+    if list(high) == [""]:
+        where, value = "this catalogue", f" is {high['']:.3g}"
+    else:
+        where = "field(s) " + ", ".join(f"{k} ({v:.3g})" for k, v in high.items())
+        value = " exceeds the tolerance"
+    advice = (
+        "fit with selection_uncertainty='ensemble', and " if selection_uncertainty == "none" else ""
+    )
+    warnings.warn(
+        f"the selection function's uncertainty matters for {where}: the variance over the "
+        f"{n_members} selection members of ln L at the posterior median{value} (tolerance "
+        f"{tolerance:g}, Talbot & Golomb 2023); {advice}run more injections (a larger campaign) "
+        "to shrink it",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def latent_theta(model: PopulationModel, data: PopulationData, samples: dict):
