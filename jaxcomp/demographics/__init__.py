@@ -29,7 +29,7 @@ CMF/CAF.
   selection's inputs (depth, extinction); Fisher forecasts against survey depth.
 """
 
-from .catalogue import load_catalogue, validate_catalogue
+from .catalogue import load_catalogue, restrict_to_model, validate_catalogue
 from .correct import CorrectionResult, correct_catalogue, marginal_completeness
 from .corrections import (
     AGE_CLIP,
@@ -83,6 +83,7 @@ from .multifield import (
     plot_shrinkage,
 )
 from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
+from .multifield_output import write_multifield_outputs
 from .selection_uncertainty import (
     SELECTION_UNCERTAINTY,
     TALBOT_GOLOMB_VARIANCE,
@@ -119,6 +120,7 @@ __all__ = [
     "correct_catalogue",
     "marginal_completeness",
     "load_catalogue",
+    "restrict_to_model",
     "validate_catalogue",
     "AGE_CLIP",
     "AGE_MIN_MEAN",
@@ -184,6 +186,7 @@ __all__ = [
     "compare_pooling",
     "fit_fields",
     "plot_shrinkage",
+    "write_multifield_outputs",
     "stack_fields",
     "SELECTION_UNCERTAINTY",
     "TALBOT_GOLOMB_VARIANCE",
