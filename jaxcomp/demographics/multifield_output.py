@@ -286,7 +286,8 @@ def write_multifield_outputs(results, directory, *, main: str, comparison=None, 
         figures.append(
             {
                 "path": f"shrinkage_{name}.png",
-                "caption": f"Per-field posteriors of {name} (median and 68% interval) under "
+                "caption": f"Shrinkage of {name}: per-field posteriors (median and 68% interval) "
+                "under "
                 f"{', '.join(results)} pooling"
                 + (", with the partial-pooling population mean" if "partial" in results else "")
                 + ".",
