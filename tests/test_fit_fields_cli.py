@@ -58,7 +58,10 @@ def run(*argv):
     return main([str(a) for a in argv])
 
 
-def test_three_fields_with_pooling_comparison(fields, capsys):
+def test_three_fields_partial_pooling(fields, capsys):
+    """One partial-pooling fit (each NUTS program compiles for ~8 s: the three-form comparison,
+    --compare-pooling, is exercised by notebooks/06_many_fields.py through the same
+    compare_pooling and write_multifield_outputs)."""
     root, specs = fields
     out = root / "fit"
     argv = (
@@ -70,19 +73,17 @@ def test_three_fields_with_pooling_comparison(fields, capsys):
         *SAMPLER,
         "--target-accept",
         "0.9",
-        "--compare-pooling",
         "--out",
         out,
     )
     assert run(*argv) == 0
     printed = capsys.readouterr().out
-    assert "wrote" in printed and "3 fields, partial pooling" in printed and "PSIS-LOO" in printed
+    assert "wrote" in printed and "3 fields, partial pooling" in printed
     for name in (
         "posterior_fields.ecsv",
         "posterior_population.ecsv",
         "posterior.md",
         "report.txt",
-        "loo.ecsv",
         "shrinkage_alpha_M.png",
         "shrinkage_alpha_T.png",
         "fit.json",
@@ -97,15 +98,14 @@ def test_three_fields_with_pooling_comparison(fields, capsys):
     assert [f["name"] for f in configuration["fields"]] == ["deep", "mid", "shallow"]
     assert len(configuration["fields"][0]["selection_sha256"]) == 64
     assert len(configuration["fields"][1]["grid_file_sha256"]) == 64
-    assert configuration["pooling"] == "partial" and configuration["compare_pooling"]
+    assert configuration["pooling"] == "partial" and not configuration["compare_pooling"]
     assert record["n_clusters"] == {"deep": 150, "mid": 100, "shallow": 80}
-    assert set(record["diagnostics"]) >= {"complete", "partial", "none", "warnings"}
-    assert set(record["loo"]) == {"complete", "partial", "none"}
-    for pooling in ("complete", "partial", "none"):
-        assert (out / record["idata"][pooling]["file"]).is_file()
-    # per-field and population posteriors: every pooling, every field, the truth recovered
+    assert set(record["diagnostics"]) == {"partial", "warnings"} and record["loo"] is None
+    assert record["diagnostics"]["partial"]["num_divergences"] <= 3
+    assert (out / record["idata"]["partial"]["file"]).is_file()
+    # per-field and population posteriors: every field, the truth recovered
     per_field = Table.read(out / "posterior_fields.ecsv")
-    assert sorted(set(per_field["pooling"])) == ["complete", "none", "partial"]
+    assert set(per_field["pooling"]) == {"partial"} and len(per_field) == 3 * (2 + 4 + 1)
     rows = per_field[(per_field["pooling"] == "partial") & (per_field["parameter"] == "alpha_M")]
     assert list(rows["field"]) == ["deep", "mid", "shallow"]
     assert np.all(np.abs(rows["median"] - TRUTH["alpha_M"]) < 0.3)
@@ -113,7 +113,6 @@ def test_three_fields_with_pooling_comparison(fields, capsys):
     fractions = per_field[per_field["parameter"] == "detected_fraction"]
     assert np.all((fractions["median"] > 0) & (fractions["median"] < 1))
     population = Table.read(out / "posterior_population.ecsv")
-    assert "none" not in set(population["pooling"])  # no population level without pooling
     row = population[
         (population["pooling"] == "partial") & (population["parameter"] == "alpha_M_mean")
     ]
@@ -125,11 +124,8 @@ def test_three_fields_with_pooling_comparison(fields, capsys):
         "alpha_T_scatter",
         "av_logit_scatter",
     }
-    loo = Table.read(out / "loo.ecsv")
-    assert sorted(loo["pooling"]) == ["complete", "none", "partial"] and loo["rank"][0] == 0
     markdown = (out / "posterior.md").read_text()
     assert "| alpha_M_mean |" in markdown and "| shallow | alpha_M |" in markdown
-    assert "PSIS-LOO" in markdown
 
     # the same configuration reruns (the cached grid reused); another one needs --overwrite
     changed = [a if a != "0.9" else "0.85" for a in argv]
