@@ -39,6 +39,9 @@ Example (an abridged version of the embedded demo, ``jaxcomp/data/workflows/demo
     [fit]
     selection = "physical+r_eff_pc"
     chains = 2
+
+Optional ``[[fields]]`` tables (:mod:`jaxcomp.workflow.fields`) make the fit stage fit several
+fields jointly (``[fit] pooling``, ``compare_pooling``).
 """
 
 from __future__ import annotations
