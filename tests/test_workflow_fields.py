@@ -194,6 +194,7 @@ def test_many_field_fit_stage_runs_alone_and_reports(inputs, tmp_path):
     assert plan_stages(run_dir, config, only=["fit"]) == ["fit"]  # no network needed
     messages = []
     run_workflow(config, run_dir, only=["fit"], progress=False, log=messages.append)
+    assert "[train] not selected (to run), skipped" in messages
     stage = json.loads((run_dir / "fit" / "stage.json").read_text())
     assert stage["status"] == "done" and stage["depends"] == []
     metrics = stage["metrics"]

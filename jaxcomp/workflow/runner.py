@@ -323,7 +323,12 @@ def run_workflow(
     workers = n_workers(config)
     for name in record["stages"]:
         if name not in plan:
-            log(f"[{name}] up to date, skipped")
+            state = status_before[name]
+            log(
+                f"[{name}] up to date, skipped"
+                if state == "up to date"
+                else f"[{name}] not selected ({state}), skipped"
+            )
     for name in plan:
         stage = next(s for s in STAGES if s.name == name)
         reason = {
