@@ -219,3 +219,37 @@ def file_sha256(path: str | os.PathLike, *, limit: int | None = None) -> str:
             if remaining is not None:
                 remaining -= len(block)
     return digest.hexdigest()
+
+
+def save_inference_data(idata, directory: str | os.PathLike, stem: str = "idata") -> dict:
+    """Write an ArviZ InferenceData as ``<stem>.nc`` (netCDF), else as ``<stem>.json``.
+
+    Both via a temporary file and a rename.  netCDF needs a back end (netCDF4, h5netcdf or
+    scipy); without one (or with an attribute netCDF cannot hold) the ArviZ JSON form is
+    written instead.
+
+    Returns
+    -------
+    dict
+        ``file`` (the name written, or None), ``format`` (``"netcdf"`` or ``"arviz-json"``)
+        and the errors met (``netcdf_error``, ``json_error``).
+    """
+    directory = Path(directory)
+    tmp = directory / f".{stem}.tmp.nc"
+    try:
+        idata.to_netcdf(str(tmp))
+        os.replace(tmp, directory / f"{stem}.nc")
+        return {"file": f"{stem}.nc", "format": "netcdf"}
+    except Exception as error:  # no netCDF back end or an unwritable attribute
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    finally:
+        tmp.unlink(missing_ok=True)
+    tmp_json = directory / f".{stem}.tmp.json"
+    try:
+        idata.to_json(str(tmp_json))
+        os.replace(tmp_json, directory / f"{stem}.json")
+        return {"file": f"{stem}.json", "format": "arviz-json", "netcdf_error": reason}
+    except Exception as error:
+        return {"file": None, "netcdf_error": reason, "json_error": str(error).splitlines()[0]}
+    finally:
+        tmp_json.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ NOTEBOOKS = (
     "03_training_and_validation.py",
     "04_correcting_ngc628.py",
     "05_nuts_fit_and_sensitivity.py",
+    "06_many_fields.py",
 )
 NEEDS_C4 = {"04_correcting_ngc628.py"}
 TIMEOUT_S = 300

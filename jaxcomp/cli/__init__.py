@@ -18,7 +18,8 @@ info        print the JSON header of an artefact
 
 One module per command group: :mod:`.workflow` (demo, run, report), :mod:`.library`, :mod:`.field`,
 :mod:`.ast`,
-:mod:`.selection` (train, import-c4, predict, validate, info), :mod:`.correct`, :mod:`.fit`;
+:mod:`.selection` (train, import-c4, predict, validate, info), :mod:`.correct`, :mod:`.fit`
+(:mod:`.fit_fields` for several fields);
 :mod:`.argtypes` holds the shared argument parsers and :mod:`._errors` how errors are shown:
 a :class:`~jaxcomp.errors.JaxcompError` (or ``ValueError`` / ``OSError``) as one line
 ``jaxcomp: error: ...`` with exit status 2, anything else (a bug) with its traceback.

@@ -121,9 +121,12 @@ def grid_shape(args) -> tuple[int, int, int]:
     return shape
 
 
-def selection_grid(args, selection, selection_info, out: Path, *, progress: bool, say=print):
+def selection_grid(
+    args, selection, selection_info, out: Path, *, progress: bool, say=print, tag: str = ""
+):
     """The SelectionGrid: from ``--grid-file``, the cache in ``out`` (same artefact and shape) or
-    computed."""
+    computed.  ``tag`` goes into the cache's name (``selection_grid_<tag>_<NM>x<NT>x<NA>``) when
+    several artefacts share an output directory."""
     from .._io import atomic_write_text
     from ..demographics.marginalise import SelectionGrid
 
@@ -138,7 +141,7 @@ def selection_grid(args, selection, selection_info, out: Path, *, progress: bool
         say(f"selection grid {grid.shape} from {path}")
         return grid, {"source": "grid_file", "path": str(path.resolve()), "shape": list(grid.shape)}
     shape = grid_shape(args)
-    name = f"selection_grid_{shape[0]}x{shape[1]}x{shape[2]}"
+    name = f"selection_grid_{tag + '_' if tag else ''}{shape[0]}x{shape[1]}x{shape[2]}"
     path, sidecar = out / f"{name}.npz", out / f"{name}.json"
     key = {
         "selection_sha256": selection_info["sha256"],

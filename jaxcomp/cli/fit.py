@@ -4,7 +4,6 @@ NUTS)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..demographics.catalogue import NEEDED_COLUMNS
 from ..provenance import package_versions
 from ._demographics import (
     add_common_arguments,
@@ -24,9 +22,13 @@ from ._demographics import (
     selection_grid,
     write_record,
 )
+from .fit_fields import add_field_arguments
 
 __all__ = ["add_fit_parser"]
 
+
+#: Posterior draws of the single-field predictive check (``--ppc-draws``).
+_PPC_DRAWS = 200
 
 _FIT_OUTPUTS = [
     "posterior.ecsv",
@@ -63,45 +65,20 @@ def _fit_model(args):
     )
 
 
-def _restrict(catalogue, model, av_policy: str, say):
-    """Rows inside the model's mass and age supports; A_V outside the edges clipped or dropped."""
-    log_mass, log_age, av = (np.asarray(catalogue[c], np.float64) for c in NEEDED_COLUMNS)
-    inside = (
-        (log_mass >= model.log_mass_range[0])
-        & (log_mass <= model.log_mass_range[1])
-        & (log_age >= model.log_age_range[0])
-        & (log_age <= model.log_age_range[1])
+def _restrict(catalogue, model, av_policy: str, say, label: str = "catalogue"):
+    """Rows inside the model's mass and age supports; A_V outside the edges clipped or dropped
+    (:func:`jaxcomp.demographics.restrict_to_model` with this command's options named)."""
+    from ..demographics.catalogue import restrict_to_model
+
+    return restrict_to_model(
+        catalogue,
+        model,
+        av_policy,
+        label=label,
+        range_option="--log-mass-range / --log-age-range",
+        av_option="--av-out-of-range",
+        say=say,
     )
-    low, high = model.av_edges[0], model.av_edges[-1]
-    av_outside = (av < low) | (av > high)
-    counts = {
-        "outside_mass_age_support": int((~inside).sum()),
-        "av_outside": int((av_outside & inside).sum()),
-        "av_policy": av_policy,
-    }
-    if counts["outside_mass_age_support"]:
-        say(
-            f"dropped {counts['outside_mass_age_support']} clusters outside log M in "
-            f"{model.log_mass_range}, "
-            f"log T in {model.log_age_range} (--log-mass-range / --log-age-range)"
-        )
-    if av_policy == "drop":
-        inside &= ~av_outside
-    catalogue = catalogue[inside]
-    if av_policy == "clip":
-        catalogue["av"] = np.clip(np.asarray(catalogue["av"], np.float64), low, high)
-    if counts["av_outside"]:
-        say(
-            f"{'clipped' if av_policy == 'clip' else 'dropped'} {counts['av_outside']} clusters "
-            "with A_V outside "
-            f"[{low:g}, {high:g}] mag (--av-out-of-range)"
-        )
-    if len(catalogue) == 0:
-        raise ValueError(
-            f"no catalogue cluster lies inside log M in {model.log_mass_range}, log T in "
-            f"{model.log_age_range}; change --log-mass-range / --log-age-range"
-        )
-    return catalogue, counts
 
 
 def _posterior_table(result):
@@ -185,36 +162,11 @@ def _markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save_idata(idata, out: Path) -> dict:
-    """InferenceData as netCDF if a back end is installed, else as ArviZ JSON."""
-    tmp = out / ".idata.tmp.nc"
-    try:
-        idata.to_netcdf(str(tmp))
-        os.replace(tmp, out / "idata.nc")
-        return {"file": "idata.nc", "format": "netcdf"}
-    except (
-        Exception
-    ) as error:  # no netCDF back end (netCDF4, h5netcdf or scipy) or an unwritable attribute
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        from .._io import atomic_write_text
-
-        tmp_json = out / ".idata.tmp.json"
-        idata.to_json(str(tmp_json))
-        atomic_write_text(out / "idata.json", tmp_json.read_text())
-        tmp_json.unlink(missing_ok=True)
-        return {"file": "idata.json", "format": "arviz-json", "netcdf_error": reason}
-    except Exception as error:
-        return {"file": None, "netcdf_error": reason, "json_error": str(error).splitlines()[0]}
-
-
 def _cmd_fit(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .._io import atomic_savefig, atomic_write_text, write_table
+    from .._io import atomic_savefig, atomic_write_text, save_inference_data, write_table
     from ..demographics.fit import PopulationFitter
 
     say = say_unless_quiet(args)
@@ -223,6 +175,17 @@ def _cmd_fit(args) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1")
     model = _fit_model(args)
+    if args.field:
+        from .fit_fields import run_fit_fields
+
+        return run_fit_fields(args, model)
+    if args.pooling is not None or args.compare_pooling:
+        raise ValueError(
+            "--pooling and --compare-pooling fit several fields: give them with "
+            "--field NAME CATALOGUE SELECTION (repeated)"
+        )
+    if args.ppc_draws is None:
+        args.ppc_draws = _PPC_DRAWS
     selection, selection_info = load_selection(args, "fit")
     catalogue, catalogue_info = load_catalogue(args, say=say)
     catalogue, restricted = _restrict(catalogue, model, args.av_out_of_range, say)
@@ -322,7 +285,7 @@ def _cmd_fit(args) -> int:
             n_draws=args.ppc_draws, title=f"{catalogue_info['label']}: {model.describe()}"
         )
         atomic_savefig(fig, out / "ppc.png", dpi=120)
-    idata_info = _save_idata(result.idata, out)
+    idata_info = save_inference_data(result.idata, out)
     if idata_info["file"] is None or idata_info["format"] != "netcdf":
         say(
             f"InferenceData not saved as netCDF ({idata_info['netcdf_error']})"
@@ -383,7 +346,9 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
         description="Hierarchical Bayesian fit of the mass and age functions and p(A_V) of a "
         "catalogue with the "
         "selection-normalised likelihood (N marginalised), sampled with NumPyro NUTS; see "
-        "jaxcomp.demographics.fit_population and inference/ngc628_fit.py.",
+        "jaxcomp.demographics.fit_population and inference/ngc628_fit.py. Several fields "
+        "(--field NAME CATALOGUE SELECTION, repeated) are fitted jointly in one hierarchical "
+        "model (--pooling, --compare-pooling; jaxcomp.demographics.fit_fields).",
     )
     add_common_arguments(p)
     g = p.add_argument_group("model")
@@ -449,7 +414,11 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
         help="keep every k-th grid node in the normalising sum (default: about 250 nodes per axis)",
     )
     g.add_argument(
-        "--ppc-draws", type=int, default=200, help="posterior draws for the predictive check"
+        "--ppc-draws",
+        type=int,
+        default=None,
+        help=f"posterior draws for the predictive check (single field; default {_PPC_DRAWS})",
     )
+    add_field_arguments(p)
     p.set_defaults(func=_cmd_fit)
     return p

@@ -31,7 +31,7 @@ CMF/CAF.
   selection's inputs (depth, extinction); Fisher forecasts against survey depth.
 """
 
-from .catalogue import load_catalogue, validate_catalogue
+from .catalogue import load_catalogue, restrict_to_model, validate_catalogue
 from .correct import CorrectionResult, correct_catalogue, marginal_completeness
 from .corrections import (
     AGE_CLIP,
@@ -90,6 +90,7 @@ from .multifield_selection import (
     field_member_log_likelihoods,
     field_selection_diagnostics,
 )
+from .multifield_output import write_multifield_outputs
 from .selection_uncertainty import (
     SELECTION_UNCERTAINTY,
     TALBOT_GOLOMB_VARIANCE,
@@ -127,6 +128,7 @@ __all__ = [
     "correct_catalogue",
     "marginal_completeness",
     "load_catalogue",
+    "restrict_to_model",
     "validate_catalogue",
     "AGE_CLIP",
     "AGE_MIN_MEAN",
@@ -195,6 +197,7 @@ __all__ = [
     "field_ensemble_log_likelihoods",
     "field_member_log_likelihoods",
     "field_selection_diagnostics",
+    "write_multifield_outputs",
     "stack_fields",
     "SELECTION_UNCERTAINTY",
     "TALBOT_GOLOMB_VARIANCE",

@@ -28,6 +28,7 @@ __all__ = [
     "PLAUSIBLE_RANGE",
     "check_units",
     "load_catalogue",
+    "restrict_to_model",
     "validate_catalogue",
 ]
 
@@ -219,3 +220,85 @@ def load_catalogue(
         "columns": dict(columns or {}),
     }
     return table, info
+
+
+def restrict_to_model(
+    catalogue,
+    model,
+    av_policy: str = "clip",
+    *,
+    label: str = "catalogue",
+    range_option: str = "",
+    av_option: str = "",
+    say=print,
+):
+    """The rows of a checked catalogue inside a population model's supports.
+
+    Clusters outside the model's ``log_mass_range`` [log10 Msun] or ``log_age_range``
+    [log10 yr] are dropped; those with A_V [mag] outside the model's A_V edges are clipped
+    to the nearest edge (``av_policy="clip"``) or dropped (``"drop"``).  The one cut of
+    ``jaxcomp fit`` (one or several fields) and the workflow's many-field fit.
+
+    Parameters
+    ----------
+    catalogue : astropy.table.Table
+        With ``log_mass``, ``log_age`` and ``av`` (see :func:`validate_catalogue`).
+    model : PopulationModel
+    av_policy : {"clip", "drop"}
+    label : str
+        What the messages call the catalogue (e.g. ``"field 'ngc628c'"``).
+    range_option, av_option : str
+        The options that change the supports and the A_V policy, named in the messages.
+    say : callable
+        Where the counts of dropped and clipped clusters are reported.
+
+    Returns
+    -------
+    (astropy.table.Table, dict)
+        The restricted copy and the counts (``outside_mass_age_support``, ``av_outside``,
+        ``av_policy``).
+
+    Raises
+    ------
+    InputError
+        No cluster lies inside the supports.
+    """
+    if av_policy not in ("clip", "drop"):
+        raise InputError(f"av_policy must be 'clip' or 'drop', got {av_policy!r}")
+    log_mass, log_age, av = (np.asarray(catalogue[c], np.float64) for c in NEEDED_COLUMNS)
+    inside = (
+        (log_mass >= model.log_mass_range[0])
+        & (log_mass <= model.log_mass_range[1])
+        & (log_age >= model.log_age_range[0])
+        & (log_age <= model.log_age_range[1])
+    )
+    low, high = model.av_edges[0], model.av_edges[-1]
+    av_outside = (av < low) | (av > high)
+    counts = {
+        "outside_mass_age_support": int((~inside).sum()),
+        "av_outside": int((av_outside & inside).sum()),
+        "av_policy": av_policy,
+    }
+    ranges = f"log M in {tuple(model.log_mass_range)}, log T in {tuple(model.log_age_range)}"
+    if counts["outside_mass_age_support"]:
+        say(
+            f"{label}: dropped {counts['outside_mass_age_support']} clusters outside {ranges}"
+            + (f" ({range_option})" if range_option else "")
+        )
+    if av_policy == "drop":
+        inside &= ~av_outside
+    catalogue = catalogue[inside]
+    if av_policy == "clip":
+        catalogue["av"] = np.clip(np.asarray(catalogue["av"], np.float64), low, high)
+    if counts["av_outside"]:
+        say(
+            f"{label}: {'clipped' if av_policy == 'clip' else 'dropped'} {counts['av_outside']} "
+            f"clusters with A_V outside [{low:g}, {high:g}] mag"
+            + (f" ({av_option})" if av_option else "")
+        )
+    if len(catalogue) == 0:
+        raise InputError(
+            f"{label}: no cluster lies inside {ranges}"
+            + (f"; change {range_option}" if range_option else "")
+        )
+    return catalogue, counts

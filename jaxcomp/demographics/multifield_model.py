@@ -55,6 +55,8 @@ __all__ = [
     "POOLING_FORMS",
     "MultiFieldData",
     "MultiFieldModel",
+    "check_field",
+    "check_field_names",
     "field_log_terms",
     "multifield_model",
     "stack_fields",
@@ -325,6 +327,41 @@ def _check_inside_grid(name: str, theta: np.ndarray, grid) -> None:
             )
 
 
+def check_field_names(names) -> list[str]:
+    """The field names as strings; an :class:`InputError` for none or a repeated one."""
+    names = [str(n) for n in names]
+    if not names:
+        raise InputError("no fields given")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(
+                f"field name {name!r} is given more than once; field names must be unique"
+            )
+        seen.add(name)
+    return names
+
+
+def check_field(name: str, grid, model: PopulationModel, theta=None) -> None:
+    """One field's checks of :func:`stack_fields`, without preparing its data.
+
+    The grid (SelectionGrid or LikelihoodGrid) must cover the model's mass, age and A_V
+    ranges (and, for a LikelihoodGrid, have its A_V edges); the clusters ``theta``
+    ((n, 3): log_mass [log10 Msun], log_age [log10 yr], av [mag]), if given, must be
+    at least one and lie inside the grid.  Raises :class:`InputError` naming the field.
+    ``grid`` may also be a physical selection function, whose grid is not computed yet:
+    its domain is checked (on a 2 x 2 x 2 grid spanning the axes a full grid would).
+    """
+    if not isinstance(grid, (SelectionGrid, LikelihoodGrid)):
+        grid = SelectionGrid.from_selection(grid, shape=(2, 2, 2))
+    _check_grid(name, grid, model)
+    if theta is not None:
+        theta = np.asarray(theta, np.float64).reshape(-1, len(THETA_COLUMNS))
+        if theta.shape[0] == 0:
+            raise InputError(f"field {name!r} has no clusters; drop the field")
+        _check_inside_grid(name, theta, grid)
+
+
 def stack_fields(
     names,
     catalogues,
@@ -372,13 +409,7 @@ def stack_fields(
             "selection grids: "
             "give one catalogue and one grid per field"
         )
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise InputError(
-                f"field name {name!r} is given more than once; field names must be unique"
-            )
-        seen.add(name)
+    check_field_names(names)
     population = model.population
     if model.covariate_parameter is not None:
         if covariate is None:

@@ -4,6 +4,8 @@
   checked before any work (:func:`load_config`, :func:`parse_config`).
 * :mod:`~jaxcomp.workflow.stages`: the stages (library, campaigns, networks, validation,
   simulated catalogue, correction, fit).
+* :mod:`~jaxcomp.workflow.fields` / :mod:`~jaxcomp.workflow.multifield_stage`: ``[[fields]]``,
+  several fields fitted jointly by the fit stage.
 * :mod:`~jaxcomp.workflow.runner`: :func:`run_workflow` runs the out-of-date stages into a
   run directory.
 * :mod:`~jaxcomp.workflow.report`: :func:`write_report`, one self-contained HTML page.

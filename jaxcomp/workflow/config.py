@@ -39,6 +39,9 @@ Example (an abridged version of the embedded demo, ``jaxcomp/data/workflows/demo
     [fit]
     selection = "physical+r_eff_pc"
     chains = 2
+
+Optional ``[[fields]]`` tables (:mod:`jaxcomp.workflow.fields`) make the fit stage fit several
+fields jointly (``[fit] pooling``, ``compare_pooling``).
 """
 
 from __future__ import annotations
@@ -613,7 +616,10 @@ class CorrectSection:
 class FitSection:
     """``[fit]``: the NumPyro NUTS fit of the catalogue with the physical network's p_obs.
 
-    ``selection`` as in ``[correct]``.
+    ``selection`` as in ``[correct]``.  With ``[[fields]]`` (:mod:`jaxcomp.workflow.fields`)
+    the stage fits those fields jointly instead: ``pooling`` (``"complete"``, ``"partial"``,
+    ``"none"``) is the model's, and ``compare_pooling = true`` also fits the other two forms
+    and ranks them by PSIS-LOO; both are read (and recorded) only with fields.
     """
 
     enabled: bool = True
@@ -624,6 +630,11 @@ class FitSection:
     samples: int = 500
     grid: tuple[int, int, int] = (121, 105, 13)
     selection: str = "physical"
+    pooling: typing.Literal["complete", "partial", "none"] = "partial"
+    compare_pooling: bool = False
+
+    #: The keys only a configuration with ``[[fields]]`` reads.
+    FIELDS_KEYS: typing.ClassVar[tuple[str, ...]] = ("pooling", "compare_pooling")
 
     def check(self):
         _require(
@@ -683,10 +694,16 @@ class RunConfig:
     catalogue: CatalogueSection = CatalogueSection()
     correct: CorrectSection = CorrectSection()
     fit: FitSection = FitSection()
+    #: ``[[fields]]`` (:class:`jaxcomp.workflow.fields.FieldEntry`): fitted jointly by ``fit``.
+    fields: tuple = ()
 
     def to_dict(self) -> dict:
-        """The resolved configuration (defaults filled in) as plain JSON-able values."""
-        return {
+        """The resolved configuration (defaults filled in) as plain JSON-able values.
+
+        ``fields`` (a list of tables) and the ``[fit]`` keys only fields read are present
+        only with ``[[fields]]``, so that a configuration without them keeps its hashes.
+        """
+        values = {
             name: (
                 getattr(self, name).plain()
                 if hasattr(getattr(self, name), "plain")
@@ -694,6 +711,13 @@ class RunConfig:
             )
             for name in _SECTIONS
         }
+        if self.fields:
+            values["fields"] = [_plain(dataclasses.asdict(entry)) for entry in self.fields]
+        else:
+            values["fit"] = {
+                k: v for k, v in values["fit"].items() if k not in FitSection.FIELDS_KEYS
+            }
+        return values
 
     def section_hash(self, *names: str) -> str:
         """SHA-256 of the named sections' resolved values."""
@@ -702,15 +726,16 @@ class RunConfig:
 
     def hash(self) -> str:
         """SHA-256 of the whole resolved configuration."""
-        return self.section_hash(*_SECTIONS)
+        return self.section_hash(*self.to_dict())
 
     def to_toml(self) -> str:
         """The resolved configuration as TOML (round-trips through :func:`parse_config`)."""
         lines = []
         for name, values in self.to_dict().items():
-            lines.append(f"[{name}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-            lines.append("")
+            for table in values if isinstance(values, list) else [values]:
+                lines.append(f"[[{name}]]" if isinstance(values, list) else f"[{name}]")
+                lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+                lines.append("")
         return "\n".join(lines)
 
 
@@ -735,12 +760,16 @@ def check_inputs(config: RunConfig) -> None:
     ``[catalogue] source``, when a table path and read by an enabled ``[correct]`` or ``[fit]``,
     must exist and pass :func:`jaxcomp.demographics.validate_catalogue` (the checks of
     ``jaxcomp correct`` and ``jaxcomp fit``); a FITS ``[field] directory`` must exist and hold
-    FITS files.  Raises :class:`ConfigError` naming the key.
+    FITS files; ``[[fields]]`` catalogues and artefacts
+    (:func:`jaxcomp.workflow.fields.check_field_inputs`).  Raises :class:`ConfigError` naming
+    the key or the field.
     """
+    from .fields import check_field_inputs
+
+    check_field_inputs(config)
     source = config.catalogue.source
-    if source not in ("population", "legus:ngc628c") and (
-        config.correct.enabled or config.fit.enabled
-    ):
+    reads_catalogue = config.correct.enabled or (config.fit.enabled and not config.fields)
+    if source not in ("population", "legus:ngc628c") and reads_catalogue:
         from ..demographics.catalogue import load_catalogue
 
         try:
@@ -767,13 +796,15 @@ def fits_files(directory: Path) -> list[Path]:
 
 def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:
     """Check a configuration mapping (as read from TOML) and build the :class:`RunConfig`."""
+    from .fields import check_fields, parse_fields
+
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a table of sections")
-    unknown = sorted(set(data) - set(_SECTIONS))
+    unknown = sorted(set(data) - set(_SECTIONS) - {"fields"})
     if unknown:
         raise ConfigError(
             f"unknown section(s) {', '.join(f'[{u}]' for u in unknown)}; "
-            f"known: {', '.join(f'[{s}]' for s in _SECTIONS)}"
+            f"known: {', '.join(f'[{s}]' for s in _SECTIONS)}, [[fields]]"
         )
     sections = {}
     for name, cls in _SECTIONS.items():
@@ -792,8 +823,16 @@ def parse_config(data: Mapping, *, base: Path | None = None) -> RunConfig:
                 f"[field] directory {given!r} does not exist or is not a directory"
                 + (f" (looked for {str(directory)!r})" if str(directory) != given else "")
             )
-    config = RunConfig(**sections)
+    fit_values = data.get("fit", {})
+    fields = parse_fields(
+        data.get("fields"),
+        fit_values if isinstance(fit_values, Mapping) else {},
+        default_selection=sections["fit"].selection,
+        base=base,
+    )
+    config = RunConfig(**sections, fields=fields)
     _check_consistency(config)
+    check_fields(config)
     return config
 
 
@@ -862,8 +901,10 @@ def _check_consistency(config: RunConfig) -> None:
             f"[networks] inputs: a photometric network needs all five bands {list(BANDS)}, but "
             f"[library] bands = {list(library.bands)}"
         )
-    needs_physical = config.correct.enabled or config.fit.enabled
+    needs_physical = config.correct.enabled or (config.fit.enabled and not config.fields)
     for name, section in (("correct", config.correct), ("fit", config.fit)):
+        if name == "fit" and config.fields:
+            continue  # each field names its selection (jaxcomp.workflow.fields.check_fields)
         if section.enabled and section.selection not in networks.inputs:
             raise ConfigError(
                 f"[networks] inputs: [{name}] selection = {section.selection!r} needs that "

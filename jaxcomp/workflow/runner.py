@@ -82,7 +82,8 @@ FITS_HEAD_BYTES = 64 * 2880
 def input_digests(config: RunConfig) -> dict[str, dict]:
     """Content digests of the files a configuration reads, keyed by configuration section.
 
-    A catalogue table: the SHA-256 of its bytes.  FITS frames (possibly GB each): per file, its
+    A catalogue table (``[catalogue]``, and the tables and artefacts of ``[[fields]]``): the
+    SHA-256 of its bytes.  FITS frames (possibly GB each): per file, its
     name, size, modification time (ns) and the SHA-256 of its first ``FITS_HEAD_BYTES`` bytes
     (the header, where a re-reduction changes WCS, exposure time or zero point, and the first
     rows of data).  Libraries, campaigns and artefacts are made by upstream stages, whose
@@ -90,11 +91,22 @@ def input_digests(config: RunConfig) -> dict[str, dict]:
     """
     from .._io import file_sha256
     from .config import fits_files
+    from .fields import field_catalogue_path, field_selection_path
 
     digests: dict[str, dict] = {}
     source = config.catalogue.source
     if source not in ("population", "legus:ngc628c") and Path(source).is_file():
         digests["catalogue"] = {"sha256": file_sha256(source)}
+    fields = {}
+    for entry in config.fields:  # [[fields]]: the tables and artefacts they read
+        for kind, path in (
+            ("catalogue", field_catalogue_path(entry)),
+            ("selection", field_selection_path(entry)),
+        ):
+            if path is not None and path.is_file():
+                fields[f"{entry.name}:{kind}"] = file_sha256(path)
+    if fields:
+        digests["fields"] = fields
     if config.field.kind == "fits" and Path(config.field.directory).is_dir():
         digests["field"] = {
             p.name: [p.stat().st_size, p.stat().st_mtime_ns, file_sha256(p, limit=FITS_HEAD_BYTES)]
@@ -112,7 +124,7 @@ def _fingerprints(config: RunConfig) -> dict[str, str]:
             "stage": stage.name,
             "jaxcomp": __version__,
             "seed": stage_seed(config.run.seed, stage.name),
-            "sections": {name: values[name] for name in stage.sections},
+            "sections": {name: values[name] for name in stage.sections if name in values},
             "inputs": {name: inputs[name] for name in stage.sections if name in inputs},
             "upstream": {d: result.get(d) for d in stage_depends(stage, config)},
         }
@@ -227,7 +239,8 @@ def _changed_sections(previous: dict, config: RunConfig) -> list[str]:
         recorded[section] = {
             k: v for k, v in (recorded.get(section) or {}).items() if k not in keys
         }
-    return sorted(k for k, v in _computed_values(config).items() if recorded.get(k) != v)
+    current = _computed_values(config)
+    return sorted(k for k in set(current) | set(recorded) if recorded.get(k) != current.get(k))
 
 
 def run_workflow(
@@ -313,7 +326,12 @@ def run_workflow(
     workers = n_workers(config)
     for name in record["stages"]:
         if name not in plan:
-            log(f"[{name}] up to date, skipped")
+            state = status_before[name]
+            log(
+                f"[{name}] up to date, skipped"
+                if state == "up to date"
+                else f"[{name}] not selected ({state}), skipped"
+            )
     for n_done, name in enumerate(plan):
         stage = next(s for s in STAGES if s.name == name)
         reason = {
@@ -344,7 +362,7 @@ def run_workflow(
             "fingerprint": fingerprints[name],
             "started": started,
             "seed": seed,
-            "config": {s: values[s] for s in stage.sections},
+            "config": {s: values[s] for s in stage.sections if s in values},
             "depends": list(stage_depends(stage, config)),
         }
         try:

@@ -41,6 +41,8 @@ import numpy as np
 
 from ..provenance import json_default
 from .config import BANDS, NetworkKind, RunConfig
+from .fields import fit_depends
+from .multifield_stage import run_fit_fields
 
 __all__ = ["STAGES", "Stage", "StageContext", "stage_seed"]
 
@@ -908,6 +910,8 @@ def _finite_max(values):
 
 
 def run_fit(ctx: StageContext) -> dict:
+    if ctx.config.fields:  # several fields in one model
+        return run_fit_fields(ctx)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -1066,7 +1070,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "fit",
         "Hierarchical fit (NUTS)",
-        ("fit", "catalogue", "population", "run"),
+        ("fit", "catalogue", "population", "run", "fields"),
         ("train",),
         run_fit,
         enabled=lambda c: c.fit.enabled,
@@ -1075,7 +1079,10 @@ STAGES: tuple[Stage, ...] = (
 
 
 def stage_depends(stage: Stage, config: RunConfig) -> tuple[str, ...]:
-    """Upstream stages, including the population stage when the catalogue is the simulated one."""
+    """Upstream stages, including the population stage when the catalogue is the simulated one
+    (with ``[[fields]]``: :func:`jaxcomp.workflow.fields.fit_depends`)."""
+    if stage.name == "fit" and config.fields:
+        return fit_depends(config)
     if stage.name in ("correct", "fit") and _uses_population(config):
         return stage.depends + ("population",)
     if "field" in stage.sections and stage.name != "field" and config.field.kind == "fits":
