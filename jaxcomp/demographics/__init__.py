@@ -85,12 +85,12 @@ from .multifield import (
     plot_shrinkage,
 )
 from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
+from .multifield_output import write_multifield_outputs
 from .multifield_selection import (
     field_ensemble_log_likelihoods,
     field_member_log_likelihoods,
     field_selection_diagnostics,
 )
-from .multifield_output import write_multifield_outputs
 from .selection_uncertainty import (
     SELECTION_UNCERTAINTY,
     TALBOT_GOLOMB_VARIANCE,
