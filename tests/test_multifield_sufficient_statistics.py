@@ -23,10 +23,10 @@ SCHECHTER = PopulationModel(log_age_range=(6.0, 9.5))
 POWER_LAW = PopulationModel(mass="power_law", log_age_range=(6.0, 9.5))
 TRUE = {"alpha_M": -2.0, "log_M_break": 5.3, "alpha_T": -0.8, "av_weights": np.full(4, 0.25)}
 PARAMS = {
-    "alpha_M": jnp.array([-2.1, -1.7]),
-    "log_M_break": jnp.array([4.6, 5.5]),
-    "alpha_T": jnp.array([-0.7, -1.2]),
-    "av_weights": jnp.array([[0.25] * 4, [0.5, 0.3, 0.15, 0.05]]),
+    "alpha_M": np.array([-2.1, -1.7]),
+    "log_M_break": np.array([4.6, 5.5]),
+    "alpha_T": np.array([-0.7, -1.2]),
+    "av_weights": np.array([[0.25] * 4, [0.5, 0.3, 0.15, 0.05]]),
 }
 
 
@@ -50,6 +50,7 @@ def test_summed_likelihood_and_gradient_equal_the_per_cluster_sum(fields, popula
         else {k: v for k, v in PARAMS.items() if k != "log_M_break"}
     )
     with jax.enable_x64(True):
+        params = {k: jnp.asarray(np.asarray(v), jnp.float64) for k, v in params.items()}
         data, grid = stack_fields(["a", "b"], catalogues, grids, model)
         assert data.summary is not None
         np.testing.assert_array_equal(np.asarray(data.summary.n_objects), [80, 50])

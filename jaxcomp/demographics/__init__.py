@@ -124,6 +124,12 @@ from .sensitivity import (
     shift_sensitivity,
 )
 from .simulate import sample_population, simulate_catalogue, smoothed_selection
+from .sufficient_statistics import (
+    CatalogueSummary,
+    is_summarisable,
+    summarise_catalogue,
+    summary_log_likelihood,
+)
 
 __all__ = [
     "CorrectionResult",
@@ -215,4 +221,8 @@ __all__ = [
     "MemberFits",
     "fit_members",
     "stack_member_grids",
+    "CatalogueSummary",
+    "is_summarisable",
+    "summarise_catalogue",
+    "summary_log_likelihood",
 ]
