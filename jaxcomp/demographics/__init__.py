@@ -22,7 +22,9 @@ CMF/CAF.
   (:class:`MultiFieldModel`: complete, partial or no pooling), :func:`fit_fields`,
   and PSIS-LOO comparison of the pooling forms (:func:`compare_pooling`);
   :mod:`~jaxcomp.demographics.multifield_selection`: each field's likelihood averaged
-  over its own selection ensemble (``MultiFieldFitter(selection_uncertainty="ensemble")``).
+  over its own selection ensemble (``MultiFieldFitter(selection_uncertainty="ensemble")``);
+  :mod:`~jaxcomp.demographics.sufficient_statistics`: the per-cluster sum of an exact
+  catalogue's log density from a few sufficient statistics (the sampler's O(1) likelihood).
 * :mod:`~jaxcomp.demographics.selection_uncertainty`: p_obs of every ensemble member on
   one grid, the likelihood averaged over them and the diagnostics of every fit.
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
@@ -122,6 +124,12 @@ from .sensitivity import (
     shift_sensitivity,
 )
 from .simulate import sample_population, simulate_catalogue, smoothed_selection
+from .sufficient_statistics import (
+    CatalogueSummary,
+    is_summarisable,
+    summarise_catalogue,
+    summary_log_likelihood,
+)
 
 __all__ = [
     "CorrectionResult",
@@ -213,4 +221,8 @@ __all__ = [
     "MemberFits",
     "fit_members",
     "stack_member_grids",
+    "CatalogueSummary",
+    "is_summarisable",
+    "summarise_catalogue",
+    "summary_log_likelihood",
 ]

@@ -335,11 +335,7 @@ def _terms_and_fraction(model: PopulationModel, params, data: PopulationData, gr
     if model.mass_dependent_age:
         return (object_log_terms(model, params, data, grid, theta),
                 detection_fraction(model, params, grid, n_gauss=n_gauss))
-    _check_av_edges(model, grid)
-    mass, age = model.mass_distribution(params), model.age_distribution(params)
-    w_mass, log_norm_mass = normalised_quadrature(mass, grid.log_mass, n_gauss=n_gauss)
-    w_age, log_norm_age = normalised_quadrature(age, grid.log_age, n_gauss=n_gauss)
-    alpha = _weighted_sum(grid.p_obs_binned, w_mass, w_age, model.av_probabilities(params))
+    mass, age, log_norm_mass, log_norm_age, alpha = _normalisation(model, params, grid, n_gauss=n_gauss)
 
     def log_density(values):
         return (mass._log_unnormalised(values[..., 0]) - log_norm_mass
@@ -347,6 +343,22 @@ def _terms_and_fraction(model: PopulationModel, params, data: PopulationData, gr
                 + model.av_log_density(params, values[..., 2]))
 
     return object_log_terms(model, params, data, grid, theta, log_density=log_density), alpha
+
+
+def _normalisation(model: PopulationModel, params, grid: LikelihoodGrid, *, n_gauss: int = 8):
+    """Mass and age distributions, their quadrature log normalisers and α(Λ) (not the
+    mass-dependent age model).
+
+    The one quadrature behind :func:`_terms_and_fraction` and the summed-catalogue form
+    (:mod:`~jaxcomp.demographics.summary`): ``ln p(θ|Λ) = ln f_M - log_norm_mass + ln f_T -
+    log_norm_age + ln p(A_V)`` with ``f`` the distributions' ``_log_unnormalised``.
+    """
+    _check_av_edges(model, grid)
+    mass, age = model.mass_distribution(params), model.age_distribution(params)
+    w_mass, log_norm_mass = normalised_quadrature(mass, grid.log_mass, n_gauss=n_gauss)
+    w_age, log_norm_age = normalised_quadrature(age, grid.log_age, n_gauss=n_gauss)
+    alpha = _weighted_sum(grid.p_obs_binned, w_mass, w_age, model.av_probabilities(params))
+    return mass, age, log_norm_mass, log_norm_age, alpha
 
 
 def _halved(grid: LikelihoodGrid) -> LikelihoodGrid:
