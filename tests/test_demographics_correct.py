@@ -129,3 +129,53 @@ def test_correct_catalogue_is_float64_even_with_float32_inputs(setup):
     assert a.p_corr_log_age.dtype == np.float64
     np.testing.assert_allclose(a.p_corr_log_age, b.p_corr_log_age, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(a.p_corr_log_mass, b.p_corr_log_mass, rtol=1e-12, atol=1e-14)
+
+
+def test_correct_catalogue_with_a_member_grid_matches_one_correction_per_member(setup):
+    """A member grid: the correction is the ensemble mean's and the selection's error bars are the
+    spread of the corrections made with each member alone (the single-grid recipe)."""
+    import jax.numpy as jnp
+
+    from jaxcomp.demographics import stack_member_grids
+
+    _, grid, catalogue = setup
+    members = [
+        SelectionGrid(grid.log_mass, grid.log_age, grid.av, grid.p_obs**gamma)
+        for gamma in (0.7, 1.0, 1.4)  # members that differ most where p_obs is low
+    ]
+    mean = SelectionGrid(
+        grid.log_mass, grid.log_age, grid.av, jnp.mean(jnp.stack([m.p_obs for m in members]), 0)
+    )
+    kwargs = dict(
+        mass_distribution=SchechterLogMass(*MASS),
+        age_distribution=PowerLawLogAge(*AGE),
+        av_distribution=PiecewiseConstantAV(AV_EDGES, AV_WEIGHTS),
+        age_bins=np.arange(6.0, 10.01, 0.5),
+        mass_bins=np.arange(2.5, 6.01, 0.5),
+        age_min_mean=None,
+    )
+    result = correct_catalogue(catalogue, stack_member_grids(members), **kwargs)
+    single = [correct_catalogue(catalogue, m, **kwargs) for m in members]
+    plain = correct_catalogue(catalogue, mean, **kwargs)
+    # the marginal is linear in p_obs: the members' mean is the mean grid's (to float32 rounding of
+    # the mean grid)
+    np.testing.assert_allclose(result.p_corr_age, plain.p_corr_age, rtol=1e-6)
+    np.testing.assert_allclose(result.p_corr_mass, plain.p_corr_mass, rtol=1e-6)
+    for m, one in enumerate(single):
+        np.testing.assert_allclose(result.p_corr_age_members[m], one.p_corr_age, rtol=1e-12)
+        np.testing.assert_allclose(result.p_corr_mass_members[m], one.p_corr_mass, rtol=1e-12)
+    assert plain.p_corr_age_members is None and "n_corr_sel_err" not in plain.caf.colnames
+    for name in ("caf", "cmf"):
+        table = getattr(result, name)
+        n_raw = np.asarray(table["n_raw"], float)
+        p_means = np.stack([np.asarray(getattr(one, name)["p_mean"], float) for one in single])
+        occupied = n_raw > 0
+        expected = np.std(n_raw[occupied] / p_means[:, occupied], axis=0, ddof=1)
+        sel_err = np.asarray(table["n_corr_sel_err"], float)[occupied]
+        np.testing.assert_allclose(sel_err, expected, rtol=1e-9)
+        assert np.all(expected > 0)
+        np.testing.assert_allclose(
+            np.asarray(table["n_corr"], float),
+            np.asarray(getattr(plain, name)["n_corr"], float),
+            rtol=1e-6,
+        )

@@ -13,6 +13,13 @@ stage, ``inference/ngc628_corrections.py`` and the notebooks:
 3. the corrected counts per bin (:func:`~jaxcomp.demographics.corrected_age_function`,
    :func:`~jaxcomp.demographics.corrected_mass_function`, eq. 17-18).
 
+With a member grid (:func:`~jaxcomp.demographics.member_selection_grid`: p_obs of every member of
+a bootstrap ensemble) the correction uses the ensemble mean (the marginal is linear in p_obs, so
+the mean grid's marginal is the mean of the members') and every member's marginal, computed with
+one :func:`~jaxcomp.demographics.over_members`, goes to the tables as ``p_corr_members``: they gain
+the selection's error bars ``n_corr_sel_err`` and ``n_corr_total_err``
+(:func:`~jaxcomp.demographics.corrected_counts`).
+
 Why float64: the two former copies of this recipe differed here (``jaxcomp correct`` in float64
 with ``numpy.interp``, the workflow in JAX's default float32).  On a known selection surface on
 the demo's 121 x 105 x 13 grid, against the exact marginal of the tabulated surface, the float32
@@ -55,6 +62,11 @@ class CorrectionResult:
         The grid's log_mass nodes [log10 Msun] and ``p_corr(log_mass)`` there.
     p_corr_age, p_corr_mass : numpy.ndarray (float64)
         The per-cluster values (before clipping), in catalogue order.
+    p_corr_log_age_members, p_corr_log_mass_members : numpy.ndarray (float64) or None
+        With a member grid: every member's marginal at the nodes, shape (n_members, n_nodes);
+        ``None`` otherwise.
+    p_corr_age_members, p_corr_mass_members : numpy.ndarray (float64) or None
+        With a member grid: every member's per-cluster value, shape (n_members, n_clusters).
     """
 
     caf: object
@@ -65,6 +77,10 @@ class CorrectionResult:
     p_corr_log_mass: np.ndarray
     p_corr_age: np.ndarray
     p_corr_mass: np.ndarray
+    p_corr_log_age_members: np.ndarray | None = None
+    p_corr_log_mass_members: np.ndarray | None = None
+    p_corr_age_members: np.ndarray | None = None
+    p_corr_mass_members: np.ndarray | None = None
 
 
 def _float64(distribution):
@@ -83,7 +99,8 @@ def marginal_completeness(
     Parameters
     ----------
     grid : SelectionGrid
-        p_obs on the (log_mass, log_age, av) grid.
+        p_obs on the (log_mass, log_age, av) grid, or a member grid
+        (:func:`~jaxcomp.demographics.member_selection_grid`).
     mass_distribution, age_distribution, av_distribution
         The assumed distributions of log_mass [log10 Msun], log_age [log10 yr] and av [mag].
     n_gauss : int
@@ -93,18 +110,25 @@ def marginal_completeness(
     -------
     (numpy.ndarray, numpy.ndarray)
         ``p_corr`` at ``grid.log_age`` (over mass and A_V) and at ``grid.log_mass`` (over age
-        and A_V), float64.
+        and A_V), float64; for a member grid every member's, shapes (n_members, n_age) and
+        (n_members, n_mass).
     """
     import jax
 
     from .marginalise import p_corr_log_age, p_corr_log_mass
+    from .selection_uncertainty import n_members, over_members
 
     with jax.enable_x64(True):
         mass, age, av = (
             _float64(d) for d in (mass_distribution, age_distribution, av_distribution)
         )
-        p_age = np.asarray(p_corr_log_age(grid, mass, av, n_gauss=n_gauss), np.float64)
-        p_mass = np.asarray(p_corr_log_mass(grid, age, av, n_gauss=n_gauss), np.float64)
+        if n_members(grid) is None:
+            p_age = p_corr_log_age(grid, mass, av, n_gauss=n_gauss)
+            p_mass = p_corr_log_mass(grid, age, av, n_gauss=n_gauss)
+        else:
+            p_age = over_members(p_corr_log_age, grid, mass, av, n_gauss=n_gauss)
+            p_mass = over_members(p_corr_log_mass, grid, age, av, n_gauss=n_gauss)
+        p_age, p_mass = np.asarray(p_age, np.float64), np.asarray(p_mass, np.float64)
     return p_age, p_mass
 
 
@@ -130,7 +154,9 @@ def correct_catalogue(
         Columns ``log_age`` [log10 yr] and ``log_mass`` [log10 Msun] (e.g. from
         :func:`~jaxcomp.demographics.load_catalogue`); masked values count as missing.
     grid : SelectionGrid
-        p_obs on the (log_mass, log_age, av) grid.
+        p_obs on the (log_mass, log_age, av) grid, or a member grid
+        (:func:`~jaxcomp.demographics.member_selection_grid`): the correction then uses the
+        ensemble mean and the tables carry the selection's error bars (module docstring).
     mass_distribution : distribution in log_mass
         The assumed mass function, marginalised over for the age function.
     age_distribution : distribution in log_age
@@ -154,13 +180,39 @@ def correct_catalogue(
     mass_nodes = np.asarray(grid.log_mass, np.float64)
     log_age = _values(catalogue["log_age"])
     log_mass = _values(catalogue["log_mass"])
+    members = {}
+    if p_age.ndim == 2:  # a member grid: the ensemble mean corrects, the members give the spread
+        p_age_members, p_mass_members = p_age, p_mass
+        p_age, p_mass = p_age_members.mean(axis=0), p_mass_members.mean(axis=0)
+        members = {
+            "p_corr_log_age_members": p_age_members,
+            "p_corr_log_mass_members": p_mass_members,
+            "p_corr_age_members": np.stack(
+                [np.interp(log_age, age_nodes, p) for p in p_age_members]
+            ),
+            "p_corr_mass_members": np.stack(
+                [np.interp(log_mass, mass_nodes, p) for p in p_mass_members]
+            ),
+        }
     # linear between the nodes, held constant beyond them (interpolate_marginal's rule); NaN stays
     # NaN
     p_i_age = np.interp(log_age, age_nodes, p_age)
     p_i_mass = np.interp(log_mass, mass_nodes, p_mass)
-    caf = corrected_age_function(log_age, p_i_age, age_bins, clip=age_clip, min_mean=age_min_mean)
+    caf = corrected_age_function(
+        log_age,
+        p_i_age,
+        age_bins,
+        clip=age_clip,
+        min_mean=age_min_mean,
+        p_corr_members=members.get("p_corr_age_members"),
+    )
     cmf = corrected_mass_function(
-        log_mass, p_i_mass, mass_bins, clip=mass_clip, min_mean=mass_min_mean
+        log_mass,
+        p_i_mass,
+        mass_bins,
+        clip=mass_clip,
+        min_mean=mass_min_mean,
+        p_corr_members=members.get("p_corr_mass_members"),
     )
     return CorrectionResult(
         caf=caf,
@@ -171,4 +223,5 @@ def correct_catalogue(
         p_corr_log_mass=p_mass,
         p_corr_age=p_i_age,
         p_corr_mass=p_i_mass,
+        **members,
     )
