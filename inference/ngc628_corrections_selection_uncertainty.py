@@ -190,7 +190,7 @@ def headline(rows: list[dict]) -> dict:
 
 
 def _cell(value, digits=".3g") -> str:
-    return "-" if not np.isfinite(value) else format(value, digits)
+    return "-" if value is None or not np.isfinite(value) else format(value, digits)
 
 
 def markdown(summary: dict) -> str:
@@ -235,15 +235,17 @@ def markdown(summary: dict) -> str:
                 )
             lines.append(f"| {r['lo']:.2f}-{r['hi']:.2f} " + values)
         dominated = ", ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in head["selection_dominates"])
+        low, high = head["range_sel_over_poisson"] or (None, None)
         lines += [
             "",
             f"Median selection / Poisson over the {head['bins_used']} occupied bins: "
-            f"{head['median_sel_over_poisson']:.3f} (range {head['range_sel_over_poisson'][0]:.3f}"
-            f"-{head['range_sel_over_poisson'][1]:.3f}; bins with n_raw >= 10: "
-            f"{head['median_sel_over_poisson_n_raw_ge_10']:.3f}); selection error over the "
-            f"envelope's half-width: median {head['median_sel_over_envelope_half_width']:.3f}; "
-            f"total / Poisson at most {head['total_over_poisson_max']:.3f}.  Bins where the "
-            f"selection dominates: {dominated or 'none'}.",
+            f"{_cell(head['median_sel_over_poisson'], '.3f')} (range {_cell(low, '.3f')}"
+            f"-{_cell(high, '.3f')}; bins with n_raw >= 10: "
+            f"{_cell(head['median_sel_over_poisson_n_raw_ge_10'], '.3f')}); selection error over "
+            "the envelope's half-width: median "
+            f"{_cell(head['median_sel_over_envelope_half_width'], '.3f')}; total / Poisson at "
+            f"most {_cell(head['total_over_poisson_max'], '.3f')}.  Bins where the selection "
+            f"dominates: {dominated or 'none'}.",
         ]
     lines += [
         "",
@@ -435,7 +437,7 @@ def main(argv=None) -> dict:
         "selection": selection_info,
         "n_members": count,
         "grid_shape": list(grid.p_obs.shape[1:]),
-        "options": {k: v for k, v in options.items()},
+        "options": options,
         "assumed_mass_function": assumed_mass,
         "assumed_age_function": assumed_age,
         "av_distribution": {
