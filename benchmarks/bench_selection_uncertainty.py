@@ -113,6 +113,31 @@ def build_fields(n_fields: int, n_obs: int, members: int, shift: float, grid_sha
     return MultiFieldModel(population, "partial"), grids, catalogues, offsets
 
 
+def _timed_rounds(fitter, data, compile_s: float, rounds: int, seed: int):
+    """One untimed fit (compiles the post-processing: summaries, diagnostics), then
+    ``rounds`` timed fits; the timings, their medians and the min bulk ESS per second."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitter.fit(data, seed + 1000)
+    sampling, total, ess = [], [], []
+    for r in range(rounds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seconds, result = _common.timed(fitter.fit, data, seed + r)
+        sampling.append(result.runtime_s)
+        total.append(seconds)
+        ess.append(float(np.nanmin(np.asarray(result.summary["ess_bulk"], float))))
+    record = {
+        "compile_s": round(compile_s, 2),
+        "sampling_s": sampling,
+        "fit_total_s": total,
+        "median_sampling_s": statistics.median(sampling),
+        "median_fit_total_s": statistics.median(total),
+        "min_ess_bulk_per_sampling_s": statistics.median(e / s for e, s in zip(ess, sampling)),
+    }
+    return record, result
+
+
 def run_fields(
     *,
     n_fields=4,
@@ -155,24 +180,9 @@ def run_fields(
         )
         data = fitter.prepare(names, catalogues, grids)
         compile_s = fitter.compile(data)
-        with warnings.catch_warnings():  # one untimed fit compiles the post-processing
-            warnings.simplefilter("ignore")
-            fitter.fit(data, seed + 1000)
-        sampling, total, ess = [], [], []
-        for r in range(rounds):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                seconds, result = _common.timed(fitter.fit, data, seed + r)
-            sampling.append(result.runtime_s)
-            total.append(seconds)
-            ess.append(float(np.nanmin(np.asarray(result.summary["ess_bulk"], float))))
+        record, result = _timed_rounds(fitter, data, compile_s, rounds, seed)
         out["modes"][mode] = {
-            "compile_s": round(compile_s, 2),
-            "sampling_s": sampling,
-            "fit_total_s": total,
-            "median_sampling_s": statistics.median(sampling),
-            "median_fit_total_s": statistics.median(total),
-            "min_ess_bulk_per_sampling_s": statistics.median(e / s for e, s in zip(ess, sampling)),
+            **record,
             "log_likelihood_variance": max(result.log_likelihood_variance.values()),
             "alpha_M_mean": [
                 float(result.draws("alpha_M_mean").mean()),
@@ -231,26 +241,9 @@ def run(
         with jax.enable_x64(True):
             data = prepare_data(catalogue, model)
         compile_s = fitter.compile(data)
-        with (
-            warnings.catch_warnings()
-        ):  # one untimed fit compiles the post-processing (summaries, diagnostics)
-            warnings.simplefilter("ignore")
-            fitter.fit(data, seed + 1000)
-        sampling, total, ess = [], [], []
-        for r in range(rounds):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                seconds, result = _common.timed(fitter.fit, data, seed + r)
-            sampling.append(result.runtime_s)
-            total.append(seconds)
-            ess.append(float(np.nanmin(np.asarray(result.summary["ess_bulk"], float))))
+        record, result = _timed_rounds(fitter, data, compile_s, rounds, seed)
         out["modes"][mode] = {
-            "compile_s": round(compile_s, 2),
-            "sampling_s": sampling,
-            "fit_total_s": total,
-            "median_sampling_s": statistics.median(sampling),
-            "median_fit_total_s": statistics.median(total),
-            "min_ess_bulk_per_sampling_s": statistics.median(e / s for e, s in zip(ess, sampling)),
+            **record,
             "log_likelihood_variance": result.log_likelihood_variance,
             "alpha_M": [
                 float(result.draws("alpha_M").mean()),
