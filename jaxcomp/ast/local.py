@@ -312,9 +312,14 @@ def run_pipeline_local(
             aperture_corrections,
             fp,
         )
-        for col in phot.colnames:
-            if col not in ("x", "y"):
-                det[col] = phot[col]
+        # one Table of the detection and photometry columns (copying them one by one
+        # costs more than the photometry of a small frame)
+        det = Table(
+            [det[c] for c in det.colnames]
+            + [phot[c] for c in phot.colnames if c not in ("x", "y")],
+            meta=det.meta,
+            copy=False,
+        )
     with timer("cuts"):
         apply_cuts(det, field.distance_modulus, config.cuts)
     with timer("map_back"):
