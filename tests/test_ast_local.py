@@ -138,6 +138,14 @@ def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
     owner = np.array([0, 0, 0])
     flags = _cut_segments(Segm(seg), windows, origins, (60, 1000), iy, ix, owner, 3.0)
     assert flags.tolist() == [True, False, False]
+    # the same with segment 1 deblended in two, given its pre-deblending components
+    deblended = seg.copy()
+    deblended[20:30, 85:92] = 3
+    for components in (None, seg):
+        again = _cut_segments(
+            Segm(deblended), windows, origins, (60, 1000), iy, ix, owner, 3.0, components=components
+        )
+        assert again.tolist() == [True, False, False]
 
 
 @pytest.fixture(scope="module")

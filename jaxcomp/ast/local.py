@@ -288,6 +288,7 @@ def run_pipeline_local(
     dy = np.array([windows[i][0] - origins[i][0] for i in range(len(windows))])
     dx = np.array([windows[i][2] - origins[i][1] for i in range(len(windows))])
     keep = None
+    undeblended = []  # the segmentation before deblending, if keep() saw it
     if pre_catalogue is not None:
         reach = (config.cuts.match_radius_px if match_radius_px is None else match_radius_px) + 1.0
         pre_yx = np.column_stack(
@@ -296,6 +297,7 @@ def run_pipeline_local(
         cluster_yx = np.column_stack([np.asarray(iy, float), np.asarray(ix, float)])
 
         def keep(segm):
+            undeblended.append(segm)
             boxes = _frame_boxes(segm, wid, dy, dx)
             return segm.labels[relevant_segments(boxes, cluster_yx, pre_yx, reach)]
 
@@ -332,6 +334,7 @@ def run_pipeline_local(
             ix,
             owner,
             config.cuts.match_radius_px if match_radius_px is None else match_radius_px,
+            components=undeblended[0].data if undeblended and segm is not None else None,
         )
         if len(det):
             k = wid[
@@ -454,13 +457,27 @@ def _shift(st, y0: int, x0: int):
     return replace(st, iy=st.iy - y0, ix=st.ix - x0)
 
 
-def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float) -> np.ndarray:
+def _cut_segments(
+    segm,
+    windows,
+    origins,
+    shape,
+    iy,
+    ix,
+    owner,
+    radius_px: float,
+    *,
+    components: np.ndarray | None = None,
+) -> np.ndarray:
     """Flag clusters within reach of a segment that a window edge (not the frame's) cuts.
 
     The segments before deblending are the connected components of the segmentation;
     a component touching an inner window edge may be part of a larger segment of the
     full frame, so its deblending, barycentres and photometry may differ. A cluster is
     flagged if such a component comes within ``radius_px + 1`` px of it.
+    ``components``, if given, labels those components (the segmentation before
+    deblending: ``detect_sources`` keeps whole 8-connected components), which spares
+    labelling them again; only which pixels share a label matters.
     """
     from scipy import ndimage
 
@@ -469,7 +486,10 @@ def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float
     if segm is None:
         return flags
     ny, nx = shape
-    comp, _ = ndimage.label(segm.data > 0, structure=np.ones((3, 3), bool))
+    if components is None:
+        comp, _ = ndimage.label(segm.data > 0, structure=np.ones((3, 3), bool))
+    else:
+        comp = components
     reach = int(np.ceil(radius_px)) + 1
     for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
         view = comp[oy : oy + y1 - y0, ox : ox + x1 - x0]
