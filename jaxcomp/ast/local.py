@@ -257,7 +257,14 @@ def run_pipeline_local(
                 add_stamps(view, [_shift(st, y0, x0) for st in stamps[band]])
             images[band] = img
     with timer("white_light"):
-        wl = white_light(images, fp, medians=medians)
+        # window by window: the white light is computed pixel by pixel and is 0 outside
+        # the footprint, so the gaps (often over half the mosaic) need no work
+        wl = np.zeros((my, mx), np.float32)
+        for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
+            box = (slice(oy, oy + y1 - y0), slice(ox, ox + x1 - x0))
+            wl[box] = white_light(
+                {b: img[box] for b, img in images.items()}, fp[box], medians=medians
+            )
     with timer("background"):
         # only the meshes a stamp overlaps changed; the others keep the pre-injection
         # frame's statistics (the same pixels)
