@@ -51,7 +51,7 @@ def _constant_value(a):
     """The value of an array that is a broadcast scalar (all strides 0), else None."""
     a = np.asarray(a)
     if a.ndim == 0 or (a.size and all(st == 0 for st in a.strides)):
-        return float(a.ravel()[0])
+        return float(a.item(0))  # (ravel() would copy the whole broadcast array)
     return None
 
 

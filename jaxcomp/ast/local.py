@@ -286,8 +286,8 @@ def run_pipeline_local(
         for (y0, y1, x0, x1), (oy, ox), values in zip(
             windows, origins, interpolate_mesh_windows(bkg_mesh, (ny, nx), b, windows)
         ):
-            bkg[oy : oy + y1 - y0, ox : ox + x1 - x0] = values
-        bkg[~fp] = 0.0
+            box = (slice(oy, oy + y1 - y0), slice(ox, ox + x1 - x0))
+            bkg[box] = np.where(fp[box], values, np.float32(0.0))  # 0 outside the footprint
         rms = np.broadcast_to(np.float32(sigma), (my, mx))
     wid = np.full((my, mx), -1, np.int64)
     for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
