@@ -19,6 +19,7 @@ from jaxcomp.ast.background import (
 from jaxcomp.ast.campaign import CampaignConfig, CampaignError, plan_campaign
 from jaxcomp.ast.inject import prepare_field, run_frame
 from jaxcomp.ast.local import _cut_segments, frame_windows, relevant_segments
+from jaxcomp.ast.white_light import white_light
 from jaxcomp.catalogues import BANDS
 
 from .ast_campaign_helpers import tiny_library
@@ -123,6 +124,28 @@ def test_keeping_only_the_relevant_segments_leaves_every_output_unchanged(
         )
 
 
+def test_white_light_of_a_window_is_that_window_of_the_white_light():
+    """run_pipeline_local builds its mosaic's white light window by window."""
+    rng = np.random.default_rng(2)
+    shape = (300, 1000)  # several row chunks in white_light
+    images = {b: rng.normal(0.1, 0.05, shape).astype(np.float32) for b in BANDS}
+    footprint = np.ones(shape, bool)
+    footprint[:40, 500:] = False
+    medians = {b: 0.1 + 0.01 * i for i, b in enumerate(BANDS)}
+    whole = white_light(images, footprint, medians=medians)
+    assert whole.any() and not whole[~footprint].any()
+    boxes = [
+        (slice(0, 300), slice(0, 1000)),
+        (slice(60, 250), slice(10, 490)),  # wholly inside the footprint
+        (slice(20, 170), slice(450, 990)),
+    ]
+    for box in boxes:
+        part = white_light(
+            {b: img[box] for b, img in images.items()}, footprint[box], medians=medians
+        )
+        np.testing.assert_array_equal(part, whole[box])
+
+
 def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
     class Segm:
         def __init__(self, data):
@@ -138,6 +161,14 @@ def test_a_segment_cut_by_an_inner_window_edge_flags_the_cluster_near_it():
     owner = np.array([0, 0, 0])
     flags = _cut_segments(Segm(seg), windows, origins, (60, 1000), iy, ix, owner, 3.0)
     assert flags.tolist() == [True, False, False]
+    # the same with segment 1 deblended in two, given its pre-deblending components
+    deblended = seg.copy()
+    deblended[20:30, 85:92] = 3
+    for components in (None, seg):
+        again = _cut_segments(
+            Segm(deblended), windows, origins, (60, 1000), iy, ix, owner, 3.0, components=components
+        )
+        assert again.tolist() == [True, False, False]
 
 
 @pytest.fixture(scope="module")

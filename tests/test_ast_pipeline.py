@@ -226,6 +226,45 @@ def test_deblend_prefilter_gives_identical_segmentation():
     assert 0 < multi_peak_labels(wl - bkg, raw.data).size < raw.n_labels
 
 
+def test_deblend_relabelled_equals_photutils_deblend_sources():
+    """The detection's own relabelling of deblend_sources(relabel=False) is photutils'."""
+    from photutils.segmentation import deblend_sources, detect_sources
+
+    from jaxcomp.ast.detection import _deblend_relabelled
+
+    imgs = _busy_field()
+    wl = white_light(imgs)
+    cfg = SExtractorConfig()
+    params = cfg.photutils_params()["deblend_sources"]
+    bkg, rms = estimate_background(wl, None, cfg)
+    data = wl - bkg
+    raw = detect_sources(data, cfg.detect_thresh * rms, n_pixels=cfg.detect_minarea)
+    peaks = np.intersect1d(multi_peak_labels(data, raw.data), raw.labels)
+    gappy = raw.copy()
+    gappy.remove_labels(raw.labels[1::3], relabel=False)  # input labels not consecutive
+    cases = [
+        (raw, raw.labels),
+        (raw, peaks),
+        (raw, np.setdiff1d(raw.labels, peaks)[:5]),  # single-peak segments: nothing split
+        (gappy, np.intersect1d(peaks, gappy.labels)),
+    ]
+    n_split = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for segm, labels in cases:
+            want = deblend_sources(data, segm, labels=labels, progress_bar=False, **params)
+            got = _deblend_relabelled(data, segm, labels, params)
+            assert got.data.dtype == want.data.dtype
+            np.testing.assert_array_equal(got.data, want.data)
+            np.testing.assert_array_equal(got.labels, np.unique(want.data[want.data > 0]))
+            assert got.labels.dtype == want.labels.dtype
+            assert got.parent_to_deblended_labels.keys() == want.parent_to_deblended_labels.keys()
+            for k, v in want.parent_to_deblended_labels.items():
+                np.testing.assert_array_equal(got.parent_to_deblended_labels[k], v)
+            n_split += len(want.parent_to_deblended_labels) > 0
+    assert n_split >= 2
+
+
 def test_fast_background_matches_photutils():
     imgs = _busy_field(shape=(157, 211))  # partial boxes on both axes
     wl = white_light(imgs)

@@ -51,7 +51,7 @@ def _constant_value(a):
     """The value of an array that is a broadcast scalar (all strides 0), else None."""
     a = np.asarray(a)
     if a.ndim == 0 or (a.size and all(st == 0 for st in a.strides)):
-        return float(a.ravel()[0])
+        return float(a.item(0))  # (ravel() would copy the whole broadcast array)
     return None
 
 
@@ -88,6 +88,47 @@ def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
     return np.nonzero(counts > 1)[0].astype(np.int64)
 
 
+def _deblend_relabelled(data: np.ndarray, segm, labels: np.ndarray, params: dict):
+    """photutils ``deblend_sources(data, segm, labels=labels, **params)``, relabelled here.
+
+    ``deblend_sources`` (``relabel=True``) finds the labels of the whole deblended image
+    with ``np.unique`` to number them 1, 2, ... in order, and the returned image's
+    ``labels`` costs a second ``np.unique``; on a frame's mosaic (~1e6 px) the two cost
+    about as much as the deblending itself. Without its relabelling the labels are
+    known: the input labels minus the deblended parents (each of whose pixels gets a new
+    label) and the new labels ``max_label + 1 ... max_label + n_new``
+    (``parent_to_deblended_labels``).
+    The same map photutils builds is applied (identical image, dtype, parent-to-children
+    map and warnings ``info``), and ``labels`` is set from it.
+    """
+    from photutils.segmentation import SegmentationImage, deblend_sources
+
+    if params.get("contrast") == 1:  # photutils returns a plain copy (no relabelling)
+        return deblend_sources(data, segm, labels=labels, progress_bar=False, **params)
+    raw = deblend_sources(data, segm, labels=labels, progress_bar=False, relabel=False, **params)
+    children = raw.parent_to_deblended_labels
+    out_data = raw.data
+    parents = np.fromiter(children, np.int64, len(children))
+    n_new = sum(len(v) for v in children.values())
+    max0 = int(segm.max_label)
+    present = np.concatenate(
+        [np.setdiff1d(segm.labels, parents), np.arange(max0 + 1, max0 + n_new + 1)]
+    ).astype(out_data.dtype)
+    if present.size and not (present[0] == 1 and present[-1] == present.size):
+        relabel = np.zeros(int(present[-1]) + 1, dtype=out_data.dtype)
+        relabel[present] = np.arange(present.size) + 1
+        out_data = relabel[out_data]
+        children = {k: relabel[v] for k, v in children.items()}
+        present = np.arange(1, present.size + 1, dtype=out_data.dtype)
+    out = object.__new__(SegmentationImage)  # as deblend_sources builds its result
+    out._data = out_data
+    out._deblend_label_map = children
+    if "info" in raw.__dict__:
+        out.info = raw.info
+    out.__dict__["labels"] = present
+    return out
+
+
 def detect(
     wl: np.ndarray,
     footprint: np.ndarray | None,
@@ -115,7 +156,6 @@ def detect(
     _require_photutils()
     from photutils.segmentation import (
         SegmentationImage,
-        deblend_sources,
         detect_sources,
     )
 
@@ -165,9 +205,7 @@ def detect(
                 )
                 segm = SegmentationImage(new)
             elif candidates.size:
-                segm = deblend_sources(
-                    data, segm, labels=candidates, progress_bar=False, **p["deblend_sources"]
-                )
+                segm = _deblend_relabelled(data, segm, candidates, p["deblend_sources"])
     table = Table()
     listed = None
     if segm is not None and wanted is not None:
@@ -206,9 +244,8 @@ def detect(
         where = np.searchsorted(labels, np.fromiter(positions, np.int64))
         table["x"][where] = [v[0] for v in positions.values()]
         table["y"][where] = [v[1] for v in positions.values()]
-    table["area_px"] = np.asarray(
-        segm.areas if listed is None else segm.get_areas(labels), np.int64
-    )
+    # pixels per label (SegmentationImage.areas, without its per-segment loop)
+    table["area_px"] = np.bincount(lab, minlength=size)[labels].astype(np.int64)
     table["wl_flux"] = sums
     if cfg.clean and len(table) > 1:
         table, segm = _apply_clean(table, segm, roots, branch_index, data, float(threshold), cfg)

@@ -257,7 +257,14 @@ def run_pipeline_local(
                 add_stamps(view, [_shift(st, y0, x0) for st in stamps[band]])
             images[band] = img
     with timer("white_light"):
-        wl = white_light(images, fp, medians=medians)
+        # window by window: the white light is computed pixel by pixel and is 0 outside
+        # the footprint, so the gaps (often over half the mosaic) need no work
+        wl = np.zeros((my, mx), np.float32)
+        for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
+            box = (slice(oy, oy + y1 - y0), slice(ox, ox + x1 - x0))
+            wl[box] = white_light(
+                {b: img[box] for b, img in images.items()}, fp[box], medians=medians
+            )
     with timer("background"):
         # only the meshes a stamp overlaps changed; the others keep the pre-injection
         # frame's statistics (the same pixels)
@@ -279,8 +286,8 @@ def run_pipeline_local(
         for (y0, y1, x0, x1), (oy, ox), values in zip(
             windows, origins, interpolate_mesh_windows(bkg_mesh, (ny, nx), b, windows)
         ):
-            bkg[oy : oy + y1 - y0, ox : ox + x1 - x0] = values
-        bkg[~fp] = 0.0
+            box = (slice(oy, oy + y1 - y0), slice(ox, ox + x1 - x0))
+            bkg[box] = np.where(fp[box], values, np.float32(0.0))  # 0 outside the footprint
         rms = np.broadcast_to(np.float32(sigma), (my, mx))
     wid = np.full((my, mx), -1, np.int64)
     for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
@@ -288,6 +295,7 @@ def run_pipeline_local(
     dy = np.array([windows[i][0] - origins[i][0] for i in range(len(windows))])
     dx = np.array([windows[i][2] - origins[i][1] for i in range(len(windows))])
     keep = None
+    undeblended = []  # the segmentation before deblending, if keep() saw it
     if pre_catalogue is not None:
         reach = (config.cuts.match_radius_px if match_radius_px is None else match_radius_px) + 1.0
         pre_yx = np.column_stack(
@@ -296,6 +304,7 @@ def run_pipeline_local(
         cluster_yx = np.column_stack([np.asarray(iy, float), np.asarray(ix, float)])
 
         def keep(segm):
+            undeblended.append(segm)
             boxes = _frame_boxes(segm, wid, dy, dx)
             return segm.labels[relevant_segments(boxes, cluster_yx, pre_yx, reach)]
 
@@ -312,9 +321,14 @@ def run_pipeline_local(
             aperture_corrections,
             fp,
         )
-        for col in phot.colnames:
-            if col not in ("x", "y"):
-                det[col] = phot[col]
+        # one Table of the detection and photometry columns (copying them one by one
+        # costs more than the photometry of a small frame)
+        det = Table(
+            [det[c] for c in det.colnames]
+            + [phot[c] for c in phot.colnames if c not in ("x", "y")],
+            meta=det.meta,
+            copy=False,
+        )
     with timer("cuts"):
         apply_cuts(det, field.distance_modulus, config.cuts)
     with timer("map_back"):
@@ -327,6 +341,7 @@ def run_pipeline_local(
             ix,
             owner,
             config.cuts.match_radius_px if match_radius_px is None else match_radius_px,
+            components=undeblended[0].data if undeblended and segm is not None else None,
         )
         if len(det):
             k = wid[
@@ -449,13 +464,27 @@ def _shift(st, y0: int, x0: int):
     return replace(st, iy=st.iy - y0, ix=st.ix - x0)
 
 
-def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float) -> np.ndarray:
+def _cut_segments(
+    segm,
+    windows,
+    origins,
+    shape,
+    iy,
+    ix,
+    owner,
+    radius_px: float,
+    *,
+    components: np.ndarray | None = None,
+) -> np.ndarray:
     """Flag clusters within reach of a segment that a window edge (not the frame's) cuts.
 
     The segments before deblending are the connected components of the segmentation;
     a component touching an inner window edge may be part of a larger segment of the
     full frame, so its deblending, barycentres and photometry may differ. A cluster is
     flagged if such a component comes within ``radius_px + 1`` px of it.
+    ``components``, if given, labels those components (the segmentation before
+    deblending: ``detect_sources`` keeps whole 8-connected components), which spares
+    labelling them again; only which pixels share a label matters.
     """
     from scipy import ndimage
 
@@ -464,7 +493,10 @@ def _cut_segments(segm, windows, origins, shape, iy, ix, owner, radius_px: float
     if segm is None:
         return flags
     ny, nx = shape
-    comp, _ = ndimage.label(segm.data > 0, structure=np.ones((3, 3), bool))
+    if components is None:
+        comp, _ = ndimage.label(segm.data > 0, structure=np.ones((3, 3), bool))
+    else:
+        comp = components
     reach = int(np.ceil(radius_px)) + 1
     for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
         view = comp[oy : oy + y1 - y0, ox : ox + x1 - x0]

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from functools import lru_cache
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
@@ -32,6 +33,12 @@ __all__ = [
     "circle_pixel_overlap",
     "magnitude_error",
 ]
+
+# the output columns' units, parsed once (parsing a unit string per column and call
+# cost more than the photometry of a small frame)
+_RATE = u.Unit("ct/s")
+_SKY = u.Unit("ct/(s pix)")
+_MAG = u.Unit("mag")
 
 
 def _f_quadrant(x, y, r):
@@ -187,9 +194,10 @@ def aperture_photometry(
         fcut = _gather(np.asarray(footprint, bool), iy, ix, half, fill=False)
     mf, nf = cfg.mode_factors
     apcor = dict(apcor or {})
-    out = Table()
-    out["x"] = x
-    out["y"] = y
+    # columns gathered in a dict and made into a Table once (adding them one by one
+    # costs more than the photometry on a small frame); x, y are copies as before
+    cols: dict[str, np.ndarray] = {"x": x.copy(), "y": y.copy()}
+    units: dict[str, u.UnitBase] = {}
     for b in BANDS:
         img = images[b]
         cut = _gather(img, iy, ix, half)
@@ -213,13 +221,13 @@ def aperture_photometry(
             f = total - areas[r] * sky
             f[bad | ~good_sky] = np.nan
             fluxes[r] = f
-            out[f"flux_r{r:g}_{b}"] = f
-            out[f"flux_r{r:g}_{b}"].unit = "ct/s"
-        out[f"sky_{b}"] = sky
-        out[f"sky_{b}"].unit = "ct/(s pix)"
-        out[f"skystd_{b}"] = std
-        out[f"skystd_{b}"].unit = "ct/(s pix)"
-        out[f"nsky_{b}"] = nsky
+            cols[f"flux_r{r:g}_{b}"] = f
+            units[f"flux_r{r:g}_{b}"] = _RATE
+        cols[f"sky_{b}"] = sky
+        units[f"sky_{b}"] = _SKY
+        cols[f"skystd_{b}"] = std
+        units[f"skystd_{b}"] = _SKY
+        cols[f"nsky_{b}"] = nsky
         F = fluxes[cfg.phot_radius_px]
         A = areas[cfg.phot_radius_px]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -228,10 +236,10 @@ def aperture_photometry(
                 ok, zp - 2.5 * np.log10(np.where(ok, F, 1.0)) + apcor.get(b, 0.0), np.nan
             )
         err = magnitude_error(F, A, std, nsky, t)
-        out[f"mag_{b}"] = mag
-        out[f"mag_{b}"].unit = "mag"
-        out[f"magerr_{b}"] = err
-        out[f"magerr_{b}"].unit = "mag"
+        cols[f"mag_{b}"] = mag
+        units[f"mag_{b}"] = _MAG
+        cols[f"magerr_{b}"] = err
+        units[f"magerr_{b}"] = _MAG
         if b == cfg.ci_band:
             r1, r3 = cfg.ci_radii_px
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -245,10 +253,13 @@ def aperture_photometry(
                     zp - 2.5 * np.log10(np.where(fluxes[r3] > 0, fluxes[r3], 1)),
                     np.nan,
                 )
-            out[f"mag_r{r1:g}_{b}"] = m1
-            out[f"mag_r{r3:g}_{b}"] = m3
-            out["ci"] = m1 - m3
-            out[f"mag_r{r1:g}_{b}"].unit = out[f"mag_r{r3:g}_{b}"].unit = out["ci"].unit = "mag"
+            cols[f"mag_r{r1:g}_{b}"] = m1
+            cols[f"mag_r{r3:g}_{b}"] = m3
+            cols["ci"] = m1 - m3
+            units[f"mag_r{r1:g}_{b}"] = units[f"mag_r{r3:g}_{b}"] = units["ci"] = _MAG
+    out = Table(cols, copy=False)
+    for name, unit in units.items():
+        out[name].unit = unit
     return out
 
 
