@@ -142,8 +142,9 @@ class MultiFieldFitter(PopulationFitter):
     max_tree_depth, x64, n_gauss, progress
         As for :class:`~jaxcomp.demographics.PopulationFitter`.
     dense_mass : bool
-        Dense mass matrix (default False: the non-centred per-field sites are close to
-        independent a posteriori and a dense matrix over hundreds of sites adapts slowly).
+        Dense mass matrix (default False: the per-field sites are close to independent a
+        posteriori in the parametrisation suited to the data, and a dense matrix over
+        hundreds of sites adapts slowly).
     selection_uncertainty : {"none", "ensemble"}
         ``"none"`` (default): every field's p_obs taken as exact (the ensemble mean for
         member grids).  ``"ensemble"``: each field's likelihood averaged over its own
