@@ -202,7 +202,12 @@ class MultiFieldModel:
             if self.covariate_parameter
             else ""
         )
-        return f"{self.pooling} pooling over fields{extra}; per field: {self.population.describe()}"
+        centred = self.pooling == "partial" and self.parametrisation == "centred"
+        form = " (centred)" if centred else ""
+        return (
+            f"{self.pooling} pooling{form} over fields{extra}; per field: "
+            f"{self.population.describe()}"
+        )
 
     # ------------------------------------------------------------- priors
     def sample_field_parameters(self, n_fields: int, covariate=None) -> dict:
