@@ -253,7 +253,12 @@ def run_emcee(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tau_half = emcee.autocorr.integrated_time(stacked[steps // 2 :], quiet=True)
-        burn = min(math.ceil(5.0 * float(np.max(tau_half))), steps // 2)
+        finite = np.isfinite(tau_half)  # NaN for a parameter whose walkers never moved
+        burn = (
+            min(math.ceil(5.0 * float(np.max(tau_half[finite]))), steps // 2)
+            if finite.any()
+            else steps // 2
+        )
         kept = stacked[burn:]
         tau = emcee.autocorr.integrated_time(kept, quiet=True)
     draws = {n: np.swapaxes(kept[..., i], 0, 1) for i, n in enumerate(problem["reported"])}
@@ -268,6 +273,7 @@ def run_emcee(
             "kept_steps": int(kept.shape[0]),
             "seconds_per_step": per_step,
             "acceptance_fraction": float(np.mean(sampler.acceptance_fraction)),
+            "walkers_never_moved": int(np.sum(np.all(chain == chain[:1], axis=(0, 2)))),
             "tau": dict(zip(problem["reported"], map(float, tau))),
             "tau_reliable": bool(kept.shape[0] > 50 * np.max(tau)),
             "ess_tau": {
