@@ -28,6 +28,7 @@ Usage::
     python inference/multifield_simulation.py --n-fields 3 --n-min 100 --n-max 200 \\
         --num-warmup 150 \\
         --num-samples 150 --num-chains 2 -o /tmp/mf
+    python inference/multifield_simulation.py --poolings partial --parametrisation centred
 """
 
 from __future__ import annotations
@@ -134,6 +135,12 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--poolings", nargs="+", default=["partial", "none", "complete"])
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--parametrisation",
+        choices=("non_centred", "centred"),
+        default="non_centred",
+        help="coordinates of the per-field values under partial pooling",
+    )
     parser.add_argument("-o", "--output-dir", type=Path, default=HERE / "results")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -159,7 +166,7 @@ def main(argv=None) -> dict:
         results[pooling] = fit_fields(
             catalogues,
             grids,
-            MultiFieldModel(population, pooling),
+            MultiFieldModel(population, pooling, parametrisation=args.parametrisation),
             field_names=names,
             num_warmup=args.num_warmup,
             num_samples=args.num_samples,

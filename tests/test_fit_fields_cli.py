@@ -169,7 +169,14 @@ def test_bad_field_inputs_name_the_field(fields, capsys):
             ["--field", "deep", *deep, "--selection", deep[1]],
             "--selection belong to the single-field fit",
         ),
-        ([deep[0], "--selection", deep[1], "--pooling", "none"], "--pooling and --compare-pooling"),
+        (
+            [deep[0], "--selection", deep[1], "--pooling", "none"],
+            "--pooling, --compare-pooling and --parametrisation fit several fields",
+        ),
+        (
+            [deep[0], "--selection", deep[1], "--parametrisation", "centred"],
+            "--pooling, --compare-pooling and --parametrisation fit several fields",
+        ),
     ]
     for argv, message in cases:
         assert run("fit", *argv, "--grid", *SHAPE, "--out", root / "never", "--quiet") == 2, message

@@ -143,6 +143,14 @@ def test_bad_fields_are_refused_naming_the_field(inputs, tmp_path):
             r"\[fit\] pooling is only read with \[\[fields\]\]",
         ),
         (_with_fields(data, root, fit__pooling="some"), r"\[fit\] pooling must be one of"),
+        (
+            {**SMALL, "fit": {"parametrisation": "centred"}},
+            r"\[fit\] parametrisation is only read with \[\[fields\]\]",
+        ),
+        (
+            _with_fields(data, root, fit__parametrisation="centered"),
+            r"\[fit\] parametrisation must be 'non_centred' or 'centred', got 'centered'",
+        ),
         (_with_fields(data, root, fit__enabled=False), r"\[fit\] enabled = false"),
     ]
     for case, message in cases:

@@ -179,9 +179,10 @@ def _cmd_fit(args) -> int:
         from .fit_fields import run_fit_fields
 
         return run_fit_fields(args, model)
-    if args.pooling is not None or args.compare_pooling:
+    if args.pooling is not None or args.compare_pooling or args.parametrisation is not None:
         raise ValueError(
-            "--pooling and --compare-pooling fit several fields: give them with "
+            "--pooling, --compare-pooling and --parametrisation fit several fields: give them "
+            "with "
             "--field NAME CATALOGUE SELECTION (repeated)"
         )
     if args.ppc_draws is None:

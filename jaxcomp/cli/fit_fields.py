@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from ..demographics.multifield_model import POOLING_FORMS
+from ..demographics.multifield_parametrisation import PARAMETRISATIONS
 from ..errors import InputError
 from ..provenance import file_sha256, jsonable, package_versions
 from ._demographics import (
@@ -69,6 +70,14 @@ def add_field_arguments(parser) -> None:
         action="store_true",
         help="fit all three pooling forms and rank them by PSIS-LOO (loo.ecsv); --pooling "
         "chooses the one posterior.md shows",
+    )
+    g.add_argument(
+        "--parametrisation",
+        choices=PARAMETRISATIONS,
+        default=None,
+        help="coordinates of the per-field values under partial pooling (same posterior): "
+        "non_centred (default) or centred (faster when every field has many clusters, e.g. "
+        "~1000, that measure its values much better than the population scatter)",
     )
 
 
@@ -157,8 +166,10 @@ def run_fit_fields(args, population) -> int:
     _refuse_single_field_options(args)
     if args.pooling is None:
         args.pooling = "partial"
+    if args.parametrisation is None:
+        args.parametrisation = "non_centred"
     names = check_field_names(spec[0] for spec in args.field)
-    model = MultiFieldModel(population, pooling=args.pooling)
+    model = MultiFieldModel(population, pooling=args.pooling, parametrisation=args.parametrisation)
 
     fields = []
     for name, catalogue_spec, selection_spec in args.field:
@@ -212,6 +223,7 @@ def run_fit_fields(args, population) -> int:
             "grid": list(grid_shape(args)) if computed else None,
             "pooling": args.pooling,
             "compare_pooling": bool(args.compare_pooling),
+            "parametrisation": args.parametrisation,
             "mass": args.mass,
             "age": args.age,
             "av": args.av,

@@ -19,7 +19,8 @@ CMF/CAF.
   InferenceData, r_hat / ESS / divergences, posterior predictive checks).
 * :mod:`~jaxcomp.demographics.multifield_model` / :mod:`~jaxcomp.demographics.multifield`:
   several fields, each with its own selection grid, in one hierarchical model
-  (:class:`MultiFieldModel`: complete, partial or no pooling), :func:`fit_fields`,
+  (:class:`MultiFieldModel`: complete, partial or no pooling; centred or non-centred
+  per-field values, :mod:`~jaxcomp.demographics.multifield_parametrisation`), :func:`fit_fields`,
   and PSIS-LOO comparison of the pooling forms (:func:`compare_pooling`);
   :mod:`~jaxcomp.demographics.multifield_selection`: each field's likelihood averaged
   over its own selection ensemble (``MultiFieldFitter(selection_uncertainty="ensemble")``);
@@ -88,6 +89,7 @@ from .multifield import (
 )
 from .multifield_model import POOLING_FORMS, MultiFieldData, MultiFieldModel, stack_fields
 from .multifield_output import write_multifield_outputs
+from .multifield_parametrisation import PARAMETRISATIONS
 from .multifield_selection import (
     field_ensemble_log_likelihoods,
     field_member_log_likelihoods,
@@ -194,6 +196,7 @@ __all__ = [
     "intensity_grid",
     "maximum_likelihood",
     "shift_sensitivity",
+    "PARAMETRISATIONS",
     "POOLING_FORMS",
     "MultiFieldData",
     "MultiFieldFitter",

@@ -142,8 +142,9 @@ class MultiFieldFitter(PopulationFitter):
     max_tree_depth, x64, n_gauss, progress
         As for :class:`~jaxcomp.demographics.PopulationFitter`.
     dense_mass : bool
-        Dense mass matrix (default False: the non-centred per-field sites are close to
-        independent a posteriori and a dense matrix over hundreds of sites adapts slowly).
+        Dense mass matrix (default False: the per-field sites are close to independent a
+        posteriori in the parametrisation suited to the data, and a dense matrix over
+        hundreds of sites adapts slowly).
     selection_uncertainty : {"none", "ensemble"}
         ``"none"`` (default): every field's p_obs taken as exact (the ensemble mean for
         member grids).  ``"ensemble"``: each field's likelihood averaged over its own
@@ -261,39 +262,55 @@ class MultiFieldFitter(PopulationFitter):
 
     def _init_params(self, data: MultiFieldData, seed: int) -> dict:
         """Per-chain unconstrained starts: uniform sites in the central half of their range,
-        scatters at a fifth of their scale, non-centred offsets near zero, Dirichlet sites
-        from the prior (clipped away from the simplex edges)."""
+        scatters at a fifth of their scale, non-centred offsets near zero (centred per-field
+        values as near their starting mean: the same starting point in either
+        parametrisation), Dirichlet sites from the prior (clipped away from the simplex
+        edges)."""
         rng = np.random.default_rng([int(seed), 7919])
-        with numpyro.handlers.block():
-            trace = numpyro.handlers.trace(numpyro.handlers.seed(self._model_fn, 0)).get_trace(
-                data, self._sampler_grid
+
+        def start(site):
+            if site["type"] != "sample" or site["is_observed"]:
+                return None
+            base = site["fn"]
+            while hasattr(base, "base_dist"):  # Independent / Expanded wrappers
+                base = base.base_dist
+            shape = site["fn"].shape(site["kwargs"].get("sample_shape", ()))
+            if isinstance(base, numpyro.distributions.Uniform):
+                low, high = np.asarray(base.low), np.asarray(base.high)
+                return low + (high - low) * rng.uniform(0.25, 0.75, size=shape)
+            if isinstance(base, numpyro.distributions.HalfNormal):
+                return 0.2 * np.asarray(base.scale) * np.ones(shape)
+            if isinstance(base, numpyro.distributions.Normal):
+                offset = 0.1 * rng.standard_normal(shape)
+                if any(frame.name == "field" for frame in site["cond_indep_stack"]):
+                    offset = offset * np.asarray(base.scale)  # 1 for the non-centred z
+                return np.asarray(base.loc) + offset
+            if isinstance(base, numpyro.distributions.Dirichlet):
+                value = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+                value = np.clip(value, 1e-3, None)
+                return value / value.sum(axis=-1, keepdims=True)
+            raise TypeError(  # pragma: no cover - every site of the model is one of the above
+                f"no starting rule for site {site['name']} ({type(base).__name__})"
             )
+
+        def priors():
+            return self.model.sample_field_parameters(data.mask.shape[0], data.covariate)
+
         chains = []
         for _ in range(self.settings["num_chains"]):
-            values = {}
-            for name, site in trace.items():
-                if site["type"] != "sample" or site["is_observed"]:
-                    continue
-                fn = site["fn"]
-                base = fn
-                while hasattr(base, "base_dist"):  # Independent / Expanded wrappers
-                    base = base.base_dist
-                shape = np.shape(site["value"])
-                if isinstance(base, numpyro.distributions.Uniform):
-                    low, high = np.asarray(base.low), np.asarray(base.high)
-                    value = low + (high - low) * rng.uniform(0.25, 0.75, size=shape)
-                elif isinstance(base, numpyro.distributions.HalfNormal):
-                    value = 0.2 * np.asarray(base.scale) * np.ones(shape)
-                elif isinstance(base, numpyro.distributions.Normal):
-                    value = 0.1 * rng.standard_normal(shape)
-                elif isinstance(base, numpyro.distributions.Dirichlet):
-                    value = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
-                    value = np.clip(value, 1e-3, None)
-                    value = value / value.sum(axis=-1, keepdims=True)
-                else:  # pragma: no cover - every site of the model is one of the above
-                    raise TypeError(f"no starting rule for site {name} ({type(base).__name__})")
-                values[name] = biject_to(fn.support).inv(jnp.asarray(value))
-            chains.append(values)
+            with numpyro.handlers.block():
+                trace = numpyro.handlers.trace(
+                    numpyro.handlers.substitute(
+                        numpyro.handlers.seed(priors, 0), substitute_fn=start
+                    )
+                ).get_trace()
+            chains.append(
+                {
+                    name: biject_to(site["fn"].support).inv(jnp.asarray(site["value"]))
+                    for name, site in trace.items()
+                    if site["type"] == "sample" and not site["is_observed"]
+                }
+            )
         return jax.tree.map(lambda *x: jnp.stack(x), *chains)
 
     def fit(

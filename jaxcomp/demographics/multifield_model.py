@@ -13,10 +13,13 @@ density for any number of fields.
 
 Pooling (``MultiFieldModel.pooling``), the limits of one model:
 
-* ``"partial"``: ``θ_f = mean + scatter z_f``, ``z_f ~ N(0, 1)`` (non-centred),
+* ``"partial"``: ``θ_f ~ N(mean, scatter)``, sampled as ``θ_f = mean + scatter z_f``,
+  ``z_f ~ N(0, 1)`` (non-centred, default) or directly (``parametrisation="centred"``, for
+  fields whose data measure θ_f much better than the scatter; see
+  :mod:`~jaxcomp.demographics.multifield_parametrisation`),
   ``mean ~ U(single-field prior bounds)``, ``scatter ~ HalfNormal(scale)``;
-  A_V bin probabilities ``softmax([μ + τ z_f, 0])`` (logistic normal,
-  ``μ ~ N(0, 1.5)``, ``τ ~ HalfNormal(scale)``);
+  A_V bin probabilities ``softmax([ℓ_f, 0])``, ``ℓ_f ~ N(μ, τ)`` per bin (logistic normal,
+  ``μ ~ N(0, 1.5)``, ``τ ~ HalfNormal(scale)``, same parametrisation);
 * ``"complete"``: one shared value (``scatter = 0``), the single-field priors;
 * ``"none"``: independent per-field values with the single-field priors
   (``scatter → ∞``).
@@ -46,8 +49,9 @@ from .likelihood import (
     _terms_and_fraction,
     prepare_data,
 )
-from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
+from .multifield_checks import _check_grid, _check_inside_grid, check_field, check_field_names
+from .multifield_parametrisation import Parametrisation, check_parametrisation, field_normal
 from .selection_uncertainty import member_likelihood_grid, n_members
 from .sufficient_statistics import (
     CatalogueSummary,
@@ -98,7 +102,7 @@ class MultiFieldModel:
         Functional forms, supports and (single-field) prior bounds of every field.
         Marginalised-N likelihood only; measurement errors ``"none"`` or ``"samples"``.
     pooling : {"complete", "partial", "none"}
-        Shared values, population mean + scatter (non-centred), or independent fields.
+        Shared values, population mean + scatter, or independent fields.
     scatter_scales : mapping, optional
         HalfNormal scales of the population scatters overriding :data:`DEFAULT_SCATTER_SCALES`.
     covariate_parameter : str, optional
@@ -106,6 +110,11 @@ class MultiFieldModel:
         (``"complete"`` or ``"partial"`` pooling).
     covariate_slope_prior : (float, float)
         Uniform bounds of the covariate slope.
+    parametrisation : {"non_centred", "centred"}
+        Coordinates of the per-field values under partial pooling (same posterior):
+        ``"non_centred"`` (default) for fields whose data constrain their values weakly
+        against the scatter, ``"centred"`` for fields that measure them much better than the
+        scatter (many clusters per field); ignored by the other pooling forms.
     """
 
     population: PopulationModel = dataclasses.field(default_factory=PopulationModel)
@@ -113,10 +122,12 @@ class MultiFieldModel:
     scatter_scales: tuple[tuple[str, float], ...] = ()
     covariate_parameter: str | None = None
     covariate_slope_prior: tuple[float, float] = (-3.0, 3.0)
+    parametrisation: Parametrisation = "non_centred"
 
     def __post_init__(self):
         if self.pooling not in POOLING_FORMS:
             raise InputError(f"pooling must be one of {POOLING_FORMS}, got {self.pooling!r}")
+        check_parametrisation(self.parametrisation)
         if self.population.likelihood != "marginal":
             raise InputError(
                 "the multi-field model uses the marginalised-N likelihood; "
@@ -191,7 +202,12 @@ class MultiFieldModel:
             if self.covariate_parameter
             else ""
         )
-        return f"{self.pooling} pooling over fields{extra}; per field: {self.population.describe()}"
+        centred = self.pooling == "partial" and self.parametrisation == "centred"
+        form = " (centred)" if centred else ""
+        return (
+            f"{self.pooling} pooling{form} over fields{extra}; per field: "
+            f"{self.population.describe()}"
+        )
 
     # ------------------------------------------------------------- priors
     def sample_field_parameters(self, n_fields: int, covariate=None) -> dict:
@@ -219,9 +235,10 @@ class MultiFieldModel:
                 scatter = numpyro.sample(
                     f"{name}_scatter", dist.HalfNormal(self.scatter_scale(name))
                 )
-                with numpyro.plate("field", n_fields):
-                    z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
-                centre = centre + scatter * z
+                centre = field_normal(name, centre, scatter, n_fields, self.parametrisation)
+                if self.parametrisation == "centred":  # the sample site carries the name
+                    params[name] = centre
+                    continue
             params[name] = numpyro.deterministic(name, centre)
         if self.has_av_weights:
             n_bins = population.n_av_bins
@@ -244,13 +261,10 @@ class MultiFieldModel:
                 scatter = numpyro.sample(
                     "av_logit_scatter", dist.HalfNormal(self.scatter_scale("av_logit"))
                 )
-                with numpyro.plate("field", n_fields):
-                    z = numpyro.sample(
-                        "av_logit_z", dist.Normal(0.0, 1.0).expand([n_bins - 1]).to_event(1)
-                    )
-                logits = jnp.concatenate(
-                    [mean + scatter * z, jnp.zeros((n_fields, 1), z.dtype)], axis=-1
+                logits = field_normal(
+                    "av_logit", mean, scatter, n_fields, self.parametrisation, event_size=n_bins - 1
                 )
+                logits = jnp.concatenate([logits, jnp.zeros((n_fields, 1), logits.dtype)], axis=-1)
                 params["av_weights"] = numpyro.deterministic(
                     "av_weights", jax.nn.softmax(logits, axis=-1)
                 )
@@ -293,85 +307,6 @@ class MultiFieldData(eqx.Module):
 def _pad(values: np.ndarray, n_max: int) -> np.ndarray:
     pad = np.repeat(values[:1], n_max - values.shape[0], axis=0)
     return np.concatenate([values, pad], axis=0)
-
-
-def _check_grid(name: str, grid, model: PopulationModel) -> None:
-    """The field's grid covers the model's supports and has its A_V bins."""
-    if isinstance(grid, LikelihoodGrid):
-        edges = np.asarray(grid.av_edges, np.float64)
-        if edges.shape != (len(model.av_edges),) or not np.allclose(edges, model.av_edges):
-            raise InputError(
-                f"field {name!r}: its likelihood grid has A_V edges {edges.tolist()}, the "
-                "model asks "
-                f"for {list(model.av_edges)}; build it with LikelihoodGrid.build(grid, "
-                "model.av_edges) or pass the SelectionGrid"
-            )
-        grid = grid.selection
-    if not isinstance(grid, SelectionGrid):
-        raise InputError(f"field {name!r}: expected a SelectionGrid, got {type(grid).__name__}")
-    tolerance = 1e-4
-    for axis, (low, high) in (
-        ("log_mass", model.log_mass_range),
-        ("log_age", model.log_age_range),
-        ("av", (model.av_edges[0], model.av_edges[-1])),
-    ):
-        nodes = np.asarray(getattr(grid, axis), np.float64)
-        if nodes[0] > low + tolerance or nodes[-1] < high - tolerance:
-            raise InputError(
-                f"field {name!r}: its selection grid covers {axis} [{nodes[0]:g}, "
-                f"{nodes[-1]:g}] but "
-                f"the model asks for [{low:g}, {high:g}]; rebuild the grid over the model's range "
-                "(SelectionGrid.from_selection(..., log_mass=, log_age=, av=)) or narrow the model"
-            )
-
-
-def _check_inside_grid(name: str, theta: np.ndarray, grid) -> None:
-    """Catalogue values inside the grid on which the field's p_obs is known."""
-    selection = grid.selection if isinstance(grid, LikelihoodGrid) else grid
-    for j, axis in enumerate(THETA_COLUMNS):
-        nodes = np.asarray(getattr(selection, axis), np.float64)
-        outside = (theta[:, j] < nodes[0] - 1e-6) | (theta[:, j] > nodes[-1] + 1e-6)
-        if outside.any():
-            raise InputError(
-                f"field {name!r}: {int(outside.sum())} cluster(s) have {axis} outside its "
-                "selection "
-                f"grid [{nodes[0]:g}, {nodes[-1]:g}]; drop them or extend the grid"
-            )
-
-
-def check_field_names(names) -> list[str]:
-    """The field names as strings; an :class:`InputError` for none or a repeated one."""
-    names = [str(n) for n in names]
-    if not names:
-        raise InputError("no fields given")
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise InputError(
-                f"field name {name!r} is given more than once; field names must be unique"
-            )
-        seen.add(name)
-    return names
-
-
-def check_field(name: str, grid, model: PopulationModel, theta=None) -> None:
-    """One field's checks of :func:`stack_fields`, without preparing its data.
-
-    The grid (SelectionGrid or LikelihoodGrid) must cover the model's mass, age and A_V
-    ranges (and, for a LikelihoodGrid, have its A_V edges); the clusters ``theta``
-    ((n, 3): log_mass [log10 Msun], log_age [log10 yr], av [mag]), if given, must be
-    at least one and lie inside the grid.  Raises :class:`InputError` naming the field.
-    ``grid`` may also be a physical selection function, whose grid is not computed yet:
-    its domain is checked (on a 2 x 2 x 2 grid spanning the axes a full grid would).
-    """
-    if not isinstance(grid, (SelectionGrid, LikelihoodGrid)):
-        grid = SelectionGrid.from_selection(grid, shape=(2, 2, 2))
-    _check_grid(name, grid, model)
-    if theta is not None:
-        theta = np.asarray(theta, np.float64).reshape(-1, len(THETA_COLUMNS))
-        if theta.shape[0] == 0:
-            raise InputError(f"field {name!r} has no clusters; drop the field")
-        _check_inside_grid(name, theta, grid)
 
 
 def stack_fields(

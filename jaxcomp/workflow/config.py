@@ -41,7 +41,7 @@ Example (an abridged version of the embedded demo, ``jaxcomp/data/workflows/demo
     chains = 2
 
 Optional ``[[fields]]`` tables (:mod:`jaxcomp.workflow.fields`) make the fit stage fit several
-fields jointly (``[fit] pooling``, ``compare_pooling``).
+fields jointly (``[fit] pooling``, ``compare_pooling``, ``parametrisation``).
 """
 
 from __future__ import annotations
@@ -619,7 +619,10 @@ class FitSection:
     ``selection`` as in ``[correct]``.  With ``[[fields]]`` (:mod:`jaxcomp.workflow.fields`)
     the stage fits those fields jointly instead: ``pooling`` (``"complete"``, ``"partial"``,
     ``"none"``) is the model's, and ``compare_pooling = true`` also fits the other two forms
-    and ranks them by PSIS-LOO; both are read (and recorded) only with fields.
+    and ranks them by PSIS-LOO, ``parametrisation`` (``"non_centred"``, ``"centred"``) the
+    coordinates of the per-field values under partial pooling
+    (:class:`~jaxcomp.demographics.MultiFieldModel`); all three are read (and recorded) only
+    with fields.
     """
 
     enabled: bool = True
@@ -632,9 +635,14 @@ class FitSection:
     selection: str = "physical"
     pooling: typing.Literal["complete", "partial", "none"] = "partial"
     compare_pooling: bool = False
+    parametrisation: typing.Literal["non_centred", "centred"] = "non_centred"
 
     #: The keys only a configuration with ``[[fields]]`` reads.
-    FIELDS_KEYS: typing.ClassVar[tuple[str, ...]] = ("pooling", "compare_pooling")
+    FIELDS_KEYS: typing.ClassVar[tuple[str, ...]] = (
+        "pooling",
+        "compare_pooling",
+        "parametrisation",
+    )
 
     def check(self):
         _require(

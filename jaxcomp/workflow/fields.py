@@ -15,6 +15,7 @@ Each ``[[fields]]`` table names a field, its catalogue and its selection::
     [fit]
     pooling = "partial"                  # "complete", "partial" or "none"
     compare_pooling = true               # also fit the other two forms, rank them by PSIS-LOO
+    parametrisation = "non_centred"      # or "centred": many clusters per field
 
 ``catalogue``: ``"population"`` (the run's simulated catalogue), ``"legus:ngc628c"`` /
 ``"legus:ngc628e"`` (the shipped LEGUS class 1-3 clusters, rows without a fit dropped) or
@@ -23,7 +24,8 @@ a table with ``log_mass`` [log10 Msun], ``log_age`` [log10 yr] and ``av`` [mag].
 ``"physical+r_eff_pc"``; omitted: ``[fit] selection``) or a physical selection-function
 artefact (``.safetensors``).  Relative paths are taken from the configuration file's folder.
 With ``[[fields]]`` the ``fit`` stage fits these fields (``[catalogue]`` is still the
-``correct`` stage's); ``[fit] pooling`` and ``compare_pooling`` are read only then.
+``correct`` stage's); ``[fit] pooling``, ``compare_pooling`` and ``parametrisation`` are read
+only then.
 
 Refused before any work, naming the field: a field name given twice, a missing or invalid
 catalogue, a catalogue with no cluster inside the ``[population]`` mass and age ranges (the
@@ -41,7 +43,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
-from .config import DEMOGRAPHICS_SELECTIONS, ConfigError, _coerce
+from .config import DEMOGRAPHICS_SELECTIONS, ConfigError, FitSection, _coerce
 
 __all__ = [
     "FIELD_CATALOGUES",
@@ -115,7 +117,7 @@ def parse_fields(values, fit_values: Mapping, *, default_selection: str, base=No
     """The ``[[fields]]`` array of tables as :class:`FieldEntry` objects (checked one by one and
     for repeated names); ``fit_values`` is the raw ``[fit]`` table."""
     if values is None or values == []:
-        given = sorted({"pooling", "compare_pooling"} & set(fit_values))
+        given = sorted(set(FitSection.FIELDS_KEYS) & set(fit_values))
         if given:
             raise ConfigError(
                 f"[fit] {', '.join(given)} is only read with [[fields]] (several fields in one "

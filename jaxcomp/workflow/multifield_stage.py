@@ -107,7 +107,9 @@ def run_fit_fields(ctx) -> dict:
 
     section = ctx.config.fit
     population = field_model(ctx.config)
-    model = MultiFieldModel(population, pooling=section.pooling)
+    model = MultiFieldModel(
+        population, pooling=section.pooling, parametrisation=section.parametrisation
+    )
     names, catalogues, grids, notes, n_clusters, cuts = [], [], [], [], {}, {}
     for entry in ctx.config.fields:
         table, _, cuts[entry.name] = read_field_catalogue(
@@ -139,6 +141,7 @@ def run_fit_fields(ctx) -> dict:
         "clusters": n_clusters,
         "catalogue_cuts": cuts,
         "pooling": section.pooling,
+        "parametrisation": section.parametrisation,
         "diagnostics": written["diagnostics"],
         "population_median": {
             name: float(np.median(main.draws(name))) for name in model.population_parameters
