@@ -251,6 +251,19 @@ def write_record(out: Path, command: str, record: dict) -> None:
     atomic_write_text(out / RECORDS[command], json.dumps(jsonable(record), indent=1) + "\n")
 
 
+def sampler_record(args) -> dict:
+    """The NUTS options of ``jaxcomp fit`` (one or several fields), as ``fit.json`` records them."""
+    return {
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "samples": args.samples,
+        "seed": args.seed,
+        "chain_method": args.chain_method,
+        "target_accept": args.target_accept,
+        "max_tree_depth": args.max_tree_depth,
+    }
+
+
 def say_unless_quiet(args):
     def say(message: str) -> None:
         if not args.quiet:

@@ -18,6 +18,7 @@ from ._demographics import (
     load_catalogue,
     load_selection,
     prepare_output,
+    sampler_record,
     say_unless_quiet,
     selection_grid,
     write_record,
@@ -190,16 +191,7 @@ def _cmd_fit(args) -> int:
     selection, selection_info = load_selection(args, "fit")
     catalogue, catalogue_info = load_catalogue(args, say=say)
     catalogue, restricted = _restrict(catalogue, model, args.av_out_of_range, say)
-    sampler = {
-        "chains": args.chains,
-        "warmup": args.warmup,
-        "samples": args.samples,
-        "seed": args.seed,
-        "chain_method": args.chain_method,
-        "target_accept": args.target_accept,
-        "max_tree_depth": args.max_tree_depth,
-        "stride": list(args.stride) if args.stride else None,
-    }
+    sampler = {**sampler_record(args), "stride": list(args.stride) if args.stride else None}
     options = {
         "mass": args.mass,
         "age": args.age,

@@ -32,6 +32,7 @@ from ._demographics import (
     grid_shape,
     load_selection,
     prepare_output,
+    sampler_record,
     say_unless_quiet,
     selection_grid,
     write_record,
@@ -195,15 +196,7 @@ def run_fit_fields(args, population) -> int:
             }
         )
     computed = any(f["grid"] is None for f in fields)
-    sampler = {
-        "chains": args.chains,
-        "warmup": args.warmup,
-        "samples": args.samples,
-        "seed": args.seed,
-        "chain_method": args.chain_method,
-        "target_accept": args.target_accept,
-        "max_tree_depth": args.max_tree_depth,
-    }
+    sampler = sampler_record(args)
     configuration = jsonable(
         {
             "command": "fit",
