@@ -351,10 +351,10 @@ def main(argv=None) -> dict:
     from jaxcomp.cli.correct import _bins, _correct_options, _describe, _distributions
     from jaxcomp.demographics import (
         AV_RANGE,
-        SelectionGrid,
         correct_catalogue,
         estimate_av_distribution,
         mean_member_grid,
+        member_grid,
     )
     from jaxcomp.demographics.selection_uncertainty import n_members
     from jaxcomp.provenance import package_versions
@@ -387,10 +387,7 @@ def main(argv=None) -> dict:
         )
 
     av_estimate = estimate(mean_member_grid(grid))
-    member_av_counts = [
-        estimate(SelectionGrid(grid.log_mass, grid.log_age, grid.av, grid.p_obs[m])).counts.tolist()
-        for m in range(count)
-    ]
+    member_av_counts = [estimate(member_grid(grid, m)).counts.tolist() for m in range(count)]
     result = correct_catalogue(
         catalogue,
         grid,

@@ -67,6 +67,7 @@ __all__ = [
     "ensemble_members",
     "fit_members",
     "mean_member_grid",
+    "member_grid",
     "member_in_axes",
     "member_likelihood_grid",
     "member_log_likelihoods",
@@ -196,15 +197,16 @@ def stack_member_grids(grids: Sequence[SelectionGrid]) -> SelectionGrid:
     )
 
 
-def _member(grid, m: int):
-    """Member ``m`` of a member grid as an ordinary grid."""
+def member_grid(grid, m: int):
+    """Member ``m`` of a member grid (:func:`member_selection_grid`) as an ordinary grid,
+    ``SelectionGrid`` or ``LikelihoodGrid`` like ``grid``."""
     if isinstance(grid, LikelihoodGrid):
         return LikelihoodGrid(
             grid.log_mass,
             grid.log_age,
             grid.av_edges,
             grid.p_obs_binned[m],
-            _member(grid.selection, m),
+            member_grid(grid.selection, m),
         )
     return SelectionGrid(grid.log_mass, grid.log_age, grid.av, grid.p_obs[m])
 
@@ -230,7 +232,9 @@ def member_likelihood_grid(grid: SelectionGrid, av_edges, **build_kwargs) -> Lik
     count = n_members(grid)
     if count is None:
         raise InputError("member_likelihood_grid needs a member grid (member_selection_grid)")
-    built = [LikelihoodGrid.build(_member(grid, m), av_edges, **build_kwargs) for m in range(count)]
+    built = [
+        LikelihoodGrid.build(member_grid(grid, m), av_edges, **build_kwargs) for m in range(count)
+    ]
     first = built[0]
     selection = SelectionGrid(
         first.selection.log_mass,
@@ -564,13 +568,13 @@ def fit_members(
         raise InputError("fit_members needs a member grid (member_selection_grid)")
     if fitter is None:
         fitter = PopulationFitter(
-            model or PopulationModel(), _member(selection_grid, 0), **fitter_kwargs
+            model or PopulationModel(), member_grid(selection_grid, 0), **fitter_kwargs
         )
     elif fitter.selection_uncertainty != "none":
         raise InputError("fit_members needs a fitter with selection_uncertainty='none'")
     fits = []
     for m in range(count):
-        fitter.use_selection_grid(_member(selection_grid, m))
+        fitter.use_selection_grid(member_grid(selection_grid, m))
         with warnings.catch_warnings():
             warnings.simplefilter(
                 "ignore", RuntimeWarning
