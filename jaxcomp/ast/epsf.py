@@ -33,8 +33,12 @@ the table). The steps, per band:
    ``max_stars`` are kept).
 5. *Build*: cutouts of ``cutout_px`` px, background-subtracted, go to
    :class:`~photutils.psf.EPSFBuilder` (``oversampling``, ``iterations``), which
-   gives the core; beyond the radius where the stack becomes noise the wings are the
-   stars' inverse-variance weighted azimuthal profile (``wing_weighting``, see
+   gives a first ePSF. Each star's fitted model is subtracted from its box, the
+   neighbours' light left over is masked (``neighbour_mask_sigma``,
+   :mod:`jaxcomp.ast.epsf_neighbours`), the local background refitted without it, and
+   the builder run again on the masked stars; this gives the core. Beyond the radius
+   where the stack becomes noise the wings are the stars' inverse-variance weighted
+   azimuthal profile (``wing_weighting``, see
    :mod:`jaxcomp.ast.epsf_wings`), out to the ePSF's corners; the result is
    normalised and returned as a :class:`jaxcomp.ast.profiles.PSFModel`.
 
@@ -52,6 +56,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
+from .epsf_neighbours import neighbour_mask
 from .epsf_wings import clean_wings, plane_background, weighted_wing_profile
 from .profiles import PSFModel
 
@@ -154,6 +159,17 @@ class EPSFStarSelection:
         as the bright ones (on the mock, 3 seeds x 5 bands: encircled-energy errors up to
         13.5% unweighted, 3.8% weighted). ``"none"``: the azimuthal mean of the builder's
         stack.
+    neighbour_mask_sigma : float
+        Once a first ePSF exists, each star's fitted model is subtracted from its box (the
+        cutout and the ring its background is fitted to) and every connected region of the
+        remainder brighter than this many times the noise (after smoothing with a 2 px FWHM
+        Gaussian; at least 5 pixels) is a neighbour's light: masked, the background refitted
+        without it, and the ePSF rebuilt (:mod:`jaxcomp.ast.epsf_neighbours`). Default 3;
+        ``inf`` switches it off. On the mock NGC 628C crop the neighbours alone biased the
+        F555W encircled energy at 1-4 px by -3%.
+    neighbour_dilate_px : int
+        The neighbours' masks grow by this many pixels (their light below the threshold);
+        default 2.
     """
 
     mag_range: tuple[float, float] = (15.0, 26.0)
@@ -174,6 +190,8 @@ class EPSFStarSelection:
     smoothing_kernel: str | None = None
     wing_snr: float = 5.0
     wing_weighting: Literal["inverse_variance", "none"] = "inverse_variance"
+    neighbour_mask_sigma: float = 3.0
+    neighbour_dilate_px: int = 2
 
     def __post_init__(self):
         def pair(name):
@@ -190,7 +208,13 @@ class EPSFStarSelection:
 
         for name in ("mag_range", "ci_range", "roundness_range"):
             pair(name)
-        for name in ("min_snr", "ci_clip_mag", "detection_threshold_sigma", "wing_snr"):
+        for name in (
+            "min_snr",
+            "ci_clip_mag",
+            "detection_threshold_sigma",
+            "wing_snr",
+            "neighbour_mask_sigma",
+        ):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(
                     f"EPSFStarSelection.{name} must be >= 0, got {getattr(self, name)!r}"
@@ -428,6 +452,7 @@ def build_epsf(
     ring = (np.abs(xx) > h) | (np.abs(yy) > h)  # outside the cutout, whose corners hold PSF light
     edge = ~inside
     local_rms = np.full(n, np.nan)
+    n_masked = np.zeros(n, np.int64)
     for k in np.nonzero(inside)[0]:
         sl = (slice(iy[k] - H, iy[k] + H + 1), slice(ix[k] - H, ix[k] + H + 1))
         if bad[sl].any():
@@ -485,6 +510,7 @@ def build_epsf(
                 "roundness2": r2,
                 "peak": peak,
                 "nearest_px": nearest,
+                "n_masked_px": n_masked,
                 "used": reason == "used",
                 "reason": np.asarray(reason, dtype=str) if n else np.zeros(0, dtype="U10"),
             },
@@ -518,51 +544,82 @@ def build_epsf(
     if use.size < sel.min_stars:
         fail(f"only {use.size} usable star(s), at least {sel.min_stars} needed")
 
-    stars = EPSFStars(
-        [
-            EPSFStar(
-                cutouts[k][0],
-                cutout_center=(xs[k] - cutouts[k][1], ys[k] - cutouts[k][2]),
-                origin=(cutouts[k][1], cutouts[k][2]),
-                id_label=int(k),
-            )
-            for k in use
-        ]
-    )
     builder = EPSFBuilder(
         oversampling=sel.oversampling,
         maxiters=sel.iterations,
         progress_bar=False,
         smoothing_kernel=sel.smoothing_kernel,
     )
-    import warnings
+    masks: dict[int, np.ndarray] = {}
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        built = builder(stars)
-    epsf = built.epsf
-    use_before = use.copy()
-    excluded = [int(use[i]) for i in getattr(built, "excluded_star_indices", [])]
-    reason[np.asarray(excluded, int)] = "builder"
+    def build(stars_k: np.ndarray):
+        """EPSFBuilder on the stars ``stars_k``: (result, the stars it kept, their fits)."""
+        import warnings
+
+        stars = EPSFStars(
+            [
+                EPSFStar(
+                    np.where(masks[k], 0.0, cutouts[k][0]) if k in masks else cutouts[k][0],
+                    weights=(~masks[k]).astype(float) if k in masks else None,
+                    cutout_center=(xs[k] - cutouts[k][1], ys[k] - cutouts[k][2]),
+                    origin=(cutouts[k][1], cutouts[k][2]),
+                    id_label=int(k),
+                )
+                for k in stars_k
+            ]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = builder(stars)
+        dropped = {int(i) for i in getattr(result, "excluded_star_indices", [])}
+        reason[np.asarray([int(stars_k[i]) for i in dropped], int)] = "builder"
+        kept = [i for i in range(stars_k.size) if i not in dropped]
+        return result, stars_k[kept], [result.fitted_stars.all_stars[i] for i in kept]
+
+    built, kept_k, fitted = build(use)
+    if math.isfinite(sel.neighbour_mask_sigma) and kept_k.size >= sel.min_stars:
+        # the neighbours' light, found around the first ePSF's model of each star, is
+        # masked and each star's background refitted without it; then the ePSF is rebuilt
+        yb, xb = np.mgrid[-H : H + 1, -H : H + 1] + H
+        for k, st in zip(kept_k, fitted):
+            big = data[iy[k] - H : iy[k] + H + 1, ix[k] - H : ix[k] + H + 1]
+            cx, cy = (float(v) + (H - h) for v in st.cutout_center)
+            model = built.epsf.evaluate(xb, yb, float(st.flux), cx, cy)
+            plane, _ = plane_background(big, ring)
+            near = neighbour_mask(
+                big - plane - model,
+                float(local_rms[k]),
+                (cx, cy),
+                threshold_sigma=sel.neighbour_mask_sigma,
+                protect_radius_px=0.5 * sel.isolation_radius_px,
+                dilate_px=sel.neighbour_dilate_px,
+            )
+            plane, local_rms[k] = plane_background(np.where(near, np.nan, big), ring)
+            inner = (slice(H - h, H + h + 1), slice(H - h, H + h + 1))
+            cutouts[k] = ((big - plane)[inner], cutouts[k][1], cutouts[k][2])
+            masks[k] = near[inner]
+            n_masked[k] = int(near[inner].sum())
+        built, kept_k, fitted = build(kept_k)
     use = np.nonzero(reason == "used")[0]
     if use.size < sel.min_stars:
         fail(
-            f"the ePSF builder rejected {len(excluded)} star(s), leaving {use.size} (< "
-            f"{sel.min_stars})"
+            f"the ePSF builder rejected {int(np.sum(reason == 'builder'))} star(s), leaving "
+            f"{use.size} (< {sel.min_stars})"
         )
+    epsf = built.epsf
     img = np.asarray(epsf.data, dtype=np.float64)
     if not (np.all(np.isfinite(img)) and img.sum() > 0):
         fail("the ePSF builder returned an empty or non-finite image")
     profile = None
     if sel.wing_weighting == "inverse_variance":
-        dropped = {int(i) for i in getattr(built, "excluded_star_indices", [])}
-        kept = [i for i in range(use_before.size) if i not in dropped]
-        fitted = [built.fitted_stars.all_stars[i] for i in kept]
         profile = weighted_wing_profile(
-            [cutouts[int(use_before[i])][0] for i in kept],
+            [
+                np.where(masks[k], np.nan, cutouts[k][0]) if k in masks else cutouts[k][0]
+                for k in kept_k
+            ],
             [tuple(st.cutout_center) for st in fitted],
             np.array([float(st.flux) for st in fitted]),
-            np.array([local_rms[int(use_before[i])] for i in kept]),
+            np.array([local_rms[k] for k in kept_k]),
             sel.oversampling,
             int(math.ceil(math.hypot(*img.shape) / 2.0)) + 2,
         )

@@ -58,7 +58,8 @@ def weighted_wing_profile(
     Parameters
     ----------
     stamps : list of 2D arrays
-        Background-subtracted star cutouts [counts/s per pixel].
+        Background-subtracted star cutouts [counts/s per pixel]; NaN pixels (masked
+        neighbours) are left out.
     centres : list of (x, y)
         Each star's centre in its cutout [px, pixel centres at integers].
     fluxes : array (N,)
@@ -90,7 +91,7 @@ def weighted_wing_profile(
             continue
         yy, xx = np.mgrid[0 : stamp.shape[0], 0 : stamp.shape[1]]
         k = np.rint(np.hypot(xx - x, yy - y) * oversampling).astype(np.int64).ravel()
-        inside = k < n_bins
+        inside = (k < n_bins) & np.isfinite(stamp.ravel())  # NaN: masked (a neighbour's light)
         ks.append(k[inside])
         vs.append(stamp.ravel()[inside] / f)
         ws.append(np.full(int(inside.sum()), (f / s) ** 2))
