@@ -50,3 +50,24 @@ def test_the_threshold_and_the_margin_are_the_options():
     # noise is not found
     faint = _gauss((47, 47), 36.0, 30.0, 2.0, 400.0) + rng.normal(0.0, 20.0, (47, 47))
     assert not _mask(faint, rms=20.0)[27:34, 33:40].any()
+
+
+def test_concentration_excess_tells_a_compact_cluster_from_a_star():
+    """A star drawn from its own model scatters about 0 in units of sigma_CI (the noise model
+    is right); a source 25% broader than the PSF stands out by many sigma."""
+    from jaxcomp.ast.epsf_neighbours import concentration_excess
+
+    rng = np.random.default_rng(4)
+    shape, centre, rms = (47, 47), (23.3, 22.8), 2.0
+    model = _gauss(shape, *centre, 1.0, 5000.0)
+    stars = [
+        concentration_excess(model + rng.normal(0.0, rms, shape), model, centre, rms, None)
+        for _ in range(300)
+    ]
+    assert abs(np.mean(stars)) < 0.2 and 0.85 < np.std(stars) < 1.15, (
+        np.mean(stars),
+        np.std(stars),
+    )
+    broad = _gauss(shape, *centre, 1.25, 5000.0) + rng.normal(0.0, rms, shape)
+    assert concentration_excess(broad, model, centre, rms, None) > 5.0
+    assert np.isnan(concentration_excess(-model, model, centre, rms, None))
