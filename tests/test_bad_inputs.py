@@ -17,7 +17,8 @@ from astropy.table import Table
 
 from jaxcomp import SelectionFunction
 from jaxcomp._io import read_table, write_table
-from jaxcomp.ast.campaign import CampaignError, validate_library
+from jaxcomp.ast.campaign_config import CampaignError
+from jaxcomp.ast.campaign_plan import validate_library
 from jaxcomp.cli import main
 from jaxcomp.demographics import validate_catalogue
 from jaxcomp.errors import InputError, JaxcompError
@@ -513,7 +514,7 @@ def test_bugs_keep_their_tracebacks(monkeypatch, artefact, tmp_path):
 
 
 def test_error_classes_keep_their_builtin_bases():
-    from jaxcomp.ast.campaign import CampaignError as C
+    from jaxcomp.ast.campaign_config import CampaignError as C
     from jaxcomp.selection import InputDomainError
     from jaxcomp.selection._safe_pickle import UnsafePickleError
 

@@ -23,21 +23,20 @@
   (:func:`make_mock_field`, :func:`mock_truth`), noise calibrated against the
   Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`).
 * :mod:`jaxcomp.ast.campaign` - resumable, deterministic AST campaigns on a process
-  pool or a Dask cluster (:class:`CampaignConfig`, :func:`run_campaign`), p_true and
-  recovery plots.
+  pool or a Dask cluster (:func:`run_campaign`), configured by
+  :mod:`jaxcomp.ast.campaign_config` (:class:`CampaignConfig`), planned by
+  :mod:`jaxcomp.ast.campaign_plan`, run by :mod:`jaxcomp.ast.campaign_executors`, stored by
+  :mod:`jaxcomp.ast.campaign_store`; p_true and recovery plots in
+  :mod:`jaxcomp.ast.campaign_recovery`.
 
 Everything here is numpy/scipy/astropy/photutils; nothing imports JAX.
 photutils (>= 3.0) and scikit-image (for deblending) are needed by the pipeline.
 """
 
-from .campaign import (
-    CampaignConfig,
-    CampaignError,
-    p_true,
-    plot_recovery,
-    read_campaign,
-    run_campaign,
-)
+from .campaign import run_campaign
+from .campaign_config import CampaignConfig, CampaignError
+from .campaign_recovery import p_true, plot_recovery
+from .campaign_store import read_campaign
 from .cuts import STAGES, apply_cuts
 from .detection import detect
 from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
