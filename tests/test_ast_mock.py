@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from jaxcomp.ast import mock
-from jaxcomp.ast.field import BANDS, read_field_fits, write_field_fits
+from jaxcomp.ast.field import BANDS
+from jaxcomp.ast.field_fits import read_field_fits, write_field_fits
 from jaxcomp.ast.mock import (
     MOCK_SHAPE,
     compare_with_truth,

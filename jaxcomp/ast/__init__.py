@@ -1,7 +1,7 @@
 """Artificial cluster tests: fields, cluster profiles, the LEGUS catalogue pipeline, injection.
 
-* :mod:`jaxcomp.ast.field` - :class:`Field` (five images + calibration + PSFs + WCS),
-  FITS I/O.
+* :mod:`jaxcomp.ast.field` - :class:`Field` (five images + calibration + PSFs + WCS);
+  :mod:`jaxcomp.ast.field_fits` - its FITS I/O.
 * :mod:`jaxcomp.ast.profiles` - EFF (gamma = 3) profiles, PSF-convolved and
   pixel-integrated with exact flux.
 * :mod:`jaxcomp.ast.settings` - the LEGUS settings and cut values (their one home):
@@ -48,9 +48,8 @@ from .field import (
     NGC628C_ZEROPOINTS,
     PIXEL_SCALE_ARCSEC,
     Field,
-    read_field_fits,
-    write_field_fits,
 )
+from .field_fits import read_field_fits, write_field_fits
 from .hst_psf import InstrumentPSF, hst_epsf
 from .inject import (
     FieldBaseline,
