@@ -21,7 +21,10 @@
 * :mod:`jaxcomp.ast.mock` - the embedded default field: a seeded mock of NGC 628C (or of the
   east pointing NGC 628E, :mod:`jaxcomp.ast.pointing`)
   (:func:`make_mock_field`, :func:`mock_truth`), noise calibrated against the
-  Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`).
+  Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`); made by
+  :mod:`jaxcomp.ast.mock_frame`, :mod:`~jaxcomp.ast.mock_real_sources`,
+  :mod:`~jaxcomp.ast.mock_diffuse`, :mod:`~jaxcomp.ast.mock_stars` and
+  :mod:`~jaxcomp.ast.mock_render`.
 * :mod:`jaxcomp.ast.campaign` - resumable, deterministic AST campaigns on a process
   pool or a Dask cluster (:class:`CampaignConfig`, :func:`run_campaign`), p_true and
   recovery plots.
