@@ -488,7 +488,7 @@ def test_write_faults_are_one_line_and_leave_nothing(tmp_path, capsys, monkeypat
     one_line_error(capsys, words)
     # jaxcomp field mock
     monkeypatch.setattr("jaxcomp.ast.mock.make_mock_field", lambda *a, **k: object())
-    monkeypatch.setattr("jaxcomp.ast.field.write_field_fits", refuse)
+    monkeypatch.setattr("jaxcomp.ast.field_fits.write_field_fits", refuse)
     assert run("field", "mock", "--out", tmp_path / "field") == 2
     one_line_error(capsys, words)
     # jaxcomp run: the first write into the run directory fails
