@@ -17,12 +17,12 @@ from jaxcomp.library import (
     generate_library,
 )
 from jaxcomp.library import nebular as neb
-from jaxcomp.library.build import (
-    AtmosphereGrid,
+from jaxcomp.library.band_projection import (
     ionising_photon_grid,
     load_filter,
     spectrum_magnitudes,
 )
+from jaxcomp.library.stellar_inputs import AtmosphereGrid
 
 BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
 #: Starburst99 (Leitherer et al. 1999; v7 web code, Geneva 2012 Z = 0.014 non-rotating tracks,
