@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .config import NetworkKind
+from .config_sections import NetworkKind
 from .multifield_stage import run_fit_fields
 from .population_stage import population_model, population_truth
 from .selection_stages import _load_network, _network_path

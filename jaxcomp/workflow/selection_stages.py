@@ -10,7 +10,7 @@ import numpy as np
 
 from ..provenance import json_default
 from ..survey import BANDS
-from .config import NetworkKind
+from .config_sections import NetworkKind
 from .library_stage import _library_provenance
 from .stage_context import StageContext, _figure
 
