@@ -265,7 +265,7 @@ def test_workflow_library_section_checks_nebular_options(key, value):
 def test_trained_network_provenance_records_the_library_nebular_settings():
     """The workflow's train stage writes these settings into the artefact header's provenance."""
     from jaxcomp.workflow.config import LibrarySection, RunConfig
-    from jaxcomp.workflow.stages import _library_provenance
+    from jaxcomp.workflow.library_stage import _library_provenance
 
     record = _library_provenance(RunConfig())
     assert record["nebular"] is True and record["nebular_covering_fraction"] == 0.5
