@@ -254,7 +254,7 @@ def run_pipeline_local(
             for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
                 view = img[oy : oy + y1 - y0, ox : ox + x1 - x0]
                 view[...] = field.images[band][y0:y1, x0:x1]
-                add_stamps(view, [_shift(st, y0, x0) for st in stamps[band]])
+                add_stamps(view, stamps[band], origin=(y0, x0))
             images[band] = img
     with timer("white_light"):
         # window by window: the white light is computed pixel by pixel and is 0 outside
@@ -456,12 +456,6 @@ def relevant_segments(
         if np.array_equal(grown, keep):
             return keep
         keep = grown
-
-
-def _shift(st, y0: int, x0: int):
-    from dataclasses import replace
-
-    return replace(st, iy=st.iy - y0, ix=st.ix - x0)
 
 
 def _cut_segments(
