@@ -108,3 +108,14 @@ def test_deblend_segments_bad_inputs(frame):
         deblend_segments(data[1:], segm, segm.labels, **params)
     with pytest.raises(ValueError):
         deblend_segments(data, segm, [segm.max_label + 5], **params)  # not a label
+
+
+def test_multi_peak_labels_within_some_segments(frame):
+    data, segm, _ = frame
+    every = multi_peak_labels(data, segm.data)
+    assert every.size > 4
+    some = segm.labels[::3]
+    within = np.isin(segm.data, some)
+    np.testing.assert_array_equal(
+        multi_peak_labels(data, segm.data, within), np.intersect1d(every, some)
+    )

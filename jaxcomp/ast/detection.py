@@ -56,7 +56,9 @@ def _constant_value(a):
     return None
 
 
-def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
+def multi_peak_labels(
+    data: np.ndarray, segm_data: np.ndarray, within: np.ndarray | None = None
+) -> np.ndarray:
     """Labels of segments with more than one local maximum (the only ones deblending can split).
 
     A pixel is a local-maximum candidate if no 8-neighbour in its segment is brighter.
@@ -65,9 +67,11 @@ def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
     every multi-threshold level and photutils' ``deblend_sources`` leaves it unchanged.
     Passing only the other labels to ``deblend_sources`` therefore gives an identical
     segmentation, much faster (plateaus count as several candidates: conservative).
+    ``within`` (bool, the shape of ``segm_data``), if given, marks the pixels of the
+    segments to examine (whole segments; the others are not listed).
     """
     ny, nx = segm_data.shape
-    idx = np.flatnonzero(segm_data)
+    idx = np.flatnonzero(segm_data if within is None else within)
     if idx.size == 0:
         return np.zeros(0, np.int64)
     lab = segm_data.ravel()[idx]
@@ -192,13 +196,15 @@ def detect(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         segm = detect_sources(data, threshold, mask=mask, **p["detect_sources"])
-        wanted = None
+        wanted = in_wanted = None
         if segm is not None and keep is not None:
             wanted = np.intersect1d(np.asarray(keep(segm), np.int64), segm.labels)
-            parents = segm.data
+            in_wanted = np.isin(segm.data, wanted)  # their pixels (deblending keeps them)
         if segm is not None and cfg.deblend:
             if cfg.deblend_prefilter:
-                candidates = np.intersect1d(multi_peak_labels(data, segm.data), segm.labels)
+                candidates = np.intersect1d(
+                    multi_peak_labels(data, segm.data, in_wanted), segm.labels
+                )
             else:
                 candidates = segm.labels
             if wanted is not None:
@@ -221,8 +227,7 @@ def detect(
     listed = None
     if segm is not None and wanted is not None:
         # the (possibly deblended) labels whose pixels belong to a wanted segment
-        in_wanted = np.isin(parents, wanted)
-        listed = np.zeros(int(segm.data.max()) + 1, bool)
+        listed = np.zeros(int(segm.max_label) + 1, bool)
         listed[segm.data[in_wanted]] = True
         listed[0] = False
     empty = segm is None or segm.n_labels == 0
@@ -237,9 +242,10 @@ def detect(
             table[name] = np.zeros(0, dtype)
         return table, (None if empty else segm)
     labels = segm.labels if listed is None else np.nonzero(listed)[0].astype(segm.labels.dtype)
-    # barycentres over the segment pixels (float64 bincounts over the labelled pixels only)
+    # barycentres over the segment pixels (float64 bincounts over the labelled pixels only;
+    # with ``keep``, over the listed labels' pixels: the same pixels in the same order)
     lab_img = segm.data
-    idx = np.flatnonzero(lab_img)
+    idx = np.flatnonzero(lab_img if in_wanted is None else in_wanted)
     lab = lab_img.ravel()[idx]
     w = data.ravel()[idx].astype(np.float64)
     nx = data.shape[1]
