@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxcomp.ast.background import estimate_background
-from jaxcomp.ast.deblend_photutils import deblend_segments, matches_photutils
+from jaxcomp.ast.deblend_photutils import deblend_segments, detect_segments, matches_photutils
 from jaxcomp.ast.detection import multi_peak_labels
 from jaxcomp.ast.settings import SExtractorConfig
 from jaxcomp.ast.white_light import white_light
@@ -119,3 +119,53 @@ def test_multi_peak_labels_within_some_segments(frame):
     np.testing.assert_array_equal(
         multi_peak_labels(data, segm.data, within), np.intersect1d(every, some)
     )
+
+
+def _same_segmentation(got, want):
+    assert (got is None) == (want is None)
+    if want is None:
+        return
+    assert got.data.dtype == want.data.dtype
+    np.testing.assert_array_equal(got.data, want.data)
+    assert got.labels.dtype == want.labels.dtype
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert got.slices == want.slices
+    assert got.parent_to_deblended_labels == want.parent_to_deblended_labels == {}
+
+
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_detect_segments_equals_photutils(frame, connectivity):
+    from photutils.segmentation import detect_sources
+
+    data, segm, _ = frame
+    fp = np.ones(data.shape, bool)
+    fp[:, :60] = False  # a coverage gap cutting segments
+    fp[150:170, :] = False
+    rms = float(np.std(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # photutils: NoDetectionsWarning
+        for thresh, n_pixels in ((3 * rms, 10), (0.5 * rms, 5), (3 * rms, 1), (1e9, 10)):
+            for inside in (None, fp):
+                want = detect_sources(
+                    data,
+                    np.float32(thresh),
+                    n_pixels,
+                    connectivity=connectivity,
+                    mask=None if inside is None else ~inside,
+                )
+                got = detect_segments(
+                    data, np.float32(thresh), n_pixels, footprint=inside, connectivity=connectivity
+                )
+                _same_segmentation(got, want)
+        # a threshold map, and a threshold that keeps only tiny (removed) components
+        thr_map = np.where(np.arange(data.shape[1]) < 150, 2 * rms, 4 * rms).astype(np.float32)
+        _same_segmentation(
+            detect_segments(data, thr_map[None, :], 10, connectivity=connectivity),
+            detect_sources(data, thr_map[None, :], 10, connectivity=connectivity),
+        )
+        top = np.float32(np.sort(data.ravel())[-3])  # 2 pixels above: all segments too small
+        assert detect_segments(data, top, 10, connectivity=connectivity) is None
+    with pytest.raises(ValueError, match="n_pixels"):
+        detect_segments(data, 1.0, 0)
+    with pytest.raises(ValueError, match="footprint"):
+        detect_segments(data, 1.0, 10, footprint=np.zeros(data.shape, bool))

@@ -1,4 +1,9 @@
-"""photutils' ``deblend_sources`` (3.0; serial, ``relabel=False``) with a leaner multi-threshold.
+"""photutils' (3.0) ``detect_sources`` and ``deblend_sources``, same output, less work.
+
+:func:`detect_segments` is ``detect_sources`` with the bounding boxes, sizes and
+renumbering taken from the pixels above the threshold instead of whole-image passes.
+:func:`deblend_segments` is ``deblend_sources`` (serial, ``relabel=False``) with a leaner
+multi-threshold.
 
 photutils deblends a segment by thresholding its cutout at ``n_levels`` levels between
 its minimum and maximum, merging the components found level by level into markers,
@@ -12,8 +17,8 @@ comparison, one ``scipy.ndimage.label`` and one ``bincount``, and once fewer tha
 increase, so none of them can hold two such components). Everything else (the
 thresholds, marker merging, watershed, contrast criterion, label numbering, the
 parent-to-children map, the warnings and their ``info``) follows photutils step by step,
-so the segmentation is identical; ``tests/test_ast_detection.py`` compares the two on
-mock frames.
+so the segmentation is identical; ``tests/test_ast_deblend_photutils.py`` compares both
+functions with photutils.
 
 The sum of a segment's pixels that the contrast criterion divides by is photutils'
 ``nansum``, which is numpy's unless bottleneck is installed and the data are float64;
@@ -28,7 +33,7 @@ import warnings
 import numpy as np
 from scipy.ndimage import label as _ndi_label
 
-__all__ = ["deblend_segments", "matches_photutils"]
+__all__ = ["deblend_segments", "detect_segments", "matches_photutils"]
 
 _FOOTPRINTS = {
     8: np.ones((3, 3), dtype=int),
@@ -43,6 +48,73 @@ def matches_photutils(data: np.ndarray) -> bool:
     numpy otherwise; :func:`deblend_segments` always uses numpy.
     """
     return np.asarray(data).dtype != np.float64 or importlib.util.find_spec("bottleneck") is None
+
+
+def detect_segments(
+    data: np.ndarray,
+    threshold,
+    n_pixels: int,
+    *,
+    footprint: np.ndarray | None = None,
+    connectivity: int = 8,
+):
+    """photutils' ``detect_sources(data, threshold, n_pixels, connectivity=..., mask=~footprint)``.
+
+    The same SegmentationImage (array, dtype, ``labels``, ``slices``), or None if no
+    segment has ``n_pixels`` pixels above ``threshold`` (no warning). photutils scans the
+    whole image to find every component's bounding box and relabels it whole; on an
+    image mostly below the threshold (a local re-processing mosaic) the boxes, sizes and
+    new labels come faster from the pixels above it.
+    """
+    from photutils.segmentation import SegmentationImage
+
+    if int(n_pixels) != n_pixels or n_pixels <= 0:
+        raise ValueError(f"n_pixels must be a positive integer, got {n_pixels!r}")
+    if footprint is not None:
+        if footprint.shape != data.shape:
+            raise ValueError(
+                f"footprint has shape {footprint.shape}, data {data.shape}; they must agree"
+            )
+        if not footprint.any():
+            raise ValueError("the footprint has no pixel: there is nothing to detect sources in")
+    with np.errstate(invalid="ignore"):
+        img = data > threshold
+    if footprint is not None:
+        img &= footprint
+    idx = np.flatnonzero(img)
+    if idx.size == 0:
+        return None
+    lab, n = _ndi_label(img, structure=_FOOTPRINTS[connectivity])
+    raw = lab.ravel()[idx]
+    kept = np.flatnonzero(np.bincount(raw, minlength=n + 1)[1:] >= n_pixels) + 1
+    if kept.size == 0:
+        return None
+    # bounding boxes (scipy.ndimage.find_objects') from the pixels above the threshold
+    nx = lab.shape[1]
+    rows = idx // nx
+    cols = idx - rows * nx
+    box = np.empty((4, n + 1), np.int64)
+    box[0], box[1], box[2], box[3] = lab.shape[0], -1, nx, -1
+    np.minimum.at(box[0], raw, rows)
+    np.maximum.at(box[1], raw, rows)
+    np.minimum.at(box[2], raw, cols)
+    np.maximum.at(box[3], raw, cols)
+    slices = [(slice(y0, y1 + 1), slice(x0, x1 + 1)) for y0, y1, x0, x1 in box[:, kept].T.tolist()]
+    if kept.size == n:
+        out = lab
+        labels = np.arange(n, dtype=lab.dtype) + 1
+    else:  # renumber the kept segments 1, 2, ... (the others become 0)
+        label_map = np.zeros(n + 1, dtype=lab.dtype)
+        label_map[kept] = np.arange(kept.size, dtype=lab.dtype) + 1
+        out = np.zeros(lab.shape, lab.dtype)
+        out.ravel()[idx] = label_map[raw]
+        labels = np.arange(kept.size, dtype=lab.dtype) + 1
+    segm = object.__new__(SegmentationImage)  # as photutils builds its result
+    segm._data = out
+    segm.__dict__["labels"] = labels
+    segm.__dict__["slices"] = slices
+    segm.__dict__["_deblend_label_map"] = {}
+    return segm
 
 
 def _labels(a: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from astropy.table import Table
 
 from .background import estimate_background
-from .deblend_photutils import deblend_segments, matches_photutils
+from .deblend_photutils import deblend_segments, detect_segments, matches_photutils
 from .settings import SExtractorConfig
 from .sextractor.clean import _apply_clean
 from .sextractor.deblend import sextractor_deblend
@@ -132,7 +132,11 @@ def _deblend_relabelled(data: np.ndarray, segm, labels: np.ndarray, params: dict
     if present.size and not (present[0] == 1 and present[-1] == present.size):
         relabel = np.zeros(int(present[-1]) + 1, dtype=out_data.dtype)
         relabel[present] = np.arange(present.size) + 1
-        out_data = relabel[out_data]
+        # relabel[out_data], visiting only the labelled pixels (relabel[0] = 0)
+        nz = np.flatnonzero(out_data)
+        relabelled = np.zeros(out_data.shape, out_data.dtype)
+        relabelled.ravel()[nz] = relabel[out_data.ravel()[nz]]
+        out_data = relabelled
         children = {k: relabel[v] for k, v in children.items()}
         present = np.arange(1, present.size + 1, dtype=out_data.dtype)
     out = object.__new__(SegmentationImage)  # as deblend_sources builds its result
@@ -169,10 +173,7 @@ def detect(
     (:func:`jaxcomp.ast.local.run_pipeline_local`). Not available with ``cfg.clean``.
     """
     _require_photutils()
-    from photutils.segmentation import (
-        SegmentationImage,
-        detect_sources,
-    )
+    from photutils.segmentation import SegmentationImage
 
     if keep is not None and cfg.clean:
         raise ValueError(
@@ -192,10 +193,11 @@ def detect(
         raise ValueError(
             "deblend_impl='sextractor' needs a constant detection RMS (thresh_rms='global')"
         )
-    mask = None if footprint is None or footprint.all() else ~footprint
+    inside = None if footprint is None or footprint.all() else footprint
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        segm = detect_sources(data, threshold, mask=mask, **p["detect_sources"])
+        # photutils' detect_sources(data, threshold, mask=~inside, ...), identical, faster
+        segm = detect_segments(data, threshold, footprint=inside, **p["detect_sources"])
         wanted = in_wanted = None
         if segm is not None and keep is not None:
             wanted = np.intersect1d(np.asarray(keep(segm), np.int64), segm.labels)
