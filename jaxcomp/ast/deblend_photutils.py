@@ -12,9 +12,11 @@ and growing the markers by watershed (dropping the faintest one while any has le
 ``_detect_sources``, which also finds every component's bounding box and counts its
 pixels in a Python loop, only for the deblender to discard the level unless it has at
 least two components of ``n_pixels`` pixels (most levels have one). Here a level is one
-comparison, one ``scipy.ndimage.label`` and one ``bincount``, and once fewer than
+comparison, one ``scipy.ndimage.label`` and one ``bincount``; once fewer than
 ``2 n_pixels`` pixels lie above a level no higher level is labelled (the thresholds
-increase, so none of them can hold two such components). Everything else (the
+increase, so none of them can hold two such components), nor is any level at or above
+the segment's second-highest local maximum (each component's brightest pixel is a local
+maximum, so such a level holds at most one component). Everything else (the
 thresholds, marker merging, watershed, contrast criterion, label numbering, the
 parent-to-children map, the warnings and their ``info``) follows photutils step by step,
 so the segmentation is identical; ``tests/test_ast_deblend_photutils.py`` compares both
@@ -186,13 +188,47 @@ def _marker_segment(lower, upper, footprint):
     return lower
 
 
-def _markers(data, inside, thresholds, n_pixels: int, footprint):
-    """photutils' ``make_markers``, skipping the levels above one with < 2 n_pixels pixels."""
+def _second_peak(data, inside, footprint) -> float:
+    """Second-highest value of the segment's local-maximum candidates (+inf if unsure).
+
+    A candidate is a segment pixel with no brighter neighbour (``footprint``
+    connectivity) in the segment. The brightest pixel of every component above a level
+    is one, so a level at or above this value holds at most one component (-inf: fewer
+    than two candidates). Segments with NaN pixels give +inf (no level is skipped).
+    """
+    values = data[inside]
+    if np.isnan(values).any():
+        return np.inf
+    ny, nx = data.shape
+    padded = np.full((ny + 2, nx + 2), -np.inf, dtype=data.dtype)
+    padded[1:-1, 1:-1] = np.where(inside, data, -np.inf)
+    candidate = inside.copy()
+    for dy, dx in zip(*np.nonzero(footprint)):
+        if dy == 1 and dx == 1:
+            continue
+        candidate &= ~(padded[dy : dy + ny, dx : dx + nx] > data)
+    peaks = data[candidate]
+    if peaks.size < 2:
+        return -np.inf
+    return peaks[np.argpartition(peaks, peaks.size - 2)[peaks.size - 2]]
+
+
+def _markers(data, inside, thresholds, n_pixels: int, footprint, second_peak=np.inf):
+    """photutils' ``make_markers``, skipping levels that cannot hold two components.
+
+    Those are the levels at or above ``second_peak`` (:func:`_second_peak`) and, the
+    thresholds increasing, those above a level with < 2 n_pixels pixels.
+    """
     increasing = bool(np.all(thresholds[1:] >= thresholds[:-1]))
-    lower, n_above = _level(data, thresholds[0], n_pixels, footprint, inside)
+    if thresholds[0] >= second_peak:
+        lower, n_above = None, 0
+    else:
+        lower, n_above = _level(data, thresholds[0], n_pixels, footprint, inside)
     for threshold in thresholds[1:]:
-        if increasing and n_above < 2 * n_pixels:
+        if increasing and (n_above < 2 * n_pixels or threshold >= second_peak):
             break  # this and every higher level hold at most one component
+        if threshold >= second_peak:
+            continue
         upper, n_above = _level(data, threshold, n_pixels, footprint, inside)
         if upper is None:
             continue
@@ -229,13 +265,14 @@ def _deblend_one(data, segment_data, label, n_pixels, footprint, n_levels, contr
     if smin == smax:
         return None, warns
     thresholds, mode = _thresholds(smin, smax, n_levels, mode, warns)
-    markers = _markers(data, inside, thresholds, n_pixels, footprint)
+    second = _second_peak(data, inside, footprint)
+    markers = _markers(data, inside, thresholds, n_pixels, footprint, second)
     if markers is None:
         return None, warns
     if mode != "linear" and len(_labels(markers)) > 200:
         warns["nmarkers"] = "too many markers"
         thresholds, mode = _thresholds(smin, smax, n_levels, "linear", warns)
-        markers = _markers(data, inside, thresholds, n_pixels, footprint)
+        markers = _markers(data, inside, thresholds, n_pixels, footprint, second)
         if markers is None:
             return None, warns
     markers = _watershed(data, markers, inside, ssum, contrast, footprint)
