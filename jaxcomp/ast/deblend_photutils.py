@@ -29,6 +29,7 @@ The sum of a segment's pixels that the contrast criterion divides by is photutil
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 
@@ -49,7 +50,12 @@ def matches_photutils(data: np.ndarray) -> bool:
     photutils sums a segment's pixels with bottleneck (if installed) for float64 data, with
     numpy otherwise; :func:`deblend_segments` always uses numpy.
     """
-    return np.asarray(data).dtype != np.float64 or importlib.util.find_spec("bottleneck") is None
+    return np.asarray(data).dtype != np.float64 or not _has_bottleneck()
+
+
+@functools.lru_cache(maxsize=1)
+def _has_bottleneck() -> bool:
+    return importlib.util.find_spec("bottleneck") is not None
 
 
 def detect_segments(
