@@ -200,10 +200,10 @@ def _second_peak(data, inside, footprint) -> float:
     A candidate is a segment pixel with no brighter neighbour (``footprint``
     connectivity) in the segment. The brightest pixel of every component above a level
     is one, so a level at or above this value holds at most one component (-inf: fewer
-    than two candidates). Segments with NaN pixels give +inf (no level is skipped).
+    than two candidates). Segments with NaN pixels, and non-float data, give +inf (no
+    level is skipped).
     """
-    values = data[inside]
-    if np.isnan(values).any():
+    if data.dtype.kind != "f" or np.isnan(data[inside]).any():
         return np.inf
     ny, nx = data.shape
     padded = np.full((ny + 2, nx + 2), -np.inf, dtype=data.dtype)
