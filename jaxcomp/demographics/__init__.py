@@ -15,8 +15,9 @@ CMF/CAF.
   population model (functional forms, supports, priors, likelihood options).
 * :mod:`~jaxcomp.demographics.likelihood`: the selection-normalised likelihood
   (Mandel, Farr & Gair 2019) with p_obs on a quadrature grid, and the NumPyro model.
-* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS, ArviZ
-  InferenceData, r_hat / ESS / divergences, posterior predictive checks).
+* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS);
+  :mod:`~jaxcomp.demographics.fit_result`: its :class:`FitResult` (ArviZ InferenceData,
+  r_hat / ESS / divergences, posterior predictive checks, :func:`plot_ppc`, :func:`plot_pair`).
 * :mod:`~jaxcomp.demographics.multifield_model` / :mod:`~jaxcomp.demographics.multifield`:
   several fields, each with its own selection grid, in one hierarchical model
   (:class:`MultiFieldModel`: complete, partial or no pooling; centred or non-centred
@@ -55,7 +56,8 @@ from .distributions import (
     PowerLawLogMass,
     SchechterLogMass,
 )
-from .fit import FitResult, PopulationFitter, fit_population, plot_pair, plot_ppc
+from .fit import PopulationFitter, fit_population
+from .fit_result import FitResult, plot_pair, plot_ppc
 from .likelihood import (
     LikelihoodGrid,
     PopulationData,
