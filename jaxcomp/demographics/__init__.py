@@ -2,7 +2,11 @@
 CMF/CAF.
 
 * :mod:`~jaxcomp.demographics.distributions`: NumPyro distributions of log_mass,
-  log_age and av (power law, Schechter, broken power law, piecewise constant).
+  log_age and av (power law, Schechter, broken power law, piecewise constant), from
+  :mod:`~jaxcomp.demographics.distributions_power_law`,
+  :mod:`~jaxcomp.demographics.distributions_schechter`,
+  :mod:`~jaxcomp.demographics.distributions_av` and their shared
+  :mod:`~jaxcomp.demographics.distributions_base`.
 * :mod:`~jaxcomp.demographics.marginalise`: p_obs cached on a 3-D grid
   (:class:`SelectionGrid`) and its jitted, differentiable marginals
   (Tang et al. 2026, eq. 14-16), and the p(A_V) estimate of section 4.4.1.
@@ -32,7 +36,10 @@ CMF/CAF.
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
 * :mod:`~jaxcomp.demographics.sensitivity`: derivatives of N_exp, corrected counts and
   maximum-likelihood hyperparameters with respect to Λ and to a shift of the
-  selection's inputs (depth, extinction); Fisher forecasts against survey depth.
+  selection's inputs (depth, extinction); Fisher forecasts against survey depth
+  (:mod:`~jaxcomp.demographics.sensitivity_integrals`,
+  :mod:`~jaxcomp.demographics.sensitivity_fisher`,
+  :mod:`~jaxcomp.demographics.sensitivity_max_likelihood`).
 """
 
 from .catalogue import load_catalogue, restrict_to_model, validate_catalogue
