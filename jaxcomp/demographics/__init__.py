@@ -19,7 +19,8 @@ CMF/CAF.
   population model (functional forms, supports, priors, likelihood options).
 * :mod:`~jaxcomp.demographics.likelihood`: the selection-normalised likelihood
   (Mandel, Farr & Gair 2019) with p_obs on a quadrature grid, and the NumPyro model.
-* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS);
+* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS;
+  :mod:`~jaxcomp.demographics.fit_posterior`: the draws made into a result);
   :mod:`~jaxcomp.demographics.fit_result`: its :class:`FitResult` (ArviZ InferenceData,
   r_hat / ESS / divergences, posterior predictive checks, :func:`plot_ppc`, :func:`plot_pair`).
 * :mod:`~jaxcomp.demographics.multifield_model` / :mod:`~jaxcomp.demographics.multifield`:
