@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results to this JSON file")
     a = p.parse_args(argv)
-    from jaxcomp.ast.campaign import CampaignConfig, run_campaign
+    from jaxcomp.ast.campaign import run_campaign
+    from jaxcomp.ast.campaign_config import CampaignConfig
     from jaxcomp.ast.inject import prepare_field, run_frame
     from jaxcomp.ast.mock import compare_with_truth, make_mock_field, mock_truth
     from jaxcomp.cli.argtypes import field_size as _size

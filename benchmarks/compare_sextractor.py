@@ -243,9 +243,9 @@ def sextractor_catalogue(exe, field, images, apcor, config, workdir, *, clean=Tr
 
 
 def _frame_seed(seed: int, frame: int) -> np.random.SeedSequence:
-    """The campaign's per-frame seed (jaxcomp.ast.campaign._frame_seed)."""
+    """The campaign's per-frame seed (jaxcomp.ast.campaign_executors._frame_seed)."""
     try:
-        from jaxcomp.ast.campaign import _frame_seed as fs
+        from jaxcomp.ast.campaign_executors import _frame_seed as fs
 
         return fs(seed, frame)
     except ImportError:  # pragma: no cover
@@ -621,7 +621,7 @@ def main(argv=None) -> int:
             "seed": a.seed,
             "library": "jaxcomp.library.generate_library(LibraryConfig(), seed=seed+1), r_eff set "
             "per frame",
-            "frame_seeds": "jaxcomp.ast.campaign._frame_seed(seed, frame)",
+            "frame_seeds": "jaxcomp.ast.campaign_executors._frame_seed(seed, frame)",
         },
         "stages": list(STAGES_ALL),
     }

@@ -348,7 +348,12 @@ def main(argv=None) -> dict:
     from ngc628_fit import load_ngc628c
 
     from jaxcomp._io import array_digest, atomic_write_text, file_sha256, write_table
-    from jaxcomp.cli.correct import _bins, _correct_options, _describe, _distributions
+    from jaxcomp.cli.correct import (
+        assumed_distributions,
+        bin_edges,
+        correct_options,
+        describe_distribution,
+    )
     from jaxcomp.demographics import (
         AV_RANGE,
         correct_catalogue,
@@ -361,10 +366,10 @@ def main(argv=None) -> dict:
 
     t_start = time.perf_counter()
     defaults = correct_defaults()
-    options = _correct_options(defaults)
-    mass_function, age_function = _distributions(options)
-    age_bins = _bins(defaults.age_bins, "age-bins")
-    mass_bins = _bins(defaults.mass_bins, "mass-bins")
+    options = correct_options(defaults)
+    mass_function, age_function = assumed_distributions(options)
+    age_bins = bin_edges(defaults.age_bins, "age-bins")
+    mass_bins = bin_edges(defaults.mass_bins, "mass-bins")
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     grid, selection_info = load_member_grid(args, args.work_dir)
@@ -402,8 +407,8 @@ def main(argv=None) -> dict:
         mass_min_mean=defaults.mass_min_mean,
     )
     caf, cmf = result.caf, result.cmf
-    assumed_mass = _describe(options["mass_function"], "M")
-    assumed_age = _describe(options["age_function"], "T")
+    assumed_mass = describe_distribution(options["mass_function"], "M")
+    assumed_age = describe_distribution(options["age_function"], "T")
     caf.meta["assumed_mass_function"] = assumed_mass
     cmf.meta["assumed_age_function"] = assumed_age
     catalogue_info = {

@@ -66,7 +66,7 @@ def train_ensemble(labels_path: Path, network: str, members: int, config_path: P
     from jaxcomp._io import read_table
     from jaxcomp.selection.training import TrainConfig, train_selection_function
     from jaxcomp.workflow.config import load_config
-    from jaxcomp.workflow.stages import stage_seed
+    from jaxcomp.workflow.stage_context import stage_seed
 
     demo = load_config(config_path)
     section = demo.networks

@@ -34,7 +34,7 @@ import numpy as np
 from jaxcomp._data import data_path
 from jaxcomp._io import atomic_write_text
 from jaxcomp._version import __version__
-from jaxcomp.ast import mock
+from jaxcomp.ast import mock, mock_stars
 from jaxcomp.ast.pointing import MOCK_POINTINGS, mock_pointing, mock_psf_digest
 from jaxcomp.ast.single_band import ADAMO17_RECIPE, fit_m50, mock_single_band_test
 from jaxcomp.catalogues import BANDS, read_adamo17_completeness
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
             "clusters_per_evaluation": args.windows * ADAMO17_RECIPE.clusters_per_window,
             "mock": {
                 "pointing": pointing.name,
-                "n_stars": mock._n_stars(pointing.name),
+                "n_stars": mock_stars._n_stars(pointing.name),
                 "shape": list(pointing.shape),
             },
             "history": {b: results[b]["history"] for b in bands},

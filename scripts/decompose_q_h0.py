@@ -48,11 +48,12 @@ from pathlib import Path
 import numpy as np
 
 from jaxcomp._io import atomic_write_text
-from jaxcomp.library.build import AtmosphereGrid, _planck_lambda, ionising_photon_grid
+from jaxcomp.library.band_projection import ionising_photon_grid
 from jaxcomp.library.imf import IMF
 from jaxcomp.library.nebular import NebularEmission
 from jaxcomp.library.photometry import StarPhotometry
 from jaxcomp.library.stellar_grid import _bilinear
+from jaxcomp.library.stellar_inputs import AtmosphereGrid, _planck_lambda
 from jaxcomp.library.synthesis import PopulationSynthesis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -70,7 +70,8 @@ def nebular_to_stellar_ratio(
     """
     from astropy.io import fits
 
-    from jaxcomp.library.build import L_SUN_ERG_S, TEN_PARSEC_CM, _vega, load_filter, photon_counts
+    from jaxcomp.library.band_projection import _vega, load_filter, photon_counts
+    from jaxcomp.library.physical_constants import L_SUN_ERG_S, TEN_PARSEC_CM
 
     filters = [load_filter(b) for b in bands]
     vega_wave, vega_flux, _ = _vega()

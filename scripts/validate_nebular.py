@@ -43,16 +43,11 @@ import numpy as np
 
 from jaxcomp._data import data_path
 from jaxcomp._io import atomic_write_text
-from jaxcomp.library.build import (
-    L_SUN_ERG_S,
-    TEN_PARSEC_CM,
-    _vega,
-    load_filter,
-    photon_counts,
-)
+from jaxcomp.library.band_projection import _vega, load_filter, photon_counts
 from jaxcomp.library.imf import IMF
 from jaxcomp.library.nebular import NebularEmission, nebular_spectrum
 from jaxcomp.library.photometry import StarPhotometry
+from jaxcomp.library.physical_constants import L_SUN_ERG_S, TEN_PARSEC_CM
 from jaxcomp.library.synthesis import PopulationSynthesis
 
 #: Starburst99 log10 Q(H0) [s^-1] of 10^6 Msun (see the module docstring) at 1.01, 3.01, 5.01 Myr.

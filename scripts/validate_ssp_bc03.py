@@ -42,8 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from jaxcomp.library import IMF, PopulationSynthesis, StarPhotometry  # noqa: E402
+from jaxcomp.library.band_projection import load_filter, spectrum_magnitudes  # noqa: E402
 from jaxcomp.library.bands import DEFAULT_BANDS  # noqa: E402
-from jaxcomp.library.build import L_SUN_ERG_S, TEN_PARSEC_CM, load_filter, spectrum_magnitudes  # noqa: E402
+from jaxcomp.library.physical_constants import L_SUN_ERG_S, TEN_PARSEC_CM  # noqa: E402
 
 GRID_RELATIVE = Path("models") / "grids" / "bc03_miles_stellar_grids.fits"
 TOLERANCE_MAG = 0.15

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from jaxcomp.ast.campaign import CampaignConfig
+from jaxcomp.ast.campaign_config import CampaignConfig
 from jaxcomp.ast.synthetic import synthetic_field
 from jaxcomp.catalogues import BANDS
 

@@ -15,16 +15,11 @@ import numpy as np
 import pytest
 
 from jaxcomp._io import read_table
-from jaxcomp.ast.campaign import (
-    CampaignConfig,
-    CampaignError,
-    campaign_status,
-    check_field_capacity,
-    p_true,
-    plan_campaign,
-    plot_recovery,
-    run_campaign,
-)
+from jaxcomp.ast.campaign import run_campaign
+from jaxcomp.ast.campaign_config import CampaignConfig, CampaignError
+from jaxcomp.ast.campaign_plan import check_field_capacity, plan_campaign
+from jaxcomp.ast.campaign_recovery import p_true, plot_recovery
+from jaxcomp.ast.campaign_store import campaign_status
 from jaxcomp.ast.field import BANDS, NGC628C_EXPTIMES, Field, default_wcs
 from jaxcomp.ast.pipeline import STAGES
 

@@ -15,7 +15,8 @@ from jaxcomp.ast.epsf import (
     plot_epsf,
     psf_encircled_energy,
 )
-from jaxcomp.ast.field import BANDS, read_field_fits, write_field_fits
+from jaxcomp.ast.field import BANDS
+from jaxcomp.ast.field_fits import read_field_fits, write_field_fits
 
 RADII = (1.0, 2.0, 3.0, 4.0)
 

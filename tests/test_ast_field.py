@@ -11,9 +11,8 @@ from jaxcomp.ast.field import (
     NGC628C_ZEROPOINTS,
     Field,
     default_wcs,
-    read_field_fits,
-    write_field_fits,
 )
+from jaxcomp.ast.field_fits import read_field_fits, write_field_fits
 from jaxcomp.ast.profiles import PSFModel
 
 

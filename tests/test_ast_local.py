@@ -16,7 +16,8 @@ from jaxcomp.ast.background import (
     mesh_statistics_at,
     prepare_mesh,
 )
-from jaxcomp.ast.campaign import CampaignConfig, CampaignError, plan_campaign
+from jaxcomp.ast.campaign_config import CampaignConfig, CampaignError
+from jaxcomp.ast.campaign_plan import plan_campaign
 from jaxcomp.ast.inject import prepare_field, run_frame
 from jaxcomp.ast.local import _cut_segments, frame_windows, relevant_segments
 from jaxcomp.ast.white_light import white_light

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxcomp.ast import mock
-from jaxcomp.ast.field import BANDS, read_field_fits, write_field_fits
+from jaxcomp.ast import mock, mock_frame
+from jaxcomp.ast.field import BANDS
+from jaxcomp.ast.field_fits import read_field_fits, write_field_fits
 from jaxcomp.ast.mock import (
     MOCK_SHAPE,
     compare_with_truth,
@@ -40,9 +41,9 @@ def test_sizes_and_errors():
     assert (w[1] - w[0], w[3] - w[2]) == mock.SMALL_SHAPE
     assert 0 <= w[0] and w[1] <= MOCK_SHAPE[0] and 0 <= w[2] and w[3] <= MOCK_SHAPE[1]
     cy = (w[0] + w[1]) // 2
-    w2 = mock._resolve_size((400, 600), None)
+    w2 = mock_frame._resolve_size((400, 600), None)
     assert (w2[1] - w2[0], w2[3] - w2[2]) == (400, 600) and abs((w2[0] + w2[1]) // 2 - cy) <= 1
-    assert mock._resolve_size("legus", None) == (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1])
+    assert mock_frame._resolve_size("legus", None) == (0, MOCK_SHAPE[0], 0, MOCK_SHAPE[1])
     for bad in ("huge", (10, 10), (8000, 100)):
         with pytest.raises(ValueError):
             make_mock_field(bad)

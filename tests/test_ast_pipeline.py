@@ -3,6 +3,7 @@ matching."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 
@@ -155,8 +156,23 @@ def test_detect_hands_the_mapped_parameters_to_photutils(monkeypatch):
         calls["deblend"] = kw
         return real_deblend(data, segm, **kw)
 
+    # photutils' own detection and deblending or their faster equals (jaxcomp.ast.deblend_photutils)
+    detection = importlib.import_module("jaxcomp.ast.detection")
+    real_segments = detection.deblend_segments
+    real_detect_segments = detection.detect_segments
+
+    def spy_segments(data, segm, labels, **kw):
+        calls["deblend"] = kw
+        return real_segments(data, segm, labels, **kw)
+
+    def spy_detect_segments(data, threshold, **kw):
+        calls["detect"] = dict(kw, threshold=threshold)
+        return real_detect_segments(data, threshold, **kw)
+
     monkeypatch.setattr(seg, "detect_sources", spy_detect)
     monkeypatch.setattr(seg, "deblend_sources", spy_deblend)
+    monkeypatch.setattr(detection, "deblend_segments", spy_segments)
+    monkeypatch.setattr(detection, "detect_segments", spy_detect_segments)
     yy, xx = np.mgrid[:120, :120]
     wl = _wl_with([])
     for cx in (55.0, 63.0):  # two touching blobs: one segment, two peaks

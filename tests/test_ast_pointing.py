@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxcomp.ast import mock
-from jaxcomp.ast.field import BANDS, read_field_fits, write_field_fits
+from jaxcomp.ast import mock, mock_render, mock_stars
+from jaxcomp.ast.field import BANDS
+from jaxcomp.ast.field_fits import read_field_fits, write_field_fits
 from jaxcomp.ast.pointing import (
     ADAMO17_50PCT_NGC628E,
     MOCK_POINTINGS,
@@ -80,7 +81,7 @@ def test_the_e_catalogue_is_placed_as_delivered():
         undetected = np.asarray(cat[f"in_footprint_{b}"]) & ~np.asarray(cat[f"detected_{b}"])
         assert np.all(np.asarray(t[f"mag_{b}"])[undetected] >= ADAMO17_50PCT_NGC628E[b] + 0.5)
     # fewer field stars than C, in proportion to E's fainter diffuse light
-    assert 0 < mock._n_stars("ngc628e") < mock.N_STARS / 2
+    assert 0 < mock_stars._n_stars("ngc628e") < mock.N_STARS / 2
 
 
 def test_e_field_round_trip_truth_and_independent_noise(e_field, tmp_path):
@@ -100,8 +101,8 @@ def test_e_field_round_trip_truth_and_independent_noise(e_field, tmp_path):
     for b in BANDS:
         np.testing.assert_array_equal(e_field.images[b], big[b][50:250, 50:290])
     # same seed, same window numbers as a C crop: the noise differs (the E seed key)
-    zc = next(mock._tile_normals(3, 3, 0, 64, 0, 64))[2]
-    ze = next(mock._tile_normals(3, 3, 0, 64, 0, 64, MOCK_POINTINGS["ngc628e"].seed_key))[2]
+    zc = next(mock_render._tile_normals(3, 3, 0, 64, 0, 64))[2]
+    ze = next(mock_render._tile_normals(3, 3, 0, 64, 0, 64, MOCK_POINTINGS["ngc628e"].seed_key))[2]
     assert not np.array_equal(zc, ze)
 
 

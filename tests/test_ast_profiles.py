@@ -153,6 +153,18 @@ def test_multiband_shares_geometry_and_scales_flux():
     assert 0 < img.sum() <= 3.0
 
 
+def test_add_stamps_into_a_window_equals_the_frame_cropped():
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(-5, 85, 12), rng.uniform(-5, 65, 12)  # some beyond the frame
+    stamps = render_multiband(x, y, {"a": rng.uniform(1, 5, 12)}, [0.5] * 6 + [2.0] * 6, {"a": 2.0})
+    frame = add_stamps(np.full((60, 80), 0.25, np.float32), stamps["a"])
+    for y0, y1, x0, x1 in ((0, 60, 0, 80), (10, 30, 20, 70), (45, 60, 0, 15), (5, 6, 77, 80)):
+        window = add_stamps(
+            np.full((y1 - y0, x1 - x0), 0.25, np.float32), stamps["a"], origin=(y0, x0)
+        )
+        np.testing.assert_array_equal(window, frame[y0:y1, x0:x1])
+
+
 def test_invalid_inputs():
     with pytest.raises(ValueError, match="r_eff_px"):
         render_stamps([1.0], [1.0], [1.0], -1.0, 2.0)

@@ -17,7 +17,8 @@ from astropy.table import Table
 
 from jaxcomp import SelectionFunction
 from jaxcomp._io import read_table, write_table
-from jaxcomp.ast.campaign import CampaignError, validate_library
+from jaxcomp.ast.campaign_config import CampaignError
+from jaxcomp.ast.campaign_plan import validate_library
 from jaxcomp.cli import main
 from jaxcomp.demographics import validate_catalogue
 from jaxcomp.errors import InputError, JaxcompError
@@ -487,7 +488,7 @@ def test_write_faults_are_one_line_and_leave_nothing(tmp_path, capsys, monkeypat
     one_line_error(capsys, words)
     # jaxcomp field mock
     monkeypatch.setattr("jaxcomp.ast.mock.make_mock_field", lambda *a, **k: object())
-    monkeypatch.setattr("jaxcomp.ast.field.write_field_fits", refuse)
+    monkeypatch.setattr("jaxcomp.ast.field_fits.write_field_fits", refuse)
     assert run("field", "mock", "--out", tmp_path / "field") == 2
     one_line_error(capsys, words)
     # jaxcomp run: the first write into the run directory fails
@@ -513,7 +514,7 @@ def test_bugs_keep_their_tracebacks(monkeypatch, artefact, tmp_path):
 
 
 def test_error_classes_keep_their_builtin_bases():
-    from jaxcomp.ast.campaign import CampaignError as C
+    from jaxcomp.ast.campaign_config import CampaignError as C
     from jaxcomp.selection import InputDomainError
     from jaxcomp.selection._safe_pickle import UnsafePickleError
 

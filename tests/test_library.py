@@ -59,7 +59,7 @@ def test_vega_is_zero_in_every_band():
     """Vega magnitudes are defined by sedpy's CALSPEC Vega spectrum: Vega = 0 in all bands."""
     from sedpy import reference_spectra
 
-    from jaxcomp.library.build import load_filter, spectrum_magnitudes
+    from jaxcomp.library.band_projection import load_filter, spectrum_magnitudes
 
     filters = [load_filter(b) for b in DEFAULT_BANDS]
     vega = reference_spectra.vega
@@ -70,7 +70,7 @@ def test_vega_is_zero_in_every_band():
 
 
 def test_unknown_sedpy_filter_is_refused():
-    from jaxcomp.library.build import load_filter
+    from jaxcomp.library.band_projection import load_filter
 
     with pytest.raises(ValueError, match="sedpy does not know the filter"):
         load_filter("hst_f999w_nonexistent")

@@ -85,18 +85,25 @@ def test_build_script_reproduces_shipped_padova_table(tmp_path):
 
 def test_explicit_spectral_interpolation_matches_band_grid():
     """Interpolating spectra then projecting equals interpolating the band grid (linearity)."""
-    from jaxcomp.library import build
+    from jaxcomp.library.band_projection import (
+        compute_band_grid,
+        extinction_curve,
+        load_filter,
+        spectral_interpolation_magnitudes,
+    )
+    from jaxcomp.library.stellar_grid import star_photometry_from_band_grid
+    from jaxcomp.library.stellar_inputs import extend_grid_with_planck, read_ck04_grid
 
-    ck, _ = build.read_ck04_grid(RAW / "atmospheres" / "ck04_solar")
-    grid = build.extend_grid_with_planck(ck)
-    filters = [build.load_filter(b) for b in ("F336W", "F814W")]
+    ck, _ = read_ck04_grid(RAW / "atmospheres" / "ck04_solar")
+    grid = extend_grid_with_planck(ck)
+    filters = [load_filter(b) for b in ("F336W", "F814W")]
     rng = np.random.default_rng(0)
     log_l, log_t, log_g = (
         rng.uniform(-2, 5, 20),
         rng.uniform(3.35, 5.3, 20),
         rng.uniform(-0.5, 6, 20),
     )
-    direct = build.spectral_interpolation_magnitudes(grid, filters, log_l, log_t, log_g)
-    band_grid = build.compute_band_grid(grid, filters, build.extinction_curve(), [1.0])
-    shortcut, _ = build.star_photometry_from_band_grid(band_grid, log_l, log_t, log_g)
+    direct = spectral_interpolation_magnitudes(grid, filters, log_l, log_t, log_g)
+    band_grid = compute_band_grid(grid, filters, extinction_curve(), [1.0])
+    shortcut, _ = star_photometry_from_band_grid(band_grid, log_l, log_t, log_g)
     np.testing.assert_allclose(direct, shortcut, atol=1e-9)

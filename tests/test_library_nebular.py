@@ -17,12 +17,12 @@ from jaxcomp.library import (
     generate_library,
 )
 from jaxcomp.library import nebular as neb
-from jaxcomp.library.build import (
-    AtmosphereGrid,
+from jaxcomp.library.band_projection import (
     ionising_photon_grid,
     load_filter,
     spectrum_magnitudes,
 )
+from jaxcomp.library.stellar_inputs import AtmosphereGrid
 
 BANDS = ("F275W", "F336W", "F435W", "F555W", "F814W")
 #: Starburst99 (Leitherer et al. 1999; v7 web code, Geneva 2012 Z = 0.014 non-rotating tracks,
@@ -265,7 +265,7 @@ def test_workflow_library_section_checks_nebular_options(key, value):
 def test_trained_network_provenance_records_the_library_nebular_settings():
     """The workflow's train stage writes these settings into the artefact header's provenance."""
     from jaxcomp.workflow.config import LibrarySection, RunConfig
-    from jaxcomp.workflow.stages import _library_provenance
+    from jaxcomp.workflow.library_stage import _library_provenance
 
     record = _library_provenance(RunConfig())
     assert record["nebular"] is True and record["nebular_covering_fraction"] == 0.5

@@ -20,7 +20,8 @@ import pytest
 
 from jaxcomp.library import NebularEmission, StarPhotometry
 from jaxcomp.library import nebular as neb
-from jaxcomp.library.build import ionising_photon_grid, load_filter, read_ck04_grid
+from jaxcomp.library.band_projection import ionising_photon_grid, load_filter
+from jaxcomp.library.stellar_inputs import read_ck04_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -127,7 +127,7 @@ def test_embedded_demo_configurations_are_valid():
         full.networks.inputs
     ) and full.population.mass == "schechter"
     # the paper's density of injected clusters: 500 per 7040 x 6400 px frame
-    from jaxcomp.workflow.stages import load_field
+    from jaxcomp.workflow.field_stage import load_field
 
     shape = load_field(full).shape if full.field.size == "small" else None
     density = full.campaign.clusters_per_frame / (shape[0] * shape[1])
@@ -409,7 +409,7 @@ def test_fits_field_stage_writes_the_psfs_it_builds(tmp_path):
 
     from jaxcomp.ast import write_field_fits
     from jaxcomp.ast.field import BANDS
-    from jaxcomp.workflow.stages import load_field
+    from jaxcomp.workflow.field_stage import load_field
 
     images = tmp_path / "images"
     images.mkdir()

@@ -1,7 +1,7 @@
 """Artificial cluster tests: fields, cluster profiles, the LEGUS catalogue pipeline, injection.
 
-* :mod:`jaxcomp.ast.field` - :class:`Field` (five images + calibration + PSFs + WCS),
-  FITS I/O.
+* :mod:`jaxcomp.ast.field` - :class:`Field` (five images + calibration + PSFs + WCS);
+  :mod:`jaxcomp.ast.field_fits` - its FITS I/O.
 * :mod:`jaxcomp.ast.profiles` - EFF (gamma = 3) profiles, PSF-convolved and
   pixel-integrated with exact flux.
 * :mod:`jaxcomp.ast.settings` - the LEGUS settings and cut values (their one home):
@@ -21,23 +21,25 @@
 * :mod:`jaxcomp.ast.mock` - the embedded default field: a seeded mock of NGC 628C (or of the
   east pointing NGC 628E, :mod:`jaxcomp.ast.pointing`)
   (:func:`make_mock_field`, :func:`mock_truth`), noise calibrated against the
-  Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`).
+  Adamo+2017 single-band recovery magnitudes (:mod:`jaxcomp.ast.single_band`); made by
+  :mod:`jaxcomp.ast.mock_frame`, :mod:`~jaxcomp.ast.mock_real_sources`,
+  :mod:`~jaxcomp.ast.mock_diffuse`, :mod:`~jaxcomp.ast.mock_stars` and
+  :mod:`~jaxcomp.ast.mock_render`.
 * :mod:`jaxcomp.ast.campaign` - resumable, deterministic AST campaigns on a process
-  pool or a Dask cluster (:class:`CampaignConfig`, :func:`run_campaign`), p_true and
-  recovery plots.
+  pool or a Dask cluster (:func:`run_campaign`), configured by
+  :mod:`jaxcomp.ast.campaign_config` (:class:`CampaignConfig`), planned by
+  :mod:`jaxcomp.ast.campaign_plan`, run by :mod:`jaxcomp.ast.campaign_executors`, stored by
+  :mod:`jaxcomp.ast.campaign_store`; p_true and recovery plots in
+  :mod:`jaxcomp.ast.campaign_recovery`.
 
 Everything here is numpy/scipy/astropy/photutils; nothing imports JAX.
 photutils (>= 3.0) and scikit-image (for deblending) are needed by the pipeline.
 """
 
-from .campaign import (
-    CampaignConfig,
-    CampaignError,
-    p_true,
-    plot_recovery,
-    read_campaign,
-    run_campaign,
-)
+from .campaign import run_campaign
+from .campaign_config import CampaignConfig, CampaignError
+from .campaign_recovery import p_true, plot_recovery
+from .campaign_store import read_campaign
 from .cuts import STAGES, apply_cuts
 from .detection import detect
 from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
@@ -48,9 +50,8 @@ from .field import (
     NGC628C_ZEROPOINTS,
     PIXEL_SCALE_ARCSEC,
     Field,
-    read_field_fits,
-    write_field_fits,
 )
+from .field_fits import read_field_fits, write_field_fits
 from .hst_psf import InstrumentPSF, hst_epsf
 from .inject import (
     FieldBaseline,

@@ -253,7 +253,8 @@ def mesh_statistics_at(
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
     blocks = np.asarray(data).reshape(ny // b, b, nx // b, b)[rows, :, cols, :]
-    masks = np.asarray(bad | ~np.isfinite(data)).reshape(ny // b, b, nx // b, b)[rows, :, cols, :]
+    # only the listed meshes' pixels (not the whole image's) are checked
+    masks = np.asarray(bad).reshape(ny // b, b, nx // b, b)[rows, :, cols, :] | ~np.isfinite(blocks)
     v = np.where(masks, np.nan, blocks).astype(np.float32).reshape(rows.size, b * b)
     mean, med, sd, cnt = clipped_stats_rows(v, sigma, maxiters)
     return {

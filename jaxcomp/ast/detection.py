@@ -23,6 +23,7 @@ import numpy as np
 from astropy.table import Table
 
 from .background import estimate_background
+from .deblend_photutils import deblend_segments, detect_segments, matches_photutils
 from .settings import SExtractorConfig
 from .sextractor.clean import _apply_clean
 from .sextractor.deblend import sextractor_deblend
@@ -55,7 +56,9 @@ def _constant_value(a):
     return None
 
 
-def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
+def multi_peak_labels(
+    data: np.ndarray, segm_data: np.ndarray, within: np.ndarray | None = None
+) -> np.ndarray:
     """Labels of segments with more than one local maximum (the only ones deblending can split).
 
     A pixel is a local-maximum candidate if no 8-neighbour in its segment is brighter.
@@ -64,9 +67,11 @@ def multi_peak_labels(data: np.ndarray, segm_data: np.ndarray) -> np.ndarray:
     every multi-threshold level and photutils' ``deblend_sources`` leaves it unchanged.
     Passing only the other labels to ``deblend_sources`` therefore gives an identical
     segmentation, much faster (plateaus count as several candidates: conservative).
+    ``within`` (bool, the shape of ``segm_data``), if given, marks the pixels of the
+    segments to examine (whole segments; the others are not listed).
     """
     ny, nx = segm_data.shape
-    idx = np.flatnonzero(segm_data)
+    idx = np.flatnonzero(segm_data if within is None else within)
     if idx.size == 0:
         return np.zeros(0, np.int64)
     lab = segm_data.ravel()[idx]
@@ -99,15 +104,25 @@ def _deblend_relabelled(data: np.ndarray, segm, labels: np.ndarray, params: dict
     label) and the new labels ``max_label + 1 ... max_label + n_new``
     (``parent_to_deblended_labels``).
     The same map photutils builds is applied (identical image, dtype, parent-to-children
-    map and warnings ``info``), and ``labels`` is set from it.
+    map and warnings ``info``), and ``labels`` is set from it. The deblending itself is
+    :func:`~jaxcomp.ast.deblend_photutils.deblend_segments` (photutils' algorithm with a
+    leaner multi-thresholding, identical output) unless it cannot match photutils for
+    these data.
     """
     from photutils.segmentation import SegmentationImage, deblend_sources
 
     if params.get("contrast") == 1:  # photutils returns a plain copy (no relabelling)
         return deblend_sources(data, segm, labels=labels, progress_bar=False, **params)
-    raw = deblend_sources(data, segm, labels=labels, progress_bar=False, relabel=False, **params)
-    children = raw.parent_to_deblended_labels
-    out_data = raw.data
+    info = None
+    if matches_photutils(data):  # the same segmentation, faster (deblend_photutils)
+        out_data, children, info = deblend_segments(data, segm, labels, **params)
+    else:
+        raw = deblend_sources(
+            data, segm, labels=labels, progress_bar=False, relabel=False, **params
+        )
+        children = raw.parent_to_deblended_labels
+        out_data = raw.data
+        info = raw.__dict__.get("info")
     parents = np.fromiter(children, np.int64, len(children))
     n_new = sum(len(v) for v in children.values())
     max0 = int(segm.max_label)
@@ -117,14 +132,18 @@ def _deblend_relabelled(data: np.ndarray, segm, labels: np.ndarray, params: dict
     if present.size and not (present[0] == 1 and present[-1] == present.size):
         relabel = np.zeros(int(present[-1]) + 1, dtype=out_data.dtype)
         relabel[present] = np.arange(present.size) + 1
-        out_data = relabel[out_data]
+        # relabel[out_data], visiting only the labelled pixels (relabel[0] = 0)
+        nz = np.flatnonzero(out_data)
+        relabelled = np.zeros(out_data.shape, out_data.dtype)
+        relabelled.ravel()[nz] = relabel[out_data.ravel()[nz]]
+        out_data = relabelled
         children = {k: relabel[v] for k, v in children.items()}
         present = np.arange(1, present.size + 1, dtype=out_data.dtype)
     out = object.__new__(SegmentationImage)  # as deblend_sources builds its result
     out._data = out_data
     out._deblend_label_map = children
-    if "info" in raw.__dict__:
-        out.info = raw.info
+    if info:
+        out.info = info
     out.__dict__["labels"] = present
     return out
 
@@ -154,10 +173,7 @@ def detect(
     (:func:`jaxcomp.ast.local.run_pipeline_local`). Not available with ``cfg.clean``.
     """
     _require_photutils()
-    from photutils.segmentation import (
-        SegmentationImage,
-        detect_sources,
-    )
+    from photutils.segmentation import SegmentationImage
 
     if keep is not None and cfg.clean:
         raise ValueError(
@@ -177,17 +193,20 @@ def detect(
         raise ValueError(
             "deblend_impl='sextractor' needs a constant detection RMS (thresh_rms='global')"
         )
-    mask = None if footprint is None or footprint.all() else ~footprint
+    inside = None if footprint is None or footprint.all() else footprint
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        segm = detect_sources(data, threshold, mask=mask, **p["detect_sources"])
-        wanted = None
+        # photutils' detect_sources(data, threshold, mask=~inside, ...), identical, faster
+        segm = detect_segments(data, threshold, footprint=inside, **p["detect_sources"])
+        wanted = in_wanted = None
         if segm is not None and keep is not None:
             wanted = np.intersect1d(np.asarray(keep(segm), np.int64), segm.labels)
-            parents = segm.data
+            in_wanted = np.isin(segm.data, wanted)  # their pixels (deblending keeps them)
         if segm is not None and cfg.deblend:
             if cfg.deblend_prefilter:
-                candidates = np.intersect1d(multi_peak_labels(data, segm.data), segm.labels)
+                candidates = np.intersect1d(
+                    multi_peak_labels(data, segm.data, in_wanted), segm.labels
+                )
             else:
                 candidates = segm.labels
             if wanted is not None:
@@ -210,8 +229,7 @@ def detect(
     listed = None
     if segm is not None and wanted is not None:
         # the (possibly deblended) labels whose pixels belong to a wanted segment
-        in_wanted = np.isin(parents, wanted)
-        listed = np.zeros(int(segm.data.max()) + 1, bool)
+        listed = np.zeros(int(segm.max_label) + 1, bool)
         listed[segm.data[in_wanted]] = True
         listed[0] = False
     empty = segm is None or segm.n_labels == 0
@@ -226,9 +244,10 @@ def detect(
             table[name] = np.zeros(0, dtype)
         return table, (None if empty else segm)
     labels = segm.labels if listed is None else np.nonzero(listed)[0].astype(segm.labels.dtype)
-    # barycentres over the segment pixels (float64 bincounts over the labelled pixels only)
+    # barycentres over the segment pixels (float64 bincounts over the labelled pixels only;
+    # with ``keep``, over the listed labels' pixels: the same pixels in the same order)
     lab_img = segm.data
-    idx = np.flatnonzero(lab_img)
+    idx = np.flatnonzero(lab_img if in_wanted is None else in_wanted)
     lab = lab_img.ravel()[idx]
     w = data.ravel()[idx].astype(np.float64)
     nx = data.shape[1]

@@ -248,7 +248,13 @@ def noisy_stamps(
     for b in BANDS:
         t = field.exptimes[b]
         # one draw over the band's stamps laid end to end: the same numbers as one draw
-        # per stamp in turn (the generator fills an array element by element)
+        # per stamp in turn (the generator fills an array element by element, in C order)
+        if len(stamps[b]) == 1:  # one radius per frame: no concatenation, no split
+            (st,) = stamps[b]
+            lam = np.maximum(st.data, 0.0)
+            lam *= t
+            out[b] = [replace(st, data=rng.poisson(lam) / t)]
+            continue
         flat = np.concatenate(
             [np.maximum(st.data, 0.0).ravel() * t for st in stamps[b]] or [np.zeros(0)]
         )

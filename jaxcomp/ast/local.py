@@ -254,7 +254,7 @@ def run_pipeline_local(
             for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins):
                 view = img[oy : oy + y1 - y0, ox : ox + x1 - x0]
                 view[...] = field.images[band][y0:y1, x0:x1]
-                add_stamps(view, [_shift(st, y0, x0) for st in stamps[band]])
+                add_stamps(view, stamps[band], origin=(y0, x0))
             images[band] = img
     with timer("white_light"):
         # window by window: the white light is computed pixel by pixel and is 0 outside
@@ -289,9 +289,14 @@ def run_pipeline_local(
             box = (slice(oy, oy + y1 - y0), slice(ox, ox + x1 - x0))
             bkg[box] = np.where(fp[box], values, np.float32(0.0))  # 0 outside the footprint
         rms = np.broadcast_to(np.float32(sigma), (my, mx))
-    wid = np.full((my, mx), -1, np.int64)
-    for k, ((y0, y1, x0, x1), (oy, ox)) in enumerate(zip(windows, origins)):
-        wid[oy : oy + y1 - y0, ox : ox + x1 - x0] = k
+    # the windows' boxes in the mosaic (oy0, oy1, ox0, ox1): which window a pixel is in
+    wid = np.array(
+        [
+            (oy, oy + y1 - y0, ox, ox + x1 - x0)
+            for (y0, y1, x0, x1), (oy, ox) in zip(windows, origins)
+        ],
+        np.int64,
+    ).reshape(-1, 4)
     dy = np.array([windows[i][0] - origins[i][0] for i in range(len(windows))])
     dx = np.array([windows[i][2] - origins[i][1] for i in range(len(windows))])
     keep = None
@@ -344,13 +349,15 @@ def run_pipeline_local(
             components=undeblended[0].data if undeblended and segm is not None else None,
         )
         if len(det):
-            k = wid[
+            k = _window_index(
+                wid,
                 np.clip(np.rint(det["y"]).astype(int), 0, my - 1),
                 np.clip(np.rint(det["x"]).astype(int), 0, mx - 1),
-            ]
+            )
             inside = k >= 0
-            det = det[inside]
-            k = k[inside]
+            if not inside.all():  # (a row-masked copy of every column costs ~1 ms)
+                det = det[inside]
+                k = k[inside]
             det["x"] = np.asarray(det["x"], float) + dx[k]
             det["y"] = np.asarray(det["y"], float) + dy[k]
     return LocalResult(
@@ -393,16 +400,30 @@ def _stamp_meshes(iy, ix, half_size, b: int, shape: tuple[int, int], windows, or
     return rows, cols, mrows, mcols
 
 
+def _window_index(wid: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Index of the window whose mosaic box (a row of ``wid``: oy0, oy1, ox0, ox1) holds
+    each pixel ``(yy, xx)``; -1 in the gaps (the boxes do not overlap)."""
+    k = np.full(np.shape(yy), -1, np.int64)
+    for i, (y0, y1, x0, x1) in enumerate(wid.tolist()):
+        k[(yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)] = i
+    return k
+
+
 def _frame_boxes(segm, wid: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     """Bounding boxes ``(y_min, y_max, x_min, x_max)`` [frame px, inclusive] of the segments.
 
     A segment lies in one window (the windows are separated by masked gaps), and so does
-    its bounding box, whose corner then tells the window.
+    its bounding box, whose corner then tells the window (:func:`_window_index`).
     """
+    sl = np.array(
+        [(sy.start, sy.stop, sx.start, sx.stop) for sy, sx in segm.slices], np.int64
+    ).reshape(-1, 4)
+    k = _window_index(wid, sl[:, 0], sl[:, 2])
     boxes = np.empty((segm.n_labels, 4), float)
-    for i, (sy, sx) in enumerate(segm.slices):
-        k = wid[sy.start, sx.start]
-        boxes[i] = (sy.start + dy[k], sy.stop - 1 + dy[k], sx.start + dx[k], sx.stop - 1 + dx[k])
+    boxes[:, 0] = sl[:, 0] + dy[k]
+    boxes[:, 1] = sl[:, 1] - 1 + dy[k]
+    boxes[:, 2] = sl[:, 2] + dx[k]
+    boxes[:, 3] = sl[:, 3] - 1 + dx[k]
     return boxes
 
 
@@ -456,12 +477,6 @@ def relevant_segments(
         if np.array_equal(grown, keep):
             return keep
         keep = grown
-
-
-def _shift(st, y0: int, x0: int):
-    from dataclasses import replace
-
-    return replace(st, iy=st.iy - y0, ix=st.ix - x0)
 
 
 def _cut_segments(

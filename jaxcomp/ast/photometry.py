@@ -198,16 +198,22 @@ def aperture_photometry(
     # costs more than the photometry on a small frame); x, y are copies as before
     cols: dict[str, np.ndarray] = {"x": x.copy(), "y": y.copy()}
     units: dict[str, u.UnitBase] = {}
+    cores, sky_rows = {}, []
     for b in BANDS:
-        img = images[b]
-        cut = _gather(img, iy, ix, half)
+        cut = _gather(images[b], iy, ix, half)
         if fcut is not None:
             cut[~fcut] = np.nan
-        core = cut[:, inner, inner]
-        sky_vals = np.where(in_annulus, cut, np.nan).reshape(n, cut.shape[1] * cut.shape[2])
-        mean, med, std, nsky = clipped_stats_rows(
-            sky_vals, cfg.sky_clip_sigma, cfg.sky_clip_maxiters
-        )
+        cores[b] = cut[:, inner, inner]
+        sky_rows.append(np.where(in_annulus, cut, np.nan).reshape(n, cut.shape[1] * cut.shape[2]))
+    # the sky annuli of all bands clipped in one call: the rows are clipped independently
+    # (a row's result does not depend on the others), so this is each band's own result
+    sky_stats = clipped_stats_rows(
+        np.concatenate(sky_rows), cfg.sky_clip_sigma, cfg.sky_clip_maxiters
+    )
+    touched = {r: weights[r] > 0 for r in cfg.radii_px}
+    for k, b in enumerate(BANDS):
+        core = cores[b]
+        mean, med, std, nsky = (v[k * n : (k + 1) * n] for v in sky_stats)
         sky = mf * med - nf * mean
         good_sky = nsky >= cfg.min_sky_pixels
         t = float(exptimes[b])
@@ -215,9 +221,8 @@ def aperture_photometry(
         fluxes = {}
         for r in cfg.radii_px:
             w = weights[r]
-            touched = w > 0
-            bad = np.any(touched & ~np.isfinite(core), axis=(1, 2))
-            total = np.einsum("nij,nij->n", w, np.where(touched, np.nan_to_num(core), 0.0))
+            bad = np.any(touched[r] & ~np.isfinite(core), axis=(1, 2))
+            total = np.einsum("nij,nij->n", w, np.where(touched[r], np.nan_to_num(core), 0.0))
             f = total - areas[r] * sky
             f[bad | ~good_sky] = np.nan
             fluxes[r] = f

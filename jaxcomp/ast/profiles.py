@@ -599,6 +599,15 @@ def _convolved_core(sub: np.ndarray, psf: PSFModel, k: int, a_key: tuple) -> np.
     return coeff
 
 
+def _tap_sum(out: np.ndarray, tmp: np.ndarray, views: list, weights: np.ndarray) -> None:
+    """``out = 0 + w_0 views_0 + w_1 views_1 + ...``, added left to right (``tmp``: scratch)."""
+    np.multiply(views[0], weights[0], out=out)
+    np.add(out, 0.0, out=out)  # 0 + x: turns -0.0 into 0.0, exactly as sum() starting at 0
+    for view, w in zip(views[1:], weights[1:]):
+        np.multiply(view, w, out=tmp)
+        np.add(out, tmp, out=out)
+
+
 def _convolve_epsf(
     sub: np.ndarray,
     psf: PSFModel,
@@ -638,10 +647,16 @@ def _convolve_epsf(
     padded = np.pad(coeff, ((lo, hi), (lo, hi)))
     span = (n_out - 1) * k + 1
     vals = np.empty((dy.size, n_out, n_out))
+    # the 4-tap sums w_0 v_0 + ... + w_3 v_3, accumulated left to right from 0 (as
+    # Python's sum() would) in reused buffers: fresh temporaries of this size cost
+    # more in allocation than in arithmetic
+    rows = np.empty((n_out, padded.shape[1]))  # (n_out, width)
+    row_tap = np.empty_like(rows)
+    col_tap = np.empty((n_out, n_out))
     for c in range(dy.size):
         r, q = y0[c] + lo, x0[c] + lo
-        rows = sum(wy[c, j] * padded[r + j : r + j + span : k] for j in range(4))  # (n_out, width)
-        vals[c] = sum(wx[c, j] * rows[:, q + j : q + j + span : k] for j in range(4))
+        _tap_sum(rows, row_tap, [padded[r + j : r + j + span : k] for j in range(4)], wy[c])
+        _tap_sum(vals[c], col_tap, [rows[:, q + j : q + j + span : k] for j in range(4)], wx[c])
     vals = np.clip(vals, 0.0, None)
     tot = vals.sum(axis=(1, 2))
     scale = np.divide(sub.sum(), tot, out=np.zeros_like(tot), where=tot > 0)
@@ -697,17 +712,25 @@ def point_source_stamps(x, y, psf) -> Stamps:
     )
 
 
-def add_stamps(image: np.ndarray, rendered, scale: float = 1.0) -> np.ndarray:
-    """Add rendered stamps (a list of Stamps) into ``image`` in place, clipped at the edges."""
+def add_stamps(
+    image: np.ndarray, rendered, scale: float = 1.0, *, origin: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """Add rendered stamps (a list of Stamps) into ``image`` in place, clipped at the edges.
+
+    ``origin`` = ``(y0, x0)``: the stamps' pixel ``(y0, x0)`` is ``image[0, 0]`` (for a
+    window of a larger frame); stamps that miss the image are skipped.
+    """
     ny, nx = image.shape
+    oy, ox = int(origin[0]), int(origin[1])
     for stamps in rendered:
         R = stamps.half_size
-        for k in range(stamps.data.shape[0]):
-            y0, x0 = stamps.iy[k] - R, stamps.ix[k] - R
+        sy = np.asarray(stamps.iy) - R - oy
+        sx = np.asarray(stamps.ix) - R - ox
+        hits = (sy < ny) & (sy + 2 * R + 1 > 0) & (sx < nx) & (sx + 2 * R + 1 > 0)
+        for k in np.flatnonzero(hits[: stamps.data.shape[0]]):
+            y0, x0 = int(sy[k]), int(sx[k])
             ya, xa = max(y0, 0), max(x0, 0)
             yb, xb = min(y0 + 2 * R + 1, ny), min(x0 + 2 * R + 1, nx)
-            if ya >= yb or xa >= xb:
-                continue
             block = stamps.data[k, ya - y0 : yb - y0, xa - x0 : xb - x0]
             image[ya:yb, xa:xb] += block * scale if scale != 1.0 else block
     return image

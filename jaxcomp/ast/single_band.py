@@ -114,7 +114,7 @@ def single_band_windows(
 ) -> np.ndarray:
     """``n_windows`` windows (y0, y1, x0, x1), uniform over the frame (default: the full NGC 628C
     mock)."""
-    from .mock import MOCK_SHAPE
+    from .mock_frame import MOCK_SHAPE
 
     ny, nx = frame_shape or MOCK_SHAPE
     s = recipe.window_px
@@ -193,7 +193,7 @@ def _mock_single_band_test(
     from scipy.spatial import cKDTree
 
     from .matching import _claimed
-    from .mock import render_mock
+    from .mock_render import render_mock
     from .photometry import aperture_photometry
     from .pointing import mock_pointing, mock_psfs
     from .profiles import add_stamps, pc_per_pixel, render_multiband

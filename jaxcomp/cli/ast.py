@@ -21,12 +21,10 @@ def _cmd_ast_run(args) -> int:
     import numpy as np
 
     from .._io import read_table
-    from ..ast.campaign import (
-        CampaignConfig,
-        plot_recovery,
-        run_campaign,
-        validate_library,
-    )
+    from ..ast.campaign import run_campaign
+    from ..ast.campaign_config import CampaignConfig
+    from ..ast.campaign_plan import validate_library
+    from ..ast.campaign_recovery import plot_recovery
 
     library = read_table(args.library).to_pandas()
     config = CampaignConfig(
@@ -72,7 +70,7 @@ def _cmd_ast_run(args) -> int:
 
 
 def _cmd_ast_status(args) -> int:
-    from ..ast.campaign import campaign_status
+    from ..ast.campaign_store import campaign_status
 
     print(json.dumps(campaign_status(args.directory), indent=1))
     return 0
@@ -80,7 +78,7 @@ def _cmd_ast_status(args) -> int:
 
 def _cmd_ast_plot(args) -> int:
     from .._io import read_table
-    from ..ast.campaign import plot_recovery
+    from ..ast.campaign_recovery import plot_recovery
 
     path = plot_recovery(read_table(args.labels), args.out, band=args.band)
     print(f"saved {path}")

@@ -23,7 +23,13 @@ from ._demographics import (
 )
 from .argtypes import optional_float
 
-__all__ = ["add_correct_parser"]
+__all__ = [
+    "add_correct_parser",
+    "assumed_distributions",
+    "bin_edges",
+    "correct_options",
+    "describe_distribution",
+]
 
 # Assumed distributions of the corrections (Tang et al. 2026 / inference/ngc628_corrections.py).
 _MASS_DEFAULTS = {
@@ -40,7 +46,26 @@ _AGE_DEFAULTS = {
 }
 
 
-def _bins(spec, name: str) -> np.ndarray:
+def bin_edges(spec, name: str) -> np.ndarray:
+    """Bin edges from a ``--age-bins`` / ``--mass-bins`` option.
+
+    Parameters
+    ----------
+    spec : sequence of 3 float
+        ``(LO, HI, WIDTH)`` of the option, in the option's unit (log10 yr or log10 Msun).
+    name : str
+        The option's name without the leading ``--`` (e.g. ``"age-bins"``), for the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        Edges ``LO, LO + WIDTH, ...`` up to ``HI`` (inclusive within 1e-9).
+
+    Raises
+    ------
+    ValueError
+        If ``LO >= HI``, ``WIDTH <= 0`` or the edges make fewer than one bin.
+    """
     lo, hi, width = spec
     if not (width > 0 and hi > lo):
         raise ValueError(f"--{name} needs LO < HI and WIDTH > 0, got {lo:g} {hi:g} {width:g}")
@@ -61,7 +86,29 @@ _CORRECT_OUTPUTS = [
 ]
 
 
-def _correct_options(args) -> dict:
+def correct_options(args) -> dict:
+    """The options of ``jaxcomp correct`` as a checked, JSON-serialisable dict.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``jaxcomp correct`` arguments (see :func:`add_correct_parser`).
+
+    Returns
+    -------
+    dict
+        ``age_bins`` and ``mass_bins`` (the ``LO HI WIDTH`` options), the assumed
+        ``mass_function`` and ``age_function`` (``form``, ``alpha``, ``support`` and the
+        form's break; defaults filled in from Tang+2024 / Adamo+2017), the ``av`` options and
+        the clipping options.  This is the configuration recorded in ``correct.json`` and the
+        input of :func:`assumed_distributions` and :func:`describe_distribution`.
+
+    Raises
+    ------
+    ValueError
+        If a support is not ``LO < HI``, a clip is outside (0, 1), ``--av-bins < 1`` or
+        ``--av-level`` is outside (0, 1).
+    """
     mass = _MASS_DEFAULTS[args.mass_function]
     age = _AGE_DEFAULTS[args.age_function]
     options = {
@@ -106,7 +153,22 @@ def _correct_options(args) -> dict:
     return options
 
 
-def _distributions(options: dict):
+def assumed_distributions(options: dict):
+    """The assumed mass and age distributions of the corrections.
+
+    Parameters
+    ----------
+    options : dict
+        Options from :func:`correct_options` (its ``mass_function`` and ``age_function``).
+
+    Returns
+    -------
+    tuple
+        ``(mass, age)``: a :class:`~jaxcomp.demographics.SchechterLogMass` or
+        :class:`~jaxcomp.demographics.PowerLawLogMass` of log10 mass [Msun], and a
+        :class:`~jaxcomp.demographics.BrokenPowerLawLogAge` or
+        :class:`~jaxcomp.demographics.PowerLawLogAge` of log10 age [yr].
+    """
     from ..demographics.distributions import (
         BrokenPowerLawLogAge,
         PowerLawLogAge,
@@ -126,7 +188,21 @@ def _distributions(options: dict):
     return mass, age
 
 
-def _describe(spec: dict, kind: str) -> str:
+def describe_distribution(spec: dict, kind: str) -> str:
+    """One-line description of an assumed distribution, as written into tables and records.
+
+    Parameters
+    ----------
+    spec : dict
+        ``options["mass_function"]`` or ``options["age_function"]`` of :func:`correct_options`.
+    kind : str
+        Subscript of the slope in the text: ``"M"`` (mass) or ``"T"`` (age).
+
+    Returns
+    -------
+    str
+        E.g. ``"Schechter, alpha_M = -2.16, log M_break = 5.61 on [2.0, 8.0]"``.
+    """
     if spec["form"] == "schechter":
         return (
             f"Schechter, alpha_M = {spec['alpha']:g}, log M_break = {spec['log_mass_break']:g} "
@@ -156,8 +232,11 @@ def _cmd_correct(args) -> int:
 
     say = say_unless_quiet(args)
     start = time.perf_counter()
-    options = _correct_options(args)
-    age_bins, mass_bins = _bins(args.age_bins, "age-bins"), _bins(args.mass_bins, "mass-bins")
+    options = correct_options(args)
+    age_bins, mass_bins = (
+        bin_edges(args.age_bins, "age-bins"),
+        bin_edges(args.mass_bins, "mass-bins"),
+    )
     selection, selection_info = load_selection(args, "correct")
     catalogue, catalogue_info = load_catalogue(args, say=say)
     configuration, grid_file_sha = input_configuration(
@@ -224,7 +303,7 @@ def _cmd_correct(args) -> int:
         av_table.meta["definition"] = f"uniform on [{AV_RANGE[0]:g}, {AV_RANGE[1]:g}] mag"
     av_table["probability"] = np.asarray(av.probabilities, np.float64)
     av_info["probabilities"] = np.asarray(av.probabilities, np.float64).round(5).tolist()
-    mass_function, age_function = _distributions(options)
+    mass_function, age_function = assumed_distributions(options)
     result = correct_catalogue(
         catalogue,
         grid,
@@ -241,14 +320,14 @@ def _cmd_correct(args) -> int:
     caf, cmf = result.caf, result.cmf
     marginal_age = Table(
         {"log_age": result.log_age_nodes, "p_corr": result.p_corr_log_age},
-        meta={"mass_function": _describe(options["mass_function"], "M")},
+        meta={"mass_function": describe_distribution(options["mass_function"], "M")},
     )
     marginal_mass = Table(
         {"log_mass": result.log_mass_nodes, "p_corr": result.p_corr_log_mass},
-        meta={"age_function": _describe(options["age_function"], "T")},
+        meta={"age_function": describe_distribution(options["age_function"], "T")},
     )
-    caf.meta["assumed_mass_function"] = _describe(options["mass_function"], "M")
-    cmf.meta["assumed_age_function"] = _describe(options["age_function"], "T")
+    caf.meta["assumed_mass_function"] = describe_distribution(options["mass_function"], "M")
+    cmf.meta["assumed_age_function"] = describe_distribution(options["age_function"], "T")
     for table in (caf, cmf):
         table.meta.update(
             {
@@ -269,13 +348,17 @@ def _cmd_correct(args) -> int:
             caf,
             "caf.png",
             f"{Path(name).name}: cluster age function",
-            "corrected (" + _describe(options["mass_function"], "M").split(",")[0] + " CMF)",
+            "corrected ("
+            + describe_distribution(options["mass_function"], "M").split(",")[0]
+            + " CMF)",
         ),
         (
             cmf,
             "cmf.png",
             f"{Path(name).name}: cluster mass function",
-            "corrected (" + _describe(options["age_function"], "T").split(",")[0] + " CAF)",
+            "corrected ("
+            + describe_distribution(options["age_function"], "T").split(",")[0]
+            + " CAF)",
         ),
     ):
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
@@ -303,8 +386,8 @@ def _cmd_correct(args) -> int:
         "av_distribution": av_info,
         "caf": totals(caf),
         "cmf": totals(cmf),
-        "assumed_mass_function": _describe(options["mass_function"], "M"),
-        "assumed_age_function": _describe(options["age_function"], "T"),
+        "assumed_mass_function": describe_distribution(options["mass_function"], "M"),
+        "assumed_age_function": describe_distribution(options["age_function"], "T"),
     }
     record.update(
         status="complete", results=results, runtime_s=round(time.perf_counter() - start, 2)

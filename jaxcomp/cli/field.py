@@ -5,7 +5,7 @@
 ``jaxcomp field info``   describe a field (FITS directory or ``mock:<size>``)
 
 Field arguments accept a FITS directory (one file per band, see
-:func:`jaxcomp.ast.field.read_field_fits`) or ``mock:small``, ``mock:legus``,
+:func:`jaxcomp.ast.field_fits.read_field_fits`) or ``mock:small``, ``mock:legus``,
 ``mock:<ny>x<nx>`` with an optional ``:seed=<n>`` and ``:pointing=<ngc628c|ngc628e>`` (e.g.
 ``mock:small:seed=1:pointing=ngc628e``; default NGC 628C).
 """
@@ -24,7 +24,7 @@ __all__ = ["add_field_parser", "load_field"]
 
 def load_field(spec: str):
     """A Field from ``mock:<size>[:seed=<n>]`` or a FITS directory."""
-    from ..ast.field import read_field_fits
+    from ..ast.field_fits import read_field_fits
 
     if spec.startswith("mock"):
         from ..ast.mock import make_mock_field
@@ -68,7 +68,7 @@ def load_field(spec: str):
 
 def _cmd_field_mock(args) -> int:
     from .._io import write_table
-    from ..ast.field import write_field_fits
+    from ..ast.field_fits import write_field_fits
     from ..ast.mock import make_mock_field, mock_truth
 
     out = Path(args.out)

@@ -2,7 +2,11 @@
 CMF/CAF.
 
 * :mod:`~jaxcomp.demographics.distributions`: NumPyro distributions of log_mass,
-  log_age and av (power law, Schechter, broken power law, piecewise constant).
+  log_age and av (power law, Schechter, broken power law, piecewise constant), from
+  :mod:`~jaxcomp.demographics.distributions_power_law`,
+  :mod:`~jaxcomp.demographics.distributions_schechter`,
+  :mod:`~jaxcomp.demographics.distributions_av` and their shared
+  :mod:`~jaxcomp.demographics.distributions_base`.
 * :mod:`~jaxcomp.demographics.marginalise`: p_obs cached on a 3-D grid
   (:class:`SelectionGrid`) and its jitted, differentiable marginals
   (Tang et al. 2026, eq. 14-16), and the p(A_V) estimate of section 4.4.1.
@@ -15,8 +19,10 @@ CMF/CAF.
   population model (functional forms, supports, priors, likelihood options).
 * :mod:`~jaxcomp.demographics.likelihood`: the selection-normalised likelihood
   (Mandel, Farr & Gair 2019) with p_obs on a quadrature grid, and the NumPyro model.
-* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS, ArviZ
-  InferenceData, r_hat / ESS / divergences, posterior predictive checks).
+* :mod:`~jaxcomp.demographics.fit`: :func:`fit_population` (NumPyro NUTS;
+  :mod:`~jaxcomp.demographics.fit_posterior`: the draws made into a result);
+  :mod:`~jaxcomp.demographics.fit_result`: its :class:`FitResult` (ArviZ InferenceData,
+  r_hat / ESS / divergences, posterior predictive checks, :func:`plot_ppc`, :func:`plot_pair`).
 * :mod:`~jaxcomp.demographics.multifield_model` / :mod:`~jaxcomp.demographics.multifield`:
   several fields, each with its own selection grid, in one hierarchical model
   (:class:`MultiFieldModel`: complete, partial or no pooling; centred or non-centred
@@ -31,7 +37,10 @@ CMF/CAF.
 * :mod:`~jaxcomp.demographics.simulate`: simulated catalogues for validation.
 * :mod:`~jaxcomp.demographics.sensitivity`: derivatives of N_exp, corrected counts and
   maximum-likelihood hyperparameters with respect to Λ and to a shift of the
-  selection's inputs (depth, extinction); Fisher forecasts against survey depth.
+  selection's inputs (depth, extinction); Fisher forecasts against survey depth
+  (:mod:`~jaxcomp.demographics.sensitivity_integrals`,
+  :mod:`~jaxcomp.demographics.sensitivity_fisher`,
+  :mod:`~jaxcomp.demographics.sensitivity_max_likelihood`).
 """
 
 from .catalogue import load_catalogue, restrict_to_model, validate_catalogue
@@ -55,7 +64,8 @@ from .distributions import (
     PowerLawLogMass,
     SchechterLogMass,
 )
-from .fit import FitResult, PopulationFitter, fit_population, plot_pair, plot_ppc
+from .fit import PopulationFitter, fit_population
+from .fit_result import FitResult, plot_pair, plot_ppc
 from .likelihood import (
     LikelihoodGrid,
     PopulationData,

@@ -2,35 +2,33 @@
 
 :func:`fit_population` is the user-facing entry point; :class:`PopulationFitter`
 keeps the compiled sampler so that many catalogues of one size (simulation-based
-calibration) are fitted without recompiling.  The result, :class:`FitResult`,
-holds an ArviZ ``InferenceData`` (posterior, sample statistics, per-object
-log-likelihood for LOO, observed data; the seed and settings in ``attrs``), a
-summary table with r_hat, bulk/tail ESS and the number of divergences, and
-posterior predictive checks of the observed log M and log T histograms.
+calibration) are fitted without recompiling.  The result,
+:class:`~jaxcomp.demographics.fit_result.FitResult`, holds an ArviZ ``InferenceData``
+(posterior, sample statistics, per-object log-likelihood for LOO, observed data; the seed
+and settings in ``attrs``), a summary table with r_hat, bulk/tail ESS and the number of
+divergences, and posterior predictive checks of the observed log M and log T histograms.
+The sampler is here; how its draws become a result is in
+:mod:`~jaxcomp.demographics.fit_posterior`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import os
 import time
-import warnings
-from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from .._version import __version__
 from ..errors import InputError
+from .fit_posterior import _PosteriorAssembly
+from .fit_result import FitResult
 from .likelihood import (
     LikelihoodGrid,
     PopulationData,
@@ -38,24 +36,19 @@ from .likelihood import (
     pointwise_log_likelihood,
     population_model,
     prepare_data,
-    quadrature_error,
 )
 from .marginalise import SelectionGrid
 from .models import THETA_COLUMNS, PopulationModel
 from .selection_uncertainty import (
     SELECTION_UNCERTAINTY,
     TALBOT_GOLOMB_VARIANCE,
-    latent_theta,
     mean_member_grid,
     member_likelihood_grid,
     member_log_likelihoods,
     n_members,
-    selection_diagnostics,
-    warn_selection_variance,
 )
-from .simulate import sample_population
 
-__all__ = ["fit_population", "PopulationFitter", "FitResult", "plot_ppc", "plot_pair", "CHAIN_METHODS"]
+__all__ = ["fit_population", "PopulationFitter", "CHAIN_METHODS"]
 
 #: How :class:`PopulationFitter` runs its chains.
 CHAIN_METHODS = ("parallel", "sequential", "vectorized")
@@ -69,272 +62,12 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-
-class PosteriorAccess:
-    """Reading a posterior held as ``idata`` (arviz InferenceData) with its ``summary``
-    (``az.summary`` DataFrame): shared by the single- and many-field fit results."""
-
-    def draws(self, name: str) -> np.ndarray:
-        """All posterior draws of ``name``, chains concatenated: shape (n_draws, ...)."""
-        values = np.asarray(self.idata.posterior[name])
-        return values.reshape((-1,) + values.shape[2:])
-
-    def interval(self, name: str, prob: float = 0.95) -> tuple[float, float]:
-        """Equal-tailed credible interval of a scalar parameter."""
-        values = self.draws(name)
-        return tuple(float(v) for v in np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2]))
-
-    @property
-    def r_hat(self) -> dict[str, float]:
-        return {str(k): float(v) for k, v in self.summary["r_hat"].items()}
-
-    @property
-    def ess_bulk(self) -> dict[str, float]:
-        return {str(k): float(v) for k, v in self.summary["ess_bulk"].items()}
-
-    def loo(self, **kwargs):
-        """PSIS-LOO (``arviz.loo``) from the per-object log-likelihood."""
-        import arviz as az
-
-        if "log_likelihood" not in self.idata.groups():
-            raise ValueError("this fit has no per-object log-likelihood (latent measurement-error form)")
-        return az.loo(self.idata, **kwargs)
-
-
-@dataclasses.dataclass
-class FitResult(PosteriorAccess):
-    """Posterior of a population fit.
-
-    Attributes
-    ----------
-    idata : arviz.InferenceData
-        (ArviZ is imported lazily.) ``posterior`` (hyperparameters, ``detected_fraction`` α, ``n_total`` (N; for the
-        marginalised form drawn from its conditional Gamma(N_obs, α) posterior),
-        ``n_exp`` for the Poisson form, latent true values if kept),
-        ``sample_stats`` (``diverging``, ``n_steps``, ``energy``, ``lp``, ``acceptance_rate``),
-        ``log_likelihood`` (``obs``: per object, for ``az.loo``), ``observed_data``;
-        ``attrs`` record the seed, model, sampler settings and runtime.
-    summary : pandas.DataFrame
-        ``az.summary`` of the hyperparameters (mean, sd, 95% HDI, MCSE, ESS bulk/tail, r_hat).
-    num_divergences : int
-    runtime_s : float
-        Wall time of sampling, including compilation.
-    model : PopulationModel
-    data : PopulationData
-    grid : LikelihoodGrid
-    seed : int
-    quadrature_relative_error : float
-        Estimated relative error of the detected fraction α at the posterior median
-        (:func:`~jaxcomp.demographics.likelihood.quadrature_error`); a warning is issued
-        above the fitter's ``quadrature_tolerance``.
-    selection_uncertainty : {"none", "ensemble"}
-        How the selection's uncertainty entered the likelihood.
-    selection_diagnostics : dict or None
-        With a member grid (any ``selection_uncertainty``):
-        :func:`~jaxcomp.demographics.selection_uncertainty.selection_diagnostics`
-        (``log_likelihood_variance``: Var over members of ln L at the posterior median;
-        ``variance_share``: each hyperparameter's share of posterior variance from the
-        selection; ``member_weights``, ``member_ess``).  None for a single grid.
-    """
-
-    idata: object
-    summary: object
-    num_divergences: int
-    runtime_s: float
-    model: PopulationModel
-    data: PopulationData
-    grid: LikelihoodGrid
-    seed: int
-    quadrature_relative_error: float = float("nan")
-    selection_uncertainty: str = "none"
-    selection_diagnostics: dict | None = None
-
-    @property
-    def log_likelihood_variance(self) -> float:
-        """Var over the selection members of ln L at the posterior median (NaN without members)."""
-        if self.selection_diagnostics is None:
-            return float("nan")
-        return float(self.selection_diagnostics["log_likelihood_variance"])
-
-    # ------------------------------------------------------------- access
-    def params(self) -> dict[str, np.ndarray]:
-        """Hyperparameter draws keyed by name (chains concatenated)."""
-        return {name: self.draws(name) for name in self.model.parameter_names}
-
-    def mean(self, name: str) -> float:
-        return float(np.mean(self.draws(name)))
-
-    def report(self) -> str:
-        """The summary table with divergences and runtime."""
-        lines = [f"{self.model.describe()}: {self.data.n_objects} objects, seed {self.seed}",
-                 self.summary.to_string(),
-                 f"divergences: {self.num_divergences}; max r_hat {_nanmax(self.summary['r_hat']):.3f}; "
-                 f"min ESS bulk {np.nanmin(self.summary['ess_bulk']):.0f}; runtime {self.runtime_s:.1f} s; "
-                 f"quadrature error of α {100 * self.quadrature_relative_error:.2g}%"]
-        if self.selection_diagnostics is not None:
-            share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in self.selection_diagnostics["variance_share"].items())
-            lines.append(f"selection uncertainty {self.selection_uncertainty!r}: Var_members ln L at the median "
-                         f"{self.log_likelihood_variance:.3g}; share of posterior variance from the selection: "
-                         f"{share}")
-        return "\n".join(lines)
-
-    # ---------------------------------------------------- predictive checks
-    def posterior_predictive(self, *, n_draws: int = 100, bins: Mapping[str, Sequence[float]] | None = None,
-                             seed: int | None = None) -> dict:
-        """Histograms of log_mass and log_age of replicated catalogues.
-
-        For each of ``n_draws`` posterior draws, ``N_obs`` detected clusters are drawn from
-        p_obs(θ) p(θ|Λ) (p_obs from the selection grid), given the measurement errors of
-        randomly chosen catalogue objects if the model has them, and histogrammed.
-
-        Parameters
-        ----------
-        n_draws : int
-            Posterior draws to replicate.
-        bins : mapping, optional
-            Bin edges per column (``log_mass``, ``log_age`` or ``av``); default 0.25 dex in
-            mass and 0.3 dex in age from the lower edges of the model's supports.
-        seed : int, optional
-
-        Returns
-        -------
-        dict
-            ``{column: {"edges", "observed" (counts), "replicated" (n_draws, n_bins)}}``.
-        """
-        bins = dict(bins or _default_bins(self.model))
-        rng = np.random.default_rng(self.seed + 1 if seed is None else seed)
-        params = self.params()
-        n_total = len(next(iter(params.values())))
-        chosen = rng.choice(n_total, size=min(n_draws, n_total), replace=False)
-        n_obs = self.data.n_objects
-        theta_obs = np.asarray(self.data.theta)
-        out = {c: {"edges": np.asarray(bins[c]), "observed": np.histogram(theta_obs[:, THETA_COLUMNS.index(c)],
-                                                                           bins[c])[0],
-                   "replicated": []} for c in bins}
-        alpha = self.draws("detected_fraction")
-        for s in chosen:
-            draw = {k: v[s] for k, v in params.items()}
-            theta = _sample_detected(self.model, draw, self.grid.selection, n_obs, float(alpha[s]),
-                                     int(rng.integers(2**31)), rng)
-            if self.model.measurement_error != "none":
-                pick = rng.integers(n_obs, size=n_obs)
-                lo, hi = np.asarray(self.data.sigma_lo)[pick], np.asarray(self.data.sigma_hi)[pick]
-                z = rng.standard_normal(theta.shape)
-                noise = np.where(z < 0, lo, hi) * z
-                for j, name in enumerate(THETA_COLUMNS):
-                    if name in self.model.error_columns:
-                        theta[:, j] += noise[:, j]
-            for c in bins:
-                out[c]["replicated"].append(np.histogram(theta[:, THETA_COLUMNS.index(c)], bins[c])[0])
-        for c in bins:
-            out[c]["replicated"] = np.asarray(out[c]["replicated"])
-        return out
-
-    def plot_ppc(self, **kwargs):
-        """Posterior predictive histograms of log M and log T; see :func:`plot_ppc`."""
-        return plot_ppc(self, **kwargs)
-
-    def plot_pair(self, **kwargs):
-        """Pair (corner) plot of the hyperparameters; see :func:`plot_pair`."""
-        return plot_pair(self, **kwargs)
-
-
-def _default_bins(model: PopulationModel) -> dict[str, np.ndarray]:
-    """0.25 dex in mass (up to 10^7 Msun) and 0.3 dex in age, starting at the supports' lower edges."""
-    def edges(low, high, width):
-        values = np.arange(low, high - 1e-9, width)
-        return np.append(values, high)
-
-    m_low, m_high = model.log_mass_range
-    t_low, t_high = model.log_age_range
-    return {"log_mass": edges(m_low, min(m_high, max(7.0, m_low + 1.0)), 0.25),
-            "log_age": edges(t_low, t_high, 0.3)}
-
-
-def _nanmax(values) -> float:
-    values = np.asarray(values, np.float64)
-    return float(np.max(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
-
-
-def _sample_detected(model, params, selection: SelectionGrid, n_obs: int, alpha: float, seed: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """``n_obs`` clusters drawn from p(θ|Λ) and thinned by the grid's p_obs."""
-    kept = []
-    n_kept = 0
-    key = jax.random.PRNGKey(seed)
-    size = int(2 ** np.ceil(np.log2(min(max(1.5 * n_obs / max(alpha, 1e-6), 4096), 2**21))))
-    for _ in range(1000):
-        key, sub = jax.random.split(key)
-        theta = sample_population(model, params, size, sub)
-        p = np.asarray(selection.interpolate(*(jnp.asarray(theta[:, j], jnp.float32) for j in range(3))))
-        detected = theta[rng.random(size) < p]
-        kept.append(detected)
-        n_kept += len(detected)
-        if n_kept >= n_obs:
-            break
-    return np.concatenate(kept)[:n_obs]
-
-
-def plot_ppc(result: FitResult, *, axes=None, n_draws: int = 100, bins=None, seed=None, color="tab:blue",
-             title: str | None = None, ppc: Mapping | None = None):
-    """Observed log M and log T histograms against the posterior predictive 68% / 95% bands.
-
-    ``ppc``: the output of :meth:`FitResult.posterior_predictive` (computed if not given).
-    Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    if ppc is None:
-        ppc = result.posterior_predictive(n_draws=n_draws, bins=bins, seed=seed)
-    if axes is None:
-        fig, axes = plt.subplots(1, len(ppc), figsize=(5.2 * len(ppc), 3.8))
-    axes = np.atleast_1d(axes)
-    labels = {"log_mass": r"$\log_{10}(M/\mathrm{M}_\odot)$", "log_age": r"$\log_{10}(T/\mathrm{yr})$",
-              "av": r"$A_V$ [mag]"}
-    for ax, (column, entry) in zip(axes, ppc.items()):
-        edges, replicated = entry["edges"], entry["replicated"]
-        q = np.quantile(replicated, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
-        ax.fill_between(edges, np.append(q[0], q[0][-1]), np.append(q[4], q[4][-1]), step="post", color=color,
-                        alpha=0.2, label="posterior predictive 95%")
-        ax.fill_between(edges, np.append(q[1], q[1][-1]), np.append(q[3], q[3][-1]), step="post", color=color,
-                        alpha=0.4, label="68%")
-        ax.stairs(q[2], edges, color=color, lw=1, ls="--", label="median")
-        ax.stairs(entry["observed"], edges, color="k", lw=1.6, label="observed")
-        ax.set_xlabel(labels.get(column, column))
-        ax.set_ylabel("clusters per bin")
-    axes[0].legend(fontsize="small")
-    fig = axes[0].figure
-    fig.suptitle(title or result.model.describe(), fontsize="medium")
-    fig.tight_layout()
-    return fig
-
-
-def plot_pair(result: FitResult, *, var_names=None, reference: Mapping[str, float] | None = None, **kwargs):
-    """Corner plot of the scalar hyperparameters (``arviz.plot_pair`` with marginals).
-
-    ``reference``: values to mark (e.g. published fits or the truth).  Returns the figure.
-    """
-    import arviz as az
-
-    var_names = list(var_names or result.model.scalar_parameters)
-    kwargs.setdefault("kind", "kde" if result.draws(var_names[0]).size <= 4000 else "scatter")
-    kwargs.setdefault("marginals", True)
-    kwargs.setdefault("figsize", (2.3 * len(var_names) + 0.6, 2.3 * len(var_names) + 0.6))
-    kwargs.setdefault("textsize", 9)
-    if reference:
-        kwargs.setdefault("reference_values", {k: v for k, v in reference.items() if k in var_names})
-    axes = az.plot_pair(result.idata, var_names=var_names, **kwargs)
-    fig = np.atleast_1d(axes).ravel()[0].figure
-    fig.tight_layout()
-    return fig
-
-
 # ------------------------------------------------------------------- fitter
 def _shapes(tree) -> tuple:
     return tuple(tuple(np.shape(leaf)) for leaf in jax.tree.leaves(tree))
 
 
-class PopulationFitter:
+class PopulationFitter(_PosteriorAssembly):
     """A NUTS sampler for one model and selection grid, compiled once and reused across catalogues.
 
     Parameters
@@ -613,145 +346,6 @@ class PopulationFitter:
             if log_likelihood and self.model.measurement_error != "latent" and self.selection_uncertainty == "none":
                 pointwise = self._pointwise_log_likelihood(samples, data)
         return self._result(samples, stats, pointwise, data, seed, runtime)
-
-    def _pointwise_log_likelihood(self, samples, data) -> np.ndarray:
-        names = self.model.parameter_names
-        chains, draws = np.asarray(samples[names[0]]).shape[:2]
-        flat = {k: jnp.asarray(np.asarray(samples[k]).reshape((chains * draws,) + np.shape(samples[k])[2:]))
-                for k in names}
-        dummy = jnp.zeros(chains * draws)
-        block = max(1, int(2e7 // max(1, data.n_objects * (1 if data.samples is None else data.samples.shape[1]))))
-        out = []
-        for start in range(0, chains * draws, block):
-            part = {k: v[start:start + block] for k, v in flat.items()}
-            out.append(np.asarray(self._pointwise(part, dummy[start:start + block], data, self.grid)))
-        return np.concatenate(out).reshape(chains, draws, -1)
-
-    def _result(self, samples, stats, pointwise, data, seed, runtime) -> FitResult:
-        import arviz as az
-
-        model = self.model
-        chains, draws = np.asarray(samples[model.parameter_names[0]]).shape[:2]
-        posterior = {name: np.asarray(samples[name]) for name in model.parameter_names}
-        posterior["detected_fraction"] = np.asarray(samples["detected_fraction"])
-        n_obs = data.n_objects
-        if model.likelihood == "poisson":
-            posterior["n_exp"] = np.asarray(samples["n_exp"])
-            posterior["n_total"] = 10.0 ** posterior["log10_N"]
-        else:  # N | Λ, N_obs ~ Gamma(N_obs, rate α) under the 1/N prior
-            rng = np.random.default_rng(seed)
-            posterior["n_total"] = rng.gamma(n_obs, size=(chains, draws)) / posterior["detected_fraction"]
-        if self.keep_latent:
-            for name in model.latent_columns:
-                posterior[f"{name}_true"] = np.asarray(samples[f"{name}_true"])
-        sample_stats = {
-            "diverging": np.asarray(stats["diverging"], bool),
-            "n_steps": np.asarray(stats["num_steps"]),
-            "energy": np.asarray(stats["energy"]),
-            "lp": -np.asarray(stats["potential_energy"]),
-            "acceptance_rate": np.asarray(stats["accept_prob"]),
-        }
-        theta = np.asarray(data.theta)
-        observed = {name: theta[:, j] for j, name in enumerate(THETA_COLUMNS)}
-        dims = {"av_weights": ["av_bin"], "obs": ["object"], **{c: ["object"] for c in THETA_COLUMNS},
-                **{f"{c}_true": ["object"] for c in THETA_COLUMNS}}
-        coords = {"av_bin": np.arange(model.n_av_bins), "object": np.arange(n_obs)}
-        attrs = {
-            "seed": int(seed),
-            "model": json.dumps(dataclasses.asdict(model)),
-            "model_description": model.describe(),
-            "sampler": json.dumps(self.settings),
-            "runtime_s": round(runtime, 3),
-            "n_objects": int(n_obs),
-            "jaxcomp_version": __version__,
-            "numpyro_version": numpyro.__version__,
-            "inference_library": "numpyro",
-        }
-        idata = az.from_dict(posterior=posterior, sample_stats=sample_stats,
-                             log_likelihood=None if pointwise is None else {"obs": pointwise},
-                             observed_data=observed, dims=dims, coords=coords, attrs=attrs)
-        for group in idata.groups():  # also on every group, so they survive saving a single group
-            getattr(idata, group).attrs.update(attrs)
-        var_names = list(model.parameter_names) + ["detected_fraction"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            summary = az.summary(idata, var_names=var_names, hdi_prob=0.95)
-        n_div = int(sample_stats["diverging"].sum())
-        if n_div:
-            warnings.warn(f"{n_div} divergent transition(s) in {chains} x {draws} NUTS draws of "
-                          f"{model.describe()}: the posterior may be biased; inspect idata.sample_stats.diverging, "
-                          "raise target_accept_prob or reparameterise", RuntimeWarning, stacklevel=3)
-        median = {name: np.median(posterior[name].reshape((chains * draws,) + posterior[name].shape[2:]), axis=0)
-                  for name in model.parameter_names}
-        if model.av == "piecewise":
-            median["av_weights"] = median["av_weights"] / np.sum(median["av_weights"])
-        relative_error = float("nan")
-        if self.grid.log_mass.shape[0] >= 5 and self.grid.log_age.shape[0] >= 5:
-            with jax.enable_x64(self.settings["x64"]):
-                alpha, error = quadrature_error(model, median, self.grid, n_gauss=self.settings["n_gauss"])
-            relative_error = error / alpha if alpha > 0 else float("inf")
-            if relative_error > self.quadrature_tolerance:
-                warnings.warn(
-                    f"the selection grid is too coarse for this population: the detected fraction "
-                    f"α = {alpha:.4g} at the posterior median has an estimated quadrature error of "
-                    f"{100 * relative_error:.2g}% (tolerance {100 * self.quadrature_tolerance:.2g}%); use more "
-                    "grid nodes (SelectionGrid.from_selection(shape=...)) or a smaller mass/age stride",
-                    RuntimeWarning, stacklevel=3)
-        diagnostics = None
-        if self.member_grid is not None:
-            with jax.enable_x64(self.settings["x64"]):
-                diagnostics = self._selection_diagnostics(samples, data, median)
-            idata.attrs["selection_uncertainty"] = self.selection_uncertainty
-            idata.attrs["selection_log_likelihood_variance"] = diagnostics["log_likelihood_variance"]
-            warn_selection_variance({"": diagnostics["log_likelihood_variance"]},
-                                    len(diagnostics["member_weights"]), self.selection_variance_tolerance,
-                                    self.selection_uncertainty)
-        return FitResult(idata=idata, summary=summary, num_divergences=n_div, runtime_s=runtime, model=model,
-                         data=data, grid=self.grid, seed=int(seed), quadrature_relative_error=relative_error,
-                         selection_uncertainty=self.selection_uncertainty, selection_diagnostics=diagnostics)
-
-    def _selection_diagnostics(self, samples, data, median) -> dict:
-        """:func:`selection_diagnostics` from the draws (ln L of every member at every draw, in blocks).
-
-        The posterior median is evaluated with the draws (one extra row), and the last
-        block is padded, so one program shape is compiled.
-        """
-        model = self.model
-        names = model.parameter_names
-        first = np.asarray(samples[names[0]])
-        n_draws = first.shape[0] * first.shape[1]
-        flat = {k: np.asarray(samples[k]).reshape((n_draws,) + np.shape(samples[k])[2:]) for k in samples}
-        rows = {k: np.concatenate([flat[k], np.asarray(median[k], flat[k].dtype)[None]]) for k in names}
-        theta = latent_theta(model, data, flat)
-        if theta is not None:
-            theta = np.concatenate([theta, np.median(theta, axis=0)[None]])
-        n_rows = n_draws + 1
-        block = max(1, int(2e7 // max(1, data.n_objects * (1 if data.samples is None else data.samples.shape[1])
-                                      * len(self.member_grid.p_obs_binned))))
-        block = min(block, n_rows)
-        member_log_l, fit_log_l = [], []
-        for start in range(0, n_rows, block):
-            index = np.minimum(np.arange(start, start + block), n_rows - 1)  # the last block padded
-            part = {k: jnp.asarray(rows[k][index]) for k in names}
-            if theta is None:
-                member = np.asarray(self._member_log_l_exact(part, data, self.member_grid))
-                single = None if self.selection_uncertainty == "ensemble" else np.asarray(
-                    self._log_l_exact(part, data, self.grid))
-            else:
-                th = jnp.asarray(theta[index])
-                member = np.asarray(self._member_log_l(part, th, data, self.member_grid))
-                single = None if self.selection_uncertainty == "ensemble" else np.asarray(
-                    self._log_l(part, th, data, self.grid))
-            if single is None:  # the ensemble fit's own likelihood: log-mean-exp over members
-                single = np.logaddexp.reduce(member, axis=1) - np.log(member.shape[1])
-            keep = min(block, n_rows - start)
-            member_log_l.append(member[:keep])
-            fit_log_l.append(single[:keep])
-        member_log_l, fit_log_l = np.concatenate(member_log_l), np.concatenate(fit_log_l)
-        median_log_l = member_log_l[-1]
-        member_log_l, fit_log_l = member_log_l[:-1], fit_log_l[:-1]
-        draws = {k: flat[k] for k in model.scalar_parameters}
-        return selection_diagnostics(member_log_l, fit_log_l, draws, median_log_l)
 
 
 def fit_population(catalogue, selection_grid: SelectionGrid, model: PopulationModel | None = None, *,

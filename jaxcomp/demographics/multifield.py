@@ -27,7 +27,8 @@ from numpyro.distributions.transforms import biject_to
 
 from .._version import __version__
 from ..errors import InputError
-from .fit import CHAIN_METHODS, PopulationFitter, PosteriorAccess, available_cores
+from .fit import CHAIN_METHODS, PopulationFitter, available_cores
+from .fit_result import PosteriorAccess
 from .multifield_model import (
     POOLING_FORMS,
     MultiFieldData,

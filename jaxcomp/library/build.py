@@ -56,455 +56,50 @@ Method
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import math
 import platform
-import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._io import array_digest, atomic_write_bytes
-from .bands import DEFAULT_BANDS, sedpy_filter_name
+from .band_projection import (
+    _package_version,
+    _vega,
+    compute_band_grid,
+    extinction_curve,
+    ionising_photon_grid,
+    load_filter,
+    spectral_interpolation_magnitudes,
+    spectrum_magnitudes,
+)
+from .bands import DEFAULT_BANDS
+from .physical_constants import L_SUN_ERG_S, TEN_PARSEC_CM
 from .stellar_grid import (
-    BandGrid,
     _bilinear,
     evaluate_extinction_polynomial,
     extinction_polynomial,
     star_photometry_from_band_grid,
 )
+from .stellar_inputs import extend_grid_with_planck, read_ck04_grid, read_isochrones, sha256_file
 
 __all__ = [
-    "L_SUN_ERG_S",
-    "TEN_PARSEC_CM",
-    "AtmosphereGrid",
-    "BandGrid",
-    "read_isochrones",
-    "read_ck04_grid",
-    "extend_grid_with_planck",
-    "load_filter",
-    "photon_counts",
-    "extinction_curve",
-    "compute_band_grid",
-    "ionising_photon_grid",
-    "star_photometry_from_band_grid",
-    "extinction_polynomial",
-    "evaluate_extinction_polynomial",
-    "spectrum_magnitudes",
+    "EXTINCTION_FIT_AV",
+    "EXTINCTION_CHECK_AV",
+    "FORMAT_VERSION",
     "build_star_photometry",
     "serialise_star_photometry",
+    "write_star_photometry",
 ]
-
-#: Nominal solar luminosity (IAU 2015 resolution B3) [erg s^-1].
-L_SUN_ERG_S = 3.828e33
-#: 10 parsec [cm].
-TEN_PARSEC_CM = 10.0 * 3.0856775814913673e18
-_SIGMA_SB = 5.670374419e-5  # erg s^-1 cm^-2 K^-4
-_H = 6.62607015e-27  # erg s
-_C_ANGSTROM = 2.99792458e18  # Angstrom s^-1
-_K_B = 1.380649e-16  # erg K^-1
-#: Hydrogen ionisation edge [Angstrom] (13.598 eV).
-LYMAN_LIMIT_ANGSTROM = 911.75
 
 #: A_V [mag] at which band extinctions are computed exactly for the polynomial fit.
 EXTINCTION_FIT_AV = (0.75, 1.5, 2.25, 3.0)
 #: A_V [mag] at which the polynomial is checked against the exact band extinction.
 EXTINCTION_CHECK_AV = (0.375, 1.125, 1.875, 2.625)
-
-_COOL_EXTENSION_TEFF = (2000.0, 2250.0, 2500.0, 2750.0, 3000.0, 3250.0)
-_HOT_EXTENSION_LOG_TEFF_STEP = 0.025
-_HOT_EXTENSION_LOG_TEFF_MAX = 5.45
-
-ISOCHRONE_COLUMNS = (
-    "log_age", "initial_mass", "current_mass", "log_luminosity", "log_teff", "log_g", "composition", "phase",
-)
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------- inputs
-def read_isochrones(path: str | Path) -> dict[str, np.ndarray]:
-    """Read an FSPS-format isochrone file.
-
-    Parameters
-    ----------
-    path : str or Path
-        Whitespace table with columns log10(age/yr), initial mass [Msun], current
-        mass [Msun], log10(L/Lsun), log10(Teff/K), log g [cgs], composition flag,
-        evolutionary phase; ``#`` lines are comments.
-
-    Returns
-    -------
-    dict of str -> numpy.ndarray
-        One array per column (names in :data:`ISOCHRONE_COLUMNS`), rows in file order.
-
-    Raises
-    ------
-    ValueError
-        If the file does not have 8 numeric columns, or initial mass decreases
-        within an isochrone.
-    """
-    data = np.loadtxt(path, comments="#", ndmin=2)
-    if data.shape[1] != len(ISOCHRONE_COLUMNS):
-        raise ValueError(f"isochrone file {path} has {data.shape[1]} columns, expected {len(ISOCHRONE_COLUMNS)}")
-    out = {name: data[:, i].copy() for i, name in enumerate(ISOCHRONE_COLUMNS)}
-    ages = out["log_age"]
-    for age in np.unique(ages):
-        mass = out["initial_mass"][ages == age]
-        if np.any(np.diff(mass) < 0):
-            raise ValueError(f"initial mass decreases within the log age {age} isochrone of {path}")
-    return out
-
-
-@dataclass(frozen=True)
-class AtmosphereGrid:
-    """Stellar atmosphere spectra on a rectangular (log Teff, log g) grid.
-
-    Attributes
-    ----------
-    log_teff : numpy.ndarray, shape (n_teff,)
-        log10 effective temperature nodes [K], increasing.
-    log_g : numpy.ndarray, shape (n_g,)
-        Surface gravity nodes log10(g / cm s^-2), increasing.
-    wavelength : numpy.ndarray, shape (n_wave,)
-        Wavelength [Angstrom].
-    flux : numpy.ndarray, shape (n_teff, n_g, n_wave)
-        Spectral shape normalised to unit bolometric flux [Angstrom^-1].
-    origin : numpy.ndarray of str, shape (n_teff, n_g)
-        ``"ck04"`` (model from the atlas), ``"ck04_gravity_clamped"`` (filled from the
-        nearest available gravity), ``"planck_cool"`` / ``"planck_hot"`` (Planck-ratio
-        extension of the edge model).
-    """
-
-    log_teff: np.ndarray
-    log_g: np.ndarray
-    wavelength: np.ndarray
-    flux: np.ndarray
-    origin: np.ndarray
-
-
-def read_ck04_grid(directory: str | Path) -> tuple[AtmosphereGrid, dict[str, str]]:
-    """Read the Castelli & Kurucz (2004) solar-metallicity atlas.
-
-    Parameters
-    ----------
-    directory : str or Path
-        Folder with ``ckp00_<Teff>.fits`` files (WAVELENGTH [Angstrom] and g00..g50
-        FLAM surface-flux columns).
-
-    Returns
-    -------
-    grid : AtmosphereGrid
-        Unit-bolometric spectra, missing gravities filled by gravity clamping.
-    file_hashes : dict of str -> str
-        SHA-256 of every file read, by file name.
-    """
-    from astropy.io import fits
-
-    directory = Path(directory)
-    files = sorted(directory.glob("ckp00_*.fits"), key=lambda p: int(re.findall(r"_(\d+)\.fits$", p.name)[0]))
-    if not files:
-        raise ValueError(f"no ckp00_<Teff>.fits files found in {directory}")
-    teff = []
-    spectra = []
-    present = []
-    wavelength = None
-    gravity_columns = None
-    hashes = {}
-    for path in files:
-        hashes[path.name] = sha256_file(path)
-        with fits.open(path) as hdul:
-            table = hdul[1].data
-            names = [c for c in table.columns.names if c.lower().startswith("g")]
-            if gravity_columns is None:
-                gravity_columns = names
-            elif names != gravity_columns:
-                raise ValueError(f"{path.name} has gravity columns {names}, expected {gravity_columns}")
-            wave = np.asarray(table["WAVELENGTH"], dtype=float)
-            if wavelength is None:
-                wavelength = wave
-            elif not np.array_equal(wave, wavelength):
-                raise ValueError(f"{path.name} has a different wavelength grid from {files[0].name}")
-            block = np.stack([np.asarray(table[c], dtype=float) for c in names])
-        teff.append(float(re.findall(r"_(\d+)\.fits$", path.name)[0]))
-        present.append(block.max(axis=1) > 0)
-        spectra.append(block)
-    flux = np.stack(spectra)  # (n_teff, n_g, n_wave)
-    present = np.stack(present)
-    log_g = np.array([int(c[1:]) / 10.0 for c in gravity_columns])
-    origin = np.where(present, "ck04", "ck04_gravity_clamped").astype("U24")
-    for i in range(flux.shape[0]):
-        have = np.flatnonzero(present[i])
-        if have.size == 0:
-            raise ValueError(f"no gravity available at Teff {teff[i]} K")
-        for j in range(flux.shape[1]):
-            if not present[i, j]:
-                flux[i, j] = flux[i, have[np.argmin(np.abs(have - j))]]
-    flux = flux / np.trapezoid(flux, wavelength, axis=-1)[..., None]
-    return AtmosphereGrid(np.log10(np.array(teff)), log_g, wavelength, flux, origin), hashes
-
-
-def _planck_lambda(wavelength_angstrom: np.ndarray, teff: float) -> np.ndarray:
-    """Planck B_λ up to a constant factor, computed stably in log space."""
-    x = _H * _C_ANGSTROM / (wavelength_angstrom * _K_B * teff)
-    return wavelength_angstrom**-5 / np.expm1(np.minimum(x, 700.0))
-
-
-def extend_grid_with_planck(grid: AtmosphereGrid) -> AtmosphereGrid:
-    """Extend the atmosphere grid below its coolest and above its hottest Teff.
-
-    Each added node is the edge model (at the same gravity) times the Planck ratio
-    ``B_λ(T) / B_λ(T_edge)``, renormalised to unit bolometric flux.  Cool nodes are at
-    2000-3250 K (every 250 K); hot nodes every 0.025 dex in log Teff up to 10^5.45 K.
-    """
-    wave = grid.wavelength
-    t_cool_edge = 10 ** grid.log_teff[0]
-    t_hot_edge = 10 ** grid.log_teff[-1]
-    cool = [t for t in _COOL_EXTENSION_TEFF if t < t_cool_edge * 0.999]
-    n_hot = int(math.floor((_HOT_EXTENSION_LOG_TEFF_MAX - grid.log_teff[-1]) / _HOT_EXTENSION_LOG_TEFF_STEP + 1e-9))
-    hot = [10 ** (grid.log_teff[-1] + _HOT_EXTENSION_LOG_TEFF_STEP * (k + 1)) for k in range(n_hot)]
-
-    def scaled(edge_flux, t_new, t_edge):
-        ratio = _planck_lambda(wave, t_new) / _planck_lambda(wave, t_edge)
-        out = edge_flux * ratio[None, :]
-        return out / np.trapezoid(out, wave, axis=-1)[:, None]
-
-    cool_flux = [scaled(grid.flux[0], t, t_cool_edge) for t in cool]
-    hot_flux = [scaled(grid.flux[-1], t, t_hot_edge) for t in hot]
-    n_g = grid.log_g.size
-    flux = np.concatenate([np.stack(cool_flux)] + [grid.flux] + [np.stack(hot_flux)], axis=0) if cool and hot else grid.flux
-    log_teff = np.concatenate([np.log10(cool), grid.log_teff, np.log10(hot)])
-    origin = np.concatenate(
-        [np.full((len(cool), n_g), "planck_cool", dtype="U24"), grid.origin, np.full((len(hot), n_g), "planck_hot", dtype="U24")]
-    )
-    return AtmosphereGrid(log_teff, grid.log_g, wave, flux, origin)
-
-
-# ------------------------------------------------------------------- filters and dust
-@dataclass(frozen=True)
-class Filter:
-    """A filter throughput curve: ``wavelength`` [Angstrom] and detector ``transmission``."""
-
-    name: str
-    sedpy_name: str
-    wavelength: np.ndarray
-    transmission: np.ndarray
-    sha256: str
-
-
-def load_filter(band: str) -> Filter:
-    """Load a filter curve from astro-sedpy by short band name or sedpy filter name.
-
-    Raises
-    ------
-    ValueError
-        If sedpy does not know the filter.
-    """
-    from sedpy import observate
-
-    sedpy_name = sedpy_filter_name(band)
-    if sedpy_name not in observate.list_available_filters():
-        raise ValueError(
-            f"sedpy does not know the filter {sedpy_name!r} (band {band!r}); "
-            "see sedpy.observate.list_available_filters() for valid names"
-        )
-    f = observate.Filter(sedpy_name)
-    return Filter(band, sedpy_name, np.asarray(f.wavelength, float), np.asarray(f.transmission, float), sha256_file(f.filename))
-
-
-def _union_grid(filt: Filter, wavelength: np.ndarray) -> np.ndarray:
-    lo, hi = filt.wavelength[0], filt.wavelength[-1]
-    inside = wavelength[(wavelength > lo) & (wavelength < hi)]
-    return np.unique(np.concatenate([filt.wavelength, inside]))
-
-
-def _interp_last_axis(x_new: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Linear interpolation of y(..., n) sampled at x onto x_new, zero outside x."""
-    index = np.clip(np.searchsorted(x, x_new) - 1, 0, x.size - 2)
-    t = (x_new - x[index]) / (x[index + 1] - x[index])
-    out = y[..., index] * (1.0 - t) + y[..., index + 1] * t
-    outside = (x_new < x[0]) | (x_new > x[-1])
-    out[..., outside] = 0.0
-    return out
-
-
-def photon_counts(
-    wavelength: np.ndarray,
-    flux_lambda: np.ndarray,
-    filt: Filter,
-    attenuation_curve=None,
-    av: float | Sequence[float] = 0.0,
-) -> np.ndarray:
-    """Photon-counting band integral ``∫ λ F_λ 10^(-0.4 A_V k(λ)) T(λ) dλ``.
-
-    Parameters
-    ----------
-    wavelength : numpy.ndarray, shape (n_wave,)
-        Increasing wavelengths of the spectrum [Angstrom].
-    flux_lambda : numpy.ndarray, shape (..., n_wave)
-        Spectra [any F_λ unit].
-    filt : Filter
-        Filter curve.
-    attenuation_curve : callable, optional
-        ``k(λ) = A_λ / A_V`` for wavelengths in Angstrom (see :func:`extinction_curve`).
-    av : float or sequence of float
-        Visual extinctions [mag]; a sequence adds a trailing axis of that length.
-
-    Returns
-    -------
-    numpy.ndarray
-        Counts with shape ``flux_lambda.shape[:-1]`` (plus ``(len(av),)`` for a sequence).
-        The spectrum must cover the filter; zero flux is assumed outside it.
-    """
-    grid = _union_grid(filt, wavelength)
-    trans = np.interp(grid, filt.wavelength, filt.transmission, left=0.0, right=0.0)
-    flux = _interp_last_axis(grid, wavelength, np.asarray(flux_lambda, dtype=float))
-    weight = grid * trans
-    avs = np.atleast_1d(np.asarray(av, dtype=float))
-    if attenuation_curve is None:
-        if np.any(avs != 0.0):
-            raise ValueError("an attenuation_curve is needed for non-zero av")
-        factors = np.ones((avs.size, grid.size))
-    else:
-        factors = 10.0 ** (-0.4 * avs[:, None] * attenuation_curve(grid)[None, :])
-    counts = np.trapezoid(flux[..., None, :] * (weight * factors), grid, axis=-1)
-    return counts if np.ndim(av) else counts[..., 0]
-
-
-def extinction_curve(law: str = "F99", r_v: float = 3.1):
-    """Return ``k(λ) = A_λ / A_V`` of a dust_extinction Milky Way law as a function of λ [Angstrom].
-
-    Parameters
-    ----------
-    law : {"F99", "G23", "CCM89", "F19"}
-        Fitzpatrick (1999), Gordon et al. (2023), Cardelli, Clayton & Mathis (1989)
-        or Fitzpatrick et al. (2019); all normalised to 1 at 5500 Angstrom.
-    r_v : float
-        Total-to-selective extinction ratio.
-
-    Returns
-    -------
-    callable
-        ``curve(wavelength_angstrom) -> numpy.ndarray``; it raises ValueError for a
-        wavelength outside the law's validity range.
-    """
-    import astropy.units as u
-    from dust_extinction import parameter_averages
-
-    known = ("F99", "G23", "CCM89", "F19")
-    if law not in known:
-        raise ValueError(f"unknown extinction law {law!r}; choose one of {known}")
-    model = getattr(parameter_averages, law)(Rv=r_v)
-    x_lo, x_hi = model.x_range  # inverse microns
-
-    def curve(wavelength_angstrom):
-        wave = np.asarray(wavelength_angstrom, dtype=float)
-        x = 1e4 / wave
-        if np.any(x < x_lo * (1 - 1e-9)) or np.any(x > x_hi * (1 + 1e-9)):
-            raise ValueError(
-                f"the {law} extinction law is defined for {1e4 / x_hi:.0f}-{1e4 / x_lo:.0f} Angstrom; "
-                f"the band spans {wave.min():.0f}-{wave.max():.0f} Angstrom (use law='G23' for 912 A - 32 micron)"
-            )
-        return np.asarray(model(np.clip(x, x_lo, x_hi) / u.micron), dtype=float)
-
-    curve.law = law
-    curve.r_v = r_v
-    curve.version = _package_version("dust-extinction")
-    return curve
-
-
-def _vega():
-    from sedpy import reference_spectra
-
-    return np.asarray(reference_spectra.vega[:, 0], float), np.asarray(reference_spectra.vega[:, 1], float), reference_spectra.vega_file
-
-
-def spectrum_magnitudes(wavelength, flux_lambda, filters: Sequence[Filter]) -> np.ndarray:
-    """Vega magnitudes of spectra [F_λ in erg s^-1 cm^-2 Angstrom^-1] in several filters.
-
-    Returns an array of shape ``flux_lambda.shape[:-1] + (n_filters,)``; Vega itself
-    (sedpy's CALSPEC spectrum) has magnitude 0 in every band.
-    """
-    vega_wave, vega_flux, _ = _vega()
-    out = []
-    for f in filters:
-        out.append(-2.5 * np.log10(photon_counts(wavelength, flux_lambda, f) / photon_counts(vega_wave, vega_flux, f)))
-    return np.stack(out, axis=-1)
-
-
-# --------------------------------------------------------------------------- band grid
-def compute_band_grid(
-    grid: AtmosphereGrid, filters: Sequence[Filter], attenuation_curve, av_nodes: Sequence[float]
-) -> BandGrid:
-    """Project every grid spectrum through every filter, without and with extinction."""
-    vega_wave, vega_flux, _ = _vega()
-    scale = L_SUN_ERG_S / (4.0 * math.pi * TEN_PARSEC_CM**2)
-    avs = np.asarray(av_nodes, dtype=float)
-    q = np.empty(grid.flux.shape[:2] + (len(filters),))
-    q_ext = np.empty(grid.flux.shape[:2] + (len(filters), avs.size))
-    for b, f in enumerate(filters):
-        vega_counts = photon_counts(vega_wave, vega_flux, f)
-        counts = photon_counts(grid.wavelength, grid.flux, f, attenuation_curve, np.concatenate([[0.0], avs]))
-        q[..., b] = -2.5 * np.log10(scale * counts[..., 0] / vega_counts)
-        q_ext[..., b, :] = -2.5 * np.log10(scale * counts[..., 1:] / vega_counts)
-    return BandGrid(grid.log_teff, grid.log_g, tuple(f.name for f in filters), q, avs, q_ext)
-
-
-def ionising_photon_grid(grid: AtmosphereGrid) -> np.ndarray:
-    """log10 of the hydrogen-ionising photon rate of a 1 L_sun star at every grid node.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_teff, n_g)
-        ``log10(q_H0 / s^-1)`` with ``q_H0 = L_sun ∫_{λ<911.75 Å} S(λ) λ/(hc) dλ`` for the
-        unit-bolometric spectra ``S``; nodes without ionising flux get -300.
-    """
-    wave = grid.wavelength
-    edge = wave <= LYMAN_LIMIT_ANGSTROM
-    if edge.sum() < 2:
-        raise ValueError("the atmosphere grid does not extend below the Lyman limit (911.75 Angstrom)")
-    photons = np.trapezoid(grid.flux[..., edge] * wave[edge], wave[edge], axis=-1) / (_H * _C_ANGSTROM)
-    q = L_SUN_ERG_S * photons
-    return np.where(q > 0, np.log10(np.maximum(q, 1e-300)), -300.0)
-
-
-def spectral_interpolation_magnitudes(grid: AtmosphereGrid, filters, log_luminosity, log_teff, log_g):
-    """Reference implementation: interpolate the spectra themselves, then project.
-
-    Used by the build to verify :func:`star_photometry_from_band_grid` (the two agree
-    to rounding because projection is linear).  Slow; meant for a few stars.
-    """
-    ix, iy, tx, ty = _bilinear(grid.log_teff, grid.log_g, np.atleast_1d(log_teff), np.atleast_1d(log_g))
-    s = (
-        grid.flux[ix, iy] * ((1 - tx) * (1 - ty))[:, None]
-        + grid.flux[ix + 1, iy] * (tx * (1 - ty))[:, None]
-        + grid.flux[ix, iy + 1] * ((1 - tx) * ty)[:, None]
-        + grid.flux[ix + 1, iy + 1] * (tx * ty)[:, None]
-    )
-    flux_10pc = s * (10 ** np.atleast_1d(log_luminosity) * L_SUN_ERG_S / (4 * math.pi * TEN_PARSEC_CM**2))[:, None]
-    return spectrum_magnitudes(grid.wavelength, flux_10pc, filters)
-
-
-# ------------------------------------------------------------------------------ build
-def _package_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def build_star_photometry(

@@ -386,7 +386,7 @@ class NebularBandTable:
 
 
 def _band_counts(spectrum, filt, curve, avs):
-    from .build import photon_counts
+    from .band_projection import photon_counts
 
     counts = photon_counts(
         spectrum["wavelength"], spectrum["continuum"], filt, curve, avs
@@ -422,9 +422,9 @@ def nebular_band_table(
     bands : tuple of str
         Band names, same order.
     extinction_law, r_v
-        The star table's extinction law (see :func:`jaxcomp.library.build.extinction_curve`).
+        The star table's extinction law (see :func:`jaxcomp.library.band_projection.extinction_curve`).
     """
-    from .build import _vega, extinction_curve, load_filter, photon_counts
+    from .band_projection import _vega, extinction_curve, load_filter, photon_counts
 
     spectrum = nebular_spectrum(emission, _Q_REFERENCE)
     scale = 1.0 / (4.0 * math.pi * _TEN_PARSEC_CM**2)

@@ -83,6 +83,8 @@ import numpy as np
 from .imf import IMF, SAMPLING_METHODS, as_generator
 from .nebular import NebularEmission, band_table_for
 from .photometry import IONISING_REFERENCE_RATE, StarPhotometry, check_av
+from .stochastic_draws import StochasticDraws
+from .synthesis_tables import SynthesisTables
 
 __all__ = [
     "NGC628_DISTANCE_MODULUS",
@@ -96,10 +98,6 @@ __all__ = [
 from ..survey import NGC628_DISTANCE_MODULUS  # noqa: E402  (re-exported)
 
 AGE_POLICIES = ("raise", "clamp")
-
-_LN10 = math.log(10.0)
-_UNEVOLVED_MASS_RATIO = 0.8
-_UNEVOLVED_MIN_LOG_G = 3.5
 
 
 @dataclass(frozen=True)
@@ -155,37 +153,7 @@ class SynthesisOptions:
             raise ValueError(f"chunk_stars must be >= 1000, got {self.chunk_stars}")
 
 
-def _refine_isochrone(mass, mag, coef, dlog):
-    """Insert points so that adjacent initial masses differ by at most ``dlog`` dex.
-
-    Magnitudes and extinction coefficients of inserted points are linear in log mass.
-    """
-    log_m = np.log10(mass)
-    gaps = np.diff(log_m)
-    n_sub = np.where(gaps > dlog, np.ceil(gaps / dlog).astype(int), 1)
-    if np.all(n_sub == 1):
-        return mass, mag, coef
-    left = np.repeat(np.arange(mass.size - 1), n_sub)
-    frac = np.concatenate([np.arange(n) / n for n in n_sub])
-    new_log_m = log_m[left] + frac * gaps[left]
-    new_mag = mag[left] + frac[:, None] * (mag[left + 1] - mag[left])
-    new_coef = coef[left] + frac[:, None, None] * (coef[left + 1] - coef[left])
-    return (
-        np.concatenate([10**new_log_m, mass[-1:]]),
-        np.concatenate([new_mag, mag[-1:]]),
-        np.concatenate([new_coef, coef[-1:]]),
-    )
-
-
-def _horner_extinction(coef, av):
-    """A_band [mag] = Σ_k c_k A_V^k for coef (..., 4) and av broadcastable to coef[..., 0]."""
-    out = coef[..., -1] * av
-    for k in range(coef.shape[-1] - 2, -1, -1):
-        out = (out + coef[..., k]) * av
-    return out
-
-
-class PopulationSynthesis:
+class PopulationSynthesis(SynthesisTables, StochasticDraws):
     """Stellar-population synthesis of cluster photometry (see the module docstring).
 
     Parameters
@@ -236,106 +204,6 @@ class PopulationSynthesis:
             raise ValueError("the photometry table needs at least two isochrones")
         self._build_tables()
 
-    # ----------------------------------------------------------------- tables
-    def _build_tables(self) -> None:
-        phot, imf, opt = self._table_photometry, self.imf, self.options
-        masses, mags, coefs, alive = [], [], [], []
-        for sl in phot.isochrone_slices():
-            m = phot.initial_mass[sl]
-            mag = phot.magnitude[sl]
-            coef = phot.extinction_coefficients[sl]
-            m, mag, coef = _refine_isochrone(m, mag, coef, opt.refine_dlog_mass)
-            if imf.min_mass < m[0]:
-                m, mag, coef = np.concatenate([[imf.min_mass], m]), np.vstack([mag[:1], mag]), np.concatenate([coef[:1], coef])
-            top = sl.stop - 1
-            unevolved = (
-                phot.current_mass[top] >= _UNEVOLVED_MASS_RATIO * phot.initial_mass[top]
-                and phot.log_g[top] >= _UNEVOLVED_MIN_LOG_G
-            )
-            if m[-1] < imf.max_mass:
-                if unevolved:
-                    m = np.concatenate([m, [imf.max_mass]])
-                    mag = np.vstack([mag, mag[-1:]])
-                    coef = np.concatenate([coef, coef[-1:]])
-                    alive.append(imf.max_mass)
-                else:
-                    alive.append(m[-1])
-                    dark = np.full((2, mag.shape[1]), np.inf)
-                    m = np.concatenate([m, [m[-1] * (1 + 1e-9), max(imf.max_mass, m[-1] * (1 + 2e-9))]])
-                    mag = np.vstack([mag, dark])
-                    coef = np.concatenate([coef, coef[-1:], coef[-1:]])
-            else:
-                alive.append(imf.max_mass)
-            masses.append(m)
-            mags.append(mag)
-            coefs.append(coef)
-        sizes = np.array([m.size for m in masses])
-        self._iso_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self._iso_stop = np.cumsum(sizes)
-        self._alive_mass = np.array(alive)
-        self._node_mass = np.concatenate(masses)
-        self._node_flux = 10.0 ** (-0.4 * np.concatenate(mags))  # (K, n_bands), zero-magnitude units at 10 pc
-        self._node_coef = np.concatenate(coefs)  # (K, n_bands, 4)
-        iso_index = np.repeat(np.arange(sizes.size), sizes)
-        self._node_key = iso_index * 10.0 + np.log10(self._node_mass) + 3.0
-        if np.any(np.diff(self._node_key) < 0):
-            raise ValueError("isochrone initial masses must be non-decreasing within each isochrone")
-
-        # IMF integrals per unit cluster mass (1 Msun formed)
-        mean = imf.mean_mass
-        self._node_number = imf.number_fraction_below(self._node_mass) / mean  # stars per Msun below m
-        self._node_massfrac = imf.mass_fraction_below(self._node_mass)  # Msun per Msun below m
-        m0, m1 = self._node_mass[:-1], self._node_mass[1:]
-        d_num = np.diff(self._node_number)
-        d_mass = np.diff(self._node_massfrac)
-        width = m1 - m0
-        same_iso = iso_index[:-1] == iso_index[1:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            alpha = np.where(width > 0, (m1 * d_num - d_mass) / width, 0.0)
-        alpha = np.clip(np.where(same_iso, alpha, 0.0), 0.0, np.where(same_iso, d_num, 0.0))
-        beta = np.where(same_iso, d_num, 0.0) - alpha
-        self._interval_alpha = np.append(alpha, 0.0)
-        self._interval_beta = np.append(beta, 0.0)
-
-        # fully sampled (cumulative) extincted flux at A_V table nodes
-        step = opt.av_table_step
-        self._av_table = np.arange(0.0, 3.0 + 0.5 * step, step)
-        att = 10.0 ** (-0.4 * _horner_extinction(self._node_coef[:, :, None, :], self._av_table[None, None, :]))
-        g = self._node_flux[:, :, None] * att  # (K, n_bands, n_av)
-        interval = self._interval_alpha[:, None, None] * g
-        interval[:-1] += self._interval_beta[:-1, None, None] * g[1:]
-        exclusive = np.concatenate([np.zeros((1,) + interval.shape[1:]), np.cumsum(interval, axis=0)[:-1]])
-        self._cumulative_flux = exclusive - exclusive[self._iso_start][iso_index]  # (K, n_bands, n_av)
-        self._log_cumulative_flux = np.log(np.maximum(self._cumulative_flux, 1e-300))
-
-        # cumulative band-band second moments (Poisson covariance per Msun formed), float32
-        n_bands = self._node_flux.shape[1]
-        self._pair_b, self._pair_c = np.triu_indices(n_bands)
-        products = g[:, self._pair_b, :] * g[:, self._pair_c, :]  # (K, n_pairs, n_av)
-        moment = self._interval_alpha[:, None, None] * products
-        moment[:-1] += self._interval_beta[:-1, None, None] * products[1:]
-        exclusive = np.concatenate([np.zeros((1,) + moment.shape[1:]), np.cumsum(moment, axis=0)[:-1]])
-        self._cumulative_moment = (exclusive - exclusive[self._iso_start][iso_index]).astype(np.float32)
-        del products, moment, exclusive
-
-        # variance threshold mass per isochrone
-        f2 = self._node_flux**2
-        var_interval = self._interval_alpha[:, None] * f2
-        var_interval[:-1] += self._interval_beta[:-1, None] * f2[1:]
-        var_threshold = np.empty(sizes.size)
-        for j, (a, b) in enumerate(zip(self._iso_start, self._iso_stop)):
-            cum = np.concatenate([np.zeros((1, f2.shape[1])), np.cumsum(var_interval[a : b - 1], axis=0)])
-            total = cum[-1]
-            ok = np.all(cum <= self.options.variance_tolerance * np.maximum(total, 1e-300), axis=1)
-            var_threshold[j] = self._node_mass[a + int(np.flatnonzero(ok)[-1])]
-        self._variance_threshold_mass = np.minimum(var_threshold, self._alive_mass)
-        for name in (
-            "_iso_start", "_iso_stop", "_alive_mass", "_node_mass", "_node_flux", "_node_coef", "_node_key",
-            "_node_number", "_node_massfrac", "_interval_alpha", "_interval_beta", "_av_table", "_cumulative_flux",
-            "_log_cumulative_flux", "_variance_threshold_mass", "_cumulative_moment",
-        ):
-            getattr(self, name).setflags(write=False)
-
     # ------------------------------------------------------------ validation
     def _age_weights(self, log_age, policy: str):
         if policy not in AGE_POLICIES:
@@ -365,54 +233,6 @@ class PopulationSynthesis:
         if np.any(log_mass > 12.0):
             raise ValueError(f"log_mass {log_mass.max():.4g} exceeds 12; cluster masses are log10(M / Msun)")
         return log_mass
-
-    # ------------------------------------------------------------ lookups
-    def _locate(self, iso, mass):
-        """Index k of the table interval [m_k, m_k+1] holding ``mass`` on isochrone ``iso``, and its fraction."""
-        key = iso * 10.0 + np.log10(mass) + 3.0
-        k = np.searchsorted(self._node_key, key, side="right") - 1
-        k = np.clip(k, self._iso_start[iso], self._iso_stop[iso] - 2)
-        m0 = self._node_mass[k]
-        width = self._node_mass[k + 1] - m0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(width > 0, (mass - m0) / width, 0.0)
-        return k, np.clip(t, 0.0, 1.0)
-
-    def _attenuated(self, k, av):
-        """Extincted node fluxes (n, n_bands) at nodes k behind av (n,)."""
-        coef = np.take(self._node_coef, k, axis=0)
-        return np.take(self._node_flux, k, axis=0) * np.exp(-0.4 * _LN10 * _horner_extinction(coef, av[:, None]))
-
-    def _star_flux(self, iso, mass, av):
-        k, t = self._locate(iso, mass)
-        g0 = self._attenuated(k, av)
-        g1 = self._attenuated(k + 1, av)
-        return g0 + t[:, None] * (g1 - g0)
-
-    def _continuum(self, iso, upper_mass, av):
-        """Flux (n, n_bands) per Msun formed of the stars below ``upper_mass``, fully sampled, behind av."""
-        k, _ = self._locate(iso, upper_mass)
-        step = self.options.av_table_step
-        n_av = self._av_table.size
-        x = av / step
-        i0 = np.clip(np.rint(x).astype(int) - 1, 0, n_av - 3)
-        u = (x - i0)[:, None]
-        logc = self._log_cumulative_flux[k]  # (n, n_bands, n_av)
-        rows = np.arange(k.size)
-        l0, l1, l2 = logc[rows, :, i0], logc[rows, :, i0 + 1], logc[rows, :, i0 + 2]
-        table = np.exp(0.5 * (u - 1) * (u - 2) * l0 - u * (u - 2) * l1 + 0.5 * u * (u - 1) * l2)
-        table = np.where(self._cumulative_flux[k][rows, :, i0] > 0, table, 0.0)
-        mean = self.imf.mean_mass
-        d_num = self.imf.number_fraction_below(upper_mass) / mean - self._node_number[k]
-        d_mass = self.imf.mass_fraction_below(upper_mass) - self._node_massfrac[k]
-        m0 = self._node_mass[k]
-        width = self._node_mass[k + 1] - m0
-        g0 = self._attenuated(k, av)
-        g1 = self._attenuated(k + 1, av)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = np.where(width[:, None] > 0, (g1 - g0) / width[:, None], 0.0)
-        partial = g0 * d_num[:, None] + slope * (d_mass - m0 * d_num)[:, None]
-        return table + np.maximum(partial, 0.0)
 
     # ------------------------------------------------------------ public API
     def ssp_magnitudes(self, log_age, av=0.0, *, distance_modulus: float = 0.0, age_out_of_range: str = "raise"):
@@ -550,18 +370,6 @@ class PopulationSynthesis:
             "neglected_relative_scatter": np.where(fully_drawn, 0.0, scatter.max(axis=1)),
         }
 
-    def _variance_below(self, iso, upper_mass):
-        """IMF integral of flux^2 per Msun formed below upper_mass (unextincted), node-trapezoid accuracy."""
-        k, t = self._locate(iso, upper_mass)
-        f2 = self._node_flux**2
-        out = np.empty((iso.size, f2.shape[1]))
-        for i in range(iso.size):
-            a = self._iso_start[iso[i]]
-            seg = self._interval_alpha[a : k[i], None] * f2[a : k[i]] + self._interval_beta[a : k[i], None] * f2[a + 1 : k[i] + 1]
-            partial = t[i] * (self._interval_alpha[k[i]] * f2[k[i]] + self._interval_beta[k[i]] * f2[k[i] + 1])
-            out[i] = seg.sum(axis=0) + partial
-        return out
-
     def cluster_magnitudes(
         self,
         log_mass,
@@ -617,242 +425,6 @@ class PopulationSynthesis:
         flux = self._add_nebular(flux, log_age.ravel(), av)
         with np.errstate(divide="ignore"):
             return -2.5 * np.log10(flux) + distance_modulus
-
-    # ------------------------------------------------------------ stochastic core
-    def _chunks(self, mass):
-        """Consecutive index slices holding about ``chunk_stars`` expected star draws each."""
-        opt = self.options
-        n_full = mass / self.imf.mean_mass
-        cost = np.where(n_full <= opt.full_sampling_max_stars, n_full + 5 * np.sqrt(n_full) + 16, opt.max_stochastic_stars)
-        edges = np.searchsorted(np.cumsum(cost), np.arange(opt.chunk_stars, cost.sum() + opt.chunk_stars, opt.chunk_stars))
-        edges = np.unique(np.concatenate([[0], np.minimum(edges + 1, mass.size), [mass.size]]))
-        return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-    def _draw_whole_clusters(self, mass, threshold, gen):
-        """Stop-rule sampling of every star of each cluster.
-
-        The draw sequence of a cluster is split in two.  Its first ``n1`` stars - so many
-        that their total stays below the cluster mass by more than 8 standard deviations
-        - only matter through their masses: the number of them above ``threshold`` is
-        binomial and those stars are drawn individually, while the total mass of the
-        (thousands of) stars below is drawn from its normal distribution (the IMF's mean
-        and variance below the threshold).  The remaining stars are drawn one by one until
-        the running mass crosses the cluster mass, where the stop rule acts exactly as if
-        every star had been drawn individually.
-
-        Returns
-        -------
-        owner, star_mass : numpy.ndarray
-            Index (into ``mass``) and mass [Msun] of individually drawn stars.
-        aggregated_mass_below : numpy.ndarray, shape (n,)
-            Total mass [Msun] of the aggregated stars below the threshold.
-        """
-        imf, rule = self.imf, self.options.sampling
-        n_clusters = mass.size
-        expected = mass / imf.mean_mass
-        _, _, var_all = imf.moments_between(imf.min_mass, imf.max_mass)
-        spread = math.sqrt(float(var_all)) / imf.mean_mass
-        n_first = np.floor(expected - 8.0 * spread * np.sqrt(expected) - 20.0).astype(np.int64)
-        n_first = np.maximum(n_first, 0)
-        frac_below, mean_below, var_below = imf.moments_between(imf.min_mass, threshold)
-        n_high = gen.binomial(n_first, np.clip(1.0 - frac_below, 0.0, 1.0))
-        n_low = n_first - n_high
-        low_mass = np.maximum(
-            gen.normal(n_low * mean_below, np.sqrt(n_low * var_below)), 0.0
-        ) * (n_low > 0)
-        high_owner = np.repeat(np.arange(n_clusters), n_high)
-        lo_frac = np.repeat(frac_below, n_high)
-        high_mass = imf.mass_at_number_fraction(lo_frac + gen.random(high_owner.size) * (1.0 - lo_frac))
-        first_total = low_mass + np.bincount(high_owner, weights=high_mass, minlength=n_clusters)
-        overflow = first_total >= mass  # (practically never) restart those clusters from scratch
-        if np.any(overflow):
-            keep = ~overflow[high_owner]
-            high_owner, high_mass = high_owner[keep], high_mass[keep]
-            first_total[overflow] = 0.0
-            low_mass[overflow] = 0.0
-            n_first[overflow] = 0
-
-        remaining = mass - first_total
-        n_draw = np.ceil(remaining / imf.mean_mass + 5.0 * np.sqrt(np.maximum(remaining / imf.mean_mass, 1.0)) + 16).astype(np.int64)
-        todo = np.arange(n_clusters)
-        out_cluster, out_mass = [high_owner], [high_mass]
-        while todo.size:
-            counts = n_draw[todo]
-            start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            stars = imf.draw(int(counts.sum()), gen)
-            running = np.cumsum(stars)
-            base = np.where(start > 0, running[np.maximum(start - 1, 0)], 0.0)
-            target = remaining[todo]
-            cross = np.searchsorted(running, target + base, side="left")
-            done = cross < start + counts
-            crs = np.minimum(cross, start + counts - 1)
-            before = np.where(crs > start, running[np.maximum(crs - 1, 0)] - base, 0.0)
-            after = running[crs] - base
-            if rule == "stop_after":
-                keep_last = np.ones(todo.size, bool)
-            elif rule == "stop_before":
-                keep_last = np.zeros(todo.size, bool)
-            else:
-                keep_last = np.abs(after - target) < np.abs(target - before)
-            n_keep = crs - start + keep_last
-            owner = np.repeat(np.arange(todo.size), counts)
-            position = np.arange(stars.size) - start[owner]
-            keep = done[owner] & (position < n_keep[owner])
-            out_cluster.append(todo[owner[keep]])
-            out_mass.append(stars[keep])
-            n_draw[todo[~done]] *= 2
-            todo = todo[~done]
-        return np.concatenate(out_cluster), np.concatenate(out_mass), low_mass
-
-    def _stochastic_fluxes(self, mass, j, w, av, gen):
-        n = mass.size
-        threshold, alive, fully_drawn = self._thresholds_fast(mass, j)
-        flux = np.zeros((n, self._n_columns))
-        cont_lo = self._continuum(j, threshold, av)
-        cont_hi = self._continuum(j + 1, threshold, av)
-        continuum_per_mass = (1 - w)[:, None] * cont_lo + w[:, None] * cont_hi  # per Msun formed, stars < threshold
-
-        star_cluster = []
-        star_mass = []
-        # whole-cluster regime: stars below the threshold count through their drawn mass
-        whole = np.flatnonzero(fully_drawn)
-        if whole.size:
-            owner, m, aggregated = self._draw_whole_clusters(mass[whole], threshold[whole], gen)
-            owner = whole[owner]
-            below = m <= threshold[owner]
-            mass_below = np.bincount(owner[below], weights=m[below], minlength=n)
-            mass_below[whole] += aggregated
-            frac_below = self.imf.mass_fraction_below(threshold)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                per_mass_below = np.where(frac_below[:, None] > 0, continuum_per_mass / frac_below[:, None], 0.0)
-            flux[whole] += (mass_below[:, None] * per_mass_below)[whole]
-            star_cluster.append(owner[~below])
-            star_mass.append(m[~below])
-        # Poisson regime: stars above the threshold drawn one by one; below it a fully sampled
-        # integral plus Gaussian scatter with the IMF's Poisson covariance across bands
-        part = np.flatnonzero(~fully_drawn)
-        if part.size:
-            noise = self._continuum_scatter(mass[part], j[part], w[part], threshold[part], av[part], gen)
-            mean_part = mass[part, None] * continuum_per_mass[part]
-            flux[part] += np.maximum(mean_part + noise, 1e-3 * mean_part)
-            n_alive = self.imf.number_fraction_below(alive[part])
-            n_thr = self.imf.number_fraction_below(threshold[part])
-            expected = mass[part] / self.imf.mean_mass * np.maximum(n_alive - n_thr, 0.0)
-            counts = gen.poisson(expected)
-            owner = np.repeat(part, counts)
-            u = gen.random(owner.size)
-            lo = np.repeat(n_thr, counts)
-            hi = np.repeat(n_alive, counts)
-            star_cluster.append(owner)
-            star_mass.append(self.imf.mass_at_number_fraction(lo + u * (hi - lo)))
-        if star_cluster:
-            owner = np.concatenate(star_cluster)
-            m = np.concatenate(star_mass)
-            if owner.size:
-                fw = self._member_fluxes(owner, m, j, w, av)
-                for b in range(flux.shape[1]):
-                    flux[:, b] += np.bincount(owner, weights=fw[:, b], minlength=n)
-        return flux
-
-    def _member_fluxes(self, owner, m, j, w, av):
-        """Blended, extincted fluxes (n_stars, n_bands) of drawn stars of clusters ``owner``.
-
-        Clusters with many drawn stars first attenuate every table node of their two
-        isochrones (one polynomial per node instead of per star); the others attenuate
-        per star.  Both are the same exact node-wise computation.
-        """
-        n = j.size
-        per_cluster = np.bincount(owner, minlength=n)
-        span = self._iso_stop[np.minimum(j + 1, self._iso_stop.size - 1)] - self._iso_start[j]
-        tabled = per_cluster > span // 8
-        out = np.empty((owner.size, self._n_columns))
-        star_tabled = tabled[owner]
-        if np.any(~star_tabled):
-            o = owner[~star_tabled]
-            a = av[o]
-            out[~star_tabled] = (1 - w[o])[:, None] * self._star_flux(j[o], m[~star_tabled], a) + w[o][:, None] * self._star_flux(
-                j[o] + 1, m[~star_tabled], a
-            )
-        if np.any(star_tabled):
-            clusters = np.flatnonzero(tabled)
-            first = self._iso_start[j[clusters]]
-            length = self._iso_stop[j[clusters] + 1] - first
-            base = np.concatenate([[0], np.cumsum(length)[:-1]])
-            table = np.empty((int(length.sum()), self._n_columns))
-            # clusters on the same isochrone pair share one contiguous block of nodes:
-            # attenuate it for all their A_V at once (slices, no gathers)
-            pair = j[clusters]
-            order = np.argsort(pair, kind="stable")
-            bounds = np.flatnonzero(np.diff(pair[order])) + 1
-            for group in np.split(order, bounds):
-                a, b = self._iso_start[pair[group[0]]], self._iso_stop[pair[group[0]] + 1]
-                av_group = av[clusters[group]][:, None, None]
-                att = np.exp(-0.4 * _LN10 * _horner_extinction(self._node_coef[None, a:b], av_group))
-                block = self._node_flux[None, a:b] * att  # (n_group, n_nodes, n_bands)
-                rows = base[group][:, None] + np.arange(b - a)[None, :]
-                table[rows.ravel()] = block.reshape(-1, block.shape[-1])
-            where = np.full(n, -1)
-            where[clusters] = np.arange(clusters.size)
-            o = owner[star_tabled]
-            slot = where[o]
-            ms = m[star_tabled]
-            blended = np.zeros((o.size, self._n_columns))
-            for iso, weight in ((j[o], 1 - w[o]), (j[o] + 1, w[o])):
-                k, t = self._locate(iso, ms)
-                row = base[slot] + (k - first[slot])
-                g0 = np.take(table, row, axis=0)
-                blended += weight[:, None] * (g0 + t[:, None] * (np.take(table, row + 1, axis=0) - g0))
-            out[star_tabled] = blended
-        return out
-
-    def _continuum_scatter(self, mass, j, w, threshold, av, gen):
-        """Gaussian flux scatter (n, n_bands) of the fully sampled stars below ``threshold``.
-
-        Their summed flux has the IMF's Poisson covariance ``M ∫ φ F_b F_c dm`` (per band
-        pair, extincted); many stars contribute, so it is drawn from a multivariate
-        normal with that covariance.
-        """
-        n_bands = self._n_columns
-        step = self.options.av_table_step
-        x = av / step
-        i0 = np.clip(np.floor(x).astype(int), 0, self._av_table.size - 2)
-        u = np.clip(x - i0, 0.0, 1.0)
-        cov = np.zeros((mass.size, n_bands, n_bands))
-        rows = np.arange(mass.size)
-        for iso, weight in ((j, 1 - w), (j + 1, w)):
-            k, t = self._locate(iso, threshold)
-            pairs = np.zeros((mass.size, self._pair_b.size))
-            log_diag = np.zeros((mass.size, self._pair_b.size))
-            for node, wt_m in ((k, 1 - t), (k + 1, t)):
-                lo_av = self._cumulative_moment[node, :, i0].astype(float)
-                hi_av = self._cumulative_moment[node, :, i0 + 1].astype(float)
-                pairs += wt_m[:, None] * ((1 - u)[:, None] * lo_av + u[:, None] * hi_av)
-                log_diag += wt_m[:, None] * ((1 - u)[:, None] * np.log(np.maximum(lo_av, 1e-300)) + u[:, None] * np.log(np.maximum(hi_av, 1e-300)))
-            block = np.zeros((mass.size, n_bands, n_bands))
-            block[:, self._pair_b, self._pair_c] = pairs
-            block[:, self._pair_c, self._pair_b] = pairs
-            # keep correlations from the linear A_V interpolation, variances from the log one
-            diag_pair = self._pair_b == self._pair_c
-            linear_var = np.maximum(pairs[:, diag_pair], 1e-300)
-            target_var = np.exp(log_diag[:, diag_pair])
-            scale = np.sqrt(np.where(linear_var > 1e-290, target_var / linear_var, 0.0))
-            cov += (weight**2)[:, None, None] * block * scale[:, :, None] * scale[:, None, :]
-        cov *= mass[:, None, None]
-        eigval, eigvec = np.linalg.eigh(cov)
-        z = gen.standard_normal((mass.size, n_bands)) * np.sqrt(np.maximum(eigval, 0.0))
-        del rows
-        return np.einsum("nij,nj->ni", eigvec, z)
-
-    def _thresholds_fast(self, mass, j):
-        imf, opt = self.imf, self.options
-        mean = imf.mean_mass
-        alive = np.maximum(self._alive_mass[j], self._alive_mass[j + 1])
-        m_var = np.minimum(self._variance_threshold_mass[j], self._variance_threshold_mass[j + 1])
-        fully_drawn = mass / mean <= opt.full_sampling_max_stars
-        cap_fraction = imf.number_fraction_below(alive) - opt.max_stochastic_stars * mean / mass
-        m_cap = np.where(cap_fraction > 0, imf.mass_at_number_fraction(np.clip(cap_fraction, 0, 1)), imf.min_mass)
-        threshold = np.where(fully_drawn, m_var, np.maximum(m_var, m_cap))
-        return np.clip(threshold, imf.min_mass, alive), alive, fully_drawn
 
 
 def _default_model(model, photometry, imf, bands, nebular=None) -> PopulationSynthesis:

@@ -11,7 +11,8 @@ The star tables do not use these spectra (hot stars use the CK04 atlas, see
 :mod:`jaxcomp.library.build`); they serve as an independent check of the band magnitudes
 (:func:`compare_wmbasic`, recorded in the build provenance) and of the hydrogen-ionising
 photon rates (``scripts/decompose_q_h0.py``).  Functions here import
-:mod:`jaxcomp.library.build` when called (that module imports this one lazily).
+:mod:`jaxcomp.library.stellar_inputs` and :mod:`jaxcomp.library.band_projection` when called
+(:mod:`jaxcomp.library.build` imports this module lazily).
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .physical_constants import _C_ANGSTROM
+
 __all__ = ["WMBASIC_LOG_G", "compare_wmbasic", "read_wmbasic_grid"]
 
 #: Surface gravities log10(g / cm s^-2) of the three blocks of the WM-basic file.
 WMBASIC_LOG_G = (3.5, 4.0, 4.5)
-_C_ANGSTROM = 2.99792458e18  # Angstrom s^-1
 _MIN_WAVELENGTH_ANGSTROM = 90.0  # the grid's first points are zeros below this
 
 
 def read_wmbasic_grid(hot_directory: str | Path):
-    """Read the WM-basic grid as a :class:`~jaxcomp.library.build.AtmosphereGrid`.
+    """Read the WM-basic grid as a :class:`~jaxcomp.library.stellar_inputs.AtmosphereGrid`.
 
     Parameters
     ----------
@@ -55,7 +57,7 @@ def read_wmbasic_grid(hot_directory: str | Path):
     ValueError
         If the file does not hold 3 x (number of Teff nodes) spectra.
     """
-    from .build import AtmosphereGrid, sha256_file
+    from .stellar_inputs import AtmosphereGrid, sha256_file
 
     hot_directory = Path(hot_directory)
     spec_files = sorted(hot_directory.glob("wmbasic_*.spec"))
@@ -103,7 +105,8 @@ def compare_wmbasic(hot_directory: str | Path, band_grid, filters: Sequence) -> 
         ``{"max_abs_difference_mag": {band: float}, "median_difference_mag": {band: float},
         "n_models": int, "layout_assumed": str, "file_sha256": dict, "used": False}``.
     """
-    from .build import L_SUN_ERG_S, TEN_PARSEC_CM, _vega, photon_counts
+    from .band_projection import _vega, photon_counts
+    from .physical_constants import L_SUN_ERG_S, TEN_PARSEC_CM
     from .stellar_grid import star_photometry_from_band_grid
 
     grid, hashes = read_wmbasic_grid(hot_directory)

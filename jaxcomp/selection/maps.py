@@ -11,7 +11,7 @@
   of the lost clusters in each (log T, log M) bin, :class:`LossStepMap`.
 
 Pure: tables in, arrays and frozen dataclasses out; the figures are in
-:mod:`jaxcomp.selection.plots`. See ``docs/architecture.md``.
+:mod:`jaxcomp.selection.map_plots`. See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ _MV_CUT_APPARENT = round(DISTANCE_MODULUS + _MV_CUT, 2)
 _V50_ADAMO17 = ADAMO17_PUBLISHED_50PCT_NGC628C["F555W"]
 
 #: Default V-band (F555W) limits drawn by
-#:func:`jaxcomp.selection.plots.plot_network_vs_magnitude_limit`:
+#:func:`jaxcomp.selection.map_plots.plot_network_vs_magnitude_limit`:
 #: the catalogue's M_V <= -6 cut (:attr:`jaxcomp.ast.settings.CutsConfig.mv_max`) at the NGC 628
 #: distance modulus 29.98 (m_V = 23.98), and the 50% recovery magnitude of the Adamo+2017
 #: single-band tests in NGC628C (25.58).

@@ -19,8 +19,9 @@ The completeness maps of sections 4.2-4.3 (:func:`binned_completeness`,
 :func:`network_map`, :func:`compare_completeness_maps`, :func:`ssp_magnitude_function`,
 :func:`magnitude_limit_locus`, :func:`dominant_loss_step`) are in
 :mod:`jaxcomp.selection.maps`, the figures (``plot_*``, the ``z`` transform) in
-:mod:`jaxcomp.selection.plots`, the shared input adapters (:class:`CallableSelection`)
-and :data:`PIPELINE_STEPS` in :mod:`jaxcomp.selection._common`; all are re-exported here, so
+:mod:`jaxcomp.selection.validation_plots` and :mod:`jaxcomp.selection.map_plots`, the
+shared input adapters (:class:`CallableSelection`) and :data:`PIPELINE_STEPS` in
+:mod:`jaxcomp.selection._common`; all are re-exported here, so
 ``from jaxcomp.selection.validation import plot_z_hexbin`` keeps working.
 :data:`PIPELINE_STEPS` is :data:`jaxcomp.ast.cuts.STAGES` itself. See ``docs/architecture.md``.
 
@@ -59,6 +60,11 @@ from ._common import (
     _to_pandas,
 )
 from .calibration import CalibrationReport, calibration_report
+from .map_plots import (
+    plot_completeness_maps,
+    plot_dominant_loss_step,
+    plot_network_vs_magnitude_limit,
+)
 from .maps import (
     DEFAULT_V_LIMITS,
     EMPTY_BIN,
@@ -73,19 +79,16 @@ from .maps import (
     network_map,
     ssp_magnitude_function,
 )
-from .plots import (
+from .repeats import p_true_table
+from .validation_plots import (
     default_z_eps,
     inverse_z_transform,
     plot_binned_comparison,
-    plot_completeness_maps,
-    plot_dominant_loss_step,
     plot_error_cdf,
-    plot_network_vs_magnitude_limit,
     plot_validation_reliability,
     plot_z_hexbin,
     z_transform,
 )
-from .repeats import p_true_table
 
 __all__ = [
     "DEFAULT_V_LIMITS",

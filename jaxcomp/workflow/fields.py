@@ -43,7 +43,8 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
-from .config import DEMOGRAPHICS_SELECTIONS, ConfigError, FitSection, _coerce
+from .config_sections import DEMOGRAPHICS_SELECTIONS, FitSection
+from .config_values import ConfigError, _coerce
 
 __all__ = [
     "FIELD_CATALOGUES",

@@ -3,8 +3,8 @@
 Each field's catalogue (:func:`read_field_catalogue`) is cut to the model's supports (the
 ``[population]`` mass and age ranges; A_V clipped to its range, as the single-field fit
 does) and its selection tabulated on the ``[fit] grid`` (:func:`field_grid`: a network of
-this run through :func:`jaxcomp.workflow.stages.selection_grid`, or an artefact, cached
-in ``RUN_DIR/grids`` by its SHA-256).  The fields are fitted with
+this run through :func:`jaxcomp.workflow.demographics_stages.selection_grid`, or an artefact,
+cached in ``RUN_DIR/grids`` by its SHA-256).  The fields are fitted with
 :func:`jaxcomp.demographics.fit_fields` (``[fit] pooling``) or, with ``compare_pooling``,
 :func:`jaxcomp.demographics.compare_pooling`, and the stage writes the files of
 :func:`jaxcomp.demographics.write_multifield_outputs` (per-field and population
@@ -24,7 +24,7 @@ def field_model(config):
     """The per-field :class:`~jaxcomp.demographics.PopulationModel`: ``[fit]`` mass and age
     forms on the ``[population]`` ranges and A_V bins (those of the single-field fit)."""
     from ..demographics import PopulationModel
-    from .stages import population_model
+    from .population_stage import population_model
 
     reference = population_model(config)
     return PopulationModel(
@@ -76,7 +76,7 @@ def field_grid(ctx, entry, shape):
     from .._io import file_sha256
     from ..demographics import SelectionGrid
     from ..selection import SelectionFunction
-    from .stages import selection_grid
+    from .demographics_stages import selection_grid
 
     if entry.uses_network:
         return selection_grid(ctx, shape, entry.selection)

@@ -43,7 +43,8 @@ from .._version import __version__
 from ..errors import InputError, JaxcompError
 from ..provenance import json_default, package_versions
 from .config import RunConfig, check_inputs, load_config
-from .stages import STAGES, Stage, StageContext, n_workers, stage_depends, stage_seed
+from .stage_context import Stage, StageContext, stage_seed
+from .stages import STAGES, n_workers, stage_depends
 
 __all__ = ["RunError", "input_digests", "plan_stages", "run_workflow", "stage_status"]
 
