@@ -322,11 +322,13 @@ def test_fits_field_keys_are_checked_and_kept_out_of_mock_fingerprints(tmp_path)
             field__directory=str(tmp_path),
             field__psf="stars",
             field__psf_min_stars=4,
+            field__psf_neighbour_mask_sigma=float("inf"),
             field__zeropoints=[22.0, 23.0, 25.0, 25.0, 25.0],
         )
     )
     assert parse_config(tomllib.loads(fits_config.to_toml())) == fits_config
     assert fits_config.to_dict()["field"]["psf_min_stars"] == 4
+    assert fits_config.field.epsf_selection()["neighbour_mask_sigma"] == float("inf")
     # the [field] defaults are EPSFStarSelection's
     defaults = FieldSection(kind="fits", directory=str(tmp_path)).epsf_selection()
     assert EPSFStarSelection(**defaults) == EPSFStarSelection()
@@ -338,6 +340,7 @@ def test_fits_field_keys_are_checked_and_kept_out_of_mock_fingerprints(tmp_path)
         ({"field__psf": "gaussian"}, r"\[field\] psf_fwhm_px must be five FWHMs"),
         ({"field__psf_cutout_px": 24}, r"\[field\] psf_cutout_px must be an odd number"),
         ({"field__psf_ci_range": [1.4, 0.0]}, r"\[field\] psf_ci_range must be \[low, high\]"),
+        ({"field__psf_extended_sigma": -1.0}, r"\[field\] psf_extended_sigma must be >= 0"),
         ({"field__zeropoints": [25.0]}, r"\[field\] zeropoints must be empty .* or five finite"),
     ]:
         with pytest.raises(ConfigError, match=message):

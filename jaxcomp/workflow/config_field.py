@@ -48,12 +48,15 @@ class FieldSection:
     ``psf_mag_range``, ``psf_min_snr``, ``psf_isolation_px``, ``psf_ci_range``, ``psf_ci_clip_mag``,
     ``psf_roundness_range``, ``psf_peak_max``, ``psf_max_stars``, ``psf_min_stars``,
     ``psf_cutout_px``,
-    ``psf_oversampling``, ``psf_iterations``
+    ``psf_oversampling``, ``psf_iterations``, ``psf_neighbour_mask_sigma``,
+    ``psf_extended_sigma``
         The star selection of :class:`jaxcomp.ast.epsf.EPSFStarSelection` (``mag_range``
         [Vega mag of the 3 px aperture], ``min_snr``, ``isolation_radius_px`` [px],
         ``ci_range`` [mag], ``ci_clip_mag`` [mag], ``roundness_range``, ``peak_max``
         [counts/s, 0 = no limit], ``max_stars``, ``min_stars``, ``cutout_px`` [px, odd],
-        ``oversampling``, ``iterations``), same defaults.
+        ``oversampling``, ``iterations``, ``neighbour_mask_sigma`` and ``extended_sigma``
+        [sigma; ``inf`` switches the neighbour masking / the point-source test off]),
+        same defaults.
     """
 
     kind: str = "mock"
@@ -76,6 +79,8 @@ class FieldSection:
     psf_cutout_px: int = _EPSF_DEFAULTS.cutout_px
     psf_oversampling: int = _EPSF_DEFAULTS.oversampling
     psf_iterations: int = _EPSF_DEFAULTS.iterations
+    psf_neighbour_mask_sigma: float = _EPSF_DEFAULTS.neighbour_mask_sigma
+    psf_extended_sigma: float = _EPSF_DEFAULTS.extended_sigma
 
     #: The keys that only a FITS field reads.
     FITS_KEYS: typing.ClassVar[tuple[str, ...]] = (
@@ -95,6 +100,8 @@ class FieldSection:
         "psf_cutout_px",
         "psf_oversampling",
         "psf_iterations",
+        "psf_neighbour_mask_sigma",
+        "psf_extended_sigma",
     )
 
     def check(self):
@@ -152,7 +159,13 @@ class FieldSection:
             _require(
                 low < high, "field", key, f"must be [low, high] with low < high, got {[low, high]}"
             )
-        for key in ("psf_min_snr", "psf_ci_clip_mag", "psf_peak_max"):
+        for key in (
+            "psf_min_snr",
+            "psf_ci_clip_mag",
+            "psf_peak_max",
+            "psf_neighbour_mask_sigma",
+            "psf_extended_sigma",
+        ):
             _require(getattr(self, key) >= 0, "field", key, "must be >= 0")
         _require(self.psf_isolation_px > 0, "field", "psf_isolation_px", "must be > 0 [px]")
         for key in ("psf_max_stars", "psf_min_stars", "psf_oversampling", "psf_iterations"):
@@ -195,4 +208,6 @@ class FieldSection:
             "cutout_px": self.psf_cutout_px,
             "oversampling": self.psf_oversampling,
             "iterations": self.psf_iterations,
+            "neighbour_mask_sigma": self.psf_neighbour_mask_sigma,
+            "extended_sigma": self.psf_extended_sigma,
         }
