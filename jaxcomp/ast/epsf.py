@@ -247,6 +247,7 @@ class EPSFStarSelection:
             ("iterations", 1),
             ("background_box_px", 8),
             ("cutout_px", 5),
+            ("neighbour_dilate_px", 0),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < low:
