@@ -240,6 +240,8 @@ def build_epsf(
     local_rms = np.full(n, np.nan)
     n_masked = np.zeros(n, np.int64)
     ci_excess = np.full(n, np.nan)
+    inner = (slice(H - h, H + h + 1), slice(H - h, H + h + 1))  # the cutout in its box
+    boxes: dict[int, np.ndarray] = {}  # each star's box minus its local background
     for k in np.nonzero(inside)[0]:
         sl = (slice(iy[k] - H, iy[k] + H + 1), slice(ix[k] - H, ix[k] + H + 1))
         if bad[sl].any():
@@ -247,8 +249,8 @@ def build_epsf(
             continue
         big = data[sl]
         plane, local_rms[k] = plane_background(big, ring)
-        stamp = big - plane
-        cutouts[k] = (stamp[H - h : H + h + 1, H - h : H + h + 1], ix[k] - h, iy[k] - h)
+        boxes[k] = big - plane
+        cutouts[k] = (boxes[k][inner], ix[k] - h, iy[k] - h)
     for k, (
         stamp,
         x0,
@@ -338,7 +340,11 @@ def build_epsf(
         progress_bar=False,
         smoothing_kernel=sel.smoothing_kernel,
     )
-    masks: dict[int, np.ndarray] = {}
+    masks: dict[int, np.ndarray] = {}  # the neighbours' pixels in each star's cutout
+
+    def masked(k: int, fill: float) -> np.ndarray:
+        """Star ``k``'s cutout with its neighbours' pixels set to ``fill``."""
+        return np.where(masks[k], fill, cutouts[k][0]) if k in masks else cutouts[k][0]
 
     def build(stars_k: np.ndarray):
         """EPSFBuilder on the stars ``stars_k``: (result, the stars it kept, their fits)."""
@@ -347,7 +353,7 @@ def build_epsf(
         stars = EPSFStars(
             [
                 EPSFStar(
-                    np.where(masks[k], 0.0, cutouts[k][0]) if k in masks else cutouts[k][0],
+                    masked(k, 0.0),
                     weights=(~masks[k]).astype(float) if k in masks else None,
                     cutout_center=(xs[k] - cutouts[k][1], ys[k] - cutouts[k][2]),
                     origin=(cutouts[k][1], cutouts[k][2]),
@@ -374,26 +380,25 @@ def build_epsf(
         # The point-source test is repeated once against the rebuilt ePSF (the first one is
         # broadened by the very sources it should reject)
         yb, xb = np.mgrid[-H : H + 1, -H : H + 1] + H
-        inner = (slice(H - h, H + h + 1), slice(H - h, H + h + 1))
         for test_round in range(2):
             for k, st in zip(kept_k, fitted):
                 cx, cy = (float(v) + (H - h) for v in st.cutout_center)
                 model = built.epsf.evaluate(xb, yb, float(st.flux), cx, cy)
                 if test_round == 0:
-                    big = data[iy[k] - H : iy[k] + H + 1, ix[k] - H : ix[k] + H + 1]
-                    plane, _ = plane_background(big, ring)
-                    near = np.zeros(big.shape, bool)
+                    near = np.zeros(model.shape, bool)
                     if math.isfinite(sel.neighbour_mask_sigma):
                         near = neighbour_mask(
-                            big - plane - model,
+                            boxes[k] - model,
                             float(local_rms[k]),
                             (cx, cy),
                             threshold_sigma=sel.neighbour_mask_sigma,
                             protect_radius_px=0.5 * sel.isolation_radius_px,
                             dilate_px=sel.neighbour_dilate_px,
                         )
+                        big = data[iy[k] - H : iy[k] + H + 1, ix[k] - H : ix[k] + H + 1]
                         plane, local_rms[k] = plane_background(np.where(near, np.nan, big), ring)
-                    cutouts[k] = ((big - plane)[inner], cutouts[k][1], cutouts[k][2])
+                        boxes[k] = big - plane
+                        cutouts[k] = (boxes[k][inner], cutouts[k][1], cutouts[k][2])
                     masks[k] = near[inner]
                     n_masked[k] = int(near[inner].sum())
                 ci_excess[k] = concentration_excess(
@@ -425,10 +430,7 @@ def build_epsf(
     profile = None
     if sel.wing_weighting == "inverse_variance":
         profile = weighted_wing_profile(
-            [
-                np.where(masks[k], np.nan, cutouts[k][0]) if k in masks else cutouts[k][0]
-                for k in kept_k
-            ],
+            [masked(k, np.nan) for k in kept_k],
             [tuple(st.cutout_center) for st in fitted],
             np.array([float(st.flux) for st in fitted]),
             np.array([local_rms[k] for k in kept_k]),

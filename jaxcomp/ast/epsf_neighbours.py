@@ -45,7 +45,11 @@ def aperture_weights(x: float, y: float, r: float) -> tuple[np.ndarray, int, int
 
 def aperture_sum(data: np.ndarray, x: float, y: float, r: float) -> float:
     """Exact circular-aperture sum of ``data`` (pixel centres at integers) around (x, y)."""
-    w, i0, j0 = aperture_weights(x, y, r)
+    return _weighted_sum(data, *aperture_weights(x, y, r))
+
+
+def _weighted_sum(data: np.ndarray, w: np.ndarray, i0: int, j0: int) -> float:
+    """Sum of ``data`` under the aperture weights ``w`` placed at pixel (i0, j0)."""
     return float((w * data[j0 : j0 + w.shape[0], i0 : i0 + w.shape[1]]).sum())
 
 
@@ -146,14 +150,13 @@ def concentration_excess(
         is not positive.
     """
     x, y = centre_xy
-    f1, f3 = aperture_sum(box, x, y, 1.0), aperture_sum(box, x, y, 3.0)
-    m1, m3 = aperture_sum(model, x, y, 1.0), aperture_sum(model, x, y, 3.0)
+    (w1, i1, j1), (w3, i3, j3) = aperture_weights(x, y, 1.0), aperture_weights(x, y, 3.0)
+    f1, f3 = _weighted_sum(box, w1, i1, j1), _weighted_sum(box, w3, i3, j3)
+    m1, m3 = _weighted_sum(model, w1, i1, j1), _weighted_sum(model, w3, i3, j3)
     if not (f1 > 0 and f3 > 0 and m1 > 0 and m3 > 0):
         return float("nan")
     # background noise through the exact aperture weights: var = rms^2 sum(w^2), and the
     # 1 px aperture lies where the 3 px one has weight 1, so cov(f1, f3) = rms^2 sum(w1)
-    w1 = aperture_weights(x, y, 1.0)[0]
-    w3 = aperture_weights(x, y, 3.0)[0]
     shot = 1.0 / exptime if exptime else 0.0
     v1 = noise_rms**2 * float((w1**2).sum()) + f1 * shot
     v3 = noise_rms**2 * float((w3**2).sum()) + f3 * shot
