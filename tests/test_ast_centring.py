@@ -161,6 +161,15 @@ def test_source_at_pixel_corner_returns_the_half_integer(guess_dx):
     assert abs(x[0] - (X0 + 0.5)) < 1e-12 and y[0] == Y0 and f[0] == CENTRING_OK
 
 
+def test_box_rounds_half_pixels_up():
+    # a guess on a pixel edge (21.5) takes the box 21..23 (IRAF's int(v + 0.5)), which
+    # locks on column 21; rounding half to even (box 20..22) would give the corner 20.5
+    img = 100.0 + _gaussian(SHAPE, X0 + 0.5, Y0, 2.0, 1000.0)
+    x, y, f = iraf_centroid(img, [X0 + 1.5], [Y0 + 0.5])
+    assert x[0] == X0 + 1.0 and y[0] == Y0 and f[0] == CENTRING_OK
+    assert (x[0], y[0], f[0]) == _scalar_centroid(img, X0 + 1.5, Y0 + 0.5)
+
+
 def test_flat_box_is_low_snr_and_keeps_the_guess():
     img = np.full(SHAPE, 3.0)
     gx, gy = np.array([X0 + 0.34, 7.5]), np.array([Y0 + 0.35, 9.5])
