@@ -23,6 +23,7 @@ from astropy.table import Table
 
 from ..catalogues import BANDS
 from .background import clipped_stats_rows
+from .centring import iraf_centroid
 from .field import Field
 from .settings import DEFAULT_CONFIG, PhotometryConfig
 
@@ -33,6 +34,12 @@ __all__ = [
     "circle_pixel_overlap",
     "magnitude_error",
 ]
+
+#: The S/N test of the centring (:func:`jaxcomp.ast.centring.iraf_centroid`) as LEGUS ran
+#: ``phot``: datapars ``sigma`` [data units per pixel, i.e. counts/s for these images]
+#: and centerpars ``minsnratio``; ``epadu`` is each band's exposure time [s].
+LEGUS_CENTRING_SIGMA = 0.01
+LEGUS_CENTRING_MIN_SNR = 1.0
 
 # the output columns' units, parsed once (parsing a unit string per column and call
 # cost more than the photometry of a small frame)
@@ -112,6 +119,41 @@ def _gather(
     return vals
 
 
+def _aperture_geometry(x, y, cfg: PhotometryConfig, half: int, ha: int, footprint):
+    """The apertures and sky annulus centred on (x, y) [px]: ``(ix, iy, weights, areas,
+    touched, in_annulus, fcut)`` on cutouts of ``2 half + 1`` px around the nearest pixels
+    ``(iy, ix)``; the weights (N, 2 ha + 1, 2 ha + 1), areas [px^2] and pixels of nonzero
+    weight per radius, the annulus mask, and the footprint's cutouts (None without a
+    footprint)."""
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    dx = x - ix
+    dy = y - iy
+    off = np.arange(-half, half + 1, dtype=np.float64)
+    # pixel edges relative to the source centre, (N, m+1)
+    ex = off[None, :] - 0.5 - dx[:, None]
+    ex = np.concatenate([ex, ex[:, -1:] + 1.0], axis=1)
+    ey = off[None, :] - 0.5 - dy[:, None]
+    ey = np.concatenate([ey, ey[:, -1:] + 1.0], axis=1)
+    dist = np.hypot(off[None, None, :] - dx[:, None, None], off[None, :, None] - dy[:, None, None])
+    # pixel weights on the inner window that the largest aperture can touch, and the
+    # apertures' areas [px^2] (see PhotometryConfig.aperture_weights)
+    inner = slice(half - ha, half + ha + 1)
+    weights, areas = {}, {}
+    for r in cfg.radii_px:
+        weights[r], areas[r] = aperture_weights(
+            ex[:, half - ha : half + ha + 2],
+            ey[:, half - ha : half + ha + 2],
+            dist[:, inner, inner],
+            r,
+            cfg.aperture_weights,
+        )
+    in_annulus = (dist >= cfg.annulus_px[0]) & (dist <= cfg.annulus_px[1])
+    fcut = None if footprint is None else _gather(footprint, iy, ix, half, fill=False)
+    touched = {r: weights[r] > 0 for r in cfg.radii_px}
+    return ix, iy, weights, areas, touched, in_annulus, fcut
+
+
 def magnitude_error(flux, area_px, sky_std, n_sky, exptime):
     """Magnitude error of an aperture flux [mag]: Poisson noise of the source plus the sky's.
 
@@ -147,6 +189,17 @@ def aperture_photometry(
     (Vega, 4 px aperture + aperture correction) and ``magerr_<b>``; ``mag_r1_<ci>``,
     ``mag_r3_<ci>`` (no correction) and ``ci`` = m(1 px) - m(3 px) in ``cfg.ci_band``.
 
+    Centring (``cfg.centring``): with ``"none"`` every band's apertures and sky annulus
+    are centred on (x, y) [px, 0-based, pixel centres at integers]. With
+    ``"iraf_centroid"`` each band's are centred on that band's own IRAF apphot centroid
+    started from (x, y) (:func:`jaxcomp.ast.centring.iraf_centroid`; box, passes and
+    shift limit from ``cfg``; the S/N test with ``sigma = 0.01`` [counts/s, the images'
+    units] and ``epadu`` = the band's exposure time [s], as LEGUS ran ``phot``), and the
+    table has ``x_<b>``, ``y_<b>`` [px] (the aperture centres) and ``centring_flag_<b>``
+    (IRAF's centring code, :data:`jaxcomp.ast.centring.CENTRING_OK` etc.; the apertures
+    sit at the reported centre whatever the code, as in ``phot``). Pixels outside
+    ``footprint`` make the centring keep (x, y) (code 108).
+
     Errors (IRAF ``phot``): var[counts/s]^2 = F/t + A s^2 + A^2 s^2 / n_sky with F the
     aperture flux, t the exposure time, A the aperture area (see ``cfg.aperture_weights``),
     s the clipped sky scatter per pixel
@@ -162,44 +215,44 @@ def aperture_photometry(
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n = x.size
-    ix = np.rint(x).astype(np.int64)
-    iy = np.rint(y).astype(np.int64)
-    dx = x - ix
-    dy = y - iy
-    r_out = cfg.annulus_px[1]
-    half = math.ceil(r_out) + 1
-    off = np.arange(-half, half + 1, dtype=np.float64)
-    # pixel edges relative to the source centre, (N, m+1)
-    ex = off[None, :] - 0.5 - dx[:, None]
-    ex = np.concatenate([ex, ex[:, -1:] + 1.0], axis=1)
-    ey = off[None, :] - 0.5 - dy[:, None]
-    ey = np.concatenate([ey, ey[:, -1:] + 1.0], axis=1)
-    dist = np.hypot(off[None, None, :] - dx[:, None, None], off[None, :, None] - dy[:, None, None])
-    # pixel weights on the inner window that the largest aperture can touch, and the
-    # apertures' areas [px^2] (see PhotometryConfig.aperture_weights)
+    half = math.ceil(cfg.annulus_px[1]) + 1
     ha = math.ceil(max(cfg.radii_px)) + 1
     inner = slice(half - ha, half + ha + 1)
-    weights, areas = {}, {}
-    for r in cfg.radii_px:
-        weights[r], areas[r] = aperture_weights(
-            ex[:, half - ha : half + ha + 2],
-            ey[:, half - ha : half + ha + 2],
-            dist[:, inner, inner],
-            r,
-            cfg.aperture_weights,
-        )
-    in_annulus = (dist >= cfg.annulus_px[0]) & (dist <= cfg.annulus_px[1])
-    fcut = None
-    if footprint is not None and not footprint.all():
-        fcut = _gather(np.asarray(footprint, bool), iy, ix, half, fill=False)
+    has_footprint = footprint is not None and not footprint.all()
+    if has_footprint:
+        footprint = np.asarray(footprint, bool)
     mf, nf = cfg.mode_factors
     apcor = dict(apcor or {})
     # columns gathered in a dict and made into a Table once (adding them one by one
     # costs more than the photometry on a small frame); x, y are copies as before
     cols: dict[str, np.ndarray] = {"x": x.copy(), "y": y.copy()}
     units: dict[str, u.UnitBase] = {}
+    # each band's aperture centres: the given positions, or that band's IRAF centroid
+    # started from them (one geometry for all bands without centring)
+    fp = footprint if has_footprint else None
+    centres, geometry = {}, {}
+    for b in BANDS:
+        if cfg.centring == "iraf_centroid":
+            centres[b] = iraf_centroid(
+                images[b],
+                x,
+                y,
+                box_px=cfg.centring_box_px,
+                max_iter=cfg.centring_max_iter,
+                max_shift_px=cfg.centring_max_shift_px,
+                min_snr=LEGUS_CENTRING_MIN_SNR,
+                sigma=LEGUS_CENTRING_SIGMA,
+                epadu=float(exptimes[b]),
+                footprint=fp,
+            )
+            geometry[b] = _aperture_geometry(centres[b][0], centres[b][1], cfg, half, ha, fp)
+        elif not geometry:
+            geometry[b] = _aperture_geometry(x, y, cfg, half, ha, fp)
+        else:
+            geometry[b] = geometry[BANDS[0]]
     cores, sky_rows = {}, []
     for b in BANDS:
+        ix, iy, _, _, _, in_annulus, fcut = geometry[b]
         cut = _gather(images[b], iy, ix, half)
         if fcut is not None:
             cut[~fcut] = np.nan
@@ -210,8 +263,10 @@ def aperture_photometry(
     sky_stats = clipped_stats_rows(
         np.concatenate(sky_rows), cfg.sky_clip_sigma, cfg.sky_clip_maxiters
     )
-    touched = {r: weights[r] > 0 for r in cfg.radii_px}
     for k, b in enumerate(BANDS):
+        _, _, weights, areas, touched, _, _ = geometry[b]
+        if b in centres:
+            cols[f"x_{b}"], cols[f"y_{b}"], cols[f"centring_flag_{b}"] = centres[b]
         core = cores[b]
         mean, med, std, nsky = (v[k * n : (k + 1) * n] for v in sky_stats)
         sky = mf * med - nf * mean

@@ -20,6 +20,8 @@ for where each setting is used.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Literal
@@ -280,6 +282,15 @@ class PhotometryConfig:
     ``aperture_corrections``: explicit per-band corrections (mag, added to the 4 px
     magnitudes) as ``((band, value), ...)``; ``None`` computes them from the field's PSFs
     for an EFF cluster of ``apcor_reff_pc`` (see :func:`aperture_corrections`).
+    ``centring``: where each band's apertures and sky annulus are centred. ``"none"``
+    (default): at the given positions (the detection barycentres). ``"iraf_centroid"``: at
+    that band's own IRAF apphot centroid started from them (``calgorithm = centroid``, as
+    the LEGUS catalogue's and the C-4 pipeline's ``phot`` runs did;
+    :func:`jaxcomp.ast.centring.iraf_centroid`) with the box ``centring_box_px`` [px,
+    IRAF ``cbox``; 1 -> 3 x 3 px], at most ``centring_max_iter`` passes and the shift
+    limit ``centring_max_shift_px`` [px] of the flag; the catalogue then has the
+    aperture centres ``x_<band>``, ``y_<band>`` and IRAF's centring code
+    ``centring_flag_<band>``.
     """
 
     radii_px: tuple[float, ...] = (1.0, 3.0, 4.0)
@@ -294,11 +305,43 @@ class PhotometryConfig:
     apcor_reff_pc: float = 3.0
     aperture_corrections: tuple[tuple[str, float], ...] | None = None
     aperture_weights: Literal["iraf", "exact"] = "iraf"
+    centring: Literal["iraf_centroid", "none"] = "none"
+    centring_box_px: float = 1.0
+    centring_max_iter: int = 3
+    centring_max_shift_px: float = 1.0
 
     def __post_init__(self):
         if self.aperture_weights not in ("iraf", "exact"):
             raise ValueError(
                 f"aperture_weights must be 'iraf' or 'exact', got {self.aperture_weights!r}"
+            )
+        if self.centring not in ("iraf_centroid", "none"):
+            raise ValueError(
+                f"centring must be 'iraf_centroid' (IRAF apphot centroid per band) or 'none' "
+                f"(apertures at the detections), got {self.centring!r}"
+            )
+        if not (
+            isinstance(self.centring_box_px, numbers.Real)
+            and math.isfinite(self.centring_box_px)
+            and self.centring_box_px > 0
+        ):
+            raise ValueError(
+                f"centring_box_px must be a finite box width > 0 [px], got {self.centring_box_px!r}"
+            )
+        if (
+            isinstance(self.centring_max_iter, bool)
+            or not isinstance(self.centring_max_iter, numbers.Integral)
+            or self.centring_max_iter < 1
+        ):
+            raise ValueError(
+                f"centring_max_iter must be an integer >= 1, got {self.centring_max_iter!r}"
+            )
+        if not (
+            isinstance(self.centring_max_shift_px, numbers.Real) and self.centring_max_shift_px >= 0
+        ):
+            raise ValueError(
+                "centring_max_shift_px must be a shift >= 0 [px] (inf: no limit), got "
+                f"{self.centring_max_shift_px!r}"
             )
         if self.phot_radius_px not in self.radii_px or any(
             r not in self.radii_px for r in self.ci_radii_px
