@@ -11,7 +11,8 @@
   :mod:`jaxcomp.ast.background` (the white light's background and detection RMS; fast
   SExtractor-style meshes with photutils ``Background2D`` semantics),
   :mod:`jaxcomp.ast.detection`, :mod:`jaxcomp.ast.photometry` (apertures and aperture
-  corrections), :mod:`jaxcomp.ast.cuts`, :mod:`jaxcomp.ast.matching`;
+  corrections; :mod:`jaxcomp.ast.centring` the optional IRAF centroid recentring of each
+  band's apertures), :mod:`jaxcomp.ast.cuts`, :mod:`jaxcomp.ast.matching`;
   :mod:`jaxcomp.ast.sextractor` ports SExtractor's own background, deblending and CLEAN.
 * :mod:`jaxcomp.ast.pipeline` - :func:`run_pipeline` chains the steps (and re-exports
   their names).
@@ -40,6 +41,7 @@ from .campaign import run_campaign
 from .campaign_config import CampaignConfig, CampaignError
 from .campaign_recovery import p_true, plot_recovery
 from .campaign_store import read_campaign
+from .centring import iraf_centroid
 from .cuts import STAGES, apply_cuts
 from .detection import detect
 from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
@@ -114,6 +116,7 @@ __all__ = [
     "aperture_corrections",
     "aperture_photometry",
     "apply_cuts",
+    "iraf_centroid",
     "detect",
     "match_injected",
     "run_pipeline",

@@ -52,7 +52,7 @@ from .background import (
 )
 from .cuts import apply_cuts
 from .detection import detect
-from .field import Field
+from .field import BANDS, Field
 from .photometry import aperture_photometry
 from .pipeline import StepTimer
 from .profiles import add_stamps
@@ -360,6 +360,10 @@ def run_pipeline_local(
                 k = k[inside]
             det["x"] = np.asarray(det["x"], float) + dx[k]
             det["y"] = np.asarray(det["y"], float) + dy[k]
+            for b in BANDS:  # the per-band aperture centres of PhotometryConfig.centring
+                if f"x_{b}" in det.colnames:
+                    det[f"x_{b}"] = np.asarray(det[f"x_{b}"], float) + dx[k]
+                    det[f"y_{b}"] = np.asarray(det[f"y_{b}"], float) + dy[k]
     return LocalResult(
         catalogue=det,
         windows=windows,

@@ -46,6 +46,7 @@ LEGUS_CENTRING_MIN_SNR = 1.0
 _RATE = u.Unit("ct/s")
 _SKY = u.Unit("ct/(s pix)")
 _MAG = u.Unit("mag")
+_PIX = u.Unit("pix")
 
 
 def _f_quadrant(x, y, r):
@@ -267,6 +268,7 @@ def aperture_photometry(
         _, _, weights, areas, touched, _, _ = geometry[b]
         if b in centres:
             cols[f"x_{b}"], cols[f"y_{b}"], cols[f"centring_flag_{b}"] = centres[b]
+            units[f"x_{b}"] = units[f"y_{b}"] = _PIX
         core = cores[b]
         mean, med, std, nsky = (v[k * n : (k + 1) * n] for v in sky_stats)
         sky = mf * med - nf * mean

@@ -42,6 +42,7 @@ from .background import (
     estimate_background,
     global_background_rms,
 )
+from .centring import iraf_centroid
 from .cuts import STAGES, apply_cuts, passes_ci, passes_err, passes_mv, passes_nband
 from .detection import detect, multi_peak_labels
 from .field import Field
@@ -85,6 +86,7 @@ __all__ = [
     "estimate_background",
     "fast_median",
     "global_background_rms",
+    "iraf_centroid",
     "match_injected",
     "multi_peak_labels",
     "passes_ci",
