@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import JaxcompError
 from ..survey import BANDS
 from .inject import POSITION_SMOOTHING_PC
-from .settings import DEFAULT_CONFIG, PipelineConfig
+from .settings import DEFAULT_CONFIG, PhotometryConfig, PipelineConfig
 
 __all__ = ["CampaignConfig", "FrameSpec", "CampaignError", "REQUIRED_LIBRARY_COLUMNS"]
 
@@ -155,8 +155,18 @@ class CampaignConfig:
         return len(self.r_eff_pc) * self.frames_per_reff * self.frames_per_repeat
 
     def to_dict(self) -> dict:
-        """JSON-able form (nested dataclasses as dicts, tuples as lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+        """JSON-able form (nested dataclasses as dicts, tuples as lists).
+
+        Without centring (``pipeline.photometry.centring == "none"``) the centring keys
+        (:attr:`PhotometryConfig.CENTRING_KEYS`) are left out: they change nothing then, and
+        the hashes of campaigns made before they existed stay valid.
+        """
+        values = json.loads(json.dumps(dataclasses.asdict(self), default=list))
+        photometry = values["pipeline"]["photometry"]
+        if photometry["centring"] == "none":
+            for key in PhotometryConfig.CENTRING_KEYS:
+                del photometry[key]
+        return values
 
     def hash(self) -> str:
         """SHA-256 of the canonical JSON of :meth:`to_dict`."""

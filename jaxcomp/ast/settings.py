@@ -24,7 +24,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Literal
+from typing import ClassVar, Literal
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -309,6 +309,16 @@ class PhotometryConfig:
     centring_box_px: float = 1.0
     centring_max_iter: int = 3
     centring_max_shift_px: float = 1.0
+
+    #: The keys of the centring; with ``centring = "none"`` they change nothing, and
+    #: :meth:`jaxcomp.ast.CampaignConfig.to_dict` leaves them out (so the hashes of
+    #: campaigns made before they existed are unchanged).
+    CENTRING_KEYS: ClassVar[tuple[str, ...]] = (
+        "centring",
+        "centring_box_px",
+        "centring_max_iter",
+        "centring_max_shift_px",
+    )
 
     def __post_init__(self):
         if self.aperture_weights not in ("iraf", "exact"):
