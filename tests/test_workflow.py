@@ -96,6 +96,10 @@ def _with(**changes):
         ),
         (_with(campaign__reprocess="windows"), r"\[campaign\] reprocess must be .full."),
         (
+            _with(campaign__centring="centroid"),
+            r"\[campaign\] centring must be 'iraf_centroid' or 'none', got 'centroid'",
+        ),
+        (
             _with(campaign__edge_margin_px=-2),
             r"\[campaign\] edge_margin_px must be a finite number of pixels >= 0",
         ),
@@ -116,6 +120,28 @@ def test_toml_round_trip_and_files(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_campaign_centring_reaches_the_pipeline():
+    from types import SimpleNamespace
+
+    from jaxcomp.ast import DEFAULT_CONFIG
+    from jaxcomp.workflow.campaign_stages import _campaign_config
+
+    default = parse_config(TINY)
+    # "none" (the default) is left out of the resolved configuration: hashes as before
+    assert "centring" not in default.to_dict()["campaign"]
+    assert parse_config(_with(campaign__centring="none")).hash() == default.hash()
+    on = parse_config(_with(campaign__centring="iraf_centroid"))
+    assert on.to_dict()["campaign"]["centring"] == "iraf_centroid"
+    assert parse_config(tomllib.loads(on.to_toml())) == on
+    for config, centring in ((default, "none"), (on, "iraf_centroid")):
+        for design in ("train", "test"):
+            campaign = _campaign_config(SimpleNamespace(config=config, seed=1), design)
+            assert campaign.pipeline.photometry.centring == centring
+    assert _campaign_config(SimpleNamespace(config=default, seed=1), "train").pipeline == (
+        DEFAULT_CONFIG
+    )
 
 
 def test_embedded_demo_configurations_are_valid():

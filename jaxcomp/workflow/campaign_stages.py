@@ -3,6 +3,7 @@ campaign of a run shares (the ``population`` stage's too)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,19 @@ def _campaign_settings(ctx: StageContext) -> dict:
     """The ``CampaignConfig`` settings every campaign of the run shares (training, test,
     population)."""
     section = ctx.config.campaign
-    return {
+    settings = {
         "seed": ctx.seed,
         "reprocess": section.reprocess,
         "edge_margin_px": section.edge_margin_px,
     }
+    if section.centring != "none":  # else the default pipeline (and campaign hashes) as before
+        from ..ast import DEFAULT_CONFIG
+
+        settings["pipeline"] = dataclasses.replace(
+            DEFAULT_CONFIG,
+            photometry=dataclasses.replace(DEFAULT_CONFIG.photometry, centring=section.centring),
+        )
+    return settings
 
 
 def _campaign_config(ctx: StageContext, design: str):

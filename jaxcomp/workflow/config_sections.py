@@ -10,7 +10,7 @@ import math
 import typing
 
 from ..survey import BANDS
-from .config_values import _require
+from .config_values import _plain, _require
 
 __all__ = [
     "DEMOGRAPHICS_SELECTIONS",
@@ -120,7 +120,15 @@ class LibrarySection:
 
 @dataclasses.dataclass(frozen=True)
 class CampaignSection:
-    """``[campaign]``: the training and test AST designs (paper section 3.2)."""
+    """``[campaign]``: the training and test AST designs (paper section 3.2).
+
+    ``centring``: where the pipeline's apertures sit in each band
+    (:attr:`jaxcomp.ast.PhotometryConfig.centring`): ``"none"`` (default) at the detection
+    barycentres, ``"iraf_centroid"`` at each band's own IRAF apphot centroid as LEGUS
+    measured (:func:`jaxcomp.ast.iraf_centroid`). Left at ``"none"`` it is not written into
+    the resolved configuration, so the fingerprints of runs made before it existed are
+    unchanged.
+    """
 
     r_eff_pc: tuple[float, ...] = tuple(float(r) for r in range(1, 11))
     clusters_per_frame: int = 500
@@ -129,6 +137,14 @@ class CampaignSection:
     test_repeats: int = 100
     reprocess: str = "full"
     edge_margin_px: float = 0.0
+    centring: typing.Literal["iraf_centroid", "none"] = "none"
+
+    def plain(self) -> dict:
+        """The resolved values; ``centring`` only when not ``"none"``."""
+        values = dataclasses.asdict(self)
+        if self.centring == "none":
+            values.pop("centring")
+        return _plain(values)
 
     def check(self):
         _require(
