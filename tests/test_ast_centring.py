@@ -246,3 +246,162 @@ def test_bad_arguments():
         iraf_centroid(img, [1.0, 2.0], [1.0])
     x, y, f = iraf_centroid(img, [3.0], [4.0], box_px=0.0)
     assert f[0] == CENTRING_NO_AREA and x[0] == 3.0
+
+
+# ---------------------------------------------------------------- in the pipeline
+def _centring_config(centring="iraf_centroid", **kw):
+    import dataclasses
+
+    from jaxcomp.ast import DEFAULT_CONFIG
+
+    return dataclasses.replace(
+        DEFAULT_CONFIG,
+        photometry=dataclasses.replace(DEFAULT_CONFIG.photometry, centring=centring, **kw),
+    )
+
+
+@pytest.fixture(scope="module")
+def mock_runs():
+    from jaxcomp.ast import make_mock_field, run_pipeline
+
+    field = make_mock_field("small", seed=0)
+    return (
+        field,
+        run_pipeline(field).catalogue,
+        run_pipeline(field, config=_centring_config()).catalogue,
+    )
+
+
+def test_pipeline_apertures_sit_at_each_band_centroid(mock_runs):
+    from jaxcomp.ast import BANDS
+
+    field, off, on = mock_runs
+    assert not any(c.startswith(("x_", "y_", "centring_flag_")) for c in off.colnames)
+    # detection unchanged; the photometry is measured elsewhere
+    for col in ("source_id", "x", "y", "area_px", "wl_flux"):
+        np.testing.assert_array_equal(np.asarray(on[col]), np.asarray(off[col]), err_msg=col)
+    assert not np.array_equal(np.asarray(on["flux_r1_F555W"]), np.asarray(off["flux_r1_F555W"]))
+    x, y = np.asarray(on["x"]), np.asarray(on["y"])
+    for b in BANDS:
+        xb, yb = np.asarray(on[f"x_{b}"]), np.asarray(on[f"y_{b}"])
+        flag = np.asarray(on[f"centring_flag_{b}"])
+        assert set(flag.tolist()) <= {0, 101, 102, 103, 107, 108}
+        ok = flag == CENTRING_OK
+        assert ok.mean() > 0.85, b
+        # an accepted centroid moved at most max_shift (1 px) per axis from the detection
+        assert np.all(np.hypot(xb - x, yb - y)[ok] <= 1.5), b
+        assert np.all(np.maximum(np.abs(xb - x), np.abs(yb - y))[flag == 107] > 1.0), b
+        assert np.mean(np.hypot(xb - x, yb - y) <= 1.5) > 0.9, b
+        # the apertures are where the columns say: the band's photometry there
+        ph = _photometry_at(field, b, xb[:50], yb[:50])
+        np.testing.assert_allclose(ph, np.asarray(on[f"flux_r3_{b}"])[:50], rtol=1e-12)
+    bright = np.asarray(on["mag_F555W"]) < 23.0
+    assert bright.sum() > 100
+    ci_on, ci_off = np.asarray(on["ci"])[bright], np.asarray(off["ci"])[bright]
+    assert np.all(np.isfinite(ci_on))
+    assert abs(np.median(ci_on - ci_off)) < 0.02
+
+
+def _photometry_at(field, band, x, y):
+    """The 3 px flux of ``band`` at (x, y) without centring (the same aperture code)."""
+    from jaxcomp.ast import DEFAULT_CONFIG, aperture_photometry
+
+    ph = aperture_photometry(
+        field.images, x, y, field.zeropoints, field.exptimes, DEFAULT_CONFIG.photometry,
+        footprint=field.footprint,
+    )  # fmt: skip
+    return np.asarray(ph[f"flux_r3_{band}"])
+
+
+def test_photometry_centring_matches_iraf_centroid_per_band():
+    """aperture_photometry centres each band on iraf_centroid(image, x, y, epadu = t)."""
+    from jaxcomp.ast import BANDS, aperture_photometry
+    from jaxcomp.ast.synthetic import synthetic_field
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(10, 110, 20)
+    y = rng.uniform(10, 110, 20)
+    sources = {"x": x + rng.uniform(-1, 1, 20), "y": y + rng.uniform(-1, 1, 20)}
+    sources["r_eff_px"] = np.full(20, 0.5)
+    for b in BANDS:
+        sources[f"mag_{b}"] = rng.uniform(19.0, 24.0, 20)
+    field = synthetic_field(shape=(120, 120), seed=4, sources=sources)
+    cfg = _centring_config(centring_max_shift_px=0.8).photometry
+    ph = aperture_photometry(field.images, x, y, field.zeropoints, field.exptimes, cfg)
+    for b in BANDS:
+        xb, yb, fb = iraf_centroid(
+            field.images[b], x, y, max_shift_px=0.8, sigma=0.01, epadu=field.exptimes[b]
+        )
+        np.testing.assert_array_equal(np.asarray(ph[f"x_{b}"]), xb)
+        np.testing.assert_array_equal(np.asarray(ph[f"y_{b}"]), yb)
+        np.testing.assert_array_equal(np.asarray(ph[f"centring_flag_{b}"]), fb)
+    np.testing.assert_array_equal(np.asarray(ph["x"]), x)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"centring": "centroid"}, "centring must be 'iraf_centroid'"),
+        ({"centring_box_px": 0.0}, "centring_box_px must be"),
+        ({"centring_box_px": float("nan")}, "centring_box_px must be"),
+        ({"centring_max_iter": 0}, "centring_max_iter must be"),
+        ({"centring_max_iter": 2.5}, "centring_max_iter must be"),
+        ({"centring_max_shift_px": -1.0}, "centring_max_shift_px must be"),
+    ],
+)
+def test_photometry_config_checks_the_centring(kw, message):
+    from jaxcomp.ast import PhotometryConfig
+
+    with pytest.raises(ValueError, match=message):
+        PhotometryConfig(**kw)
+
+
+def test_local_reprocessing_maps_the_band_centres_back_to_the_frame(monkeypatch):
+    """reprocess='local' runs the photometry on a mosaic of windows: its per-band aperture
+    centres must come back in frame pixels, where the full rerun puts them."""
+    from astropy.table import Table
+
+    import jaxcomp.ast.local as local_module
+    from jaxcomp.ast import BANDS, make_mock_field, run_pipeline
+    from jaxcomp.ast.inject import prepare_field, run_frame
+
+    field = make_mock_field((600, 600), seed=0)
+    cfg = _centring_config()
+    rng = np.random.default_rng(5)
+    lib = Table({"cluster_id": np.arange(8), "r_eff_pc": np.full(8, 3.0)})
+    for b, c in zip(BANDS, (-0.6, -0.4, 0.2, 0.0, -0.5)):
+        lib[f"mag_{b}"] = rng.uniform(20.0, 22.5, 8) + c
+    results = []
+    real = local_module.run_pipeline_local
+
+    def spy(*args, **kwargs):
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(local_module, "run_pipeline_local", spy)
+    out, injected = run_frame(
+        field,
+        lib,
+        3.0,
+        seed=2,
+        config=cfg,
+        baseline=prepare_field(field, cfg),
+        reprocess="local",
+        return_images=True,
+    )
+    assert not out.meta["fallback"] and results[-1].catalogue is not None
+    local = results[-1].catalogue
+    full = run_pipeline(field, injected, cfg).catalogue
+    assert len(local) >= 8
+    d = np.hypot(
+        np.asarray(local["x"])[:, None] - np.asarray(full["x"])[None, :],
+        np.asarray(local["y"])[:, None] - np.asarray(full["y"])[None, :],
+    )
+    k = d.argmin(axis=1)
+    assert np.all(d[np.arange(len(local)), k] < 0.2)
+    for b in BANDS:
+        for axis in ("x", "y"):
+            a = np.asarray(local[f"{axis}_{b}"])
+            c = np.asarray(full[f"{axis}_{b}"])[k]
+            assert np.all(np.abs(a - c) < 1.0), (b, axis)
+            assert np.mean(np.abs(a - c) < 1e-6) > 0.8, (b, axis)
