@@ -242,6 +242,8 @@ def test_bad_arguments():
     img = np.zeros(SHAPE)
     with pytest.raises(ValueError, match="max_iter"):
         iraf_centroid(img, [1.0], [1.0], max_iter=0)
+    with pytest.raises(ValueError, match="epadu must be > 0"):
+        iraf_centroid(img, [1.0], [1.0], epadu=0.0)
     with pytest.raises(ValueError, match="differ in length"):
         iraf_centroid(img, [1.0, 2.0], [1.0])
     x, y, f = iraf_centroid(img, [3.0], [4.0], box_px=0.0)

@@ -156,7 +156,7 @@ def iraf_centroid(
        ``half = (width - 1) / 2``, each end clamped to the image; a box entirely off the
        image is ``NoArea`` (101), one clipped by the edge ``OutOfBounds`` (102, its
        centroid is still computed on the clipped box). The result depends on the guess
-       only through which pixels the box holds.
+       only through which pixels the box holds (except on an axis that keeps it, 4.).
     2. Background (``apfitcen.x``): the box minimum is subtracted.
     3. S/N (``apcsnratio.x``, poisson noise): ``S = sum(pix)``,
        ``noise = sqrt(|S / epadu| + npix sigma^2)``, ``snr = S / noise`` (0 if
@@ -165,8 +165,9 @@ def iraf_centroid(
        (y); each axis' centre is the centroid of the marginal's elements above the
        marginal's mean, weighted by their excess (``ap_cmmarg``). If no element is above
        the mean (a flat marginal) or the centroid's error
-       ``sqrt(var / (sum(excess) epadu))`` exceeds the box width, that axis keeps the
-       guess (zero shift).
+       ``sqrt(var / (sum(excess) epadu))`` exceeds the box width (the rule of current
+       IRAF, which passes ``epadu`` to the marginal centroid), that axis keeps the guess
+       (zero shift; IRAF's fallback to the box's ``AP_CXC``).
     5. The centre is clamped to the box's outer pixel edges; the new guess is the
        centre. Iteration stops after ``max_iter`` passes or when this pass moved the
        centre by less than 1 px on both axes (a fixed 1 px, whatever ``max_shift_px``).
@@ -189,6 +190,8 @@ def iraf_centroid(
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if not epadu > 0:
+        raise ValueError(f"epadu must be > 0 [electrons per data unit], got {epadu}")
     fp = None
     if footprint is not None:
         fp = np.asarray(footprint, dtype=bool)
