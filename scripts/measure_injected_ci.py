@@ -21,6 +21,20 @@ It also measures the CI distribution of the mock's own class 1-3 sources (the LE
 catalogue's clusters placed in the mock with radii matched to their catalogue CIs) through
 the whole pipeline, next to the real catalogue's ``ci_F555W`` percentiles.
 
+Where the apertures sit (``--geometry``) changes the CI by several hundredths of a mag, because
+IRAF's partial-pixel weights make the 1 px "aperture" cover 3.17-3.53 px^2 depending on where its
+centre falls on the pixel grid:
+
+- ``exact``: clusters at random sub-pixel positions, apertures at the true centres.
+- ``c4``: what the C-4 pipeline did with its injections. Clusters at integer pixel positions
+  (BAOlab ``mksynth``); the photometry starts from the matched white-light coordinates, which
+  sit half a pixel below the injected ones (the XINIT columns of C-4's committed ``.mag``
+  files have fractional parts 0.42-0.60 for compact clusters, and bright compact clusters are
+  centred exactly on the pixel above them), and every band's apertures go to that band's IRAF
+  ``centroid`` (cbox 1 = a 3x3 box, :func:`jaxcomp.ast.centring.iraf_centroid`).
+- ``iraf``: the LEGUS pipeline on real clusters: random sub-pixel positions, IRAF centroid from
+  a start 0.05 px (rms) off the truth.
+
     python scripts/measure_injected_ci.py --json ci.json     # ~3-6 min on one core
 """
 
@@ -34,6 +48,7 @@ import numpy as np
 
 from jaxcomp._data import data_path
 from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
+from jaxcomp.ast.centring import iraf_centroid
 from jaxcomp.ast.inject import draw_positions, inject
 from jaxcomp.ast.photometry import aperture_photometry, magnitude_error
 from jaxcomp.ast.pipeline import run_pipeline
@@ -44,6 +59,14 @@ from jaxcomp.catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS, read_legu
 #: Real NGC 628C injections (F555W, 3 px error < 0.05 mag), measured from the C-4 repository's
 #: committed photometry (issue 13): median CI and share with CI >= 1.4 per nominal r_eff [pc].
 REAL_F555W = {1: (1.39, 0.43), 2: (1.48, 0.92), 3: (1.56, 1.00), 5: (1.70, 1.00), 10: (1.87, 1.00)}
+
+
+#: Where the apertures go (see the module docstring).
+GEOMETRIES = ("exact", "c4", "iraf")
+#: Offset of C-4's matched white-light coordinates from its injected positions [px per axis],
+#: and the scatter of the start positions [px rms] (module docstring).
+C4_START_OFFSET_PX = -0.5
+START_SCATTER_PX = 0.05
 
 
 def forced_ci(images, field, x, y, band):
@@ -91,7 +114,20 @@ def _stats(v, w=None):
     }
 
 
-def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", per_frame=25):
+def aperture_centres(image, x, y, exptime, geometry, rng):
+    """Aperture centres of clusters injected at (x, y) in one band's ``image`` [px]."""
+    if geometry == "exact":
+        return x, y
+    offset = C4_START_OFFSET_PX if geometry == "c4" else 0.0
+    x0 = x + offset + rng.normal(0.0, START_SCATTER_PX, x.size)
+    y0 = y + offset + rng.normal(0.0, START_SCATTER_PX, y.size)
+    xc, yc, _ = iraf_centroid(image, x0, y0, sigma=0.01, epadu=exptime)
+    return xc, yc
+
+
+def injected_ci_table(
+    radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", per_frame=25, geometry="exact"
+):
     field = make_mock_field(size, seed=seed)
     base = prepare_field(field)
     ss = np.random.SeedSequence(seed, spawn_key=(13,))
@@ -105,12 +141,15 @@ def injected_ci_table(radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", p
             x, y = draw_positions(
                 base.density, field.footprint, per_frame, 3 * r_px, rng, edge_margin_px=5
             )
+            if geometry == "c4":
+                x, y = np.round(x), np.round(y)
             mags = {
                 b: ADAMO17_PUBLISHED_50PCT_NGC628C[b] - rng.uniform(1.5, 5.0, x.size) for b in BANDS
             }
             imgs = inject(field, x, y, mags, r_px, rng)
             for b in BANDS:
-                c, e = forced_ci(imgs, field, x, y, b)
+                xa, ya = aperture_centres(imgs[b], x, y, field.exptimes[b], geometry, rng)
+                c, e = forced_ci(imgs, field, xa, ya, b)
                 ci[b].append(c)
                 err[b].append(e)
         out[r_pc] = {}
@@ -169,9 +208,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--skip-catalogue", action="store_true")
+    ap.add_argument("--geometry", choices=GEOMETRIES, default="exact", help="see the docstring")
     args = ap.parse_args(argv)
     radii = tuple(float(v) if "." in v else int(v) for v in args.radii.split(","))
-    table = injected_ci_table(radii, args.frames, args.seed)
+    table = injected_ci_table(radii, args.frames, args.seed, geometry=args.geometry)
     print(
         "| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, "
         "16-84th, "
@@ -192,6 +232,7 @@ def main(argv=None):
         "injected": {str(r): v for r, v in table.items()},
         "seed": args.seed,
         "frames": args.frames,
+        "geometry": args.geometry,
     }
     if not args.skip_catalogue:
         result["catalogue"] = mock_catalogue_ci(seed=args.seed)
