@@ -51,7 +51,10 @@ def build_hdus() -> fits.HDUList:
         hdu.header["INSTRUME"] = inst.name
         hdu.header["NATIVEPX"] = (inst.native_pixel_arcsec, "native pixel [arcsec]")
         hdu.header["WFE_NM"] = (inst.wavefront_rms_nm, "rms wavefront error [nm]")
-        hdu.header["RESBLUR"] = (inst.residual_blur_arcsec, "residual blur per axis [arcsec]")
+        hdu.header["RESBLUR"] = (
+            hst_psf.RESIDUAL_BLUR_ARCSEC.get(band, inst.residual_blur_arcsec),
+            "residual blur per axis [arcsec]",
+        )
         hdu.header["PSFOVERS"] = MOCK_PSF_OVERSAMPLING
         hdus.append(hdu)
     return fits.HDUList(hdus)

@@ -28,20 +28,26 @@ physical transfer functions of the observation, each from a published number:
    0.38 px^2 at 400 nm (ACS IHB eq. 5.1, K_WFC = [[.04,.11,.04],[.11,.40,.11],[.04,.11,.04]])
    with the same relative wavelength dependence as WFC3/UVIS (both are thinned,
    back-illuminated CCDs, whose blue photons are absorbed furthest from the wells).
-5. *Residual blur of the drizzled frames* (``residual_blur_arcsec``, a Gaussian per axis:
-   0.020" for WFC3/UVIS, 0.016" for ACS/WFC): dither registration, focus breathing and CTE
-   trails widen the combined PSF beyond the optical model. These two numbers are fitted,
-   not published: to the median concentration index of the real NGC 628C injections of
-   the C-4 pipeline (bright clusters, IRAF aperture weights as the pipeline measured
-   them, :class:`jaxcomp.ast.settings.PhotometryConfig`; noiseless model values here),
-   UVIS to F336W at r_eff = 1 and 3 pc (real 1.236 and 1.505; without the blur 1.075 and
-   1.401, with it 1.232 and 1.502), ACS to F555W at 1, 2, 3 and 5 pc (at the radii C-4
-   injected, 0.79 x nominal, see data/legus/README.md; real 1.386/1.480/1.561/1.703,
-   without the blur 1.315/1.421/1.513/1.659, with it 1.387/1.482/1.563/1.694). F814W is
-   then 0.05 mag too concentrated at 1 pc (1.370 against 1.421; 0.02 at 3 pc): the ACS/WFC
-   red halo (photons scattered in the CCD beyond 800 nm, ACS IHB 5.6) is not modelled.
-   Point sources have CI 1.06 (F336W) and 1.28 (F555W), below the LEGUS cut of 1.4 set to
-   exclude stars.
+5. *Residual blur of the drizzled frames* (a Gaussian per axis, one value per band,
+   :data:`RESIDUAL_BLUR_ARCSEC`: 0.016" for F275W and F336W, 0.005" for F435W and F555W,
+   0.015" for F814W): dither registration, focus breathing and CTE trails widen each band's
+   combined PSF beyond the optical model, and in F814W the ACS/WFC red halo (photons beyond
+   800 nm scattered inside the CCD, ACS IHB 5.6), which is not modelled otherwise, adds to
+   it. These numbers are fitted, not published (``scripts/fit_psf_residual_blur.py``): to
+   the median concentration index of the real NGC 628C injections of the C-4 pipeline
+   (``data/legus/c4_ngc628c_injection_ci.csv``, clusters with a 3 px error below 0.05 mag),
+   with the model clusters measured as C-4 measured its own: at integer pixels, the
+   photometry starting half a pixel off and recentred by IRAF's ``centroid``
+   (:func:`jaxcomp.ast.centring.iraf_centroid`), IRAF aperture weights (noiseless model
+   values here, least squares over every radius C-4 committed). F336W at r_eff = 1 and 3 pc
+   (real 1.236 and 1.505; model 1.241 and 1.509); F555W at 1-10 pc (at the radii C-4
+   injected, 0.79 x nominal, see data/legus/README.md; real 1.386/1.480/1.561/1.633/1.703/
+   1.717/1.769/1.802/1.836/1.873, model 1.380/1.473/1.554/1.624/1.685/1.738/1.784/1.825/
+   1.860/1.892: C-4's CI rises by only 0.014 mag from 5 to 6 pc, a kink no PSF width
+   reproduces); F814W at 1, 3 and 10 pc (real 1.421/1.585/1.907, model 1.418/1.592/1.914).
+   F275W takes F336W's value and F435W F555W's (same cameras, no reference injections).
+   Point sources have median CI 1.01 (F336W) and 1.21 (F555W) at random pixel phases with
+   IRAF centring, below the LEGUS cut of 1.4 set to exclude stars.
 6. *Drizzling* to the LEGUS grid: a box of ``pixfrac`` native pixels (AstroDrizzle's
    default ``final_pixfrac = 1``), then the output pixel (0.0396"), which makes it an
    *effective* PSF (photutils / Anderson & King convention: its value at an offset is the
@@ -72,6 +78,7 @@ __all__ = [
     "WFC3_UVIS",
     "ACS_WFC",
     "INSTRUMENT_OF_BAND",
+    "RESIDUAL_BLUR_ARCSEC",
     "annular_airy",
     "band_wavelengths",
     "hst_epsf",
@@ -125,21 +132,33 @@ def _wfc3_relative(nm: float) -> float:
 
 
 #: WFC3/UVIS: 0.0396" pixels; charge diffusion from the IHB's 250 and 810 nm kernels; the
-#: residual blur of the drizzled frames fitted to the real F336W injections (note 5).
-WFC3_UVIS = InstrumentPSF("WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=0.020)
+#: residual blur of the drizzled frames fitted to the real F336W injections (note 5; the
+#: per-band values are :data:`RESIDUAL_BLUR_ARCSEC`).
+WFC3_UVIS = InstrumentPSF("WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=0.016)
 #: ACS/WFC: 0.050" pixels; charge diffusion 0.38 px^2 at 400 nm (IHB), WFC3's lambda trend;
-#: the residual blur fitted to the real F555W injections (note 5).
+#: the residual blur fitted to the real F555W injections (note 5; per band:
+#: :data:`RESIDUAL_BLUR_ARCSEC`).
 ACS_WFC = InstrumentPSF(
     "ACS/WFC",
     0.050,
     27.5,
-    residual_blur_arcsec=0.016,
+    residual_blur_arcsec=0.005,
     diffusion_nm=(250.0, 810.0),
     diffusion_var_px2=(
         0.38 * _wfc3_relative(250.0) / _wfc3_relative(400.0),
         0.38 * _wfc3_relative(810.0) / _wfc3_relative(400.0),
     ),
 )
+#: Residual blur of each LEGUS band's drizzled frame, per axis [arcsec] (note 5; fitted by
+#: ``scripts/fit_psf_residual_blur.py``). Bands not listed take their camera's
+#: ``residual_blur_arcsec``.
+RESIDUAL_BLUR_ARCSEC: dict[str, float] = {
+    "F275W": 0.016,
+    "F336W": 0.016,
+    "F435W": 0.005,
+    "F555W": 0.005,
+    "F814W": 0.015,
+}
 #: The camera of each LEGUS band.
 INSTRUMENT_OF_BAND: dict[str, InstrumentPSF] = {
     "F275W": WFC3_UVIS,
@@ -204,6 +223,7 @@ def hst_epsf(
     jitter_rms_arcsec: float = JITTER_RMS_ARCSEC,
     n_wavelengths: int = 40,
     fine: int = 8,
+    residual_blur_arcsec: float | None = None,
 ) -> np.ndarray:
     """The effective PSF of a LEGUS band on the drizzled grid.
 
@@ -227,6 +247,10 @@ def hst_epsf(
         Wavelengths averaged over the band.
     fine : int
         Internal samples per output pixel (a multiple of ``oversampling``).
+    residual_blur_arcsec : float, optional
+        Residual blur of the drizzled frame per axis [arcsec]; defaults to
+        :data:`RESIDUAL_BLUR_ARCSEC` for the band when ``instrument`` is not given, else to
+        the instrument's ``residual_blur_arcsec``.
 
     Returns
     -------
@@ -235,6 +259,16 @@ def hst_epsf(
         ``oversampling**2`` (the :class:`~jaxcomp.ast.profiles.PSFModel` convention).
     """
     inst = instrument if instrument is not None else INSTRUMENT_OF_BAND[band]
+    if residual_blur_arcsec is None:
+        residual_blur_arcsec = (
+            RESIDUAL_BLUR_ARCSEC.get(band, inst.residual_blur_arcsec)
+            if instrument is None
+            else inst.residual_blur_arcsec
+        )
+    if not (math.isfinite(residual_blur_arcsec) and residual_blur_arcsec >= 0):
+        raise ValueError(
+            f"residual_blur_arcsec must be a finite number >= 0, got {residual_blur_arcsec!r}"
+        )
     if fine % oversampling:
         raise ValueError(f"fine ({fine}) must be a multiple of oversampling ({oversampling})")
     step = pixel_scale_arcsec / fine  # internal sample [arcsec]
@@ -263,7 +297,7 @@ def hst_epsf(
     k = np.fft.fftfreq(nfft, d=step)  # cycles per arcsec
     ky, kx = np.meshgrid(k, k, indexing="ij")
     k2 = kx**2 + ky**2
-    blur_var = jitter_rms_arcsec**2 + inst.residual_blur_arcsec**2 + diffusion_var
+    blur_var = jitter_rms_arcsec**2 + residual_blur_arcsec**2 + diffusion_var
     transfer = np.exp(-2.0 * math.pi**2 * blur_var * k2)
     p = inst.native_pixel_arcsec
     for width in (p, pixfrac * p, pixel_scale_arcsec):  # native pixel, drizzle drop, output pixel
