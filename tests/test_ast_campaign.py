@@ -199,7 +199,11 @@ def test_labels_table(reference, library):
     assert np.all(np.diff(np.asarray(labels["frame"])) >= 0)
     assert np.bincount(np.asarray(labels["frame"])).tolist() == [20] * 8
     assert len(np.unique(np.asarray(labels["cluster_id"]))) == len(labels)  # training: no reuse
-    assert 0 < np.mean(labels["C"]) < 1
+    # the tiny field's Gaussian PSF leaves 1-2 pc clusters below CI 1.4 (C is 0 or nearly so),
+    # so the stages before the CI cut carry the non-trivial labels; C implies every stage
+    assert 0 < np.mean(labels["detected"]) < 1 and 0 < np.mean(labels["passes_err"]) < 1
+    stages = np.column_stack([np.asarray(labels[s], bool) for s in STAGES])
+    np.testing.assert_array_equal(np.asarray(labels["C"], bool), stages.all(axis=1))
     assert campaign_status(d) == {
         "n_frames": 8,
         "n_done": 8,

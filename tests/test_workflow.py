@@ -129,13 +129,14 @@ def test_campaign_centring_reaches_the_pipeline():
     from jaxcomp.workflow.campaign_stages import _campaign_config
 
     default = parse_config(TINY)
-    # "none" (the default) is left out of the resolved configuration: hashes as before
-    assert "centring" not in default.to_dict()["campaign"]
-    assert parse_config(_with(campaign__centring="none")).hash() == default.hash()
-    on = parse_config(_with(campaign__centring="iraf_centroid"))
-    assert on.to_dict()["campaign"]["centring"] == "iraf_centroid"
-    assert parse_config(tomllib.loads(on.to_toml())) == on
-    for config, centring in ((default, "none"), (on, "iraf_centroid")):
+    # IRAF centring is the default and is written into the resolved configuration
+    assert default.to_dict()["campaign"]["centring"] == "iraf_centroid"
+    off = parse_config(_with(campaign__centring="none"))
+    # "none" is left out of it (the fingerprints of runs made before the option existed)
+    assert "centring" not in off.to_dict()["campaign"]
+    assert off.hash() != default.hash()
+    assert parse_config(tomllib.loads(default.to_toml())) == default
+    for config, centring in ((off, "none"), (default, "iraf_centroid")):
         for design in ("train", "test"):
             campaign = _campaign_config(SimpleNamespace(config=config, seed=1), design)
             assert campaign.pipeline.photometry.centring == centring

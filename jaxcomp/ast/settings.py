@@ -282,10 +282,12 @@ class PhotometryConfig:
     ``aperture_corrections``: explicit per-band corrections (mag, added to the 4 px
     magnitudes) as ``((band, value), ...)``; ``None`` computes them from the field's PSFs
     for an EFF cluster of ``apcor_reff_pc`` (see :func:`aperture_corrections`).
-    ``centring``: where each band's apertures and sky annulus are centred. ``"none"``
-    (default): at the given positions (the detection barycentres). ``"iraf_centroid"``: at
-    that band's own IRAF apphot centroid started from them (``calgorithm = centroid``, as
-    the LEGUS catalogue's and the C-4 pipeline's ``phot`` runs did;
+    ``centring``: where each band's apertures and sky annulus are centred.
+    ``"iraf_centroid"`` (default): at that band's own IRAF apphot centroid started from the
+    given positions (the detection barycentres), as the LEGUS catalogue's and the C-4
+    pipeline's ``phot`` runs did (``calgorithm = centroid``; the centre then snaps towards
+    pixel centres, which moves a cluster's CI by up to a few hundredths of a mag through
+    IRAF's aperture weights); ``"none"``: at the given positions. See
     :func:`jaxcomp.ast.centring.iraf_centroid`) with the box ``centring_box_px`` [px,
     IRAF ``cbox``; 1 -> 3 x 3 px], at most ``centring_max_iter`` passes and the shift
     limit ``centring_max_shift_px`` [px] of the flag; the catalogue then has the
@@ -305,7 +307,7 @@ class PhotometryConfig:
     apcor_reff_pc: float = 3.0
     aperture_corrections: tuple[tuple[str, float], ...] | None = None
     aperture_weights: Literal["iraf", "exact"] = "iraf"
-    centring: Literal["iraf_centroid", "none"] = "none"
+    centring: Literal["iraf_centroid", "none"] = "iraf_centroid"
     centring_box_px: float = 1.0
     centring_max_iter: int = 3
     centring_max_shift_px: float = 1.0

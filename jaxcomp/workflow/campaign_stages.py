@@ -24,13 +24,12 @@ def _campaign_settings(ctx: StageContext) -> dict:
         "reprocess": section.reprocess,
         "edge_margin_px": section.edge_margin_px,
     }
-    if section.centring != "none":  # else the default pipeline (and campaign hashes) as before
-        from ..ast import DEFAULT_CONFIG
+    from ..ast import DEFAULT_CONFIG
 
-        settings["pipeline"] = dataclasses.replace(
-            DEFAULT_CONFIG,
-            photometry=dataclasses.replace(DEFAULT_CONFIG.photometry, centring=section.centring),
-        )
+    settings["pipeline"] = dataclasses.replace(
+        DEFAULT_CONFIG,
+        photometry=dataclasses.replace(DEFAULT_CONFIG.photometry, centring=section.centring),
+    )
     return settings
 
 

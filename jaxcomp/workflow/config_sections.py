@@ -123,11 +123,10 @@ class CampaignSection:
     """``[campaign]``: the training and test AST designs (paper section 3.2).
 
     ``centring``: where the pipeline's apertures sit in each band
-    (:attr:`jaxcomp.ast.PhotometryConfig.centring`): ``"none"`` (default) at the detection
-    barycentres, ``"iraf_centroid"`` at each band's own IRAF apphot centroid as LEGUS
-    measured (:func:`jaxcomp.ast.iraf_centroid`). Left at ``"none"`` it is not written into
-    the resolved configuration, so the fingerprints of runs made before it existed are
-    unchanged.
+    (:attr:`jaxcomp.ast.PhotometryConfig.centring`): ``"iraf_centroid"`` (default) at each
+    band's own IRAF apphot centroid as LEGUS measured (:func:`jaxcomp.ast.iraf_centroid`),
+    ``"none"`` at the detection barycentres. ``"none"`` is not written into the resolved
+    configuration, so it keeps the fingerprints of runs made before the option existed.
     """
 
     r_eff_pc: tuple[float, ...] = tuple(float(r) for r in range(1, 11))
@@ -137,7 +136,7 @@ class CampaignSection:
     test_repeats: int = 100
     reprocess: str = "full"
     edge_margin_px: float = 0.0
-    centring: typing.Literal["iraf_centroid", "none"] = "none"
+    centring: typing.Literal["iraf_centroid", "none"] = "iraf_centroid"
 
     def plain(self) -> dict:
         """The resolved values; ``centring`` only when not ``"none"``."""
