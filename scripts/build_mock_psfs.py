@@ -52,7 +52,7 @@ def build_hdus() -> fits.HDUList:
         hdu.header["NATIVEPX"] = (inst.native_pixel_arcsec, "native pixel [arcsec]")
         hdu.header["WFE_NM"] = (inst.wavefront_rms_nm, "rms wavefront error [nm]")
         hdu.header["RESBLUR"] = (
-            hst_psf.RESIDUAL_BLUR_ARCSEC.get(band, inst.residual_blur_arcsec),
+            hst_psf.residual_blur_arcsec(band),
             "residual blur per axis [arcsec]",
         )
         hdu.header["PSFOVERS"] = MOCK_PSF_OVERSAMPLING

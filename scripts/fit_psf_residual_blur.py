@@ -22,13 +22,17 @@ the blur whose CIs are closest to the real medians (least squares over the radii
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 
 import numpy as np
 
-from jaxcomp._data import data_path
 from jaxcomp.ast import hst_psf
+from jaxcomp.ast.c4_reference import (
+    C4_ACS_RADIUS_FACTOR,
+    C4_START_OFFSET_PX,
+    C4_START_SCATTER_PX,
+    c4_median_ci,
+)
 from jaxcomp.ast.centring import iraf_centroid
 from jaxcomp.ast.mock import MOCK_PSF_OVERSAMPLING, MOCK_PSF_RADIUS_ARCSEC
 from jaxcomp.ast.photometry import aperture_photometry
@@ -36,13 +40,10 @@ from jaxcomp.ast.profiles import PSFModel, add_stamps, reff_pc_to_px, render_sta
 from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.catalogues import BANDS
 
-#: C-4 converted r_eff to BAOlab pixels with 0.05"/px for ACS bands (its ``pixscale_acs``),
-#: while the drizzled frames have 0.0396"/px: its ACS clusters are 0.792 x nominal.
-C4_ACS_RADIUS_FACTOR = 0.0396 / 0.05
 #: Bands fitted (the ones C-4 committed photometry for).
 FIT_BANDS = ("F336W", "F555W", "F814W")
-#: Start positions: offset from the injected pixel and rms scatter [px].
-START_OFFSET_PX, START_SCATTER_PX, N_STARTS = -0.5, 0.05, 200
+#: Start positions per radius (offset and scatter: :mod:`jaxcomp.ast.c4_reference`).
+N_STARTS = 200
 STAMP_SIDE_PX = 101
 #: A bright cluster [counts/s] and exposure [s]: IRAF's centroid keeps an axis at its start
 #: when the centroid's own error exceeds the box (``apmctr1d``), which a noiseless cluster of
@@ -50,21 +51,7 @@ STAMP_SIDE_PX = 101
 CLUSTER_RATE, EXPTIME_S = 1.0e5, 1000.0
 
 
-def real_medians(max_err3: float = 0.05) -> dict[str, dict[int, tuple[float, int]]]:
-    """Median CI and count of the real injections per band and nominal radius [pc]."""
-    rows: dict[str, dict[int, list[float]]] = {}
-    with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
-        for r in csv.DictReader(fh):
-            if float(r["err3"]) < max_err3:
-                rows.setdefault(r["band"].upper(), {}).setdefault(int(r["r_eff_pc"]), []).append(
-                    float(r["ci"])
-                )
-    return {
-        b: {k: (float(np.median(v)), len(v)) for k, v in sorted(d.items())} for b, d in rows.items()
-    }
-
-
-def c4_median_ci(psf: PSFModel, band: str, r_eff_px: float, starts: np.ndarray) -> float:
+def c4_measured_ci(psf: PSFModel, band: str, r_eff_px: float, starts: np.ndarray) -> float:
     """Noiseless median CI of one cluster measured as C-4 measured its injections."""
     c = STAMP_SIDE_PX // 2
     img = np.zeros((STAMP_SIDE_PX, STAMP_SIDE_PX))
@@ -81,8 +68,8 @@ def scan(band: str, blurs_arcsec, radii_pc, seed: int = 0) -> np.ndarray:
     """Median CIs (blur x radius) for ``band``."""
     inst0 = hst_psf.INSTRUMENT_OF_BAND[band]
     factor = C4_ACS_RADIUS_FACTOR if inst0.name == "ACS/WFC" else 1.0
-    starts = START_OFFSET_PX + np.random.default_rng(seed).normal(
-        0.0, START_SCATTER_PX, (N_STARTS, 2)
+    starts = C4_START_OFFSET_PX + np.random.default_rng(seed).normal(
+        0.0, C4_START_SCATTER_PX, (N_STARTS, 2)
     )
     out = np.empty((len(blurs_arcsec), len(radii_pc)))
     for i, blur in enumerate(blurs_arcsec):
@@ -90,11 +77,11 @@ def scan(band: str, blurs_arcsec, radii_pc, seed: int = 0) -> np.ndarray:
             band,
             oversampling=MOCK_PSF_OVERSAMPLING,
             radius_arcsec=MOCK_PSF_RADIUS_ARCSEC,
-            residual_blur_arcsec=float(blur),
+            blur_arcsec=float(blur),
         )
         psf = PSFModel(image=img, oversampling=MOCK_PSF_OVERSAMPLING)
         for j, r in enumerate(radii_pc):
-            out[i, j] = c4_median_ci(psf, band, float(reff_pc_to_px(r)) * factor, starts)
+            out[i, j] = c4_measured_ci(psf, band, float(reff_pc_to_px(r)) * factor, starts)
     return out
 
 
@@ -106,7 +93,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-blur", type=float, default=0.024, help="blur grid end [arcsec]")
     ap.add_argument("--json", help="write the scan here")
     args = ap.parse_args(argv)
-    real = real_medians()
+    real = {band: c4_median_ci(band) for band in FIT_BANDS}
     blurs = np.round(np.arange(0.0, args.max_blur + 1e-9, args.step), 6)
     result = {"blurs_arcsec": blurs.tolist(), "bands": {}}
     for band in FIT_BANDS:

@@ -46,8 +46,8 @@ import math
 
 import numpy as np
 
-from jaxcomp._data import data_path
 from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
+from jaxcomp.ast.c4_reference import C4_START_OFFSET_PX, C4_START_SCATTER_PX, read_c4_injection_ci
 from jaxcomp.ast.centring import iraf_centroid
 from jaxcomp.ast.inject import draw_positions, inject
 from jaxcomp.ast.photometry import aperture_photometry, magnitude_error
@@ -63,10 +63,6 @@ REAL_F555W = {1: (1.39, 0.43), 2: (1.48, 0.92), 3: (1.56, 1.00), 5: (1.70, 1.00)
 
 #: Where the apertures go (see the module docstring).
 GEOMETRIES = ("exact", "c4", "iraf")
-#: Offset of C-4's matched white-light coordinates from its injected positions [px per axis],
-#: and the scatter of the start positions [px rms] (module docstring).
-C4_START_OFFSET_PX = -0.5
-START_SCATTER_PX = 0.05
 
 
 def forced_ci(images, field, x, y, band):
@@ -87,10 +83,7 @@ def forced_ci(images, field, x, y, band):
 def _real_err3_weights():
     """Histogram (0.005 mag bins on [0, 0.05]) of err3 of the real F555W injections with err3 <
     0.05."""
-    import csv
-
-    with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
-        e = np.array([float(r["err3"]) for r in csv.DictReader(fh) if r["band"] == "f555w"])
+    e = read_c4_injection_ci("F555W")["err3"]
     edges = np.linspace(0.0, 0.05, 11)
     h, _ = np.histogram(e[e < 0.05], edges)
     return edges, h / h.sum()
@@ -119,8 +112,8 @@ def aperture_centres(image, x, y, exptime, geometry, rng):
     if geometry == "exact":
         return x, y
     offset = C4_START_OFFSET_PX if geometry == "c4" else 0.0
-    x0 = x + offset + rng.normal(0.0, START_SCATTER_PX, x.size)
-    y0 = y + offset + rng.normal(0.0, START_SCATTER_PX, y.size)
+    x0 = x + offset + rng.normal(0.0, C4_START_SCATTER_PX, x.size)
+    y0 = y + offset + rng.normal(0.0, C4_START_SCATTER_PX, y.size)
     xc, yc, _ = iraf_centroid(image, x0, y0, sigma=0.01, epadu=exptime)
     return xc, yc
 

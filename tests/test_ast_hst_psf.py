@@ -143,6 +143,7 @@ def _c4_measured_ci(psf, r_eff_px, band):
     0.1 px of that, and each aperture goes to IRAF's centroid (3x3 box) there; IRAF aperture
     weights, 7-8 px "mode" sky (``scripts/fit_psf_residual_blur.py`` uses 200 random starts).
     """
+    from jaxcomp.ast.c4_reference import C4_START_OFFSET_PX
     from jaxcomp.ast.centring import iraf_centroid
     from jaxcomp.ast.photometry import aperture_photometry
     from jaxcomp.ast.profiles import add_stamps, render_multiband
@@ -153,7 +154,7 @@ def _c4_measured_ci(psf, r_eff_px, band):
         img, render_multiband([45.0], [45.0], {"b": [1e5]}, float(r_eff_px), {"b": psf})["b"]
     )
     d = np.array([-0.1, -0.05, 0.0, 0.05])
-    sx, sy = np.meshgrid(45.0 - 0.5 + d, 45.0 - 0.5 + d[::-1])
+    sx, sy = np.meshgrid(45.0 + C4_START_OFFSET_PX + d, 45.0 + C4_START_OFFSET_PX + d[::-1])
     x, y, _ = iraf_centroid(img, sx.ravel()[::2], sy.ravel()[::2], sigma=0.01, epadu=1000.0)
     ph = aperture_photometry(
         {b: img for b in BANDS},
@@ -164,22 +165,6 @@ def _c4_measured_ci(psf, r_eff_px, band):
         PhotometryConfig(ci_band=band, centring="none"),
     )
     return float(np.median(np.asarray(ph["ci"], float)))
-
-
-def _real_median_ci(band, r_eff_pc):
-    import csv
-
-    from jaxcomp._data import data_path
-
-    with open(data_path("legus", "c4_ngc628c_injection_ci.csv")) as fh:
-        rows = [
-            r
-            for r in csv.DictReader(fh)
-            if r["band"] == band.lower()
-            and int(r["r_eff_pc"]) == r_eff_pc
-            and float(r["err3"]) < 0.05
-        ]
-    return float(np.median([float(r["ci"]) for r in rows])), len(rows)
 
 
 def test_mock_psfs_give_the_real_frames_concentration_indices():
@@ -193,17 +178,18 @@ def test_mock_psfs_give_the_real_frames_concentration_indices():
     F336W +0.005/+0.004 at 1/3 pc, F555W -0.006/-0.007/-0.007/-0.018/+0.019 at 1/2/3/5/10 pc,
     F814W -0.003/+0.007/+0.007 at 1/3/10 pc.
     """
+    from jaxcomp.ast.c4_reference import C4_ACS_RADIUS_FACTOR as acs
+    from jaxcomp.ast.c4_reference import c4_median_ci
     from jaxcomp.ast.profiles import reff_pc_to_px
 
     psfs = mock.mock_psfs()
-    acs = 0.0396 / 0.05
     for band, radii, shrink in (
         ("F336W", (1, 3), 1.0),
         ("F555W", (1, 2, 3, 5, 10), acs),
         ("F814W", (1, 3, 10), acs),
     ):
         for r in radii:
-            real, n = _real_median_ci(band, r)
+            real, n = c4_median_ci(band)[r]
             assert n >= 20
             ci = _c4_measured_ci(psfs[band], float(reff_pc_to_px(r)) * shrink, band)
             assert abs(ci - real) < 0.03, (band, r, ci, real)

@@ -79,6 +79,7 @@ __all__ = [
     "ACS_WFC",
     "INSTRUMENT_OF_BAND",
     "RESIDUAL_BLUR_ARCSEC",
+    "residual_blur_arcsec",
     "annular_airy",
     "band_wavelengths",
     "hst_epsf",
@@ -127,28 +128,6 @@ class InstrumentPSF:
         return v * self.native_pixel_arcsec**2
 
 
-def _wfc3_relative(nm: float) -> float:
-    return float(np.interp(nm, (250.0, 810.0), (0.33, 0.082)))
-
-
-#: WFC3/UVIS: 0.0396" pixels; charge diffusion from the IHB's 250 and 810 nm kernels; the
-#: residual blur of the drizzled frames fitted to the real F336W injections (note 5; the
-#: per-band values are :data:`RESIDUAL_BLUR_ARCSEC`).
-WFC3_UVIS = InstrumentPSF("WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=0.016)
-#: ACS/WFC: 0.050" pixels; charge diffusion 0.38 px^2 at 400 nm (IHB), WFC3's lambda trend;
-#: the residual blur fitted to the real F555W injections (note 5; per band:
-#: :data:`RESIDUAL_BLUR_ARCSEC`).
-ACS_WFC = InstrumentPSF(
-    "ACS/WFC",
-    0.050,
-    27.5,
-    residual_blur_arcsec=0.005,
-    diffusion_nm=(250.0, 810.0),
-    diffusion_var_px2=(
-        0.38 * _wfc3_relative(250.0) / _wfc3_relative(400.0),
-        0.38 * _wfc3_relative(810.0) / _wfc3_relative(400.0),
-    ),
-)
 #: Residual blur of each LEGUS band's drizzled frame, per axis [arcsec] (note 5; fitted by
 #: ``scripts/fit_psf_residual_blur.py``). Bands not listed take their camera's
 #: ``residual_blur_arcsec``.
@@ -159,6 +138,32 @@ RESIDUAL_BLUR_ARCSEC: dict[str, float] = {
     "F555W": 0.005,
     "F814W": 0.015,
 }
+
+
+def _wfc3_relative(nm: float) -> float:
+    return float(np.interp(nm, (250.0, 810.0), (0.33, 0.082)))
+
+
+#: WFC3/UVIS: 0.0396" pixels; charge diffusion from the IHB's 250 and 810 nm kernels; the
+#: residual blur of the drizzled frames fitted to the real F336W injections (note 5; the
+#: per-band values are :data:`RESIDUAL_BLUR_ARCSEC`).
+WFC3_UVIS = InstrumentPSF(
+    "WFC3/UVIS", 0.0396, 27.5, residual_blur_arcsec=RESIDUAL_BLUR_ARCSEC["F336W"]
+)
+#: ACS/WFC: 0.050" pixels; charge diffusion 0.38 px^2 at 400 nm (IHB), WFC3's lambda trend;
+#: the residual blur fitted to the real F555W injections (note 5; per band:
+#: :data:`RESIDUAL_BLUR_ARCSEC`).
+ACS_WFC = InstrumentPSF(
+    "ACS/WFC",
+    0.050,
+    27.5,
+    residual_blur_arcsec=RESIDUAL_BLUR_ARCSEC["F555W"],
+    diffusion_nm=(250.0, 810.0),
+    diffusion_var_px2=(
+        0.38 * _wfc3_relative(250.0) / _wfc3_relative(400.0),
+        0.38 * _wfc3_relative(810.0) / _wfc3_relative(400.0),
+    ),
+)
 #: The camera of each LEGUS band.
 INSTRUMENT_OF_BAND: dict[str, InstrumentPSF] = {
     "F275W": WFC3_UVIS,
@@ -212,6 +217,14 @@ def band_wavelengths(band: str, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return lam, np.full(n, 1.0 / n)
 
 
+def residual_blur_arcsec(band: str, instrument: InstrumentPSF | None = None) -> float:
+    """The residual blur [arcsec per axis] of ``band``: :data:`RESIDUAL_BLUR_ARCSEC` with the
+    band's own camera, else the camera's (``instrument``, default the band's) value."""
+    if instrument is None:
+        return RESIDUAL_BLUR_ARCSEC.get(band, INSTRUMENT_OF_BAND[band].residual_blur_arcsec)
+    return instrument.residual_blur_arcsec
+
+
 def hst_epsf(
     band: str,
     *,
@@ -223,7 +236,7 @@ def hst_epsf(
     jitter_rms_arcsec: float = JITTER_RMS_ARCSEC,
     n_wavelengths: int = 40,
     fine: int = 8,
-    residual_blur_arcsec: float | None = None,
+    blur_arcsec: float | None = None,
 ) -> np.ndarray:
     """The effective PSF of a LEGUS band on the drizzled grid.
 
@@ -247,10 +260,9 @@ def hst_epsf(
         Wavelengths averaged over the band.
     fine : int
         Internal samples per output pixel (a multiple of ``oversampling``).
-    residual_blur_arcsec : float, optional
+    blur_arcsec : float, optional
         Residual blur of the drizzled frame per axis [arcsec]; defaults to
-        :data:`RESIDUAL_BLUR_ARCSEC` for the band when ``instrument`` is not given, else to
-        the instrument's ``residual_blur_arcsec``.
+        :func:`residual_blur_arcsec` of the band and ``instrument``.
 
     Returns
     -------
@@ -259,16 +271,9 @@ def hst_epsf(
         ``oversampling**2`` (the :class:`~jaxcomp.ast.profiles.PSFModel` convention).
     """
     inst = instrument if instrument is not None else INSTRUMENT_OF_BAND[band]
-    if residual_blur_arcsec is None:
-        residual_blur_arcsec = (
-            RESIDUAL_BLUR_ARCSEC.get(band, inst.residual_blur_arcsec)
-            if instrument is None
-            else inst.residual_blur_arcsec
-        )
-    if not (math.isfinite(residual_blur_arcsec) and residual_blur_arcsec >= 0):
-        raise ValueError(
-            f"residual_blur_arcsec must be a finite number >= 0, got {residual_blur_arcsec!r}"
-        )
+    blur = residual_blur_arcsec(band, instrument) if blur_arcsec is None else blur_arcsec
+    if not (math.isfinite(blur) and blur >= 0):
+        raise ValueError(f"blur_arcsec must be a finite number >= 0, got {blur!r}")
     if fine % oversampling:
         raise ValueError(f"fine ({fine}) must be a multiple of oversampling ({oversampling})")
     step = pixel_scale_arcsec / fine  # internal sample [arcsec]
@@ -297,7 +302,7 @@ def hst_epsf(
     k = np.fft.fftfreq(nfft, d=step)  # cycles per arcsec
     ky, kx = np.meshgrid(k, k, indexing="ij")
     k2 = kx**2 + ky**2
-    blur_var = jitter_rms_arcsec**2 + residual_blur_arcsec**2 + diffusion_var
+    blur_var = jitter_rms_arcsec**2 + blur**2 + diffusion_var
     transfer = np.exp(-2.0 * math.pi**2 * blur_var * k2)
     p = inst.native_pixel_arcsec
     for width in (p, pixfrac * p, pixel_scale_arcsec):  # native pixel, drizzle drop, output pixel
