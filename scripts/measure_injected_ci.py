@@ -66,8 +66,9 @@ GEOMETRIES = ("exact", "c4", "iraf")
 
 
 def forced_ci(images, field, x, y, band):
-    """CI, 3 px magnitude error of sources at (x, y) in ``band`` (the pipeline's photometry)."""
-    cfg = PhotometryConfig(ci_band=band)
+    """CI, 3 px magnitude error with the apertures at (x, y) in ``band`` (the pipeline's
+    photometry, no recentring: :func:`aperture_centres` places them)."""
+    cfg = PhotometryConfig(ci_band=band, centring="none")
     ph = aperture_photometry(images, x, y, dict(field.zeropoints), dict(field.exptimes), cfg)
     r3 = cfg.ci_radii_px[1]
     err3 = magnitude_error(
