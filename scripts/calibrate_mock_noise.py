@@ -35,7 +35,12 @@ from jaxcomp._data import data_path
 from jaxcomp._io import atomic_write_text
 from jaxcomp._version import __version__
 from jaxcomp.ast import mock, mock_stars
-from jaxcomp.ast.pointing import MOCK_POINTINGS, mock_pointing, mock_psf_digest
+from jaxcomp.ast.pointing import (
+    MOCK_NOISE_CORRELATION,
+    MOCK_POINTINGS,
+    mock_pointing,
+    mock_psf_digest,
+)
 from jaxcomp.ast.single_band import ADAMO17_RECIPE, fit_m50, mock_single_band_test
 from jaxcomp.catalogues import BANDS, read_adamo17_completeness
 
@@ -209,6 +214,7 @@ def main(argv=None) -> int:
         "background_rate_unit": "counts/s/px (equivalent Poisson background of the drizzled 0.0396 "
         "arcsec pixels)",
         "read_noise_e": mock.MOCK_READ_NOISE_E,
+        "noise_correlation": MOCK_NOISE_CORRELATION,
         "psf_sha256": mock_psf_digest(pointing),
         "m50_target": targets,
         "m50_mock": m50_mock,

@@ -53,6 +53,7 @@ from .field import (
     PIXEL_SCALE_ARCSEC,
     Field,
 )
+from .drizzle_noise import drizzle_noise_filter, noise_correlation_ratio
 from .field_fits import read_field_fits, write_field_fits
 from .hst_psf import InstrumentPSF, hst_epsf
 from .inject import (
@@ -136,6 +137,8 @@ __all__ = [
     "mock_psfs",
     "hst_epsf",
     "InstrumentPSF",
+    "drizzle_noise_filter",
+    "noise_correlation_ratio",
     "EPSFError",
     "EPSFResult",
     "EPSFStarSelection",

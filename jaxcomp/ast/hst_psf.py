@@ -77,6 +77,7 @@ __all__ = [
     "InstrumentPSF",
     "WFC3_UVIS",
     "ACS_WFC",
+    "DRIZZLE_PIXFRAC",
     "INSTRUMENT_OF_BAND",
     "RESIDUAL_BLUR_ARCSEC",
     "residual_blur_arcsec",
@@ -85,6 +86,10 @@ __all__ = [
     "hst_epsf",
 ]
 
+#: Drizzle drop size of the LEGUS frames in native pixels (AstroDrizzle's default
+#: ``final_pixfrac``); the PSF (note 6) and the correlated noise
+#: (:mod:`jaxcomp.ast.drizzle_noise`) of the drizzled frames both use it.
+DRIZZLE_PIXFRAC: float = 1.0
 #: HST primary mirror diameter [m].
 HST_PRIMARY_DIAMETER_M: float = 2.4
 #: Linear central obscuration of the HST pupil (secondary mirror / primary diameter).
@@ -232,7 +237,7 @@ def hst_epsf(
     oversampling: int = 4,
     radius_arcsec: float = 0.6,
     instrument: InstrumentPSF | None = None,
-    pixfrac: float = 1.0,
+    pixfrac: float = DRIZZLE_PIXFRAC,
     jitter_rms_arcsec: float = JITTER_RMS_ARCSEC,
     n_wavelengths: int = 40,
     fine: int = 8,

@@ -71,9 +71,14 @@ Noise
     reach the Adamo+2017 50% recovery magnitudes. It stands for the sky, dark current,
     read noise of the individual exposures and the unresolved-star background that a
     real drizzled frame has, expressed as one equivalent Poisson background.
-    The noise is drawn tile by tile (256 x 256 px tiles, each with its own
-    ``SeedSequence(seed, spawn_key=(2, band, tile_y, tile_x))``), so any crop of the
-    mock is the same pixels as the corresponding part of the full frame.
+    The noise is correlated between neighbouring pixels as a drizzled frame's is
+    (:mod:`jaxcomp.ast.drizzle_noise`: pixfrac 1, so drops of 1 output pixel for WFC3/UVIS
+    and 1.26 for ACS/WFC; lag-1 correlation 0.25 and 0.35; sums over many pixels have 1.50
+    and 1.72 times the rms that the per-pixel rms predicts, Fruchter & Hook 2002); the
+    per-pixel variance is the one above. The white normals are drawn tile by tile
+    (256 x 256 px tiles, each with its own ``SeedSequence(seed, spawn_key=(2, band, tile_y,
+    tile_x))``), so any crop of the mock is the same pixels as the corresponding part of the
+    full frame.
 PSFs
     The real instruments' effective PSFs at 0.0396"/px (WFC3/UVIS for F275W and F336W,
     ACS/WFC for F435W, F555W and F814W), built from published instrument facts by

@@ -4,25 +4,40 @@ Part of the mock field (:mod:`jaxcomp.ast.mock`, where the recipe is): :func:`re
 adds the real sources (:mod:`jaxcomp.ast.mock_real_sources`), the field stars
 (:mod:`jaxcomp.ast.mock_stars`) and the diffuse light (:mod:`jaxcomp.ast.mock_diffuse`) on a
 window of a pointing's frame and draws the noise per fixed 256 x 256 px tile, so any window is
-the same pixels as the corresponding part of the full frame.
+the same pixels as the corresponding part of the full frame. The noise has the pixel-to-pixel
+covariance of a drizzled frame (:mod:`jaxcomp.ast.drizzle_noise`): white normals filtered with
+each band's drizzle-drop filter, keeping the per-pixel variance.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 
 from ..catalogues import BANDS
 from ._threads import single_threaded_blas
+from .drizzle_noise import band_drop_size_px, correlate_normals, drizzle_noise_filter
+from .field import PIXEL_SCALE_ARCSEC
 from .mock_diffuse import _OLD_COLOURS, _YOUNG_COLOURS, _diffuse_window
 from .mock_frame import _catalogue_arrays, _check_window
 from .mock_real_sources import _sources_arrays
 from .mock_stars import _stars_arrays
-from .pointing import MockPointing, background_rates, mock_pointing, mock_psfs
+from .pointing import (
+    MOCK_NOISE_CORRELATION,
+    MockPointing,
+    background_rates,
+    mock_pointing,
+    mock_psfs,
+)
 from .profiles import add_stamps, point_source_stamps, render_multiband
 
-__all__ = ["MOCK_READ_NOISE_E", "render_mock"]
+__all__ = ["MOCK_READ_NOISE_E", "NoiseCorrelation", "render_mock"]
+
+#: How the mock's pixel noise is correlated: ``"drizzle"`` (the drizzled frames' covariance,
+#: :mod:`jaxcomp.ast.drizzle_noise`) or ``"white"`` (independent pixels, for diagnostics).
+NoiseCorrelation = Literal["drizzle", "white"]
 
 #: Read-noise floor per drizzled pixel [e-].
 MOCK_READ_NOISE_E: float = 5.0
@@ -70,6 +85,7 @@ def render_mock(
     diffuse: bool = True,
     margin: int = 140,
     pointing: str = "ngc628c",
+    noise_correlation: NoiseCorrelation = MOCK_NOISE_CORRELATION,
 ) -> dict[str, np.ndarray]:
     """Render bands of the mock on ``window = (y0, y1, x0, x1)`` of the full frame.
 
@@ -78,8 +94,13 @@ def render_mock(
     switches drop components (for tests and diagnostics). Any window gives the same
     pixels as the corresponding part of the full frame (bit for bit: every source is
     rendered whole and added in a fixed order, the noise is drawn per fixed tile). ``pointing``
-    chooses the frame (:mod:`jaxcomp.ast.pointing`).
+    chooses the frame (:mod:`jaxcomp.ast.pointing`). ``noise_correlation`` chooses the noise's
+    pixel-to-pixel covariance (:data:`NoiseCorrelation`); the per-pixel variance is the same.
     """
+    if noise_correlation not in ("drizzle", "white"):
+        raise ValueError(
+            f"noise_correlation must be 'drizzle' or 'white', got {noise_correlation!r}"
+        )
     with single_threaded_blas():
         return _render_mock(
             window,
@@ -92,11 +113,23 @@ def render_mock(
             diffuse=diffuse,
             margin=margin,
             pointing=mock_pointing(pointing),
+            noise_correlation=noise_correlation,
         )
 
 
 def _render_mock(
-    window, seed, bands, *, background_rate, noise, sources, stars, diffuse, margin, pointing
+    window,
+    seed,
+    bands,
+    *,
+    background_rate,
+    noise,
+    sources,
+    stars,
+    diffuse,
+    margin,
+    pointing,
+    noise_correlation,
 ):
     p: MockPointing = pointing
     zp = p.zeropoints
@@ -138,10 +171,39 @@ def _render_mock(
             t = p.exptimes[b]
             floor = np.float32(float(bkg[b]) / t + (MOCK_READ_NOISE_E / t) ** 2)
             img = model[b]
-            for ya, yb, z in _tile_normals(seed, BANDS.index(b), y0, y1, x0, x1, p.seed_key):
+            h = (
+                drizzle_noise_filter(band_drop_size_px(b, PIXEL_SCALE_ARCSEC))
+                if noise_correlation == "drizzle"
+                else np.ones(1)
+            )
+            for ya, yb, z in _filtered_tile_normals(
+                seed, BANDS.index(b), (y0, y1, x0, x1), p.seed_key, h
+            ):
                 strip = img[ya - y0 : yb - y0]
                 strip += np.sqrt(np.maximum(strip, 0) * np.float32(1.0 / t) + floor) * z
     return model
+
+
+def _filtered_tile_normals(
+    seed: int, band_index: int, window: tuple[int, int, int, int], key: tuple[int, ...], h
+):
+    """Yield ``(ya, yb, z)``: the window's rows ``[ya, yb)`` of the frame's white normals
+    (:func:`_tile_normals`) filtered with ``h`` along both axes
+    (:func:`~jaxcomp.ast.drizzle_noise.correlate_normals`); pixel ``(y, x)`` uses the frame's
+    normals at ``[y, y + len(h)) x [x, x + len(h))``, so every window sees the same noise."""
+    y0, y1, x0, x1 = window
+    m = len(h)
+    if m == 1:
+        yield from _tile_normals(seed, band_index, y0, y1, x0, x1, key)
+        return
+    buf, buf_y = None, y0
+    for _, yb, z in _tile_normals(seed, band_index, y0, y1 + m - 1, x0, x1 + m - 1, key):
+        buf = z if buf is None else np.concatenate([buf, z])
+        end = min(y1, yb - m + 1)  # rows whose filter support is complete
+        if end > buf_y:
+            n = end - buf_y
+            yield buf_y, end, correlate_normals(buf[: n + m - 1], h)
+            buf, buf_y = buf[n:], end
 
 
 def _tile_normals(

@@ -59,6 +59,7 @@ __all__ = [
     "MOCK_POINTINGS",
     "ADAMO17_50PCT_NGC628E",
     "MOCK_PSF_OVERSAMPLING",
+    "MOCK_NOISE_CORRELATION",
     "mock_pointing",
     "mock_psfs",
     "mock_psf_digest",
@@ -70,6 +71,10 @@ PointingName = Literal["ngc628c", "ngc628e"]
 
 #: Samples per pixel of the mock's effective PSFs.
 MOCK_PSF_OVERSAMPLING: int = 4
+
+#: Pixel-to-pixel covariance of the mock's noise, the one its noise calibrations are made with:
+#: that of the drizzled frames (:mod:`jaxcomp.ast.drizzle_noise`).
+MOCK_NOISE_CORRELATION: Literal["drizzle", "white"] = "drizzle"
 
 #: 50% magnitudes of Adamo+2017's per-band recovery curves in NGC628E (apparent Vega mag): the
 #: linear interpolation of the shipped table (:func:`jaxcomp.catalogues.adamo17_50pct_magnitudes`,
@@ -267,7 +272,8 @@ def mock_noise_calibration(pointing: str | MockPointing = "ngc628c") -> dict:
     """The calibrated noise constants and their provenance (``data/mock/<noise_file>``).
 
     Keys: ``background_rate`` (band -> effective background B [counts/s/px]),
-    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``m50_target`` (Adamo+2017),
+    ``read_noise_e``, ``psf_sha256`` (the PSFs it was made with), ``noise_correlation`` (the
+    noise covariance it was made with), ``m50_target`` (Adamo+2017),
     ``m50_mock`` (measured on the calibrated mock), ``recipe`` (the single-band test) and
     ``provenance``.
     """
@@ -282,6 +288,13 @@ def background_rates(pointing: str | MockPointing = "ngc628c") -> dict[str, floa
         raise ValueError(
             f"the mock noise calibration data/mock/{p.noise_file} was made with other PSFs than "
             f"data/mock/{p.psf_file}; rerun scripts/calibrate_mock_noise.py --pointing {p.name}"
+        )
+    made_with = payload.get("noise_correlation", "white")
+    if made_with != MOCK_NOISE_CORRELATION:
+        raise ValueError(
+            f"the mock noise calibration data/mock/{p.noise_file} was made with {made_with!r} "
+            f"noise, the mock draws {MOCK_NOISE_CORRELATION!r} noise; rerun "
+            f"scripts/calibrate_mock_noise.py --pointing {p.name}"
         )
     rates = payload["background_rate"]
     return {b: float(rates[b]) for b in BANDS}
