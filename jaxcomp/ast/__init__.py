@@ -44,6 +44,7 @@ from .campaign_store import read_campaign
 from .centring import iraf_centroid
 from .cuts import STAGES, apply_cuts
 from .detection import detect
+from .drizzle_noise import drizzle_noise_filter, noise_correlation_ratio
 from .epsf import EPSFError, EPSFResult, EPSFStarSelection, build_epsf
 from .field import (
     BANDS,
@@ -53,7 +54,6 @@ from .field import (
     PIXEL_SCALE_ARCSEC,
     Field,
 )
-from .drizzle_noise import drizzle_noise_filter, noise_correlation_ratio
 from .field_fits import read_field_fits, write_field_fits
 from .hst_psf import InstrumentPSF, hst_epsf
 from .inject import (
