@@ -10,8 +10,8 @@ the blur whose CIs are closest to the real medians (least squares over the radii
 
 - the clusters are at integer pixel positions (BAOlab ``mksynth``) with the radii C-4 gave
   BAOlab (ACS bands: 0.792 x nominal, C-4 converted r_eff with 0.05"/px; WFC3: nominal);
-- the photometry starts half a pixel below them (C-4's matched white-light coordinates;
-  ``scripts/measure_injected_ci.py``) with 0.05 px rms scatter, and each aperture goes to
+- the photometry starts (-0.55, -0.44) px from them (C-4's matched white-light coordinates,
+  :mod:`jaxcomp.ast.c4_reference`) with 0.01 px rms scatter, and each aperture goes to
   the band's IRAF ``centroid`` (3x3 box, :func:`jaxcomp.ast.centring.iraf_centroid`);
 - IRAF's aperture weights and the 7-8 px "mode" sky (:class:`PhotometryConfig`).
 
@@ -68,7 +68,7 @@ def scan(band: str, blurs_arcsec, radii_pc, seed: int = 0) -> np.ndarray:
     """Median CIs (blur x radius) for ``band``."""
     inst0 = hst_psf.INSTRUMENT_OF_BAND[band]
     factor = C4_ACS_RADIUS_FACTOR if inst0.name == "ACS/WFC" else 1.0
-    starts = C4_START_OFFSET_PX + np.random.default_rng(seed).normal(
+    starts = np.asarray(C4_START_OFFSET_PX) + np.random.default_rng(seed).normal(
         0.0, C4_START_SCATTER_PX, (N_STARTS, 2)
     )
     out = np.empty((len(blurs_arcsec), len(radii_pc)))

@@ -12,10 +12,19 @@ Recipe: for each r_eff in ``--radii`` pc, ``--frames`` frames of 25 clusters (th
 density), placed as the campaigns place them (white-light density, 3 r_eff apart, 5 px from
 the crop's edges), with magnitudes uniform from 5 to 1.5 mag brighter than the band's
 Adamo+2017 50% magnitude (the CI does not depend on colour; the error cut keeps the bright
-ones), shot noise from their own counts. The real injections' clusters with err3 < 0.05 sit
-near the cut (F555W: median err3 0.034, 10th percentile 0.022), and the noise sets the CI's
-scatter, so the table also gives the statistics with the mock's clusters weighted to the real
-err3 distribution (``err_matched``: the real F555W clusters' err3 histogram in 0.005 mag bins).
+ones), shot noise from their own counts over the band's exposure time, and IRAF's errors
+with the frame's gain (``epadu`` = exposure time, as LEGUS).
+
+``--c4-noise`` makes and measures the clusters as C-4 did instead
+(:mod:`jaxcomp.ast.c4_reference`): shot noise over BAOlab's effective exposure
+(``ZPOINT x 10**(-0.4 ZP)`` = 0.5-9 s instead of 858-2481 s: 17-53 times the physical rms)
+and IRAF's errors with ``epadu`` = 1 on the count-rate frames. C-4's 3 px error < 0.05 then
+keeps only clusters brighter than ZP - 6.7 in the 3 px aperture (real F555W 16.2-19.0 mag), so
+the magnitudes are drawn from ZP - 10.3 to ZP - 6.3, and the table also gives the statistics
+with the mock's clusters weighted to the real injections' 3 px error distribution
+(``err_matched``: the real F555W histogram in 0.005 mag bins; meaningful only here, where both
+errors come from the same formula). The real statistics at the matching nominal radius are
+printed beside the mock's.
 
 It also measures the CI distribution of the mock's own class 1-3 sources (the LEGUS
 catalogue's clusters placed in the mock with radii matched to their catalogue CIs) through
@@ -28,14 +37,14 @@ centre falls on the pixel grid:
 - ``exact``: clusters at random sub-pixel positions, apertures at the true centres.
 - ``c4``: what the C-4 pipeline did with its injections. Clusters at integer pixel positions
   (BAOlab ``mksynth``); the photometry starts from the matched white-light coordinates, which
-  sit half a pixel below the injected ones (the XINIT columns of C-4's committed ``.mag``
-  files have fractional parts 0.42-0.60 for compact clusters, and bright compact clusters are
-  centred exactly on the pixel above them), and every band's apertures go to that band's IRAF
-  ``centroid`` (cbox 1 = a 3x3 box, :func:`jaxcomp.ast.centring.iraf_centroid`).
+  sit (-0.55, -0.44) px from the injected ones (the XINIT and YINIT of C-4's committed
+  ``.mag`` files, :mod:`jaxcomp.ast.c4_reference`), and every band's apertures go to that
+  band's IRAF ``centroid`` (cbox 1 = a 3x3 box, :func:`jaxcomp.ast.centring.iraf_centroid`).
 - ``iraf``: the LEGUS pipeline on real clusters: random sub-pixel positions, IRAF centroid from
-  a start 0.05 px (rms) off the truth.
+  a start :data:`LEGUS_START_SCATTER_PX` px (rms per axis) off the truth.
 
     python scripts/measure_injected_ci.py --json ci.json     # ~3-6 min on one core
+    python scripts/measure_injected_ci.py --geometry c4 --c4-noise --radii 0.792,1.584 ...
 """
 
 from __future__ import annotations
@@ -43,31 +52,45 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from jaxcomp.ast import make_mock_field, mock_truth, prepare_field
-from jaxcomp.ast.c4_reference import C4_START_OFFSET_PX, C4_START_SCATTER_PX, read_c4_injection_ci
+from jaxcomp.ast.c4_reference import (
+    C4_ACS_RADIUS_FACTOR,
+    C4_PHOT_EPADU,
+    C4_START_OFFSET_PX,
+    C4_START_SCATTER_PX,
+    c4_injection_exposure_s,
+    read_c4_injection_ci,
+)
 from jaxcomp.ast.centring import iraf_centroid
-from jaxcomp.ast.inject import draw_positions, inject
+from jaxcomp.ast.hst_psf import INSTRUMENT_OF_BAND
+from jaxcomp.ast.inject import draw_positions, inject, noisy_stamps
 from jaxcomp.ast.photometry import aperture_photometry, magnitude_error
 from jaxcomp.ast.pipeline import run_pipeline
 from jaxcomp.ast.profiles import reff_pc_to_px
 from jaxcomp.ast.settings import PhotometryConfig
 from jaxcomp.catalogues import ADAMO17_PUBLISHED_50PCT_NGC628C, BANDS, read_legus
 
-#: Real NGC 628C injections (F555W, 3 px error < 0.05 mag), measured from the C-4 repository's
-#: committed photometry (issue 13): median CI and share with CI >= 1.4 per nominal r_eff [pc].
-REAL_F555W = {1: (1.39, 0.43), 2: (1.48, 0.92), 3: (1.56, 1.00), 5: (1.70, 1.00), 10: (1.87, 1.00)}
-
-
+#: Bands with C-4 reference photometry (``data/legus/c4_ngc628c_injection_ci.csv``).
+C4_BANDS = ("F336W", "F555W", "F814W")
 #: Where the apertures go (see the module docstring).
 GEOMETRIES = ("exact", "c4", "iraf")
+#: Scatter of the detection positions that the LEGUS pipeline's centring starts from, for
+#: clusters at random positions (``iraf`` geometry) [px rms per axis].
+LEGUS_START_SCATTER_PX = 0.05
+#: With ``--c4-noise``: magnitudes drawn uniformly this far below the band's zeropoint [mag]
+#: (C-4's 3 px error < 0.05 keeps 3 px magnitudes brighter than ZP - 6.7; its F555W sample
+#: spans 16.2-19.0 = ZP - 9.5 to ZP - 6.7).
+C4_MAG_BELOW_ZP = (6.3, 10.3)
 
 
-def forced_ci(images, field, x, y, band):
+def forced_ci(images, field, x, y, band, epadu=None):
     """CI, 3 px magnitude error with the apertures at (x, y) in ``band`` (the pipeline's
-    photometry, no recentring: :func:`aperture_centres` places them)."""
+    photometry, no recentring: :func:`aperture_centres` places them); the error with IRAF's
+    gain ``epadu`` (default the band's exposure time, as LEGUS)."""
     cfg = PhotometryConfig(ci_band=band, centring="none")
     ph = aperture_photometry(images, x, y, dict(field.zeropoints), dict(field.exptimes), cfg)
     r3 = cfg.ci_radii_px[1]
@@ -76,9 +99,27 @@ def forced_ci(images, field, x, y, band):
         math.pi * r3 * r3,
         np.asarray(ph[f"skystd_{band}"], float),
         np.asarray(ph[f"nsky_{band}"], float),
-        field.exptimes[band],
+        field.exptimes[band] if epadu is None else epadu,
     )
     return np.asarray(ph["ci"], float), err3
+
+
+def real_ci_stats(band, r_pc, geometry):
+    """The real injections' CI statistics (3 px error < 0.05) at the nominal radius that
+    ``r_pc`` stands for (ACS bands with the ``c4`` geometry: ``r_pc`` / C4_ACS_RADIUS_FACTOR),
+    or None when C-4 has no such band or radius."""
+    if band not in C4_BANDS:
+        return None
+    real = read_c4_injection_ci(band)
+    nominal = float(r_pc)
+    if geometry == "c4" and INSTRUMENT_OF_BAND[band].name == "ACS/WFC":
+        nominal /= C4_ACS_RADIUS_FACTOR
+    if abs(nominal - round(nominal)) > 1e-3:
+        return None
+    keep = (real["r_eff_pc"] == round(nominal)) & (real["err3"] < 0.05)
+    if not keep.any():
+        return None
+    return {**_stats(real["ci"][keep]), "r_nominal_pc": int(round(nominal))}
 
 
 def _real_err3_weights():
@@ -112,17 +153,32 @@ def aperture_centres(image, x, y, exptime, geometry, rng):
     """Aperture centres of clusters injected at (x, y) in one band's ``image`` [px]."""
     if geometry == "exact":
         return x, y
-    offset = C4_START_OFFSET_PX if geometry == "c4" else 0.0
-    x0 = x + offset + rng.normal(0.0, C4_START_SCATTER_PX, x.size)
-    y0 = y + offset + rng.normal(0.0, C4_START_SCATTER_PX, y.size)
+    if geometry == "c4":
+        (dx, dy), scatter = C4_START_OFFSET_PX, C4_START_SCATTER_PX
+    else:
+        (dx, dy), scatter = (0.0, 0.0), LEGUS_START_SCATTER_PX
+    x0 = x + dx + rng.normal(0.0, scatter, x.size)
+    y0 = y + dy + rng.normal(0.0, scatter, y.size)
     xc, yc, _ = iraf_centroid(image, x0, y0, sigma=0.01, epadu=exptime)
     return xc, yc
 
 
 def injected_ci_table(
-    radii=(1, 2, 3, 5, 10), frames=40, seed=0, size="small", per_frame=25, geometry="exact"
+    radii=(1, 2, 3, 5, 10),
+    frames=40,
+    seed=0,
+    size="small",
+    per_frame=25,
+    geometry="exact",
+    c4_noise=False,
 ):
+    """CI statistics per radius and band (see the module docstring); ``c4_noise``: the
+    clusters' shot noise and the errors as C-4 made them (:mod:`jaxcomp.ast.c4_reference`)."""
     field = make_mock_field(size, seed=seed)
+    noise_field = field
+    if c4_noise:
+        t_c4 = {b: c4_injection_exposure_s(field.zeropoints[b]) for b in BANDS}
+        noise_field = replace(field, exptimes=t_c4)
     base = prepare_field(field)
     ss = np.random.SeedSequence(seed, spawn_key=(13,))
     out = {}
@@ -137,13 +193,21 @@ def injected_ci_table(
             )
             if geometry == "c4":
                 x, y = np.round(x), np.round(y)
-            mags = {
-                b: ADAMO17_PUBLISHED_50PCT_NGC628C[b] - rng.uniform(1.5, 5.0, x.size) for b in BANDS
-            }
-            imgs = inject(field, x, y, mags, r_px, rng)
+            if c4_noise:  # C-4's error cut keeps only clusters 6.7+ mag brighter than ZP
+                mags = {
+                    b: field.zeropoints[b] - rng.uniform(*C4_MAG_BELOW_ZP, x.size) for b in BANDS
+                }
+            else:
+                mags = {
+                    b: ADAMO17_PUBLISHED_50PCT_NGC628C[b] - rng.uniform(1.5, 5.0, x.size)
+                    for b in BANDS
+                }
+            stamps = noisy_stamps(noise_field, x, y, mags, r_px, rng)
+            imgs = inject(field, x, y, mags, r_px, rng, stamps=stamps)
             for b in BANDS:
-                xa, ya = aperture_centres(imgs[b], x, y, field.exptimes[b], geometry, rng)
-                c, e = forced_ci(imgs, field, xa, ya, b)
+                epadu = C4_PHOT_EPADU if c4_noise else field.exptimes[b]
+                xa, ya = aperture_centres(imgs[b], x, y, epadu, geometry, rng)
+                c, e = forced_ci(imgs, field, xa, ya, b, epadu)
                 ci[b].append(c)
                 err[b].append(e)
         out[r_pc] = {}
@@ -156,7 +220,9 @@ def injected_ci_table(
             k = np.clip(np.digitize(ev, edges) - 1, 0, target.size - 1)
             have = np.bincount(k, minlength=target.size) / k.size
             w = np.divide(target, have, out=np.zeros_like(target), where=have > 0)[k]
-            out[r_pc][b] = {"all": _stats(v), "err_matched": _stats(v, w)}
+            out[r_pc][b] = {"all": _stats(v)}
+            if c4_noise:  # the same error formula as the real sample's: weights are meaningful
+                out[r_pc][b]["err_matched"] = _stats(v, w)
     return out
 
 
@@ -203,30 +269,44 @@ def main(argv=None):
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--skip-catalogue", action="store_true")
     ap.add_argument("--geometry", choices=GEOMETRIES, default="exact", help="see the docstring")
+    ap.add_argument(
+        "--c4-noise",
+        action="store_true",
+        help="the clusters' shot noise and the errors as C-4 made them (see the docstring)",
+    )
     args = ap.parse_args(argv)
     radii = tuple(float(v) if "." in v else int(v) for v in args.radii.split(","))
-    table = injected_ci_table(radii, args.frames, args.seed, geometry=args.geometry)
-    print(
-        "| band | r_eff [pc] | n | median CI | 16-84th | share CI >= 1.4 | err-matched: median, "
-        "16-84th, "
-        "share | real F555W median / share |"
+    table = injected_ci_table(
+        radii, args.frames, args.seed, geometry=args.geometry, c4_noise=args.c4_noise
     )
-    print("|---|---|---|---|---|---|---|---|")
+
+    def fmt(s):
+        return (
+            f"{s['median']:.3f}, {s['p16']:.3f}-{s['p84']:.3f}, {s['share_ci_ge_1p4']:.2f}"
+            if s
+            else ""
+        )
+
+    print(
+        "| band | r_eff [pc] | n | all: median CI, 16-84th, share CI >= 1.4 | err-matched: the "
+        "same | real (nominal radius, n): the same |"
+    )
+    print("|---|---|---|---|---|---|")
+    real = {}
     for b in BANDS:
         for r in radii:
-            s, m = table[r][b]["all"], table[r][b]["err_matched"]
-            real = REAL_F555W.get(r) if b == "F555W" else None
-            ref = f"{real[0]:.2f} / {real[1]:.2f}" if real else ""
-            print(
-                f"| {b} | {r} | {s['n']} | {s['median']:.3f} | {s['p16']:.3f}-{s['p84']:.3f} | "
-                f"{s['share_ci_ge_1p4']:.2f} | {m['median']:.3f}, {m['p16']:.3f}-{m['p84']:.3f}, "
-                f"{m['share_ci_ge_1p4']:.2f} | {ref} |"
-            )
+            s, m = table[r][b]["all"], table[r][b].get("err_matched")
+            real[(b, r)] = real_ci_stats(b, r, args.geometry)
+            ref = real[(b, r)]
+            tag = f"{fmt(ref)} ({ref['r_nominal_pc']} pc, {ref['n']})" if ref else ""
+            print(f"| {b} | {r} | {s['n']} | {fmt(s)} | {fmt(m)} | {tag} |")
     result = {
         "injected": {str(r): v for r, v in table.items()},
+        "real": {f"{b} {r}": v for (b, r), v in real.items() if v},
         "seed": args.seed,
         "frames": args.frames,
         "geometry": args.geometry,
+        "c4_noise": args.c4_noise,
     }
     if not args.skip_catalogue:
         result["catalogue"] = mock_catalogue_ci(seed=args.seed)

@@ -138,8 +138,8 @@ def test_bad_psf_images_are_refused_naming_the_band():
 def _c4_measured_ci(psf, r_eff_px, band):
     """Noiseless median CI of a cluster measured as C-4 measured its injections.
 
-    The cluster sits on a pixel centre (BAOlab ``mksynth``); the photometry starts half a
-    pixel below it per axis (C-4's matched white-light coordinates), at 8 starts within
+    The cluster sits on a pixel centre (BAOlab ``mksynth``); the photometry starts
+    (-0.55, -0.44) px from it (C-4's matched white-light coordinates), at 8 starts within
     0.1 px of that, and each aperture goes to IRAF's centroid (3x3 box) there; IRAF aperture
     weights, 7-8 px "mode" sky (``scripts/fit_psf_residual_blur.py`` uses 200 random starts).
     """
@@ -154,7 +154,8 @@ def _c4_measured_ci(psf, r_eff_px, band):
         img, render_multiband([45.0], [45.0], {"b": [1e5]}, float(r_eff_px), {"b": psf})["b"]
     )
     d = np.array([-0.1, -0.05, 0.0, 0.05])
-    sx, sy = np.meshgrid(45.0 + C4_START_OFFSET_PX + d, 45.0 + C4_START_OFFSET_PX + d[::-1])
+    dx, dy = C4_START_OFFSET_PX
+    sx, sy = np.meshgrid(45.0 + dx + d, 45.0 + dy + d[::-1])
     x, y, _ = iraf_centroid(img, sx.ravel()[::2], sy.ravel()[::2], sigma=0.01, epadu=1000.0)
     ph = aperture_photometry(
         {b: img for b in BANDS},

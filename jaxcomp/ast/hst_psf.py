@@ -37,7 +37,8 @@ physical transfer functions of the observation, each from a published number:
    the median concentration index of the real NGC 628C injections of the C-4 pipeline
    (``data/legus/c4_ngc628c_injection_ci.csv``, clusters with a 3 px error below 0.05 mag),
    with the model clusters measured as C-4 measured its own: at integer pixels, the
-   photometry starting half a pixel off and recentred by IRAF's ``centroid``
+   photometry starting (-0.55, -0.44) px off (:mod:`jaxcomp.ast.c4_reference`) and
+   recentred by IRAF's ``centroid``
    (:func:`jaxcomp.ast.centring.iraf_centroid`), IRAF aperture weights (noiseless model
    values here, least squares over every radius C-4 committed). F336W at r_eff = 1 and 3 pc
    (real 1.236 and 1.505; model 1.241 and 1.509); F555W at 1-10 pc (at the radii C-4
