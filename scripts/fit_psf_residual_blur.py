@@ -56,7 +56,7 @@ def c4_measured_ci(psf: PSFModel, band: str, r_eff_px: float, starts: np.ndarray
     c = STAMP_SIDE_PX // 2
     img = np.zeros((STAMP_SIDE_PX, STAMP_SIDE_PX))
     add_stamps(img, render_stamps([c], [c], [CLUSTER_RATE], r_eff_px, psf))
-    x, y, _ = iraf_centroid(img, c + starts[:, 0], c + starts[:, 1], sigma=0.01, epadu=EXPTIME_S)
+    x, y, _ = iraf_centroid(img, c + starts[:, 0], c + starts[:, 1], epadu=EXPTIME_S)
     cfg = PhotometryConfig(ci_band=band, centring="none")
     ph = aperture_photometry(
         {b: img for b in BANDS}, x, y, {b: 25.0 for b in BANDS}, {b: EXPTIME_S for b in BANDS}, cfg

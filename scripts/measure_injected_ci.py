@@ -104,13 +104,10 @@ def forced_ci(images, field, x, y, band, epadu=None):
     return np.asarray(ph["ci"], float), err3
 
 
-def real_ci_stats(band, r_pc, geometry):
-    """The real injections' CI statistics (3 px error < 0.05) at the nominal radius that
-    ``r_pc`` stands for (ACS bands with the ``c4`` geometry: ``r_pc`` / C4_ACS_RADIUS_FACTOR),
-    or None when C-4 has no such band or radius."""
-    if band not in C4_BANDS:
-        return None
-    real = read_c4_injection_ci(band)
+def real_ci_stats(real, band, r_pc, geometry):
+    """The CI statistics of ``real`` (:func:`read_c4_injection_ci` of ``band``; 3 px error <
+    0.05) at the nominal radius that ``r_pc`` stands for (ACS bands with the ``c4``
+    geometry: ``r_pc`` / C4_ACS_RADIUS_FACTOR), or None when C-4 has no such radius."""
     nominal = float(r_pc)
     if geometry == "c4" and INSTRUMENT_OF_BAND[band].name == "ACS/WFC":
         nominal /= C4_ACS_RADIUS_FACTOR
@@ -159,7 +156,7 @@ def aperture_centres(image, x, y, exptime, geometry, rng):
         (dx, dy), scatter = (0.0, 0.0), LEGUS_START_SCATTER_PX
     x0 = x + dx + rng.normal(0.0, scatter, x.size)
     y0 = y + dy + rng.normal(0.0, scatter, y.size)
-    xc, yc, _ = iraf_centroid(image, x0, y0, sigma=0.01, epadu=exptime)
+    xc, yc, _ = iraf_centroid(image, x0, y0, epadu=exptime)
     return xc, yc
 
 
@@ -179,6 +176,8 @@ def injected_ci_table(
     if c4_noise:
         t_c4 = {b: c4_injection_exposure_s(field.zeropoints[b]) for b in BANDS}
         noise_field = replace(field, exptimes=t_c4)
+    if c4_noise:
+        edges, target = _real_err3_weights()
     base = prepare_field(field)
     ss = np.random.SeedSequence(seed, spawn_key=(13,))
     out = {}
@@ -215,13 +214,12 @@ def injected_ci_table(
             c = np.concatenate(ci[b])
             e = np.concatenate(err[b])
             keep = np.isfinite(c) & (e < 0.05)
-            v, ev = c[keep], e[keep]
-            edges, target = _real_err3_weights()
-            k = np.clip(np.digitize(ev, edges) - 1, 0, target.size - 1)
-            have = np.bincount(k, minlength=target.size) / k.size
-            w = np.divide(target, have, out=np.zeros_like(target), where=have > 0)[k]
+            v = c[keep]
             out[r_pc][b] = {"all": _stats(v)}
             if c4_noise:  # the same error formula as the real sample's: weights are meaningful
+                k = np.clip(np.digitize(e[keep], edges) - 1, 0, target.size - 1)
+                have = np.bincount(k, minlength=target.size) / k.size
+                w = np.divide(target, have, out=np.zeros_like(target), where=have > 0)[k]
                 out[r_pc][b]["err_matched"] = _stats(v, w)
     return out
 
@@ -294,9 +292,10 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     real = {}
     for b in BANDS:
+        real_b = read_c4_injection_ci(b) if b in C4_BANDS else None
         for r in radii:
             s, m = table[r][b]["all"], table[r][b].get("err_matched")
-            real[(b, r)] = real_ci_stats(b, r, args.geometry)
+            real[(b, r)] = real_ci_stats(real_b, b, r, args.geometry) if real_b else None
             ref = real[(b, r)]
             tag = f"{fmt(ref)} ({ref['r_nominal_pc']} pc, {ref['n']})" if ref else ""
             print(f"| {b} | {r} | {s['n']} | {fmt(s)} | {fmt(m)} | {tag} |")

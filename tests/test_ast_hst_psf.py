@@ -156,7 +156,7 @@ def _c4_measured_ci(psf, r_eff_px, band):
     d = np.array([-0.1, -0.05, 0.0, 0.05])
     dx, dy = C4_START_OFFSET_PX
     sx, sy = np.meshgrid(45.0 + dx + d, 45.0 + dy + d[::-1])
-    x, y, _ = iraf_centroid(img, sx.ravel()[::2], sy.ravel()[::2], sigma=0.01, epadu=1000.0)
+    x, y, _ = iraf_centroid(img, sx.ravel()[::2], sy.ravel()[::2], epadu=1000.0)
     ph = aperture_photometry(
         {b: img for b in BANDS},
         x,

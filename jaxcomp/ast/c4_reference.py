@@ -93,10 +93,8 @@ def c4_median_ci(band: str, max_err3: float = 0.05) -> dict[int, tuple[float, in
     per nominal radius [pc]."""
     t = read_c4_injection_ci(band)
     keep = t["err3"] < max_err3
+    ci, radius = t["ci"][keep], t["r_eff_pc"][keep]
     return {
-        int(r): (
-            float(np.median(t["ci"][keep & (t["r_eff_pc"] == r)])),
-            int(np.sum(keep & (t["r_eff_pc"] == r))),
-        )
-        for r in np.unique(t["r_eff_pc"][keep])
+        int(r): (float(np.median(ci[radius == r])), int(np.sum(radius == r)))
+        for r in np.unique(radius)
     }

@@ -23,8 +23,15 @@ __all__ = [
     "CENTRING_NO_AREA",
     "CENTRING_OK",
     "CENTRING_OUT_OF_BOUNDS",
+    "LEGUS_CENTRING_MIN_SNR",
+    "LEGUS_CENTRING_SIGMA",
     "iraf_centroid",
 ]
+
+#: The S/N test of the centring as LEGUS ran ``phot``: datapars ``sigma`` [data units per
+#: pixel, i.e. counts/s for count-rate images] and centerpars ``minsnratio``.
+LEGUS_CENTRING_SIGMA: float = 0.01
+LEGUS_CENTRING_MIN_SNR: float = 1.0
 
 #: Centring succeeded.
 CENTRING_OK = 0
@@ -103,8 +110,8 @@ def iraf_centroid(
     box_px: float = 1.0,
     max_iter: int = 3,
     max_shift_px: float = 1.0,
-    min_snr: float = 1.0,
-    sigma: float = 0.01,
+    min_snr: float = LEGUS_CENTRING_MIN_SNR,
+    sigma: float = LEGUS_CENTRING_SIGMA,
     epadu: float = 1.0,
     footprint: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ each band's drizzle-drop filter, keeping the per-pixel variance.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .mock_stars import _stars_arrays
 from .pointing import (
     MOCK_NOISE_CORRELATION,
     MockPointing,
+    NoiseCorrelation,
     background_rates,
     mock_pointing,
     mock_psfs,
@@ -34,10 +35,6 @@ from .pointing import (
 from .profiles import add_stamps, point_source_stamps, render_multiband
 
 __all__ = ["MOCK_READ_NOISE_E", "NoiseCorrelation", "render_mock"]
-
-#: How the mock's pixel noise is correlated: ``"drizzle"`` (the drizzled frames' covariance,
-#: :mod:`jaxcomp.ast.drizzle_noise`) or ``"white"`` (independent pixels, for diagnostics).
-NoiseCorrelation = Literal["drizzle", "white"]
 
 #: Read-noise floor per drizzled pixel [e-].
 MOCK_READ_NOISE_E: float = 5.0
@@ -97,10 +94,9 @@ def render_mock(
     chooses the frame (:mod:`jaxcomp.ast.pointing`). ``noise_correlation`` chooses the noise's
     pixel-to-pixel covariance (:data:`NoiseCorrelation`); the per-pixel variance is the same.
     """
-    if noise_correlation not in ("drizzle", "white"):
-        raise ValueError(
-            f"noise_correlation must be 'drizzle' or 'white', got {noise_correlation!r}"
-        )
+    if noise_correlation not in get_args(NoiseCorrelation):
+        allowed = " or ".join(repr(v) for v in get_args(NoiseCorrelation))
+        raise ValueError(f"noise_correlation must be {allowed}, got {noise_correlation!r}")
     with single_threaded_blas():
         return _render_mock(
             window,

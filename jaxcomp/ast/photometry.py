@@ -23,7 +23,7 @@ from astropy.table import Table
 
 from ..catalogues import BANDS
 from .background import clipped_stats_rows
-from .centring import iraf_centroid
+from .centring import LEGUS_CENTRING_MIN_SNR, LEGUS_CENTRING_SIGMA, iraf_centroid
 from .field import Field
 from .settings import DEFAULT_CONFIG, PhotometryConfig
 
@@ -34,12 +34,6 @@ __all__ = [
     "circle_pixel_overlap",
     "magnitude_error",
 ]
-
-#: The S/N test of the centring (:func:`jaxcomp.ast.centring.iraf_centroid`) as LEGUS ran
-#: ``phot``: datapars ``sigma`` [data units per pixel, i.e. counts/s for these images]
-#: and centerpars ``minsnratio``; ``epadu`` is each band's exposure time [s].
-LEGUS_CENTRING_SIGMA = 0.01
-LEGUS_CENTRING_MIN_SNR = 1.0
 
 # the output columns' units, parsed once (parsing a unit string per column and call
 # cost more than the photometry of a small frame)

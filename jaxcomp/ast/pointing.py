@@ -60,6 +60,7 @@ __all__ = [
     "ADAMO17_50PCT_NGC628E",
     "MOCK_PSF_OVERSAMPLING",
     "MOCK_NOISE_CORRELATION",
+    "NoiseCorrelation",
     "mock_pointing",
     "mock_psfs",
     "mock_psf_digest",
@@ -72,9 +73,12 @@ PointingName = Literal["ngc628c", "ngc628e"]
 #: Samples per pixel of the mock's effective PSFs.
 MOCK_PSF_OVERSAMPLING: int = 4
 
+#: How a mock's pixel noise is correlated: ``"drizzle"`` (the drizzled frames' covariance,
+#: :mod:`jaxcomp.ast.drizzle_noise`) or ``"white"`` (independent pixels, for diagnostics).
+NoiseCorrelation = Literal["drizzle", "white"]
 #: Pixel-to-pixel covariance of the mock's noise, the one its noise calibrations are made with:
-#: that of the drizzled frames (:mod:`jaxcomp.ast.drizzle_noise`).
-MOCK_NOISE_CORRELATION: Literal["drizzle", "white"] = "drizzle"
+#: that of the drizzled frames.
+MOCK_NOISE_CORRELATION: NoiseCorrelation = "drizzle"
 
 #: 50% magnitudes of Adamo+2017's per-band recovery curves in NGC628E (apparent Vega mag): the
 #: linear interpolation of the shipped table (:func:`jaxcomp.catalogues.adamo17_50pct_magnitudes`,
