@@ -3,7 +3,8 @@
 * :mod:`jaxcomp.ast.field` - :class:`Field` (five images + calibration + PSFs + WCS);
   :mod:`jaxcomp.ast.field_fits` - its FITS I/O.
 * :mod:`jaxcomp.ast.profiles` - EFF (gamma = 3) profiles, PSF-convolved and
-  pixel-integrated with exact flux.
+  pixel-integrated with exact flux; :mod:`jaxcomp.ast.psf_model` the PSF they are
+  convolved with (:class:`PSFModel`) and its checks.
 * :mod:`jaxcomp.ast.settings` - the LEGUS settings and cut values (their one home):
   :data:`LEGUS_SEXTRACTOR`, :class:`SExtractorConfig`, :class:`PhotometryConfig`,
   :class:`CutsConfig`, :class:`PipelineConfig`.
